@@ -1,0 +1,113 @@
+"""Errors and warnings raised by dyngen, and the source locations they point at.
+
+Every error a user can cause says *what* is wrong, *where* (system path, function,
+file:line) and *what to write instead*.  The CLI prints these without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# Frames inside these libraries are never "the user's line".
+_LIBRARY_MARKERS = (
+    _PACKAGE_DIR + os.sep,
+    os.sep + "numpy" + os.sep,
+    os.sep + "sympy" + os.sep,
+    os.sep + "numba" + os.sep,
+    os.sep + "scipy" + os.sep,
+    "<frozen ",
+)
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A file and line in the user's model."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def _is_user_file(filename: str) -> bool:
+    absolute = os.path.abspath(filename) if not filename.startswith("<") else filename
+    return not any(marker in absolute for marker in _LIBRARY_MARKERS)
+
+
+def user_frame_location(frame: FrameType | None = None) -> SourceLocation | None:
+    """The innermost stack frame (from ``frame`` outwards) that is user code."""
+    frame = frame if frame is not None else sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if _is_user_file(filename):
+            return SourceLocation(filename, frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+def user_traceback_location(tb: TracebackType | None) -> SourceLocation | None:
+    """The innermost traceback entry that is user code."""
+    found = None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if _is_user_file(filename):
+            found = SourceLocation(filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+class DyngenError(Exception):
+    """Base class of every error dyngen reports to a user."""
+
+
+class TraceError(DyngenError):
+    """A ``do_step`` or connection function uses something that cannot be traced."""
+
+    def __init__(self, problem: str, hint: str = "", location: SourceLocation | None = None):
+        self.problem = problem
+        self.hint = hint
+        self.location = location
+        self.context = ""  # filled in by the tracer: system path and function
+        super().__init__(problem)
+
+    def __str__(self) -> str:
+        lines = []
+        head = "cannot trace"
+        if self.context:
+            head += f" {self.context}"
+        if self.location is not None:
+            head += f" at {self.location}"
+        lines.append(head + ":")
+        lines.append(f"    {self.problem}")
+        if self.hint:
+            lines.append(f"  write instead: {self.hint}")
+        return "\n".join(lines)
+
+
+class ModelError(DyngenError):
+    """The model's structure is inconsistent (shapes, missing ders, double writers...)."""
+
+
+class AlgebraicLoopError(ModelError):
+    """Instantaneous signals depend on each other in a cycle."""
+
+
+class CodegenError(DyngenError):
+    """The model uses something the code generator cannot emit."""
+
+
+class SolverError(DyngenError, RuntimeError):
+    """The integrator failed; says when, why and which state went bad."""
+
+
+class ModelFileError(DyngenError):
+    """A model file cannot be loaded or does not define ``build()``."""
+
+
+class DyngenWarning(UserWarning):
+    """A model that dyngen compiles, but whose meaning differs from dynode's."""

@@ -1,0 +1,261 @@
+"""flatten: ModelSpec -> FlatModel.
+
+Lays out one state vector (dynode's order) and one parameter vector, checks that
+every state has a derivative of its shape, and orders all written signals by
+dataflow (a topological sort of the traced reads and writes).  A cycle of
+instantaneous dependencies is an algebraic loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import os
+
+import sympy as sp
+
+from .errors import AlgebraicLoopError, ModelError
+from .ir import Assignment, FlatModel, ModelSpec, Signal, SignalRef, Slot, TracedFunction, Write
+from .trace import TIME
+from .version import __version__
+
+
+def relative_location(location, root: str) -> str:
+    """``file:line`` with the file relative to the model's folder where possible."""
+    if location is None:
+        return "?"
+    path = location.file
+    if not path.startswith("<"):
+        try:
+            rel = os.path.relpath(path, root)
+        except ValueError:
+            rel = path
+        path = os.path.basename(path) if rel.startswith("..") else rel
+    return f"{path.replace(os.sep, '/')}:{location.line}"
+
+
+def _writers(spec: ModelSpec) -> dict[SignalRef, tuple[TracedFunction, Write]]:
+    found: dict[SignalRef, list[tuple[TracedFunction, Write]]] = {}
+    for fn in spec.functions:
+        for write in fn.writes:
+            found.setdefault(write.ref, []).append((fn, write))
+    for ref, writers in found.items():
+        if len(writers) > 1:
+            where = "\n".join(
+                f"    {fn.info.name} of {fn.info.system!r} ({relative_location(w.location, spec.source_root)})"
+                for fn, w in writers
+            )
+            raise ModelError(
+                f"{ref} is written by {len(writers)} functions:\n{where}\n"
+                "  dynode would keep whichever runs last, which depends on evaluation order; "
+                "write each signal in exactly one place (combine the values in one function)"
+            )
+    return {ref: writers[0] for ref, writers in found.items()}
+
+
+def _layout(signals: list[Signal], start: int = 0) -> tuple[Slot, ...]:
+    slots = []
+    for signal in signals:
+        slots.append(Slot(signal.ref, start, signal.shape, signal.symbols))
+        start += signal.size
+    return tuple(slots)
+
+
+def _check_ders(spec: ModelSpec, signals: dict[SignalRef, Signal], writers) -> list[str]:
+    warnings = []
+    for system in spec.systems:
+        for key in system.state_keys:
+            state = signals[SignalRef(system.path, "states", key)]
+            der_ref = SignalRef(system.path, "ders", key)
+            if der_ref not in writers:
+                raise ModelError(
+                    f"system {system.path!r} ({system.class_name}): state {key!r} has no derivative; "
+                    f"do_step must assign self.ders.{key} (or self.ders[{key!r}])"
+                )
+            der = signals[der_ref]
+            if der.size != state.size:
+                raise ModelError(
+                    f"system {system.path!r} ({system.class_name}): state {key!r} has {state.size} "
+                    f"element(s) (shape {state.shape}) but its der has {der.size} (shape {der.shape}); "
+                    "a der must have the shape of its state"
+                )
+        extra = [k for k in system.der_keys if k not in system.state_keys]
+        written_extra = [k for k in extra if SignalRef(system.path, "ders", k) in writers]
+        if written_extra:
+            raise ModelError(
+                f"system {system.path!r} ({system.class_name}) writes ders {written_extra} but has no "
+                f"such states (states: {list(system.state_keys)}); add the state in __init__ "
+                "or use an output for a value that is not integrated"
+            )
+        if list(system.der_keys) != list(system.state_keys) and set(system.der_keys) == set(system.state_keys):
+            warnings.append(
+                f"system {system.path!r}: ders are ordered {list(system.der_keys)} but states "
+                f"{list(system.state_keys)}; dynode pairs them by position (silently mixing up "
+                "derivatives), dyngen pairs them by name"
+            )
+    return warnings
+
+
+def _topological(writes: list[tuple[TracedFunction, Write]], owner: dict[sp.Symbol, SignalRef], spec: ModelSpec):
+    index = {w.ref: i for i, (_, w) in enumerate(writes)}
+    deps: list[set[int]] = []
+    for fn, write in writes:
+        needed = set()
+        for expr in write.exprs:
+            for symbol in expr.free_symbols:
+                ref = owner.get(symbol)
+                if ref in index:
+                    needed.add(index[ref])
+        deps.append(needed)
+    users: list[list[int]] = [[] for _ in writes]
+    remaining = [len(d) for d in deps]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    priority = [(fn.info.order, n) for n, (fn, _) in enumerate(writes)]
+    ready = [priority[i] for i in range(len(writes)) if remaining[i] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            remaining[u] -= 1
+            if remaining[u] == 0:
+                heapq.heappush(ready, priority[u])
+    if len(order) < len(writes):
+        stuck = {i for i in range(len(writes)) if remaining[i] > 0}
+        raise AlgebraicLoopError(_describe_cycle(stuck, deps, writes, spec))
+    return order, deps
+
+
+def _describe_cycle(stuck: set[int], deps, writes, spec: ModelSpec) -> str:
+    start = min(stuck)
+    path, seen = [start], {start: 0}
+    node = start
+    while True:
+        node = min(j for j in deps[node] if j in stuck)
+        if node in seen:
+            cycle = path[seen[node]:] + [node]
+            break
+        seen[node] = len(path)
+        path.append(node)
+    cycle.reverse()  # show it in the direction the values flow
+    chain = " -> ".join(str(writes[i][1].ref) for i in cycle)
+    lines = [f"algebraic loop: {chain}"]
+    for i in cycle[:-1]:
+        fn, write = writes[i]
+        lines.append(
+            f"    {write.ref} is computed by {fn.info.name} of {fn.info.system!r} "
+            f"({relative_location(write.location, spec.source_root)})"
+        )
+    lines.append(
+        "  each of these signals needs the next one within the same evaluation; break the "
+        "loop with a state (e.g. a first-order lag) or solve the equations in one function"
+    )
+    return "\n".join(lines)
+
+
+def _stale_reads(spec: ModelSpec, writers) -> list[str]:
+    warnings = []
+    for fn in spec.functions:
+        for ref in fn.reads:
+            if ref not in writers:
+                continue
+            writer, write = writers[ref]
+            if writer.info.order >= fn.info.order:
+                warnings.append(
+                    f"{ref} is read by {fn.info.name} of {fn.info.system!r} "
+                    f"({relative_location(fn.info.location, spec.source_root)}) before "
+                    f"{writer.info.name} of {writer.info.system!r} "
+                    f"({relative_location(write.location, spec.source_root)}) writes it; dynode would "
+                    "use the value left over from the previous evaluation, dyngen uses the current "
+                    "value (add the writer to `dependees` or reorder the connections to silence this)"
+                )
+    return warnings
+
+
+def _digest(parts: list[str]) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode("utf-8"))
+        hasher.update(b"\0")
+    return hasher.hexdigest()
+
+
+def flatten(spec: ModelSpec) -> FlatModel:
+    """Flatten a traced model; see the module docstring."""
+    signals = {s.ref: s for s in spec.signals}
+    writers = _writers(spec)
+    warnings = _check_ders(spec, signals, writers)
+
+    state_signals = [signals[SignalRef(s.path, "states", k)] for s in spec.systems for k in s.state_keys]
+    states = _layout(state_signals)
+    parameter_signals = [
+        s for s in spec.signals
+        if s.ref.kind in ("inputs", "outputs") and s.ref not in writers and s.ref in spec.defaults
+    ]  # fmt: skip
+    parameters = _layout(parameter_signals)
+
+    writes = [(fn, w) for fn in spec.functions for w in fn.writes]
+    owner = {sym: s.ref for s in spec.signals for sym in s.symbols}
+    order, _ = _topological(writes, owner, spec)
+    assignments = tuple(
+        Assignment(
+            ref=writes[i][1].ref,
+            symbols=signals[writes[i][1].ref].symbols,
+            exprs=writes[i][1].exprs,
+            function=writes[i][0].info,
+            location=writes[i][1].location,
+        )
+        for i in order
+    )
+    warnings += _stale_reads(spec, writers)
+
+    derivatives = tuple(
+        sym
+        for slot in states
+        for sym in signals[SignalRef(slot.ref.system, "ders", slot.ref.key)].symbols
+    )
+    observed_signals = [
+        signals[ref]
+        for system in spec.systems
+        for kind in ("inputs", "outputs", "ders")
+        for ref in (s.ref for s in spec.signals if s.ref.system == system.path and s.ref.kind == kind)
+        if ref in writers or ref in spec.defaults
+    ]
+    observed = _layout(observed_signals)
+
+    default_parameters = tuple(v for s in parameter_signals for v in spec.defaults[s.ref])
+    default_states = tuple(v for s in state_signals for v in spec.defaults[s.ref])
+
+    parts = [f"dyngen {__version__}", spec.name]
+    parts += [f"y {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in states]
+    parts += [f"p {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in parameters]
+    parts += [f"out {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in observed]
+    for a in assignments:
+        parts.append(
+            f"{a.ref} {[s.name for s in a.symbols]} = {[sp.srepr(e) for e in a.exprs]} "
+            f"by {a.function.name} {a.function.kind} {a.function.system} "
+            f"{relative_location(a.function.location, spec.source_root)} "
+            f"{relative_location(a.location, spec.source_root)}"
+        )
+    parts += [f"system {s.path} {s.class_name} {relative_location(s.location, spec.source_root)}" for s in spec.systems]
+    parts += [f"constant {ref} {text}" for ref, text in spec.constants]
+    parts += [f"warning {w}" for w in warnings]
+
+    return FlatModel(
+        name=spec.name,
+        source_root=spec.source_root,
+        time=TIME,
+        states=states,
+        parameters=parameters,
+        default_parameters=default_parameters,
+        default_states=default_states,
+        assignments=assignments,
+        derivatives=derivatives,
+        observed=observed,
+        systems=spec.systems,
+        warnings=tuple(warnings),
+        digest=_digest(parts),
+    )

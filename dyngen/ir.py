@@ -1,0 +1,248 @@
+"""The immutable intermediate representations passed between pipeline stages.
+
+``ModelSpec`` (trace) -> ``FlatModel`` (flatten) -> ``Kernel`` (lower) ->
+``ModuleSource`` (render).  Each has a readable ``__str__`` so ``dyngen build
+--emit`` can show any stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from .errors import SourceLocation
+
+KINDS = ("states", "ders", "inputs", "outputs")
+
+
+@dataclass(frozen=True, order=True)
+class SignalRef:
+    """One entry of one container of one system: ``path.kind[key]``."""
+
+    system: str
+    kind: str
+    key: str
+
+    def __str__(self) -> str:
+        key = f".{self.key}" if self.key.isidentifier() else f"[{self.key!r}]"
+        return f"{self.system}.{self.kind}{key}"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A signal's shape and the sympy symbols of its elements (C order)."""
+
+    ref: SignalRef
+    shape: tuple[int, ...]
+    symbols: tuple[sp.Symbol, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.symbols)
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """A traced function: whose it is, what kind, and where it is written."""
+
+    system: str
+    kind: str  # "do_step" | "pre-connection" | "post-connection"
+    name: str
+    location: SourceLocation | None
+    order: int  # position in dynode's imperative evaluation order
+
+    def __str__(self) -> str:
+        where = f" ({self.location})" if self.location else ""
+        return f"{self.system}: {self.name} [{self.kind}]{where}"
+
+
+@dataclass(frozen=True)
+class Write:
+    """The value a function leaves in a signal, as sympy expressions per element."""
+
+    ref: SignalRef
+    shape: tuple[int, ...]
+    exprs: tuple[sp.Basic, ...]
+    location: SourceLocation | None
+
+
+@dataclass(frozen=True)
+class TracedFunction:
+    info: FunctionInfo
+    reads: tuple[SignalRef, ...]  # signals read before this function wrote them
+    writes: tuple[Write, ...]
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    path: str
+    class_name: str
+    location: SourceLocation | None
+    state_keys: tuple[str, ...]
+    der_keys: tuple[str, ...]  # dynode's order: initial ders, then first-written order
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Every system's traced equations, before flattening."""
+
+    name: str
+    source_root: str  # directory that source locations are shown relative to
+    systems: tuple[SystemInfo, ...]
+    signals: tuple[Signal, ...]  # every known signal, in tree and container order
+    functions: tuple[TracedFunction, ...]  # dynode's imperative order
+    defaults: dict[SignalRef, tuple[float, ...]] = field(hash=False)  # numeric values now
+    constants: tuple[tuple[SignalRef, str], ...] = ()  # non-numeric values baked in
+
+    def __str__(self) -> str:
+        lines = [f"ModelSpec {self.name}: {len(self.systems)} systems, {len(self.functions)} functions"]
+        for system in self.systems:
+            lines.append(f"  system {system.path} ({system.class_name}) states={list(system.state_keys)}")
+        for fn in self.functions:
+            lines.append(f"  {fn.info}")
+            for ref in fn.reads:
+                lines.append(f"    reads  {ref}")
+            for write in fn.writes:
+                lines.append(f"    writes {write.ref} = {_show(write.exprs, write.shape)}")
+        return "\n".join(lines)
+
+
+def _show(exprs: tuple[sp.Basic, ...], shape: tuple[int, ...]) -> str:
+    if shape in ((), (1,)) and len(exprs) == 1:
+        return str(exprs[0])
+    return "[" + ", ".join(str(e) for e in exprs) + "]"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a signal lives in a flat vector (``y``, ``p`` or ``out``)."""
+
+    ref: SignalRef
+    start: int
+    shape: tuple[int, ...]
+    symbols: tuple[sp.Symbol, ...]
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.symbols)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``symbols = exprs``: one signal computed in dataflow order."""
+
+    ref: SignalRef
+    symbols: tuple[sp.Symbol, ...]
+    exprs: tuple[sp.Basic, ...]
+    function: FunctionInfo
+    location: SourceLocation | None
+
+
+@dataclass(frozen=True)
+class FlatModel:
+    """One state vector, one parameter vector, assignments in dataflow order."""
+
+    name: str
+    source_root: str
+    time: sp.Symbol
+    states: tuple[Slot, ...]  # y layout (dynode's)
+    parameters: tuple[Slot, ...]  # p layout
+    default_parameters: tuple[float, ...]
+    default_states: tuple[float, ...]
+    assignments: tuple[Assignment, ...]  # topologically sorted
+    derivatives: tuple[sp.Symbol, ...]  # per y element: the symbol holding its derivative
+    observed: tuple[Slot, ...]  # out layout: every input, output and der
+    systems: tuple[SystemInfo, ...]
+    warnings: tuple[str, ...]
+    digest: str
+
+    @property
+    def n_states(self) -> int:
+        return sum(len(s.symbols) for s in self.states)
+
+    def __str__(self) -> str:
+        lines = [f"FlatModel {self.name} (hash {self.digest[:16]})"]
+        lines.append(f"  time: {self.time}")
+        for slot in self.states:
+            lines.append(f"  y[{slot.start}:{slot.stop}] {slot.ref}")
+        for slot in self.parameters:
+            lines.append(f"  p[{slot.start}:{slot.stop}] {slot.ref}")
+        for a in self.assignments:
+            lines.append(f"  {a.ref} = {_show(a.exprs, (len(a.exprs),))}   # {a.function.name}")
+        for i, der in enumerate(self.derivatives):
+            lines.append(f"  dy[{i}] = {der}")
+        for slot in self.observed:
+            lines.append(f"  out[{slot.start}:{slot.stop}] {slot.ref}")
+        for warning in self.warnings:
+            lines.append(f"  warning: {warning}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """``target = expr`` in a generated function, with a comment."""
+
+    target: str
+    expr: sp.Basic
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Block:
+    """Statements that come from one place in the model (one comment header)."""
+
+    title: str
+    statements: tuple[Statement, ...]
+
+
+@dataclass(frozen=True)
+class KernelFunction:
+    name: str
+    args: tuple[str, ...]
+    doc: str
+    prologue: tuple[str, ...]  # fixed lines such as "J[:, :] = 0.0"
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """CSE'd functions ready to print: rhs, jac, observe."""
+
+    flat: FlatModel
+    functions: tuple[KernelFunction, ...]
+    jac_sparsity: tuple[tuple[int, int], ...]
+
+    def __str__(self) -> str:
+        lines = [f"Kernel {self.flat.name}: jac nnz={len(self.jac_sparsity)}"]
+        for fn in self.functions:
+            lines.append(f"  def {fn.name}({', '.join(fn.args)}):")
+            for line in fn.prologue:
+                lines.append(f"      {line}")
+            for block in fn.blocks:
+                lines.append(f"      # {block.title}")
+                for st in block.statements:
+                    lines.append(f"      {st.target} = {st.expr}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """The rendered module: its text and the digest of that text."""
+
+    name: str
+    text: str
+    model_digest: str
+    text_digest: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything that changes how a model is built. No global state."""
+
+    output_dir: str | None = None  # None: the cache directory
+    module_name: str | None = None  # None: derived from the model
+    warn: bool = True

@@ -1,0 +1,228 @@
+"""lower: FlatModel -> Kernel.
+
+Builds the three generated functions as statement lists: ``rhs`` (the
+derivatives), ``jac`` (the analytic Jacobian, sparse entries, by the chain rule
+through the flattened assignments) and ``observe`` (every input, output and der).
+Each function computes only what it needs, with sympy's CSE over its expressions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+import sympy as sp
+
+from .errors import CodegenError
+from .flatten import relative_location
+from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Statement
+
+_PIECEWISE_CONSTANT = (sp.floor, sp.ceiling, sp.sign)
+_Y = sp.IndexedBase("y")
+_P = sp.IndexedBase("p")
+
+
+def _clean_derivative(expr: sp.Basic) -> sp.Basic:
+    """Derivatives of kinks and jumps as used by Jacobians: no delta functions."""
+    expr = expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Heaviside),
+        lambda e: sp.Piecewise((0, e.args[0] < 0), (sp.Rational(1, 2), sp.Eq(e.args[0], 0)), (1, True)),
+    )
+
+    def derivative(e: sp.Derivative) -> sp.Basic:
+        inner, variables = e.expr, e.variables
+        if isinstance(inner, _PIECEWISE_CONSTANT):
+            return sp.S.Zero
+        if isinstance(inner, sp.Mod) and len(variables) == 1:
+            a, b = inner.args
+            return sp.diff(a, variables[0]) - sp.floor(a / b) * sp.diff(b, variables[0])
+        raise CodegenError(f"cannot derive the Jacobian of {inner}; sympy left {e} unevaluated")
+
+    return expr.replace(lambda e: isinstance(e, sp.Derivative), derivative)
+
+
+class _Definitions:
+    """Symbol -> defining expression and origin, for every assignment element."""
+
+    def __init__(self, flat: FlatModel) -> None:
+        self.expr: dict[sp.Symbol, sp.Basic] = {}
+        self.origin: dict[sp.Symbol, tuple[Assignment, int]] = {}
+        self.rank: dict[sp.Symbol, int] = {}
+        for a in flat.assignments:
+            for i, (symbol, expr) in enumerate(zip(a.symbols, a.exprs)):
+                self.expr[symbol] = expr
+                self.origin[symbol] = (a, i)
+                self.rank[symbol] = len(self.rank)
+
+    def closure(self, roots: Iterable[sp.Basic]) -> list[sp.Symbol]:
+        """Assignment symbols needed to evaluate ``roots``, in dataflow order."""
+        needed: set[sp.Symbol] = set()
+        stack = [s for r in roots for s in r.free_symbols if s in self.expr]
+        while stack:
+            symbol = stack.pop()
+            if symbol in needed:
+                continue
+            needed.add(symbol)
+            stack.extend(s for s in self.expr[symbol].free_symbols if s in self.expr and s not in needed)
+        return sorted(needed, key=self.rank.__getitem__)
+
+
+def _jacobian(flat: FlatModel, defs: _Definitions) -> dict[tuple[int, int], sp.Basic]:
+    state_index = {sym: i for slot in flat.states for i, sym in enumerate(slot.symbols, start=slot.start)}
+    memo: dict[sp.Symbol, dict[int, sp.Basic]] = {}
+
+    def gradient(symbol: sp.Symbol) -> dict[int, sp.Basic]:
+        if symbol in memo:
+            return memo[symbol]
+        if symbol in state_index:
+            result = {state_index[symbol]: sp.S.One}
+        elif symbol in defs.expr:
+            expr = defs.expr[symbol]
+            result = {}
+            for arg in sorted(expr.free_symbols, key=lambda s: s.name):
+                inner = gradient(arg)
+                if not inner:
+                    continue
+                partial = _clean_derivative(sp.diff(expr, arg))
+                if partial == 0:
+                    continue
+                for j, g in inner.items():
+                    result[j] = result.get(j, sp.S.Zero) + partial * g
+        else:
+            result = {}
+        memo[symbol] = result
+        return result
+
+    entries = {}
+    for i, der in enumerate(flat.derivatives):
+        for j, value in sorted(gradient(der).items()):
+            if value != 0:
+                entries[(i, j)] = value
+    return entries
+
+
+def _element_label(assignment: Assignment, index: int) -> str:
+    if len(assignment.symbols) == 1:
+        return str(assignment.ref)
+    return f"{assignment.ref}[{index}]"
+
+
+def _function(
+    flat: FlatModel,
+    defs: _Definitions,
+    name: str,
+    args: tuple[str, ...],
+    doc: str,
+    prologue: tuple[str, ...],
+    targets: list[tuple[str, sp.Basic, str]],
+    targets_title: str,
+) -> KernelFunction:
+    needed = defs.closure(expr for _, expr, _ in targets)
+    uses: Counter[sp.Symbol] = Counter()
+    for symbol in needed:
+        uses.update(defs.expr[symbol].free_symbols)
+    for _, expr, _ in targets:
+        uses.update(expr.free_symbols)
+
+    # A target that is just a signal used nowhere else is written in place of that signal.
+    inline: dict[sp.Symbol, str] = {}
+    rest: list[tuple[str, sp.Basic, str]] = []
+    for target, expr, comment in targets:
+        if expr in defs.expr and uses[expr] == 1 and expr not in inline:
+            inline[expr] = target
+        else:
+            rest.append((target, expr, comment))
+
+    exprs = [defs.expr[s] for s in needed] + [e for _, e, _ in rest]
+    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("c"), order="none") if exprs else ([], [])
+    temps = dict(replacements)
+    temp_rank = {s: i for i, (s, _) in enumerate(replacements)}
+    emitted: set[sp.Symbol] = set()
+
+    def temps_for(expr: sp.Basic) -> list[Statement]:
+        wanted: set[sp.Symbol] = set()
+        stack = [s for s in expr.free_symbols if s in temps]
+        while stack:
+            s = stack.pop()
+            if s in wanted or s in emitted:
+                continue
+            wanted.add(s)
+            stack.extend(x for x in temps[s].free_symbols if x in temps)
+        emitted.update(wanted)
+        return [Statement(s.name, temps[s]) for s in sorted(wanted, key=temp_rank.__getitem__)]
+
+    blocks: list[Block] = []
+    current_title, current = None, []
+    for symbol, expr in zip(needed, reduced[: len(needed)]):
+        assignment, index = defs.origin[symbol]
+        fn = assignment.function
+        title = f"{fn.system}: {fn.name} [{fn.kind}] ({relative_location(fn.location, flat.source_root)})"
+        if title != current_title:
+            if current:
+                blocks.append(Block(current_title, tuple(current)))
+            current_title, current = title, []
+        current.extend(temps_for(expr))
+        label = _element_label(assignment, index)
+        where = relative_location(assignment.location, flat.source_root)
+        current.append(Statement(inline.get(symbol, symbol.name), expr, f"{label} ({where})"))
+    if current:
+        blocks.append(Block(current_title, tuple(current)))
+    if rest:
+        statements = []
+        for (target, _, comment), expr in zip(rest, reduced[len(needed):]):
+            statements.extend(temps_for(expr))
+            statements.append(Statement(target, expr, comment))
+        blocks.append(Block(targets_title, tuple(statements)))
+
+    used: set[sp.Symbol] = set()
+    for block in blocks:
+        for statement in block.statements:
+            used |= statement.expr.free_symbols
+    loads = []
+    states = [Statement(s.name, _Y[i], str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else ""))
+              for slot in flat.states for i, s in enumerate(slot.symbols, start=slot.start) if s in used]  # fmt: skip
+    if states:
+        loads.append(Block("states", tuple(states)))
+    params = [Statement(s.name, _P[i], str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else ""))
+              for slot in flat.parameters for i, s in enumerate(slot.symbols, start=slot.start) if s in used]  # fmt: skip
+    if params:
+        loads.append(Block("parameters", tuple(params)))
+    return KernelFunction(name, args, doc, prologue, tuple(loads + blocks))
+
+
+def lower(flat: FlatModel) -> Kernel:
+    """Lower a flat model to the generated functions; see the module docstring."""
+    defs = _Definitions(flat)
+    state_labels = [
+        str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")
+        for slot in flat.states
+        for i in range(slot.start, slot.stop)
+    ]
+
+    rhs_targets = [(f"dy[{i}]", der, f"d/dt {state_labels[i]}") for i, der in enumerate(flat.derivatives)]
+    rhs = _function(
+        flat, defs, "rhs", ("t", "y", "p", "dy"),
+        "Write the time derivatives of the states ``y`` at time ``t`` into ``dy``.",
+        (), rhs_targets, "derivatives",
+    )  # fmt: skip
+
+    entries = _jacobian(flat, defs)
+    jac_targets = [(f"J[{i}, {j}]", value, f"d({state_labels[i]})/d({state_labels[j]})") for (i, j), value in entries.items()]
+    jac = _function(
+        flat, defs, "jac", ("t", "y", "p", "J"),
+        "Write the Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J`` (entries outside JAC_ROWS/JAC_COLS are zero).",
+        ("J[:, :] = 0.0",), jac_targets, "Jacobian entries",
+    )  # fmt: skip
+
+    observe_targets = []
+    for slot in flat.observed:
+        for i, symbol in enumerate(slot.symbols):
+            label = str(slot.ref) + (f"[{i}]" if len(slot.symbols) > 1 else "")
+            observe_targets.append((f"out[{slot.start + i}]", symbol, label))
+    observe = _function(
+        flat, defs, "observe", ("t", "y", "p", "out"),
+        "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
+        (), observe_targets, "observed signals",
+    )  # fmt: skip
+    return Kernel(flat, (rhs, jac, observe), tuple(entries))

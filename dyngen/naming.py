@@ -1,0 +1,56 @@
+"""Safe, collision-free identifiers and comment text for the generated module.
+
+No user string (container key, class name, system path) ever reaches the emitted
+source as code: identifiers are rebuilt from ``[A-Za-z0-9_]`` only and made unique,
+and text placed in comments has every non-printable character escaped.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9]+")
+_RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
+    "t", "y", "p", "dy", "J", "out", "np", "math", "numba", "njit",
+}  # fmt: skip
+
+# Signal identifiers are "<path>__<prefix><key>": they always contain "__", which
+# sanitized parts never do, so they cannot collide with CSE temporaries ("c0", ...)
+# or with the module's own names.
+KIND_PREFIX = {"states": "", "ders": "der_", "inputs": "in_", "outputs": "out_"}
+
+
+def sanitize(text: str) -> str:
+    """``text`` reduced to ASCII letters, digits and single underscores."""
+    cleaned = _UNSAFE.sub("_", text).strip("_")
+    cleaned = re.sub(r"_+", "_", cleaned) or "x"
+    if cleaned[0].isdigit():
+        cleaned = "n" + cleaned
+    return cleaned
+
+
+class NameRegistry:
+    """Hands out identifiers, each once; a taken name gets a numeric suffix."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set(_RESERVED)
+
+    def unique(self, candidate: str) -> str:
+        name, n = candidate, 2
+        while name in self._taken:
+            name = f"{candidate}_{n}"
+            n += 1
+        self._taken.add(name)
+        return name
+
+
+def signal_identifier(path: str, kind: str, key: str) -> str:
+    """The (not yet unique) identifier of one signal."""
+    return f"{sanitize(path)}__{KIND_PREFIX[kind]}{sanitize(key)}"
+
+
+def comment_text(text: str) -> str:
+    """``text`` safe to put after ``#``: one line, non-printables escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

@@ -1,0 +1,67 @@
+"""The one printer: sympy expressions -> nopython-safe Python text.
+
+A ``PythonCodePrinter`` that prints floats so they round-trip exactly, uses only
+the ``math`` module, and refuses (loudly) anything it has no translation for.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from .errors import CodegenError
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class NumbaPrinter(PythonCodePrinter):
+    """Prints expressions for ``@njit`` functions."""
+
+    printmethod = "_dyngen_numba"
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        value = float(expr)
+        if math.isnan(value):
+            return "math.nan"
+        if math.isinf(value):
+            return "math.inf" if value > 0 else "(-math.inf)"
+        return repr(value)
+
+    def _print_Infinity(self, expr: sp.Basic) -> str:
+        return "math.inf"
+
+    def _print_NegativeInfinity(self, expr: sp.Basic) -> str:
+        return "(-math.inf)"
+
+    def _print_NaN(self, expr: sp.Basic) -> str:
+        return "math.nan"
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        if not _IDENTIFIER.match(expr.name):
+            raise CodegenError(f"internal error: unsafe identifier {expr.name!r}")
+        return expr.name
+
+    def _print_not_supported(self, expr: sp.Basic) -> str:
+        raise CodegenError(
+            f"the code generator has no translation for {type(expr).__name__} ({expr}); "
+            "use the functions listed in the README's 'modeling form'"
+        )
+
+    _print_Heaviside = _print_not_supported
+    _print_DiracDelta = _print_not_supported
+    _print_Derivative = _print_not_supported
+
+
+def print_expr(printer: NumbaPrinter, expr: sp.Basic) -> str:
+    """Print one expression; only the ``math`` module may be needed."""
+    text = printer.doprint(expr)
+    modules = set(printer.module_imports)
+    if modules - {"math"}:
+        raise CodegenError(f"internal error: expression {expr} needs modules {sorted(modules)}")
+    return text

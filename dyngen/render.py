@@ -1,0 +1,96 @@
+"""render: Kernel -> ModuleSource, through the jinja2 templates in ``templates/``."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from .ir import Kernel, ModuleSource, Slot
+from .naming import comment_text
+from .printer import NumbaPrinter, print_expr
+from .version import __version__
+
+
+def template_dir() -> Path:
+    """The templates: inside the installed wheel, or ``templates/`` of a checkout."""
+    packaged = resources.files("dyngen") / "templates"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError("dyngen's templates are missing: reinstall dyngen")
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The one jinja2 environment (strict, whitespace-controlled)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["pyrepr"] = repr
+    env.filters["comment"] = comment_text
+    return env
+
+
+def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
+    systems: dict[str, list] = {}
+    names = []
+    for slot in slots:
+        kind = "" if name in ("STATES",) else f"{slot.ref.kind}."
+        key = slot.ref.key if name != "OBSERVED" else f"{slot.ref.kind}.{slot.ref.key}"
+        systems.setdefault(slot.ref.system, []).append((key, slot.start, slot.stop, slot.shape))
+        for i in range(len(slot.symbols)):
+            suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
+            names.append(f"{slot.ref.system}.{kind or 'states.'}{slot.ref.key}{suffix}")
+    return {"name": name, "systems": list(systems.items()), "names": names}
+
+
+def render(kernel: Kernel, model_file: str) -> ModuleSource:
+    """Render the module text; deterministic for a given kernel."""
+    flat = kernel.flat
+    printer = NumbaPrinter()
+    functions = []
+    for fn in kernel.functions:
+        blocks = [
+            {
+                "title": block.title,
+                "statements": [
+                    {"target": st.target, "text": print_expr(printer, st.expr), "comment": st.comment}
+                    for st in block.statements
+                ],
+            }
+            for block in fn.blocks
+        ]
+        functions.append({"name": fn.name, "args": fn.args, "doc": fn.doc, "prologue": fn.prologue, "blocks": blocks})
+    text = environment().get_template("module.py.j2").render(
+        version=__version__,
+        name=flat.name,
+        model_file=model_file,
+        digest=flat.digest,
+        n_states=flat.n_states,
+        n_parameters=len(flat.default_parameters),
+        n_observed=sum(len(s.symbols) for s in flat.observed),
+        systems=[s.path for s in flat.systems],
+        layouts=[_layout("STATES", flat.states), _layout("PARAMETERS", flat.parameters), _layout("OBSERVED", flat.observed)],
+        default_states=[repr(v) for v in flat.default_states],
+        default_parameters=[repr(v) for v in flat.default_parameters],
+        jac_rows=[i for i, _ in kernel.jac_sparsity],
+        jac_cols=[j for _, j in kernel.jac_sparsity],
+        functions=functions,
+    )
+    return ModuleSource(
+        name=flat.name,
+        text=text,
+        model_digest=flat.digest,
+        text_digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    )

@@ -1,0 +1,527 @@
+"""Symbolic stand-ins for time, states and inputs while a model is traced.
+
+``Sym`` wraps one sympy expression; ``SymArray`` is an object ``ndarray`` whose
+elements are ``Sym``.  Both take part in numpy's dispatch (``__array_ufunc__`` and
+``__array_function__``), so the user's ``do_step`` runs unchanged: arithmetic,
+comparisons, numpy ufuncs, indexing, slicing, unpacking, ``np.concatenate``,
+``np.sum``, ``np.dot``/``@`` and ``np.where`` all build sympy expressions.  Whatever
+cannot be traced raises a :class:`~dyngen.errors.TraceError` saying what to write
+instead.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+import sympy as sp
+from sympy.logic.boolalg import Boolean, BooleanAtom
+
+from .errors import TraceError, user_frame_location
+
+# --------------------------------------------------------------------------- values
+
+
+def to_expr(value: Any) -> sp.Basic:
+    """The sympy form of a traced value (a ``Sym``, a number or a bool)."""
+    if isinstance(value, Sym):
+        return value.expr
+    if isinstance(value, (bool, np.bool_)):
+        return sp.true if value else sp.false
+    if isinstance(value, (numbers.Integral, np.integer)):
+        return sp.Integer(int(value))
+    if isinstance(value, (numbers.Real, np.floating)):
+        return sp.Float(float(value))  # 53 bits: the exact double
+    if isinstance(value, sp.Basic):
+        return value
+    raise TraceError(
+        f"a value of type {type(value).__name__} ({_short_repr(value)}) cannot take part "
+        "in a traced expression",
+        "only numbers, numeric numpy arrays, states, inputs and outputs can be combined",
+        user_frame_location(),
+    )
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def numeric(expr: sp.Basic) -> sp.Expr:
+    """A boolean used as a number is 1 or 0, as in numpy."""
+    if isinstance(expr, BooleanAtom):
+        return sp.Integer(1) if expr else sp.Integer(0)
+    if _is_condition(expr):
+        return sp.Piecewise((sp.Integer(1), expr), (sp.Integer(0), True))
+    return expr
+
+
+def boolean(expr: sp.Basic) -> sp.Basic:
+    """A number used as a condition is true when non-zero, as in numpy."""
+    if _is_condition(expr):
+        return expr
+    return sp.Ne(expr, 0)
+
+
+def _is_condition(expr: sp.Basic) -> bool:
+    # sympy's Symbol is a Boolean too; a condition is a Boolean that is not an Expr.
+    return isinstance(expr, Boolean) and not isinstance(expr, sp.Expr)
+
+
+def as_sym(value: Any) -> Any:
+    """Wrap an element of a traced array so it supports the traced operations."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    return value if isinstance(value, Sym) else Sym(to_expr(value))
+
+
+def is_symbolic(value: Any) -> bool:
+    """True for ``Sym``/``SymArray`` and arrays or lists that contain them."""
+    if isinstance(value, (Sym, SymArray)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype == object and any(isinstance(v, Sym) for v in value.flat)
+    if isinstance(value, (list, tuple)):
+        return any(is_symbolic(v) for v in value)
+    return False
+
+
+def as_object_array(value: Any) -> np.ndarray:
+    """A plain object ndarray of ``Sym`` elements (numbers wrapped)."""
+    if isinstance(value, SymArray):
+        array = value.view(np.ndarray)
+    else:
+        array = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) else value
+        if array.dtype != object:
+            array = array.astype(object)
+    out = np.empty(array.shape, dtype=object)
+    for index, element in np.ndenumerate(array):
+        out[index] = as_sym(element)
+    return out
+
+
+def wrap_result(value: Any) -> Any:
+    """Turn the result of a numpy call on object arrays back into traced values."""
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return as_sym(value.item())
+        return as_object_array(value).view(SymArray)
+    return as_sym(value)
+
+
+# ------------------------------------------------------------------ elementwise maths
+
+
+def _elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
+    if not any(isinstance(a, (np.ndarray, list, tuple)) for a in args):
+        return Sym(fn(*(to_expr(a) for a in args)))
+    arrays = np.broadcast_arrays(*(as_object_array(a) for a in args))
+    out = np.empty(arrays[0].shape, dtype=object)
+    for index in np.ndindex(out.shape):
+        out[index] = Sym(fn(*(a[index].expr for a in arrays)))
+    return out.view(SymArray) if out.ndim else out.item()
+
+
+def _num(fn: Callable[..., sp.Basic]) -> Callable[..., sp.Basic]:
+    return lambda *xs: fn(*(numeric(x) for x in xs))
+
+
+def _bool(fn: Callable[..., sp.Basic]) -> Callable[..., sp.Basic]:
+    return lambda *xs: fn(*(boolean(x) for x in xs))
+
+
+def _bitwise(logical: Callable[..., sp.Basic]) -> Callable[..., sp.Basic]:
+    def apply(*xs: sp.Basic) -> sp.Basic:
+        if all(_is_condition(x) for x in xs):
+            return logical(*xs)
+        raise TraceError(
+            "bitwise operators (&, |, ~, ^) on numbers cannot be traced",
+            "use them only on conditions, e.g. where((x > 0) & (v < 1), a, b)",
+            user_frame_location(),
+        )
+
+    return apply
+
+
+def _floor_divide(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    return sp.floor(a / b)
+
+
+UFUNCS: dict[np.ufunc, Callable[..., sp.Basic]] = {
+    np.add: _num(lambda a, b: a + b),
+    np.subtract: _num(lambda a, b: a - b),
+    np.multiply: _num(lambda a, b: a * b),
+    np.true_divide: _num(lambda a, b: a / b),
+    np.floor_divide: _num(_floor_divide),
+    np.remainder: _num(sp.Mod),
+    np.fmod: _num(lambda a, b: a - b * sp.sign(a / b) * sp.floor(sp.Abs(a / b))),
+    np.power: _num(lambda a, b: a**b),
+    np.float_power: _num(lambda a, b: a**b),
+    np.negative: _num(lambda a: -a),
+    np.positive: _num(lambda a: a),
+    np.absolute: _num(sp.Abs),
+    np.fabs: _num(sp.Abs),
+    np.square: _num(lambda a: a**2),
+    np.reciprocal: _num(lambda a: 1 / a),
+    np.sqrt: _num(sp.sqrt),
+    np.cbrt: _num(lambda a: sp.sign(a) * sp.Abs(a) ** sp.Rational(1, 3)),
+    np.exp: _num(sp.exp),
+    np.exp2: _num(lambda a: 2**a),
+    np.expm1: _num(lambda a: sp.exp(a) - 1),
+    np.log: _num(sp.log),
+    np.log2: _num(lambda a: sp.log(a, 2)),
+    np.log10: _num(lambda a: sp.log(a, 10)),
+    np.log1p: _num(lambda a: sp.log(1 + a)),
+    np.sin: _num(sp.sin),
+    np.cos: _num(sp.cos),
+    np.tan: _num(sp.tan),
+    np.arcsin: _num(sp.asin),
+    np.arccos: _num(sp.acos),
+    np.arctan: _num(sp.atan),
+    np.arctan2: _num(sp.atan2),
+    np.hypot: _num(lambda a, b: sp.sqrt(a**2 + b**2)),
+    np.sinh: _num(sp.sinh),
+    np.cosh: _num(sp.cosh),
+    np.tanh: _num(sp.tanh),
+    np.arcsinh: _num(sp.asinh),
+    np.arccosh: _num(sp.acosh),
+    np.arctanh: _num(sp.atanh),
+    np.deg2rad: _num(lambda a: a * sp.pi / 180),
+    np.rad2deg: _num(lambda a: a * 180 / sp.pi),
+    np.minimum: _num(sp.Min),
+    np.maximum: _num(sp.Max),
+    np.fmin: _num(sp.Min),
+    np.fmax: _num(sp.Max),
+    np.sign: _num(sp.sign),
+    np.floor: _num(sp.floor),
+    np.ceil: _num(sp.ceiling),
+    np.less: _num(sp.Lt),
+    np.less_equal: _num(sp.Le),
+    np.greater: _num(sp.Gt),
+    np.greater_equal: _num(sp.Ge),
+    np.equal: _num(sp.Eq),
+    np.not_equal: _num(sp.Ne),
+    np.logical_and: _bool(sp.And),
+    np.logical_or: _bool(sp.Or),
+    np.logical_xor: _bool(sp.Xor),
+    np.logical_not: _bool(sp.Not),
+    np.bitwise_and: _bitwise(sp.And),
+    np.bitwise_or: _bitwise(sp.Or),
+    np.bitwise_xor: _bitwise(sp.Xor),
+    np.invert: _bitwise(sp.Not),
+}
+
+
+def _supported_ufunc_names() -> str:
+    return ", ".join(sorted(f"np.{u.__name__}" for u in UFUNCS))
+
+
+def _apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
+    if kwargs.get("out") is not None:
+        raise TraceError(
+            f"np.{ufunc.__name__}(..., out=...) cannot be traced",
+            "assign the result instead: z = np.%s(...)" % ufunc.__name__,
+            user_frame_location(),
+        )
+    if method == "__call__" and ufunc is np.matmul:
+        return wrap_result(np.matmul(*(as_object_array(a) for a in inputs)))
+    if method == "__call__" and ufunc in UFUNCS:
+        return _elementwise(UFUNCS[ufunc], *inputs)
+    if method == "reduce" and ufunc in (np.add, np.multiply):
+        plain = [as_object_array(a) for a in inputs]
+        return wrap_result(getattr(ufunc, method)(*plain, **kwargs))
+    raise TraceError(
+        f"np.{ufunc.__name__}{'' if method == '__call__' else '.' + method} is not "
+        "supported on symbolic values",
+        f"use one of the supported functions: {_supported_ufunc_names()}",
+        user_frame_location(),
+    )
+
+
+# ------------------------------------------------------------------ numpy functions
+
+
+def where(condition: Any, x: Any, y: Any) -> Any:
+    """``np.where`` that also works on traced values (emitted as a conditional).
+
+    On plain numbers it is ``np.where`` (a scalar result is a float).
+    """
+    if is_symbolic(condition) or is_symbolic(x) or is_symbolic(y):
+        return _elementwise(
+            lambda c, a, b: sp.Piecewise((numeric(a), boolean(c)), (numeric(b), True)),
+            condition,
+            x,
+            y,
+        )
+    result = np.where(condition, x, y)
+    return result.item() if result.ndim == 0 else result
+
+
+def _clip(a: Any, a_min: Any, a_max: Any, **_: Any) -> Any:
+    result = a
+    if a_min is not None:
+        result = _elementwise(UFUNCS[np.maximum], result, a_min)
+    if a_max is not None:
+        result = _elementwise(UFUNCS[np.minimum], result, a_max)
+    return result
+
+
+def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    array = as_object_array(x)
+    if ord is not None or axis is not None or array.ndim != 1:
+        raise TraceError(
+            "np.linalg.norm is traced only for the 2-norm of a vector",
+            "write np.sqrt(np.sum(v**2)) or the norm you need explicitly",
+            user_frame_location(),
+        )
+    return Sym(sp.sqrt(sp.Add(*(e.expr**2 for e in array))))
+
+
+def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
+    def reduce(a: Any, axis: Any = None, **kwargs: Any) -> Any:
+        if axis is not None or kwargs:
+            raise TraceError(
+                "np.max/np.min over an axis cannot be traced",
+                "use np.maximum/np.minimum elementwise",
+                user_frame_location(),
+            )
+        return Sym(fn(*(numeric(e.expr) for e in as_object_array(a).flat)))
+
+    return reduce
+
+
+_CUSTOM_FUNCTIONS: dict[Callable, Callable] = {
+    np.where: where,
+    np.clip: _clip,
+    np.linalg.norm: _norm,
+    np.max: _extreme(sp.Max),
+    np.min: _extreme(sp.Min),
+    np.amax: _extreme(sp.Max),
+    np.amin: _extreme(sp.Min),
+}
+
+# These work on object arrays with the elements' own operators (only + - * /),
+# so numpy's implementation is used as it is.
+_STRUCTURAL_FUNCTIONS = {
+    np.concatenate, np.stack, np.hstack, np.vstack, np.column_stack, np.reshape,
+    np.ravel, np.transpose, np.flip, np.fliplr, np.flipud, np.roll, np.diff,
+    np.sum, np.prod, np.mean, np.dot, np.vdot, np.inner, np.outer, np.cross,
+    np.cumsum, np.cumprod, np.trace, np.copy, np.atleast_1d, np.atleast_2d,
+    np.squeeze, np.expand_dims, np.append, np.repeat, np.tile, np.swapaxes,
+    np.moveaxis, np.broadcast_to, np.zeros_like, np.ones_like, np.full_like,
+    np.array_split, np.split, np.take, np.matmul, np.kron, np.triu, np.tril,
+    np.diag, np.size, np.shape, np.ndim,
+}  # fmt: skip
+
+
+def _plain(value: Any, nested: bool = False) -> Any:
+    if isinstance(value, SymArray) or (isinstance(value, Sym) and not nested):
+        return as_object_array(value)
+    if isinstance(value, (list, tuple)) and any(is_symbolic(v) for v in value):
+        return type(value)(_plain(v, nested=True) for v in value)
+    return value
+
+
+def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
+    if func in _CUSTOM_FUNCTIONS:
+        return _CUSTOM_FUNCTIONS[func](*args, **kwargs)
+    if func in _STRUCTURAL_FUNCTIONS:
+        result = func(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
+        if isinstance(result, (list, tuple)):
+            return type(result)(wrap_result(r) for r in result)
+        if isinstance(result, (int, tuple)) and func in (np.size, np.shape, np.ndim):
+            return result
+        return wrap_result(result)
+    name = getattr(func, "__name__", repr(func))
+    raise TraceError(
+        f"np.{name} is not supported on symbolic values",
+        "use arithmetic, numpy ufuncs (np.sin, np.exp, ...), np.where, np.sum, np.dot/@, "
+        "np.concatenate, slicing and constant indexing",
+        user_frame_location(),
+    )
+
+
+# ----------------------------------------------------------------------- the proxies
+
+
+def _not_a_number(what: str) -> TraceError:
+    return TraceError(
+        f"{what} of a symbolic value: the value is only known when the model runs",
+        "use numpy functions (np.sin, np.sqrt, ...) instead of math.*; build vectors with "
+        "np.array([...]) or np.concatenate rather than filling np.zeros(...)",
+        user_frame_location(),
+    )
+
+
+class _Traced:
+    """numpy dispatch shared by ``Sym`` and ``SymArray``."""
+
+    __array_priority__ = 1000
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return _apply_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Callable, types: tuple, args: tuple, kwargs: dict) -> Any:
+        return _apply_function(func, args, kwargs)
+
+
+def _binary(ufunc: np.ufunc, reflected: bool = False) -> Callable[[Any, Any], Any]:
+    fn = UFUNCS[ufunc]
+    if reflected:
+        return lambda self, other: _dispatch_binary(fn, other, self)
+    return lambda self, other: _dispatch_binary(fn, self, other)
+
+
+def _dispatch_binary(fn: Callable, a: Any, b: Any) -> Any:
+    return _elementwise(fn, a, b)
+
+
+class Sym(_Traced):
+    """A traced scalar: one sympy expression."""
+
+    __slots__ = ("expr",)
+
+    def __init__(self, expr: sp.Basic):
+        self.expr = expr
+
+    def __repr__(self) -> str:
+        return f"Sym({self.expr})"
+
+    __add__ = _binary(np.add)
+    __radd__ = _binary(np.add, True)
+    __sub__ = _binary(np.subtract)
+    __rsub__ = _binary(np.subtract, True)
+    __mul__ = _binary(np.multiply)
+    __rmul__ = _binary(np.multiply, True)
+    __truediv__ = _binary(np.true_divide)
+    __rtruediv__ = _binary(np.true_divide, True)
+    __floordiv__ = _binary(np.floor_divide)
+    __rfloordiv__ = _binary(np.floor_divide, True)
+    __mod__ = _binary(np.remainder)
+    __rmod__ = _binary(np.remainder, True)
+    __pow__ = _binary(np.power)
+    __rpow__ = _binary(np.power, True)
+    __lt__ = _binary(np.less)
+    __le__ = _binary(np.less_equal)
+    __gt__ = _binary(np.greater)
+    __ge__ = _binary(np.greater_equal)
+    __eq__ = _binary(np.equal)  # type: ignore[assignment]
+    __ne__ = _binary(np.not_equal)  # type: ignore[assignment]
+    __and__ = _binary(np.bitwise_and)
+    __rand__ = _binary(np.bitwise_and, True)
+    __or__ = _binary(np.bitwise_or)
+    __ror__ = _binary(np.bitwise_or, True)
+    __xor__ = _binary(np.bitwise_xor)
+    __rxor__ = _binary(np.bitwise_xor, True)
+    __hash__ = object.__hash__
+
+    def __neg__(self) -> "Sym":
+        return _elementwise(UFUNCS[np.negative], self)
+
+    def __pos__(self) -> "Sym":
+        return self
+
+    def __abs__(self) -> "Sym":
+        return _elementwise(UFUNCS[np.absolute], self)
+
+    def __invert__(self) -> "Sym":
+        return _elementwise(UFUNCS[np.invert], self)
+
+    def __bool__(self) -> bool:
+        raise TraceError(
+            "Python `if`, `and`, `or`, `not`, `min()` or `max()` on a symbolic value: "
+            "its truth is only known when the model runs",
+            "dyngen.where(condition, value_if_true, value_if_false) (or np.where); "
+            "np.minimum/np.maximum for min/max; & | ~ to combine conditions",
+            user_frame_location(),
+        )
+
+    def __float__(self) -> float:
+        raise _not_a_number("float() or math.*")
+
+    def __int__(self) -> int:
+        raise _not_a_number("int()")
+
+    def __index__(self) -> int:
+        raise TraceError(
+            "indexing or a range with a symbolic value",
+            "index vectors with constants only (x[0], x[1:3]); use where(...) to select",
+            user_frame_location(),
+        )
+
+    def __complex__(self) -> complex:
+        raise _not_a_number("complex()")
+
+    def __round__(self, ndigits: Any = None) -> Any:
+        raise _not_a_number("round()")
+
+    # numpy calls these methods on object arrays that are not SymArray
+    def conjugate(self) -> "Sym":
+        return self
+
+    @property
+    def real(self) -> "Sym":
+        return self
+
+    def item(self) -> "Sym":
+        return self
+
+
+def _install_object_loop_methods() -> None:
+    # A plain np.array([sym, sym]) is an object array: numpy then calls e.g. x.sin().
+    for ufunc, fn in UFUNCS.items():
+        if ufunc.nin == 1 and not hasattr(Sym, ufunc.__name__):
+            setattr(Sym, ufunc.__name__, lambda self, _fn=fn: _elementwise(_fn, self))
+
+
+_install_object_loop_methods()
+
+
+class SymArray(_Traced, np.ndarray):
+    """A traced vector/array: an object ndarray of ``Sym``."""
+
+    def __bool__(self) -> bool:
+        if self.size == 1:
+            return bool(self.view(np.ndarray).flat[0])
+        raise TraceError(
+            "Python `if` on a symbolic array",
+            "dyngen.where(condition, a, b) works elementwise on arrays",
+            user_frame_location(),
+        )
+
+    def __float__(self) -> float:
+        raise _not_a_number("float() or math.*")
+
+    def __index__(self) -> int:
+        raise TraceError(
+            "indexing with a symbolic array",
+            "index vectors with constants only (x[0], x[1:3])",
+            user_frame_location(),
+        )
+
+    def __repr__(self) -> str:
+        return f"SymArray({[str(e.expr) for e in self.view(np.ndarray).flat]}, shape={self.shape})"
+
+    def __getitem__(self, index: Any) -> Any:
+        result = np.ndarray.__getitem__(self, index)
+        return result if isinstance(result, np.ndarray) else as_sym(result)
+
+
+def symbols_like(names: list[str], shape: tuple[int, ...]) -> Any:
+    """A traced value of ``shape`` whose elements are new real symbols ``names``."""
+    elements = [Sym(sp.Symbol(name, real=True)) for name in names]
+    if shape == ():
+        return elements[0]
+    array = np.empty(len(elements), dtype=object)
+    for i, element in enumerate(elements):
+        array[i] = element
+    return array.reshape(shape).view(SymArray)
+
+
+def flatten_traced(value: Any) -> tuple[tuple[int, ...], tuple[sp.Basic, ...]]:
+    """Shape and flattened (C order) sympy elements of a traced or numeric value."""
+    if isinstance(value, (np.ndarray, list, tuple)):
+        array = as_object_array(value)
+        return array.shape, tuple(numeric(e.expr) for e in array.flat)
+    return (), (numeric(to_expr(value)),)

@@ -1,0 +1,145 @@
+"""The modeling API: a drop-in replacement for dynode 0.4's ``SystemInterface``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from graphlib import TopologicalSorter
+from typing import Any, Callable
+
+from .containers import ParameterContainer, VariableContainer
+from .errors import user_frame_location
+
+
+class System(ABC):
+    """A dynamical component: states with derivatives, inputs, outputs, subsystems.
+
+    Subclass it and implement ``do_step(time)``, exactly as with dynode's
+    ``SystemInterface``.  dyngen traces ``do_step`` and the connection functions
+    symbolically; see the README for what may be written inside them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._subs: list[System] = []
+        self._states = VariableContainer()
+        self._ders = VariableContainer()
+        self._inputs = ParameterContainer()
+        self._outputs = ParameterContainer()
+        self._pre_connections: dict[Callable, list[Callable]] = {}
+        self._post_connections: dict[Callable, list[Callable]] = {}
+
+    @property
+    def states(self) -> VariableContainer:
+        """States of this system (scalars or arrays; attribute and key access)."""
+        return self._states
+
+    @property
+    def ders(self) -> VariableContainer:
+        """Time derivatives of the states, written by ``do_step``."""
+        return self._ders
+
+    @property
+    def inputs(self) -> ParameterContainer:
+        """Inputs: parameters, or signals driven by connections."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> ParameterContainer:
+        """Outputs: signals computed by ``do_step`` or connections."""
+        return self._outputs
+
+    # Subsystems -------------------------------------------------------------
+    def add_subsystem(self, sub_system: "System") -> None:
+        """Add a subsystem; its states come before this system's own."""
+        if sub_system is self:
+            raise ValueError("Cant have self as subsystem to self!")
+        if sub_system not in self._subs:
+            self._subs.append(sub_system)
+
+    @property
+    def subsystems(self) -> list["System"]:
+        """The subsystems, in the order they were added."""
+        return self._subs
+
+    # Connections ------------------------------------------------------------
+    def _add_connection(
+        self,
+        table: dict[Callable, list[Callable]],
+        kind: str,
+        connection_func: Callable,
+        dependees: list[Callable] | None,
+    ) -> Callable[[], None]:
+        if connection_func in table:
+            raise ValueError(f"This {kind}-connection has already been added!")
+        table[connection_func] = list(dependees or getattr(connection_func, "dependees", []))
+
+        def _remove() -> None:
+            del table[connection_func]
+
+        return _remove
+
+    def add_pre_connection(
+        self, connection_func: Callable, dependees: list[Callable] | None = None
+    ) -> Callable[[], None]:
+        """Add ``connection_func(system, time)`` to run before ``do_step``.
+
+        Returns a function that removes the connection again.
+        """
+        return self._add_connection(self._pre_connections, "pre", connection_func, dependees)
+
+    def add_post_connection(
+        self, connection_func: Callable, dependees: list[Callable] | None = None
+    ) -> Callable[[], None]:
+        """Add ``connection_func(system, time)`` to run after ``do_step``.
+
+        Returns a function that removes the connection again.
+        """
+        return self._add_connection(self._post_connections, "post", connection_func, dependees)
+
+    @property
+    def pre_connections(self) -> list[Callable]:
+        """Pre-connections in dynode's execution order (topologically sorted)."""
+        return list(TopologicalSorter(self._pre_connections).static_order())
+
+    @property
+    def post_connections(self) -> list[Callable]:
+        """Post-connections in dynode's execution order (topologically sorted)."""
+        return list(TopologicalSorter(self._post_connections).static_order())
+
+    @property
+    def connections(self) -> list[Callable]:
+        """All connections: pre then post, each topologically sorted."""
+        return self.pre_connections + self.post_connections
+
+    def _step(self, time: float) -> None:
+        """One numerical evaluation in dynode's imperative order (interpreted path)."""
+        for sub in self._subs:
+            sub._step(time)
+        for con in self.pre_connections:
+            con(self, time)
+        self.do_step(time)
+        for con in self.post_connections:
+            con(self, time)
+
+    @abstractmethod
+    def do_step(self, time: float) -> None:
+        """Compute ``ders`` (and outputs) from states and inputs at ``time``."""
+
+
+SystemInterface = System
+
+
+def connect_signals(
+    first: ParameterContainer, first_key: str, second: ParameterContainer, second_key: str
+) -> Callable[..., None]:
+    """A connection that copies ``first[first_key]`` into ``second[second_key]``.
+
+    Use it as a pre- or post-connection, as in dynode.
+    """
+
+    def connect(*args: Any, **kwargs: Any) -> None:
+        setattr(second, second_key, getattr(first, first_key))
+
+    connect._dyngen_signal_link = (first, first_key, second, second_key)  # type: ignore[attr-defined]
+    connect._dyngen_origin = user_frame_location()  # type: ignore[attr-defined]
+    return connect

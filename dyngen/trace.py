@@ -1,0 +1,294 @@
+"""trace: system tree -> ModelSpec.
+
+Calls every ``do_step`` and connection once, in dynode's order, with symbolic
+stand-ins for time, states and signals, and records what each function reads and
+writes as sympy expressions.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from .containers import ParameterContainer, VariableContainer, set_hook
+from .errors import DyngenError, SourceLocation, TraceError, user_frame_location, user_traceback_location
+from .ir import FunctionInfo, ModelSpec, Signal, SignalRef, SystemInfo, TracedFunction, Write
+from .naming import NameRegistry, signal_identifier
+from .symbolic import Sym, SymArray, as_object_array, flatten_traced, symbols_like
+from .tree import FunctionCall, evaluation_order, function_location, function_name, walk
+
+TIME = sp.Symbol("t", real=True)
+
+
+def numeric_value(value: Any) -> np.ndarray | None:
+    """The float array of a numeric container value, or None for anything else."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return np.asarray(float(value))
+    if isinstance(value, (list, tuple, np.ndarray)):
+        try:
+            array = np.asarray(value)
+        except ValueError:
+            return None
+        if array.dtype.kind in "iuf" and array.size > 0:
+            return array.astype(float)
+    return None
+
+
+def constant_text(value: Any) -> str:
+    """A stable text for a non-numeric value baked into the model (for the hash)."""
+    if value is None or isinstance(value, (str, bool, np.bool_)):
+        return repr(value)
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+@dataclass
+class _Frame:
+    """What one function has done so far while it is traced."""
+
+    info: FunctionInfo
+    local: dict[SignalRef, Any] = field(default_factory=dict)
+    reads: list[SignalRef] = field(default_factory=list)
+    write_locations: dict[SignalRef, SourceLocation | None] = field(default_factory=dict)
+
+
+class _ForeignContainer:
+    """Hook for containers of systems that are not in the model."""
+
+    def read(self, container: ParameterContainer, key: Any, as_attribute: bool) -> Any:
+        raise TraceError(
+            f"reads {key!r} from a container of a system that is not part of the simulation",
+            "add that system with Simulation.add_system (or add_subsystem) or remove the connection",
+            user_frame_location(),
+        )
+
+    def write(self, container: ParameterContainer, key: Any, value: Any) -> None:
+        raise TraceError(
+            f"writes {key!r} to a container of a system that is not part of the simulation",
+            "add that system with Simulation.add_system (or add_subsystem) or remove the connection",
+            user_frame_location(),
+        )
+
+
+class Tracer:
+    """The container hook that turns reads and writes into sympy expressions."""
+
+    def __init__(self, nodes: list) -> None:
+        self.names = NameRegistry()
+        self.owner: dict[int, tuple[str, str]] = {}
+        self.signals: dict[SignalRef, Signal] = {}
+        self.defaults: dict[SignalRef, tuple[float, ...]] = {}
+        self.constants: dict[SignalRef, Any] = {}
+        self.read_ever: set[SignalRef] = set()
+        self.written: dict[SignalRef, int] = {}
+        self.der_keys: dict[str, list[str]] = {}
+        self.frame: _Frame | None = None
+        for node in nodes:
+            for kind in ("states", "ders", "inputs", "outputs"):
+                container = getattr(node.system, kind)
+                self.owner[id(container)] = (node.path, kind)
+                self._register_initial(node.path, kind, container)
+            self.der_keys[node.path] = [k for k, _ in node.system.ders.raw_items() if isinstance(k, str)]
+
+    # -- signals ------------------------------------------------------------
+    def _register_initial(self, path: str, kind: str, container: ParameterContainer) -> None:
+        for key, value in container.raw_items():
+            if not isinstance(key, str):
+                raise TraceError(
+                    f"{path}.{kind} has the key {key!r}, which is not a string",
+                    f"use string keys: {path}.{kind}[{str(key)!r}]",
+                )
+            ref = SignalRef(path, kind, key)
+            array = numeric_value(value)
+            if array is None:
+                if kind in ("states", "ders"):
+                    raise TraceError(f"{ref} holds {value!r}, which is not numeric")
+                self.constants[ref] = value
+                continue
+            if kind == "states" and array.ndim == 0:
+                array = array.reshape(1)
+            self._new_signal(ref, array.shape)
+            self.defaults[ref] = tuple(float(v) for v in array.ravel())
+
+    def _new_signal(self, ref: SignalRef, shape: tuple[int, ...]) -> Signal:
+        base = signal_identifier(ref.system, ref.kind, ref.key)
+        size = int(np.prod(shape)) if shape else 1
+        if size == 1:
+            names = [self.names.unique(base)]
+        else:
+            names = [
+                self.names.unique(base + "_" + "_".join(str(i) for i in index))
+                for index in np.ndindex(*shape)
+            ]
+        signal = Signal(ref, tuple(shape), tuple(sp.Symbol(n, real=True) for n in names))
+        self.signals[ref] = signal
+        return signal
+
+    def placeholder(self, signal: Signal) -> Any:
+        return symbols_like([s.name for s in signal.symbols], signal.shape)
+
+    # -- the hook -------------------------------------------------------------
+    def read(self, container: ParameterContainer, key: Any, as_attribute: bool) -> Any:
+        path, kind = self.owner[id(container)]
+        frame = self.frame
+        ref = SignalRef(path, kind, str(key))
+        if ref in frame.local:
+            return self._present(frame.local[ref], kind, as_attribute)
+        if ref in self.constants and ref not in self.written:
+            return self.constants[ref]
+        if ref not in self.signals:
+            known = sorted(k.key for k in self.signals if k.system == path and k.kind == kind)
+            raise TraceError(
+                f"{path} has no {kind} {key!r} (a KeyError in dynode)",
+                f"one of {known}" if known else f"set {kind}.{key} in __init__ or write it before it is read",
+                user_frame_location(),
+            )
+        if kind == "ders" and ref not in self.written:
+            raise TraceError(
+                f"reads {ref} before any function has written it in this evaluation "
+                "(dynode would return a stale value)",
+                "compute the value from states and inputs, or write the der first",
+                user_frame_location(),
+            )
+        if ref not in frame.reads:
+            frame.reads.append(ref)
+        self.read_ever.add(ref)
+        value = self.placeholder(self.signals[ref])
+        return self._present(value, kind, as_attribute)
+
+    @staticmethod
+    def _present(value: Any, kind: str, as_attribute: bool) -> Any:
+        if kind in ("states", "ders") and as_attribute and isinstance(value, SymArray) and value.size == 1:
+            return value.view(np.ndarray).flat[0]
+        return value
+
+    def write(self, container: ParameterContainer, key: Any, value: Any) -> None:
+        path, kind = self.owner[id(container)]
+        ref = SignalRef(path, kind, str(key))
+        if kind == "states":
+            raise TraceError(
+                f"writes {ref}: states are set by the integrator",
+                f"assign the derivative instead: self.ders.{key} = ...",
+                user_frame_location(),
+            )
+        self.frame.local[ref] = self._normalize(ref, value, isinstance(container, VariableContainer))
+        self.frame.write_locations[ref] = user_frame_location()
+
+    @staticmethod
+    def _normalize(ref: SignalRef, value: Any, variable: bool) -> Any:
+        problem = TraceError(
+            f"writes {value!r} (a {type(value).__name__}) to {ref}",
+            "only numbers, numeric arrays and traced values can flow through ders, inputs "
+            "and outputs; keep other objects as plain attributes of the system",
+            user_frame_location(),
+        )
+        if isinstance(value, (np.ndarray, list, tuple)):
+            try:
+                return as_object_array(value).view(SymArray)
+            except TraceError:
+                raise problem from None
+        if isinstance(value, Sym) or numeric_value(value) is not None:
+            scalar = value if isinstance(value, Sym) else Sym(sp.Float(float(value)))
+            return as_object_array([scalar]).view(SymArray) if variable else scalar
+        raise problem
+
+    # -- functions ----------------------------------------------------------
+    def run(self, call: FunctionCall, order: int) -> TracedFunction:
+        info = FunctionInfo(
+            system=call.node.path,
+            kind=call.kind,
+            name=function_name(call),
+            location=function_location(call.func),
+            order=order,
+        )
+        self.frame = _Frame(info)
+        try:
+            if call.kind == "do_step":
+                call.node.system.do_step(Sym(TIME))
+            else:
+                call.func(call.node.system, Sym(TIME))
+        except TraceError as error:
+            error.context = f"{info.name} of system {info.system!r}"
+            if error.location is None:
+                error.location = user_traceback_location(sys.exc_info()[2]) or info.location
+            raise
+        except DyngenError:
+            raise
+        except Exception as exc:  # the user's code failed on a traced value
+            error = TraceError(
+                f"{type(exc).__name__}: {exc}",
+                "write do_step and connections with arithmetic, numpy ufuncs, where(...) and "
+                "constant indexing only (see the README's 'modeling form')",
+                user_traceback_location(exc.__traceback__) or info.location,
+            )
+            error.context = f"{info.name} of system {info.system!r}"
+            raise error from exc
+        return self._finish()
+
+    def _finish(self) -> TracedFunction:
+        frame = self.frame
+        writes = []
+        for ref, value in frame.local.items():
+            shape, exprs = flatten_traced(value)
+            if ref.kind == "ders":
+                shape = (len(exprs),) if shape == () else shape
+            existing = self.signals.get(ref)
+            if existing is None or existing.shape != shape:
+                if existing is not None and ref in self.read_ever:
+                    raise TraceError(
+                        f"{frame.info.name} writes {ref} with shape {shape}, but it was read "
+                        f"with shape {existing.shape}",
+                        "keep a signal's shape fixed: initialize it with the shape it is written with",
+                        frame.write_locations.get(ref),
+                    )
+                self._new_signal(ref, shape)
+            if ref.kind == "ders" and ref.key not in self.der_keys[ref.system]:
+                self.der_keys[ref.system].append(ref.key)
+            self.written.setdefault(ref, frame.info.order)
+            writes.append(Write(ref, shape, exprs, frame.write_locations.get(ref)))
+        self.frame = None
+        return TracedFunction(frame.info, tuple(frame.reads), tuple(writes))
+
+
+def trace(systems: list[Any], name: str, source_root: str) -> ModelSpec:
+    """Trace every function of the tree once; see the module docstring."""
+    nodes = walk(systems)
+    tracer = Tracer(nodes)
+    calls = evaluation_order(systems, nodes)
+    containers = [getattr(n.system, k) for n in nodes for k in ("states", "ders", "inputs", "outputs")]
+    for container in containers:
+        set_hook(container, tracer)
+    ParameterContainer._dyngen_hook = _ForeignContainer()
+    try:
+        functions = tuple(tracer.run(call, order) for order, call in enumerate(calls))
+    finally:
+        ParameterContainer._dyngen_hook = None
+        for container in containers:
+            set_hook(container, None)
+    infos = tuple(
+        SystemInfo(
+            path=n.path,
+            class_name=type(n.system).__name__,
+            location=function_location(type(n.system).do_step),
+            state_keys=tuple(k for k, _ in n.system.states.raw_items()),
+            der_keys=tuple(tracer.der_keys[n.path]),
+        )
+        for n in nodes
+    )
+    constants = tuple(
+        (ref, constant_text(value)) for ref, value in tracer.constants.items() if ref not in tracer.written
+    )
+    return ModelSpec(
+        name=name,
+        source_root=source_root,
+        systems=infos,
+        signals=tuple(tracer.signals.values()),
+        functions=functions,
+        defaults=dict(tracer.defaults),
+        constants=constants,
+    )
