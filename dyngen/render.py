@@ -43,15 +43,15 @@ def environment() -> jinja2.Environment:
 
 
 def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
+    """A layout table: states by bare key; parameters and observed by "kind.key"."""
     systems: dict[str, list] = {}
     names = []
     for slot in slots:
-        kind = "" if name in ("STATES",) else f"{slot.ref.kind}."
-        key = slot.ref.key if name != "OBSERVED" else f"{slot.ref.kind}.{slot.ref.key}"
+        key = slot.ref.key if name == "STATES" else f"{slot.ref.kind}.{slot.ref.key}"
         systems.setdefault(slot.ref.system, []).append((key, slot.start, slot.stop, slot.shape))
         for i in range(len(slot.symbols)):
             suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
-            names.append(f"{slot.ref.system}.{kind or 'states.'}{slot.ref.key}{suffix}")
+            names.append(f"{slot.ref}{suffix}")
     return {"name": name, "systems": list(systems.items()), "names": names}
 
 

@@ -1,0 +1,51 @@
+"""Where generated modules live, and importing them."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from .errors import DyngenError
+
+_LOADED: dict[tuple[str, str], ModuleType] = {}
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """The module cache: ``override``, else ``$DYNGEN_CACHE_DIR``, else the user cache."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("DYNGEN_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dyngen"
+
+
+def cached_module_path(directory: Path, name: str, digest: str) -> Path:
+    """Cache files are keyed by the model hash: ``<name>_<hash16>.py``."""
+    return directory / f"{name}_{digest[:16]}.py"
+
+
+def load_module(path: Path, digest: str) -> ModuleType:
+    """Import a generated module from its file (once per process and hash)."""
+    key = (str(path.resolve()), digest)
+    if key in _LOADED:
+        return _LOADED[key]
+    module_name = f"dyngen_generated.{path.stem}_{digest[:16]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise DyngenError(f"cannot import the generated module {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise DyngenError(f"the generated module {path} failed to import: {exc}") from exc
+    if getattr(module, "MODEL_HASH", None) != digest:
+        raise DyngenError(f"{path} holds another model (hash mismatch); delete it and rebuild")
+    _LOADED[key] = module
+    return module

@@ -1,0 +1,89 @@
+"""The build pipeline: one line per stage, each commented with its type change."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterator
+
+from .cache import cache_dir, cached_module_path, load_module
+from .errors import DyngenWarning
+from .flatten import flatten
+from .ir import FlatModel, Kernel, ModelSpec, ModuleSource
+from .lower import lower
+from .naming import sanitize
+from .render import render
+from .trace import trace
+from .write import module_hash, write_module
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Every intermediate of one build, so any stage can be shown or tested."""
+
+    spec: ModelSpec
+    flat: FlatModel
+    kernel: Kernel | None  # None when an up-to-date module was reused
+    source: ModuleSource | None
+    path: Path
+    module: ModuleType
+    reused: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def default_name(systems: list[Any]) -> str:
+    """A module name for a model that has no file: its first system's class."""
+    return sanitize(type(systems[0]).__name__).lower() if systems else "model"
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - start
+
+
+def build(
+    systems: list[Any],
+    *,
+    name: str,
+    source_root: str,
+    model_file: str,
+    output_dir: str | Path | None = None,
+    cache: str | Path | None = None,
+    always_render: bool = False,
+) -> BuildResult:
+    """Build (or reuse) the generated module of a model.
+
+    With ``output_dir`` the module is written as ``<output_dir>/<name>.py`` (as
+    ``dyngen build`` does); otherwise it goes to the cache as ``<name>_<hash>.py`` and
+    a module already there is reused without lowering or rendering again.
+    """
+    timings: dict[str, float] = {}
+    with _timed(timings, "trace"):
+        spec = trace(systems, name, source_root)  # system tree -> ModelSpec
+    with _timed(timings, "flatten"):
+        flat = flatten(spec)  # ModelSpec -> FlatModel
+    for message in flat.warnings:
+        warnings.warn(message, DyngenWarning, stacklevel=3)
+    if output_dir is not None:
+        path = Path(output_dir) / f"{name}.py"
+    else:
+        path = cached_module_path(cache_dir(cache), name, flat.digest)
+        if not always_render and module_hash(path) == flat.digest:
+            with _timed(timings, "load"):
+                module = load_module(path, flat.digest)
+            return BuildResult(spec, flat, None, None, path, module, True, timings)
+    with _timed(timings, "lower"):
+        kernel = lower(flat)  # FlatModel -> Kernel
+    with _timed(timings, "render"):
+        source = render(kernel, model_file)  # Kernel -> ModuleSource
+    with _timed(timings, "write"):
+        write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
+    with _timed(timings, "load"):
+        module = load_module(path, flat.digest)  # file -> module
+    return BuildResult(spec, flat, kernel, source, path, module, False, timings)

@@ -1,0 +1,1 @@
+"""Running generated modules under dynode's Simulation API."""

@@ -1,0 +1,95 @@
+"""Integrators behind one small interface (scipy's ``ode`` for now).
+
+A later backend (compiled loops inside the generated module) implements the same
+``Integrator`` protocol, so the simulation loop does not change.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Protocol
+
+import numpy as np
+from scipy.integrate import ode
+
+from ..errors import DyngenError, SolverError
+
+RhsFunction = Callable[[float, np.ndarray], np.ndarray]
+JacFunction = Callable[[float, np.ndarray], np.ndarray]
+
+SCIPY_ODE_METHODS = ("dopri5", "dop853", "vode", "lsoda")
+
+
+class Integrator(Protocol):
+    t: float
+    y: np.ndarray
+
+    def advance(self, t_end: float) -> None:
+        """Integrate to ``t_end``; raise SolverError if that fails."""
+
+
+class ScipyOdeIntegrator:
+    """``scipy.integrate.ode`` set up exactly as dynode 0.4 sets it up."""
+
+    def __init__(
+        self,
+        rhs: RhsFunction,
+        jac: JacFunction | None,
+        t0: float,
+        y0: np.ndarray,
+        method: str,
+        options: dict,
+        state_name: Callable[[int], str],
+    ) -> None:
+        if method not in SCIPY_ODE_METHODS:
+            raise DyngenError(
+                f"unknown integrator {method!r}; choose one of {', '.join(SCIPY_ODE_METHODS)}"
+            )
+        self._method = method
+        self._state_name = state_name
+        self._solver = ode(rhs, jac)
+        self._solver.set_initial_value(y0, t=t0)
+        try:
+            self._solver.set_integrator(method, **options)
+        except TypeError as exc:
+            raise DyngenError(f"integrator {method!r} does not take these options: {exc}") from None
+
+    @property
+    def t(self) -> float:
+        return float(self._solver.t)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._solver.y
+
+    def advance(self, t_end: float) -> None:
+        start = self.t
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # scipy's own failure warning
+            self._solver.integrate(t_end)
+        if not self._solver.successful():
+            code = self._solver.get_return_code()
+            reason = getattr(self._solver._integrator, "messages", {}).get(code, f"return code {code}")
+            raise SolverError(
+                f"{self._method} failed between t = {start!r} and t = {t_end!r} (reached t = {self.t!r}): "
+                f"{reason}{self._non_finite()}"
+            )
+        if not np.all(np.isfinite(self._solver.y)):
+            raise SolverError(f"{self._method}: the state is not finite at t = {self.t!r}{self._non_finite()}")
+
+    def _non_finite(self) -> str:
+        bad = np.flatnonzero(~np.isfinite(self._solver.y))
+        if bad.size == 0:
+            return ""
+        names = ", ".join(self._state_name(int(i)) for i in bad[:5])
+        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+        return f"; non-finite state(s): {names}{more}"
+
+
+def dynode_options(observer_dt: float, fixed_step: bool, options: dict) -> dict:
+    """dynode's adjustments: first step = observer_dt; fixed steps via atol = inf."""
+    options = dict(options)
+    options["first_step"] = observer_dt
+    if fixed_step:
+        options["atol"] = np.inf
+    return options

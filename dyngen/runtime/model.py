@@ -1,0 +1,94 @@
+"""A loaded generated module bound to the system objects it was built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..errors import DyngenError
+from ..trace import numeric_value
+from ..tree import walk
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One signal in a flat vector: its system, container, key and place."""
+
+    system: Any
+    kind: str
+    key: str
+    start: int
+    stop: int
+    shape: tuple[int, ...]
+
+    def value(self, vector: np.ndarray, as_attribute: bool) -> Any:
+        """The signal as dynode would present it (a float for one element)."""
+        chunk = vector[self.start:self.stop]
+        if self.shape == () or (as_attribute and self.kind in ("states", "ders") and chunk.size == 1):
+            return float(chunk[0])
+        return chunk.reshape(self.shape).copy()
+
+
+class CompiledModel:
+    """Moves values between the systems' containers and the module's flat vectors."""
+
+    def __init__(self, module: ModuleType, systems: list[Any]) -> None:
+        self.module = module
+        nodes = {n.path: n.system for n in walk(systems)}
+        self.states = self._entries(module.STATES, nodes, "states")
+        self.parameters = self._entries(module.PARAMETERS, nodes, None)
+        self.observed = self._entries(module.OBSERVED, nodes, None)
+        parameter_keys = {(id(e.system), e.kind, e.key) for e in self.parameters}
+        self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
+        self.by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
+
+    @staticmethod
+    def _entries(table: dict, nodes: dict[str, Any], kind: str | None) -> list[Entry]:
+        entries = []
+        for path, signals in table.items():
+            for name, (start, stop, shape) in signals.items():
+                entry_kind, key = (kind, name) if kind else name.split(".", 1)
+                entries.append(Entry(nodes[path], entry_kind, key, start, stop, tuple(shape)))
+        return entries
+
+    @property
+    def n_states(self) -> int:
+        return int(self.module.N_STATES)
+
+    def gather_states(self) -> np.ndarray:
+        y = np.empty(self.n_states)
+        for e in self.states:
+            y[e.start:e.stop] = np.asarray(e.system.states.raw_get(e.key), dtype=float).ravel()
+        return y
+
+    def gather_parameters(self) -> np.ndarray:
+        p = np.empty(int(self.module.N_PARAMETERS))
+        for e in self.parameters:
+            raw = getattr(e.system, e.kind).raw_get(e.key)
+            value = numeric_value(raw)
+            if value is None or value.size != e.stop - e.start:
+                raise DyngenError(
+                    f"{e.kind}.{e.key} of {type(e.system).__name__} holds {raw!r}; it was a numeric "
+                    f"value of shape {e.shape} when the model was built"
+                )
+            p[e.start:e.stop] = value.ravel()
+        return p
+
+    def observe(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+        out = np.empty(int(self.module.N_OBSERVED))
+        self.module.observe(t, y, p, out)
+        return out
+
+    def write_back(self, t: float, y: np.ndarray, p: np.ndarray) -> None:
+        """Leave the values at ``(t, y)`` in every container, as dynode does."""
+        for e in self.states:
+            e.system.states.raw_set(e.key, y[e.start:e.stop].reshape(e.system.states.raw_get(e.key).shape))
+        out = self.observe(t, y, p)
+        for e in self.computed:
+            getattr(e.system, e.kind).raw_set(e.key, e.value(out, as_attribute=False))
+
+    def state_name(self, index: int) -> str:
+        return str(self.module.STATE_NAMES[index])

@@ -1,0 +1,166 @@
+"""dynode's ``Simulation`` API on top of the generated module."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..pipeline import BuildResult, build, default_name
+from ..tree import walk
+from .fingerprint import fingerprint
+from .integrators import ScipyOdeIntegrator, dynode_options
+from .model import CompiledModel
+from .recorder import BoundRecorder, Recorder
+
+
+class Simulation:
+    """A set of connected systems, compiled on first use and integrated in time.
+
+    Same API and meaning as dynode 0.4's ``Simulation``; ``cache_dir`` (default
+    ``$DYNGEN_CACHE_DIR`` or the user cache) is where generated modules are kept.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
+        self._systems: list[Any] = []
+        self._observers: list[Callable] = []
+        self._t = 0
+        self.cache_dir = cache_dir
+        self.model_name: str | None = None
+        self.model_file: str | None = None
+        self._build: BuildResult | None = None
+        self._model: CompiledModel | None = None
+        self._fingerprint: Any = None
+
+    @property
+    def systems(self) -> list[Any]:
+        """The systems of this simulation, in the order they were added."""
+        return self._systems
+
+    def add_system(self, system: Any) -> None:
+        """Add a system. Raises ValueError if it was already added."""
+        if system in self._systems:
+            raise ValueError(f"System({system}) has already been added to this simulation!")
+        self._systems.append(system)
+
+    def add_observer(self, observer: Callable) -> Callable:
+        """Add ``observer(t, y)``, called every ``observer_dt``; returning True stops the run.
+
+        Raises ValueError if already added. Returns a function that removes it.
+        """
+        if observer in self._observers:
+            raise ValueError(f"Observer({observer}) already registered!")
+        self._observers.append(observer)
+        return partial(self._observers.remove, observer)
+
+    # -- building -----------------------------------------------------------
+    def compile(self) -> BuildResult:
+        """Build (or reuse) the generated module for the current model structure."""
+        if not self._systems:
+            raise RuntimeError("Need at least 1 system in the simulation!")
+        current = fingerprint(self._systems)
+        if self._build is None or current != self._fingerprint:
+            name = self.model_name or default_name(self._systems)
+            model_file = self.model_file or _main_file()
+            self._build = build(
+                self._systems,
+                name=name,
+                source_root=str(Path(model_file).resolve().parent) if model_file else os.getcwd(),
+                model_file=Path(model_file).name if model_file else "<interactive>",
+                cache=self.cache_dir,
+            )
+            self._model = CompiledModel(self._build.module, self._systems)
+            self._fingerprint = current
+        return self._build
+
+    @property
+    def module(self) -> Any:
+        """The generated module (building it if needed)."""
+        return self.compile().module
+
+    # -- running --------------------------------------------------------------
+    def simulate(
+        self,
+        t: float,
+        observer_dt: float,
+        fixed_step: bool = False,
+        integrator: str = "dopri5",
+        **kwargs: Any,
+    ) -> float:
+        """Advance ``t`` time units, informing observers every ``observer_dt``.
+
+        Arguments mean what they mean in dynode: ``fixed_step`` makes ``observer_dt``
+        the solver's step; ``integrator`` and ``kwargs`` go to ``scipy.integrate.ode``.
+        Returns the time reached.
+        """
+        if not self._systems:
+            raise RuntimeError("Need at least 1 system in the simulation!")
+        if not any(len(n.system.states) for n in walk(self._systems)):
+            raise RuntimeError("Need at least one state/der combination!")
+        self.compile()
+        model = self._model
+        module = model.module
+        y0 = model.gather_states()
+        p = model.gather_parameters()
+
+        dy = np.zeros(model.n_states)
+        J = np.zeros((model.n_states, model.n_states))
+        rhs, jac = module.rhs, module.jac
+
+        def f(time: float, y: np.ndarray) -> np.ndarray:
+            rhs(time, y, p, dy)
+            return dy
+
+        def jacobian(time: float, y: np.ndarray) -> np.ndarray:
+            jac(time, y, p, J)
+            return J
+
+        solver = ScipyOdeIntegrator(
+            f, jacobian, self._t, y0, integrator, dynode_options(observer_dt, fixed_step, kwargs), model.state_name
+        )
+        notify = self._notifier(model, p)
+        try:
+            if self._t == 0:
+                notify(float(self._t), solver.y)
+            for _ in range(int(t / observer_dt)):
+                solver.advance(solver.t + observer_dt)
+                if notify(solver.t, solver.y):
+                    break
+        finally:
+            self._t = solver.t
+            model.write_back(solver.t, solver.y, p)
+        return solver.t
+
+    def _notifier(self, model: CompiledModel, p: np.ndarray) -> Callable[[float, np.ndarray], bool]:
+        plain_recorder = [
+            isinstance(o, Recorder) and type(o).__call__ is Recorder.__call__ for o in self._observers
+        ]
+        bound = {i: o._bind(model) for i, (o, plain) in enumerate(zip(self._observers, plain_recorder)) if plain}
+        need_out = any(b.needs_observed for b in bound.values())
+        need_sync = any(b.needs_sync for b in bound.values()) or not all(plain_recorder)
+        observers = list(self._observers)
+
+        def notify(time: float, y: np.ndarray) -> bool:
+            y = y.copy()
+            if need_sync:
+                model.write_back(time, y, p)
+            out = model.observe(time, y, p) if need_out else None
+            for i, observer in enumerate(observers):
+                recorder: BoundRecorder | None = bound.get(i)
+                if recorder is not None:
+                    recorder.record(time, y, out)
+                elif observer(time, y):
+                    return True
+            return False
+
+        return notify
+
+
+def _main_file() -> str | None:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return str(path) if path else None
