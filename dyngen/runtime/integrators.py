@@ -93,3 +93,23 @@ def dynode_options(observer_dt: float, fixed_step: bool, options: dict) -> dict:
     if fixed_step:
         options["atol"] = np.inf
     return options
+
+
+def run_observed(
+    solver: Integrator,
+    t0: float,
+    duration: float,
+    observer_dt: float,
+    notify: Callable[[float, np.ndarray], bool],
+) -> float:
+    """dynode's loop: notify at t0 (only when t0 == 0), then every ``observer_dt``.
+
+    ``notify`` returning True stops the run. Returns the time reached.
+    """
+    if t0 == 0:
+        notify(float(t0), solver.y)
+    for _ in range(int(duration / observer_dt)):
+        solver.advance(solver.t + observer_dt)
+        if notify(solver.t, solver.y):
+            break
+    return solver.t

@@ -13,7 +13,7 @@ import numpy as np
 from ..pipeline import BuildResult, build, default_name
 from ..tree import walk
 from .fingerprint import fingerprint
-from .integrators import ScipyOdeIntegrator, dynode_options
+from .integrators import ScipyOdeIntegrator, dynode_options, run_observed
 from .model import CompiledModel
 from .recorder import BoundRecorder, Recorder
 
@@ -124,12 +124,7 @@ class Simulation:
         )
         notify = self._notifier(model, p)
         try:
-            if self._t == 0:
-                notify(float(self._t), solver.y)
-            for _ in range(int(t / observer_dt)):
-                solver.advance(solver.t + observer_dt)
-                if notify(solver.t, solver.y):
-                    break
+            run_observed(solver, self._t, t, observer_dt, notify)
         finally:
             self._t = solver.t
             model.write_back(solver.t, solver.y, p)

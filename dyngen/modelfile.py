@@ -1,0 +1,74 @@
+"""Loading a model file: a Python file that defines ``build()``."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelFileError, user_traceback_location
+from .naming import sanitize
+from .runtime.simulation import Simulation
+
+
+def _fail(path: Path, what: str, exc: BaseException) -> ModelFileError:
+    location = user_traceback_location(exc.__traceback__)
+    where = f" at {location}" if location else ""
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return ModelFileError(f"{path}: {what} failed{where}:\n    {detail}")
+
+
+def load_model(path: str | Path, cache_dir: str | None = None) -> Simulation:
+    """Import ``path`` and call its ``build()``; returns the Simulation it describes.
+
+    ``build()`` may return a ``Simulation``, one system, or a list of systems.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    module_name = f"dyngen_model.{sanitize(path.stem)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ModelFileError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.resolve().parent))  # sibling imports of the model
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise _fail(path, "importing the model", exc) from exc
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    build = getattr(module, "build", None)
+    if not callable(build):
+        raise ModelFileError(
+            f"{path}: a model file must define build() returning a dyngen.Simulation "
+            "(or a System, or a list of systems)"
+        )
+    try:
+        result = build()
+    except Exception as exc:
+        raise _fail(path, "build()", exc) from exc
+    simulation = _as_simulation(path, result, cache_dir)
+    simulation.model_name = sanitize(path.stem)
+    simulation.model_file = str(path)
+    return simulation
+
+
+def _as_simulation(path: Path, result: Any, cache_dir: str | None) -> Simulation:
+    if isinstance(result, Simulation):
+        if cache_dir is not None:
+            result.cache_dir = cache_dir
+        return result
+    systems = list(result) if isinstance(result, (list, tuple)) else [result]
+    if not systems or not all(hasattr(s, "do_step") and hasattr(s, "states") for s in systems):
+        raise ModelFileError(
+            f"{path}: build() returned {type(result).__name__}; return a dyngen.Simulation, "
+            "a System or a list of systems"
+        )
+    simulation = Simulation(cache_dir=cache_dir)
+    for system in systems:
+        simulation.add_system(system)
+    return simulation
