@@ -39,10 +39,23 @@ def _is_user_file(filename: str) -> bool:
     return not any(marker in absolute for marker in _LIBRARY_MARKERS)
 
 
+# Code objects where the search for "the user's line" stops (the tracer's call into
+# user code): frames further out are the caller of dyngen, not the model.
+_BOUNDARIES: set = set()
+
+
+def location_boundary(function):  # type: ignore[no-untyped-def]
+    """Mark ``function`` as the outermost frame a model location may come from."""
+    _BOUNDARIES.add(function.__code__)
+    return function
+
+
 def user_frame_location(frame: FrameType | None = None) -> SourceLocation | None:
     """The innermost stack frame (from ``frame`` outwards) that is user code."""
     frame = frame if frame is not None else sys._getframe(1)
     while frame is not None:
+        if frame.f_code in _BOUNDARIES:
+            return None
         filename = frame.f_code.co_filename
         if _is_user_file(filename):
             return SourceLocation(filename, frame.f_lineno)

@@ -15,7 +15,14 @@ import numpy as np
 import sympy as sp
 
 from .containers import ParameterContainer, VariableContainer, set_hook
-from .errors import DyngenError, SourceLocation, TraceError, user_frame_location, user_traceback_location
+from .errors import (
+    DyngenError,
+    SourceLocation,
+    TraceError,
+    location_boundary,
+    user_frame_location,
+    user_traceback_location,
+)
 from .ir import FunctionInfo, ModelSpec, Signal, SignalRef, SystemInfo, TracedFunction, Write
 from .naming import NameRegistry, signal_identifier
 from .symbolic import Sym, SymArray, as_object_array, flatten_traced, symbols_like
@@ -177,7 +184,7 @@ class Tracer:
                 user_frame_location(),
             )
         self.frame.local[ref] = self._normalize(ref, value, isinstance(container, VariableContainer))
-        self.frame.write_locations[ref] = user_frame_location()
+        self.frame.write_locations[ref] = user_frame_location() or self.frame.info.location
 
     @staticmethod
     def _normalize(ref: SignalRef, value: Any, variable: bool) -> Any:
@@ -198,6 +205,7 @@ class Tracer:
         raise problem
 
     # -- functions ----------------------------------------------------------
+    @location_boundary
     def run(self, call: FunctionCall, order: int) -> TracedFunction:
         info = FunctionInfo(
             system=call.node.path,
