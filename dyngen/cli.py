@@ -13,6 +13,7 @@ import click
 
 from .errors import DyngenError, DyngenWarning
 from .modelfile import load_model
+from .ir import BuildOptions
 from .pipeline import BuildResult, build as build_pipeline
 from .runtime.integrators import SCIPY_ODE_METHODS
 
@@ -49,9 +50,7 @@ def _build(model: str, output: str | None) -> BuildResult:
         name=simulation.model_name,
         source_root=str(path.resolve().parent),
         model_file=path.name,
-        output_dir=output,
-        cache=None,
-        always_render=True,
+        options=BuildOptions(output_dir=output, always_render=True),
     )
 
 

@@ -241,8 +241,8 @@ class ModuleSource:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Everything that changes how a model is built. No global state."""
+    """Everything that changes where and how a model is built. No global state."""
 
-    output_dir: str | None = None  # None: the cache directory
-    module_name: str | None = None  # None: derived from the model
-    warn: bool = True
+    output_dir: str | None = None  # write <output_dir>/<name>.py (as `dyngen build`)
+    cache_dir: str | None = None  # else the module cache (None: $DYNGEN_CACHE_DIR or ~/.cache/dyngen)
+    always_render: bool = False  # lower and render even when the cache has the module

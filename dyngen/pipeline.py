@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from .cache import cache_dir, cached_module_path, load_module
 from .errors import DyngenWarning
 from .flatten import flatten
-from .ir import FlatModel, Kernel, ModelSpec, ModuleSource
+from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
 from .naming import sanitize
 from .render import render
@@ -53,15 +53,13 @@ def build(
     name: str,
     source_root: str,
     model_file: str,
-    output_dir: str | Path | None = None,
-    cache: str | Path | None = None,
-    always_render: bool = False,
+    options: BuildOptions = BuildOptions(),
 ) -> BuildResult:
     """Build (or reuse) the generated module of a model.
 
-    With ``output_dir`` the module is written as ``<output_dir>/<name>.py`` (as
-    ``dyngen build`` does); otherwise it goes to the cache as ``<name>_<hash>.py`` and
-    a module already there is reused without lowering or rendering again.
+    With ``options.output_dir`` the module is written as ``<output_dir>/<name>.py``
+    (as ``dyngen build`` does); otherwise it goes to the cache as ``<name>_<hash>.py``
+    and a module already there is reused without lowering or rendering again.
     """
     timings: dict[str, float] = {}
     with _timed(timings, "trace"):
@@ -70,11 +68,11 @@ def build(
         flat = flatten(spec)  # ModelSpec -> FlatModel
     for message in flat.warnings:
         warnings.warn(message, DyngenWarning, stacklevel=3)
-    if output_dir is not None:
-        path = Path(output_dir) / f"{name}.py"
+    if options.output_dir is not None:
+        path = Path(options.output_dir) / f"{name}.py"
     else:
-        path = cached_module_path(cache_dir(cache), name, flat.digest)
-        if not always_render and module_hash(path) == flat.digest:
+        path = cached_module_path(cache_dir(options.cache_dir), name, flat.digest)
+        if not options.always_render and module_hash(path) == flat.digest:
             with _timed(timings, "load"):
                 module = load_module(path, flat.digest)
             return BuildResult(spec, flat, None, None, path, module, True, timings)

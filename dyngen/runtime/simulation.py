@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..ir import BuildOptions
 from ..pipeline import BuildResult, build, default_name
 from ..tree import walk
 from .fingerprint import fingerprint
@@ -71,7 +72,7 @@ class Simulation:
                 name=name,
                 source_root=str(Path(model_file).resolve().parent) if model_file else os.getcwd(),
                 model_file=Path(model_file).name if model_file else "<interactive>",
-                cache=self.cache_dir,
+                options=BuildOptions(cache_dir=None if self.cache_dir is None else str(self.cache_dir)),
             )
             self._model = CompiledModel(self._build.module, self._systems)
             self._fingerprint = current
