@@ -1,8 +1,9 @@
 """lower: FlatModel -> Kernel.
 
-Builds the three generated functions as statement lists: ``rhs`` (the
-derivatives), ``jac`` (the analytic Jacobian, sparse entries, by the chain rule
+Builds the generated functions as statement lists: ``rhs`` (the derivatives),
+``jac_values`` (the non-zero entries of the analytic Jacobian, by the chain rule
 through the flattened assignments) and ``observe`` (every input, output and der).
+The dense ``jac`` wrapper is boilerplate in the template.
 Each function computes only what it needs, with sympy's CSE over its expressions.
 """
 
@@ -208,11 +209,14 @@ def lower(flat: FlatModel) -> Kernel:
     )  # fmt: skip
 
     entries = _jacobian(flat, defs)
-    jac_targets = [(f"J[{i}, {j}]", value, f"d({state_labels[i]})/d({state_labels[j]})") for (i, j), value in entries.items()]
-    jac = _function(
-        flat, defs, "jac", ("t", "y", "p", "J"),
-        "Write the Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J`` (entries outside JAC_ROWS/JAC_COLS are zero).",
-        ("J[:, :] = 0.0",), jac_targets, "Jacobian entries",
+    jac_targets = [
+        (f"values[{k}]", value, f"d({state_labels[i]})/d({state_labels[j]})")
+        for k, ((i, j), value) in enumerate(entries.items())
+    ]
+    jac_values = _function(
+        flat, defs, "jac_values", ("t", "y", "p", "values"),
+        "Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``.",
+        (), jac_targets, "Jacobian entries",
     )  # fmt: skip
 
     observe_targets = []
@@ -225,4 +229,4 @@ def lower(flat: FlatModel) -> Kernel:
         "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
         (), observe_targets, "observed signals",
     )  # fmt: skip
-    return Kernel(flat, (rhs, jac, observe), tuple(entries))
+    return Kernel(flat, (rhs, jac_values, observe), tuple(entries))

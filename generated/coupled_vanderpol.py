@@ -6,9 +6,10 @@
 Self-contained: needs numpy and numba only.  All arrays are 1-D float64
 (J is a square float64 array).
 
-    rhs(t, y, p, dy)       time derivatives of the states y, written into dy
-    jac(t, y, p, J)        analytic Jacobian d(dy)/dy, written into J
-    observe(t, y, p, out)  every input, output and der, written into out
+    rhs(t, y, p, dy)             time derivatives of the states y, written into dy
+    jac(t, y, p, J)              analytic Jacobian d(dy)/dy, written into the dense J
+    jac_values(t, y, p, values)  its non-zero entries (pattern JAC_ROWS, JAC_COLS)
+    observe(t, y, p, out)        every input, output and der, written into out
 
 Layouts: STATES, PARAMETERS and OBSERVED map a system path to
 {name: (start, stop, shape)} in y, p and out.  DEFAULT_STATES and
@@ -97,6 +98,7 @@ DEFAULT_STATES = np.array([2.0, 0.0, 0.0, 1.0], dtype=np.float64)
 DEFAULT_PARAMETERS = np.array([1.0, 0.5], dtype=np.float64)
 
 # Sparsity pattern of the Jacobian: J[JAC_ROWS[k], JAC_COLS[k]] may be non-zero.
+JAC_NNZ = 7
 JAC_ROWS = np.array([0, 1, 1, 2, 3, 3, 3], dtype=np.int64)
 JAC_COLS = np.array([1, 0, 1, 3, 0, 2, 3], dtype=np.int64)
 
@@ -126,9 +128,8 @@ def rhs(t, y, p, dy):
 
 
 @njit(cache=True, error_model="numpy")
-def jac(t, y, p, J):
-    """Write the Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J`` (entries outside JAC_ROWS/JAC_COLS are zero)."""
-    J[:, :] = 0.0
+def jac_values(t, y, p, values):
+    """Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``."""
     # states
     ForcedVanDerPol_0__x = y[0]  # ForcedVanDerPol[0].states.x
     ForcedVanDerPol_0__y = y[1]  # ForcedVanDerPol[0].states.y
@@ -138,13 +139,13 @@ def jac(t, y, p, J):
     ForcedVanDerPol_0__in_mu = p[0]  # ForcedVanDerPol[0].inputs.mu
     ForcedVanDerPol_1__in_mu = p[1]  # ForcedVanDerPol[1].inputs.mu
     # Jacobian entries
-    J[0, 1] = 1  # d(ForcedVanDerPol[0].states.x)/d(ForcedVanDerPol[0].states.y)
-    J[1, 0] = -2*ForcedVanDerPol_0__in_mu*ForcedVanDerPol_0__x*ForcedVanDerPol_0__y - 1  # d(ForcedVanDerPol[0].states.y)/d(ForcedVanDerPol[0].states.x)
-    J[1, 1] = ForcedVanDerPol_0__in_mu*(1.0 - ForcedVanDerPol_0__x**2)  # d(ForcedVanDerPol[0].states.y)/d(ForcedVanDerPol[0].states.y)
-    J[2, 3] = 1  # d(ForcedVanDerPol[1].states.x)/d(ForcedVanDerPol[1].states.y)
-    J[3, 0] = 1  # d(ForcedVanDerPol[1].states.y)/d(ForcedVanDerPol[0].states.x)
-    J[3, 2] = -2*ForcedVanDerPol_1__in_mu*ForcedVanDerPol_1__x*ForcedVanDerPol_1__y - 1  # d(ForcedVanDerPol[1].states.y)/d(ForcedVanDerPol[1].states.x)
-    J[3, 3] = ForcedVanDerPol_1__in_mu*(1.0 - ForcedVanDerPol_1__x**2)  # d(ForcedVanDerPol[1].states.y)/d(ForcedVanDerPol[1].states.y)
+    values[0] = 1  # d(ForcedVanDerPol[0].states.x)/d(ForcedVanDerPol[0].states.y)
+    values[1] = -2*ForcedVanDerPol_0__in_mu*ForcedVanDerPol_0__x*ForcedVanDerPol_0__y - 1  # d(ForcedVanDerPol[0].states.y)/d(ForcedVanDerPol[0].states.x)
+    values[2] = ForcedVanDerPol_0__in_mu*(1.0 - ForcedVanDerPol_0__x**2)  # d(ForcedVanDerPol[0].states.y)/d(ForcedVanDerPol[0].states.y)
+    values[3] = 1  # d(ForcedVanDerPol[1].states.x)/d(ForcedVanDerPol[1].states.y)
+    values[4] = 1  # d(ForcedVanDerPol[1].states.y)/d(ForcedVanDerPol[0].states.x)
+    values[5] = -2*ForcedVanDerPol_1__in_mu*ForcedVanDerPol_1__x*ForcedVanDerPol_1__y - 1  # d(ForcedVanDerPol[1].states.y)/d(ForcedVanDerPol[1].states.x)
+    values[6] = ForcedVanDerPol_1__in_mu*(1.0 - ForcedVanDerPol_1__x**2)  # d(ForcedVanDerPol[1].states.y)/d(ForcedVanDerPol[1].states.y)
 
 
 @njit(cache=True, error_model="numpy")
@@ -176,3 +177,13 @@ def observe(t, y, p, out):
     out[2] = ForcedVanDerPol_0__out_x  # ForcedVanDerPol[0].outputs.x
     out[5] = ForcedVanDerPol_1__in_mu  # ForcedVanDerPol[1].inputs.mu
     out[6] = ForcedVanDerPol_1__in_F  # ForcedVanDerPol[1].inputs.F
+
+
+@njit(cache=True, error_model="numpy")
+def jac(t, y, p, J):
+    """Write the dense Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J``."""
+    values = np.empty(JAC_NNZ)
+    jac_values(t, y, p, values)
+    J[:, :] = 0.0
+    for k in range(JAC_NNZ):
+        J[JAC_ROWS[k], JAC_COLS[k]] = values[k]

@@ -6,9 +6,10 @@
 Self-contained: needs numpy and numba only.  All arrays are 1-D float64
 (J is a square float64 array).
 
-    rhs(t, y, p, dy)       time derivatives of the states y, written into dy
-    jac(t, y, p, J)        analytic Jacobian d(dy)/dy, written into J
-    observe(t, y, p, out)  every input, output and der, written into out
+    rhs(t, y, p, dy)             time derivatives of the states y, written into dy
+    jac(t, y, p, J)              analytic Jacobian d(dy)/dy, written into the dense J
+    jac_values(t, y, p, values)  its non-zero entries (pattern JAC_ROWS, JAC_COLS)
+    observe(t, y, p, out)        every input, output and der, written into out
 
 Layouts: STATES, PARAMETERS and OBSERVED map a system path to
 {name: (start, stop, shape)} in y, p and out.  DEFAULT_STATES and
@@ -128,6 +129,7 @@ DEFAULT_STATES = np.array([0.0, 0.0, 0.0, 0.0], dtype=np.float64)
 DEFAULT_PARAMETERS = np.array([0.2, 0.5, 0.1, 2.0, 1.5, 0.8, 0.3], dtype=np.float64)
 
 # Sparsity pattern of the Jacobian: J[JAC_ROWS[k], JAC_COLS[k]] may be non-zero.
+JAC_NNZ = 7
 JAC_ROWS = np.array([0, 0, 0, 1, 1, 2, 3], dtype=np.int64)
 JAC_COLS = np.array([0, 1, 3, 0, 1, 1, 1], dtype=np.int64)
 
@@ -165,9 +167,8 @@ def rhs(t, y, p, dy):
 
 
 @njit(cache=True, error_model="numpy")
-def jac(t, y, p, J):
-    """Write the Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J`` (entries outside JAC_ROWS/JAC_COLS are zero)."""
-    J[:, :] = 0.0
+def jac_values(t, y, p, values):
+    """Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``."""
     # parameters
     Cart_motor__in_tau = p[0]  # Cart.motor.inputs.tau
     Cart_wheel__in_inertia = p[1]  # Cart.wheel.inputs.inertia
@@ -177,14 +178,14 @@ def jac(t, y, p, J):
     Cart__in_radius = p[6]  # Cart.inputs.radius
     # Jacobian entries
     c0 = 1/Cart_motor__in_tau
-    J[0, 0] = -c0  # d(Cart.motor.states.torque)/d(Cart.motor.states.torque)
-    J[0, 1] = -Cart__in_kp*Cart__in_radius*c0  # d(Cart.motor.states.torque)/d(Cart.wheel.states.omega)
-    J[0, 3] = Cart__in_ki*c0  # d(Cart.motor.states.torque)/d(Cart.states.integral)
+    values[0] = -c0  # d(Cart.motor.states.torque)/d(Cart.motor.states.torque)
+    values[1] = -Cart__in_kp*Cart__in_radius*c0  # d(Cart.motor.states.torque)/d(Cart.wheel.states.omega)
+    values[2] = Cart__in_ki*c0  # d(Cart.motor.states.torque)/d(Cart.states.integral)
     c1 = 1/Cart_wheel__in_inertia
-    J[1, 0] = c1  # d(Cart.wheel.states.omega)/d(Cart.motor.states.torque)
-    J[1, 1] = -Cart_wheel__in_friction*c1  # d(Cart.wheel.states.omega)/d(Cart.wheel.states.omega)
-    J[2, 1] = Cart__in_radius  # d(Cart.states.pos)/d(Cart.wheel.states.omega)
-    J[3, 1] = -Cart__in_radius  # d(Cart.states.integral)/d(Cart.wheel.states.omega)
+    values[3] = c1  # d(Cart.wheel.states.omega)/d(Cart.motor.states.torque)
+    values[4] = -Cart_wheel__in_friction*c1  # d(Cart.wheel.states.omega)/d(Cart.wheel.states.omega)
+    values[5] = Cart__in_radius  # d(Cart.states.pos)/d(Cart.wheel.states.omega)
+    values[6] = -Cart__in_radius  # d(Cart.states.integral)/d(Cart.wheel.states.omega)
 
 
 @njit(cache=True, error_model="numpy")
@@ -232,3 +233,13 @@ def observe(t, y, p, out):
     out[11] = Cart__in_ki  # Cart.inputs.ki
     out[12] = Cart__in_radius  # Cart.inputs.radius
     out[13] = Cart__in_speed  # Cart.inputs.speed
+
+
+@njit(cache=True, error_model="numpy")
+def jac(t, y, p, J):
+    """Write the dense Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J``."""
+    values = np.empty(JAC_NNZ)
+    jac_values(t, y, p, values)
+    J[:, :] = 0.0
+    for k in range(JAC_NNZ):
+        J[JAC_ROWS[k], JAC_COLS[k]] = values[k]

@@ -6,9 +6,10 @@
 Self-contained: needs numpy and numba only.  All arrays are 1-D float64
 (J is a square float64 array).
 
-    rhs(t, y, p, dy)       time derivatives of the states y, written into dy
-    jac(t, y, p, J)        analytic Jacobian d(dy)/dy, written into J
-    observe(t, y, p, out)  every input, output and der, written into out
+    rhs(t, y, p, dy)             time derivatives of the states y, written into dy
+    jac(t, y, p, J)              analytic Jacobian d(dy)/dy, written into the dense J
+    jac_values(t, y, p, values)  its non-zero entries (pattern JAC_ROWS, JAC_COLS)
+    observe(t, y, p, out)        every input, output and der, written into out
 
 Layouts: STATES, PARAMETERS and OBSERVED map a system path to
 {name: (start, stop, shape)} in y, p and out.  DEFAULT_STATES and
@@ -80,6 +81,7 @@ DEFAULT_STATES = np.array([0.0, 0.0], dtype=np.float64)
 DEFAULT_PARAMETERS = np.array([1.0, 0.4, 4.0], dtype=np.float64)
 
 # Sparsity pattern of the Jacobian: J[JAC_ROWS[k], JAC_COLS[k]] may be non-zero.
+JAC_NNZ = 3
 JAC_ROWS = np.array([0, 1, 1], dtype=np.int64)
 JAC_COLS = np.array([1, 0, 1], dtype=np.int64)
 
@@ -102,18 +104,17 @@ def rhs(t, y, p, dy):
 
 
 @njit(cache=True, error_model="numpy")
-def jac(t, y, p, J):
-    """Write the Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J`` (entries outside JAC_ROWS/JAC_COLS are zero)."""
-    J[:, :] = 0.0
+def jac_values(t, y, p, values):
+    """Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``."""
     # parameters
     MassSpringDamper__in_m = p[0]  # MassSpringDamper.inputs.m
     MassSpringDamper__in_c = p[1]  # MassSpringDamper.inputs.c
     MassSpringDamper__in_k = p[2]  # MassSpringDamper.inputs.k
     # Jacobian entries
-    J[0, 1] = 1  # d(MassSpringDamper.states.x)/d(MassSpringDamper.states.v)
+    values[0] = 1  # d(MassSpringDamper.states.x)/d(MassSpringDamper.states.v)
     c0 = 1/MassSpringDamper__in_m
-    J[1, 0] = -MassSpringDamper__in_k*c0  # d(MassSpringDamper.states.v)/d(MassSpringDamper.states.x)
-    J[1, 1] = -MassSpringDamper__in_c*c0  # d(MassSpringDamper.states.v)/d(MassSpringDamper.states.v)
+    values[1] = -MassSpringDamper__in_k*c0  # d(MassSpringDamper.states.v)/d(MassSpringDamper.states.x)
+    values[2] = -MassSpringDamper__in_c*c0  # d(MassSpringDamper.states.v)/d(MassSpringDamper.states.v)
 
 
 @njit(cache=True, error_model="numpy")
@@ -136,3 +137,13 @@ def observe(t, y, p, out):
     out[1] = MassSpringDamper__in_c  # MassSpringDamper.inputs.c
     out[2] = MassSpringDamper__in_k  # MassSpringDamper.inputs.k
     out[3] = MassSpringDamper__in_force  # MassSpringDamper.inputs.force
+
+
+@njit(cache=True, error_model="numpy")
+def jac(t, y, p, J):
+    """Write the dense Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J``."""
+    values = np.empty(JAC_NNZ)
+    jac_values(t, y, p, values)
+    J[:, :] = 0.0
+    for k in range(JAC_NNZ):
+        J[JAC_ROWS[k], JAC_COLS[k]] = values[k]

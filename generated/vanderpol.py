@@ -6,9 +6,10 @@
 Self-contained: needs numpy and numba only.  All arrays are 1-D float64
 (J is a square float64 array).
 
-    rhs(t, y, p, dy)       time derivatives of the states y, written into dy
-    jac(t, y, p, J)        analytic Jacobian d(dy)/dy, written into J
-    observe(t, y, p, out)  every input, output and der, written into out
+    rhs(t, y, p, dy)             time derivatives of the states y, written into dy
+    jac(t, y, p, J)              analytic Jacobian d(dy)/dy, written into the dense J
+    jac_values(t, y, p, values)  its non-zero entries (pattern JAC_ROWS, JAC_COLS)
+    observe(t, y, p, out)        every input, output and der, written into out
 
 Layouts: STATES, PARAMETERS and OBSERVED map a system path to
 {name: (start, stop, shape)} in y, p and out.  DEFAULT_STATES and
@@ -70,6 +71,7 @@ DEFAULT_STATES = np.array([2.0, 0.0], dtype=np.float64)
 DEFAULT_PARAMETERS = np.array([1.5], dtype=np.float64)
 
 # Sparsity pattern of the Jacobian: J[JAC_ROWS[k], JAC_COLS[k]] may be non-zero.
+JAC_NNZ = 3
 JAC_ROWS = np.array([0, 1, 1], dtype=np.int64)
 JAC_COLS = np.array([1, 0, 1], dtype=np.int64)
 
@@ -88,18 +90,17 @@ def rhs(t, y, p, dy):
 
 
 @njit(cache=True, error_model="numpy")
-def jac(t, y, p, J):
-    """Write the Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J`` (entries outside JAC_ROWS/JAC_COLS are zero)."""
-    J[:, :] = 0.0
+def jac_values(t, y, p, values):
+    """Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``."""
     # states
     VanDerPol__x = y[0]  # VanDerPol.states.x
     VanDerPol__y = y[1]  # VanDerPol.states.y
     # parameters
     VanDerPol__in_mu = p[0]  # VanDerPol.inputs.mu
     # Jacobian entries
-    J[0, 1] = 1  # d(VanDerPol.states.x)/d(VanDerPol.states.y)
-    J[1, 0] = -2*VanDerPol__in_mu*VanDerPol__x*VanDerPol__y - 1  # d(VanDerPol.states.y)/d(VanDerPol.states.x)
-    J[1, 1] = VanDerPol__in_mu*(1.0 - VanDerPol__x**2)  # d(VanDerPol.states.y)/d(VanDerPol.states.y)
+    values[0] = 1  # d(VanDerPol.states.x)/d(VanDerPol.states.y)
+    values[1] = -2*VanDerPol__in_mu*VanDerPol__x*VanDerPol__y - 1  # d(VanDerPol.states.y)/d(VanDerPol.states.x)
+    values[2] = VanDerPol__in_mu*(1.0 - VanDerPol__x**2)  # d(VanDerPol.states.y)/d(VanDerPol.states.y)
 
 
 @njit(cache=True, error_model="numpy")
@@ -115,3 +116,13 @@ def observe(t, y, p, out):
     out[2] = VanDerPol__in_mu*VanDerPol__y*(1.0 - VanDerPol__x**2) - VanDerPol__x  # VanDerPol.ders.y (vanderpol.py:27)
     # observed signals
     out[0] = VanDerPol__in_mu  # VanDerPol.inputs.mu
+
+
+@njit(cache=True, error_model="numpy")
+def jac(t, y, p, J):
+    """Write the dense Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J``."""
+    values = np.empty(JAC_NNZ)
+    jac_values(t, y, p, values)
+    J[:, :] = 0.0
+    for k in range(JAC_NNZ):
+        J[JAC_ROWS[k], JAC_COLS[k]] = values[k]

@@ -6,9 +6,10 @@
 Self-contained: needs numpy and numba only.  All arrays are 1-D float64
 (J is a square float64 array).
 
-    rhs(t, y, p, dy)       time derivatives of the states y, written into dy
-    jac(t, y, p, J)        analytic Jacobian d(dy)/dy, written into J
-    observe(t, y, p, out)  every input, output and der, written into out
+    rhs(t, y, p, dy)             time derivatives of the states y, written into dy
+    jac(t, y, p, J)              analytic Jacobian d(dy)/dy, written into the dense J
+    jac_values(t, y, p, values)  its non-zero entries (pattern JAC_ROWS, JAC_COLS)
+    observe(t, y, p, out)        every input, output and der, written into out
 
 Layouts: STATES, PARAMETERS and OBSERVED map a system path to
 {name: (start, stop, shape)} in y, p and out.  DEFAULT_STATES and
@@ -89,6 +90,7 @@ DEFAULT_STATES = np.array([1.0, 0.0, 0.0, 0.8], dtype=np.float64)
 DEFAULT_PARAMETERS = np.array([1.0, 1.0, 2.5, 0.05], dtype=np.float64)
 
 # Sparsity pattern of the Jacobian: J[JAC_ROWS[k], JAC_COLS[k]] may be non-zero.
+JAC_NNZ = 6
 JAC_ROWS = np.array([0, 1, 2, 2, 3, 3], dtype=np.int64)
 JAC_COLS = np.array([2, 3, 0, 2, 1, 3], dtype=np.int64)
 
@@ -115,23 +117,22 @@ def rhs(t, y, p, dy):
 
 
 @njit(cache=True, error_model="numpy")
-def jac(t, y, p, J):
-    """Write the Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J`` (entries outside JAC_ROWS/JAC_COLS are zero)."""
-    J[:, :] = 0.0
+def jac_values(t, y, p, values):
+    """Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``."""
     # parameters
     Particle2D__in_m = p[0]  # Particle2D.inputs.m
     Particle2D__in_stiffness_0 = p[1]  # Particle2D.inputs.stiffness[0]
     Particle2D__in_stiffness_1 = p[2]  # Particle2D.inputs.stiffness[1]
     Particle2D__in_c = p[3]  # Particle2D.inputs.c
     # Jacobian entries
-    J[0, 2] = 1  # d(Particle2D.states.q[0])/d(Particle2D.states.q[2])
-    J[1, 3] = 1  # d(Particle2D.states.q[1])/d(Particle2D.states.q[3])
+    values[0] = 1  # d(Particle2D.states.q[0])/d(Particle2D.states.q[2])
+    values[1] = 1  # d(Particle2D.states.q[1])/d(Particle2D.states.q[3])
     c0 = 1/Particle2D__in_m
-    J[2, 0] = -Particle2D__in_stiffness_0*c0  # d(Particle2D.states.q[2])/d(Particle2D.states.q[0])
+    values[2] = -Particle2D__in_stiffness_0*c0  # d(Particle2D.states.q[2])/d(Particle2D.states.q[0])
     c1 = -Particle2D__in_c*c0
-    J[2, 2] = c1  # d(Particle2D.states.q[2])/d(Particle2D.states.q[2])
-    J[3, 1] = -Particle2D__in_stiffness_1*c0  # d(Particle2D.states.q[3])/d(Particle2D.states.q[1])
-    J[3, 3] = c1  # d(Particle2D.states.q[3])/d(Particle2D.states.q[3])
+    values[3] = c1  # d(Particle2D.states.q[2])/d(Particle2D.states.q[2])
+    values[4] = -Particle2D__in_stiffness_1*c0  # d(Particle2D.states.q[3])/d(Particle2D.states.q[1])
+    values[5] = c1  # d(Particle2D.states.q[3])/d(Particle2D.states.q[3])
 
 
 @njit(cache=True, error_model="numpy")
@@ -162,3 +163,13 @@ def observe(t, y, p, out):
     out[1] = Particle2D__in_stiffness_0  # Particle2D.inputs.stiffness[0]
     out[2] = Particle2D__in_stiffness_1  # Particle2D.inputs.stiffness[1]
     out[3] = Particle2D__in_c  # Particle2D.inputs.c
+
+
+@njit(cache=True, error_model="numpy")
+def jac(t, y, p, J):
+    """Write the dense Jacobian d(dy)/dy at ``(t, y)`` into the square array ``J``."""
+    values = np.empty(JAC_NNZ)
+    jac_values(t, y, p, values)
+    J[:, :] = 0.0
+    for k in range(JAC_NNZ):
+        J[JAC_ROWS[k], JAC_COLS[k]] = values[k]

@@ -18,6 +18,10 @@ RhsFunction = Callable[[float, np.ndarray], np.ndarray]
 JacFunction = Callable[[float, np.ndarray], np.ndarray]
 
 SCIPY_ODE_METHODS = ("dopri5", "dop853", "vode", "lsoda")
+SOLVE_IVP_METHODS = ("BDF", "Radau", "LSODA", "RK45", "RK23", "DOP853")
+# Above this size a Jacobian this sparse is handed to solve_ivp as a CSC matrix.
+SPARSE_MIN_STATES = 100
+SPARSE_MAX_DENSITY = 0.1
 
 
 class Integrator(Protocol):
@@ -84,6 +88,89 @@ class ScipyOdeIntegrator:
         names = ", ".join(self._state_name(int(i)) for i in bad[:5])
         more = f" and {bad.size - 5} more" if bad.size > 5 else ""
         return f"; non-finite state(s): {names}{more}"
+
+
+class SolveIvpIntegrator:
+    """One ``scipy.integrate`` OdeSolver (BDF, Radau, LSODA, ...) over the whole run.
+
+    Unlike scipy's ``ode`` it is not restarted at every observer interval: the
+    solver steps freely and the state at each output time comes from its dense
+    output, so multistep methods keep their order and step size.
+    """
+
+    def __init__(
+        self,
+        rhs: RhsFunction,
+        jac: Callable[[float, np.ndarray], object] | None,
+        t0: float,
+        y0: np.ndarray,
+        t_bound: float,
+        method: str,
+        options: dict,
+        state_name: Callable[[int], str],
+    ) -> None:
+        from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
+
+        solvers = {"BDF": BDF, "Radau": Radau, "LSODA": LSODA, "RK45": RK45, "RK23": RK23, "DOP853": DOP853}
+        self._method = method
+        self._state_name = state_name
+        if method in ("BDF", "Radau", "LSODA") and jac is not None:
+            options = {"jac": jac, **options}
+        try:
+            self._solver = solvers[method](rhs, t0, np.array(y0, dtype=float), t_bound, **options)
+        except TypeError as exc:
+            raise DyngenError(f"integrator {method!r} does not take these options: {exc}") from None
+        self.t = float(t0)
+        self.y = np.array(y0, dtype=float)
+
+    def advance(self, t_end: float) -> None:
+        solver = self._solver
+        while solver.t < t_end and solver.status == "running":
+            message = solver.step()
+            if solver.status == "failed":
+                self._fail(t_end, message or "step failed")
+        if solver.t < t_end:
+            self._fail(t_end, "the solver stopped before the end time")
+        self.y = solver.y.copy() if solver.t == t_end else solver.dense_output()(t_end)
+        self.t = float(t_end)
+        if not np.all(np.isfinite(self.y)):
+            raise SolverError(f"{self._method}: the state is not finite at t = {self.t!r}{self._non_finite(self.y)}")
+
+    def _fail(self, t_end: float, message: str) -> None:
+        raise SolverError(
+            f"{self._method} failed before t = {t_end!r} (reached t = {self._solver.t!r}): "
+            f"{message}{self._non_finite(self._solver.y)}"
+        )
+
+    def _non_finite(self, y: np.ndarray) -> str:
+        bad = np.flatnonzero(~np.isfinite(y))
+        if bad.size == 0:
+            return ""
+        names = ", ".join(self._state_name(int(i)) for i in bad[:5])
+        return f"; non-finite state(s): {names}" + (f" and {bad.size - 5} more" if bad.size > 5 else "")
+
+
+def jacobian_callable(module: object, p: np.ndarray) -> Callable[[float, np.ndarray], object]:
+    """The generated Jacobian as scipy wants it: dense, or CSC for large sparse models."""
+    n = int(module.N_STATES)
+    if n >= SPARSE_MIN_STATES and module.JAC_NNZ <= SPARSE_MAX_DENSITY * n * n:
+        from scipy.sparse import csc_matrix
+
+        rows, cols = module.JAC_ROWS, module.JAC_COLS
+        values = np.empty(module.JAC_NNZ)
+
+        def sparse(t: float, y: np.ndarray) -> object:
+            module.jac_values(t, y, p, values)
+            return csc_matrix((values.copy(), (rows, cols)), shape=(n, n))
+
+        return sparse
+
+    def dense(t: float, y: np.ndarray) -> np.ndarray:
+        J = np.empty((n, n))
+        module.jac(t, y, p, J)
+        return J
+
+    return dense
 
 
 def dynode_options(observer_dt: float, fixed_step: bool, options: dict) -> dict:

@@ -14,7 +14,17 @@ from ..ir import BuildOptions
 from ..pipeline import BuildResult, build, default_name
 from ..tree import walk
 from .fingerprint import fingerprint
-from .integrators import ScipyOdeIntegrator, dynode_options, run_observed
+from ..errors import DyngenError
+from .integrators import (
+    SCIPY_ODE_METHODS,
+    SOLVE_IVP_METHODS,
+    Integrator,
+    ScipyOdeIntegrator,
+    SolveIvpIntegrator,
+    dynode_options,
+    jacobian_callable,
+    run_observed,
+)
 from .model import CompiledModel
 from .recorder import BoundRecorder, Recorder
 
@@ -95,7 +105,9 @@ class Simulation:
         """Advance ``t`` time units, informing observers every ``observer_dt``.
 
         Arguments mean what they mean in dynode: ``fixed_step`` makes ``observer_dt``
-        the solver's step; ``integrator`` and ``kwargs`` go to ``scipy.integrate.ode``.
+        the solver's step; ``integrator`` and ``kwargs`` go to ``scipy.integrate.ode``
+        (dopri5, dop853, vode, lsoda) or to scipy's ``solve_ivp`` solvers (BDF, Radau,
+        LSODA, RK45, RK23, DOP853). Implicit methods get the generated Jacobian.
         Returns the time reached.
         """
         if not self._systems:
@@ -108,21 +120,7 @@ class Simulation:
         y0 = model.gather_states()
         p = model.gather_parameters()
 
-        dy = np.zeros(model.n_states)
-        J = np.zeros((model.n_states, model.n_states))
-        rhs, jac = module.rhs, module.jac
-
-        def f(time: float, y: np.ndarray) -> np.ndarray:
-            rhs(time, y, p, dy)
-            return dy
-
-        def jacobian(time: float, y: np.ndarray) -> np.ndarray:
-            jac(time, y, p, J)
-            return J
-
-        solver = ScipyOdeIntegrator(
-            f, jacobian, self._t, y0, integrator, dynode_options(observer_dt, fixed_step, kwargs), model.state_name
-        )
+        solver = self._integrator(model, p, y0, t, observer_dt, fixed_step, integrator, kwargs)
         notify = self._notifier(model, p)
         try:
             run_observed(solver, self._t, t, observer_dt, notify)
@@ -130,6 +128,41 @@ class Simulation:
             self._t = solver.t
             model.write_back(solver.t, solver.y, p)
         return solver.t
+
+    def _integrator(
+        self,
+        model: CompiledModel,
+        p: np.ndarray,
+        y0: np.ndarray,
+        duration: float,
+        observer_dt: float,
+        fixed_step: bool,
+        method: str,
+        options: dict,
+    ) -> Integrator:
+        module = model.module
+        rhs = module.rhs
+        dy = np.zeros(model.n_states)
+
+        def f(time: float, y: np.ndarray) -> np.ndarray:
+            rhs(time, y, p, dy)
+            return dy
+
+        jac = jacobian_callable(module, p)
+        if method in SOLVE_IVP_METHODS:
+            if fixed_step:
+                raise DyngenError(f"fixed_step=True needs a scipy.integrate.ode method ({', '.join(SCIPY_ODE_METHODS)}), not {method!r}")
+            t_bound = self._t + int(duration / observer_dt) * observer_dt
+            return SolveIvpIntegrator(
+                lambda time, y: f(time, y).copy(), jac, self._t, y0, t_bound, method, options, model.state_name
+            )
+        if method not in SCIPY_ODE_METHODS:
+            raise DyngenError(
+                f"unknown integrator {method!r}; choose one of {', '.join(SCIPY_ODE_METHODS + SOLVE_IVP_METHODS)}"
+            )
+        return ScipyOdeIntegrator(
+            f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
+        )
 
     def _notifier(self, model: CompiledModel, p: np.ndarray) -> Callable[[float, np.ndarray], bool]:
         plain_recorder = [
