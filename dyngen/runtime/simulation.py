@@ -26,6 +26,9 @@ from .integrators import (
     run_observed,
 )
 from .model import CompiledModel
+from .stiff import CompiledRosenbrockIntegrator
+
+COMPILED_STIFF_METHODS = ("rodas4",)
 from .recorder import BoundRecorder, Recorder
 
 
@@ -107,7 +110,8 @@ class Simulation:
         Arguments mean what they mean in dynode: ``fixed_step`` makes ``observer_dt``
         the solver's step; ``integrator`` and ``kwargs`` go to ``scipy.integrate.ode``
         (dopri5, dop853, vode, lsoda) or to scipy's ``solve_ivp`` solvers (BDF, Radau,
-        LSODA, RK45, RK23, DOP853). Implicit methods get the generated Jacobian.
+        LSODA, RK45, RK23, DOP853); "rodas4" is a compiled stiff method in the
+        generated module. Implicit methods get the generated Jacobian.
         Returns the time reached.
         """
         if not self._systems:
@@ -148,6 +152,10 @@ class Simulation:
             rhs(time, y, p, dy)
             return dy
 
+        if method in COMPILED_STIFF_METHODS:
+            if fixed_step:
+                raise DyngenError("fixed_step=True needs dopri5 or dop853, not 'rodas4'")
+            return CompiledRosenbrockIntegrator(module, p, self._t, y0, options, model.state_name)
         jac = jacobian_callable(module, p)
         if method in SOLVE_IVP_METHODS:
             if fixed_step:
@@ -158,7 +166,8 @@ class Simulation:
             )
         if method not in SCIPY_ODE_METHODS:
             raise DyngenError(
-                f"unknown integrator {method!r}; choose one of {', '.join(SCIPY_ODE_METHODS + SOLVE_IVP_METHODS)}"
+                f"unknown integrator {method!r}; choose one of "
+                f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)}"
             )
         return ScipyOdeIntegrator(
             f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
