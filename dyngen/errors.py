@@ -63,6 +63,14 @@ def user_frame_location(frame: FrameType | None = None) -> SourceLocation | None
     return None
 
 
+def external_stacklevel() -> int:
+    """The ``stacklevel`` for warnings.warn that names the first frame outside dyngen."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def user_traceback_location(tb: TracebackType | None) -> SourceLocation | None:
     """The innermost traceback entry that is user code."""
     found = None

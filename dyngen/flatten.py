@@ -70,22 +70,27 @@ def _check_ders(spec: ModelSpec, signals: dict[SignalRef, Signal], writers) -> l
             if der_ref not in writers:
                 raise ModelError(
                     f"system {system.path!r} ({system.class_name}): state {key!r} has no derivative; "
-                    f"do_step must assign self.ders.{key} (or self.ders[{key!r}])"
+                    f"{system.class_name}.do_step ({relative_location(system.location, spec.source_root)}) "
+                    f"must assign self.ders.{key} (or self.ders[{key!r}])"
                 )
             der = signals[der_ref]
             if der.size != state.size:
+                fn, write = writers[der_ref]
                 raise ModelError(
                     f"system {system.path!r} ({system.class_name}): state {key!r} has {state.size} "
-                    f"element(s) (shape {state.shape}) but its der has {der.size} (shape {der.shape}); "
-                    "a der must have the shape of its state"
+                    f"element(s) (shape {state.shape}) but {fn.info.name} "
+                    f"({relative_location(write.location, spec.source_root)}) writes a der with "
+                    f"{der.size} (shape {der.shape}); a der must have the shape of its state"
                 )
         extra = [k for k in system.der_keys if k not in system.state_keys]
         written_extra = [k for k in extra if SignalRef(system.path, "ders", k) in writers]
         if written_extra:
+            fn, write = writers[SignalRef(system.path, "ders", written_extra[0])]
             raise ModelError(
-                f"system {system.path!r} ({system.class_name}) writes ders {written_extra} but has no "
-                f"such states (states: {list(system.state_keys)}); add the state in __init__ "
-                "or use an output for a value that is not integrated"
+                f"system {system.path!r} ({system.class_name}): {fn.info.name} "
+                f"({relative_location(write.location, spec.source_root)}) writes ders {written_extra} "
+                f"but there are no such states (states: {list(system.state_keys)}); add the state in "
+                "__init__ or use an output for a value that is not integrated"
             )
         if list(system.der_keys) != list(system.state_keys) and set(system.der_keys) == set(system.state_keys):
             warnings.append(
@@ -170,7 +175,8 @@ def _stale_reads(spec: ModelSpec, writers) -> list[str]:
                     f"{writer.info.name} of {writer.info.system!r} "
                     f"({relative_location(write.location, spec.source_root)}) writes it; dynode would "
                     "use the value left over from the previous evaluation, dyngen uses the current "
-                    "value (add the writer to `dependees` or reorder the connections to silence this)"
+                    "value (to silence this, make the writer run first in dynode's order: add systems "
+                    "in dataflow order, use a post-connection, or list it in `dependees`)"
                 )
     return warnings
 

@@ -126,7 +126,7 @@ def verify(
     try:
         run_observed(
             solver, start_time, t, observer_dt,
-            lambda time, y: interpreted_samples.append((time, y.copy())) and False,
+            lambda time, y, may_stop: interpreted_samples.append((time, y.copy())) and False,
         )  # fmt: skip
         y_compiled = np.array([y for _, y in compiled_samples])
         y_interpreted = np.array([y for _, y in interpreted_samples])

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any, Iterator
 
 from .cache import cache_dir, cached_module_path, load_module
-from .errors import DyngenWarning
+from .errors import DyngenError, DyngenWarning, external_stacklevel
 from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
@@ -67,7 +67,7 @@ def build(
     with _timed(timings, "flatten"):
         flat = flatten(spec)  # ModelSpec -> FlatModel
     for message in flat.warnings:
-        warnings.warn(message, DyngenWarning, stacklevel=3)
+        warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
     if options.output_dir is not None:
         path = Path(options.output_dir) / f"{name}.py"
     else:
@@ -83,5 +83,10 @@ def build(
     with _timed(timings, "write"):
         write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
     with _timed(timings, "load"):
-        module = load_module(path, flat.digest)  # file -> module
+        try:
+            module = load_module(path, flat.digest)  # file -> module
+        except DyngenError:
+            if options.output_dir is None:  # never leave a module that fails in the cache
+                path.unlink(missing_ok=True)
+            raise
     return BuildResult(spec, flat, kernel, source, path, module, False, timings)

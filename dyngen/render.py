@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -55,6 +56,15 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
     return {"name": name, "systems": list(systems.items()), "names": names}
 
 
+def float_literal(value: float) -> str:
+    """A float as Python source that round-trips exactly (inf and nan via math)."""
+    if math.isnan(value):
+        return "math.nan"
+    if math.isinf(value):
+        return "math.inf" if value > 0 else "-math.inf"
+    return repr(float(value))
+
+
 def render(kernel: Kernel, model_file: str) -> ModuleSource:
     """Render the module text; deterministic for a given kernel."""
     flat = kernel.flat
@@ -82,8 +92,8 @@ def render(kernel: Kernel, model_file: str) -> ModuleSource:
         n_observed=sum(len(s.symbols) for s in flat.observed),
         systems=[s.path for s in flat.systems],
         layouts=[_layout("STATES", flat.states), _layout("PARAMETERS", flat.parameters), _layout("OBSERVED", flat.observed)],
-        default_states=[repr(v) for v in flat.default_states],
-        default_parameters=[repr(v) for v in flat.default_parameters],
+        default_states=[float_literal(v) for v in flat.default_states],
+        default_parameters=[float_literal(v) for v in flat.default_parameters],
         jac_rows=[i for i, _ in kernel.jac_sparsity],
         jac_cols=[j for _, j in kernel.jac_sparsity],
         functions=functions,

@@ -187,16 +187,18 @@ def run_observed(
     t0: float,
     duration: float,
     observer_dt: float,
-    notify: Callable[[float, np.ndarray], bool],
+    notify: Callable[[float, np.ndarray, bool], bool],
 ) -> float:
     """dynode's loop: notify at t0 (only when t0 == 0), then every ``observer_dt``.
 
-    ``notify`` returning True stops the run. Returns the time reached.
+    ``notify(t, y, may_stop)`` returning True stops the run; at t0 every observer is
+    called and what they return is ignored (``may_stop`` is False), as in dynode.
+    Returns the time reached.
     """
     if t0 == 0:
-        notify(float(t0), solver.y)
+        notify(float(t0), solver.y, False)
     for _ in range(int(duration / observer_dt)):
         solver.advance(solver.t + observer_dt)
-        if notify(solver.t, solver.y):
+        if notify(solver.t, solver.y, True):
             break
     return solver.t

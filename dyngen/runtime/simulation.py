@@ -145,6 +145,7 @@ class Simulation:
         options: dict,
     ) -> Integrator:
         module = model.module
+        method = _canonical_method(method)
         rhs = module.rhs
         dy = np.zeros(model.n_states)
 
@@ -173,7 +174,7 @@ class Simulation:
             f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
         )
 
-    def _notifier(self, model: CompiledModel, p: np.ndarray) -> Callable[[float, np.ndarray], bool]:
+    def _notifier(self, model: CompiledModel, p: np.ndarray) -> Callable[[float, np.ndarray, bool], bool]:
         plain_recorder = [
             isinstance(o, Recorder) and type(o).__call__ is Recorder.__call__ for o in self._observers
         ]
@@ -182,7 +183,7 @@ class Simulation:
         need_sync = any(b.needs_sync for b in bound.values()) or not all(plain_recorder)
         observers = list(self._observers)
 
-        def notify(time: float, y: np.ndarray) -> bool:
+        def notify(time: float, y: np.ndarray, may_stop: bool) -> bool:
             y = y.copy()
             if need_sync:
                 model.write_back(time, y, p)
@@ -191,11 +192,19 @@ class Simulation:
                 recorder: BoundRecorder | None = bound.get(i)
                 if recorder is not None:
                     recorder.record(time, y, out)
-                elif observer(time, y):
+                elif observer(time, y) and may_stop:
                     return True
             return False
 
         return notify
+
+
+def _canonical_method(name: str) -> str:
+    """Integrator names are matched case-insensitively ("bdf" is "BDF")."""
+    for known in SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS:
+        if isinstance(name, str) and name.lower() == known.lower():
+            return known
+    return name
 
 
 def _main_file() -> str | None:
