@@ -12,6 +12,7 @@ from .errors import (
     DyngenWarning,
     ModelError,
     ModelFileError,
+    SimulationError,
     SolverError,
     TraceError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ModelError",
     "AlgebraicLoopError",
     "CodegenError",
+    "SimulationError",
     "SolverError",
     "ModelFileError",
     "DyngenWarning",

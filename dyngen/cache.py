@@ -11,6 +11,8 @@ from types import ModuleType
 from .errors import DyngenError
 
 _LOADED: dict[tuple[str, str], ModuleType] = {}
+# What every generated module defines; a module without them is damaged.
+REQUIRED = ("MODEL_HASH", "N_STATES", "N_OBSERVED", "STATES", "OBSERVED", "rhs", "jac", "jac_values", "observe", "rodas4_advance")
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
@@ -46,6 +48,11 @@ def load_module(path: Path, digest: str) -> ModuleType:
         del sys.modules[module_name]
         raise DyngenError(f"the generated module {path} failed to import: {exc}") from exc
     if getattr(module, "MODEL_HASH", None) != digest:
+        del sys.modules[module_name]
         raise DyngenError(f"{path} holds another model (hash mismatch); delete it and rebuild")
+    missing = [name for name in REQUIRED if not hasattr(module, name)]
+    if missing:
+        del sys.modules[module_name]
+        raise DyngenError(f"{path} is damaged (it lacks {', '.join(missing)}); delete it and rebuild")
     _LOADED[key] = module
     return module

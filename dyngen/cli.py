@@ -75,7 +75,7 @@ def build(model: str, output: str, emit: str | None, timings: bool) -> None:
         click.echo(str(getattr(result, emit)))
     flat = result.flat
     click.echo(
-        f"wrote {result.path}: {flat.n_states} states, {len(flat.default_parameters)} parameters, "
+        f"{'wrote' if result.written else 'unchanged'} {result.path}: {flat.n_states} states, {len(flat.default_parameters)} parameters, "
         f"{len(result.kernel.jac_sparsity)} Jacobian entries ({total:.2f} s)",
         err=bool(emit),
     )

@@ -122,6 +122,10 @@ class CodegenError(DyngenError):
     """The model uses something the code generator cannot emit."""
 
 
+class SimulationError(DyngenError, RuntimeError):
+    """A simulation that cannot run (no systems, no states), as dynode's RuntimeError."""
+
+
 class SolverError(DyngenError, RuntimeError):
     """The integrator failed; says when, why and which state went bad."""
 

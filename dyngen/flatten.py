@@ -61,44 +61,58 @@ def _layout(signals: list[Signal], start: int = 0) -> tuple[Slot, ...]:
     return tuple(slots)
 
 
-def _check_ders(spec: ModelSpec, signals: dict[SignalRef, Signal], writers) -> list[str]:
-    warnings = []
+def _pair_ders(spec: ModelSpec, signals: dict[SignalRef, Signal], writers) -> tuple[dict[SignalRef, SignalRef], list[str]]:
+    """Which der is the derivative of which state, per system.
+
+    By name when every state has a der of its name; otherwise, when the ders are
+    named differently (dynode's README writes ``ders.dx`` for ``states.x``), by
+    position in container order, exactly as dynode pairs them.
+    """
+    pairs: dict[SignalRef, SignalRef] = {}
+    warnings: list[str] = []
     for system in spec.systems:
-        for key in system.state_keys:
-            state = signals[SignalRef(system.path, "states", key)]
-            der_ref = SignalRef(system.path, "ders", key)
-            if der_ref not in writers:
+        where = f"system {system.path!r} ({system.class_name})"
+        written = [k for k in system.der_keys if SignalRef(system.path, "ders", k) in writers]
+        named = [k for k in system.state_keys if k in written]
+        if len(named) == len(system.state_keys):
+            keys = list(system.state_keys)
+            extra = [k for k in written if k not in system.state_keys]
+            if extra:
+                fn, write = writers[SignalRef(system.path, "ders", extra[0])]
                 raise ModelError(
-                    f"system {system.path!r} ({system.class_name}): state {key!r} has no derivative; "
-                    f"{system.class_name}.do_step ({relative_location(system.location, spec.source_root)}) "
-                    f"must assign self.ders.{key} (or self.ders[{key!r}])"
+                    f"{where}: {fn.info.name} ({relative_location(write.location, spec.source_root)}) "
+                    f"writes ders {extra} but there are no such states (states: {list(system.state_keys)}); "
+                    "add the state in __init__ or use an output for a value that is not integrated"
                 )
-            der = signals[der_ref]
+            if written != keys:
+                warnings.append(
+                    f"{where}: ders are ordered {written} but states {keys}; dynode pairs them by "
+                    "position (silently mixing up derivatives), dyngen pairs them by name"
+                )
+        elif not named and len(written) == len(system.state_keys):
+            keys = written  # dynode's pairing: by position
+        else:
+            missing = [k for k in system.state_keys if k not in written]
+            raise ModelError(
+                f"{where}: state {missing[0]!r} has no derivative; {system.class_name}.do_step "
+                f"({relative_location(system.location, spec.source_root)}) must assign "
+                f"self.ders.{missing[0]} (or self.ders[{missing[0]!r}])"
+                + (f" (ders written: {written})" if written else "")
+            )
+        for state_key, der_key in zip(system.state_keys, keys):
+            state_ref = SignalRef(system.path, "states", state_key)
+            der_ref = SignalRef(system.path, "ders", der_key)
+            state, der = signals[state_ref], signals[der_ref]
             if der.size != state.size:
                 fn, write = writers[der_ref]
                 raise ModelError(
-                    f"system {system.path!r} ({system.class_name}): state {key!r} has {state.size} "
-                    f"element(s) (shape {state.shape}) but {fn.info.name} "
-                    f"({relative_location(write.location, spec.source_root)}) writes a der with "
-                    f"{der.size} (shape {der.shape}); a der must have the shape of its state"
+                    f"{where}: state {state_key!r} has {state.size} element(s) (shape {state.shape}) "
+                    f"but {fn.info.name} ({relative_location(write.location, spec.source_root)}) writes "
+                    f"its der {der_key!r} with {der.size} (shape {der.shape}); a der must have the "
+                    "shape of its state"
                 )
-        extra = [k for k in system.der_keys if k not in system.state_keys]
-        written_extra = [k for k in extra if SignalRef(system.path, "ders", k) in writers]
-        if written_extra:
-            fn, write = writers[SignalRef(system.path, "ders", written_extra[0])]
-            raise ModelError(
-                f"system {system.path!r} ({system.class_name}): {fn.info.name} "
-                f"({relative_location(write.location, spec.source_root)}) writes ders {written_extra} "
-                f"but there are no such states (states: {list(system.state_keys)}); add the state in "
-                "__init__ or use an output for a value that is not integrated"
-            )
-        if list(system.der_keys) != list(system.state_keys) and set(system.der_keys) == set(system.state_keys):
-            warnings.append(
-                f"system {system.path!r}: ders are ordered {list(system.der_keys)} but states "
-                f"{list(system.state_keys)}; dynode pairs them by position (silently mixing up "
-                "derivatives), dyngen pairs them by name"
-            )
-    return warnings
+            pairs[state_ref] = der_ref
+    return pairs, warnings
 
 
 def _topological(writes: list[tuple[TracedFunction, Write]], owner: dict[sp.Symbol, SignalRef], spec: ModelSpec):
@@ -193,7 +207,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
     """Flatten a traced model; see the module docstring."""
     signals = {s.ref: s for s in spec.signals}
     writers = _writers(spec)
-    warnings = _check_ders(spec, signals, writers)
+    der_of, warnings = _pair_ders(spec, signals, writers)
 
     state_signals = [signals[SignalRef(s.path, "states", k)] for s in spec.systems for k in s.state_keys]
     states = _layout(state_signals)
@@ -218,11 +232,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
     )
     warnings += _stale_reads(spec, writers)
 
-    derivatives = tuple(
-        sym
-        for slot in states
-        for sym in signals[SignalRef(slot.ref.system, "ders", slot.ref.key)].symbols
-    )
+    derivatives = tuple(sym for slot in states for sym in signals[der_of[slot.ref]].symbols)
     observed_signals = [
         signals[ref]
         for system in spec.systems

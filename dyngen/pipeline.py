@@ -31,7 +31,8 @@ class BuildResult:
     source: ModuleSource | None
     path: Path
     module: ModuleType
-    reused: bool
+    reused: bool  # an up-to-date module from the cache was loaded
+    written: bool  # the file was (re)written by this build
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -74,14 +75,18 @@ def build(
         path = cached_module_path(cache_dir(options.cache_dir), name, flat.digest)
         if not options.always_render and module_hash(path) == flat.digest:
             with _timed(timings, "load"):
-                module = load_module(path, flat.digest)
-            return BuildResult(spec, flat, None, None, path, module, True, timings)
+                try:
+                    module = load_module(path, flat.digest)
+                except DyngenError:  # a damaged cache entry: build it again
+                    path.unlink(missing_ok=True)
+                else:
+                    return BuildResult(spec, flat, None, None, path, module, True, False, timings)
     with _timed(timings, "lower"):
         kernel = lower(flat)  # FlatModel -> Kernel
     with _timed(timings, "render"):
         source = render(kernel, model_file)  # Kernel -> ModuleSource
     with _timed(timings, "write"):
-        write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
+        written = write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
     with _timed(timings, "load"):
         try:
             module = load_module(path, flat.digest)  # file -> module
@@ -89,4 +94,4 @@ def build(
             if options.output_dir is None:  # never leave a module that fails in the cache
                 path.unlink(missing_ok=True)
             raise
-    return BuildResult(spec, flat, kernel, source, path, module, False, timings)
+    return BuildResult(spec, flat, kernel, source, path, module, False, written, timings)

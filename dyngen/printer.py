@@ -10,11 +10,20 @@ import math
 import re
 
 import sympy as sp
+from mpmath.libmp import finf as mpf_inf, fninf as mpf_ninf, fzero
 from sympy.printing.pycode import PythonCodePrinter
 
 from .errors import CodegenError
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _out_of_range(expr: sp.Float, what: str) -> str:
+    return (
+        f"the constant {sp.Float(expr, 6)} (folded from the model's constants) {what} a float64; "
+        "the model would compute something else than written: regroup the expression so that "
+        "constants are combined within the float range"
+    )
 
 
 class NumbaPrinter(PythonCodePrinter):
@@ -29,6 +38,11 @@ class NumbaPrinter(PythonCodePrinter):
         value = float(expr)
         if math.isnan(value):
             return "math.nan"
+        exact = expr._mpf_
+        if math.isinf(value) and exact not in (mpf_inf, mpf_ninf):
+            raise CodegenError(_out_of_range(expr, "overflows"))
+        if value == 0.0 and exact != fzero:
+            raise CodegenError(_out_of_range(expr, "underflows"))
         if math.isinf(value):
             return "math.inf" if value > 0 else "(-math.inf)"
         return repr(value)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 import sympy as sp
+from sympy.codegen import cfunctions
 from sympy.logic.boolalg import Boolean, BooleanAtom
 
 from .errors import TraceError, user_frame_location
@@ -168,11 +169,11 @@ UFUNCS: dict[np.ufunc, Callable[..., sp.Basic]] = {
     np.cbrt: _num(lambda a: sp.sign(a) * sp.Abs(a) ** sp.Rational(1, 3)),
     np.exp: _num(sp.exp),
     np.exp2: _num(lambda a: 2**a),
-    np.expm1: _num(lambda a: sp.exp(a) - 1),
+    np.expm1: _num(cfunctions.expm1),
     np.log: _num(sp.log),
     np.log2: _num(lambda a: sp.log(a, 2)),
     np.log10: _num(lambda a: sp.log(a, 10)),
-    np.log1p: _num(lambda a: sp.log(1 + a)),
+    np.log1p: _num(cfunctions.log1p),
     np.sin: _num(sp.sin),
     np.cos: _num(sp.cos),
     np.tan: _num(sp.tan),
@@ -180,7 +181,7 @@ UFUNCS: dict[np.ufunc, Callable[..., sp.Basic]] = {
     np.arccos: _num(sp.acos),
     np.arctan: _num(sp.atan),
     np.arctan2: _num(sp.atan2),
-    np.hypot: _num(lambda a, b: sp.sqrt(a**2 + b**2)),
+    np.hypot: _num(cfunctions.hypot),
     np.sinh: _num(sp.sinh),
     np.cosh: _num(sp.cosh),
     np.tanh: _num(sp.tanh),

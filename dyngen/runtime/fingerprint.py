@@ -1,9 +1,11 @@
 """A cheap structural fingerprint of a system tree.
 
 ``simulate()`` re-traces only when this changes: a new system, subsystem or
-connection, a container key or shape, a non-numeric input, or a plain attribute of
-a system (constants such as ``self.k`` are compiled into the equations).  Numeric
-input values are not part of it: they are runtime parameters.
+connection, a container key or shape, a non-numeric input, or any plain value the
+traced code can read as a constant -- attributes of the systems (``self.k``, also
+inside dicts, lists and tuples), class attributes, closure cells and the module
+globals named by ``do_step``, the connections and the methods and functions they
+call.  Numeric input values are not part of it: they are runtime parameters.
 """
 
 from __future__ import annotations
@@ -26,25 +28,75 @@ def _value_key(value: Any) -> Any:
     return ("o", id(value))
 
 
-def _attribute_key(value: Any) -> Any:
-    if isinstance(value, (int, float, complex, str, bool, type(None))):
+_MAX_ITEMS = 256
+
+
+def _attribute_key(value: Any, depth: int = 0) -> Any:
+    """A key that changes when a plain data value changes (objects: by identity)."""
+    if isinstance(value, (int, float, complex, str, bool, type(None), np.number, np.bool_)):
         return repr(value)
     if isinstance(value, np.ndarray) and value.dtype != object:
-        return (value.shape, hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest())
-    if isinstance(value, (tuple, list)) and len(value) < 64:
-        return tuple(_attribute_key(v) for v in value)
+        return (value.shape, str(value.dtype), hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest())
+    if depth < 4 and isinstance(value, (tuple, list)) and len(value) <= _MAX_ITEMS:
+        return (type(value).__name__, tuple(_attribute_key(v, depth + 1) for v in value))
+    if depth < 4 and isinstance(value, dict) and len(value) <= _MAX_ITEMS:
+        return ("dict", tuple((repr(k), _attribute_key(v, depth + 1)) for k, v in value.items()))
     return ("o", id(value))
 
 
-def _function_key(func: Any) -> Any:
-    cells = getattr(func, "__closure__", None) or ()
-    contents = []
-    for cell in cells:
+def _code_objects(code: Any) -> list:
+    """A code object and the code of the functions and lambdas defined inside it."""
+    found = [code]
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            found.extend(_code_objects(const))
+    return found
+
+
+def _function_key(func: Any, seen: set | None = None) -> Any:
+    """Identity of a function plus every plain value it can read as a constant."""
+    seen = set() if seen is None else seen
+    func = getattr(func, "__func__", func)
+    if id(func) in seen or not hasattr(func, "__code__"):
+        return ("o", id(func))
+    seen.add(id(func))
+    parts: list = [id(func)]
+    for cell in getattr(func, "__closure__", None) or ():
         try:
-            contents.append(_attribute_key(cell.cell_contents))
+            contents = cell.cell_contents
         except ValueError:  # empty cell
-            contents.append(None)
-    return (id(func), tuple(contents))
+            parts.append(None)
+            continue
+        parts.append(_function_key(contents, seen) if callable(contents) and hasattr(contents, "__code__") else _attribute_key(contents))
+    globals_ = getattr(func, "__globals__", {})
+    for code in _code_objects(func.__code__):
+        for name in code.co_names:
+            if name not in globals_:
+                continue
+            value = globals_[name]
+            if callable(value) and hasattr(value, "__code__"):
+                if getattr(value, "__module__", None) == func.__module__:  # the model's own helpers
+                    parts.append((name, _function_key(value, seen)))
+            elif not callable(value) and not isinstance(value, type(np)):
+                parts.append((name, _attribute_key(value)))
+    return tuple(parts)
+
+
+def _class_key(cls: type) -> Any:
+    """Class attributes and the constants read by the class's methods."""
+    parts = []
+    seen: set = set()
+    for klass in cls.__mro__:
+        if klass.__module__.startswith(("dyngen", "dynode", "abc", "builtins")):
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("__"):
+                continue
+            if callable(value) or isinstance(value, (staticmethod, classmethod)):
+                parts.append((name, _function_key(value, seen)))
+            elif not isinstance(value, property):
+                parts.append((name, _attribute_key(value)))
+    return (id(cls), tuple(parts))
 
 
 def fingerprint(systems: list[Any]) -> tuple:
@@ -64,5 +116,5 @@ def fingerprint(systems: list[Any]) -> tuple:
         attributes = tuple(
             (name, _attribute_key(value)) for name, value in vars(system).items() if not name.startswith("_")
         )
-        parts.append((node.path, id(system), type(system), containers, connections, attributes))
+        parts.append((node.path, id(system), _class_key(type(system)), containers, connections, attributes))
     return tuple(parts)

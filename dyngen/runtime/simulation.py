@@ -14,7 +14,7 @@ from ..ir import BuildOptions
 from ..pipeline import BuildResult, build, default_name
 from ..tree import walk
 from .fingerprint import fingerprint
-from ..errors import DyngenError
+from ..errors import DyngenError, SimulationError
 from .integrators import (
     SCIPY_ODE_METHODS,
     SOLVE_IVP_METHODS,
@@ -75,7 +75,7 @@ class Simulation:
     def compile(self) -> BuildResult:
         """Build (or reuse) the generated module for the current model structure."""
         if not self._systems:
-            raise RuntimeError("Need at least 1 system in the simulation!")
+            raise SimulationError("Need at least 1 system in the simulation!")
         current = fingerprint(self._systems)
         if self._build is None or current != self._fingerprint:
             name = self.model_name or default_name(self._systems)
@@ -115,9 +115,9 @@ class Simulation:
         Returns the time reached.
         """
         if not self._systems:
-            raise RuntimeError("Need at least 1 system in the simulation!")
+            raise SimulationError("Need at least 1 system in the simulation!")
         if not any(len(n.system.states) for n in walk(self._systems)):
-            raise RuntimeError("Need at least one state/der combination!")
+            raise SimulationError("Need at least one state/der combination!")
         self.compile()
         model = self._model
         module = model.module
@@ -131,6 +131,8 @@ class Simulation:
         finally:
             self._t = solver.t
             model.write_back(solver.t, solver.y, p)
+            # write_back may add der/output keys: that is not a change of the model
+            self._fingerprint = fingerprint(self._systems)
         return solver.t
 
     def _integrator(
