@@ -232,7 +232,7 @@ class ModuleSource:
 
     name: str
     text: str
-    model_digest: str
+    model_digest: str  # the module hash: the flat model's and the templates'
     text_digest: str
 
     def __str__(self) -> str:

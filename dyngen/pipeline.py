@@ -16,7 +16,7 @@ from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
 from .naming import sanitize
-from .render import render
+from .render import module_digest, render
 from .trace import trace
 from .write import module_hash, write_module
 
@@ -34,6 +34,11 @@ class BuildResult:
     reused: bool  # an up-to-date module from the cache was loaded
     written: bool  # the file was (re)written by this build
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """The module's hash (the model's and the templates'): MODEL_HASH, the cache key."""
+        return str(self.module.MODEL_HASH)
 
 
 def default_name(systems: list[Any]) -> str:
@@ -67,16 +72,17 @@ def build(
         spec = trace(systems, name, source_root)  # system tree -> ModelSpec
     with _timed(timings, "flatten"):
         flat = flatten(spec)  # ModelSpec -> FlatModel
+    digest = module_digest(flat.digest)  # the model's hash and the templates'
     for message in flat.warnings:
         warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
     if options.output_dir is not None:
         path = Path(options.output_dir) / f"{name}.py"
     else:
-        path = cached_module_path(cache_dir(options.cache_dir), name, flat.digest)
-        if not options.always_render and module_hash(path) == flat.digest:
+        path = cached_module_path(cache_dir(options.cache_dir), name, digest)
+        if not options.always_render and module_hash(path) == digest:
             with _timed(timings, "load"):
                 try:
-                    module = load_module(path, flat.digest)
+                    module = load_module(path, digest)
                 except DyngenError:  # a damaged cache entry: build it again
                     path.unlink(missing_ok=True)
                 else:
@@ -89,7 +95,7 @@ def build(
         written = write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
     with _timed(timings, "load"):
         try:
-            module = load_module(path, flat.digest)  # file -> module
+            module = load_module(path, digest)  # file -> module
         except DyngenError:
             if options.output_dir is None:  # never leave a module that fails in the cache
                 path.unlink(missing_ok=True)

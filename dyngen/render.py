@@ -43,6 +43,20 @@ def environment() -> jinja2.Environment:
     return env
 
 
+@lru_cache(maxsize=1)
+def templates_digest() -> str:
+    """A hash of every template: a changed template is a different generated module."""
+    hasher = hashlib.sha256()
+    for path in sorted(template_dir().glob("*.j2")):
+        hasher.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    return hasher.hexdigest()
+
+
+def module_digest(model_digest: str) -> str:
+    """The hash a generated module is known by: the model's and the templates'."""
+    return hashlib.sha256(f"{model_digest}:{templates_digest()}".encode("ascii")).hexdigest()
+
+
 def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
     """A layout table: states by bare key; parameters and observed by "kind.key"."""
     systems: dict[str, list] = {}
@@ -86,7 +100,7 @@ def render(kernel: Kernel, model_file: str) -> ModuleSource:
         version=__version__,
         name=flat.name,
         model_file=model_file,
-        digest=flat.digest,
+        digest=module_digest(flat.digest),
         n_states=flat.n_states,
         n_parameters=len(flat.default_parameters),
         n_observed=sum(len(s.symbols) for s in flat.observed),
@@ -101,6 +115,6 @@ def render(kernel: Kernel, model_file: str) -> ModuleSource:
     return ModuleSource(
         name=flat.name,
         text=text,
-        model_digest=flat.digest,
+        model_digest=module_digest(flat.digest),
         text_digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )

@@ -26,6 +26,7 @@ def write_module(source: ModuleSource, path: Path) -> bool:
         pass
     fd, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it normal permissions
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(source.text)
             handle.flush()
@@ -40,14 +41,26 @@ def write_module(source: ModuleSource, path: Path) -> bool:
     return True
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+TRAILER_PREFIX = "# end of generated module "
+
+
 def module_hash(path: Path) -> str | None:
-    """The model hash recorded in a generated module's header, if it has one."""
+    """The model hash of a complete generated module (header and trailer agree).
+
+    None when the file is missing, not a generated module, or damaged (truncated).
+    """
     try:
-        with path.open(encoding="utf-8") as handle:
-            for _ in range(5):
-                line = handle.readline()
-                if line.startswith(HASH_LINE_PREFIX):
-                    return line[len(HASH_LINE_PREFIX):].strip()
+        text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, UnicodeDecodeError):
         return None
-    return None
+    header = next((line for line in text.splitlines()[:5] if line.startswith(HASH_LINE_PREFIX)), None)
+    if header is None:
+        return None
+    digest = header[len(HASH_LINE_PREFIX):].strip()
+    return digest if text.endswith(f"{TRAILER_PREFIX}{digest}\n") else None

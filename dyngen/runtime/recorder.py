@@ -53,11 +53,20 @@ class BoundRecorder:
         self.needs_observed = False
         self.needs_sync = False
         self.plan: list[tuple[Any, list[tuple[str, Callable]]]] = []
+        self.columns: list[tuple[Any, list[tuple[str, Any]]]] = []
         for system, stores in recorder._stores.items():
             readers = []
             for attribute, key in stores:
                 readers.append((key, self._reader(model, system, attribute)))
             self.plan.append((system, readers))
+            self.columns.append((system, [(key, self._column(model, system, a)) for a, key in stores]))
+
+    def _column(self, model: Any, system: Any, attribute: str) -> tuple[str, Any] | None:
+        kind, _, key = attribute.partition(".")
+        entry = model.by_signal.get((id(system), kind, key))
+        if entry is None:
+            return None
+        return ("y" if kind == "states" else "out"), entry
 
     def _reader(self, model: Any, system: Any, attribute: str) -> Callable:
         kind, _, key = attribute.partition(".")
@@ -70,6 +79,20 @@ class BoundRecorder:
             return lambda y, out: entry.value(y, as_attribute=True)
         self.needs_observed = True
         return lambda y, out: entry.value(out, as_attribute=True)
+
+    def record_many(self, times: np.ndarray, Y: np.ndarray, OUT: np.ndarray | None) -> None:
+        """Append many samples at once (rows of ``Y``/``OUT``), as ``record`` would."""
+        results = self.recorder._results
+        count = len(times)
+        for system, columns in self.columns:
+            series = results[system]
+            series["time"].extend(times.tolist())
+            for key, (source, entry) in columns:
+                block = (Y if source == "y" else OUT)[:, entry.start:entry.stop]
+                if entry.shape == () or (entry.kind in ("states", "ders") and block.shape[1] == 1):
+                    series[key].extend(block[:, 0].tolist())
+                else:
+                    series[key].extend(block.reshape((count, *entry.shape)).copy())
 
     def record(self, time: float, y: np.ndarray, out: np.ndarray | None) -> None:
         results = self.recorder._results

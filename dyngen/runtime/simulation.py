@@ -25,6 +25,7 @@ from .integrators import (
     jacobian_callable,
     run_observed,
 )
+from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
 from .model import CompiledModel
 from .stiff import CompiledRosenbrockIntegrator
 
@@ -108,10 +109,12 @@ class Simulation:
         """Advance ``t`` time units, informing observers every ``observer_dt``.
 
         Arguments mean what they mean in dynode: ``fixed_step`` makes ``observer_dt``
-        the solver's step; ``integrator`` and ``kwargs`` go to ``scipy.integrate.ode``
-        (dopri5, dop853, vode, lsoda) or to scipy's ``solve_ivp`` solvers (BDF, Radau,
-        LSODA, RK45, RK23, DOP853); "rodas4" is a compiled stiff method in the
-        generated module. Implicit methods get the generated Jacobian.
+        the solver's step; ``integrator`` and ``kwargs`` are scipy's ``ode`` ones.
+        dopri5 and dop853 run compiled in the generated module (bit for bit scipy's
+        algorithms; the whole run is one compiled call when every observer is a
+        Recorder); vode and lsoda run in scipy; "rodas4" is a compiled stiff method;
+        BDF, Radau, LSODA, RK45, RK23, DOP853 are scipy's ``solve_ivp`` solvers.
+        Implicit methods get the generated Jacobian.
         Returns the time reached.
         """
         if not self._systems:
@@ -120,20 +123,52 @@ class Simulation:
             raise SimulationError("Need at least one state/der combination!")
         self.compile()
         model = self._model
-        module = model.module
         y0 = model.gather_states()
         p = model.gather_parameters()
+        method = _canonical_method(integrator)
+        start = float(self._t)
+        recorders = self._plain_recorders(model)
+        if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
+            return self._run_compiled(model, p, y0, start, t, observer_dt, fixed_step, method, kwargs, recorders)
 
-        solver = self._integrator(model, p, y0, t, observer_dt, fixed_step, integrator, kwargs)
+        solver = self._integrator(model, p, y0, t, observer_dt, fixed_step, method, kwargs)
         notify = self._notifier(model, p)
         try:
-            run_observed(solver, self._t, t, observer_dt, notify)
+            run_observed(solver, start, t, observer_dt, notify)
         finally:
-            self._t = solver.t
-            model.write_back(solver.t, solver.y, p)
-            # write_back may add der/output keys: that is not a change of the model
-            self._fingerprint = fingerprint(self._systems)
+            self._finish(model, solver.t, solver.y, p)
         return solver.t
+
+    def _plain_recorders(self, model: CompiledModel) -> list[BoundRecorder] | None:
+        """The observers bound as Recorders, or None if any observer is something else."""
+        if not all(isinstance(o, Recorder) and type(o).__call__ is Recorder.__call__ for o in self._observers):
+            return None
+        return [o._bind(model) for o in self._observers]
+
+    def _run_compiled(
+        self, model: CompiledModel, p: np.ndarray, y0: np.ndarray, start: float, duration: float,
+        observer_dt: float, fixed_step: bool, method: str, options: dict, recorders: list[BoundRecorder],
+    ) -> float:  # fmt: skip
+        """The whole run as one compiled call; Recorders are filled from its samples."""
+        with_observed = any(r.needs_observed for r in recorders)
+        run = run_recorded(
+            model.module, method, start, y0, p, duration, observer_dt,
+            dynode_options(observer_dt, fixed_step, options), start == 0, with_observed,
+        )  # fmt: skip
+        for recorder in recorders:
+            recorder.record_many(run.times, run.Y, run.OUT)
+        self._finish(model, run.t_reached, run.y, p)
+        error = run.error(method, start, observer_dt, model.state_name)
+        if error is not None:
+            raise error
+        return run.t_reached
+
+    def _finish(self, model: CompiledModel, t: float, y: np.ndarray, p: np.ndarray) -> None:
+        """Keep the end time and leave the final values in the containers, as dynode does."""
+        self._t = float(t)
+        model.write_back(t, y, p)
+        # write_back may add der/output keys: that is not a change of the model
+        self._fingerprint = fingerprint(self._systems)
 
     def _integrator(
         self,
@@ -147,7 +182,10 @@ class Simulation:
         options: dict,
     ) -> Integrator:
         module = model.module
-        method = _canonical_method(method)
+        if method in EXPLICIT_METHODS:
+            return CompiledExplicitIntegrator(
+                module, p, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
+            )
         rhs = module.rhs
         dy = np.zeros(model.n_states)
 
@@ -203,7 +241,7 @@ class Simulation:
 
 def _canonical_method(name: str) -> str:
     """Integrator names are matched case-insensitively ("bdf" is "BDF")."""
-    for known in SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS:
+    for known in SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS:  # noqa: RUF005
         if isinstance(name, str) and name.lower() == known.lower():
             return known
     return name

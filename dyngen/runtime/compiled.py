@@ -1,0 +1,211 @@
+"""The compiled explicit integrators of the generated module, behind ``Integrator``.
+
+Every generated module carries ``dopri5_advance`` and ``dop853_advance``: Hairer's
+DOPRI5 and DOP853 as scipy's ``ode("dopri5")`` / ``ode("dop853")`` run them, in
+machine code (see templates/integrators.py.j2).  One ``advance`` is one scipy
+``integrate()`` call: the same first step, step-size control, failure codes and
+floating-point operations, so trajectories agree with scipy's bit for bit on the
+same platform.  ``run_dopri5`` / ``run_dop853`` run dynode's whole observer loop
+at once; ``run_recorded`` calls them.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import astuple, dataclass
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from ..errors import DyngenError, SolverError
+
+EXPLICIT_METHODS = ("dopri5", "dop853")
+# The keyword arguments scipy's ode takes for these methods ("method" and
+# "verbosity" are accepted and ignored, as scipy ignores them).
+EXPLICIT_OPTIONS = (
+    "rtol", "atol", "nsteps", "max_step", "first_step", "safety", "ifactor", "dfactor", "beta",
+    "method", "verbosity",
+)  # fmt: skip
+
+# The status codes of the compiled routines: scipy's messages where scipy has one.
+STATUS_SUCCESS = 1
+STATUS_NOT_FINITE = -6  # the run_* drivers only: the generated INTEGRATION_NOT_FINITE
+REASONS = {
+    1: "computation successful",
+    -2: "larger nsteps is needed",
+    -3: "step size becomes too small",
+    -4: "problem is probably stiff (interrupted)",
+    -6: "the state is not finite",
+    -11: "input is not consistent (nsteps must not be negative)",
+    -15: "input is not consistent (safety must lie between 1e-4 and 1)",
+    -16: "input is not consistent (beta must not exceed 0.2)",
+}
+
+
+@dataclass(frozen=True)
+class ExplicitSettings:
+    """scipy's ode options for dopri5/dop853, in the order the compiled routines take them."""
+
+    rtol: float
+    atol: float
+    first_step: float
+    max_step: float
+    safety: float
+    ifactor: float
+    dfactor: float
+    beta: float
+    nsteps: int
+
+    def arguments(self) -> tuple:
+        return astuple(self)
+
+
+# scipy's defaults (scipy.integrate._ode.dopri5 / dop853).
+_DEFAULTS = {
+    "dopri5": dict(rtol=1e-6, atol=1e-12, nsteps=500, max_step=0.0, first_step=0.0, safety=0.9, ifactor=10.0, dfactor=0.2, beta=0.0),
+    "dop853": dict(rtol=1e-6, atol=1e-12, nsteps=500, max_step=0.0, first_step=0.0, safety=0.9, ifactor=6.0, dfactor=0.3, beta=0.0),
+}  # fmt: skip
+
+
+def explicit_settings(method: str, options: dict) -> ExplicitSettings:
+    """scipy's ``set_integrator(method, **options)`` for dopri5/dop853, checked."""
+    if method not in EXPLICIT_METHODS:
+        raise DyngenError(f"no compiled explicit integrator {method!r}; choose one of {', '.join(EXPLICIT_METHODS)}")
+    unknown = sorted(set(options) - set(EXPLICIT_OPTIONS))
+    if unknown:
+        raise DyngenError(
+            f"integrator {method!r} does not take {', '.join(map(repr, unknown))}; "
+            f"it takes {', '.join(EXPLICIT_OPTIONS)}"
+        )
+    values = {**_DEFAULTS[method], **{k: v for k, v in options.items() if k not in ("method", "verbosity")}}
+    converted: dict = {}
+    for name, value in values.items():
+        try:
+            if name == "nsteps":
+                converted[name] = operator.index(value)
+            elif np.ndim(value) != 0:
+                raise TypeError("not a scalar")
+            else:
+                converted[name] = float(value)
+        except (TypeError, ValueError):
+            kind = "an integer" if name == "nsteps" else "a real number (one value for all states)"
+            raise DyngenError(f"integrator {method!r}: {name} must be {kind}, not {value!r}") from None
+    return ExplicitSettings(**converted)
+
+
+def _advance_function(module: object, method: str) -> Callable:
+    function = getattr(module, f"{method}_advance", None)
+    if function is None:
+        raise DyngenError(
+            f"the generated module {getattr(module, '__file__', module)} has no compiled {method}; "
+            "it was written by an older dyngen: rebuild it (or clear the module cache)"
+        )
+    return function
+
+
+def _non_finite(y: np.ndarray, state_name: Callable[[int], str]) -> str:
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size == 0:
+        return ""
+    names = ", ".join(state_name(int(i)) for i in bad[:5])
+    return f"; non-finite state(s): {names}" + (f" and {bad.size - 5} more" if bad.size > 5 else "")
+
+
+def failure(
+    method: str, status: int, start: float, t_end: float, reached: float, y: np.ndarray,
+    state_name: Callable[[int], str],
+) -> SolverError:  # fmt: skip
+    """The SolverError for a failed interval, worded as ScipyOdeIntegrator words it."""
+    if status == STATUS_NOT_FINITE:
+        return SolverError(f"{method}: the state is not finite at t = {reached!r}{_non_finite(y, state_name)}")
+    reason = REASONS.get(status, f"return code {status}")
+    return SolverError(
+        f"{method} failed between t = {start!r} and t = {t_end!r} (reached t = {reached!r}): "
+        f"{reason}{_non_finite(y, state_name)}"
+    )
+
+
+class CompiledExplicitIntegrator:
+    """scipy's ``ode("dopri5"/"dop853")`` in machine code (``module.<method>_advance``).
+
+    Takes scipy's option names and defaults; every ``advance`` is one fresh call of
+    the routine, as every scipy ``integrate()`` is.  ``stats`` counts right-hand-side
+    evaluations, steps, accepted and rejected steps over all calls.
+    """
+
+    def __init__(
+        self, module: object, p: np.ndarray, t0: float, y0: np.ndarray, method: str, options: dict,
+        state_name: Callable[[int], str],
+    ) -> None:  # fmt: skip
+        self._settings = explicit_settings(method, options).arguments()
+        self._advance = _advance_function(module, method)
+        self._method = method
+        self._p = np.ascontiguousarray(p, dtype=np.float64)
+        self._state_name = state_name
+        self.t = float(t0)
+        self.y = np.array(y0, dtype=np.float64)
+        rows = int(getattr(module, f"{method.upper()}_WORK_ROWS"))
+        self._work = np.empty((rows, self.y.shape[0]))
+        self.stats = np.zeros(4, dtype=np.int64)  # rhs evaluations, steps, accepted, rejected
+
+    def advance(self, t_end: float) -> None:
+        start, t_end = self.t, float(t_end)
+        t, status = self._advance(self.t, self.y, t_end, self._p, *self._settings, self._work, self.stats)
+        self.t = float(t)
+        if status != STATUS_SUCCESS:
+            raise failure(self._method, int(status), start, t_end, self.t, self.y, self._state_name)
+        if not np.all(np.isfinite(self.y)):
+            raise failure(self._method, STATUS_NOT_FINITE, start, t_end, self.t, self.y, self._state_name)
+
+
+class RecordedRun(NamedTuple):
+    """What ``run_recorded`` returns; the first five fields are the samples and the outcome."""
+
+    times: np.ndarray  # (k,) the sample times
+    Y: np.ndarray  # (k, N_STATES) the states at those times
+    OUT: np.ndarray | None  # (k, N_OBSERVED) observe's signals, or None when not asked for
+    status: int  # 1, or the failure code (REASONS)
+    t_reached: float  # where the integration stopped
+    y: np.ndarray  # the state at t_reached
+    stats: np.ndarray  # rhs evaluations, steps, accepted and rejected steps
+
+    def error(self, method: str, t0: float, observer_dt: float, state_name: Callable[[int], str]) -> SolverError | None:
+        """The SolverError a failed run stands for (as ``advance`` would raise it), else None."""
+        if self.status == STATUS_SUCCESS:
+            return None
+        start = float(self.times[-1]) if len(self.times) else float(t0)
+        return failure(method, self.status, start, start + observer_dt, self.t_reached, self.y, state_name)
+
+
+def run_recorded(
+    module: object, method: str, t0: float, y0: np.ndarray, p: np.ndarray, duration: float,
+    observer_dt: float, options: dict, record_initial: bool, with_observed: bool,
+) -> RecordedRun:  # fmt: skip
+    """dynode's whole simulate loop in one compiled call.
+
+    ``options`` are the ones scipy's ``set_integrator`` would get (dynode's
+    adjustments included: ``first_step=observer_dt``, ``atol=inf`` for fixed
+    steps).  Integrates ``int(duration / observer_dt)`` intervals of ``observer_dt``
+    from ``t0``, recording the initial sample when ``record_initial``; stops at the
+    first failure (the samples before it are returned).
+    """
+    settings = explicit_settings(method, options).arguments()
+    _advance_function(module, method)
+    run = getattr(module, f"run_{method}")
+    n_intervals = int(duration / observer_dt)
+    n_samples = n_intervals + (1 if record_initial else 0)
+    n_states = int(module.N_STATES)
+    y = np.array(y0, dtype=np.float64)
+    p = np.ascontiguousarray(p, dtype=np.float64)
+    times = np.empty(n_samples)
+    Y = np.empty((n_samples, n_states))
+    OUT = np.empty((n_samples if with_observed else 0, int(module.N_OBSERVED)))
+    stats = np.zeros(4, dtype=np.int64)
+    k, status, t = run(
+        float(t0), y, p, float(observer_dt), n_intervals, *settings, bool(record_initial), bool(with_observed),
+        times, Y, OUT, stats,
+    )  # fmt: skip
+    k = int(k)
+    return RecordedRun(
+        times[:k], Y[:k], OUT[:k] if with_observed else None, int(status), float(t), y, stats
+    )
