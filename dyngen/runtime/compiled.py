@@ -12,7 +12,7 @@ at once; ``run_recorded`` calls them.
 from __future__ import annotations
 
 import operator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -57,7 +57,10 @@ class ExplicitSettings:
     nsteps: int
 
     def arguments(self) -> tuple:
-        return astuple(self)
+        return (
+            self.rtol, self.atol, self.first_step, self.max_step, self.safety, self.ifactor,
+            self.dfactor, self.beta, self.nsteps,
+        )  # fmt: skip
 
 
 # scipy's defaults (scipy.integrate._ode.dopri5 / dop853).

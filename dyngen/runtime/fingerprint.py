@@ -11,12 +11,13 @@ call.  Numeric input values are not part of it: they are runtime parameters.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from functools import lru_cache
+from typing import Any, Iterator
 
 import numpy as np
 
+from ..containers import ParameterContainer
 from ..trace import numeric_value
-from ..tree import walk
 
 
 def _value_key(value: Any) -> Any:
@@ -33,6 +34,8 @@ _MAX_ITEMS = 256
 
 def _attribute_key(value: Any, depth: int = 0) -> Any:
     """A key that changes when a plain data value changes (objects: by identity)."""
+    if isinstance(value, ParameterContainer):  # a system's container: its values are signals
+        return ("container", id(value))
     if isinstance(value, (int, float, complex, str, bool, type(None), np.number, np.bool_)):
         return repr(value)
     if isinstance(value, np.ndarray) and value.dtype != object:
@@ -44,13 +47,14 @@ def _attribute_key(value: Any, depth: int = 0) -> Any:
     return ("o", id(value))
 
 
-def _code_objects(code: Any) -> list:
-    """A code object and the code of the functions and lambdas defined inside it."""
-    found = [code]
+@lru_cache(maxsize=4096)
+def _global_names(code: Any) -> tuple[str, ...]:
+    """Names a code object (and the functions and lambdas inside it) may read as globals."""
+    names = list(code.co_names)
     for const in code.co_consts:
         if hasattr(const, "co_names"):
-            found.extend(_code_objects(const))
-    return found
+            names.extend(_global_names(const))
+    return tuple(dict.fromkeys(names))
 
 
 def _function_key(func: Any, seen: set | None = None) -> Any:
@@ -69,10 +73,8 @@ def _function_key(func: Any, seen: set | None = None) -> Any:
             continue
         parts.append(_function_key(contents, seen) if callable(contents) and hasattr(contents, "__code__") else _attribute_key(contents))
     globals_ = getattr(func, "__globals__", {})
-    for code in _code_objects(func.__code__):
-        for name in code.co_names:
-            if name not in globals_:
-                continue
+    for name in _global_names(func.__code__):
+        if name in globals_:
             value = globals_[name]
             if callable(value) and hasattr(value, "__code__"):
                 if getattr(value, "__module__", None) == func.__module__:  # the model's own helpers
@@ -99,11 +101,17 @@ def _class_key(cls: type) -> Any:
     return (id(cls), tuple(parts))
 
 
+def _systems(systems: list[Any]) -> Iterator[Any]:
+    for system in systems:
+        yield from _systems(system.subsystems)
+        yield system
+
+
 def fingerprint(systems: list[Any]) -> tuple:
     """Everything about the tree that would change the generated module."""
     parts = []
-    for node in walk(systems):
-        system = node.system
+    classes: dict[type, Any] = {}
+    for system in _systems(systems):
         containers = tuple(
             tuple((key, _value_key(value)) for key, value in getattr(system, kind).raw_items())
             for kind in ("states", "ders", "inputs", "outputs")
@@ -116,5 +124,8 @@ def fingerprint(systems: list[Any]) -> tuple:
         attributes = tuple(
             (name, _attribute_key(value)) for name, value in vars(system).items() if not name.startswith("_")
         )
-        parts.append((node.path, id(system), _class_key(type(system)), containers, connections, attributes))
+        cls = type(system)
+        if cls not in classes:
+            classes[cls] = _class_key(cls)
+        parts.append((id(system), len(system.subsystems), classes[cls], containers, connections, attributes))
     return tuple(parts)

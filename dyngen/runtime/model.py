@@ -44,6 +44,11 @@ class CompiledModel:
         parameter_keys = {(id(e.system), e.kind, e.key) for e in self.parameters}
         self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
         self.by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
+        # (container, key, start, stop, shape) for the write-back after a run
+        self._state_slots = [
+            (e.system.states, e.key, e.start, e.stop, np.shape(e.system.states.raw_get(e.key))) for e in self.states
+        ]
+        self._signal_slots = [(getattr(e.system, e.kind), e.key, e.start, e.stop, e.shape) for e in self.computed]
 
     @staticmethod
     def _entries(table: dict, nodes: dict[str, Any], kind: str | None) -> list[Entry]:
@@ -68,6 +73,9 @@ class CompiledModel:
         p = np.empty(int(self.module.N_PARAMETERS))
         for e in self.parameters:
             raw = getattr(e.system, e.kind).raw_get(e.key)
+            if e.shape == () and type(raw) is float:  # the common case, fast
+                p[e.start] = raw
+                continue
             value = numeric_value(raw)
             if value is None or value.size != e.stop - e.start:
                 raise DyngenError(
@@ -82,13 +90,21 @@ class CompiledModel:
         self.module.observe(t, y, p, out)
         return out
 
-    def write_back(self, t: float, y: np.ndarray, p: np.ndarray) -> None:
-        """Leave the values at ``(t, y)`` in every container, as dynode does."""
-        for e in self.states:
-            e.system.states.raw_set(e.key, y[e.start:e.stop].reshape(e.system.states.raw_get(e.key).shape))
+    def write_back(self, t: float, y: np.ndarray, p: np.ndarray) -> bool:
+        """Leave the values at ``(t, y)`` in every container, as dynode does.
+
+        Returns True when a container got a key it did not have (e.g. ders that
+        ``__init__`` did not create).
+        """
+        y = np.array(y, dtype=np.float64)
+        for container, key, start, stop, shape in self._state_slots:
+            dict.__setitem__(container, key, y[start:stop].reshape(shape))  # views of a private copy
         out = self.observe(t, y, p)
-        for e in self.computed:
-            getattr(e.system, e.kind).raw_set(e.key, e.value(out, as_attribute=False))
+        added = False
+        for container, key, start, stop, shape in self._signal_slots:
+            added = added or key not in container
+            dict.__setitem__(container, key, float(out[start]) if shape == () else out[start:stop].reshape(shape))
+        return added
 
     def state_name(self, index: int) -> str:
         return str(self.module.STATE_NAMES[index])

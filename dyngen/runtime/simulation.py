@@ -119,10 +119,10 @@ class Simulation:
         """
         if not self._systems:
             raise SimulationError("Need at least 1 system in the simulation!")
-        if not any(len(n.system.states) for n in walk(self._systems)):
-            raise SimulationError("Need at least one state/der combination!")
         self.compile()
         model = self._model
+        if model.n_states == 0:
+            raise SimulationError("Need at least one state/der combination!")
         y0 = model.gather_states()
         p = model.gather_parameters()
         method = _canonical_method(integrator)
@@ -166,9 +166,8 @@ class Simulation:
     def _finish(self, model: CompiledModel, t: float, y: np.ndarray, p: np.ndarray) -> None:
         """Keep the end time and leave the final values in the containers, as dynode does."""
         self._t = float(t)
-        model.write_back(t, y, p)
-        # write_back may add der/output keys: that is not a change of the model
-        self._fingerprint = fingerprint(self._systems)
+        if model.write_back(t, y, p):  # new der/output keys: not a change of the model
+            self._fingerprint = fingerprint(self._systems)
 
     def _integrator(
         self,
