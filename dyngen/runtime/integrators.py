@@ -138,7 +138,7 @@ class SolveIvpIntegrator:
 
     def _fail(self, t_end: float, message: str) -> None:
         raise SolverError(
-            f"{self._method} failed before t = {t_end!r} (reached t = {self._solver.t!r}): "
+            f"{self._method} failed before t = {float(t_end)!r} (reached t = {float(self._solver.t)!r}): "
             f"{message}{self._non_finite(self._solver.y)}"
         )
 

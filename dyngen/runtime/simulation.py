@@ -200,7 +200,9 @@ class Simulation:
         if method in SOLVE_IVP_METHODS:
             if fixed_step:
                 raise DyngenError(f"fixed_step=True needs a scipy.integrate.ode method ({', '.join(SCIPY_ODE_METHODS)}), not {method!r}")
-            t_bound = self._t + int(duration / observer_dt) * observer_dt
+            t_bound = float(self._t)
+            for _ in range(int(duration / observer_dt)):  # the output times, added up as the loop adds them
+                t_bound += observer_dt
             return SolveIvpIntegrator(
                 lambda time, y: f(time, y).copy(), jac, self._t, y0, t_bound, method, options, model.state_name
             )
@@ -239,11 +241,11 @@ class Simulation:
 
 
 def _canonical_method(name: str) -> str:
-    """Integrator names are matched case-insensitively ("bdf" is "BDF")."""
-    for known in SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS:  # noqa: RUF005
-        if isinstance(name, str) and name.lower() == known.lower():
-            return known
-    return name
+    """Integrator names: exact first ("LSODA" is solve_ivp's, "lsoda" scipy ode's), then any case."""
+    known = SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS
+    if name in known or not isinstance(name, str):
+        return name
+    return next((k for k in known if k.lower() == name.lower()), name)
 
 
 def _main_file() -> str | None:
