@@ -21,7 +21,15 @@ from ..system import System
 from ..trace import numeric_value
 
 
+_SCALAR = ("n", ())
+
+
 def _value_key(value: Any) -> Any:
+    kind = type(value)
+    if kind is float or kind is int:  # the common cases first: this runs for every value
+        return _SCALAR
+    if kind is np.ndarray and value.dtype.kind == "f":
+        return ("n", value.shape)
     array = numeric_value(value)
     if array is not None:
         return ("n", array.shape)
@@ -109,27 +117,37 @@ def _systems(systems: list[Any]) -> Iterator[Any]:
 
 
 def fingerprint(systems: list[Any]) -> tuple:
-    """Everything about the tree that would change the generated module."""
-    parts = []
+    """Everything about the tree that would change the generated module.
+
+    Runs before every ``simulate()``, so it is written for speed: flat lists, and
+    plain floats and float arrays classified without the generic checks.
+    """
+    parts: list = []
     classes: dict[type, Any] = {}
+    append = parts.append
     for system in _systems(systems):
         if not isinstance(system, System):  # the build reports it
-            parts.append(("not a system", id(system)))
+            append(("not a system", id(system)))
             continue
-        containers = tuple(
-            tuple((key, _value_key(value)) for key, value in getattr(system, kind).raw_items())
-            for kind in ("states", "ders", "inputs", "outputs")
-        )
-        connections = tuple(
-            (_function_key(f), tuple(id(d) for d in deps))
-            for table in (system._pre_connections, system._post_connections)
-            for f, deps in table.items()
-        )
-        attributes = tuple(
-            (name, _attribute_key(value)) for name, value in vars(system).items() if not name.startswith("_")
-        )
         cls = type(system)
         if cls not in classes:
             classes[cls] = _class_key(cls)
-        parts.append((id(system), len(system.subsystems), classes[cls], containers, connections, attributes))
+        append(id(system))
+        append(len(system._subs))
+        append(classes[cls])
+        for container in (system._states, system._ders, system._inputs, system._outputs):
+            for key, value in dict.items(container):
+                append(key)
+                append(_value_key(value))
+            append("|")
+        for table in (system._pre_connections, system._post_connections):
+            for func, dependees in table.items():
+                append(_function_key(func))
+                append(tuple(map(id, dependees)))
+            append("|")
+        for name, value in vars(system).items():
+            if name[0] != "_":
+                append(name)
+                append(_attribute_key(value))
+        append("||")
     return tuple(parts)

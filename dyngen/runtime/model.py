@@ -65,8 +65,12 @@ class CompiledModel:
 
     def gather_states(self) -> np.ndarray:
         y = np.empty(self.n_states)
-        for e in self.states:
-            y[e.start:e.stop] = np.asarray(e.system.states.raw_get(e.key), dtype=float).ravel()
+        for container, key, start, stop, _ in self._state_slots:
+            value = dict.__getitem__(container, key)
+            if stop - start == 1:
+                y[start] = value.flat[0]
+            else:
+                y[start:stop] = value.ravel()
         return y
 
     def gather_parameters(self) -> np.ndarray:
