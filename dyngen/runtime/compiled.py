@@ -18,6 +18,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..errors import DyngenError, SolverError
+from .integrators import non_finite_states
 
 EXPLICIT_METHODS = ("dopri5", "dop853")
 # The keyword arguments scipy's ode takes for these methods ("method" and
@@ -106,25 +107,17 @@ def _advance_function(module: object, method: str) -> Callable:
     return function
 
 
-def _non_finite(y: np.ndarray, state_name: Callable[[int], str]) -> str:
-    bad = np.flatnonzero(~np.isfinite(y))
-    if bad.size == 0:
-        return ""
-    names = ", ".join(state_name(int(i)) for i in bad[:5])
-    return f"; non-finite state(s): {names}" + (f" and {bad.size - 5} more" if bad.size > 5 else "")
-
-
 def failure(
     method: str, status: int, start: float, t_end: float, reached: float, y: np.ndarray,
     state_name: Callable[[int], str],
 ) -> SolverError:  # fmt: skip
     """The SolverError for a failed interval, worded as ScipyOdeIntegrator words it."""
     if status == STATUS_NOT_FINITE:
-        return SolverError(f"{method}: the state is not finite at t = {reached!r}{_non_finite(y, state_name)}")
+        return SolverError(f"{method}: the state is not finite at t = {reached!r}{non_finite_states(y, state_name)}")
     reason = REASONS.get(status, f"return code {status}")
     return SolverError(
         f"{method} failed between t = {start!r} and t = {t_end!r} (reached t = {reached!r}): "
-        f"{reason}{_non_finite(y, state_name)}"
+        f"{reason}{non_finite_states(y, state_name)}"
     )
 
 

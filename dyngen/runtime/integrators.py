@@ -24,6 +24,15 @@ SPARSE_MIN_STATES = 100
 SPARSE_MAX_DENSITY = 0.1
 
 
+def non_finite_states(y: np.ndarray, state_name: Callable[[int], str]) -> str:
+    """``"; non-finite state(s): a.states.x, ..."`` for the message of a failure, or ""."""
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size == 0:
+        return ""
+    names = ", ".join(state_name(int(i)) for i in bad[:5])
+    return f"; non-finite state(s): {names}" + (f" and {bad.size - 5} more" if bad.size > 5 else "")
+
+
 class Integrator(Protocol):
     t: float
     y: np.ndarray
@@ -76,18 +85,13 @@ class ScipyOdeIntegrator:
             reason = getattr(self._solver._integrator, "messages", {}).get(code, f"return code {code}")
             raise SolverError(
                 f"{self._method} failed between t = {start!r} and t = {t_end!r} (reached t = {self.t!r}): "
-                f"{reason}{self._non_finite()}"
+                f"{reason}{non_finite_states(self._solver.y, self._state_name)}"
             )
         if not np.all(np.isfinite(self._solver.y)):
-            raise SolverError(f"{self._method}: the state is not finite at t = {self.t!r}{self._non_finite()}")
-
-    def _non_finite(self) -> str:
-        bad = np.flatnonzero(~np.isfinite(self._solver.y))
-        if bad.size == 0:
-            return ""
-        names = ", ".join(self._state_name(int(i)) for i in bad[:5])
-        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
-        return f"; non-finite state(s): {names}{more}"
+            raise SolverError(
+                f"{self._method}: the state is not finite at t = {self.t!r}"
+                f"{non_finite_states(self._solver.y, self._state_name)}"
+            )
 
 
 class SolveIvpIntegrator:
@@ -134,20 +138,15 @@ class SolveIvpIntegrator:
         self.y = solver.y.copy() if solver.t == t_end else solver.dense_output()(t_end)
         self.t = float(t_end)
         if not np.all(np.isfinite(self.y)):
-            raise SolverError(f"{self._method}: the state is not finite at t = {self.t!r}{self._non_finite(self.y)}")
+            raise SolverError(
+                f"{self._method}: the state is not finite at t = {self.t!r}{non_finite_states(self.y, self._state_name)}"
+            )
 
     def _fail(self, t_end: float, message: str) -> None:
         raise SolverError(
             f"{self._method} failed before t = {float(t_end)!r} (reached t = {float(self._solver.t)!r}): "
-            f"{message}{self._non_finite(self._solver.y)}"
+            f"{message}{non_finite_states(self._solver.y, self._state_name)}"
         )
-
-    def _non_finite(self, y: np.ndarray) -> str:
-        bad = np.flatnonzero(~np.isfinite(y))
-        if bad.size == 0:
-            return ""
-        names = ", ".join(self._state_name(int(i)) for i in bad[:5])
-        return f"; non-finite state(s): {names}" + (f" and {bad.size - 5} more" if bad.size > 5 else "")
 
 
 def jacobian_callable(module: object, p: np.ndarray) -> Callable[[float, np.ndarray], object]:

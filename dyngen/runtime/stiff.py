@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DyngenError, SolverError
+from .integrators import non_finite_states
 
 RODAS4_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps")
 _REASONS = {
@@ -58,14 +59,9 @@ class CompiledRosenbrockIntegrator:
         if status != 1:
             raise SolverError(
                 f"rodas4 failed between t = {start!r} and t = {t_end!r} (reached t = {self.t!r}): "
-                f"{_REASONS.get(status, f'status {status}')}{self._non_finite()}"
+                f"{_REASONS.get(status, f'status {status}')}{non_finite_states(self.y, self._state_name)}"
             )
         if not np.all(np.isfinite(self.y)):
-            raise SolverError(f"rodas4: the state is not finite at t = {self.t!r}{self._non_finite()}")
-
-    def _non_finite(self) -> str:
-        bad = np.flatnonzero(~np.isfinite(self.y))
-        if bad.size == 0:
-            return ""
-        names = ", ".join(self._state_name(int(i)) for i in bad[:5])
-        return f"; non-finite state(s): {names}" + (f" and {bad.size - 5} more" if bad.size > 5 else "")
+            raise SolverError(
+                f"rodas4: the state is not finite at t = {self.t!r}{non_finite_states(self.y, self._state_name)}"
+            )
