@@ -12,7 +12,7 @@ from .errors import DyngenError
 
 _LOADED: dict[tuple[str, str], ModuleType] = {}
 # What every generated module defines; a module without them is damaged.
-REQUIRED = ("MODEL_HASH", "N_STATES", "N_OBSERVED", "STATES", "OBSERVED", "rhs", "jac", "jac_values", "observe", "rodas4_advance")
+REQUIRED = ("MODEL_HASH", "N_STATES", "N_OBSERVED", "STATES", "OBSERVED", "DERIVATIVE_KEYS", "rhs", "jac", "jac_values", "observe", "rodas4_advance")
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:

@@ -9,6 +9,7 @@ every read and write goes to the tracer instead of the dict.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +23,11 @@ class ContainerHook(Protocol):
     def write(self, container: "ParameterContainer", key: Any, value: Any) -> None: ...
 
 
+# While a model is traced: the hook for containers that are not part of the model
+# (per thread/context, so concurrent builds do not see each other's).
+FOREIGN_HOOK: ContextVar[ContainerHook | None] = ContextVar("dyngen_foreign_hook", default=None)
+
+
 class MissingKeyError(KeyError, AttributeError):
     """A key that is not in the container (a KeyError, as in dynode, and an AttributeError)."""
 
@@ -29,7 +35,9 @@ class MissingKeyError(KeyError, AttributeError):
 class ParameterContainer(dict):
     """Inputs and outputs: any value, readable and writable as attributes and keys."""
 
-    _dyngen_hook: ContainerHook | None = None
+    @property
+    def _dyngen_hook(self) -> ContainerHook | None:
+        return self.__dict__.get("_hook") or FOREIGN_HOOK.get()
 
     def __getattr__(self, key: str) -> Any:
         if key.startswith("__"):
@@ -67,6 +75,67 @@ class ParameterContainer(dict):
     def _present(value: Any, as_attribute: bool) -> Any:
         return value
 
+    # dict's own methods read and write the storage directly: while a model is traced
+    # they must go through the hook too, or fail clearly.
+    def get(self, key: Any, default: Any = None) -> Any:
+        if self._dyngen_hook is not None:
+            return self[key] if dict.__contains__(self, key) or self._hook_knows(key) else default
+        return self._present(dict.get(self, key), False) if dict.__contains__(self, key) else default
+
+    def items(self):
+        if self._dyngen_hook is not None:
+            return [(key, self[key]) for key in dict.keys(self)]
+        return dict.items(self)
+
+    def values(self):
+        if self._dyngen_hook is not None:
+            return [self[key] for key in dict.keys(self)]
+        return dict.values(self)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if not dict.__contains__(self, key):
+            self[key] = default
+        return self[key]
+
+    def _hook_knows(self, key: Any) -> bool:
+        knows = getattr(self._dyngen_hook, "knows", None)
+        return bool(knows and knows(self, key))
+
+    def _refuse_while_traced(self, name: str) -> None:
+        if self._dyngen_hook is not None:
+            from .errors import TraceError, user_frame_location
+
+            raise TraceError(
+                f"container.{name}() cannot be traced",
+                "read and assign entries by key or attribute (self.outputs.y = ...)",
+                user_frame_location(),
+            )
+
+    def pop(self, *args: Any) -> Any:
+        self._refuse_while_traced("pop")
+        return dict.pop(self, *args)
+
+    def popitem(self) -> Any:
+        self._refuse_while_traced("popitem")
+        return dict.popitem(self)
+
+    def clear(self) -> None:
+        self._refuse_while_traced("clear")
+        dict.clear(self)
+
+    def __delitem__(self, key: Any) -> None:
+        self._refuse_while_traced("__delitem__")
+        dict.__delitem__(self, key)
+
+    def copy(self) -> dict:
+        if self._dyngen_hook is not None:
+            return dict(self.items())
+        return type(self)(dict.items(self)) if type(self) is ParameterContainer else _copy_variables(self)
+
     def raw_items(self):
         """Items as stored, bypassing any tracing hook."""
         return dict.items(self)
@@ -98,6 +167,13 @@ class VariableContainer(ParameterContainer):
         return value
 
 
+def _copy_variables(container: ParameterContainer) -> ParameterContainer:
+    copy = type(container)()
+    for key, value in dict.items(container):
+        dict.__setitem__(copy, key, np.array(value))
+    return copy
+
+
 def set_hook(container: ParameterContainer, hook: ContainerHook | None) -> None:
     """Attach (or with None, detach) a tracing hook."""
-    object.__setattr__(container, "_dyngen_hook", hook)
+    container.__dict__["_hook"] = hook

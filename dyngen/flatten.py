@@ -246,7 +246,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
     default_states = tuple(v for s in state_signals for v in spec.defaults[s.ref])
 
     parts = [f"dyngen {__version__}", spec.name]
-    parts += [f"y {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in states]
+    parts += [f"y {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]} der {der_of[slot.ref].key}" for slot in states]
     parts += [f"p {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in parameters]
     parts += [f"out {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in observed]
     for a in assignments:
@@ -270,6 +270,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
         default_states=default_states,
         assignments=assignments,
         derivatives=derivatives,
+        der_keys=tuple((slot.ref.system, slot.ref.key, der_of[slot.ref].key) for slot in states),
         observed=observed,
         systems=spec.systems,
         warnings=tuple(warnings),

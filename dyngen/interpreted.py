@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DyngenError, user_traceback_location
 from .runtime.integrators import ScipyOdeIntegrator, dynode_options, run_observed
 from .runtime.model import CompiledModel
 from .runtime.simulation import Simulation
@@ -23,6 +24,7 @@ class InterpretedModel:
     def __init__(self, systems: list[Any], compiled: CompiledModel) -> None:
         self.systems = systems
         self.layout = compiled
+        self.der_keys = compiled.module.DERIVATIVE_KEYS
 
     def evaluate(self, t: float, y: np.ndarray) -> None:
         for e in self.layout.states:
@@ -31,10 +33,19 @@ class InterpretedModel:
             system._step(t)
 
     def rhs(self, t: float, y: np.ndarray) -> np.ndarray:
-        self.evaluate(t, y)
-        dy = np.empty_like(y)
-        for e in self.layout.states:
-            dy[e.start:e.stop] = np.asarray(e.system.ders.raw_get(e.key), dtype=float).ravel()
+        try:
+            self.evaluate(t, y)
+            dy = np.empty_like(y)
+            for e in self.layout.states:
+                der_key = self.der_keys[e.path][e.key]
+                dy[e.start:e.stop] = np.asarray(e.system.ders.raw_get(der_key), dtype=float).ravel()
+        except Exception as exc:
+            location = user_traceback_location(exc.__traceback__)
+            where = f" at {location}" if location else ""
+            raise DyngenError(
+                f"the interpreted evaluation (as dynode runs the model) failed at t = {t!r}{where}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         return dy
 
     def observe(self, t: float, y: np.ndarray) -> np.ndarray:

@@ -152,6 +152,7 @@ class FlatModel:
     default_states: tuple[float, ...]
     assignments: tuple[Assignment, ...]  # topologically sorted
     derivatives: tuple[sp.Symbol, ...]  # per y element: the symbol holding its derivative
+    der_keys: tuple[tuple[str, str, str], ...]  # (system path, state key, der key), state order
     observed: tuple[Slot, ...]  # out layout: every input, output and der
     systems: tuple[SystemInfo, ...]
     warnings: tuple[str, ...]
@@ -181,9 +182,12 @@ class FlatModel:
 
 @dataclass(frozen=True)
 class Statement:
-    """``target = expr`` in a generated function, with a comment."""
+    """``target = expr`` in a generated function, with a comment.
 
-    target: str
+    The target is a local (a Symbol) or an array element (an Indexed such as dy[3]).
+    """
+
+    target: sp.Basic
     expr: sp.Basic
     comment: str = ""
 
@@ -201,7 +205,6 @@ class KernelFunction:
     name: str
     args: tuple[str, ...]
     doc: str
-    prologue: tuple[str, ...]  # fixed lines such as "J[:, :] = 0.0"
     blocks: tuple[Block, ...]
 
 
@@ -217,8 +220,6 @@ class Kernel:
         lines = [f"Kernel {self.flat.name}: jac nnz={len(self.jac_sparsity)}"]
         for fn in self.functions:
             lines.append(f"  def {fn.name}({', '.join(fn.args)}):")
-            for line in fn.prologue:
-                lines.append(f"      {line}")
             for block in fn.blocks:
                 lines.append(f"      # {block.title}")
                 for st in block.statements:

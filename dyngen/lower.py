@@ -21,10 +21,14 @@ from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Statement
 _PIECEWISE_CONSTANT = (sp.floor, sp.ceiling, sp.sign)
 _Y = sp.IndexedBase("y")
 _P = sp.IndexedBase("p")
+_DY = sp.IndexedBase("dy")
+_VALUES = sp.IndexedBase("values")
+_OUT = sp.IndexedBase("out")
 
 
 def _clean_derivative(expr: sp.Basic) -> sp.Basic:
     """Derivatives of kinks and jumps as used by Jacobians: no delta functions."""
+    expr = expr.replace(lambda e: isinstance(e, sp.Subs), lambda e: e.doit())  # chain-rule leftovers
     expr = expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
     expr = expr.replace(
         lambda e: isinstance(e, sp.Heaviside),
@@ -40,7 +44,8 @@ def _clean_derivative(expr: sp.Basic) -> sp.Basic:
             return sp.diff(a, variables[0]) - sp.floor(a / b) * sp.diff(b, variables[0])
         raise CodegenError(f"cannot derive the Jacobian of {inner}; sympy left {e} unevaluated")
 
-    return expr.replace(lambda e: isinstance(e, sp.Derivative), derivative)
+    expr = expr.replace(lambda e: isinstance(e, sp.Derivative), derivative)
+    return expr.replace(lambda e: isinstance(e, sp.Subs), lambda e: e.doit())
 
 
 class _Definitions:
@@ -115,8 +120,7 @@ def _function(
     name: str,
     args: tuple[str, ...],
     doc: str,
-    prologue: tuple[str, ...],
-    targets: list[tuple[str, sp.Basic, str]],
+    targets: list[tuple[sp.Indexed, sp.Basic, str]],
     targets_title: str,
 ) -> KernelFunction:
     needed = defs.closure(expr for _, expr, _ in targets)
@@ -127,8 +131,8 @@ def _function(
         uses.update(expr.free_symbols)
 
     # A target that is just a signal used nowhere else is written in place of that signal.
-    inline: dict[sp.Symbol, str] = {}
-    rest: list[tuple[str, sp.Basic, str]] = []
+    inline: dict[sp.Symbol, sp.Indexed] = {}
+    rest: list[tuple[sp.Indexed, sp.Basic, str]] = []
     for target, expr, comment in targets:
         if expr in defs.expr and uses[expr] == 1 and expr not in inline:
             inline[expr] = target
@@ -151,7 +155,7 @@ def _function(
             wanted.add(s)
             stack.extend(x for x in temps[s].free_symbols if x in temps)
         emitted.update(wanted)
-        return [Statement(s.name, temps[s]) for s in sorted(wanted, key=temp_rank.__getitem__)]
+        return [Statement(s, temps[s]) for s in sorted(wanted, key=temp_rank.__getitem__)]
 
     blocks: list[Block] = []
     current_title, current = None, []
@@ -166,7 +170,7 @@ def _function(
         current.extend(temps_for(expr))
         label = _element_label(assignment, index)
         where = relative_location(assignment.location, flat.source_root)
-        current.append(Statement(inline.get(symbol, symbol.name), expr, f"{label} ({where})"))
+        current.append(Statement(inline.get(symbol, symbol), expr, f"{label} ({where})"))
     if current:
         blocks.append(Block(current_title, tuple(current)))
     if rest:
@@ -181,15 +185,15 @@ def _function(
         for statement in block.statements:
             used |= statement.expr.free_symbols
     loads = []
-    states = [Statement(s.name, _Y[i], str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else ""))
+    states = [Statement(s, _Y[i], str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else ""))
               for slot in flat.states for i, s in enumerate(slot.symbols, start=slot.start) if s in used]  # fmt: skip
     if states:
         loads.append(Block("states", tuple(states)))
-    params = [Statement(s.name, _P[i], str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else ""))
+    params = [Statement(s, _P[i], str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else ""))
               for slot in flat.parameters for i, s in enumerate(slot.symbols, start=slot.start) if s in used]  # fmt: skip
     if params:
         loads.append(Block("parameters", tuple(params)))
-    return KernelFunction(name, args, doc, prologue, tuple(loads + blocks))
+    return KernelFunction(name, args, doc, tuple(loads + blocks))
 
 
 def lower(flat: FlatModel) -> Kernel:
@@ -201,32 +205,32 @@ def lower(flat: FlatModel) -> Kernel:
         for i in range(slot.start, slot.stop)
     ]
 
-    rhs_targets = [(f"dy[{i}]", der, f"d/dt {state_labels[i]}") for i, der in enumerate(flat.derivatives)]
+    rhs_targets = [(_DY[i], der, f"d/dt {state_labels[i]}") for i, der in enumerate(flat.derivatives)]
     rhs = _function(
         flat, defs, "rhs", ("t", "y", "p", "dy"),
         "Write the time derivatives of the states ``y`` at time ``t`` into ``dy``.",
-        (), rhs_targets, "derivatives",
+        rhs_targets, "derivatives",
     )  # fmt: skip
 
     entries = _jacobian(flat, defs)
     jac_targets = [
-        (f"values[{k}]", value, f"d({state_labels[i]})/d({state_labels[j]})")
+        (_VALUES[k], value, f"d({state_labels[i]})/d({state_labels[j]})")
         for k, ((i, j), value) in enumerate(entries.items())
     ]
     jac_values = _function(
         flat, defs, "jac_values", ("t", "y", "p", "values"),
         "Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``.",
-        (), jac_targets, "Jacobian entries",
+        jac_targets, "Jacobian entries",
     )  # fmt: skip
 
     observe_targets = []
     for slot in flat.observed:
         for i, symbol in enumerate(slot.symbols):
             label = str(slot.ref) + (f"[{i}]" if len(slot.symbols) > 1 else "")
-            observe_targets.append((f"out[{slot.start + i}]", symbol, label))
+            observe_targets.append((_OUT[slot.start + i], symbol, label))
     observe = _function(
         flat, defs, "observe", ("t", "y", "p", "out"),
         "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
-        (), observe_targets, "observed signals",
+        observe_targets, "observed signals",
     )  # fmt: skip
     return Kernel(flat, (rhs, jac_values, observe), tuple(entries))

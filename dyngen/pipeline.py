@@ -67,6 +67,7 @@ def build(
     (as ``dyngen build`` does); otherwise it goes to the cache as ``<name>_<hash>.py``
     and a module already there is reused without lowering or rendering again.
     """
+    name = sanitize(name)  # it names a file and appears in the module: identifier characters only
     timings: dict[str, float] = {}
     with _timed(timings, "trace"):
         spec = trace(systems, name, source_root)  # system tree -> ModelSpec

@@ -70,10 +70,43 @@ class NumbaPrinter(PythonCodePrinter):
     _print_Heaviside = _print_not_supported
     _print_DiracDelta = _print_not_supported
     _print_Derivative = _print_not_supported
+    _print_Subs = _print_not_supported
+
+    # numpy's float semantics (NaN propagates, no conversion to int) for these:
+    def _print_floor(self, expr: sp.Basic) -> str:
+        return f"np.floor({self._print(expr.args[0])})"
+
+    def _print_ceiling(self, expr: sp.Basic) -> str:
+        return f"np.ceil({self._print(expr.args[0])})"
+
+    def _print_sign(self, expr: sp.Basic) -> str:
+        return f"np.sign({self._print(expr.args[0])})"
+
+    def _nested(self, function: str, args: tuple) -> str:
+        text = self._print(args[0])
+        for arg in args[1:]:
+            text = f"{function}({text}, {self._print(arg)})"
+        return text
+
+    def _print_Min(self, expr: sp.Basic) -> str:
+        return self._nested("np.minimum", expr.args)
+
+    def _print_Max(self, expr: sp.Basic) -> str:
+        return self._nested("np.maximum", expr.args)
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        value = int(expr)
+        if -(2**63) < value < 2**63:
+            return str(value)
+        return repr(float(value))  # beyond int64: numba cannot type it; the maths is float
+
+    def _print_Mod(self, expr: sp.Basic) -> str:
+        a, b = (self._print(arg) for arg in expr.args)
+        return f"np.remainder({a}, {b})"
 
 
 def print_expr(printer: NumbaPrinter, expr: sp.Basic) -> str:
-    """Print one expression; only the ``math`` module may be needed."""
+    """Print one expression; only ``math`` (and ``np``, printed directly) may be needed."""
     text = printer.doprint(expr)
     modules = set(printer.module_imports)
     if modules - {"math"}:

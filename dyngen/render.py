@@ -79,6 +79,13 @@ def float_literal(value: float) -> str:
     return repr(float(value))
 
 
+def _derivative_keys(flat) -> list:  # noqa: ANN001
+    systems: dict[str, list] = {}
+    for path, state_key, der_key in flat.der_keys:
+        systems.setdefault(path, []).append((state_key, der_key))
+    return list(systems.items())
+
+
 def render(kernel: Kernel, model_file: str) -> ModuleSource:
     """Render the module text; deterministic for a given kernel."""
     flat = kernel.flat
@@ -89,13 +96,13 @@ def render(kernel: Kernel, model_file: str) -> ModuleSource:
             {
                 "title": block.title,
                 "statements": [
-                    {"target": st.target, "text": print_expr(printer, st.expr), "comment": st.comment}
+                    {"target": print_expr(printer, st.target), "text": print_expr(printer, st.expr), "comment": st.comment}
                     for st in block.statements
                 ],
             }
             for block in fn.blocks
         ]
-        functions.append({"name": fn.name, "args": fn.args, "doc": fn.doc, "prologue": fn.prologue, "blocks": blocks})
+        functions.append({"name": fn.name, "args": fn.args, "doc": fn.doc, "blocks": blocks})
     text = environment().get_template("module.py.j2").render(
         version=__version__,
         name=flat.name,
@@ -108,6 +115,7 @@ def render(kernel: Kernel, model_file: str) -> ModuleSource:
         layouts=[_layout("STATES", flat.states), _layout("PARAMETERS", flat.parameters), _layout("OBSERVED", flat.observed)],
         default_states=[float_literal(v) for v in flat.default_states],
         default_parameters=[float_literal(v) for v in flat.default_parameters],
+        derivative_keys=_derivative_keys(flat),
         jac_rows=[i for i, _ in kernel.jac_sparsity],
         jac_cols=[j for _, j in kernel.jac_sparsity],
         functions=functions,

@@ -155,7 +155,7 @@ UFUNCS: dict[np.ufunc, Callable[..., sp.Basic]] = {
     np.multiply: _num(lambda a, b: a * b),
     np.true_divide: _num(lambda a, b: a / b),
     np.floor_divide: _num(_floor_divide),
-    np.remainder: _num(sp.Mod),
+    np.remainder: _num(lambda a, b: a - b * sp.floor(a / b)),  # numpy's float remainder
     np.fmod: _num(lambda a, b: a - b * sp.sign(a / b) * sp.floor(sp.Abs(a / b))),
     np.power: _num(lambda a, b: a**b),
     np.float_power: _num(lambda a, b: a**b),
@@ -219,7 +219,14 @@ def _supported_ufunc_names() -> str:
 
 
 def _apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
-    if kwargs.get("out") is not None:
+    out = kwargs.pop("out", None)
+    if out is not None and len(out) == 1 and isinstance(out[0], np.ndarray) and out[0].dtype == object:
+        # an in-place operator on a traced array (d += 1.0, d[1:] *= k): compute, then store
+        result = _apply_ufunc(ufunc, method, inputs, kwargs)
+        target = out[0]
+        target[...] = as_object_array(result) if isinstance(result, (np.ndarray, Sym)) else result
+        return target
+    if out is not None:
         raise TraceError(
             f"np.{ufunc.__name__}(..., out=...) cannot be traced",
             "assign the result instead: z = np.%s(...)" % ufunc.__name__,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .containers import ParameterContainer, VariableContainer, set_hook
+from .containers import FOREIGN_HOOK, ParameterContainer, VariableContainer, set_hook
 from .errors import (
     DyngenError,
     SourceLocation,
@@ -168,6 +168,12 @@ class Tracer:
         value = self.placeholder(self.signals[ref])
         return self._present(value, kind, as_attribute)
 
+    def knows(self, container: ParameterContainer, key: Any) -> bool:
+        """Whether ``key`` is a signal of ``container`` now (for ``container.get``)."""
+        path, kind = self.owner[id(container)]
+        ref = SignalRef(path, kind, str(key))
+        return ref in self.frame.local or ref in self.signals or ref in self.constants
+
     @staticmethod
     def _present(value: Any, kind: str, as_attribute: bool) -> Any:
         if kind in ("states", "ders") and as_attribute and isinstance(value, SymArray) and value.size == 1:
@@ -271,11 +277,11 @@ def trace(systems: list[Any], name: str, source_root: str) -> ModelSpec:
     containers = [getattr(n.system, k) for n in nodes for k in ("states", "ders", "inputs", "outputs")]
     for container in containers:
         set_hook(container, tracer)
-    ParameterContainer._dyngen_hook = _ForeignContainer()
+    foreign = FOREIGN_HOOK.set(_ForeignContainer())
     try:
         functions = tuple(tracer.run(call, order) for order, call in enumerate(calls))
     finally:
-        ParameterContainer._dyngen_hook = None
+        FOREIGN_HOOK.reset(foreign)
         for container in containers:
             set_hook(container, None)
     infos = tuple(

@@ -89,6 +89,13 @@ def walk(systems: list[Any]) -> list[SystemNode]:
 
     for system, name in zip(systems, _names_for(systems, {})):
         visit(system, name)
+    paths = [n.path for n in nodes]
+    clashes = sorted({p for p in paths if paths.count(p) > 1})
+    if clashes:
+        raise ModelError(
+            f"two systems have the same path {clashes[0]!r} (a `name` attribute that contains '.' "
+            "or repeats another system's path?); give them distinct names"
+        )
     return nodes
 
 

@@ -3,9 +3,12 @@
 ``simulate()`` re-traces only when this changes: a new system, subsystem or
 connection, a container key or shape, a non-numeric input, or any plain value the
 traced code can read as a constant -- attributes of the systems (``self.k``, also
-inside dicts, lists and tuples), class attributes, closure cells and the module
-globals named by ``do_step``, the connections and the methods and functions they
-call.  Numeric input values are not part of it: they are runtime parameters.
+inside dicts, lists, tuples and plain objects), class attributes, closure cells,
+defaults, bound-method objects, and the module globals (and attributes of modules)
+named by ``do_step``, the connections and the functions they call.  Numeric input
+values are not part of it: they are runtime parameters.  What it cannot see (state
+reached through library objects, or more than 4096 items) is frozen at build time;
+``Simulation.rebuild()`` forces a fresh build.
 """
 
 from __future__ import annotations
@@ -33,26 +36,53 @@ def _value_key(value: Any) -> Any:
     array = numeric_value(value)
     if array is not None:
         return ("n", array.shape)
-    if value is None or isinstance(value, (str, bool, np.bool_)):
-        return ("c", repr(value))
-    return ("o", id(value))
+    return ("c", _attribute_key(value))  # a non-numeric value baked into the model
 
 
-_MAX_ITEMS = 256
+_MAX_ITEMS = 4096
+_PLAIN_NUMBERS = frozenset((float, int, bool))
+_MAX_DEPTH = 6
+# Functions of these packages are not followed: what they read is not the model's.
+_LIBRARIES = ("numpy", "scipy", "sympy", "numba", "math", "builtins", "dyngen", "dynode", "collections", "functools")
+# A System's own bookkeeping; its contents are fingerprinted separately.
+_SYSTEM_INTERNALS = frozenset(
+    ("_subs", "_states", "_ders", "_inputs", "_outputs", "_pre_connections", "_post_connections")
+)
+
+
+def _is_library(module_name: str | None) -> bool:
+    return not module_name or module_name.split(".")[0] in _LIBRARIES
 
 
 def _attribute_key(value: Any, depth: int = 0) -> Any:
-    """A key that changes when a plain data value changes (objects: by identity)."""
+    """A key that changes when a plain data value changes, also inside containers and
+    plain objects (what cannot be looked into, by identity)."""
     if isinstance(value, ParameterContainer):  # a system's container: its values are signals
         return ("container", id(value))
+    if isinstance(value, System):  # fingerprinted on its own
+        return ("system", id(value))
     if isinstance(value, (int, float, complex, str, bool, type(None), np.number, np.bool_)):
         return repr(value)
     if isinstance(value, np.ndarray) and value.dtype != object:
         return (value.shape, str(value.dtype), hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest())
-    if depth < 4 and isinstance(value, (tuple, list)) and len(value) <= _MAX_ITEMS:
-        return (type(value).__name__, tuple(_attribute_key(v, depth + 1) for v in value))
-    if depth < 4 and isinstance(value, dict) and len(value) <= _MAX_ITEMS:
-        return ("dict", tuple((repr(k), _attribute_key(v, depth + 1)) for k, v in value.items()))
+    if isinstance(value, (tuple, list)) and set(map(type, value)) <= _PLAIN_NUMBERS:
+        return (type(value).__name__, tuple(value))  # compared at C speed, any length
+    if depth < _MAX_DEPTH:
+        if isinstance(value, (tuple, list, set, frozenset)) and len(value) <= _MAX_ITEMS:
+            items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+            return (type(value).__name__, tuple(_attribute_key(v, depth + 1) for v in items))
+        if isinstance(value, dict) and len(value) <= _MAX_ITEMS:
+            return ("dict", tuple((repr(k), _attribute_key(v, depth + 1)) for k, v in value.items()))
+        if callable(value) and hasattr(value, "__code__"):
+            return _function_key(value)
+        attributes = getattr(value, "__dict__", None)
+        if (
+            isinstance(attributes, dict)
+            and not isinstance(value, (type, type(np)))
+            and not _is_library(type(value).__module__)
+            and len(attributes) <= _MAX_ITEMS
+        ):  # a plain object of the model's (a dataclass of parameters, say)
+            return ("object", type(value).__qualname__, _attribute_key(attributes, depth + 1))
     return ("o", id(value))
 
 
@@ -67,29 +97,48 @@ def _global_names(code: Any) -> tuple[str, ...]:
 
 
 def _function_key(func: Any, seen: set | None = None) -> Any:
-    """Identity of a function plus every plain value it can read as a constant."""
+    """Identity of a function plus every plain value it can read as a constant:
+    closure cells, defaults, the object of a bound method, globals (also attributes
+    of modules it names) and the functions it calls, outside library packages."""
     seen = set() if seen is None else seen
+    owner = getattr(func, "__self__", None)
     func = getattr(func, "__func__", func)
+    if not hasattr(func, "__code__") and callable(func) and not isinstance(func, type):
+        # a callable object: its attributes and its class's __call__
+        return ("callable", _attribute_key(func), _class_key(type(func)))
     if id(func) in seen or not hasattr(func, "__code__"):
         return ("o", id(func))
     seen.add(id(func))
-    parts: list = [id(func)]
+    parts: list = [id(func), _attribute_key(getattr(func, "__defaults__", None))]
+    if owner is not None and not isinstance(owner, type):
+        parts.append(_attribute_key(owner))
     for cell in getattr(func, "__closure__", None) or ():
         try:
             contents = cell.cell_contents
         except ValueError:  # empty cell
             parts.append(None)
             continue
-        parts.append(_function_key(contents, seen) if callable(contents) and hasattr(contents, "__code__") else _attribute_key(contents))
+        parts.append(_attribute_key(contents))
     globals_ = getattr(func, "__globals__", {})
-    for name in _global_names(func.__code__):
-        if name in globals_:
-            value = globals_[name]
-            if callable(value) and hasattr(value, "__code__"):
-                if getattr(value, "__module__", None) == func.__module__:  # the model's own helpers
-                    parts.append((name, _function_key(value, seen)))
-            elif not callable(value) and not isinstance(value, type(np)):
-                parts.append((name, _attribute_key(value)))
+    names = _global_names(func.__code__)
+    for name in names:
+        if name not in globals_:
+            continue
+        value = globals_[name]
+        if isinstance(value, type(np)):  # a module: the attributes of it that the code names
+            if not _is_library(value.__name__):
+                for attribute in names:
+                    if attribute in vars(value):
+                        inner = vars(value)[attribute]
+                        if callable(inner) and hasattr(inner, "__code__"):
+                            parts.append((name, attribute, _function_key(inner, seen)))
+                        elif not callable(inner) and not isinstance(inner, type(np)):
+                            parts.append((name, attribute, _attribute_key(inner)))
+        elif callable(value) and hasattr(value, "__code__"):
+            if not _is_library(getattr(value, "__module__", None)):  # the model's own helpers
+                parts.append((name, _function_key(value, seen)))
+        elif not callable(value):
+            parts.append((name, _attribute_key(value)))
     return tuple(parts)
 
 
@@ -146,7 +195,7 @@ def fingerprint(systems: list[Any]) -> tuple:
                 append(tuple(map(id, dependees)))
             append("|")
         for name, value in vars(system).items():
-            if name[0] != "_":
+            if name not in _SYSTEM_INTERNALS:
                 append(name)
                 append(_attribute_key(value))
         append("||")

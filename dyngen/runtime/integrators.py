@@ -120,12 +120,18 @@ class SolveIvpIntegrator:
         self._state_name = state_name
         if method in ("BDF", "Radau", "LSODA") and jac is not None:
             options = {"jac": jac, **options}
+        self._start = lambda t, y: solvers[method](rhs, t, np.array(y, dtype=float), t_bound, **options)
         try:
-            self._solver = solvers[method](rhs, t0, np.array(y0, dtype=float), t_bound, **options)
+            self._solver = self._start(t0, y0)
         except TypeError as exc:
             raise DyngenError(f"integrator {method!r} does not take these options: {exc}") from None
         self.t = float(t0)
         self.y = np.array(y0, dtype=float)
+
+    def restart(self) -> None:
+        """Start afresh at the current output time (the parameters have changed)."""
+        if self.t < self._solver.t_bound:
+            self._solver = self._start(self.t, self.y)
 
     def advance(self, t_end: float) -> None:
         solver = self._solver

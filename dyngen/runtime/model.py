@@ -18,6 +18,7 @@ class Entry:
     """One signal in a flat vector: its system, container, key and place."""
 
     system: Any
+    path: str
     kind: str
     key: str
     start: int
@@ -56,7 +57,7 @@ class CompiledModel:
         for path, signals in table.items():
             for name, (start, stop, shape) in signals.items():
                 entry_kind, key = (kind, name) if kind else name.split(".", 1)
-                entries.append(Entry(nodes[path], entry_kind, key, start, stop, tuple(shape)))
+                entries.append(Entry(nodes[path], path, entry_kind, key, start, stop, tuple(shape)))
         return entries
 
     @property

@@ -92,6 +92,15 @@ class Simulation:
             self._fingerprint = current
         return self._build
 
+    def rebuild(self) -> BuildResult:
+        """Trace and build again now, whatever the structural check says.
+
+        For models whose constants live where the check cannot see them (see
+        ``dyngen.runtime.fingerprint``).
+        """
+        self._build = None
+        return self.compile()
+
     @property
     def module(self) -> Any:
         """The generated module (building it if needed)."""
@@ -132,7 +141,7 @@ class Simulation:
             return self._run_compiled(model, p, y0, start, t, observer_dt, fixed_step, method, kwargs, recorders)
 
         solver = self._integrator(model, p, y0, t, observer_dt, fixed_step, method, kwargs)
-        notify = self._notifier(model, p)
+        notify = self._notifier(model, p, getattr(solver, "restart", None))
         try:
             run_observed(solver, start, t, observer_dt, notify)
         finally:
@@ -215,7 +224,9 @@ class Simulation:
             f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
         )
 
-    def _notifier(self, model: CompiledModel, p: np.ndarray) -> Callable[[float, np.ndarray, bool], bool]:
+    def _notifier(
+        self, model: CompiledModel, p: np.ndarray, restart: Callable[[], None] | None
+    ) -> Callable[[float, np.ndarray, bool], bool]:
         plain_recorder = [
             isinstance(o, Recorder) and type(o).__call__ is Recorder.__call__ for o in self._observers
         ]
@@ -229,13 +240,21 @@ class Simulation:
             if need_sync:
                 model.write_back(time, y, p)
             out = model.observe(time, y, p) if need_out else None
+            stop = False
             for i, observer in enumerate(observers):
                 recorder: BoundRecorder | None = bound.get(i)
                 if recorder is not None:
                     recorder.record(time, y, out)
                 elif observer(time, y) and may_stop:
-                    return True
-            return False
+                    stop = True
+                    break
+            if need_sync:  # an observer may have changed a parameter (a controller): as in dynode,
+                current = model.gather_parameters()  # it takes effect from here on
+                if not np.array_equal(current, p):
+                    p[:] = current
+                    if restart is not None:  # a solver that steps past output times
+                        restart()
+            return stop
 
         return notify
 
