@@ -81,7 +81,7 @@ def robertson_rhs(t, y, p, dy):
 
 @njit(cache=False)
 def robertson_jac(t, y, p, J):
-    a, b, c = y[0], y[1], y[2]
+    b, c = y[1], y[2]
     J[0, 0] = -p[0]
     J[0, 1] = p[2] * c
     J[0, 2] = p[2] * b

@@ -12,9 +12,10 @@ from typing import Any, Callable
 import click
 
 from .errors import DyngenError, DyngenWarning
-from .modelfile import load_model
 from .ir import BuildOptions
-from .pipeline import BuildResult, build as build_pipeline
+from .modelfile import load_model
+from .pipeline import BuildResult
+from .pipeline import build as build_pipeline
 from .runtime.integrators import SCIPY_ODE_METHODS
 
 STAGES = ("spec", "flat", "kernel", "source")

@@ -10,7 +10,9 @@ import math
 import re
 
 import sympy as sp
-from mpmath.libmp import finf as mpf_inf, fninf as mpf_ninf, fzero
+from mpmath.libmp import finf as mpf_inf
+from mpmath.libmp import fninf as mpf_ninf
+from mpmath.libmp import fzero
 from sympy.printing.pycode import PythonCodePrinter
 
 from .errors import CodegenError

@@ -23,7 +23,6 @@ from ..containers import ParameterContainer
 from ..system import System
 from ..trace import numeric_value
 
-
 _SCALAR = ("n", ())
 
 

@@ -10,11 +10,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import DyngenError, SimulationError
 from ..ir import BuildOptions
 from ..pipeline import BuildResult, build, default_name
-from ..tree import walk
+from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
 from .fingerprint import fingerprint
-from ..errors import DyngenError, SimulationError
 from .integrators import (
     SCIPY_ODE_METHODS,
     SOLVE_IVP_METHODS,
@@ -25,7 +25,6 @@ from .integrators import (
     jacobian_callable,
     run_observed,
 )
-from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
 from .model import CompiledModel
 from .stiff import CompiledRosenbrockIntegrator
 
