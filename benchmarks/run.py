@@ -256,10 +256,11 @@ def dynode_runner(case: Case, integrator: str, budget: float) -> Runner:
     return Runner(f"dynode {integrator}", run, trajectory, prepare=lambda: _restore(sim, snapshot), alpha=alpha, budget=budget)
 
 
-def hand_scipy_runner(case: Case) -> Runner:
+def scipy_ode_runner(label: str, rhs, p, case: Case) -> Runner:
+    """The @njit ``rhs(t, y, p, dy)`` in scipy's ode('dopri5'), driven the dynode way."""
     import peers
 
-    f = peers.python_rhs(case.hand_rhs, case.p_hand, case.n_states)
+    f = peers.python_rhs(rhs, p, case.n_states)
     out = case.out()
 
     def run():
@@ -275,7 +276,11 @@ def hand_scipy_runner(case: Case) -> Runner:
         Y = peers.scipy_ode_run(counting, case.y0, case.t, case.dt, case.rtol, case.atol, case.out())
         return Y, {"rhs": calls[0]}, ""
 
-    return Runner("hand @njit rhs + scipy ode dopri5", run, trajectory, warm=lambda: f(0.0, case.y0))
+    return Runner(label, run, trajectory, warm=lambda: f(0.0, case.y0))
+
+
+def hand_scipy_runner(case: Case) -> Runner:
+    return scipy_ode_runner("hand @njit rhs + scipy ode dopri5", case.hand_rhs, case.p_hand, case)
 
 
 def hand_loop_runner(case: Case, compile_times: dict) -> Runner:
@@ -447,26 +452,9 @@ def dyngen_simulate_runner(case: Case, integrator: str) -> Runner:
 
 def dyngen_rhs_scipy_runner(case: Case) -> Runner:
     """The generated rhs in exactly the hand-written scipy-ode loop (the rhs alone compared)."""
-    import peers
-
-    p = case.sim._model.gather_parameters()
-    f = peers.python_rhs(case.module.rhs, p, case.n_states)
-    out = case.out()
-
-    def run():
-        peers.scipy_ode_run(f, case.y0, case.t, case.dt, case.rtol, case.atol, out)
-
-    def trajectory():
-        calls = [0]
-
-        def counting(t, y):
-            calls[0] += 1
-            return f(t, y)
-
-        Y = peers.scipy_ode_run(counting, case.y0, case.t, case.dt, case.rtol, case.atol, case.out())
-        return Y, {"rhs": calls[0]}, ""
-
-    return Runner("dyngen generated rhs + scipy ode dopri5", run, trajectory, warm=lambda: f(0.0, case.y0))
+    return scipy_ode_runner(
+        "dyngen generated rhs + scipy ode dopri5", case.module.rhs, case.sim._model.gather_parameters(), case
+    )
 
 
 def dyngen_driver_runner(case: Case, method: str) -> Runner:

@@ -31,21 +31,31 @@ def cached_module_path(directory: Path, name: str, digest: str) -> Path:
     return directory / f"{name}_{digest[:16]}.py"
 
 
+def import_file(module_name: str, path: Path) -> ModuleType:
+    """Execute the Python file ``path`` as module ``module_name`` (registered in
+    ``sys.modules``; unregistered again if it fails, and the exception propagates)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
 def load_module(path: Path, digest: str) -> ModuleType:
     """Import a generated module from its file (once per process and hash)."""
     key = (str(path.resolve()), digest)
     if key in _LOADED:
         return _LOADED[key]
     module_name = f"dyngen_generated.{path.stem}_{digest[:16]}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise DyngenError(f"cannot import the generated module {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        module = import_file(module_name, path)
     except Exception as exc:
-        del sys.modules[module_name]
         raise DyngenError(f"the generated module {path} failed to import: {exc}") from exc
     if getattr(module, "MODEL_HASH", None) != digest:
         del sys.modules[module_name]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
+from .cache import import_file
 from .errors import ModelFileError, user_traceback_location
 from .naming import sanitize
 from .runtime.simulation import Simulation
@@ -28,15 +28,9 @@ def load_model(path: str | Path, cache_dir: str | None = None) -> Simulation:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
-    module_name = f"dyngen_model.{sanitize(path.stem)}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ModelFileError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
     sys.path.insert(0, str(path.resolve().parent))  # sibling imports of the model
     try:
-        spec.loader.exec_module(module)
+        module = import_file(f"dyngen_model.{sanitize(path.stem)}", path)
     except Exception as exc:
         raise _fail(path, "importing the model", exc) from exc
     finally:

@@ -136,7 +136,10 @@ class SolveIvpIntegrator:
     def advance(self, t_end: float) -> None:
         solver = self._solver
         while solver.t < t_end and solver.status == "running":
-            message = solver.step()
+            try:
+                message = solver.step()
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:  # e.g. NaN in the Jacobian
+                self._fail(t_end, f"{type(exc).__name__}: {exc}")
             if solver.status == "failed":
                 self._fail(t_end, message or "step failed")
         if solver.t < t_end:

@@ -25,12 +25,24 @@ class Entry:
     stop: int
     shape: tuple[int, ...]
 
+    def _is_scalar(self, as_attribute: bool) -> bool:
+        # dynode: a one-element state or der read as an attribute is a float
+        one = self.stop - self.start == 1
+        return self.shape == () or (as_attribute and self.kind in ("states", "ders") and one)
+
     def value(self, vector: np.ndarray, as_attribute: bool) -> Any:
-        """The signal as dynode would present it (a float for one element)."""
+        """The signal as dynode would present it, from a flat vector."""
         chunk = vector[self.start:self.stop]
-        if self.shape == () or (as_attribute and self.kind in ("states", "ders") and chunk.size == 1):
+        if self._is_scalar(as_attribute):
             return float(chunk[0])
         return chunk.reshape(self.shape).copy()
+
+    def values(self, rows: np.ndarray, as_attribute: bool) -> list:
+        """``value`` of every row of ``rows`` (samples x vector), at once."""
+        block = rows[:, self.start:self.stop]
+        if self._is_scalar(as_attribute):
+            return block[:, 0].tolist()
+        return list(block.reshape((len(block), *self.shape)).copy())
 
 
 class CompiledModel:
@@ -110,6 +122,19 @@ class CompiledModel:
             added = added or key not in container
             dict.__setitem__(container, key, float(out[start]) if shape == () else out[start:stop].reshape(shape))
         return added
+
+    def explain_failure(self, t: float, p: np.ndarray) -> str:
+        """Why a solver may have stopped where the containers now are: the states
+        whose derivative is not finite there ("" when all are finite)."""
+        y = self.gather_states()
+        dy = np.empty(self.n_states)
+        self.module.rhs(t, y, p, dy)
+        bad = np.flatnonzero(~np.isfinite(dy))
+        if bad.size == 0:
+            return ""
+        names = ", ".join(self.state_name(int(i)) for i in bad[:5])
+        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+        return f"; the derivative is not finite there for: {names}{more}"
 
     def state_name(self, index: int) -> str:
         return str(self.module.STATE_NAMES[index])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from copy import deepcopy
 from operator import attrgetter
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,54 +50,36 @@ class BoundRecorder:
 
     def __init__(self, recorder: Recorder, model: Any) -> None:
         self.recorder = recorder
-        self.needs_observed = False
-        self.needs_sync = False
-        self.plan: list[tuple[Any, list[tuple[str, Callable]]]] = []
-        self.columns: list[tuple[Any, list[tuple[str, Any]]]] = []
+        # per system: (result key, "y" | "out" | None, entry or None, attribute path)
+        self.plan: list[tuple[Any, list[tuple[str, str | None, Any, str]]]] = []
         for system, stores in recorder._stores.items():
-            readers = []
+            resolved = []
             for attribute, key in stores:
-                readers.append((key, self._reader(model, system, attribute)))
-            self.plan.append((system, readers))
-            self.columns.append((system, [(key, self._column(model, system, a)) for a, key in stores]))
-
-    def _column(self, model: Any, system: Any, attribute: str) -> tuple[str, Any] | None:
-        kind, _, key = attribute.partition(".")
-        entry = model.by_signal.get((id(system), kind, key))
-        if entry is None:
-            return None
-        return ("y" if kind == "states" else "out"), entry
-
-    def _reader(self, model: Any, system: Any, attribute: str) -> Callable:
-        kind, _, key = attribute.partition(".")
-        entry = model.by_signal.get((id(system), kind, key))
-        if entry is None:  # not a compiled signal: read the synced container
-            self.needs_sync = True
-            getter = attrgetter(attribute)
-            return lambda y, out: deepcopy(getter(system))
-        if kind == "states":
-            return lambda y, out: entry.value(y, as_attribute=True)
-        self.needs_observed = True
-        return lambda y, out: entry.value(out, as_attribute=True)
+                kind, _, name = attribute.partition(".")
+                entry = model.by_signal.get((id(system), kind, name))
+                source = None if entry is None else ("y" if kind == "states" else "out")
+                resolved.append((key, source, entry, attribute))
+            self.plan.append((system, resolved))
+        sources = {source for _, resolved in self.plan for _, source, _, _ in resolved}
+        self.needs_observed = "out" in sources
+        self.needs_sync = None in sources  # not a compiled signal: read the synced container
 
     def record_many(self, times: np.ndarray, Y: np.ndarray, OUT: np.ndarray | None) -> None:
         """Append many samples at once (rows of ``Y``/``OUT``), as ``record`` would."""
         results = self.recorder._results
-        count = len(times)
-        for system, columns in self.columns:
+        for system, resolved in self.plan:
             series = results[system]
             series["time"].extend(times.tolist())
-            for key, (source, entry) in columns:
-                block = (Y if source == "y" else OUT)[:, entry.start:entry.stop]
-                if entry.shape == () or (entry.kind in ("states", "ders") and block.shape[1] == 1):
-                    series[key].extend(block[:, 0].tolist())
-                else:
-                    series[key].extend(block.reshape((count, *entry.shape)).copy())
+            for key, source, entry, _ in resolved:
+                series[key].extend(entry.values(Y if source == "y" else OUT, as_attribute=True))
 
     def record(self, time: float, y: np.ndarray, out: np.ndarray | None) -> None:
         results = self.recorder._results
-        for system, readers in self.plan:
+        for system, resolved in self.plan:
             series = results[system]
             series["time"].append(time)
-            for key, read in readers:
-                series[key].append(read(y, out))
+            for key, source, entry, attribute in resolved:
+                if entry is None:
+                    series[key].append(deepcopy(attrgetter(attribute)(system)))
+                else:
+                    series[key].append(entry.value(y if source == "y" else out, as_attribute=True))

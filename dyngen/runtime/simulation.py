@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DyngenError, SimulationError
+from ..errors import DyngenError, SimulationError, SolverError
 from ..ir import BuildOptions
 from ..pipeline import BuildResult, build, default_name
 from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
@@ -136,16 +136,18 @@ class Simulation:
         method = _canonical_method(integrator)
         start = float(self._t)
         recorders = self._plain_recorders(model)
-        if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
-            return self._run_compiled(model, p, y0, start, t, observer_dt, fixed_step, method, kwargs, recorders)
-
-        solver = self._integrator(model, p, y0, t, observer_dt, fixed_step, method, kwargs)
-        notify = self._notifier(model, p, getattr(solver, "restart", None))
         try:
-            run_observed(solver, start, t, observer_dt, notify)
-        finally:
-            self._finish(model, solver.t, solver.y, p)
-        return solver.t
+            if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
+                return self._run_compiled(model, p, y0, start, t, observer_dt, fixed_step, method, kwargs, recorders)
+            solver = self._integrator(model, p, y0, t, observer_dt, fixed_step, method, kwargs)
+            notify = self._notifier(model, p, getattr(solver, "restart", None))
+            try:
+                run_observed(solver, start, t, observer_dt, notify)
+            finally:
+                self._finish(model, solver.t, solver.y, p)
+            return solver.t
+        except SolverError as error:
+            raise SolverError(f"{error}{model.explain_failure(self._t, p)}") from None
 
     def _plain_recorders(self, model: CompiledModel) -> list[BoundRecorder] | None:
         """The observers bound as Recorders, or None if any observer is something else."""
