@@ -205,3 +205,53 @@ BUILDERS = {
     "robertson": lambda n=None: build_robertson(),
     "stiff_chain": build_stiff_chain,
 }
+
+
+# --------------------------------------------------------------------------------------
+# Ring of Van der Pol oscillators (issue 4: scale)
+# --------------------------------------------------------------------------------------
+RING = {"t": 10.0, "dt": 0.1, "rtol": 1e-6, "atol": 1e-10}
+RING_COUPLING = 0.5
+
+
+class RingOscillator(System):
+    """A Van der Pol oscillator pulled towards its left neighbour's position."""
+
+    def __init__(self, mu=1.0, x0=2.0, y0=0.0):
+        super().__init__()
+        self.inputs.mu = mu
+        self.inputs.k = RING_COUPLING
+        self.inputs.u = 0.0
+        self.states.x = x0
+        self.states.y = y0
+        self.ders.x = 0.0
+        self.ders.y = 0.0
+        self.outputs.x = x0
+        self.left = None
+
+    def do_step(self, time):
+        x = self.states.x
+        y = self.states.y
+        self.ders.x = y
+        self.ders.y = self.inputs.mu * (1.0 - x**2) * y - x + self.inputs.u
+        self.outputs.x = x
+
+
+def ring_coupling(sys, t):
+    """A pre-connection: the pull of the left neighbour."""
+    sys.inputs.u = sys.inputs.k * (sys.left.states.x - sys.states.x)
+
+
+def ring_initial(n):
+    """Initial (x, y) of oscillator i: a wave around the ring."""
+    return [(2.0 * np.cos(2 * np.pi * i / n), 2.0 * np.sin(2 * np.pi * i / n)) for i in range(n)]
+
+
+def build_vdp_ring(n):
+    oscillators = [RingOscillator(1.0 + 0.1 * (i % 3), x0, y0) for i, (x0, y0) in enumerate(ring_initial(n))]
+    sim = Simulation()
+    for i, osc in enumerate(oscillators):
+        osc.left = oscillators[i - 1]
+        osc.add_pre_connection(ring_coupling)
+        sim.add_system(osc)
+    return sim, dict(RING, n_states=2 * n)

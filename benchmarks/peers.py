@@ -328,6 +328,13 @@ def jitcode_equations(model: str, n: int | None):
                 force = force + K * (y(2 * i + 2) - x) + C * (y(2 * i + 3) - v)
             f += [v, force / masses[i]]
         return f
+    if model == "vdp_ring":
+        f = []
+        for i in range(n):
+            x, v, left = y(2 * i), y(2 * i + 1), y(2 * ((i - 1) % n))
+            mu = 1.0 + 0.1 * (i % 3)
+            f += [v, mu * (1 - x**2) * v - x + bm.RING_COUPLING * (left - x)]
+        return f
     if model == "robertson":
         k1, k2, k3 = 0.04, 3e7, 1e4
         return [
@@ -362,3 +369,20 @@ def jitcode_run(ode_, y0, t, dt, rtol, atol, out, method="dopri5", **options):
     for k in range(int(t / dt)):
         out[k + 1] = ode_.integrate(ode_.t + dt)
     return out
+
+
+@njit(cache=False)
+def vdp_ring_rhs(t, y, p, dy):
+    """y = [x, y] per oscillator; p = [mu, k] per oscillator (dyngen's layout)."""
+    n = y.shape[0] // 2
+    for i in range(n):
+        x, v = y[2 * i], y[2 * i + 1]
+        left = y[2 * i - 2] if i > 0 else y[2 * n - 2]
+        dy[2 * i] = v
+        dy[2 * i + 1] = p[2 * i] * (1.0 - x * x) * v - x + p[2 * i + 1] * (left - x)
+
+
+def vdp_ring_initial(n):
+    y0 = np.array([v for xy in bm.ring_initial(n) for v in xy], dtype=float)
+    p = np.array([v for i in range(n) for v in (1.0 + 0.1 * (i % 3), bm.RING_COUPLING)])
+    return y0, p

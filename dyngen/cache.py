@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import py_compile
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,9 +32,23 @@ def cached_module_path(directory: Path, name: str, digest: str) -> Path:
     return directory / f"{name}_{digest[:16]}.py"
 
 
+def _ensure_bytecode(path: Path) -> None:
+    """Write the module's ``.pyc`` even under ``PYTHONDONTWRITEBYTECODE``.
+
+    A large model's module has megabytes of tables: compiling its source takes
+    longer than everything else a warm start does, so it is done once.
+    """
+    try:
+        if not Path(importlib.util.cache_from_source(str(path))).exists():
+            py_compile.compile(str(path), doraise=True, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    except (OSError, py_compile.PyCompileError):
+        pass  # a read-only folder or a broken file: the import compiles (and reports) it
+
+
 def import_file(module_name: str, path: Path) -> ModuleType:
     """Execute the Python file ``path`` as module ``module_name`` (registered in
     ``sys.modules``; unregistered again if it fails, and the exception propagates)."""
+    _ensure_bytecode(path)
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{path} is not a Python file")

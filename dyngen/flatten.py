@@ -195,6 +195,24 @@ def _stale_reads(spec: ModelSpec, writers) -> list[str]:
     return warnings
 
 
+def _structure(expr: sp.Basic, memo: dict[sp.Basic, str]) -> str:
+    """An exact, unambiguous text of an expression tree (like ``srepr``, many times faster)."""
+    text = memo.get(expr)
+    if text is None:
+        if isinstance(expr, sp.Symbol):
+            text = expr.name
+        elif isinstance(expr, sp.Float):
+            text = f"F{expr._mpf_}"
+        elif isinstance(expr, sp.Rational):
+            text = f"Q{expr.p}/{expr.q}"
+        elif not expr.args:
+            text = type(expr).__name__
+        else:
+            text = f"{type(expr).__name__}({','.join(_structure(a, memo) for a in expr.args)})"
+        memo[expr] = text
+    return text
+
+
 def _digest(parts: list[str]) -> str:
     hasher = hashlib.sha256()
     for part in parts:
@@ -227,17 +245,21 @@ def flatten(spec: ModelSpec) -> FlatModel:
             exprs=writes[i][1].exprs,
             function=writes[i][0].info,
             location=writes[i][1].location,
+            reads=writes[i][0].reads,
         )
         for i in order
     )
     warnings += _stale_reads(spec, writers)
 
     derivatives = tuple(sym for slot in states for sym in signals[der_of[slot.ref]].symbols)
+    by_container: dict[tuple[str, str], list[SignalRef]] = {}
+    for signal in spec.signals:
+        by_container.setdefault((signal.ref.system, signal.ref.kind), []).append(signal.ref)
     observed_signals = [
         signals[ref]
         for system in spec.systems
         for kind in ("inputs", "outputs", "ders")
-        for ref in (s.ref for s in spec.signals if s.ref.system == system.path and s.ref.kind == kind)
+        for ref in by_container.get((system.path, kind), ())
         if ref in writers or ref in spec.defaults
     ]
     observed = _layout(observed_signals)
@@ -249,9 +271,10 @@ def flatten(spec: ModelSpec) -> FlatModel:
     parts += [f"y {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]} der {der_of[slot.ref].key}" for slot in states]
     parts += [f"p {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in parameters]
     parts += [f"out {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in observed]
+    memo: dict[sp.Basic, str] = {}
     for a in assignments:
         parts.append(
-            f"{a.ref} {[s.name for s in a.symbols]} = {[sp.srepr(e) for e in a.exprs]} "
+            f"{a.ref} {[s.name for s in a.symbols]} = {[_structure(e, memo) for e in a.exprs]} "
             f"by {a.function.name} {a.function.kind} {a.function.system} "
             f"{relative_location(a.function.location, spec.source_root)} "
             f"{relative_location(a.location, spec.source_root)}"

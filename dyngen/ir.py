@@ -137,6 +137,7 @@ class Assignment:
     exprs: tuple[sp.Basic, ...]
     function: FunctionInfo
     location: SourceLocation | None
+    reads: tuple[SignalRef, ...] = ()  # what the function read, in first-read order
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,10 @@ class FlatModel:
     @property
     def n_states(self) -> int:
         return sum(len(s.symbols) for s in self.states)
+
+    @property
+    def n_observed(self) -> int:
+        return sum(len(s.symbols) for s in self.observed)
 
     def __str__(self) -> str:
         lines = [f"FlatModel {self.name} (hash {self.digest[:16]})"]
@@ -196,8 +201,9 @@ class Statement:
 class Block:
     """Statements that come from one place in the model (one comment header)."""
 
-    title: str
+    title: str  # one comment line per fused group, separated by newlines
     statements: tuple[Statement, ...]
+    loop: int = 0  # > 0: the statements are the body of ``for i in range(loop)``
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,7 @@ class KernelFunction:
     args: tuple[str, ...]
     doc: str
     blocks: tuple[Block, ...]
+    scratch: int = 0  # > 0: the function needs ``v = np.empty(scratch)`` (signals, as OBSERVED)
 
 
 @dataclass(frozen=True)
@@ -214,16 +221,23 @@ class Kernel:
 
     flat: FlatModel
     functions: tuple[KernelFunction, ...]
-    jac_sparsity: tuple[tuple[int, int], ...]
+    jac_sparsity: tuple[tuple[int, int], ...]  # a repeated (row, col) adds up
+    tables: tuple[tuple[str, tuple[int, ...]], ...] = ()  # index arrays of the loops
 
     def __str__(self) -> str:
         lines = [f"Kernel {self.flat.name}: jac nnz={len(self.jac_sparsity)}"]
+        for name, values in self.tables:
+            lines.append(f"  {name} = {list(values[:8])}{' ...' if len(values) > 8 else ''} ({len(values)})")
         for fn in self.functions:
             lines.append(f"  def {fn.name}({', '.join(fn.args)}):")
             for block in fn.blocks:
-                lines.append(f"      # {block.title}")
+                lines += [f"      # {title}" for title in block.title.split("\n")]
+                indent = "      "
+                if block.loop:
+                    lines.append(f"      for i in range({block.loop}):")
+                    indent += "    "
                 for st in block.statements:
-                    lines.append(f"      {st.target} = {st.expr}")
+                    lines.append(f"{indent}{st.target} = {st.expr}")
         return "\n".join(lines)
 
 
@@ -247,3 +261,5 @@ class BuildOptions:
     output_dir: str | None = None  # write <output_dir>/<name>.py (as `dyngen build`)
     cache_dir: str | None = None  # else the module cache (None: $DYNGEN_CACHE_DIR or ~/.cache/dyngen)
     always_render: bool = False  # lower and render even when the cache has the module
+    kernels: bool = True  # loops over instances of equal structure (False: every signal unrolled)
+    progress: bool | None = None  # stage lines on stderr for slow builds (None: when stderr is a terminal)

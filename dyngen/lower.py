@@ -16,7 +16,9 @@ import sympy as sp
 
 from .errors import CodegenError
 from .flatten import relative_location
+from .groups import KERNEL_MIN_INSTANCES, group
 from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Statement
+from .lower_groups import lower_groups
 
 _PIECEWISE_CONSTANT = (sp.floor, sp.ceiling, sp.sign)
 _Y = sp.IndexedBase("y")
@@ -196,8 +198,17 @@ def _function(
     return KernelFunction(name, args, doc, tuple(loads + blocks))
 
 
-def lower(flat: FlatModel) -> Kernel:
-    """Lower a flat model to the generated functions; see the module docstring."""
+def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
+    """Lower a flat model to the generated functions; see the module docstring.
+
+    With ``kernels``, a model with a group of at least ``KERNEL_MIN_INSTANCES``
+    structurally equal assignments is lowered as loops over instances
+    (``lower_groups``); otherwise every signal gets its own lines.
+    """
+    if kernels:
+        groups = group(flat)
+        if groups and max(g.n for g in groups) >= KERNEL_MIN_INSTANCES:
+            return lower_groups(flat, groups, _clean_derivative)
     defs = _Definitions(flat)
     state_labels = [
         str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")

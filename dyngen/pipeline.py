@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 import warnings
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
 from .naming import sanitize
+from .progress import Progress
 from .render import module_digest, render
 from .trace import trace
 from .write import module_hash, write_module
@@ -47,9 +49,26 @@ def default_name(systems: list[Any]) -> str:
 
 
 @contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the pipeline builds millions of sympy objects.
+
+    Each full collection walks every live object, which makes tracing and lowering a
+    large model grow quadratically; nothing the stages create is cyclic garbage.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str, progress: Progress) -> Iterator[None]:
     start = time.perf_counter()
-    yield
+    with progress.stage(stage):
+        yield
     timings[stage] = time.perf_counter() - start
 
 
@@ -60,20 +79,38 @@ def build(
     source_root: str,
     model_file: str,
     options: BuildOptions = BuildOptions(),
+    progress: Progress | None = None,
 ) -> BuildResult:
     """Build (or reuse) the generated module of a model.
 
     With ``options.output_dir`` the module is written as ``<output_dir>/<name>.py``
     (as ``dyngen build`` does); otherwise it goes to the cache as ``<name>_<hash>.py``
     and a module already there is reused without lowering or rendering again.
+    A build slower than a second reports its stages on stderr (``progress``).
     """
+    progress = progress or Progress(sanitize(name), options.progress)
+    with _gc_paused():
+        return _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
+                      progress=progress)  # fmt: skip
+
+
+def _build(
+    systems: list[Any],
+    *,
+    name: str,
+    source_root: str,
+    model_file: str,
+    options: BuildOptions,
+    progress: Progress,
+) -> BuildResult:
+    """``build`` with the garbage collector paused."""
     name = sanitize(name)  # it names a file and appears in the module: identifier characters only
     timings: dict[str, float] = {}
-    with _timed(timings, "trace"):
+    with _timed(timings, "trace", progress):
         spec = trace(systems, name, source_root)  # system tree -> ModelSpec
-    with _timed(timings, "flatten"):
+    with _timed(timings, "flatten", progress):
         flat = flatten(spec)  # ModelSpec -> FlatModel
-    digest = module_digest(flat.digest)  # the model's hash and the templates'
+    digest = module_digest(flat.digest, options.kernels)  # the model's hash and the generator's
     for message in flat.warnings:
         warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
     if options.output_dir is not None:
@@ -81,20 +118,20 @@ def build(
     else:
         path = cached_module_path(cache_dir(options.cache_dir), name, digest)
         if not options.always_render and module_hash(path) == digest:
-            with _timed(timings, "load"):
+            with _timed(timings, "load", progress):
                 try:
                     module = load_module(path, digest)
                 except DyngenError:  # a damaged cache entry: build it again
                     path.unlink(missing_ok=True)
                 else:
                     return BuildResult(spec, flat, None, None, path, module, True, False, timings)
-    with _timed(timings, "lower"):
-        kernel = lower(flat)  # FlatModel -> Kernel
-    with _timed(timings, "render"):
-        source = render(kernel, model_file)  # Kernel -> ModuleSource
-    with _timed(timings, "write"):
+    with _timed(timings, "lower", progress):
+        kernel = lower(flat, options.kernels)  # FlatModel -> Kernel
+    with _timed(timings, "render", progress):
+        source = render(kernel, model_file, digest)  # Kernel -> ModuleSource
+    with _timed(timings, "write", progress):
         written = write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
-    with _timed(timings, "load"):
+    with _timed(timings, "load", progress):
         try:
             module = load_module(path, digest)  # file -> module
         except DyngenError:

@@ -52,9 +52,10 @@ def templates_digest() -> str:
     return hasher.hexdigest()
 
 
-def module_digest(model_digest: str) -> str:
-    """The hash a generated module is known by: the model's and the templates'."""
-    return hashlib.sha256(f"{model_digest}:{templates_digest()}".encode("ascii")).hexdigest()
+def module_digest(model_digest: str, kernels: bool = True) -> str:
+    """The hash a generated module is known by: the model's, the templates' and the form."""
+    form = "kernels" if kernels else "unrolled"
+    return hashlib.sha256(f"{model_digest}:{templates_digest()}:{form}".encode("ascii")).hexdigest()
 
 
 def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
@@ -79,6 +80,14 @@ def float_literal(value: float) -> str:
     return repr(float(value))
 
 
+def int_array(values: list[int] | tuple[int, ...], per_line: int = 16) -> str:
+    """An int64 numpy array literal; long ones wrapped, ``per_line`` numbers a line."""
+    if len(values) <= per_line:
+        return f"np.array([{', '.join(map(str, values))}], dtype=np.int64)"
+    lines = [", ".join(map(str, values[k:k + per_line])) for k in range(0, len(values), per_line)]
+    return "np.array([\n    " + ",\n    ".join(lines) + ",\n], dtype=np.int64)"
+
+
 def _derivative_keys(flat) -> list:  # noqa: ANN001
     systems: dict[str, list] = {}
     for path, state_key, der_key in flat.der_keys:
@@ -86,28 +95,33 @@ def _derivative_keys(flat) -> list:  # noqa: ANN001
     return list(systems.items())
 
 
-def render(kernel: Kernel, model_file: str) -> ModuleSource:
-    """Render the module text; deterministic for a given kernel."""
+def render(kernel: Kernel, model_file: str, digest: str | None = None) -> ModuleSource:
+    """Render the module text; deterministic for a given kernel.
+
+    ``digest`` is the module hash (default: that of the flat model lowered with kernels).
+    """
+    digest = digest or module_digest(kernel.flat.digest)
     flat = kernel.flat
     printer = NumbaPrinter()
     functions = []
     for fn in kernel.functions:
         blocks = [
             {
-                "title": block.title,
+                "titles": block.title.split("\n"),
                 "statements": [
                     {"target": print_expr(printer, st.target), "text": print_expr(printer, st.expr), "comment": st.comment}
                     for st in block.statements
                 ],
+                "loop": block.loop,
             }
             for block in fn.blocks
         ]
-        functions.append({"name": fn.name, "args": fn.args, "doc": fn.doc, "blocks": blocks})
+        functions.append({"name": fn.name, "args": fn.args, "doc": fn.doc, "blocks": blocks, "scratch": fn.scratch})
     text = environment().get_template("module.py.j2").render(
         version=__version__,
         name=flat.name,
         model_file=model_file,
-        digest=module_digest(flat.digest),
+        digest=digest,
         n_states=flat.n_states,
         n_parameters=len(flat.default_parameters),
         n_observed=sum(len(s.symbols) for s in flat.observed),
@@ -116,13 +130,15 @@ def render(kernel: Kernel, model_file: str) -> ModuleSource:
         default_states=[float_literal(v) for v in flat.default_states],
         default_parameters=[float_literal(v) for v in flat.default_parameters],
         derivative_keys=_derivative_keys(flat),
-        jac_rows=[i for i, _ in kernel.jac_sparsity],
-        jac_cols=[j for _, j in kernel.jac_sparsity],
+        jac_nnz=len(kernel.jac_sparsity),
+        jac_rows=int_array([i for i, _ in kernel.jac_sparsity]),
+        jac_cols=int_array([j for _, j in kernel.jac_sparsity]),
+        tables=[(name, int_array(values)) for name, values in kernel.tables],
         functions=functions,
     )
     return ModuleSource(
         name=flat.name,
         text=text,
-        model_digest=module_digest(flat.digest),
+        model_digest=digest,
         text_digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )

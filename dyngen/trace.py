@@ -194,21 +194,23 @@ class Tracer:
 
     @staticmethod
     def _normalize(ref: SignalRef, value: Any, variable: bool) -> Any:
-        problem = TraceError(
-            f"writes {value!r} (a {type(value).__name__}) to {ref}",
-            "only numbers, numeric arrays and traced values can flow through ders, inputs "
-            "and outputs; keep other objects as plain attributes of the system",
-            user_frame_location(),
-        )
+        def problem() -> TraceError:  # built only on failure: repr of a big expression is slow
+            return TraceError(
+                f"writes {value!r} (a {type(value).__name__}) to {ref}",
+                "only numbers, numeric arrays and traced values can flow through ders, inputs "
+                "and outputs; keep other objects as plain attributes of the system",
+                user_frame_location(),
+            )
+
         if isinstance(value, (np.ndarray, list, tuple)):
             try:
                 return as_object_array(value).view(SymArray)
             except TraceError:
-                raise problem from None
+                raise problem() from None
         if isinstance(value, Sym) or numeric_value(value) is not None:
             scalar = value if isinstance(value, Sym) else Sym(sp.Float(float(value)))
             return as_object_array([scalar]).view(SymArray) if variable else scalar
-        raise problem
+        raise problem()
 
     # -- functions ----------------------------------------------------------
     @location_boundary

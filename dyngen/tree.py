@@ -90,7 +90,7 @@ def walk(systems: list[Any]) -> list[SystemNode]:
     for system, name in zip(systems, _names_for(systems, {})):
         visit(system, name)
     paths = [n.path for n in nodes]
-    clashes = sorted({p for p in paths if paths.count(p) > 1})
+    clashes = sorted(p for p, count in Counter(paths).items() if count > 1)
     if clashes:
         raise ModelError(
             f"two systems have the same path {clashes[0]!r} (a `name` attribute that contains '.' "

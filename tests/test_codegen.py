@@ -41,10 +41,11 @@ MODEL_FUNCTIONS = ("rhs", "jac_values", "jac", "observe")
 class Built:
     """A model file built in this process: its simulation, build result and text."""
 
-    def __init__(self, path: Path, cache: Path) -> None:
+    def __init__(self, path: Path, cache: Path, kernels: bool = True) -> None:
         self.model_path = path
         self.model_text = path.read_text(encoding="utf-8")
         self.sim = load_model(path, cache_dir=str(cache))
+        self.sim.kernels = kernels
         self.result = self.sim.compile()
         self.module = self.result.module
         self.path = Path(self.result.path)
@@ -80,10 +81,10 @@ def build_model(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("DYNGEN_CACHE_DIR", str(tmp_path / "env-cache"))
     cache = tmp_path / "cache"
 
-    def build(text: str, filename: str = "model.py") -> Built:
+    def build(text: str, filename: str = "model.py", kernels: bool = True) -> Built:
         path = tmp_path / filename
         path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return Built(path, cache)
+        return Built(path, cache, kernels)
 
     return build
 
@@ -465,7 +466,9 @@ def test_odd_class_and_system_names(build_model) -> None:
     assert paths[0] == "Weird Class\nimport os\n# \"\"\""
     assert "sys\nimport sys\r#" in paths and "a-b" in paths and "a_b" in paths
     assert "Holder.parts['x\\nimport sys']" in paths
-    loads = built.state_loads("rhs")
+    unrolled = build_model(ODD_NAMES_MODEL, kernels=False)  # one variable per state
+    assert_safe_module(unrolled)
+    loads = unrolled.state_loads("rhs")
     assert len(set(loads.values())) == module.N_STATES
     i_ab, i_a_b = module.STATES["a-b"]["x"][0], module.STATES["a_b"]["x"][0]
     assert loads[i_ab] != loads[i_a_b]

@@ -36,8 +36,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 IDS = [p.stem for p in EXAMPLES]
 
 
-def test_the_five_examples_exist() -> None:
-    assert set(IDS) == {"vanderpol", "coupled_vanderpol", "hierarchy", "mass_spring", "vector_outputs"}
+def test_the_examples_exist() -> None:
+    assert set(IDS) == {"vanderpol", "coupled_vanderpol", "hierarchy", "mass_spring", "vector_outputs", "oscillator_ring"}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)

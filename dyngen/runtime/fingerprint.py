@@ -172,6 +172,7 @@ def fingerprint(systems: list[Any]) -> tuple:
     """
     parts: list = []
     classes: dict[type, Any] = {}
+    functions: dict[int, Any] = {}  # one connection function is often shared by many systems
     append = parts.append
     for system in _systems(systems):
         if not isinstance(system, System):  # the build reports it
@@ -190,7 +191,10 @@ def fingerprint(systems: list[Any]) -> tuple:
             append("|")
         for table in (system._pre_connections, system._post_connections):
             for func, dependees in table.items():
-                append(_function_key(func))
+                key = functions.get(id(func))
+                if key is None:
+                    key = functions[id(func)] = _function_key(func)
+                append(key)
                 append(tuple(map(id, dependees)))
             append("|")
         for name, value in vars(system).items():

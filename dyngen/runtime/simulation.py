@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -12,7 +13,9 @@ import numpy as np
 
 from ..errors import DyngenError, SimulationError, SolverError
 from ..ir import BuildOptions
+from ..naming import sanitize
 from ..pipeline import BuildResult, build, default_name
+from ..progress import Progress
 from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
 from .fingerprint import fingerprint
 from .integrators import (
@@ -36,11 +39,13 @@ class Simulation:
     """A set of connected systems, compiled on first use and integrated in time.
 
     Same API and meaning as dynode 0.4's ``Simulation``; ``cache_dir`` (default
-    ``$DYNGEN_CACHE_DIR`` or the user cache) is where generated modules are kept.
+    ``$DYNGEN_CACHE_DIR`` or the user cache) is where generated modules are kept;
+    ``kernels=False`` emits one line per signal even where instances share a kernel.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, cache_dir: str | os.PathLike | None = None, kernels: bool = True) -> None:
         self._systems: list[Any] = []
+        self.kernels = kernels
         self._observers: list[Callable] = []
         self._t = 0
         self.cache_dir = cache_dir
@@ -49,6 +54,7 @@ class Simulation:
         self._build: BuildResult | None = None
         self._model: CompiledModel | None = None
         self._fingerprint: Any = None
+        self._progress: Progress | None = None  # of the last build, until its first run
 
     @property
     def systems(self) -> list[Any]:
@@ -80,13 +86,18 @@ class Simulation:
         if self._build is None or current != self._fingerprint:
             name = self.model_name or default_name(self._systems)
             model_file = self.model_file or _main_file()
+            progress = Progress(sanitize(name))
             self._build = build(
                 self._systems,
                 name=name,
                 source_root=str(Path(model_file).resolve().parent) if model_file else os.getcwd(),
                 model_file=Path(model_file).name if model_file else "<interactive>",
-                options=BuildOptions(cache_dir=None if self.cache_dir is None else str(self.cache_dir)),
+                options=BuildOptions(
+                    cache_dir=None if self.cache_dir is None else str(self.cache_dir), kernels=self.kernels
+                ),
+                progress=progress,
             )
+            self._progress = progress
             self._model = CompiledModel(self._build.module, self._systems)
             self._fingerprint = current
         return self._build
@@ -131,6 +142,13 @@ class Simulation:
         model = self._model
         if model.n_states == 0:
             raise SimulationError("Need at least one state/der combination!")
+        progress, self._progress = self._progress, None
+        with progress.stage("numba compile (first run) and integrate") if progress else nullcontext():
+            return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
+
+    def _simulate(
+        self, model: CompiledModel, t: float, observer_dt: float, fixed_step: bool, integrator: str, kwargs: dict
+    ) -> float:
         y0 = model.gather_states()
         p = model.gather_parameters()
         method = _canonical_method(integrator)

@@ -1,0 +1,244 @@
+"""Structural sharing: group a flat model's assignments into kernels over instances.
+
+Assignments made by the same function to the same signal key with the same traced
+expressions -- up to *which* systems' signals they read -- form one group.  A group
+is emitted once, as a loop over its instances; each instance reads its operands
+from ``y``, ``p`` or the signal vector ``v`` (laid out as ``OBSERVED``) at per-instance
+start indices.
+
+The roles that make expressions comparable across instances are the function's
+reads in first-read order: the k-th signal a function read is operand k, whichever
+system it belongs to.  Groups are ordered by dataflow; when the grouping makes a
+cycle between groups (an algebraic chain through instances of one group),
+``group`` returns None and the model is lowered unrolled.
+
+Plain copies (``outputs.x = states.x``, ``connect_signals``) are resolved away for
+the readers: they read the copied value at its source.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import sympy as sp
+
+from .ir import Assignment, FlatModel, FunctionInfo, SignalRef
+from .naming import NameRegistry, sanitize
+
+KERNEL_MIN_INSTANCES = 4  # a model with a group this large is lowered as kernels
+_CSE_NAME = re.compile(r"c\d+\Z")
+_RESERVED_LOCALS = {"i", "v", "values", "dy", "out"}
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A signal read by every instance of a group: ``source[starts[i] + j]``, j < size."""
+
+    name: str  # the kernel's local (element j: f"{name}_{j}" when size > 1)
+    source: str  # "y" | "p" | "v"
+    size: int
+    starts: tuple[int, ...]  # per instance
+    ref: SignalRef  # the first instance's signal, for comments
+
+    def symbols(self) -> tuple[sp.Symbol, ...]:
+        if self.size == 1:
+            return (sp.Symbol(self.name, real=True),)
+        return tuple(sp.Symbol(f"{self.name}_{j}", real=True) for j in range(self.size))
+
+
+@dataclass(frozen=True)
+class Group:
+    """One kernel: the same assignment made for ``len(refs)`` instances."""
+
+    name: str  # "k0", "k1", ... in dataflow order
+    function: FunctionInfo  # the first instance's
+    refs: tuple[SignalRef, ...]  # the signal written, per instance
+    assignments: tuple[Assignment, ...]
+    operands: tuple[Operand, ...]
+    exprs: tuple[sp.Basic, ...]  # per element, in the operands' symbols and t
+    out_starts: tuple[int, ...]  # per instance: the signal's start in v (= OBSERVED)
+    state_starts: tuple[int, ...] | None  # ders: per instance, the start of its state in y
+    copy_of: int | None  # the operand this signal is a plain copy of, if any
+
+    @property
+    def size(self) -> int:
+        return len(self.exprs)
+
+    @property
+    def n(self) -> int:
+        return len(self.refs)
+
+
+def _readable_name(ref: SignalRef, registry: NameRegistry) -> str:
+    base = sanitize(ref.key) if ref.kind == "states" else f"{ref.kind[:-1]}_{sanitize(ref.key)}"
+    if _CSE_NAME.match(base):
+        base += "_"
+    return registry.unique(base)
+
+
+def _registry() -> NameRegistry:
+    registry = NameRegistry()
+    for name in _RESERVED_LOCALS:
+        registry.unique(name)
+    return registry
+
+
+class _Layout:
+    """Where every signal lives: y (states), p (parameters) or v (written signals)."""
+
+    def __init__(self, flat: FlatModel) -> None:
+        self.source: dict[SignalRef, tuple[str, int]] = {}
+        for slot in flat.states:
+            self.source[slot.ref] = ("y", slot.start)
+        for slot in flat.parameters:
+            self.source[slot.ref] = ("p", slot.start)
+        self.out_start = {slot.ref: slot.start for slot in flat.observed}
+        for a in flat.assignments:
+            self.source[a.ref] = ("v", self.out_start[a.ref])
+        self.owner: dict[sp.Symbol, SignalRef] = {}
+        for slot in (*flat.states, *flat.parameters, *flat.observed):
+            for symbol in slot.symbols:
+                self.owner[symbol] = slot.ref
+        state_start = {slot.ref: slot.start for slot in flat.states}
+        self.der_state = {
+            SignalRef(path, "ders", der_key): state_start[SignalRef(path, "states", state_key)]
+            for path, state_key, der_key in flat.der_keys
+        }
+        self.symbols = {slot.ref: slot.symbols for slot in (*flat.states, *flat.parameters, *flat.observed)}
+        self.at = {place: ref for ref, place in self.source.items()}
+
+
+def _operand_refs(a: Assignment, layout: _Layout, time: sp.Symbol) -> list[SignalRef] | None:
+    """The signals ``a`` reads, in the function's read order; None if that is unclear."""
+    used = {layout.owner.get(s) for e in a.exprs for s in e.free_symbols if s != time}
+    if None in used:
+        return None
+    refs = [r for r in a.reads if r in used]
+    return refs if set(refs) == used else None
+
+
+def group(flat: FlatModel) -> tuple[Group, ...] | None:
+    """Group the assignments; None when the model must be lowered unrolled."""
+    layout = _Layout(flat)
+    keys: dict[tuple, int] = {}
+    members: list[list[tuple[Assignment, list[SignalRef]]]] = []
+    group_of: dict[SignalRef, int] = {}  # written signal -> its group
+    for a in flat.assignments:
+        refs = _operand_refs(a, layout, flat.time)
+        if refs is None:
+            return None
+        roles: dict[sp.Symbol, sp.Symbol] = {}
+        descriptors = []
+        for k, ref in enumerate(refs):
+            for j, symbol in enumerate(layout.symbols[ref]):
+                roles[symbol] = sp.Symbol(f"_r{k}_{j}", real=True)
+            source = layout.source[ref][0]
+            descriptors.append((source, len(layout.symbols[ref]), group_of.get(ref)))
+        fn = a.function
+        key = (
+            fn.kind, fn.name, fn.location, a.ref.kind, a.ref.key, len(a.exprs),
+            tuple(e.xreplace(roles) for e in a.exprs), tuple(descriptors),
+        )  # fmt: skip
+        index = keys.setdefault(key, len(members))
+        if index == len(members):
+            members.append([])
+        members[index].append((a, refs))
+        group_of[a.ref] = index
+
+    order = _dataflow_order(members, group_of)
+    if order is None:
+        return None
+    return tuple(_resolve_copies([_build(f"k{n}", members[g], layout) for n, g in enumerate(order)], layout))
+
+
+def _dataflow_order(members, group_of: dict[SignalRef, int]) -> list[int] | None:
+    deps = [{group_of[r] for _, refs in m for r in refs if r in group_of} for m in members]
+    if any(g in d for g, d in enumerate(deps)):
+        return None
+    users: list[list[int]] = [[] for _ in members]
+    for g, d in enumerate(deps):
+        for h in d:
+            users[h].append(g)
+    remaining = [len(d) for d in deps]
+    ready = [g for g in range(len(members)) if not remaining[g]]
+    heapq.heapify(ready)  # ties: the order of the first instance's assignment
+    order = []
+    while ready:
+        g = heapq.heappop(ready)
+        order.append(g)
+        for u in users[g]:
+            remaining[u] -= 1
+            if not remaining[u]:
+                heapq.heappush(ready, u)
+    return order if len(order) == len(members) else None
+
+
+def _build(name: str, instances, layout: _Layout) -> Group:
+    instances = sorted(instances, key=lambda item: layout.out_start[item[0].ref])  # system order
+    first, first_refs = instances[0]
+    registry = _registry()
+    operands = []
+    roles: dict[sp.Symbol, sp.Symbol] = {}
+    for k, ref in enumerate(first_refs):
+        starts = tuple(layout.source[refs[k]][1] for _, refs in instances)
+        operand = Operand(_readable_name(ref, registry), layout.source[ref][0], len(layout.symbols[ref]), starts, ref)
+        operands.append(operand)
+        roles.update(zip(layout.symbols[ref], operand.symbols()))
+    exprs = tuple(e.xreplace(roles) for e in first.exprs)
+    copy_of = next(
+        (k for k, op in enumerate(operands) if op.size == len(exprs) and exprs == op.symbols()),
+        None,
+    )
+    refs = tuple(a.ref for a, _ in instances)
+    return Group(
+        name=name,
+        function=first.function,
+        refs=refs,
+        assignments=tuple(a for a, _ in instances),
+        operands=tuple(operands),
+        exprs=exprs,
+        out_starts=tuple(layout.out_start[r] for r in refs),
+        state_starts=tuple(layout.der_state[r] for r in refs) if first.ref.kind == "ders" else None,
+        copy_of=copy_of,
+    )
+
+
+def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:
+    """Readers of plain copies read the source instead; equal operands merge."""
+    copies: dict[int, tuple[str, int]] = {}  # v start of a copied signal -> its source
+    for g in groups:
+        registry = _registry()
+        operands: list[Operand] = []
+        by_place: dict[tuple[str, tuple[int, ...], int], Operand] = {}
+        renames: dict[sp.Symbol, sp.Symbol] = {}
+        for op in g.operands:
+            places = [copies.get(s, (op.source, s)) if op.source == "v" else (op.source, s) for s in op.starts]
+            source = {src for src, _ in places}
+            if len(source) != 1:  # copies of different kinds of source: keep reading v
+                places = [(op.source, s) for s in op.starts]
+                source = {op.source}
+            starts = tuple(s for _, s in places)
+            place = (source.pop(), starts, op.size)
+            merged = by_place.get(place)
+            if merged is None:
+                ref = op.ref
+                if place[0] != op.source:  # name it after the signal it really reads
+                    ref = layout.at.get((place[0], starts[0]), op.ref)
+                merged = Operand(_readable_name(ref, registry), place[0], op.size, starts, ref)
+                by_place[place] = merged
+                operands.append(merged)
+            renames.update(zip(op.symbols(), merged.symbols()))
+        exprs = tuple(e.xreplace(renames) for e in g.exprs)
+        copy_of = None
+        if g.copy_of is not None:
+            target = renames[g.operands[g.copy_of].symbols()[0]]
+            copy_of = next(k for k, op in enumerate(operands) if op.symbols()[0] == target)
+            src = operands[copy_of]
+            for start, source_start in zip(g.out_starts, src.starts):
+                copies[start] = (src.source, source_start)
+        yield Group(g.name, g.function, g.refs, g.assignments, tuple(operands), exprs,
+                    g.out_starts, g.state_starts, copy_of)  # fmt: skip
+
