@@ -72,14 +72,17 @@ class Group:
         return len(self.refs)
 
 
-def _readable_name(ref: SignalRef, registry: NameRegistry) -> str:
+def local_name(ref: SignalRef, registry: NameRegistry) -> str:
+    """A kernel's readable local for a signal: ``x`` (a state), ``input_mu``, ``output_y``."""
+    """A kernel's readable local for a signal: ``x`` (a state), ``input_mu``, ``output_y``."""
     base = sanitize(ref.key) if ref.kind == "states" else f"{ref.kind[:-1]}_{sanitize(ref.key)}"
     if _CSE_NAME.match(base):
         base += "_"
     return registry.unique(base)
 
 
-def _registry() -> NameRegistry:
+def local_registry() -> NameRegistry:
+    """A registry that keeps locals off the loop index, the arrays and builtins."""
     registry = NameRegistry()
     for name in _RESERVED_LOCALS:
         registry.unique(name)
@@ -179,12 +182,12 @@ def _dataflow_order(members, group_of: dict[SignalRef, int]) -> list[int] | None
 def _build(name: str, instances, layout: _Layout) -> Group:
     instances = sorted(instances, key=lambda item: layout.out_start[item[0].ref])  # system order
     first, first_refs = instances[0]
-    registry = _registry()
+    registry = local_registry()
     operands = []
     roles: dict[sp.Symbol, sp.Symbol] = {}
     for k, ref in enumerate(first_refs):
         starts = tuple(layout.source[refs[k]][1] for _, refs in instances)
-        operand = Operand(_readable_name(ref, registry), layout.source[ref][0], len(layout.symbols[ref]), starts, ref)
+        operand = Operand(local_name(ref, registry), layout.source[ref][0], len(layout.symbols[ref]), starts, ref)
         operands.append(operand)
         roles.update(zip(layout.symbols[ref], operand.symbols()))
     exprs = tuple(e.xreplace(roles) for e in first.exprs)
@@ -210,7 +213,7 @@ def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:
     """Readers of plain copies read the source instead; equal operands merge."""
     copies: dict[int, tuple[str, int]] = {}  # v start of a copied signal -> its source
     for g in groups:
-        registry = _registry()
+        registry = local_registry()
         operands: list[Operand] = []
         by_place: dict[tuple[str, tuple[int, ...], int], Operand] = {}
         renames: dict[sp.Symbol, sp.Symbol] = {}
@@ -227,7 +230,7 @@ def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:
                 ref = op.ref
                 if place[0] != op.source:  # name it after the signal it really reads
                     ref = layout.at.get((place[0], starts[0]), op.ref)
-                merged = Operand(_readable_name(ref, registry), place[0], op.size, starts, ref)
+                merged = Operand(local_name(ref, registry), place[0], op.size, starts, ref)
                 by_place[place] = merged
                 operands.append(merged)
             renames.update(zip(op.symbols(), merged.symbols()))

@@ -10,14 +10,14 @@ the same for every instance (row and column index arrays per entry).
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import sympy as sp
 
 from .flatten import relative_location
-from .groups import Group, Operand, _readable_name, _registry
-from .naming import sanitize
+from .groups import Group, Operand, local_name, local_registry
 from .ir import Block, FlatModel, Kernel, KernelFunction, SignalRef, Statement
+from .naming import NameRegistry, sanitize
 
 _I = sp.Symbol("i", integer=True)
 _ARRAYS = {name: sp.IndexedBase(name) for name in ("y", "p", "v", "dy", "out", "values")}
@@ -30,7 +30,7 @@ class _Tables:
 
     def __init__(self) -> None:
         self.by_values: dict[tuple[int, ...], str] = {}
-        self.names: set[str] = set()
+        self.names = NameRegistry()
 
     def index(self, starts: Sequence[int], label: str) -> sp.Expr:
         starts = tuple(starts)
@@ -41,12 +41,7 @@ class _Tables:
             return starts[0] + stride * _I
         name = self.by_values.get(starts)  # one array per distinct index list, named at first use
         if name is None:
-            label = sanitize(label).upper()
-            name, n = label, 2
-            while name in self.names:
-                name, n = f"{label}_{n}", n + 1
-            self.names.add(name)
-            self.by_values[starts] = name
+            name = self.by_values[starts] = self.names.unique(sanitize(label).upper())
         return sp.Indexed(sp.IndexedBase(name), _I)
 
     def items(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -59,10 +54,9 @@ def _title(flat: FlatModel, g: Group) -> str:
     ref = g.refs[0]
     if g.n == 1:
         return f"{fn.system}: {fn.name} [{fn.kind}] ({where}) -> {ref}"
-    return (
-        f"{fn.name} [{fn.kind}] ({where}) -> {ref.kind}.{ref.key} of {g.n} systems: "
-        f"{g.refs[0].system}, {g.refs[1].system}, ..., {g.refs[-1].system}"
-    )
+    systems = [r.system for r in g.refs]
+    shown = systems if g.n <= 3 else [*systems[:2], "...", systems[-1]]
+    return f"{fn.name} [{fn.kind}] ({where}) -> {ref.kind}.{ref.key} of {g.n} systems: {', '.join(shown)}"
 
 
 def _label(ref: SignalRef, n: int) -> str:
@@ -80,7 +74,7 @@ class _Composer:
     parameters and t only (what the Jacobian needs).
     """
 
-    def __init__(self, groups: tuple[Group, ...], inline) -> None:  # noqa: ANN001
+    def __init__(self, groups: tuple[Group, ...], inline: Callable[[Group], bool]) -> None:
         self.writer = {start: (g, i) for g in groups for i, start in enumerate(g.out_starts)}
         self.inline = inline
         self.memo: dict[str, tuple[tuple[sp.Basic, ...], Places]] = {}
@@ -121,7 +115,7 @@ class _Names:
     """The locals of one generated function: every name assigned once, across its loops."""
 
     def __init__(self) -> None:
-        self.registry = _registry()
+        self.registry = local_registry()
         self.temps = sp.numbered_symbols("c")
 
 
@@ -133,7 +127,6 @@ class _Loop:
         self.n = n
         self.titles = [title]
         self.names = names
-        self.registry = names.registry
         self.symbols: dict[Place, tuple[tuple[sp.Symbol, ...], SignalRef]] = {}
         self.outputs: list[tuple[sp.Basic, list[sp.Indexed], str]] = []
         self.writes: set[int] = set()  # v starts written
@@ -142,7 +135,7 @@ class _Loop:
         rename: dict[sp.Basic, sp.Basic] = {}
         for place, (dummies, ref) in places.items():
             if place not in self.symbols:
-                op = Operand(_readable_name(ref, self.registry), place[0], place[2], place[1], ref)
+                op = Operand(local_name(ref, self.names.registry), place[0], place[2], place[1], ref)
                 self.symbols[place] = (op.symbols(), ref)
             rename.update(zip(dummies, self.symbols[place][0]))
         return tuple(e.xreplace(rename) for e in exprs)
@@ -154,19 +147,17 @@ class _Loop:
             array = v_name if source == "v" else source
             for j, symbol in enumerate(symbols):
                 loads.append((symbol, array, base + j, _label(ref, self.n) + (f"[{j}]" if size > 1 else "")))
-        statements = _body(loads, [(e, targets) for e, targets, _ in self.outputs], [c for _, _, c in self.outputs],
-                           self.names.temps)  # fmt: skip
+        statements = _body(loads, self.outputs, self.names.temps)
         return Block("\n".join(self.titles), tuple(statements), self.n if self.n > 1 else 0)
 
 
 def _body(
     loads: list[tuple[sp.Symbol, str, sp.Expr, str]],
-    outputs: list[tuple[sp.Basic, list[sp.Indexed]]],
-    comments: list[str],
+    outputs: list[tuple[sp.Basic, list[sp.Indexed], str]],
     temps: Iterator[sp.Symbol],
 ) -> list[Statement]:
     """Loads of the used operands, CSE temporaries, then each value into its targets."""
-    exprs = [e for e, _ in outputs]
+    exprs = [e for e, _, _ in outputs]
     replacements, reduced = sp.cse(exprs, symbols=temps, order="none") if exprs else ([], [])
     used: set[sp.Symbol] = set()
     for _, e in replacements:
@@ -176,7 +167,7 @@ def _body(
     statements = [Statement(symbol, sp.Indexed(_ARRAYS[array], index), label)
                   for symbol, array, index, label in loads if symbol in used]  # fmt: skip
     statements += [Statement(s, e) for s, e in replacements]
-    for (_, targets), value, comment in zip(outputs, reduced, comments):
+    for (_, targets, comment), value in zip(outputs, reduced):
         first, *others = targets
         statements.append(Statement(first, value, comment))
         statements += [Statement(other, first) for other in others]
@@ -279,7 +270,9 @@ def _observe(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables) -> Ker
     )  # fmt: skip
 
 
-def _jac_values(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables, clean) -> tuple[KernelFunction, list[tuple[int, int]]]:  # noqa: ANN001
+def _jac_values(
+    flat: FlatModel, groups: tuple[Group, ...], tables: _Tables, clean: Callable[[sp.Basic], sp.Basic]
+) -> tuple[KernelFunction, list[tuple[int, int]]]:
     composer = _Composer(groups, lambda h: True)
     blocks, sparsity = [], []
     names = _Names()
@@ -321,8 +314,11 @@ def _jac_values(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables, cle
     return fn, sparsity
 
 
-def lower_groups(flat: FlatModel, groups: tuple[Group, ...], clean) -> Kernel:  # noqa: ANN001
-    """The generated functions of a grouped model; see the module docstring."""
+def lower_groups(flat: FlatModel, groups: tuple[Group, ...], clean: Callable[[sp.Basic], sp.Basic]) -> Kernel:
+    """The generated functions of a grouped model; see the module docstring.
+
+    ``clean`` makes a derivative printable (lower's rule for kinks and jumps).
+    """
     tables = _Tables()
     rhs = _rhs(flat, groups, tables)
     jac_values, sparsity = _jac_values(flat, groups, tables, clean)
