@@ -72,13 +72,12 @@ class Group:
         return len(self.refs)
 
 
-def local_name(ref: SignalRef, registry: NameRegistry) -> str:
-    """A kernel's readable local for a signal: ``x`` (a state), ``input_mu``, ``output_y``."""
+def local_name(ref: SignalRef, registry: NameRegistry, size: int) -> str:
     """A kernel's readable local for a signal: ``x`` (a state), ``input_mu``, ``output_y``."""
     base = sanitize(ref.key) if ref.kind == "states" else f"{ref.kind[:-1]}_{sanitize(ref.key)}"
     if _CSE_NAME.match(base):
         base += "_"
-    return registry.unique(base)
+    return registry.unique_family(base, size)  # element j of a vector is f"{name}_{j}"
 
 
 def local_registry() -> NameRegistry:
@@ -187,7 +186,8 @@ def _build(name: str, instances, layout: _Layout) -> Group:
     roles: dict[sp.Symbol, sp.Symbol] = {}
     for k, ref in enumerate(first_refs):
         starts = tuple(layout.source[refs[k]][1] for _, refs in instances)
-        operand = Operand(local_name(ref, registry), layout.source[ref][0], len(layout.symbols[ref]), starts, ref)
+        size = len(layout.symbols[ref])
+        operand = Operand(local_name(ref, registry, size), layout.source[ref][0], size, starts, ref)
         operands.append(operand)
         roles.update(zip(layout.symbols[ref], operand.symbols()))
     exprs = tuple(e.xreplace(roles) for e in first.exprs)
@@ -230,7 +230,7 @@ def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:
                 ref = op.ref
                 if place[0] != op.source:  # name it after the signal it really reads
                     ref = layout.at.get((place[0], starts[0]), op.ref)
-                merged = Operand(local_name(ref, registry), place[0], op.size, starts, ref)
+                merged = Operand(local_name(ref, registry, op.size), place[0], op.size, starts, ref)
                 by_place[place] = merged
                 operands.append(merged)
             renames.update(zip(op.symbols(), merged.symbols()))

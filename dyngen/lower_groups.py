@@ -135,7 +135,7 @@ class _Loop:
         rename: dict[sp.Basic, sp.Basic] = {}
         for place, (dummies, ref) in places.items():
             if place not in self.symbols:
-                op = Operand(local_name(ref, self.names.registry), place[0], place[2], place[1], ref)
+                op = Operand(local_name(ref, self.names.registry, place[2]), place[0], place[2], place[1], ref)
                 self.symbols[place] = (op.symbols(), ref)
             rename.update(zip(dummies, self.symbols[place][0]))
         return tuple(e.xreplace(rename) for e in exprs)

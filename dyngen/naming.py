@@ -45,6 +45,17 @@ class NameRegistry:
         self._taken.add(name)
         return name
 
+    def unique_family(self, candidate: str, size: int) -> str:
+        """A name whose element names ``name_0 .. name_{size-1}`` (size > 1) are free too."""
+        if size == 1:
+            return self.unique(candidate)
+        name, n = candidate, 2
+        while name in self._taken or any(f"{name}_{j}" in self._taken for j in range(size)):
+            name = f"{candidate}_{n}"
+            n += 1
+        self._taken.update([name, *(f"{name}_{j}" for j in range(size))])
+        return name
+
 
 def signal_identifier(path: str, kind: str, key: str) -> str:
     """The (not yet unique) identifier of one signal."""

@@ -48,6 +48,7 @@ from dyngen.groups import KERNEL_MIN_INSTANCES
 from dyngen.ir import BuildOptions, Kernel
 from dyngen.lower import lower
 from dyngen.pipeline import BuildResult, build
+from dyngen.system import System
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(__file__).resolve().parent / "kernels_model.py"
@@ -493,3 +494,37 @@ def test_kernel_lowering_of_a_long_vector_state_costs_about_what_unrolled_loweri
     assert kernel_time <= 3.0 * unrolled_time + 1.0, (
         f"lowering the rod (500 cells) + 6 heaters: kernels {kernel_time:.2f} s, unrolled {unrolled_time:.2f} s"
     )
+
+
+class _Vector(System):  # a vector state "s" next to scalar states "s": elements s_0.. must not clash
+    def __init__(self, size, rate, gain=1.0):
+        super().__init__()
+        self.gain = gain  # a constant baked into the expression: another gain, another kernel
+        self.inputs.rate = rate
+        self.states.s = np.linspace(0.5, 1.5, size) if size > 1 else 0.7
+        self.ders.s = np.zeros(size) if size > 1 else 0.0
+
+    def do_step(self, time):
+        self.ders.s = -self.inputs.rate * self.states.s + self.gain * np.sin(time)
+
+
+def test_locals_of_fused_straight_line_blocks_never_shadow_vector_elements(tmp_path: Path) -> None:
+    """Regression (found by the random-tree test): a scalar state named like a vector's
+    element (``s_2`` for the second scalar ``s``) overwrote that element."""
+    systems = [_Vector(3, 1.0), _Vector(1, 2.0, 2.0), _Vector(1, 3.0, 3.0), _Vector(1, 4.0, 4.0)]
+    systems += [_Vector(2, 0.5) for _ in range(KERNEL_MIN_INSTANCES)]
+    modules = [
+        build(systems, name=f"shadow_{kernels}", source_root=str(tmp_path), model_file="<test>",
+              options=BuildOptions(output_dir=str(tmp_path), kernels=kernels)).module
+        for kernels in (True, False)
+    ]  # fmt: skip
+    kernel_form, unrolled = modules
+    y = np.random.default_rng(3).normal(size=kernel_form.N_STATES)
+    p = np.array(kernel_form.DEFAULT_PARAMETERS)
+    got, want = np.empty_like(y), np.empty_like(y)
+    kernel_form.rhs.py_func(0.4, y, p, got)
+    unrolled.rhs.py_func(0.4, y, p, want)
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+    gains = np.repeat([1.0, 2.0, 3.0, 4.0, *[1.0] * KERNEL_MIN_INSTANCES], [3, 1, 1, 1, *[2] * KERNEL_MIN_INSTANCES])
+    rates = np.repeat(p, [3, 1, 1, 1, *[2] * KERNEL_MIN_INSTANCES])
+    np.testing.assert_allclose(want, -rates * y + gains * np.sin(0.4), rtol=1e-14)
