@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import py_compile
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .errors import DyngenError
+from .write import write_text_atomic
 
 _LOADED: dict[tuple[str, str], ModuleType] = {}
 # What every generated module defines; a module without them is damaged.
@@ -30,6 +32,30 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 def cached_module_path(directory: Path, name: str, digest: str) -> Path:
     """Cache files are keyed by the model hash: ``<name>_<hash16>.py``."""
     return directory / f"{name}_{digest[:16]}.py"
+
+
+def _structure_entry(directory: Path, name: str, structure: str) -> Path:
+    return directory / "structures" / f"{name}_{structure[:32]}"
+
+
+def known_digest(directory: Path, name: str, structure: str) -> tuple[str, list[str]] | None:
+    """The module hash a model of this structure key was built to, and the warnings
+    its build gave, if it was built."""
+    try:
+        entry = json.loads(_structure_entry(directory, name, structure).read_text(encoding="utf-8"))
+        digest, warnings = entry["digest"], entry["warnings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    valid = isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+    return (digest, [str(w) for w in warnings]) if valid and isinstance(warnings, list) else None
+
+
+def remember_digest(directory: Path, name: str, structure: str, digest: str, warnings: list[str]) -> None:
+    """Record that a model of this structure key builds to the module ``digest``."""
+    try:
+        write_text_atomic(_structure_entry(directory, name, structure), json.dumps({"digest": digest, "warnings": warnings}))
+    except OSError:
+        pass  # a read-only cache: the next start traces again
 
 
 def _ensure_bytecode(path: Path) -> None:

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from .cache import cache_dir, cached_module_path, load_module
+from .cache import cache_dir, cached_module_path, known_digest, load_module, remember_digest
 from .errors import DyngenError, DyngenWarning, external_stacklevel
 from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
@@ -23,12 +23,24 @@ from .trace import trace
 from .write import module_hash, write_module
 
 
+class _Front:
+    """The traced and flattened model, or how to get them when a warm start skipped them."""
+
+    def __init__(self, stages: tuple[ModelSpec, FlatModel] | None, again: Callable[[], tuple[ModelSpec, FlatModel]]):
+        self._stages = stages
+        self._again = again
+
+    def get(self) -> tuple[ModelSpec, FlatModel]:
+        if self._stages is None:
+            self._stages = self._again()
+        return self._stages
+
+
 @dataclass(frozen=True)
 class BuildResult:
     """Every intermediate of one build, so any stage can be shown or tested."""
 
-    spec: ModelSpec
-    flat: FlatModel
+    front: _Front
     kernel: Kernel | None  # None when an up-to-date module was reused
     source: ModuleSource | None
     path: Path
@@ -36,6 +48,16 @@ class BuildResult:
     reused: bool  # an up-to-date module from the cache was loaded
     written: bool  # the file was (re)written by this build
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The traced model (traced now if the module was found by its structure key)."""
+        return self.front.get()[0]
+
+    @property
+    def flat(self) -> FlatModel:
+        """The flattened model (traced now if the module was found by its structure key)."""
+        return self.front.get()[1]
 
     @property
     def digest(self) -> str:
@@ -80,18 +102,69 @@ def build(
     model_file: str,
     options: BuildOptions = BuildOptions(),
     progress: Progress | None = None,
+    structure: str | None = None,
+    retrace: bool = False,
 ) -> BuildResult:
     """Build (or reuse) the generated module of a model.
 
     With ``options.output_dir`` the module is written as ``<output_dir>/<name>.py``
     (as ``dyngen build`` does); otherwise it goes to the cache as ``<name>_<hash>.py``
     and a module already there is reused without lowering or rendering again.
+    ``structure`` (``runtime.fingerprint.structure_key``) names the model across
+    processes: when the cache knows the module it builds to, that module is loaded
+    without tracing (``spec`` and ``flat`` are then traced only if asked for);
+    ``retrace`` traces all the same (and records what the model builds to now).
     A build slower than a second reports its stages on stderr (``progress``).
     """
     progress = progress or Progress(sanitize(name), options.progress)
+    cached = None if retrace else _by_structure(name, options, structure, progress)
+    if cached is not None:
+        module, path, timings = cached
+
+        def again() -> tuple[ModelSpec, FlatModel]:
+            with _gc_paused():
+                spec = trace(systems, sanitize(name), source_root)
+                flat = flatten(spec)
+            if module_digest(flat.digest, options.kernels) != module.MODEL_HASH:
+                raise DyngenError(
+                    f"the model changed after {path.name} was loaded by its structure key, so its spec and flat "
+                    "cannot be traced any more; take them from a new compile()"
+                )
+            return spec, flat
+
+        return BuildResult(_Front(None, again), None, None, path, module, True, False, timings)
     with _gc_paused():
-        return _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
-                      progress=progress)  # fmt: skip
+        result = _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
+                        progress=progress)  # fmt: skip
+    if structure is not None and options.output_dir is None:
+        remember_digest(cache_dir(options.cache_dir), sanitize(name), structure, result.digest, list(result.flat.warnings))
+    return result
+
+
+def _by_structure(
+    name: str, options: BuildOptions, structure: str | None, progress: Progress
+) -> tuple[ModuleType, Path, dict[str, float]] | None:
+    """The cached module a model of this structure key was built to, loaded, if any."""
+    if structure is None or options.output_dir is not None or options.always_render:
+        return None
+    name = sanitize(name)
+    directory = cache_dir(options.cache_dir)
+    known = known_digest(directory, name, structure)
+    if known is None:
+        return None
+    digest, messages = known
+    path = cached_module_path(directory, name, digest)
+    if module_hash(path) != digest:
+        return None
+    timings: dict[str, float] = {}
+    with _timed(timings, "load", progress):
+        try:
+            module = load_module(path, digest)
+        except DyngenError:  # damaged: the full build replaces it
+            return None
+    for message in messages:  # what the model's first build warned about still holds
+        warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
+    return module, path, timings
 
 
 def _build(
@@ -124,7 +197,7 @@ def _build(
                 except DyngenError:  # a damaged cache entry: build it again
                     path.unlink(missing_ok=True)
                 else:
-                    return BuildResult(spec, flat, None, None, path, module, True, False, timings)
+                    return BuildResult(_Front((spec, flat), lambda: (spec, flat)), None, None, path, module, True, False, timings)
     with _timed(timings, "lower", progress):
         kernel = lower(flat, options.kernels)  # FlatModel -> Kernel
     with _timed(timings, "render", progress):
@@ -138,4 +211,4 @@ def _build(
             if options.output_dir is None:  # never leave a module that fails in the cache
                 path.unlink(missing_ok=True)
             raise
-    return BuildResult(spec, flat, kernel, source, path, module, False, written, timings)
+    return BuildResult(_Front((spec, flat), lambda: (spec, flat)), kernel, source, path, module, False, written, timings)

@@ -12,23 +12,26 @@ HASH_LINE_PREFIX = "# model hash: "
 
 
 def write_module(source: ModuleSource, path: Path) -> bool:
-    """Write ``source`` to ``path``; returns False when the file already had this text.
-
-    The text goes to a temporary file in the same folder that is then renamed over
-    ``path``, so a reader (or a second process building the same model) never sees
-    a torn or mixed file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``source`` to ``path``; returns False when the file already had this text."""
     try:
         if path.read_text(encoding="utf-8") == source.text:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
+    write_text_atomic(path, source.text)
+    return True
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder that is
+    then renamed over ``path``, so a reader (or a second process writing the same
+    file) never sees a torn or mixed file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it normal permissions
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(source.text)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -38,7 +41,6 @@ def write_module(source: ModuleSource, path: Path) -> bool:
         except FileNotFoundError:
             pass
         raise
-    return True
 
 
 def _umask() -> int:

@@ -90,7 +90,8 @@ MODEL = textwrap.dedent(
     if __name__ == "__main__":
         sim = make(sys.argv[1])
         result = sim.compile()
-        report = {"reused": result.reused, "path": str(result.path), "digest": result.digest}
+        report = {"reused": result.reused, "path": str(result.path), "digest": result.digest,
+                  "stages": sorted(result.timings)}
         if "--simulate" in sys.argv:
             sim.simulate(1.0, 0.25)
             report["final"] = [float(v) for s in sim.systems for v in np.concatenate([s.states.x, s.states.v])]
@@ -234,9 +235,9 @@ def test_a_structural_change_rebuilds_the_same_simulation(model, cache: Path) ->
 
     b.add_pre_connection(connect_signals(a.outputs, "x0", b.inputs, "f"))
     after = sim.compile()
-    assert after is not before and after.flat.digest != before.flat.digest
+    assert after is not before and after.digest != before.digest
     a.k = 2.5  # a plain attribute constant
-    assert sim.compile().flat.digest != after.flat.digest
+    assert sim.compile().digest != after.digest
 
 
 def test_a_second_simulate_does_not_retrace(model, cache: Path) -> None:
@@ -327,6 +328,100 @@ def test_environment_variable_is_used_without_cache_dir(model, tmp_path: Path, m
     result = model.make().compile()
     assert result.path.parent == folder
     assert modules_in(folder) == [result.path]
+
+
+# -- the structure key: a warm start without tracing ----------------------------------
+
+
+def test_a_new_process_finds_the_module_without_tracing(model_file: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = run_model(model_file, cache, "conn", "--simulate")
+    assert first["reused"] is False and "trace" in first["stages"]
+    second = run_model(model_file, cache, "conn", "--simulate")
+    assert second["reused"] is True and second["stages"] == ["load"]  # no trace, no flatten
+    assert second["digest"] == first["digest"] and second["final"] == first["final"]
+    other = run_model(model_file, cache, "k")  # another structure: traced and built
+    assert other["reused"] is False and other["digest"] != first["digest"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("where(x > 0.9, -0.1, 0.0)", "where(x > 0.9, -0.2, 0.0)"),  # a constant in the traced code
+     ("np.tanh(x[0])", "np.sin(x[0])"),  # the function it calls
+     ("def do_step(self, time):", "def do_step(self, time):\n        pass")],  # lines move
+)  # fmt: skip
+def test_editing_the_model_code_is_a_new_structure(model_file: Path, tmp_path: Path, old: str, new: str) -> None:
+    cache = tmp_path / "cache"
+    first = run_model(model_file, cache, "state", "--simulate")
+    text = model_file.read_text()
+    assert old in text
+    model_file.write_text(text.replace(old, new))
+    second = run_model(model_file, cache, "state", "--simulate")
+    assert second["reused"] is False and "trace" in second["stages"]
+    assert second["digest"] != first["digest"]
+    model_file.write_text(text)  # back to the first code: its module again, without tracing
+    third = run_model(model_file, cache, "state", "--simulate")
+    assert third["stages"] == ["load"] and third["digest"] == first["digest"] and third["final"] == first["final"]
+
+
+def test_spec_and_flat_of_a_module_found_by_structure_are_traced_on_demand(model, cache: Path) -> None:
+    first = model.make("conn").compile()
+    second = model.make("conn").compile()
+    assert second.reused and "trace" not in second.timings and second.kernel is None
+    assert second.flat.digest == first.flat.digest
+    assert module_digest(second.flat.digest) == second.digest
+    assert [s.path for s in second.spec.systems] == [s.path for s in first.spec.systems]
+
+
+def test_rebuild_traces_even_when_the_structure_is_known(model, cache: Path) -> None:
+    model.make().compile()
+    sim = model.make()
+    assert "trace" not in sim.compile().timings
+    assert "trace" in sim.rebuild().timings
+
+
+def test_a_model_holding_an_opaque_object_is_traced_every_time(model, cache: Path) -> None:
+    from dyngen.runtime.fingerprint import structure_key
+
+    sims = [model.make(), model.make()]
+    for sim in sims:
+        sim.systems[0].generator = np.random.default_rng(0)  # a library object: only its identity names it
+    assert structure_key(sims[0].systems, ()) is None
+    assert structure_key(model.make().systems, ()) is not None
+    assert "trace" in sims[0].compile().timings
+    second = sims[1].compile()
+    assert second.reused and "trace" in second.timings
+
+
+def test_a_warm_start_repeats_the_warnings_of_the_build(cache: Path) -> None:
+    from dyngen import DyngenWarning, Simulation, System
+
+    class Swapped(System):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states.x = 1.0
+            self.states.v = 0.0
+
+        def do_step(self, time):
+            self.ders.v = -self.states.x
+            self.ders.x = self.states.v
+
+    for expected_stages in (None, ["load"]):
+        sim = Simulation()
+        sim.add_system(Swapped())
+        with pytest.warns(DyngenWarning, match="ders are ordered"):
+            result = sim.compile()
+        if expected_stages is not None:
+            assert sorted(result.timings) == expected_stages
+
+
+def test_structure_keys_do_not_depend_on_the_hash_seed(model_file: Path, tmp_path: Path) -> None:
+    entries = []
+    for seed in ("1", "2"):
+        cache = tmp_path / f"cache-{seed}"
+        run_model(model_file, cache, "conn", seed=seed)
+        entries.append(sorted(p.name for p in (cache / "structures").iterdir()))
+    assert entries[0] == entries[1] and len(entries[0]) == 1
 
 
 def test_a_damaged_cache_entry_is_rebuilt(model_file: Path, tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def test_constants_changed_anywhere_the_code_reads_them_rebuild(change: str) -> 
     assert sim.compile() is before  # nothing changed: no rebuild
     exec(change)
     after = sim.compile()
-    assert after is not before and after.flat.digest != before.flat.digest
+    assert after is not before and after.digest != before.digest
     sim.simulate(1.0, 1.0, rtol=1e-10, atol=1e-12)
     rate = (2.0 if change != "gain.g = 0.5" else 1.0)
     u = 0.5 if change == "gain.g = 0.5" else 0.0

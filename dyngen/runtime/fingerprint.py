@@ -9,13 +9,22 @@ named by ``do_step``, the connections and the functions they call.  Numeric inpu
 values are not part of it: they are runtime parameters.  What it cannot see (state
 reached through library objects, or more than 4096 items) is frozen at build time;
 ``Simulation.rebuild()`` forces a fresh build.
+
+``structure_key`` is the same fingerprint with every identity replaced by what it
+stands for (a system by its place in the tree, a function by its code, a class by
+its name), hashed: it names the model across processes, so that a warm start finds
+its generated module without tracing.  A model with something only an identity can
+describe (an opaque object) has no such key and is traced.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from functools import lru_cache
-from typing import Any, Iterator
+from pathlib import Path
+from types import BuiltinFunctionType, CodeType
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -26,7 +35,7 @@ from ..trace import numeric_value
 _SCALAR = ("n", ())
 
 
-def _value_key(value: Any) -> Any:
+def _value_key(value: Any, ident: Callable[[Any], Any]) -> Any:
     kind = type(value)
     if kind is float or kind is int:  # the common cases first: this runs for every value
         return _SCALAR
@@ -35,10 +44,23 @@ def _value_key(value: Any) -> Any:
     array = numeric_value(value)
     if array is not None:
         return ("n", array.shape)
-    return ("c", _attribute_key(value))  # a non-numeric value baked into the model
+    return ("c", _attribute_key(value, ident))  # a non-numeric value baked into the model
 
 
 _MAX_ITEMS = 4096
+# Callables without data of their own: builtins and numpy's ufuncs.
+_FIXED_CALLABLES = (BuiltinFunctionType, np.ufunc)
+
+
+def _is_library_function(value: Any) -> bool:
+    """A builtin, a ufunc, or a function a library exports by its name (``np.sum``):
+    nothing of the model's is inside it."""
+    if isinstance(value, _FIXED_CALLABLES):
+        return True
+    module, name = getattr(value, "__module__", None), getattr(value, "__name__", None)
+    if not isinstance(module, str) or not isinstance(name, str) or not _is_library(module):
+        return False
+    return getattr(sys.modules.get(module), name, None) is value
 _PLAIN_NUMBERS = frozenset((float, int, bool))
 _MAX_DEPTH = 6
 # Functions of these packages are not followed: what they read is not the model's.
@@ -53,13 +75,13 @@ def _is_library(module_name: str | None) -> bool:
     return not module_name or module_name.split(".")[0] in _LIBRARIES
 
 
-def _attribute_key(value: Any, depth: int = 0) -> Any:
+def _attribute_key(value: Any, ident: Callable[[Any], Any], depth: int = 0) -> Any:
     """A key that changes when a plain data value changes, also inside containers and
     plain objects (what cannot be looked into, by identity)."""
     if isinstance(value, ParameterContainer):  # a system's container: its values are signals
-        return ("container", id(value))
+        return ("container", ident(value))
     if isinstance(value, System):  # fingerprinted on its own
-        return ("system", id(value))
+        return ("system", ident(value))
     if isinstance(value, (int, float, complex, str, bool, type(None), np.number, np.bool_)):
         return repr(value)
     if isinstance(value, np.ndarray) and value.dtype != object:
@@ -69,11 +91,13 @@ def _attribute_key(value: Any, depth: int = 0) -> Any:
     if depth < _MAX_DEPTH:
         if isinstance(value, (tuple, list, set, frozenset)) and len(value) <= _MAX_ITEMS:
             items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-            return (type(value).__name__, tuple(_attribute_key(v, depth + 1) for v in items))
+            return (type(value).__name__, tuple(_attribute_key(v, ident, depth + 1) for v in items))
         if isinstance(value, dict) and len(value) <= _MAX_ITEMS:
-            return ("dict", tuple((repr(k), _attribute_key(v, depth + 1)) for k, v in value.items()))
+            return ("dict", tuple((repr(k), _attribute_key(v, ident, depth + 1)) for k, v in value.items()))
         if callable(value) and hasattr(value, "__code__"):
-            return _function_key(value)
+            return _function_key(value, ident)
+        if isinstance(value, type) and not _is_library(value.__module__):
+            return _class_key(value, ident)
         attributes = getattr(value, "__dict__", None)
         if (
             isinstance(attributes, dict)
@@ -81,8 +105,10 @@ def _attribute_key(value: Any, depth: int = 0) -> Any:
             and not _is_library(type(value).__module__)
             and len(attributes) <= _MAX_ITEMS
         ):  # a plain object of the model's (a dataclass of parameters, say)
-            return ("object", type(value).__qualname__, _attribute_key(attributes, depth + 1))
-    return ("o", id(value))
+            return ("object", type(value).__qualname__, _attribute_key(attributes, ident, depth + 1))
+    if _is_library_function(value):
+        return ("library function", getattr(value, "__module__", None), getattr(value, "__qualname__", None))
+    return ("o", ident(value))
 
 
 @lru_cache(maxsize=4096)
@@ -95,7 +121,7 @@ def _global_names(code: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _function_key(func: Any, seen: set | None = None) -> Any:
+def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = None) -> Any:
     """Identity of a function plus every plain value it can read as a constant:
     closure cells, defaults, the object of a bound method, globals (also attributes
     of modules it names) and the functions it calls, outside library packages."""
@@ -104,20 +130,20 @@ def _function_key(func: Any, seen: set | None = None) -> Any:
     func = getattr(func, "__func__", func)
     if not hasattr(func, "__code__") and callable(func) and not isinstance(func, type):
         # a callable object: its attributes and its class's __call__
-        return ("callable", _attribute_key(func), _class_key(type(func)))
+        return ("callable", _attribute_key(func, ident), _class_key(type(func), ident, seen))
     if id(func) in seen or not hasattr(func, "__code__"):
-        return ("o", id(func))
+        return ("o", ident(func))
     seen.add(id(func))
-    parts: list = [id(func), _attribute_key(getattr(func, "__defaults__", None))]
+    parts: list = [ident(func), _attribute_key(getattr(func, "__defaults__", None), ident)]
     if owner is not None and not isinstance(owner, type):
-        parts.append(_attribute_key(owner))
+        parts.append(_attribute_key(owner, ident))
     for cell in getattr(func, "__closure__", None) or ():
         try:
             contents = cell.cell_contents
         except ValueError:  # empty cell
             parts.append(None)
             continue
-        parts.append(_attribute_key(contents))
+        parts.append(_attribute_key(contents, ident))
     globals_ = getattr(func, "__globals__", {})
     names = _global_names(func.__code__)
     for name in names:
@@ -130,32 +156,41 @@ def _function_key(func: Any, seen: set | None = None) -> Any:
                     if attribute in vars(value):
                         inner = vars(value)[attribute]
                         if callable(inner) and hasattr(inner, "__code__"):
-                            parts.append((name, attribute, _function_key(inner, seen)))
-                        elif not callable(inner) and not isinstance(inner, type(np)):
-                            parts.append((name, attribute, _attribute_key(inner)))
+                            parts.append((name, attribute, _function_key(inner, ident, seen)))
+                        elif isinstance(inner, type):
+                            if not _is_library(inner.__module__):
+                                parts.append((name, attribute, _class_key(inner, ident, seen)))
+                        elif not isinstance(inner, type(np)) and not _is_library_function(inner):
+                            parts.append((name, attribute, _attribute_key(inner, ident)))
         elif callable(value) and hasattr(value, "__code__"):
             if not _is_library(getattr(value, "__module__", None)):  # the model's own helpers
-                parts.append((name, _function_key(value, seen)))
-        elif not callable(value):
-            parts.append((name, _attribute_key(value)))
+                parts.append((name, _function_key(value, ident, seen)))
+        elif isinstance(value, type):
+            if not _is_library(value.__module__):  # the model's own classes (a helper's methods)
+                parts.append((name, _class_key(value, ident, seen)))
+        elif not _is_library_function(value):  # data, or an object with a __call__
+            parts.append((name, _attribute_key(value, ident)))
     return tuple(parts)
 
 
-def _class_key(cls: type) -> Any:
+def _class_key(cls: type, ident: Callable[[Any], Any], seen: set | None = None) -> Any:
     """Class attributes and the constants read by the class's methods."""
+    seen = set() if seen is None else seen
+    if id(cls) in seen:
+        return ("class", ident(cls))
+    seen.add(id(cls))
     parts = []
-    seen: set = set()
     for klass in cls.__mro__:
         if klass.__module__.startswith(("dyngen", "dynode", "abc", "builtins")):
             continue
         for name, value in vars(klass).items():
-            if name.startswith("__"):
+            if name.startswith("__") or name == "_abc_impl":  # ABCMeta's cache of every class
                 continue
             if callable(value) or isinstance(value, (staticmethod, classmethod)):
-                parts.append((name, _function_key(value, seen)))
+                parts.append((name, _function_key(value, ident, seen)))
             elif not isinstance(value, property):
-                parts.append((name, _attribute_key(value)))
-    return (id(cls), tuple(parts))
+                parts.append((name, _attribute_key(value, ident)))
+    return (ident(cls), tuple(parts))
 
 
 def _systems(systems: list[Any]) -> Iterator[Any]:
@@ -164,9 +199,11 @@ def _systems(systems: list[Any]) -> Iterator[Any]:
         yield system
 
 
-def fingerprint(systems: list[Any]) -> tuple:
+def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id) -> tuple:
     """Everything about the tree that would change the generated module.
 
+    ``ident`` names the objects the key refers to by identity (systems, containers,
+    functions, classes, opaque values): ``id`` within one process.
     Runs before every ``simulate()``, so it is written for speed: flat lists, and
     plain floats and float arrays classified without the generic checks.
     """
@@ -176,30 +213,103 @@ def fingerprint(systems: list[Any]) -> tuple:
     append = parts.append
     for system in _systems(systems):
         if not isinstance(system, System):  # the build reports it
-            append(("not a system", id(system)))
+            append(("not a system", ident(system)))
             continue
         cls = type(system)
         if cls not in classes:
-            classes[cls] = _class_key(cls)
-        append(id(system))
+            classes[cls] = _class_key(cls, ident)
+        append(ident(system))
         append(len(system._subs))
         append(classes[cls])
         for container in (system._states, system._ders, system._inputs, system._outputs):
             for key, value in dict.items(container):
                 append(key)
-                append(_value_key(value))
+                append(_value_key(value, ident))
             append("|")
         for table in (system._pre_connections, system._post_connections):
             for func, dependees in table.items():
                 key = functions.get(id(func))
                 if key is None:
-                    key = functions[id(func)] = _function_key(func)
+                    key = functions[id(func)] = _function_key(func, ident)
                 append(key)
-                append(tuple(map(id, dependees)))
+                append(tuple(map(ident, dependees)))
             append("|")
         for name, value in vars(system).items():
             if name not in _SYSTEM_INTERNALS:
                 append(name)
-                append(_attribute_key(value))
+                append(_attribute_key(value, ident))
         append("||")
     return tuple(parts)
+
+
+class _Opaque(Exception):
+    """The model holds an object that only its identity describes."""
+
+
+@lru_cache(maxsize=4096)
+def _code_key(code: CodeType) -> tuple:
+    """What a code object does and where it is (its lines are in the module's comments)."""
+    consts = tuple(
+        _code_key(c) if isinstance(c, CodeType) else repr(sorted(c, key=repr)) if isinstance(c, frozenset) else repr(c)
+        for c in code.co_consts
+    )
+    return (
+        code.co_filename, code.co_qualname, code.co_firstlineno, code.co_code, consts, code.co_names,
+        code.co_varnames, code.co_freevars, code.co_cellvars, code.co_flags, code.co_linetable,
+    )  # fmt: skip
+
+
+class _PersistentIdentity:
+    """Names that mean the same object in another process: a system by its place in
+    the tree, a container by its system's place and kind, a function by its code, a
+    class by its module and name."""
+
+    def __init__(self, systems: list[Any]) -> None:
+        self.names: dict[int, Any] = {}
+        for index, system in enumerate(_systems(systems)):
+            self.names[id(system)] = ("system", index)
+            for kind in ("states", "ders", "inputs", "outputs"):
+                container = getattr(system, f"_{kind}", None)
+                if container is not None:
+                    self.names[id(container)] = ("container", index, kind)
+
+    def __call__(self, obj: Any) -> Any:
+        known = self.names.get(id(obj))
+        if known is not None:
+            return known
+        if isinstance(obj, type):
+            return ("class", obj.__module__, obj.__qualname__)
+        code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+        if isinstance(code, CodeType):
+            return ("function", _code_key(code))
+        raise _Opaque
+
+
+@lru_cache(maxsize=1)
+def _dyngen_source_digest() -> str:
+    """dyngen's own code and templates: what traces, derives and renders the model."""
+    from ..render import template_dir
+
+    package = Path(__file__).resolve().parent.parent
+    hasher = hashlib.sha256()
+    for path in sorted([*package.rglob("*.py"), *Path(template_dir()).glob("*.j2")]):
+        hasher.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    return hasher.hexdigest()
+
+
+def structure_key(systems: list[Any], context: tuple) -> str | None:
+    """A hash that names the model's structure across processes, or None when the
+    tree holds an object only its identity can describe.
+
+    ``context`` is everything else the generated module depends on (its name, the
+    model file's folder, the build options).  The versions of dyngen's source,
+    Python, numpy and sympy are added here.
+    """
+    import sympy
+
+    try:
+        key = fingerprint(systems, _PersistentIdentity(systems))
+    except _Opaque:
+        return None
+    text = repr((key, context, _dyngen_source_digest(), sys.version, np.__version__, sympy.__version__))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

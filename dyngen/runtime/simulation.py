@@ -17,7 +17,7 @@ from ..naming import sanitize
 from ..pipeline import BuildResult, build, default_name
 from ..progress import Progress
 from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
-from .fingerprint import fingerprint
+from .fingerprint import fingerprint, structure_key
 from .integrators import (
     SCIPY_ODE_METHODS,
     SOLVE_IVP_METHODS,
@@ -80,22 +80,28 @@ class Simulation:
     # -- building -----------------------------------------------------------
     def compile(self) -> BuildResult:
         """Build (or reuse) the generated module for the current model structure."""
+        return self._compile(retrace=False)
+
+    def _compile(self, retrace: bool) -> BuildResult:
         if not self._systems:
             raise SimulationError("Need at least 1 system in the simulation!")
         current = fingerprint(self._systems)
-        if self._build is None or current != self._fingerprint:
+        if self._build is None or current != self._fingerprint or retrace:
             name = self.model_name or default_name(self._systems)
             model_file = self.model_file or _main_file()
             progress = Progress(sanitize(name))
+            source_root = str(Path(model_file).resolve().parent) if model_file else os.getcwd()
+            model_file = Path(model_file).name if model_file else "<interactive>"
+            options = BuildOptions(cache_dir=None if self.cache_dir is None else str(self.cache_dir), kernels=self.kernels)
             self._build = build(
                 self._systems,
                 name=name,
-                source_root=str(Path(model_file).resolve().parent) if model_file else os.getcwd(),
-                model_file=Path(model_file).name if model_file else "<interactive>",
-                options=BuildOptions(
-                    cache_dir=None if self.cache_dir is None else str(self.cache_dir), kernels=self.kernels
-                ),
+                source_root=source_root,
+                model_file=model_file,
+                options=options,
                 progress=progress,
+                structure=structure_key(self._systems, (name, source_root, model_file, options.kernels)),
+                retrace=retrace,
             )
             self._progress = progress
             self._model = CompiledModel(self._build.module, self._systems)
@@ -108,8 +114,7 @@ class Simulation:
         For models whose constants live where the check cannot see them (see
         ``dyngen.runtime.fingerprint``).
         """
-        self._build = None
-        return self.compile()
+        return self._compile(retrace=True)
 
     @property
     def module(self) -> Any:
