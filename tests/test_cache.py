@@ -393,6 +393,25 @@ def test_a_model_holding_an_opaque_object_is_traced_every_time(model, cache: Pat
     assert second.reused and "trace" in second.timings
 
 
+def test_structure_key_sees_constants_of_connection_functions(model) -> None:
+    from dyngen.runtime.fingerprint import structure_key
+
+    gains = {"k": 0.5}
+
+    def push(system, time, *, gain=0.5):
+        system.inputs.f = gain * gains["k"] * np.sin(time)
+
+    sim = model.make()
+    sim.systems[1].add_pre_connection(push)
+    keys = [structure_key(sim.systems, ())]
+    push.__kwdefaults__["gain"] = 2.0  # a keyword-only default
+    keys.append(structure_key(sim.systems, ()))
+    gains["k"] = 3.0  # a value inside a closure cell
+    keys.append(structure_key(sim.systems, ()))
+    assert None not in keys and len(set(keys)) == 3
+    assert structure_key(sim.systems, ()) == keys[-1]  # and stable while nothing changes
+
+
 def test_a_warm_start_repeats_the_warnings_of_the_build(cache: Path) -> None:
     from dyngen import DyngenWarning, Simulation, System
 

@@ -134,7 +134,11 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
     if id(func) in seen or not hasattr(func, "__code__"):
         return ("o", ident(func))
     seen.add(id(func))
-    parts: list = [ident(func), _attribute_key(getattr(func, "__defaults__", None), ident)]
+    parts: list = [
+        ident(func),
+        _attribute_key(getattr(func, "__defaults__", None), ident),
+        _attribute_key(getattr(func, "__kwdefaults__", None), ident),
+    ]
     if owner is not None and not isinstance(owner, type):
         parts.append(_attribute_key(owner, ident))
     for cell in getattr(func, "__closure__", None) or ():
