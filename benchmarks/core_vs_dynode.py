@@ -5,7 +5,7 @@
 All timings are medians of repeated runs in one process (the build ones in fresh
 subprocesses).  "run" is simulate() on an already built model (scipy's ode calling
 the generated rhs); "first" is simulate() on a fresh Simulation in a process that
-has the module loaded (it re-traces the model to find its hash); "cold build" is a
+has the module loaded (its structure key finds the module); "cold build" is a
 new process with an empty cache, from after the imports to the end of a first
 simulate() (trace, lower, render, write, numba compile of rhs/jac/observe and the
 dopri5 driver); "warm build" is the same in a new process with the cache filled.
