@@ -127,8 +127,9 @@ def build(
                 flat = flatten(spec)
             if module_digest(flat.digest, options.kernels) != module.MODEL_HASH:
                 raise DyngenError(
-                    f"the model changed after {path.name} was loaded by its structure key, so its spec and flat "
-                    "cannot be traced any more; take them from a new compile()"
+                    f"{path.name} was loaded by the model's structure key, but the model traced now builds to "
+                    "another module: either the model changed since (take spec and flat from a new compile()) "
+                    "or the structure key missed a change (call Simulation.rebuild(), and please report it)"
                 )
             return spec, flat
 
@@ -154,7 +155,10 @@ def _by_structure(
         return None
     digest, messages = known
     path = cached_module_path(directory, name, digest)
-    if module_hash(path) != digest:
+    try:
+        if module_hash(path) != digest:
+            return None
+    except OSError:  # unreadable: the full build reports or replaces it
         return None
     timings: dict[str, float] = {}
     with _timed(timings, "load", progress):

@@ -364,6 +364,76 @@ def test_editing_the_model_code_is_a_new_structure(model_file: Path, tmp_path: P
     assert third["stages"] == ["load"] and third["digest"] == first["digest"] and third["final"] == first["final"]
 
 
+HELPED_MODEL = textwrap.dedent(
+    """\
+    import json
+
+    from dyngen import Simulation, System
+    import helpers
+
+
+    class Decay(System):
+        def __init__(self):
+            super().__init__()
+            self.states.x = 1.0
+            self.helper = helpers.Rate()
+
+        @property
+        def bias(self):
+            return 0.0
+
+        def do_step(self, time):
+            self.ders.x = -self.helper.rate() * self.states.x + self.bias
+
+
+    if __name__ == "__main__":
+        sim, decay = Simulation(), Decay()
+        sim.add_system(decay)
+        result = sim.compile()
+        sim.simulate(1.0, 0.5, rtol=1e-10, atol=1e-12)
+        print(json.dumps({"stages": sorted(result.timings), "digest": result.digest, "x": float(decay.states.x)}))
+    """
+)
+HELPERS = textwrap.dedent(
+    """\
+    class Rate:
+        gain = 0.5
+
+        def rate(self):
+            return self.gain
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "rate", "bias"),
+    [("helpers.py", "gain = 0.5", "gain = 2.0", 2.0, 0.0),  # a class attribute of a helper object's class
+     ("helpers.py", "return self.gain", "return 4 * self.gain", 2.0, 0.0),  # its method, in another module
+     ("model.py", "return 0.0", "return 0.25", 0.5, 0.25)],  # a property of the system
+)  # fmt: skip
+def test_edits_of_code_the_key_does_not_reach_are_a_new_structure(
+    tmp_path: Path, file: str, old: str, new: str, rate: float, bias: float
+) -> None:
+    (tmp_path / "model.py").write_text(HELPED_MODEL)
+    (tmp_path / "helpers.py").write_text(HELPERS)
+    env = dict(os.environ, DYNGEN_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run() -> dict:
+        done = subprocess.run([sys.executable, "model.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = run()
+    assert first["x"] == pytest.approx(np.exp(-0.5), rel=1e-8)
+    assert run()["stages"] == ["load"]  # unchanged: found by its key
+    edited = tmp_path / file
+    edited.write_text(edited.read_text().replace(old, new))
+    second = run()
+    assert "trace" in second["stages"] and second["digest"] != first["digest"]
+    expected = bias / rate + (1 - bias / rate) * np.exp(-rate)
+    assert second["x"] == pytest.approx(expected, rel=1e-8)
+
+
 def test_spec_and_flat_of_a_module_found_by_structure_are_traced_on_demand(model, cache: Path) -> None:
     first = model.make("conn").compile()
     second = model.make("conn").compile()

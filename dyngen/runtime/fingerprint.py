@@ -20,7 +20,10 @@ describe (an opaque object) has no such key and is traced.
 from __future__ import annotations
 
 import hashlib
+import os
+import site
 import sys
+import sysconfig
 from functools import lru_cache
 from pathlib import Path
 from types import BuiltinFunctionType, CodeType
@@ -86,14 +89,14 @@ def _attribute_key(value: Any, ident: Callable[[Any], Any], depth: int = 0) -> A
         return repr(value)
     if isinstance(value, np.ndarray) and value.dtype != object:
         return (value.shape, str(value.dtype), hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest())
-    if isinstance(value, (tuple, list)) and set(map(type, value)) <= _PLAIN_NUMBERS:
+    if type(value) in (tuple, list) and set(map(type, value)) <= _PLAIN_NUMBERS:
         return (type(value).__name__, tuple(value))  # compared at C speed, any length
     if depth < _MAX_DEPTH:
         if isinstance(value, (tuple, list, set, frozenset)) and len(value) <= _MAX_ITEMS:
             items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
             return (type(value).__name__, tuple(_attribute_key(v, ident, depth + 1) for v in items))
         if isinstance(value, dict) and len(value) <= _MAX_ITEMS:
-            return ("dict", tuple((repr(k), _attribute_key(v, ident, depth + 1)) for k, v in value.items()))
+            return ("dict", tuple((_key_of_key(k, ident, depth), _attribute_key(v, ident, depth + 1)) for k, v in value.items()))
         if callable(value) and hasattr(value, "__code__"):
             return _function_key(value, ident)
         if isinstance(value, type) and not _is_library(value.__module__):
@@ -109,6 +112,13 @@ def _attribute_key(value: Any, ident: Callable[[Any], Any], depth: int = 0) -> A
     if _is_library_function(value):
         return ("library function", getattr(value, "__module__", None), getattr(value, "__qualname__", None))
     return ("o", ident(value))
+
+
+def _key_of_key(key: Any, ident: Callable[[Any], Any], depth: int) -> Any:
+    """A dict key: plain ones by repr, objects (a System, say) by what names them."""
+    if isinstance(key, (str, int, float, bool, type(None))):
+        return repr(key)
+    return _attribute_key(key, ident, depth + 1)
 
 
 @lru_cache(maxsize=4096)
@@ -139,6 +149,8 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
         _attribute_key(getattr(func, "__defaults__", None), ident),
         _attribute_key(getattr(func, "__kwdefaults__", None), ident),
     ]
+    if not _is_library(getattr(func, "__module__", None)):  # attributes set on the model's own functions
+        parts.append(_attribute_key(getattr(func, "__dict__", None) or None, ident))
     if owner is not None and not isinstance(owner, type):
         parts.append(_attribute_key(owner, ident))
     for cell in getattr(func, "__closure__", None) or ():
@@ -185,7 +197,7 @@ def _class_key(cls: type, ident: Callable[[Any], Any], seen: set | None = None) 
     seen.add(id(cls))
     parts = []
     for klass in cls.__mro__:
-        if klass.__module__.startswith(("dyngen", "dynode", "abc", "builtins")):
+        if klass.__module__.split(".")[0] in ("dyngen", "dynode", "abc", "builtins"):
             continue
         for name, value in vars(klass).items():
             if name.startswith("__") or name == "_abc_impl":  # ABCMeta's cache of every class
@@ -290,6 +302,43 @@ class _PersistentIdentity:
 
 
 @lru_cache(maxsize=1)
+def _library_roots() -> tuple[str, ...]:
+    """Folders of installed packages and the standard library."""
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots.update(site.getsitepackages() + [site.getusersitepackages()])
+    return tuple({os.path.join(form, "") for r in roots for form in (os.path.abspath(r), os.path.realpath(r))})
+
+
+def _user_sources_digest() -> str:
+    """The text of every loaded Python file that is not an installed library: the
+    model file and every module of the user's it imports.
+
+    Code the key does not reach (the methods of a helper object's class, a property,
+    a numba helper's globals) is covered this way: any edit of the user's sources is
+    a new key.
+    """
+    roots = _library_roots()
+    hasher = hashlib.sha256()
+    files = set()
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in ("dyngen", "dyngen_generated"):  # in _dyngen_source_digest; or generated
+            continue
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.endswith(".py") and not path.startswith(roots):
+            real = os.path.realpath(path)
+            if not real.startswith(roots):
+                files.add(real)
+    for path in sorted(files):
+        try:
+            text = Path(path).read_bytes()
+        except OSError:
+            text = b"<unreadable>"
+        hasher.update(path.encode("utf-8") + b"\0" + text + b"\0")
+    return hasher.hexdigest()
+
+
+@lru_cache(maxsize=1)
 def _dyngen_source_digest() -> str:
     """dyngen's own code and templates: what traces, derives and renders the model."""
     from ..render import template_dir
@@ -306,8 +355,9 @@ def structure_key(systems: list[Any], context: tuple) -> str | None:
     tree holds an object only its identity can describe.
 
     ``context`` is everything else the generated module depends on (its name, the
-    model file's folder, the build options).  The versions of dyngen's source,
-    Python, numpy and sympy are added here.
+    model file's folder, the build options).  dyngen's source, the text of the
+    user's loaded source files, and the Python, numpy and sympy versions are added
+    here.
     """
     import sympy
 
@@ -315,5 +365,5 @@ def structure_key(systems: list[Any], context: tuple) -> str | None:
         key = fingerprint(systems, _PersistentIdentity(systems))
     except _Opaque:
         return None
-    text = repr((key, context, _dyngen_source_digest(), sys.version, np.__version__, sympy.__version__))
+    text = repr((key, context, _dyngen_source_digest(), _user_sources_digest(), sys.version, np.__version__, sympy.__version__))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
