@@ -26,12 +26,15 @@ from .write import module_hash, write_module
 class _Front:
     """The traced and flattened model, or how to get them when a warm start skipped them."""
 
-    def __init__(self, stages: tuple[ModelSpec, FlatModel] | None, again: Callable[[], tuple[ModelSpec, FlatModel]]):
+    def __init__(
+        self, stages: tuple[ModelSpec, FlatModel] | None, again: Callable[[], tuple[ModelSpec, FlatModel]] | None = None
+    ) -> None:
         self._stages = stages
         self._again = again
 
     def get(self) -> tuple[ModelSpec, FlatModel]:
         if self._stages is None:
+            assert self._again is not None
             self._stages = self._again()
         return self._stages
 
@@ -201,7 +204,7 @@ def _build(
                 except DyngenError:  # a damaged cache entry: build it again
                     path.unlink(missing_ok=True)
                 else:
-                    return BuildResult(_Front((spec, flat), lambda: (spec, flat)), None, None, path, module, True, False, timings)
+                    return BuildResult(_Front((spec, flat)), None, None, path, module, True, False, timings)
     with _timed(timings, "lower", progress):
         kernel = lower(flat, options.kernels)  # FlatModel -> Kernel
     with _timed(timings, "render", progress):
@@ -215,4 +218,4 @@ def _build(
             if options.output_dir is None:  # never leave a module that fails in the cache
                 path.unlink(missing_ok=True)
             raise
-    return BuildResult(_Front((spec, flat), lambda: (spec, flat)), kernel, source, path, module, False, written, timings)
+    return BuildResult(_Front((spec, flat)), kernel, source, path, module, False, written, timings)
