@@ -245,3 +245,44 @@ def test_colliding_system_paths_are_a_model_error() -> None:
     sim.add_system(Named("a.b"))
     with pytest.raises(dyngen.ModelError, match="same path 'a.b'"):
         sim.compile()
+
+
+class _Rules:
+    """A module-level object that holds the function which reads it (a cycle)."""
+
+
+RULES = _Rules()
+RULES.scale = 2.0
+
+
+def _scaled_decay(system: System) -> object:
+    return -RULES.scale * system.states.x
+
+
+RULES.rule = _scaled_decay
+
+
+class RuledDecay(System):
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.x = 1.0
+
+    def do_step(self, time):
+        self.ders.x = RULES.rule(self)
+
+
+def test_a_global_object_holding_the_function_that_reads_it_is_fingerprinted() -> None:
+    """Once a RecursionError in the structural check (and the structure key)."""
+    from dyngen.runtime.fingerprint import fingerprint, structure_key
+
+    system = RuledDecay()
+    assert fingerprint([system]) == fingerprint([system])
+    key = structure_key([system], ("ruled",))
+    assert key is not None and key == structure_key([system], ("ruled",))
+    assert rhs_of(system, [1.0])[0] == -2.0
+    try:
+        RULES.scale = 3.0  # a constant inside the cycle: a new key and a rebuild
+        assert structure_key([system], ("ruled",)) != key
+        assert rhs_of(RuledDecay(), [1.0])[0] == -3.0
+    finally:
+        RULES.scale = 2.0

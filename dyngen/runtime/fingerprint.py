@@ -78,9 +78,10 @@ def _is_library(module_name: str | None) -> bool:
     return not module_name or module_name.split(".")[0] in _LIBRARIES
 
 
-def _attribute_key(value: Any, ident: Callable[[Any], Any], depth: int = 0) -> Any:
+def _attribute_key(value: Any, ident: Callable[[Any], Any], depth: int = 0, seen: set | None = None) -> Any:
     """A key that changes when a plain data value changes, also inside containers and
-    plain objects (what cannot be looked into, by identity)."""
+    plain objects (what cannot be looked into, by identity).  ``seen``: the functions
+    and classes already being keyed (a function reachable from its own globals)."""
     if isinstance(value, ParameterContainer):  # a system's container: its values are signals
         return ("container", ident(value))
     if isinstance(value, System):  # fingerprinted on its own
@@ -94,13 +95,14 @@ def _attribute_key(value: Any, ident: Callable[[Any], Any], depth: int = 0) -> A
     if depth < _MAX_DEPTH:
         if isinstance(value, (tuple, list, set, frozenset)) and len(value) <= _MAX_ITEMS:
             items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-            return (type(value).__name__, tuple(_attribute_key(v, ident, depth + 1) for v in items))
+            return (type(value).__name__, tuple(_attribute_key(v, ident, depth + 1, seen) for v in items))
         if isinstance(value, dict) and len(value) <= _MAX_ITEMS:
-            return ("dict", tuple((_key_of_key(k, ident, depth), _attribute_key(v, ident, depth + 1)) for k, v in value.items()))
+            return ("dict", tuple((_key_of_key(k, ident, depth, seen), _attribute_key(v, ident, depth + 1, seen))
+                                  for k, v in value.items()))  # fmt: skip
         if callable(value) and hasattr(value, "__code__"):
-            return _function_key(value, ident)
+            return _function_key(value, ident, seen)
         if isinstance(value, type) and not _is_library(value.__module__):
-            return _class_key(value, ident)
+            return _class_key(value, ident, seen)
         attributes = getattr(value, "__dict__", None)
         if (
             isinstance(attributes, dict)
@@ -108,17 +110,17 @@ def _attribute_key(value: Any, ident: Callable[[Any], Any], depth: int = 0) -> A
             and not _is_library(type(value).__module__)
             and len(attributes) <= _MAX_ITEMS
         ):  # a plain object of the model's (a dataclass of parameters, say)
-            return ("object", type(value).__qualname__, _attribute_key(attributes, ident, depth + 1))
+            return ("object", type(value).__qualname__, _attribute_key(attributes, ident, depth + 1, seen))
     if _is_library_function(value):
         return ("library function", getattr(value, "__module__", None), getattr(value, "__qualname__", None))
     return ("o", ident(value))
 
 
-def _key_of_key(key: Any, ident: Callable[[Any], Any], depth: int) -> Any:
+def _key_of_key(key: Any, ident: Callable[[Any], Any], depth: int, seen: set | None = None) -> Any:
     """A dict key: plain ones by repr, objects (a System, say) by what names them."""
     if isinstance(key, (str, int, float, bool, type(None))):
         return repr(key)
-    return _attribute_key(key, ident, depth + 1)
+    return _attribute_key(key, ident, depth + 1, seen)
 
 
 @lru_cache(maxsize=4096)
@@ -140,26 +142,26 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
     func = getattr(func, "__func__", func)
     if not hasattr(func, "__code__") and callable(func) and not isinstance(func, type):
         # a callable object: its attributes and its class's __call__
-        return ("callable", _attribute_key(func, ident), _class_key(type(func), ident, seen))
+        return ("callable", _attribute_key(func, ident, 0, seen), _class_key(type(func), ident, seen))
     if id(func) in seen or not hasattr(func, "__code__"):
         return ("o", ident(func))
     seen.add(id(func))
     parts: list = [
         ident(func),
-        _attribute_key(getattr(func, "__defaults__", None), ident),
-        _attribute_key(getattr(func, "__kwdefaults__", None), ident),
+        _attribute_key(getattr(func, "__defaults__", None), ident, 0, seen),
+        _attribute_key(getattr(func, "__kwdefaults__", None), ident, 0, seen),
     ]
     if not _is_library(getattr(func, "__module__", None)):  # attributes set on the model's own functions
-        parts.append(_attribute_key(getattr(func, "__dict__", None) or None, ident))
+        parts.append(_attribute_key(getattr(func, "__dict__", None) or None, ident, 0, seen))
     if owner is not None and not isinstance(owner, type):
-        parts.append(_attribute_key(owner, ident))
+        parts.append(_attribute_key(owner, ident, 0, seen))
     for cell in getattr(func, "__closure__", None) or ():
         try:
             contents = cell.cell_contents
         except ValueError:  # empty cell
             parts.append(None)
             continue
-        parts.append(_attribute_key(contents, ident))
+        parts.append(_attribute_key(contents, ident, 0, seen))
     globals_ = getattr(func, "__globals__", {})
     names = _global_names(func.__code__)
     for name in names:
@@ -177,7 +179,7 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
                             if not _is_library(inner.__module__):
                                 parts.append((name, attribute, _class_key(inner, ident, seen)))
                         elif not isinstance(inner, type(np)) and not _is_library_function(inner):
-                            parts.append((name, attribute, _attribute_key(inner, ident)))
+                            parts.append((name, attribute, _attribute_key(inner, ident, 0, seen)))
         elif callable(value) and hasattr(value, "__code__"):
             if not _is_library(getattr(value, "__module__", None)):  # the model's own helpers
                 parts.append((name, _function_key(value, ident, seen)))
@@ -185,7 +187,7 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
             if not _is_library(value.__module__):  # the model's own classes (a helper's methods)
                 parts.append((name, _class_key(value, ident, seen)))
         elif not _is_library_function(value):  # data, or an object with a __call__
-            parts.append((name, _attribute_key(value, ident)))
+            parts.append((name, _attribute_key(value, ident, 0, seen)))
     return tuple(parts)
 
 
@@ -205,7 +207,7 @@ def _class_key(cls: type, ident: Callable[[Any], Any], seen: set | None = None) 
             if callable(value) or isinstance(value, (staticmethod, classmethod)):
                 parts.append((name, _function_key(value, ident, seen)))
             elif not isinstance(value, property):
-                parts.append((name, _attribute_key(value, ident)))
+                parts.append((name, _attribute_key(value, ident, 0, seen)))
     return (ident(cls), tuple(parts))
 
 
