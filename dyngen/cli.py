@@ -77,7 +77,7 @@ def build(model: str, output: str, emit: str | None, timings: bool) -> None:
     flat = result.flat
     click.echo(
         f"{'wrote' if result.written else 'unchanged'} {result.path}: {flat.n_states} states, {len(flat.default_parameters)} parameters, "
-        f"{len(result.kernel.jac_sparsity)} Jacobian entries ({total:.2f} s)",
+        f"{result.kernel.jac_nnz} Jacobian entries ({total:.2f} s)",
         err=bool(emit),
     )
     if timings:

@@ -15,7 +15,19 @@ import os
 import sympy as sp
 
 from .errors import AlgebraicLoopError, ModelError
-from .ir import Assignment, FlatModel, ModelSpec, Signal, SignalRef, Slot, TracedFunction, Write
+from .ir import (
+    ArrayAssignment,
+    ArrayWrite,
+    Assignment,
+    FlatModel,
+    ModelSpec,
+    Signal,
+    SignalRef,
+    Slot,
+    TracedFunction,
+    Write,
+    symbol_names,
+)
 from .trace import TIME
 from .version import __version__
 
@@ -226,6 +238,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
     signals = {s.ref: s for s in spec.signals}
     writers = _writers(spec)
     der_of, warnings = _pair_ders(spec, signals, writers)
+    warnings = list(spec.notices) + warnings
 
     state_signals = [signals[SignalRef(s.path, "states", k)] for s in spec.systems for k in s.state_keys]
     states = _layout(state_signals)
@@ -235,8 +248,8 @@ def flatten(spec: ModelSpec) -> FlatModel:
     ]  # fmt: skip
     parameters = _layout(parameter_signals)
 
-    writes = [(fn, w) for fn in spec.functions for w in fn.writes]
-    owner = {sym: s.ref for s in spec.signals for sym in s.symbols}
+    writes = [(fn, w) for fn in spec.functions for w in fn.writes if isinstance(w, Write)]
+    owner = {sym: s.ref for s in spec.signals if not s.array for sym in s.symbols}
     order, _ = _topological(writes, owner, spec)
     assignments = tuple(
         Assignment(
@@ -249,9 +262,20 @@ def flatten(spec: ModelSpec) -> FlatModel:
         )
         for i in order
     )
+    # Vectors in array form read only states, parameters and element signals (trace
+    # checks it), so they come after every element assignment.
+    array_assignments = tuple(
+        ArrayAssignment(w.ref, signals[w.ref].size, w.segments, fn.info, w.location)
+        for fn in spec.functions for w in fn.writes if isinstance(w, ArrayWrite)
+    )  # fmt: skip
     warnings += _stale_reads(spec, writers)
 
-    derivatives = tuple(sym for slot in states for sym in signals[der_of[slot.ref]].symbols)
+    array_ders = {slot.ref: der_of[slot.ref] for slot in states if signals[der_of[slot.ref]].array}
+    derivatives = tuple(
+        sym
+        for slot in states
+        for sym in ((None,) * (slot.stop - slot.start) if slot.ref in array_ders else signals[der_of[slot.ref]].symbols)
+    )
     by_container: dict[tuple[str, str], list[SignalRef]] = {}
     for signal in spec.signals:
         by_container.setdefault((signal.ref.system, signal.ref.kind), []).append(signal.ref)
@@ -268,9 +292,9 @@ def flatten(spec: ModelSpec) -> FlatModel:
     default_states = tuple(v for s in state_signals for v in spec.defaults[s.ref])
 
     parts = [f"dyngen {__version__}", spec.name]
-    parts += [f"y {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]} der {der_of[slot.ref].key}" for slot in states]
-    parts += [f"p {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in parameters]
-    parts += [f"out {slot.ref} {slot.start} {slot.shape} {[s.name for s in slot.symbols]}" for slot in observed]
+    parts += [f"y {slot.ref} {slot.start} {slot.shape} {symbol_names(slot.symbols)} der {der_of[slot.ref].key}" for slot in states]
+    parts += [f"p {slot.ref} {slot.start} {slot.shape} {symbol_names(slot.symbols)}" for slot in parameters]
+    parts += [f"out {slot.ref} {slot.start} {slot.shape} {symbol_names(slot.symbols)}" for slot in observed]
     memo: dict[sp.Basic, str] = {}
     for a in assignments:
         parts.append(
@@ -279,6 +303,14 @@ def flatten(spec: ModelSpec) -> FlatModel:
             f"{relative_location(a.function.location, spec.source_root)} "
             f"{relative_location(a.location, spec.source_root)}"
         )
+    for b in array_assignments:
+        parts.append(
+            f"{b.ref} {b.size} = {[(g.start, g.stop, _structure(g.expr, memo)) for g in b.segments]} "
+            f"by {b.function.name} {b.function.kind} {b.function.system} "
+            f"{relative_location(b.function.location, spec.source_root)} "
+            f"{relative_location(b.location, spec.source_root)}"
+        )
+    parts += [f"offset {symbol.name} {o.ref} {o.offset}" for symbol, o in sorted(spec.offsets.items(), key=lambda x: x[0].name)]
     parts += [f"system {s.path} {s.class_name} {relative_location(s.location, spec.source_root)}" for s in spec.systems]
     parts += [f"constant {ref} {text}" for ref, text in spec.constants]
     parts += [f"warning {w}" for w in warnings]
@@ -298,4 +330,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
         systems=spec.systems,
         warnings=tuple(warnings),
         digest=_digest(parts),
+        array_assignments=array_assignments,
+        array_ders=array_ders,
+        offsets=dict(spec.offsets),
     )

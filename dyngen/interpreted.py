@@ -96,11 +96,27 @@ def _restore(saved: list) -> None:
         dict.update(container, items)
 
 
+def _vector_scale(a: np.ndarray, b: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Per sample and column: the largest magnitude of the column's signal (all its elements) then."""
+    magnitude = np.maximum(np.abs(a), np.abs(b))
+    scale = np.empty_like(magnitude)
+    signals = [name.rsplit("[", 1)[0] if name.endswith("]") else name for name in names]
+    start = 0
+    for stop in range(1, len(names) + 1):
+        if stop == len(names) or signals[stop] != signals[start]:
+            scale[:, start:stop] = magnitude[:, start:stop].max(axis=1, keepdims=True)
+            start = stop
+    return scale
+
+
 def _compare(a: np.ndarray, b: np.ndarray, names: tuple[str, ...], atol: float) -> tuple[float, float, str]:
+    """Largest absolute and relative difference; an element of a vector is measured
+    against the vector's largest element at that time (a near-zero element of a
+    vector differs by rounding only relative to the vector)."""
     if a.size == 0:
         return 0.0, 0.0, "-"
     diff = np.abs(a - b)
-    rel = diff / np.maximum(np.maximum(np.abs(a), np.abs(b)), atol)
+    rel = diff / np.maximum(_vector_scale(a, b, names), atol)
     if not rel.max() > 0:
         return 0.0, 0.0, "-"
     worst = np.unravel_index(int(np.argmax(rel)), rel.shape)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -29,17 +30,63 @@ class SignalRef:
         return f"{self.system}.{self.kind}{key}"
 
 
+class ElementSymbols(Sequence):
+    """The element symbols ``name_0 .. name_{n-1}`` of a large vector, made on demand.
+
+    A 100,000-element state traced in array form must not cost 100,000 sympy
+    symbols: only the elements read at a constant index (``u[0]``) are ever made.
+    Iterating makes every one (only the element form does that).
+    """
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self._size = size
+        self.created: dict[int, sp.Symbol] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - int or slice, as a tuple
+        if isinstance(index, slice):
+            return tuple(self[k] for k in range(*index.indices(self._size)))
+        k = index + self._size if index < 0 else index
+        if not 0 <= k < self._size:
+            raise IndexError(index)
+        symbol = self.created.get(k)
+        if symbol is None:
+            symbol = self.created[k] = sp.Symbol(f"{self.name}_{k}", real=True)
+        return symbol
+
+    def __repr__(self) -> str:
+        return f"{self.name}[0:{self._size}]"
+
+
 @dataclass(frozen=True)
 class Signal:
-    """A signal's shape and the sympy symbols of its elements (C order)."""
+    """A signal's shape and the sympy symbols of its elements (C order).
+
+    ``array``: a large 1-D vector traced in array form (``arrays.py``); its
+    ``symbols`` are an ``ElementSymbols`` made on demand.
+    """
 
     ref: SignalRef
     shape: tuple[int, ...]
-    symbols: tuple[sp.Symbol, ...]
+    symbols: Sequence[sp.Symbol]
 
     @property
     def size(self) -> int:
         return len(self.symbols)
+
+    @property
+    def array(self) -> bool:
+        return isinstance(self.symbols, ElementSymbols)
+
+
+def symbol_names(symbols: Sequence[sp.Symbol]) -> str:
+    """A text that names every symbol of a signal (compact for array signals)."""
+    if isinstance(symbols, ElementSymbols):
+        return repr(symbols)
+    return str([s.name for s in symbols])
 
 
 @dataclass(frozen=True)
@@ -68,10 +115,41 @@ class Write:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Elements ``start <= i < stop`` of an array value: one expression of the loop index.
+
+    In ``expr`` a relative symbol (``ModelSpec.offsets``) stands for ``base[i + k]``;
+    every other symbol is a scalar (an element ``u[m]``, a parameter, ``t``, ...).
+    """
+
+    start: int
+    stop: int
+    expr: sp.Basic
+
+
+@dataclass(frozen=True)
+class ArrayWrite:
+    """The value a function leaves in a large vector, as segments (array form)."""
+
+    ref: SignalRef
+    shape: tuple[int, ...]
+    segments: tuple[Segment, ...]
+    location: SourceLocation | None
+
+
+@dataclass(frozen=True)
+class Offset:
+    """What a relative symbol reads: element ``i + offset`` of ``ref``."""
+
+    ref: SignalRef
+    offset: int
+
+
+@dataclass(frozen=True)
 class TracedFunction:
     info: FunctionInfo
     reads: tuple[SignalRef, ...]  # signals read before this function wrote them
-    writes: tuple[Write, ...]
+    writes: tuple[Write | ArrayWrite, ...]
 
 
 @dataclass(frozen=True)
@@ -94,6 +172,8 @@ class ModelSpec:
     functions: tuple[TracedFunction, ...]  # dynode's imperative order
     defaults: dict[SignalRef, tuple[float, ...]] = field(hash=False)  # numeric values now
     constants: tuple[tuple[SignalRef, str], ...] = ()  # non-numeric values baked in
+    offsets: dict[sp.Symbol, Offset] = field(default_factory=dict, hash=False)  # relative symbols
+    notices: tuple[str, ...] = ()  # what the trace warns about (becomes a FlatModel warning)
 
     def __str__(self) -> str:
         lines = [f"ModelSpec {self.name}: {len(self.systems)} systems, {len(self.functions)} functions"]
@@ -104,8 +184,16 @@ class ModelSpec:
             for ref in fn.reads:
                 lines.append(f"    reads  {ref}")
             for write in fn.writes:
-                lines.append(f"    writes {write.ref} = {_show(write.exprs, write.shape)}")
+                if isinstance(write, ArrayWrite):
+                    lines.append(f"    writes {write.ref} = {show_segments(write.segments)}")
+                else:
+                    lines.append(f"    writes {write.ref} = {_show(write.exprs, write.shape)}")
         return "\n".join(lines)
+
+
+def show_segments(segments: tuple[Segment, ...]) -> str:
+    """``[a:b] expr; ...`` for an array value."""
+    return "; ".join(f"[{s.start}:{s.stop}] {s.expr}" for s in segments)
 
 
 def _show(exprs: tuple[sp.Basic, ...], shape: tuple[int, ...]) -> str:
@@ -127,6 +215,11 @@ class Slot:
     def stop(self) -> int:
         return self.start + len(self.symbols)
 
+    @property
+    def array(self) -> bool:
+        """A large vector in array form (its symbols are made on demand)."""
+        return isinstance(self.symbols, ElementSymbols)
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -141,6 +234,17 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class ArrayAssignment:
+    """A large vector computed in array form, after every element ``Assignment``."""
+
+    ref: SignalRef
+    size: int
+    segments: tuple[Segment, ...]
+    function: FunctionInfo
+    location: SourceLocation | None
+
+
+@dataclass(frozen=True)
 class FlatModel:
     """One state vector, one parameter vector, assignments in dataflow order."""
 
@@ -152,12 +256,16 @@ class FlatModel:
     default_parameters: tuple[float, ...]
     default_states: tuple[float, ...]
     assignments: tuple[Assignment, ...]  # topologically sorted
-    derivatives: tuple[sp.Symbol, ...]  # per y element: the symbol holding its derivative
+    derivatives: tuple[sp.Symbol | None, ...]  # per y element: the symbol holding its derivative
+    # (None: the element's derivative is computed by an ArrayAssignment)
     der_keys: tuple[tuple[str, str, str], ...]  # (system path, state key, der key), state order
     observed: tuple[Slot, ...]  # out layout: every input, output and der
     systems: tuple[SystemInfo, ...]
     warnings: tuple[str, ...]
     digest: str
+    array_assignments: tuple[ArrayAssignment, ...] = ()
+    array_ders: dict[SignalRef, SignalRef] = field(default_factory=dict, hash=False)  # array state -> der
+    offsets: dict[sp.Symbol, Offset] = field(default_factory=dict, hash=False)
 
     @property
     def n_states(self) -> int:
@@ -176,8 +284,13 @@ class FlatModel:
             lines.append(f"  p[{slot.start}:{slot.stop}] {slot.ref}")
         for a in self.assignments:
             lines.append(f"  {a.ref} = {_show(a.exprs, (len(a.exprs),))}   # {a.function.name}")
+        for b in self.array_assignments:
+            lines.append(f"  {b.ref} = {show_segments(b.segments)}   # {b.function.name}")
         for i, der in enumerate(self.derivatives):
-            lines.append(f"  dy[{i}] = {der}")
+            if der is not None:
+                lines.append(f"  dy[{i}] = {der}")
+        for state, der in self.array_ders.items():
+            lines.append(f"  d/dt {state} = {der}")
         for slot in self.observed:
             lines.append(f"  out[{slot.start}:{slot.stop}] {slot.ref}")
         for warning in self.warnings:
@@ -203,7 +316,8 @@ class Block:
 
     title: str  # one comment line per fused group, separated by newlines
     statements: tuple[Statement, ...]
-    loop: int = 0  # > 0: the statements are the body of ``for i in range(loop)``
+    loop: int = 0  # > 0: the statements are the body of ``for i in range(start, loop)``
+    start: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,6 +330,19 @@ class KernelFunction:
 
 
 @dataclass(frozen=True)
+class JacBlock:
+    """Jacobian entries of an array loop: rows ``row + k``, cols ``col + step * k``, k < n.
+
+    ``step`` is 1 for a band (``d dy[i] / d y[i + c]``), 0 for a column (``d dy[i] / d y[c]``).
+    """
+
+    row: int
+    col: int
+    step: int
+    n: int
+
+
+@dataclass(frozen=True)
 class Kernel:
     """CSE'd functions ready to print: rhs, jac, observe."""
 
@@ -223,9 +350,14 @@ class Kernel:
     functions: tuple[KernelFunction, ...]
     jac_sparsity: tuple[tuple[int, int], ...]  # a repeated (row, col) adds up
     tables: tuple[tuple[str, tuple[int, ...]], ...] = ()  # index arrays of the loops
+    jac_blocks: tuple[JacBlock, ...] = ()  # array loops' entries, after jac_sparsity's
+
+    @property
+    def jac_nnz(self) -> int:
+        return len(self.jac_sparsity) + sum(b.n for b in self.jac_blocks)
 
     def __str__(self) -> str:
-        lines = [f"Kernel {self.flat.name}: jac nnz={len(self.jac_sparsity)}"]
+        lines = [f"Kernel {self.flat.name}: jac nnz={self.jac_nnz}"]
         for name, values in self.tables:
             lines.append(f"  {name} = {list(values[:8])}{' ...' if len(values) > 8 else ''} ({len(values)})")
         for fn in self.functions:
@@ -234,7 +366,8 @@ class Kernel:
                 lines += [f"      # {title}" for title in block.title.split("\n")]
                 indent = "      "
                 if block.loop:
-                    lines.append(f"      for i in range({block.loop}):")
+                    bounds = f"{block.start}, {block.loop}" if block.start else f"{block.loop}"
+                    lines.append(f"      for i in range({bounds}):")
                     indent += "    "
                 for st in block.statements:
                     lines.append(f"{indent}{st.target} = {st.expr}")
@@ -262,4 +395,5 @@ class BuildOptions:
     cache_dir: str | None = None  # else the module cache (None: $DYNGEN_CACHE_DIR or ~/.cache/dyngen)
     always_render: bool = False  # lower and render even when the cache has the module
     kernels: bool = True  # loops over instances of equal structure (False: every signal unrolled)
+    arrays: bool = True  # large vectors traced and emitted as loops (False: element by element)
     progress: bool | None = None  # stage lines on stderr for slow builds (None: when stderr is a terminal)

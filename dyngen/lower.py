@@ -9,6 +9,7 @@ Each function computes only what it needs, with sympy's CSE over its expressions
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from typing import Iterable
 
@@ -17,7 +18,8 @@ import sympy as sp
 from .errors import CodegenError
 from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, group
-from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Statement
+from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Slot, Statement
+from .lower_arrays import ArrayCode, array_jacobian, array_observe, array_rhs
 from .lower_groups import lower_groups
 
 _PIECEWISE_CONSTANT = (sp.floor, sp.ceiling, sp.sign)
@@ -76,15 +78,40 @@ class _Definitions:
         return sorted(needed, key=self.rank.__getitem__)
 
 
-def _jacobian(flat: FlatModel, defs: _Definitions) -> dict[tuple[int, int], sp.Basic]:
-    state_index = {sym: i for slot in flat.states for i, sym in enumerate(slot.symbols, start=slot.start)}
+def _elements(slot: Slot) -> Iterable[tuple[int, sp.Symbol]]:
+    """(index in the slot, symbol) of the slot's symbols that exist (all, but array form's made ones)."""
+    if slot.array:
+        return sorted(slot.symbols.created.items())
+    return enumerate(slot.symbols)
+
+
+class _StateIndex:
+    """State symbol -> index in ``y`` (element symbols of array-form vectors as they are made)."""
+
+    def __init__(self, flat: FlatModel) -> None:
+        self.index = {symbol: slot.start + k for slot in flat.states if not slot.array for k, symbol in _elements(slot)}
+        self.arrays = [slot for slot in flat.states if slot.array]
+
+    def get(self, symbol: sp.Symbol) -> int | None:
+        found = self.index.get(symbol)
+        if found is None and self.arrays:  # made since: look in the (few) made ones
+            for slot in self.arrays:
+                self.index.update((s, slot.start + k) for k, s in slot.symbols.created.items())
+            found = self.index.get(symbol)
+        return found
+
+
+def _gradient(flat: FlatModel, defs: _Definitions):  # noqa: ANN202 - a closure
+    """``gradient(symbol)``: {state index: d symbol / d y[index]} by the chain rule."""
+    state_index = _StateIndex(flat)
     memo: dict[sp.Symbol, dict[int, sp.Basic]] = {}
 
     def gradient(symbol: sp.Symbol) -> dict[int, sp.Basic]:
         if symbol in memo:
             return memo[symbol]
-        if symbol in state_index:
-            result = {state_index[symbol]: sp.S.One}
+        position = state_index.get(symbol) if symbol not in defs.expr else None
+        if position is not None:
+            result = {position: sp.S.One}
         elif symbol in defs.expr:
             expr = defs.expr[symbol]
             result = {}
@@ -102,8 +129,14 @@ def _jacobian(flat: FlatModel, defs: _Definitions) -> dict[tuple[int, int], sp.B
         memo[symbol] = result
         return result
 
+    return gradient
+
+
+def _jacobian(flat: FlatModel, gradient) -> dict[tuple[int, int], sp.Basic]:  # noqa: ANN001
     entries = {}
     for i, der in enumerate(flat.derivatives):
+        if der is None:  # computed in array form
+            continue
         for j, value in sorted(gradient(der).items()):
             if value != 0:
                 entries[(i, j)] = value
@@ -124,12 +157,16 @@ def _function(
     doc: str,
     targets: list[tuple[sp.Indexed, sp.Basic, str]],
     targets_title: str,
+    tail: ArrayCode | None = None,
 ) -> KernelFunction:
-    needed = defs.closure(expr for _, expr, _ in targets)
+    tail = tail or ArrayCode()
+    needed = defs.closure([expr for _, expr, _ in targets] + tail.roots)
     uses: Counter[sp.Symbol] = Counter()
     for symbol in needed:
         uses.update(defs.expr[symbol].free_symbols)
     for _, expr, _ in targets:
+        uses.update(expr.free_symbols)
+    for expr in tail.roots:
         uses.update(expr.free_symbols)
 
     # A target that is just a signal used nowhere else is written in place of that signal.
@@ -181,18 +218,19 @@ def _function(
             statements.extend(temps_for(expr))
             statements.append(Statement(target, expr, comment))
         blocks.append(Block(targets_title, tuple(statements)))
+    blocks += tail.blocks
 
     used: set[sp.Symbol] = set()
     for block in blocks:
         for statement in block.statements:
             used |= statement.expr.free_symbols
     loads = []
-    states = [Statement(s, _Y[i], str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else ""))
-              for slot in flat.states for i, s in enumerate(slot.symbols, start=slot.start) if s in used]  # fmt: skip
+    states = [Statement(s, _Y[slot.start + k], str(slot.ref) + (f"[{k}]" if len(slot.symbols) > 1 else ""))
+              for slot in flat.states for k, s in _elements(slot) if s in used]  # fmt: skip
     if states:
         loads.append(Block("states", tuple(states)))
-    params = [Statement(s, _P[i], str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else ""))
-              for slot in flat.parameters for i, s in enumerate(slot.symbols, start=slot.start) if s in used]  # fmt: skip
+    params = [Statement(s, _P[slot.start + k], str(slot.ref) + (f"[{k}]" if len(slot.symbols) > 1 else ""))
+              for slot in flat.parameters for k, s in _elements(slot) if s in used]  # fmt: skip
     if params:
         loads.append(Block("parameters", tuple(params)))
     return KernelFunction(name, args, doc, tuple(loads + blocks))
@@ -205,43 +243,47 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
     structurally equal assignments is lowered as loops over instances
     (``lower_groups``); otherwise every signal gets its own lines.
     """
-    if kernels:
+    if kernels and not flat.array_assignments:  # (the loops over instances know no array form yet)
         groups = group(flat)
         if groups and max(g.n for g in groups) >= KERNEL_MIN_INSTANCES:
             return lower_groups(flat, groups, _clean_derivative)
     defs = _Definitions(flat)
-    state_labels = [
-        str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")
-        for slot in flat.states
-        for i in range(slot.start, slot.stop)
-    ]
+    starts = [slot.start for slot in flat.states]
 
-    rhs_targets = [(_DY[i], der, f"d/dt {state_labels[i]}") for i, der in enumerate(flat.derivatives)]
+    def state_label(i: int) -> str:
+        slot = flat.states[bisect_right(starts, i) - 1]
+        return str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")
+
+    rhs_targets = [(_DY[i], der, f"d/dt {state_label(i)}") for i, der in enumerate(flat.derivatives) if der is not None]
     rhs = _function(
         flat, defs, "rhs", ("t", "y", "p", "dy"),
         "Write the time derivatives of the states ``y`` at time ``t`` into ``dy``.",
-        rhs_targets, "derivatives",
+        rhs_targets, "derivatives", array_rhs(flat),
     )  # fmt: skip
 
-    entries = _jacobian(flat, defs)
+    gradient = _gradient(flat, defs)
+    entries = _jacobian(flat, gradient)
     jac_targets = [
-        (_VALUES[k], value, f"d({state_labels[i]})/d({state_labels[j]})")
+        (_VALUES[k], value, f"d({state_label(i)})/d({state_label(j)})")
         for k, ((i, j), value) in enumerate(entries.items())
     ]
+    array_jac = array_jacobian(flat, gradient, _clean_derivative, len(entries))
     jac_values = _function(
         flat, defs, "jac_values", ("t", "y", "p", "values"),
         "Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``.",
-        jac_targets, "Jacobian entries",
+        jac_targets, "Jacobian entries", array_jac,
     )  # fmt: skip
 
     observe_targets = []
     for slot in flat.observed:
+        if slot.array:  # written by array_observe
+            continue
         for i, symbol in enumerate(slot.symbols):
             label = str(slot.ref) + (f"[{i}]" if len(slot.symbols) > 1 else "")
             observe_targets.append((_OUT[slot.start + i], symbol, label))
     observe = _function(
         flat, defs, "observe", ("t", "y", "p", "out"),
         "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
-        observe_targets, "observed signals",
+        observe_targets, "observed signals", array_observe(flat),
     )  # fmt: skip
-    return Kernel(flat, (rhs, jac_values, observe), tuple(entries))
+    return Kernel(flat, (rhs, jac_values, observe), tuple(entries), jac_blocks=tuple(array_jac.jac_blocks))

@@ -126,7 +126,7 @@ def build(
 
         def again() -> tuple[ModelSpec, FlatModel]:
             with _gc_paused():
-                spec = trace(systems, sanitize(name), source_root)
+                spec = trace(systems, sanitize(name), source_root, options.arrays)
                 flat = flatten(spec)
             if module_digest(flat.digest, options.kernels) != module.MODEL_HASH:
                 raise DyngenError(
@@ -187,7 +187,7 @@ def _build(
     name = sanitize(name)  # it names a file and appears in the module: identifier characters only
     timings: dict[str, float] = {}
     with _timed(timings, "trace", progress):
-        spec = trace(systems, name, source_root)  # system tree -> ModelSpec
+        spec = trace(systems, name, source_root, options.arrays)  # system tree -> ModelSpec
     with _timed(timings, "flatten", progress):
         flat = flatten(spec)  # ModelSpec -> FlatModel
     digest = module_digest(flat.digest, options.kernels)  # the model's hash and the generator's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 from functools import lru_cache
@@ -9,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
+
+import numpy as np
 
 from .ir import Kernel, ModuleSource, Slot
 from .naming import comment_text
@@ -59,16 +62,77 @@ def module_digest(model_digest: str, kernels: bool = True) -> str:
 
 
 def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
-    """A layout table: states by bare key; parameters and observed by "kind.key"."""
+    """A layout table: states by bare key; parameters and observed by "kind.key".
+
+    ``names`` are the entries of the names tuple as source: one quoted name per
+    element, or one generator line for a vector in array form.
+    """
     systems: dict[str, list] = {}
     names = []
     for slot in slots:
         key = slot.ref.key if name == "STATES" else f"{slot.ref.kind}.{slot.ref.key}"
         systems.setdefault(slot.ref.system, []).append((key, slot.start, slot.stop, slot.shape))
+        if slot.array:
+            names.append(f'*({str(slot.ref)!r} + f"[{{k}}]" for k in range({len(slot.symbols)}))')
+            continue
         for i in range(len(slot.symbols)):
             suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
-            names.append(f"{slot.ref}{suffix}")
+            names.append(repr(f"{slot.ref}{suffix}"))
     return {"name": name, "systems": list(systems.items()), "names": names}
+
+
+def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
+    """A float64 vector as source: a literal, with vectors in array form as runs of equal values."""
+    if not any(slot.array for slot in slots):
+        return f"np.array([{', '.join(float_literal(v) for v in values)}], dtype=np.float64)"
+    parts, pending = [], []
+    for slot in slots:
+        chunk = values[slot.start:slot.stop]
+        if not slot.array:
+            pending += chunk
+            continue
+        if pending:
+            parts.append(f"np.array([{', '.join(float_literal(v) for v in pending)}])")
+            pending = []
+        runs: list[list] = []
+        for v in chunk:
+            if runs and (runs[-1][0] == v or (math.isnan(v) and math.isnan(runs[-1][0]))):
+                runs[-1][1] += 1
+            else:
+                runs.append([v, 1])
+        if len(runs) == 1:
+            parts.append(f"np.full({len(chunk)}, {float_literal(chunk[0])})  # {slot.ref}")
+        elif len(runs) <= len(chunk) // 8:
+            parts.append(
+                f"np.repeat(np.array([{', '.join(float_literal(v) for v, _ in runs)}]), "
+                f"np.array([{', '.join(str(n) for _, n in runs)}]))  # {slot.ref}"
+            )
+        else:  # exact bytes: 100,000 float literals would be slow to import
+            data = base64.b64encode(np.asarray(chunk, dtype="<f8").tobytes()).decode("ascii")
+            lines = [f'"{data[k:k + 96]}"' for k in range(0, len(data), 96)]
+            parts.append(
+                f"np.frombuffer(base64.b64decode(  # {slot.ref}: {len(chunk)} float64, little-endian\n        "
+                + "\n        ".join(lines) + "\n    ), dtype=\"<f8\")"
+            )
+    if pending:
+        parts.append(f"np.array([{', '.join(float_literal(v) for v in pending)}])")
+    return "np.concatenate((\n    " + ",\n    ".join(parts) + ",\n)).astype(np.float64)"
+
+
+def jac_pattern(kernel: Kernel) -> tuple[str, str]:
+    """JAC_ROWS and JAC_COLS as source: the element entries, then each array block by np.arange."""
+    rows = int_array([i for i, _ in kernel.jac_sparsity])
+    cols = int_array([j for _, j in kernel.jac_sparsity])
+    if not kernel.jac_blocks:
+        return rows, cols
+    row_parts, col_parts = [rows], [cols]
+    for b in kernel.jac_blocks:
+        row_parts.append(f"np.arange({b.row}, {b.row + b.n}, dtype=np.int64)")
+        if b.step:
+            col_parts.append(f"np.arange({b.col}, {b.col + b.n}, dtype=np.int64)")
+        else:
+            col_parts.append(f"np.full({b.n}, {b.col}, dtype=np.int64)")
+    return tuple("np.concatenate((\n    " + ",\n    ".join(p) + ",\n))" for p in (row_parts, col_parts))
 
 
 def float_literal(value: float) -> str:
@@ -113,10 +177,12 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
                     for st in block.statements
                 ],
                 "loop": block.loop,
+                "start": block.start,
             }
             for block in fn.blocks
         ]
         functions.append({"name": fn.name, "args": fn.args, "doc": fn.doc, "blocks": blocks, "scratch": fn.scratch})
+    jac_rows, jac_cols = jac_pattern(kernel)
     text = environment().get_template("module.py.j2").render(
         version=__version__,
         name=flat.name,
@@ -124,15 +190,16 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
         digest=digest,
         n_states=flat.n_states,
         n_parameters=len(flat.default_parameters),
-        n_observed=sum(len(s.symbols) for s in flat.observed),
+        n_observed=flat.n_observed,
         systems=[s.path for s in flat.systems],
         layouts=[_layout("STATES", flat.states), _layout("PARAMETERS", flat.parameters), _layout("OBSERVED", flat.observed)],
-        default_states=[float_literal(v) for v in flat.default_states],
-        default_parameters=[float_literal(v) for v in flat.default_parameters],
+        default_states=float_vector(flat.default_states, flat.states),
+        default_parameters=float_vector(flat.default_parameters, flat.parameters),
         derivative_keys=_derivative_keys(flat),
-        jac_nnz=len(kernel.jac_sparsity),
-        jac_rows=int_array([i for i, _ in kernel.jac_sparsity]),
-        jac_cols=int_array([j for _, j in kernel.jac_sparsity]),
+        defaults_at_end=any(slot.array for slot in (*flat.states, *flat.parameters)),
+        jac_nnz=kernel.jac_nnz,
+        jac_rows=jac_rows,
+        jac_cols=jac_cols,
         tables=[(name, int_array(values)) for name, values in kernel.tables],
         functions=functions,
     )

@@ -79,7 +79,7 @@ def as_sym(value: Any) -> Any:
 
 def is_symbolic(value: Any) -> bool:
     """True for ``Sym``/``SymArray`` and arrays or lists that contain them."""
-    if isinstance(value, (Sym, SymArray)):
+    if isinstance(value, (Sym, SymArray)) or _is_lazy(value):
         return True
     if isinstance(value, np.ndarray):
         return value.dtype == object and any(isinstance(v, Sym) for v in value.flat)
@@ -114,7 +114,16 @@ def wrap_result(value: Any) -> Any:
 # ------------------------------------------------------------------ elementwise maths
 
 
+def _is_lazy(value: Any) -> bool:
+    """A large vector in array form (``arrays.LazyArray``)."""
+    return getattr(type(value), "_dyngen_lazy", False)
+
+
 def _elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
+    if any(_is_lazy(a) for a in args):
+        from .arrays import elementwise  # the array form of large vectors
+
+        return elementwise(fn, *args)
     if not any(isinstance(a, (np.ndarray, list, tuple)) for a in args):
         return Sym(fn(*(to_expr(a) for a in args)))
     arrays = np.broadcast_arrays(*(as_object_array(a) for a in args))
@@ -332,6 +341,8 @@ def _plain(value: Any, nested: bool = False) -> Any:
 
 
 def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
+    if any(_is_lazy(a) or isinstance(a, (list, tuple)) and any(_is_lazy(b) for b in a) for a in args):
+        return NotImplemented  # numpy then asks the large vector (arrays.LazyArray)
     if func in _CUSTOM_FUNCTIONS:
         return _CUSTOM_FUNCTIONS[func](*args, **kwargs)
     if func in _STRUCTURAL_FUNCTIONS:

@@ -8,7 +8,7 @@ writes as sympy expressions.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,12 +23,27 @@ from .errors import (
     user_frame_location,
     user_traceback_location,
 )
-from .ir import FunctionInfo, ModelSpec, Signal, SignalRef, SystemInfo, TracedFunction, Write
+from .arrays import ARRAY_MIN, ArrayContext, ArrayTraceError, Base, finish, is_lazy, to_elements
+from .ir import (
+    ArrayWrite,
+    ElementSymbols,
+    FunctionInfo,
+    ModelSpec,
+    Signal,
+    SignalRef,
+    SystemInfo,
+    TracedFunction,
+    Write,
+)
 from .naming import NameRegistry, signal_identifier
 from .symbolic import Sym, SymArray, as_object_array, flatten_traced, symbols_like
 from .tree import FunctionCall, evaluation_order, function_location, function_name, walk
 
 TIME = sp.Symbol("t", real=True)
+# A model whose array-form trace fails is traced element by element when its large
+# vectors hold at most this many elements in all (the element form's cost grows
+# with every element: several ms each); beyond it the array-form error is reported.
+ELEMENT_FALLBACK_MAX = 2000
 
 
 def numeric_value(value: Any) -> np.ndarray | None:
@@ -85,7 +100,8 @@ class _ForeignContainer:
 class Tracer:
     """The container hook that turns reads and writes into sympy expressions."""
 
-    def __init__(self, nodes: list) -> None:
+    def __init__(self, nodes: list, arrays: bool = True) -> None:
+        self.arrays = ArrayContext() if arrays else None
         self.names = NameRegistry()
         self.owner: dict[int, tuple[str, str]] = {}
         self.signals: dict[SignalRef, Signal] = {}
@@ -119,12 +135,16 @@ class Tracer:
                 continue
             if kind == "states" and array.ndim == 0:
                 array = array.reshape(1)
-            self._new_signal(ref, array.shape)
+            self._new_signal(ref, array.shape, array=array.ndim == 1 and array.size >= ARRAY_MIN)
             self.defaults[ref] = tuple(float(v) for v in array.ravel())
 
-    def _new_signal(self, ref: SignalRef, shape: tuple[int, ...]) -> Signal:
+    def _new_signal(self, ref: SignalRef, shape: tuple[int, ...], array: bool = False) -> Signal:
         base = signal_identifier(ref.system, ref.kind, ref.key)
         size = int(np.prod(shape)) if shape else 1
+        if array and self.arrays is not None:
+            signal = Signal(ref, tuple(shape), ElementSymbols(self.names.unique_family(base, size), size))
+            self.signals[ref] = signal
+            return signal
         if size == 1:
             names = [self.names.unique(base)]
         else:
@@ -137,7 +157,14 @@ class Tracer:
         return signal
 
     def placeholder(self, signal: Signal) -> Any:
+        if signal.array:
+            return Base(self.arrays, signal)
         return symbols_like([s.name for s in signal.symbols], signal.shape)
+
+    @property
+    def array_elements(self) -> int:
+        """How many elements the signals traced in array form hold."""
+        return sum(s.size for s in self.signals.values() if s.array)
 
     # -- the hook -------------------------------------------------------------
     def read(self, container: ParameterContainer, key: Any, as_attribute: bool) -> Any:
@@ -202,6 +229,8 @@ class Tracer:
                 user_frame_location(),
             )
 
+        if is_lazy(value):
+            return value
         if isinstance(value, (np.ndarray, list, tuple)):
             try:
                 return as_object_array(value).view(SymArray)
@@ -250,10 +279,24 @@ class Tracer:
         frame = self.frame
         writes = []
         for ref, value in frame.local.items():
+            if is_lazy(value) and value.n < ARRAY_MIN:
+                value = to_elements(value)
+            if is_lazy(value):
+                writes.append(self._array_write(ref, value))
+                continue
             shape, exprs = flatten_traced(value)
             if ref.kind == "ders":
                 shape = (len(exprs),) if shape == () else shape
             existing = self.signals.get(ref)
+            if existing is not None and existing.array and existing.shape == shape:
+                if ref in self.read_ever:
+                    raise ArrayTraceError(
+                        f"{frame.info.name} writes the large vector {ref} element by element, "
+                        "but it was read as a whole",
+                        "write it with array operations (slices, np.concatenate, elementwise maths)",
+                        frame.write_locations.get(ref),
+                    )
+                existing = None
             if existing is None or existing.shape != shape:
                 if existing is not None and ref in self.read_ever:
                     raise TraceError(
@@ -270,11 +313,57 @@ class Tracer:
         self.frame = None
         return TracedFunction(frame.info, tuple(frame.reads), tuple(writes))
 
+    def _array_write(self, ref: SignalRef, value: Any) -> ArrayWrite:
+        frame = self.frame
+        shape = (value.n,)
+        existing = self.signals.get(ref)
+        if existing is None or existing.shape != shape or not existing.array:
+            if existing is not None and ref in self.read_ever:
+                raise ArrayTraceError(
+                    f"{frame.info.name} writes {ref} as a vector of {value.n} elements, but it was read "
+                    f"with shape {existing.shape}",
+                    "keep a signal's shape fixed: initialize it with the shape it is written with",
+                    frame.write_locations.get(ref),
+                )
+            self._new_signal(ref, shape, array=True)
+        if ref.kind == "ders" and ref.key not in self.der_keys[ref.system]:
+            self.der_keys[ref.system].append(ref.key)
+        self.written.setdefault(ref, frame.info.order)
+        return ArrayWrite(ref, shape, finish(value), frame.write_locations.get(ref))
 
-def trace(systems: list[Any], name: str, source_root: str) -> ModelSpec:
-    """Trace every function of the tree once; see the module docstring."""
+
+def trace(systems: list[Any], name: str, source_root: str, arrays: bool = True) -> ModelSpec:
+    """Trace every function of the tree once; see the module docstring.
+
+    With ``arrays``, 1-D vectors of at least ``ARRAY_MIN`` elements are traced in
+    array form (``arrays.py``).  When that fails and they are small enough, the model
+    is traced element by element instead, with a warning that says why.
+    """
+    if not arrays:
+        return _trace(systems, name, source_root, Tracer(walk(systems), arrays=False))
+    tracer = Tracer(walk(systems), arrays=True)
+    try:
+        return _trace(systems, name, source_root, tracer)
+    except TraceError as error:
+        if not tracer.array_elements:
+            raise
+        if tracer.array_elements > ELEMENT_FALLBACK_MAX:
+            error.problem += (
+                f" [large vectors ({tracer.array_elements} elements here) are traced in array form, "
+                "and this model cannot be traced element by element in reasonable time]"
+            )
+            raise
+        reason = str(error)
+    spec = _trace(systems, name, source_root, Tracer(walk(systems), arrays=False))
+    notice = (
+        f"the large vectors of the model are traced element by element (slower to build and run) "
+        f"because the array form cannot express this: {reason}"
+    )
+    return replace(spec, notices=spec.notices + (notice,))
+
+
+def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> ModelSpec:
     nodes = walk(systems)
-    tracer = Tracer(nodes)
     calls = evaluation_order(systems, nodes)
     containers = [getattr(n.system, k) for n in nodes for k in ("states", "ders", "inputs", "outputs")]
     for container in containers:
@@ -286,6 +375,7 @@ def trace(systems: list[Any], name: str, source_root: str) -> ModelSpec:
         FOREIGN_HOOK.reset(foreign)
         for container in containers:
             set_hook(container, None)
+    _check_array_reads(functions, tracer)
     infos = tuple(
         SystemInfo(
             path=n.path,
@@ -307,4 +397,20 @@ def trace(systems: list[Any], name: str, source_root: str) -> ModelSpec:
         functions=functions,
         defaults=dict(tracer.defaults),
         constants=constants,
+        offsets=dict(tracer.arrays.offsets) if tracer.arrays is not None else {},
     )
+
+
+def _check_array_reads(functions: tuple[TracedFunction, ...], tracer: Tracer) -> None:
+    """A vector in array form is computed in one function and read only there (for now)."""
+    written = {w.ref: fn for fn in functions for w in fn.writes}
+    for fn in functions:
+        for ref in fn.reads:
+            if tracer.signals[ref].array and ref in written:
+                raise ArrayTraceError(
+                    f"{fn.info.name} of {fn.info.system!r} reads the large vector {ref}, which "
+                    f"{written[ref].info.name} of {written[ref].info.system!r} computes: vectors in "
+                    "array form are not passed between functions yet",
+                    "compute the vector where it is used (from the states it depends on)",
+                    fn.info.location,
+                )

@@ -22,6 +22,7 @@ SOLVE_IVP_METHODS = ("BDF", "Radau", "LSODA", "RK45", "RK23", "DOP853")
 # Above this size a Jacobian this sparse is handed to solve_ivp as a CSC matrix.
 SPARSE_MIN_STATES = 100
 SPARSE_MAX_DENSITY = 0.1
+DENSE_MAX_STATES = 10_000  # a dense Jacobian of more states takes over 800 MB (and an O(n^3) LU)
 
 
 def non_finite_states(y: np.ndarray, state_name: Callable[[int], str]) -> str:
@@ -158,10 +159,21 @@ class SolveIvpIntegrator:
         )
 
 
-def jacobian_callable(module: object, p: np.ndarray) -> Callable[[float, np.ndarray], object]:
-    """The generated Jacobian as scipy wants it: dense, or CSC for large sparse models."""
+def check_dense_jacobian(method: str, n: int) -> None:
+    """Refuse a method that factors a dense Jacobian when ``n`` states make it unaffordable."""
+    if n > DENSE_MAX_STATES:
+        raise DyngenError(
+            f"integrator {method!r} works with the dense {n} x {n} Jacobian ({n * n * 8 / 1e9:.1f} GB and an "
+            f"O(n^3) factorization per step); for {n} states use 'dopri5' or 'dop853' (explicit), or "
+            "solve_ivp's 'BDF', 'Radau' or 'LSODA', which use the sparse Jacobian"
+        )
+
+
+def jacobian_callable(module: object, p: np.ndarray, sparse: bool = True) -> Callable[[float, np.ndarray], object]:
+    """The generated Jacobian as scipy wants it: dense, or CSC for large sparse models
+    (when the method takes one: ``sparse``)."""
     n = int(module.N_STATES)
-    if n >= SPARSE_MIN_STATES and module.JAC_NNZ <= SPARSE_MAX_DENSITY * n * n:
+    if sparse and n >= SPARSE_MIN_STATES and module.JAC_NNZ <= SPARSE_MAX_DENSITY * n * n:
         from scipy.sparse import csc_matrix
 
         rows, cols = module.JAC_ROWS, module.JAC_COLS

@@ -24,6 +24,7 @@ from .integrators import (
     Integrator,
     ScipyOdeIntegrator,
     SolveIvpIntegrator,
+    check_dense_jacobian,
     dynode_options,
     jacobian_callable,
     run_observed,
@@ -40,12 +41,16 @@ class Simulation:
 
     Same API and meaning as dynode 0.4's ``Simulation``; ``cache_dir`` (default
     ``$DYNGEN_CACHE_DIR`` or the user cache) is where generated modules are kept;
-    ``kernels=False`` emits one line per signal even where instances share a kernel.
+    ``kernels=False`` emits one line per signal even where instances share a kernel;
+    ``arrays=False`` traces and emits large vectors element by element.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, kernels: bool = True) -> None:
+    def __init__(
+        self, cache_dir: str | os.PathLike | None = None, kernels: bool = True, arrays: bool = True
+    ) -> None:
         self._systems: list[Any] = []
         self.kernels = kernels
+        self.arrays = arrays
         self._observers: list[Callable] = []
         self._t = 0
         self.cache_dir = cache_dir
@@ -92,7 +97,11 @@ class Simulation:
             progress = Progress(sanitize(name))
             source_root = str(Path(model_file).resolve().parent) if model_file else os.getcwd()
             model_file = Path(model_file).name if model_file else "<interactive>"
-            options = BuildOptions(cache_dir=None if self.cache_dir is None else str(self.cache_dir), kernels=self.kernels)
+            options = BuildOptions(
+                cache_dir=None if self.cache_dir is None else str(self.cache_dir),
+                kernels=self.kernels,
+                arrays=self.arrays,
+            )
             self._build = build(
                 self._systems,
                 name=name,
@@ -100,7 +109,7 @@ class Simulation:
                 model_file=model_file,
                 options=options,
                 progress=progress,
-                structure=structure_key(self._systems, (name, source_root, model_file, options.kernels)),
+                structure=structure_key(self._systems, (name, source_root, model_file, options.kernels, options.arrays)),
                 retrace=retrace,
             )
             self._progress = progress
@@ -228,9 +237,10 @@ class Simulation:
         if method in COMPILED_STIFF_METHODS:
             if fixed_step:
                 raise DyngenError("fixed_step=True needs dopri5 or dop853, not 'rodas4'")
+            check_dense_jacobian(method, model.n_states)
             return CompiledRosenbrockIntegrator(module, p, self._t, y0, options, model.state_name)
-        jac = jacobian_callable(module, p)
         if method in SOLVE_IVP_METHODS:
+            jac = jacobian_callable(module, p)
             if fixed_step:
                 raise DyngenError(f"fixed_step=True needs a scipy.integrate.ode method ({', '.join(SCIPY_ODE_METHODS)}), not {method!r}")
             t_bound = float(self._t)
@@ -244,6 +254,9 @@ class Simulation:
                 f"unknown integrator {method!r}; choose one of "
                 f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)}"
             )
+        if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
+            check_dense_jacobian(method, model.n_states)
+        jac = jacobian_callable(module, p, sparse=False)
         return ScipyOdeIntegrator(
             f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
         )

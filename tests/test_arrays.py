@@ -1,0 +1,216 @@
+"""Large vector states in array form (issue 4): loops over the vector, not a line per element.
+
+Checked against independent references:
+
+- dynode 0.4 running the same model files (``examples/reaction_diffusion.py`` with
+  500-point vectors, ``tests/arrays_model.py``) within 1e-9 relative;
+- the element form of the same model (``Simulation(arrays=False)``): rhs, Jacobian
+  and observed signals at random points, and the trajectories;
+- central finite differences of the generated rhs for the Jacobian (bands, columns
+  and the chain rule through another system's output);
+- the module's shape: the same loops and lines for 1,000 and 100,000 points.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import dyngen
+from dyngen.errors import DyngenError, TraceError
+from dyngen.ir import BuildOptions
+from dyngen.pipeline import build
+from dynode_compare import Run, assert_same_runs, build_simulation, load_model_source, run, run_both
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "reaction_diffusion.py"
+MODELS = Path(__file__).resolve().parent / "arrays_model.py"
+
+
+def simulation(path: Path, builder: str, n: int, arrays: bool = True) -> Any:
+    sim = build_simulation(path, "dyngen", builder, n)
+    sim.arrays = arrays
+    return sim
+
+
+def module_of(path: Path, builder: str, n: int, arrays: bool = True) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dyngen.DyngenWarning)
+        return simulation(path, builder, n, arrays).compile().module
+
+
+def relative(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Largest difference relative to the largest magnitude (vectors: normwise)."""
+    return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-300))
+
+
+def evaluate(module: Any, t: float, y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dy = np.full(module.N_STATES, np.nan)
+    module.rhs(t, y, p, dy)
+    J = np.full((module.N_STATES, module.N_STATES), np.nan)
+    module.jac(t, y, p, J)
+    out = np.full(module.N_OBSERVED, np.nan)
+    module.observe(t, y, p, out)
+    return dy, J, out
+
+
+def random_point(module: Any, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = module.DEFAULT_STATES + rng.normal(0.0, 0.3, module.N_STATES)
+    p = module.DEFAULT_PARAMETERS * rng.uniform(0.8, 1.2, module.N_PARAMETERS)
+    return 1.3, y, p
+
+
+def assert_series_close(ours: Run, theirs: Run) -> None:
+    """States within 1e-9 of dynode's (normwise per vector and sample); ders and outputs
+    within 1e-6: a Laplacian multiplies the states' last-digit differences by 1/dx^2."""
+    assert np.array_equal(ours.observed_t, theirs.observed_t)
+    assert relative(ours.observed_y, theirs.observed_y) < 1e-9
+    for path in ours.paths:
+        assert sorted(ours.series[path]) == sorted(theirs.series[path])
+        for key, expected in theirs.series[path].items():
+            bound = 1e-9 if key.startswith(("states.", "inputs.", "time")) else 1e-6
+            assert relative(ours.series[path][key], expected) < bound, (path, key)
+
+
+# ----------------------------------------------------------------------------- against dynode
+
+
+@pytest.mark.parametrize("integrator", ["dopri5", "dop853"])
+def test_reaction_diffusion_with_500_points_matches_dynode(integrator: str) -> None:
+    # Tight tolerances: with dynode's (rtol 1e-6) a step that is accepted or rejected by
+    # rounding (both compute the same maths in another order) moves the result by ~rtol.
+    ours, theirs = run_both(lambda backend: build_simulation(EXAMPLE, backend, "build", 500), 10.0, 0.5,
+                            integrator=integrator, rtol=1e-10, atol=1e-12)  # fmt: skip
+    assert_series_close(ours, theirs)
+
+
+def test_lattice_with_rolls_where_clip_and_a_coupled_system_matches_dynode() -> None:
+    ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend, "build_lattice", 300), 5.0, 0.1,
+                            rtol=1e-10, atol=1e-12)  # fmt: skip
+    assert_series_close(ours, theirs)
+
+
+# ----------------------------------------------------------------------------- against the element form
+
+
+@pytest.mark.parametrize(("path", "builder"), [(EXAMPLE, "build"), (MODELS, "build_lattice")], ids=["gray_scott", "lattice"])
+def test_array_and_element_forms_compute_the_same_functions(path: Path, builder: str) -> None:
+    arrays, elements = module_of(path, builder, 100), module_of(path, builder, 100, arrays=False)
+    assert "for i in range(1, 99)" in Path(arrays.__file__).read_text() or "for i in range(" in Path(arrays.__file__).read_text()
+    assert "for i in range(" not in Path(elements.__file__).read_text().split("def rhs(")[1].split("\n\n\n")[0]
+    assert arrays.STATE_NAMES == elements.STATE_NAMES and arrays.OBSERVED_NAMES == elements.OBSERVED_NAMES
+    assert np.array_equal(arrays.DEFAULT_STATES, elements.DEFAULT_STATES)
+    assert np.array_equal(arrays.DEFAULT_PARAMETERS, elements.DEFAULT_PARAMETERS)
+    for seed in range(3):
+        t, y, p = random_point(arrays, seed)
+        dy_a, J_a, out_a = evaluate(arrays, t, y, p)
+        dy_e, J_e, out_e = evaluate(elements, t, y, p)
+        assert relative(dy_a, dy_e) < 1e-13
+        assert relative(J_a, J_e) < 1e-13
+        assert relative(out_a, out_e) < 1e-13
+        # the sparse pattern holds every non-zero of the element form's Jacobian
+        pattern = np.zeros_like(J_a, dtype=bool)
+        pattern[arrays.JAC_ROWS, arrays.JAC_COLS] = True
+        assert not np.any(J_e[~pattern])
+
+
+def test_array_and_element_forms_give_the_same_trajectories() -> None:
+    runs = [run(simulation(MODELS, "build_lattice", 100, arrays), "dyngen", 3.0, 0.1) for arrays in (True, False)]
+    assert relative(runs[0].observed_y, runs[1].observed_y) < 1e-10
+    for key, values in runs[1].series["1:Lattice"].items():
+        assert relative(runs[0].series["1:Lattice"][key], values) < 1e-10, key
+
+
+def test_jacobian_of_the_loops_matches_finite_differences() -> None:
+    module = module_of(MODELS, "build_lattice", 70)
+    t, y, p = random_point(module, 7)
+    y[module.STATES["Lattice"]["phase"][0]] = 0.2 - t  # the clipped drive inside its bounds
+    _, J, _ = evaluate(module, t, y, p)
+    n = module.N_STATES
+    fd = np.empty((n, n))
+    plus, minus = np.empty(n), np.empty(n)
+    for j in range(n):
+        h = 1e-6 * max(1.0, abs(y[j]))
+        yp, ym = y.copy(), y.copy()
+        yp[j] += h
+        ym[j] -= h
+        module.rhs(t, yp, p, plus)
+        module.rhs(t, ym, p, minus)
+        fd[:, j] = (plus - minus) / (yp[j] - ym[j])
+    assert relative(J, fd) < 1e-6
+    driver_z = module.STATES["Driver"]["z"][0]
+    assert np.any(J[2:, driver_z] != 0)  # the chain rule through the connected gain
+
+
+# ----------------------------------------------------------------------------- the module's shape
+
+
+def _functions(text: str) -> dict[str, list[str]]:
+    out = {}
+    for name in ("rhs", "jac_values", "observe"):
+        body = text.split(f"\ndef {name}(")[1].split("\n\n\n")[0]
+        out[name] = body.splitlines()
+    return out
+
+
+def test_the_module_is_the_same_loops_for_1000_and_100000_points(tmp_path: Path) -> None:
+    texts = {}
+    for n in (1000, 100_000):
+        model = load_model_source(EXAMPLE, "dyngen")
+        sim = model.build(n)
+        result = build(sim.systems, name=f"gs{n}", source_root=str(ROOT / "examples"), model_file=EXAMPLE.name,
+                       options=BuildOptions(output_dir=str(tmp_path)))  # fmt: skip
+        assert result.flat.n_states == 2 * n
+        texts[n] = _functions(result.source.text)
+        assert result.kernel.jac_nnz == len(result.module.JAC_ROWS) == len(result.module.JAC_COLS)
+    small, large = texts[1000], texts[100_000]
+    for name in small:
+        assert len(small[name]) == len(large[name]) < 120, name
+        assert sum("for i in range(" in line for line in large[name]) >= 1
+    assert any("for i in range(1, 99999):" in line for line in large["rhs"])
+
+
+# ----------------------------------------------------------------------------- what the array form cannot express
+
+
+def test_an_unsupported_operation_on_a_small_vector_falls_back_to_the_element_form_with_a_warning() -> None:
+    with pytest.warns(dyngen.DyngenWarning, match=r"(?s)traced element by element.*np\.sum"):
+        ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend, "build_summed", 100), 2.0, 0.1)
+    assert_same_runs(ours, theirs)
+
+
+def test_a_vector_passed_between_systems_falls_back_to_the_element_form() -> None:
+    with pytest.warns(dyngen.DyngenWarning, match=r"(?s)Source\.outputs\.u.*not passed between functions"):
+        ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend, "build_shared", 80), 2.0, 0.1)
+    assert_same_runs(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("builder", "problem", "hint"),
+    [
+        ("build_summed", r"np\.sum of a traced large vector", "np.concatenate"),
+        ("build_filled", r"item assignment to a traced large vector", r"np\.concatenate"),
+    ],
+)
+def test_an_unsupported_operation_on_a_large_vector_is_a_clear_error(tmp_path: Path, builder: str, problem: str, hint: str) -> None:
+    sim = build_simulation(MODELS, "dyngen", builder, 5000)
+    with pytest.raises(TraceError, match=problem) as caught:
+        build(sim.systems, name="large", source_root=str(MODELS.parent), model_file=MODELS.name,
+              options=BuildOptions(output_dir=str(tmp_path)))  # fmt: skip
+    message = str(caught.value)
+    assert "arrays_model.py:" in message and "do_step" in message
+    assert re.search(hint, message)
+    assert "cannot be traced element by element in reasonable time" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_integrators_with_a_dense_jacobian_refuse_huge_models() -> None:
+    sim = build_simulation(EXAMPLE, "dyngen", "build", 6000)  # 12,000 states
+    with pytest.raises(DyngenError, match=r"dense 12000 x 12000 Jacobian.*'BDF'"):
+        sim.simulate(0.1, 0.1, integrator="rodas4")
