@@ -27,7 +27,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import CodegenError, TraceError, user_frame_location
-from .ir import Offset, Segment, Signal, SignalRef
+from .ir import Offset, Reduction, Segment, Signal, SignalRef
 from .symbolic import UFUNCS, Sym, SymArray, boolean, numeric, to_expr
 
 ARRAY_MIN = 64  # 1-D vectors of at least this many elements are traced in array form
@@ -49,8 +49,15 @@ class ArrayContext:
 
     def __init__(self) -> None:
         self.offsets: dict[sp.Symbol, Offset] = {}
+        self.reductions: list[Reduction] = []
         self._relative: dict[tuple[SignalRef, int], sp.Symbol] = {}
         self._signals: dict[SignalRef, Signal] = {}
+
+    def reduction(self, value: "LazyArray") -> sp.Symbol:
+        """A scalar symbol for ``np.sum(value)``, its summand kept as segments."""
+        symbol = sp.Symbol(f"r{len(self.reductions)}", real=True)
+        self.reductions.append(Reduction(symbol, value.n, finish(value), user_frame_location()))
+        return symbol
 
     def relative(self, signal: Signal, k: int) -> sp.Symbol:
         """The symbol of ``signal[i + k]``, ``i`` the loop index."""
@@ -162,8 +169,7 @@ def _unsupported_function(name: str) -> ArrayTraceError:
         f"{name} of a traced large vector (at least {ARRAY_MIN} elements, traced in array form) "
         "is not supported yet",
         "build the value with slicing, np.concatenate, np.roll, np.diff, np.where and "
-        "elementwise arithmetic/ufuncs (reductions of large vectors, np.sum, np.mean, @, "
-        "are not in the array form yet)",
+        "elementwise arithmetic/ufuncs, np.sum, np.mean and np.dot/@ of vectors",
     )
 
 
@@ -246,9 +252,19 @@ class LazyArray:
         return elementwise(UFUNCS[np.invert], self)
 
     def __matmul__(self, other: Any) -> Any:
-        raise _unsupported_function("@ (a matrix product)")
+        return _dot(self, other)
 
-    __rmatmul__ = __matmul__
+    def __rmatmul__(self, other: Any) -> Any:
+        return _dot(other, self)
+
+    def sum(self, axis: Any = None, **kwargs: Any) -> Sym:
+        return _sum(self, axis, **kwargs)
+
+    def mean(self, axis: Any = None, **kwargs: Any) -> Sym:
+        return _mean(self, axis, **kwargs)
+
+    def dot(self, other: Any) -> Any:
+        return _dot(self, other)
 
     def __bool__(self) -> bool:
         raise _error(
@@ -288,6 +304,10 @@ class LazyArray:
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if method == "__call__" and not kwargs and ufunc in UFUNCS:
             return elementwise(UFUNCS[ufunc], *inputs)
+        if method == "__call__" and ufunc is np.matmul and not kwargs and len(inputs) == 2:
+            return _dot(*inputs)
+        if method == "reduce" and ufunc is np.add and not kwargs and len(inputs) == 1:
+            return _sum(inputs[0])
         if method == "reduce" or ufunc is np.matmul:
             raise _unsupported_function(f"np.{ufunc.__name__}{'.' + method if method != '__call__' else ''}")
         if kwargs:
@@ -476,6 +496,31 @@ def _concatenate(arrays: Any, axis: Any = 0, out: Any = None, **kwargs: Any) -> 
     return Concat(ctx, tuple(parts))
 
 
+def _sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, **kwargs: Any) -> Any:
+    if axis not in (None, 0, -1) or dtype is not None or out is not None or kwargs:
+        raise _error("np.sum of a traced vector with dtype, out, keepdims or where", "sum the whole vector: np.sum(u)")
+    if not isinstance(a, LazyArray):
+        return np.sum(a)
+    if a.n < ARRAY_MIN:  # a short slice: the sum of its elements
+        return Sym(sp.Add(*(a.element(k) for k in range(a.n))))
+    return Sym(a.ctx.reduction(a))
+
+
+def _mean(a: Any, axis: Any = None, **kwargs: Any) -> Any:
+    return _sum(a, axis, **kwargs) / len(a)
+
+
+def _dot(a: Any, b: Any, out: Any = None) -> Any:
+    """``np.dot``/``@`` with a traced vector: the sum of the elementwise product."""
+    if out is not None:
+        raise _error("np.dot(..., out=...) of a traced vector", "assign the result instead")
+    if any(not isinstance(x, LazyArray) and np.ndim(x) > 1 for x in (a, b)):
+        raise _error("a matrix product of a traced large vector with a matrix", "write the sums explicitly")
+    if any(not isinstance(x, LazyArray) and np.ndim(x) == 0 for x in (a, b)):
+        return a * b  # numpy: a scalar times a vector
+    return _sum(a * b)
+
+
 def _roll(a: LazyArray, shift: Any, axis: Any = None) -> LazyArray:
     if axis not in (None, 0) or not isinstance(shift, (numbers.Integral, np.integer)):
         raise _error("np.roll of a traced vector by a non-constant shift or along an axis", "roll 1-D vectors by a constant")
@@ -526,6 +571,12 @@ _FUNCTIONS: dict[Callable, Callable] = {
     np.zeros_like: _fill(lambda args: sp.Float(0.0)),
     np.ones_like: _fill(lambda args: sp.Float(1.0)),
     np.full_like: _fill(lambda args: numeric(to_expr(args[0]))),
+    np.sum: _sum,
+    np.mean: _mean,
+    np.dot: _dot,
+    np.inner: _dot,
+    np.vdot: _dot,
+    np.matmul: _dot,
     np.size: lambda a, axis=None: a.n,
     np.shape: lambda a: a.shape,
     np.ndim: lambda a: 1,

@@ -75,9 +75,10 @@ def build(model: str, output: str, emit: str | None, timings: bool) -> None:
     if emit:
         click.echo(str(getattr(result, emit)))
     flat = result.flat
+    jacobian = "no Jacobian" if result.kernel.no_jacobian else f"{result.kernel.jac_nnz} Jacobian entries"
     click.echo(
         f"{'wrote' if result.written else 'unchanged'} {result.path}: {flat.n_states} states, {len(flat.default_parameters)} parameters, "
-        f"{result.kernel.jac_nnz} Jacobian entries ({total:.2f} s)",
+        f"{jacobian} ({total:.2f} s)",
         err=bool(emit),
     )
     if timings:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+from dataclasses import dataclass
 
 import sympy as sp
 
@@ -127,40 +128,66 @@ def _pair_ders(spec: ModelSpec, signals: dict[SignalRef, Signal], writers) -> tu
     return pairs, warnings
 
 
-def _topological(writes: list[tuple[TracedFunction, Write]], owner: dict[sp.Symbol, SignalRef], spec: ModelSpec):
-    index = {w.ref: i for i, (_, w) in enumerate(writes)}
+@dataclass(frozen=True)
+class _Node:
+    """One thing computed in dataflow order: an element signal, or a sum over a vector."""
+
+    key: object  # the signal's ref, or the sum's symbol
+    exprs: tuple[sp.Basic, ...]
+    priority: tuple[int, int]  # among ready nodes: dynode's evaluation order
+    label: str  # for an algebraic loop's description
+    origin: str
+
+
+def _write_nodes(writes: list[tuple[TracedFunction, Write]], spec: ModelSpec) -> list[_Node]:
+    return [
+        _Node(w.ref, w.exprs, (fn.info.order, n), str(w.ref),
+              f"is computed by {fn.info.name} of {fn.info.system!r} ({relative_location(w.location, spec.source_root)})")
+        for n, (fn, w) in enumerate(writes)
+    ]  # fmt: skip
+
+
+def _reduction_nodes(spec: ModelSpec) -> list[_Node]:
+    return [
+        _Node(r.symbol, tuple(s.expr for s in r.segments), (-1, n), f"np.sum ({relative_location(r.location, spec.source_root)})",
+              "is a sum over a vector")
+        for n, r in enumerate(spec.reductions)
+    ]  # fmt: skip
+
+
+def _topological(nodes: list[_Node], owner: dict[sp.Symbol, object]) -> list[int]:
+    index = {node.key: i for i, node in enumerate(nodes)}
     deps: list[set[int]] = []
-    for fn, write in writes:
+    for node in nodes:
         needed = set()
-        for expr in write.exprs:
+        for expr in node.exprs:
             for symbol in expr.free_symbols:
-                ref = owner.get(symbol)
-                if ref in index:
-                    needed.add(index[ref])
+                key = owner.get(symbol)
+                if key in index:
+                    needed.add(index[key])
         deps.append(needed)
-    users: list[list[int]] = [[] for _ in writes]
+    users: list[list[int]] = [[] for _ in nodes]
     remaining = [len(d) for d in deps]
     for i, d in enumerate(deps):
         for j in d:
             users[j].append(i)
-    priority = [(fn.info.order, n) for n, (fn, _) in enumerate(writes)]
-    ready = [priority[i] for i in range(len(writes)) if remaining[i] == 0]
+    ready = [nodes[i].priority + (i,) for i in range(len(nodes)) if remaining[i] == 0]
     heapq.heapify(ready)
     order = []
     while ready:
-        _, i = heapq.heappop(ready)
+        i = heapq.heappop(ready)[-1]
         order.append(i)
         for u in users[i]:
             remaining[u] -= 1
             if remaining[u] == 0:
-                heapq.heappush(ready, priority[u])
-    if len(order) < len(writes):
-        stuck = {i for i in range(len(writes)) if remaining[i] > 0}
-        raise AlgebraicLoopError(_describe_cycle(stuck, deps, writes, spec))
-    return order, deps
+                heapq.heappush(ready, nodes[u].priority + (u,))
+    if len(order) < len(nodes):
+        stuck = {i for i in range(len(nodes)) if remaining[i] > 0}
+        raise AlgebraicLoopError(_describe_cycle(stuck, deps, nodes))
+    return order
 
 
-def _describe_cycle(stuck: set[int], deps, writes, spec: ModelSpec) -> str:
+def _describe_cycle(stuck: set[int], deps: list[set[int]], nodes: list[_Node]) -> str:
     start = min(stuck)
     path, seen = [start], {start: 0}
     node = start
@@ -172,14 +199,10 @@ def _describe_cycle(stuck: set[int], deps, writes, spec: ModelSpec) -> str:
         seen[node] = len(path)
         path.append(node)
     cycle.reverse()  # show it in the direction the values flow
-    chain = " -> ".join(str(writes[i][1].ref) for i in cycle)
+    chain = " -> ".join(nodes[i].label for i in cycle)
     lines = [f"algebraic loop: {chain}"]
     for i in cycle[:-1]:
-        fn, write = writes[i]
-        lines.append(
-            f"    {write.ref} is computed by {fn.info.name} of {fn.info.system!r} "
-            f"({relative_location(write.location, spec.source_root)})"
-        )
+        lines.append(f"    {nodes[i].label} {nodes[i].origin}")
     lines.append(
         "  each of these signals needs the next one within the same evaluation; break the "
         "loop with a state (e.g. a first-order lag) or solve the equations in one function"
@@ -249,19 +272,17 @@ def flatten(spec: ModelSpec) -> FlatModel:
     parameters = _layout(parameter_signals)
 
     writes = [(fn, w) for fn in spec.functions for w in fn.writes if isinstance(w, Write)]
-    owner = {sym: s.ref for s in spec.signals if not s.array for sym in s.symbols}
-    order, _ = _topological(writes, owner, spec)
-    assignments = tuple(
-        Assignment(
-            ref=writes[i][1].ref,
-            symbols=signals[writes[i][1].ref].symbols,
-            exprs=writes[i][1].exprs,
-            function=writes[i][0].info,
-            location=writes[i][1].location,
-            reads=writes[i][0].reads,
-        )
-        for i in order
-    )
+    owner: dict[sp.Symbol, object] = {sym: s.ref for s in spec.signals if not s.array for sym in s.symbols}
+    owner.update((r.symbol, r.symbol) for r in spec.reductions)
+    order = _topological(_write_nodes(writes, spec) + _reduction_nodes(spec), owner)
+    assignments, reductions = [], []
+    for i in order:
+        if i >= len(writes):  # a sum: computed after the assignments before it
+            reductions.append((len(assignments), spec.reductions[i - len(writes)]))
+            continue
+        fn, write = writes[i]
+        assignments.append(Assignment(write.ref, signals[write.ref].symbols, write.exprs, fn.info, write.location, fn.reads))
+    assignments = tuple(assignments)
     # Vectors in array form read only states, parameters and element signals (trace
     # checks it), so they come after every element assignment.
     array_assignments = tuple(
@@ -310,6 +331,8 @@ def flatten(spec: ModelSpec) -> FlatModel:
             f"{relative_location(b.function.location, spec.source_root)} "
             f"{relative_location(b.location, spec.source_root)}"
         )
+    parts += [f"sum after {k} {r.symbol} {r.size} {[(g.start, g.stop, _structure(g.expr, memo)) for g in r.segments]} "
+              f"{relative_location(r.location, spec.source_root)}" for k, r in reductions]
     parts += [f"offset {symbol.name} {o.ref} {o.offset}" for symbol, o in sorted(spec.offsets.items(), key=lambda x: x[0].name)]
     parts += [f"system {s.path} {s.class_name} {relative_location(s.location, spec.source_root)}" for s in spec.systems]
     parts += [f"constant {ref} {text}" for ref, text in spec.constants]
@@ -332,5 +355,6 @@ def flatten(spec: ModelSpec) -> FlatModel:
         digest=_digest(parts),
         array_assignments=array_assignments,
         array_ders=array_ders,
+        reductions=tuple(reductions),
         offsets=dict(spec.offsets),
     )

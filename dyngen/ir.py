@@ -138,6 +138,19 @@ class ArrayWrite:
 
 
 @dataclass(frozen=True)
+class Reduction:
+    """``symbol = sum(summand)`` over a large vector (``np.sum``, ``np.mean``, ``@``)."""
+
+    symbol: sp.Symbol
+    size: int
+    segments: tuple[Segment, ...]  # the summand
+    location: SourceLocation | None
+
+    def __str__(self) -> str:
+        return f"{self.symbol} = sum over {self.size}: {show_segments(self.segments)}"
+
+
+@dataclass(frozen=True)
 class Offset:
     """What a relative symbol reads: element ``i + offset`` of ``ref``."""
 
@@ -174,6 +187,7 @@ class ModelSpec:
     constants: tuple[tuple[SignalRef, str], ...] = ()  # non-numeric values baked in
     offsets: dict[sp.Symbol, Offset] = field(default_factory=dict, hash=False)  # relative symbols
     notices: tuple[str, ...] = ()  # what the trace warns about (becomes a FlatModel warning)
+    reductions: tuple[Reduction, ...] = ()  # sums over large vectors, in creation order
 
     def __str__(self) -> str:
         lines = [f"ModelSpec {self.name}: {len(self.systems)} systems, {len(self.functions)} functions"]
@@ -265,6 +279,7 @@ class FlatModel:
     digest: str
     array_assignments: tuple[ArrayAssignment, ...] = ()
     array_ders: dict[SignalRef, SignalRef] = field(default_factory=dict, hash=False)  # array state -> der
+    reductions: tuple[tuple[int, Reduction], ...] = ()  # (number of assignments before it, sum)
     offsets: dict[sp.Symbol, Offset] = field(default_factory=dict, hash=False)
 
     @property
@@ -284,6 +299,8 @@ class FlatModel:
             lines.append(f"  p[{slot.start}:{slot.stop}] {slot.ref}")
         for a in self.assignments:
             lines.append(f"  {a.ref} = {_show(a.exprs, (len(a.exprs),))}   # {a.function.name}")
+        for position, r in self.reductions:
+            lines.append(f"  (after {position} assignments) {r}")
         for b in self.array_assignments:
             lines.append(f"  {b.ref} = {show_segments(b.segments)}   # {b.function.name}")
         for i, der in enumerate(self.derivatives):
@@ -327,6 +344,7 @@ class KernelFunction:
     doc: str
     blocks: tuple[Block, ...]
     scratch: int = 0  # > 0: the function needs ``v = np.empty(scratch)`` (signals, as OBSERVED)
+    raises: str | None = None  # the function only raises ValueError(raises): it cannot be generated
 
 
 @dataclass(frozen=True)
@@ -351,6 +369,7 @@ class Kernel:
     jac_sparsity: tuple[tuple[int, int], ...]  # a repeated (row, col) adds up
     tables: tuple[tuple[str, tuple[int, ...]], ...] = ()  # index arrays of the loops
     jac_blocks: tuple[JacBlock, ...] = ()  # array loops' entries, after jac_sparsity's
+    no_jacobian: str | None = None  # why the module has no analytic Jacobian (None: it has one)
 
     @property
     def jac_nnz(self) -> int:

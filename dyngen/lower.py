@@ -18,8 +18,8 @@ import sympy as sp
 from .errors import CodegenError
 from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, group
-from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Slot, Statement
-from .lower_arrays import ArrayCode, array_jacobian, array_observe, array_rhs
+from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement
+from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import lower_groups
 
 _PIECEWISE_CONSTANT = (sp.floor, sp.ceiling, sp.sign)
@@ -52,6 +52,18 @@ def _clean_derivative(expr: sp.Basic) -> sp.Basic:
     return expr.replace(lambda e: isinstance(e, sp.Subs), lambda e: e.doit())
 
 
+class NoJacobian(Exception):
+    """A derivative depends on a sum over a large vector: its Jacobian would be dense."""
+
+    def __init__(self, reduction: Reduction, source_root: str) -> None:
+        self.note = (
+            f"a derivative depends on a sum over {reduction.size} elements "
+            f"({relative_location(reduction.location, source_root)}), whose Jacobian is dense; dyngen "
+            "does not generate it for vectors in array form"
+        )
+        super().__init__(self.note)
+
+
 class _Definitions:
     """Symbol -> defining expression and origin, for every assignment element."""
 
@@ -59,7 +71,19 @@ class _Definitions:
         self.expr: dict[sp.Symbol, sp.Basic] = {}
         self.origin: dict[sp.Symbol, tuple[Assignment, int]] = {}
         self.rank: dict[sp.Symbol, int] = {}
-        for a in flat.assignments:
+        # A sum over a vector: its "expression" (for the closure) is the tuple of the
+        # scalars its summand reads; it is emitted as a loop (lower_arrays.reduction_blocks).
+        self.reduction: dict[sp.Symbol, Reduction] = {}
+        sums = list(flat.reductions)
+        for position, a in enumerate(flat.assignments + (None,)):
+            while sums and sums[0][0] == position:
+                reduction = sums.pop(0)[1]
+                scalars = {x for g in reduction.segments for x in g.expr.free_symbols if x not in flat.offsets}
+                self.expr[reduction.symbol] = sp.Tuple(*sorted(scalars, key=lambda x: x.name))
+                self.reduction[reduction.symbol] = reduction
+                self.rank[reduction.symbol] = len(self.rank)
+            if a is None:
+                break
             for i, (symbol, expr) in enumerate(zip(a.symbols, a.exprs)):
                 self.expr[symbol] = expr
                 self.origin[symbol] = (a, i)
@@ -109,6 +133,8 @@ def _gradient(flat: FlatModel, defs: _Definitions):  # noqa: ANN202 - a closure
     def gradient(symbol: sp.Symbol) -> dict[int, sp.Basic]:
         if symbol in memo:
             return memo[symbol]
+        if symbol in defs.reduction:
+            raise NoJacobian(defs.reduction[symbol], flat.source_root)
         position = state_index.get(symbol) if symbol not in defs.expr else None
         if position is not None:
             result = {position: sp.S.One}
@@ -161,8 +187,10 @@ def _function(
 ) -> KernelFunction:
     tail = tail or ArrayCode()
     needed = defs.closure([expr for _, expr, _ in targets] + tail.roots)
+    sums = [s for s in needed if s in defs.reduction]
+    needed = [s for s in needed if s not in defs.reduction]
     uses: Counter[sp.Symbol] = Counter()
-    for symbol in needed:
+    for symbol in needed + sums:
         uses.update(defs.expr[symbol].free_symbols)
     for _, expr, _ in targets:
         uses.update(expr.free_symbols)
@@ -198,7 +226,13 @@ def _function(
 
     blocks: list[Block] = []
     current_title, current = None, []
+    places, sum_temporaries = Places(flat), Temporaries("s")
     for symbol, expr in zip(needed, reduced[: len(needed)]):
+        while sums and defs.rank[sums[0]] < defs.rank[symbol]:  # a sum this assignment may need
+            if current:
+                blocks.append(Block(current_title, tuple(current)))
+            current_title, current = None, []
+            blocks += reduction_blocks(flat, defs.reduction[sums.pop(0)], places, sum_temporaries)
         assignment, index = defs.origin[symbol]
         fn = assignment.function
         title = f"{fn.system}: {fn.name} [{fn.kind}] ({relative_location(fn.location, flat.source_root)})"
@@ -212,6 +246,8 @@ def _function(
         current.append(Statement(inline.get(symbol, symbol), expr, f"{label} ({where})"))
     if current:
         blocks.append(Block(current_title, tuple(current)))
+    for symbol in sums:  # sums that only targets and the array loops need
+        blocks += reduction_blocks(flat, defs.reduction[symbol], places, sum_temporaries)
     if rest:
         statements = []
         for (target, _, comment), expr in zip(rest, reduced[len(needed):]):
@@ -262,17 +298,21 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
     )  # fmt: skip
 
     gradient = _gradient(flat, defs)
-    entries = _jacobian(flat, gradient)
-    jac_targets = [
-        (_VALUES[k], value, f"d({state_label(i)})/d({state_label(j)})")
-        for k, ((i, j), value) in enumerate(entries.items())
-    ]
-    array_jac = array_jacobian(flat, gradient, _clean_derivative, len(entries))
-    jac_values = _function(
-        flat, defs, "jac_values", ("t", "y", "p", "values"),
-        "Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``.",
-        jac_targets, "Jacobian entries", array_jac,
-    )  # fmt: skip
+    jac_doc = "Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``."
+    try:
+        entries = _jacobian(flat, gradient)
+        array_jac = array_jacobian(flat, gradient, _clean_derivative, len(entries))
+    except NoJacobian as missing:
+        entries, array_jac, no_jacobian = {}, ArrayCode(), missing.note
+        jac_values = KernelFunction("jac_values", ("t", "y", "p", "values"), jac_doc, (), raises=no_jacobian)
+    else:
+        no_jacobian = None
+        jac_targets = [
+            (_VALUES[k], value, f"d({state_label(i)})/d({state_label(j)})")
+            for k, ((i, j), value) in enumerate(entries.items())
+        ]
+        jac_values = _function(flat, defs, "jac_values", ("t", "y", "p", "values"), jac_doc, jac_targets,
+                               "Jacobian entries", array_jac)  # fmt: skip
 
     observe_targets = []
     for slot in flat.observed:
@@ -286,4 +326,5 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
         "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
         observe_targets, "observed signals", array_observe(flat),
     )  # fmt: skip
-    return Kernel(flat, (rhs, jac_values, observe), tuple(entries), jac_blocks=tuple(array_jac.jac_blocks))
+    return Kernel(flat, (rhs, jac_values, observe), tuple(entries), jac_blocks=tuple(array_jac.jac_blocks),
+                  no_jacobian=no_jacobian)  # fmt: skip

@@ -20,7 +20,7 @@ import sympy as sp
 
 from .arrays import combine
 from .flatten import relative_location
-from .ir import ArrayAssignment, Block, FlatModel, JacBlock, Offset, SignalRef, Slot, Statement
+from .ir import ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement
 
 INDEX = sp.Symbol("i", integer=True)
 _Y = sp.IndexedBase("y")
@@ -41,7 +41,7 @@ class ArrayCode:
     jac_blocks: list[JacBlock] = field(default_factory=list)
 
 
-class _Places:
+class Places:
     """Where the vectors a relative symbol reads live (``y`` or ``p``), and their element symbols."""
 
     def __init__(self, flat: FlatModel) -> None:
@@ -89,14 +89,16 @@ def _fused(flat: FlatModel, assignments: list[ArrayAssignment]) -> Iterator[tupl
         yield members, merged
 
 
-class _Temporaries:
-    """CSE temporary names of one function: a0, a1, ... (the element part uses c0, c1, ...)."""
+class Temporaries:
+    """CSE temporary names of one function: a0, a1, ... for the array loops, s0, s1, ...
+    for the sums (the element part uses c0, c1, ...)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "a") -> None:
+        self.prefix = prefix
         self.count = 0
 
     def cse(self, exprs: list[sp.Basic]) -> tuple[list[tuple[sp.Symbol, sp.Basic]], list[sp.Basic]]:
-        symbols = sp.numbered_symbols("a", start=self.count)
+        symbols = sp.numbered_symbols(self.prefix, start=self.count)
         replacements, reduced = sp.cse(exprs, symbols=symbols, order="none")
         self.count += len(replacements)
         return replacements, reduced
@@ -110,14 +112,16 @@ def _title(flat: FlatModel, members: list[ArrayAssignment], interval: _Interval)
 
 
 def _emit(
-    places: _Places,
-    temporaries: _Temporaries,
+    places: Places,
+    temporaries: Temporaries,
     title: str,
     interval: _Interval,
     targets: list[tuple[Callable[[sp.Basic], sp.Basic], sp.Basic, str]],
     code: ArrayCode,
+    accumulator: sp.Symbol | None = None,
 ) -> None:
-    """Blocks computing ``target(i) = expr`` over the interval (a loop, or lines for one element)."""
+    """Blocks computing ``target(i) = expr`` over the interval (a loop, or lines for one
+    element); ``accumulator``: a symbol the loop updates (never hoisted out of it)."""
     if interval.stop - interval.start == 1:
         i = interval.start
         exprs = [places.at(expr, i) for _, expr, _ in targets]
@@ -131,7 +135,7 @@ def _emit(
         return
     exprs = [expr for _, expr, _ in targets]
     replacements, reduced = temporaries.cse(exprs)
-    varying = set(places.offsets)
+    varying = set(places.offsets) | ({accumulator} if accumulator is not None else set())
     hoisted, body = [], []
     for symbol, expr in replacements:
         if expr.free_symbols & varying:
@@ -161,9 +165,23 @@ def _offset_target(base: sp.IndexedBase, offset: int) -> Callable[[sp.Basic], sp
     return lambda i: base[i + offset]
 
 
+def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temporaries: Temporaries) -> list[Block]:
+    """``r = 0.0``, then ``r = r + summand(i)`` over each segment of the summand."""
+    code = ArrayCode()
+    where = relative_location(reduction.location, flat.source_root)
+    title = f"{reduction.symbol} = sum over {reduction.size} elements ({where})"
+    code.blocks.append(Block(title, (Statement(reduction.symbol, sp.Float(0.0)),)))
+    symbol = reduction.symbol
+    for segment in reduction.segments:
+        interval = _Interval(segment.start, segment.stop, ())
+        span = f"elements {segment.start}..{segment.stop - 1}" if segment.stop - segment.start > 1 else f"element {segment.start}"
+        _emit(places, temporaries, f"{symbol}: {span}", interval, [(lambda i: symbol, symbol + segment.expr, "")], code, symbol)
+    return code.blocks
+
+
 def array_rhs(flat: FlatModel) -> ArrayCode:
     """The loops that write the derivatives of the vectors in array form into ``dy``."""
-    code, places, temporaries = ArrayCode(), _Places(flat), _Temporaries()
+    code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     der_rows = {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
     for members, intervals in _fused(flat, ders):
@@ -178,7 +196,7 @@ def array_rhs(flat: FlatModel) -> ArrayCode:
 
 def array_observe(flat: FlatModel) -> ArrayCode:
     """The loops that write the vectors in array form (and large parameters) into ``out``."""
-    code, places, temporaries = ArrayCode(), _Places(flat), _Temporaries()
+    code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     out = {slot.ref: slot for slot in flat.observed if slot.array}
     computed = [a for a in flat.array_assignments if a.ref in out]
     for members, intervals in _fused(flat, computed):
@@ -202,7 +220,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
 
     Entries are numbered from ``first`` (after the element entries), block by block.
     """
-    code, places, temporaries = ArrayCode(), _Places(flat), _Temporaries()
+    code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     state_vectors = {slot.ref: slot for slot in flat.states}
     der_rows = {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
     ders = [a for a in flat.array_assignments if a.ref in der_rows]

@@ -181,7 +181,9 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
             }
             for block in fn.blocks
         ]
-        functions.append({"name": fn.name, "args": fn.args, "doc": fn.doc, "blocks": blocks, "scratch": fn.scratch})
+        functions.append(
+            {"name": fn.name, "args": fn.args, "doc": fn.doc, "blocks": blocks, "scratch": fn.scratch, "raises": fn.raises}
+        )
     jac_rows, jac_cols = jac_pattern(kernel)
     text = environment().get_template("module.py.j2").render(
         version=__version__,
@@ -197,6 +199,7 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
         default_parameters=float_vector(flat.default_parameters, flat.parameters),
         derivative_keys=_derivative_keys(flat),
         defaults_at_end=any(slot.array for slot in (*flat.states, *flat.parameters)),
+        no_jacobian=kernel.no_jacobian,
         jac_nnz=kernel.jac_nnz,
         jac_rows=jac_rows,
         jac_cols=jac_cols,

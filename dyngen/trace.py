@@ -398,6 +398,7 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
         defaults=dict(tracer.defaults),
         constants=constants,
         offsets=dict(tracer.arrays.offsets) if tracer.arrays is not None else {},
+        reductions=tuple(tracer.arrays.reductions) if tracer.arrays is not None else (),
     )
 
 

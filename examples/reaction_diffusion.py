@@ -7,8 +7,9 @@ on n grid points with zero-flux ends.  The Laplacian is written with slices and
 as whole arrays: dyngen emits one loop per stretch of the grid (the interior and
 each end) instead of one line per element, so the build takes the same time for
 200 points as for 100,000; see ``generated/reaction_diffusion.py``.  The feed rate
-is a vector input (a parameter vector, read as ``F[i]`` in the loop), and
-``outputs.reaction`` (u v^2 per point) is an observed vector.
+is a vector input (a parameter vector, read as ``F[i]`` in the loop),
+``outputs.reaction`` (u v^2 per point) is an observed vector and ``outputs.mean_v``
+the mean of v (a sum over the vector).
 """
 
 import numpy as np
@@ -31,6 +32,7 @@ class GrayScott(System):
         self.inputs.k = k
         self.inputs.dx = 1.0 / (n - 1)
         self.outputs.reaction = np.zeros(n)
+        self.outputs.mean_v = 0.0
 
     def do_step(self, time):
         u, v = self.states.u, self.states.v
@@ -42,6 +44,7 @@ class GrayScott(System):
         self.ders.u = self.inputs.Du * lap_u - reaction + F * (1.0 - u)
         self.ders.v = self.inputs.Dv * lap_v + reaction - (F + self.inputs.k) * v
         self.outputs.reaction = reaction
+        self.outputs.mean_v = np.mean(v)  # a sum over the vector: one accumulation loop
 
 
 def build(n=200):

@@ -8,10 +8,12 @@ Loaded under dyngen and, with the import swapped, under dynode (see dynode_compa
   single elements, and a vector output.  A small ``Driver`` system feeds the
   lattice's gain through ``connect_signals``, so the lattice's loops depend on an
   element signal (the chain rule through it gives Jacobian columns).
-- ``build_summed(n)``: diffusion whose decay is the mean of the vector (``np.sum``),
-  which the array form does not express: small n is traced element by element.
-- ``build_filled(n)``: a Laplacian written with item assignment, which neither form
-  supports for large n.
+- ``build_summed(n)``: diffusion whose decay is the mean of the vector (``np.mean``,
+  ``np.dot`` with a parameter vector), a scalar state that follows the mean, and an
+  output ``u @ u``: sums over the vector (dense Jacobian: small n is traced element
+  by element, large n has no analytic Jacobian).
+- ``build_filled(n)``: a Laplacian written with item assignment, which the array form
+  does not support (small n is traced element by element).
 - ``build_shared(n)``: one system computes a vector output that a connection passes
   to another system (vectors in array form are not passed between functions).
 """
@@ -71,15 +73,22 @@ class Summed(System):
     def __init__(self, n):
         super().__init__()
         self.states.u = np.linspace(0.0, 1.0, n) ** 2
+        self.states.level = 0.0
         self.ders.u = np.zeros(n)
+        self.ders.level = 0.0
+        self.inputs.w = np.linspace(1.0, 2.0, n)
+        self.outputs.energy = 0.0
 
     def do_step(self, time):
         u = self.states.u
         lap = np.concatenate(([u[1] - u[0]], u[2:] - 2.0 * u[1:-1] + u[:-2], [u[-2] - u[-1]]))
-        self.ders.u = lap - 0.1 * np.sum(u) / len(u) * u
+        mean = np.mean(u)
+        self.ders.u = lap - 0.1 * mean * u + 0.01 * np.dot(self.inputs.w, u) / len(u)
+        self.ders.level = mean - self.states.level
+        self.outputs.energy = u @ u / len(u)
 
 
-def build_summed(n=100):
+def build_summed(n=3000):
     sim = Simulation()
     sim.add_system(Summed(n))
     return sim

@@ -73,6 +73,7 @@ class Model:
     observer_dt: float = OBSERVER_DT
     unrolled_run: bool = True  # also run the unrolled form (else only its functions are compared)
     compiled_jacobian: bool = True  # compile the kernel form's jac (else: jac_values in Python)
+    arrays: bool = True  # large vectors in array form (which does not combine with kernels yet)
 
 
 MODELS_BY_NAME = {
@@ -89,7 +90,7 @@ MODELS_BY_NAME = {
     "algebraic_chains": Model(MODELS, "build_algebraic_chains", (6,), unrolled_run=False),
     # A 500-element vector state: numba needs ~7 s per generated function of it (both
     # forms emit it straight-line), so only what the kernel form's run needs is compiled.
-    "rod": Model(MODELS, "build_rod_with_probes", (500, 6), unrolled_run=False, compiled_jacobian=False),
+    "rod": Model(MODELS, "build_rod_with_probes", (500, 6), unrolled_run=False, compiled_jacobian=False, arrays=False),
 }
 
 
@@ -104,6 +105,7 @@ def make_simulation(model: Model, backend: str, kernels: bool = True) -> Any:
             sim.model_file = str(model.path)
     if backend == "dyngen":
         sim.kernels = kernels
+        sim.arrays = model.arrays
     return sim
 
 

@@ -227,6 +227,12 @@ class Simulation:
             return CompiledExplicitIntegrator(
                 module, p, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
             )
+        no_jacobian = getattr(module, "NO_JACOBIAN", None)
+        if no_jacobian and method in (*COMPILED_STIFF_METHODS, "vode", "lsoda", "BDF", "Radau", "LSODA"):
+            raise DyngenError(
+                f"integrator {method!r} needs the model's Jacobian, which this model does not have: "
+                f"{no_jacobian}; use 'dopri5' or 'dop853'"
+            )
         rhs = module.rhs
         dy = np.zeros(model.n_states)
 
