@@ -426,6 +426,17 @@ class Map(LazyArray):
         return combine(self.fn, [a.pieces() if isinstance(a, LazyArray) else a for a in self.args], self.n)
 
 
+class Pieces(LazyArray):
+    """A vector another function computed, as its segments (reading it composes them)."""
+
+    def __init__(self, ctx: ArrayContext, n: int, segments: tuple[Segment, ...]) -> None:
+        super().__init__(ctx, n)
+        self.segments = segments
+
+    def _lower(self) -> list[Piece]:
+        return [(s.start, s.stop, s.expr) for s in self.segments]
+
+
 class Fill(LazyArray):
     def __init__(self, ctx: ArrayContext, n: int, value: sp.Basic) -> None:
         super().__init__(ctx, n)

@@ -202,6 +202,8 @@ class ModelSpec:
                     lines.append(f"    writes {write.ref} = {show_segments(write.segments)}")
                 else:
                     lines.append(f"    writes {write.ref} = {_show(write.exprs, write.shape)}")
+        for reduction in self.reductions:
+            lines.append(f"  {reduction}")
         return "\n".join(lines)
 
 

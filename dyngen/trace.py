@@ -23,7 +23,7 @@ from .errors import (
     user_frame_location,
     user_traceback_location,
 )
-from .arrays import ARRAY_MIN, ArrayContext, ArrayTraceError, Base, finish, is_lazy, to_elements
+from .arrays import ARRAY_MIN, ArrayContext, ArrayTraceError, Base, Pieces, finish, is_lazy, to_elements
 from .ir import (
     ArrayWrite,
     ElementSymbols,
@@ -111,6 +111,8 @@ class Tracer:
         self.written: dict[SignalRef, int] = {}
         self.der_keys: dict[str, list[str]] = {}
         self.frame: _Frame | None = None
+        self.array_values: dict[SignalRef, Any] = {}  # vectors written in array form so far
+        self.base_reads: set[SignalRef] = set()  # vectors read as themselves (not yet written)
         for node in nodes:
             for kind in ("states", "ders", "inputs", "outputs"):
                 container = getattr(node.system, kind)
@@ -192,7 +194,11 @@ class Tracer:
         if ref not in frame.reads:
             frame.reads.append(ref)
         self.read_ever.add(ref)
+        if ref in self.array_values:  # a vector another function computed: its value, composed
+            return self.array_values[ref]
         value = self.placeholder(self.signals[ref])
+        if self.signals[ref].array:
+            self.base_reads.add(ref)
         return self._present(value, kind, as_attribute)
 
     def knows(self, container: ParameterContainer, key: Any) -> bool:
@@ -329,7 +335,9 @@ class Tracer:
         if ref.kind == "ders" and ref.key not in self.der_keys[ref.system]:
             self.der_keys[ref.system].append(ref.key)
         self.written.setdefault(ref, frame.info.order)
-        return ArrayWrite(ref, shape, finish(value), frame.write_locations.get(ref))
+        segments = finish(value)
+        self.array_values[ref] = Pieces(self.arrays, value.n, segments)
+        return ArrayWrite(ref, shape, segments, frame.write_locations.get(ref))
 
 
 def trace(systems: list[Any], name: str, source_root: str, arrays: bool = True) -> ModelSpec:
@@ -403,15 +411,16 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
 
 
 def _check_array_reads(functions: tuple[TracedFunction, ...], tracer: Tracer) -> None:
-    """A vector in array form is computed in one function and read only there (for now)."""
+    """A vector in array form that a function read as itself (before any function had
+    computed it: dynode would pass the previous evaluation's value) is not written later."""
     written = {w.ref: fn for fn in functions for w in fn.writes}
     for fn in functions:
         for ref in fn.reads:
-            if tracer.signals[ref].array and ref in written:
+            if ref in tracer.base_reads and ref in written:
                 raise ArrayTraceError(
-                    f"{fn.info.name} of {fn.info.system!r} reads the large vector {ref}, which "
-                    f"{written[ref].info.name} of {written[ref].info.system!r} computes: vectors in "
-                    "array form are not passed between functions yet",
-                    "compute the vector where it is used (from the states it depends on)",
+                    f"{fn.info.name} of {fn.info.system!r} reads the large vector {ref} before "
+                    f"{written[ref].info.name} of {written[ref].info.system!r} computes it (dynode would "
+                    "pass the value of the previous evaluation)",
+                    "make the writer run first: add its system first, or read it in a post-connection",
                     fn.info.location,
                 )

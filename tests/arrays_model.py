@@ -14,8 +14,9 @@ Loaded under dyngen and, with the import swapped, under dynode (see dynode_compa
   by element, large n has no analytic Jacobian).
 - ``build_filled(n)``: a Laplacian written with item assignment, which the array form
   does not support (small n is traced element by element).
-- ``build_shared(n)``: one system computes a vector output that a connection passes
-  to another system (vectors in array form are not passed between functions).
+- ``build_shared(n, source_first)``: one system computes a vector output that a
+  connection passes to another system (its value is composed into the reader's
+  loops); added in the other order, the connection reads it before it is computed.
 """
 
 import numpy as np
@@ -136,10 +137,10 @@ class Sink(System):
         self.ders.w = self.inputs.u - self.states.w
 
 
-def build_shared(n=100):
+def build_shared(n=100, source_first=True):
     sim = Simulation()
     source, sink = Source(n), Sink(n)
     sink.add_pre_connection(connect_signals(source.outputs, "u", sink.inputs, "u"))
-    sim.add_system(source)
-    sim.add_system(sink)
+    for system in (source, sink) if source_first else (sink, source):
+        sim.add_system(system)
     return sim

@@ -185,10 +185,28 @@ def test_an_unsupported_operation_on_a_small_vector_falls_back_to_the_element_fo
     assert_same_runs(ours, theirs)
 
 
-def test_a_vector_passed_between_systems_falls_back_to_the_element_form() -> None:
-    with pytest.warns(dyngen.DyngenWarning, match=r"(?s)Source\.outputs\.u.*not passed between functions"):
+def test_a_vector_passed_between_systems_is_composed_into_the_readers_loops() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dyngen.DyngenWarning)  # no fallback to the element form
         ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend, "build_shared", 80), 2.0, 0.1)
     assert_same_runs(ours, theirs)
+    module = module_of(MODELS, "build_shared", 80)
+    t, y, p = random_point(module, 5)
+    dy, J, out = evaluate(module, t, y, p)
+    u, w = y[:80], y[80:]
+    assert relative(dy, np.concatenate((-u, 2.0 * u - w))) < 1e-15
+    expected = np.zeros((160, 160))
+    expected[np.arange(80), np.arange(80)] = -1.0
+    expected[80 + np.arange(80), np.arange(80)] = 2.0
+    expected[80 + np.arange(80), 80 + np.arange(80)] = -1.0
+    assert np.array_equal(J, expected)
+
+
+def test_a_vector_read_before_it_is_computed_is_a_clear_error_at_scale(tmp_path: Path) -> None:
+    sim = build_simulation(MODELS, "dyngen", "build_shared", 3000, False)
+    with pytest.raises(TraceError, match=r"(?s)reads the large vector Source\.outputs\.u before.*make the writer run first"):
+        build(sim.systems, name="late", source_root=str(MODELS.parent), model_file=MODELS.name,
+              options=BuildOptions(output_dir=str(tmp_path)))  # fmt: skip
 
 
 def test_an_unsupported_operation_on_a_large_vector_is_a_clear_error(tmp_path: Path) -> None:
