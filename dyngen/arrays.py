@@ -63,7 +63,8 @@ class ArrayContext:
         """The symbol of ``signal[i + k]``, ``i`` the loop index."""
         symbol = self._relative.get((signal.ref, k))
         if symbol is None:
-            name = f"{signal.symbols.name}_i{'m' if k < 0 else 'p'}{abs(k)}"
+            # not an identifier: it cannot be any signal's name (it is never printed)
+            name = f"{signal.symbols.name}[i{k:+d}]" if k else f"{signal.symbols.name}[i]"
             symbol = self._relative[(signal.ref, k)] = sp.Symbol(name, real=True)
             self.offsets[symbol] = Offset(signal.ref, k)
             self._signals[signal.ref] = signal

@@ -279,7 +279,10 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
     structurally equal assignments is lowered as loops over instances
     (``lower_groups``); otherwise every signal gets its own lines.
     """
-    if kernels and not flat.array_assignments:  # (the loops over instances know no array form yet)
+    array_form = flat.array_assignments or flat.reductions or any(
+        slot.array for slot in (*flat.states, *flat.parameters, *flat.observed)
+    )
+    if kernels and not array_form:  # (the loops over instances know no array form yet)
         groups = group(flat)
         if groups and max(g.n for g in groups) >= KERNEL_MIN_INSTANCES:
             return lower_groups(flat, groups, _clean_derivative)

@@ -82,41 +82,47 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
 
 
 def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
-    """A float64 vector as source: a literal, with vectors in array form as runs of equal values."""
+    """A float64 vector as source: a literal, with vectors in array form as runs of equal
+    values or exact base64 data."""
     if not any(slot.array for slot in slots):
         return f"np.array([{', '.join(float_literal(v) for v in values)}], dtype=np.float64)"
-    parts, pending = [], []
+    parts: list[str] = []  # each part ends with its comma (a comment may follow it)
+    pending: list[float] = []
+
+    def flush() -> None:
+        if pending:
+            parts.append(f"np.array([{', '.join(float_literal(v) for v in pending)}]),")
+            pending.clear()
+
     for slot in slots:
         chunk = values[slot.start:slot.stop]
         if not slot.array:
-            pending += chunk
+            pending.extend(chunk)
             continue
-        if pending:
-            parts.append(f"np.array([{', '.join(float_literal(v) for v in pending)}])")
-            pending = []
+        flush()
         runs: list[list] = []
         for v in chunk:
             if runs and (runs[-1][0] == v or (math.isnan(v) and math.isnan(runs[-1][0]))):
                 runs[-1][1] += 1
             else:
                 runs.append([v, 1])
+        label = comment_text(str(slot.ref))
         if len(runs) == 1:
-            parts.append(f"np.full({len(chunk)}, {float_literal(chunk[0])})  # {slot.ref}")
+            parts.append(f"np.full({len(chunk)}, {float_literal(chunk[0])}),  # {label}")
         elif len(runs) <= len(chunk) // 8:
             parts.append(
                 f"np.repeat(np.array([{', '.join(float_literal(v) for v, _ in runs)}]), "
-                f"np.array([{', '.join(str(n) for _, n in runs)}]))  # {slot.ref}"
+                f"np.array([{', '.join(str(n) for _, n in runs)}])),  # {label}"
             )
         else:  # exact bytes: 100,000 float literals would be slow to import
             data = base64.b64encode(np.asarray(chunk, dtype="<f8").tobytes()).decode("ascii")
             lines = [f'"{data[k:k + 96]}"' for k in range(0, len(data), 96)]
             parts.append(
-                f"np.frombuffer(base64.b64decode(  # {slot.ref}: {len(chunk)} float64, little-endian\n        "
-                + "\n        ".join(lines) + "\n    ), dtype=\"<f8\")"
+                f"np.frombuffer(base64.b64decode(  # {label}: {len(chunk)} float64, little-endian\n        "
+                + "\n        ".join(lines) + "\n    ), dtype=\"<f8\"),"
             )
-    if pending:
-        parts.append(f"np.array([{', '.join(float_literal(v) for v in pending)}])")
-    return "np.concatenate((\n    " + ",\n    ".join(parts) + ",\n)).astype(np.float64)"
+    flush()
+    return "np.concatenate((\n    " + "\n    ".join(parts) + "\n)).astype(np.float64)"
 
 
 def jac_pattern(kernel: Kernel) -> tuple[str, str]:

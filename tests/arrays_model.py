@@ -12,6 +12,9 @@ Loaded under dyngen and, with the import swapped, under dynode (see dynode_compa
   ``np.dot`` with a parameter vector), a scalar state that follows the mean, and an
   output ``u @ u``: sums over the vector (dense Jacobian: small n is traced element
   by element, large n has no analytic Jacobian).
+- ``build_springs_and_bank(n)``: five copies of a small class (kernel candidates) next
+  to a vector system with constant defaults, an unwritten output vector, a state named
+  like an index expression (``u_ip1``) and a sum read by an output.
 - ``build_filled(n)``: a Laplacian written with item assignment, which the array form
   does not support (small n is traced element by element).
 - ``build_shared(n, source_first)``: one system computes a vector output that a
@@ -143,4 +146,47 @@ def build_shared(n=100, source_first=True):
     sink.add_pre_connection(connect_signals(source.outputs, "u", sink.inputs, "u"))
     for system in (source, sink) if source_first else (sink, source):
         sim.add_system(system)
+    return sim
+
+
+class Spring(System):
+    def __init__(self, k):
+        super().__init__()
+        self.states.x = 1.0
+        self.states.v = 0.0
+        self.ders.x = 0.0
+        self.ders.v = 0.0
+        self.inputs.k = k
+
+    def do_step(self, time):
+        self.ders.x = self.states.v
+        self.ders.v = -self.inputs.k * self.states.x
+
+
+class Bank(System):
+    """Constant defaults (np.full runs), an unwritten output vector (a parameter vector),
+    a state whose name looks like an index expression, and a sum read by an output."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.states.u = np.zeros(n)
+        self.states.u_ip1 = 0.5
+        self.ders.u = np.zeros(n)
+        self.ders.u_ip1 = 0.0
+        self.inputs.c = np.where(np.arange(n) < n // 2, 1.0, 2.0)
+        self.outputs.g = np.zeros(n)
+        self.outputs.total = 0.0
+
+    def do_step(self, time):
+        u = self.states.u
+        self.ders.u = np.concatenate((u[:-1] * self.states.u_ip1 + u[1:], [0.0])) + self.inputs.c - u
+        self.ders.u_ip1 = -self.states.u_ip1 + 0.1 * u[3]
+        self.outputs.total = np.sum(u)
+
+
+def build_springs_and_bank(n=100):
+    sim = Simulation()
+    for k in (1.0, 2.0, 3.0, 4.0, 5.0):
+        sim.add_system(Spring(k))
+    sim.add_system(Bank(n))
     return sim
