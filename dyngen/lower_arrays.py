@@ -71,7 +71,7 @@ class _Interval:
     exprs: tuple[sp.Basic, ...]
 
 
-def _fused(flat: FlatModel, assignments: list[ArrayAssignment]) -> Iterator[tuple[list[ArrayAssignment], list[_Interval]]]:
+def _fused(assignments: list[ArrayAssignment]) -> Iterator[tuple[list[ArrayAssignment], list[_Interval]]]:
     """The assignments in sets of one function and one length, cut at their common boundaries."""
     sets: dict[tuple[int, int], list[ArrayAssignment]] = {}
     for a in assignments:
@@ -184,7 +184,7 @@ def array_rhs(flat: FlatModel) -> ArrayCode:
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     der_rows = {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
-    for members, intervals in _fused(flat, ders):
+    for members, intervals in _fused(ders):
         for interval in intervals:
             targets = [
                 (_offset_target(_DY, der_rows[a.ref].start), expr, f"d/dt {der_rows[a.ref].ref}[i]")
@@ -199,7 +199,7 @@ def array_observe(flat: FlatModel) -> ArrayCode:
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     out = {slot.ref: slot for slot in flat.observed if slot.array}
     computed = [a for a in flat.array_assignments if a.ref in out]
-    for members, intervals in _fused(flat, computed):
+    for members, intervals in _fused(computed):
         for interval in intervals:
             targets = [
                 (_offset_target(_OUT, out[a.ref].start), expr, f"{a.ref}[i]")
@@ -225,7 +225,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
     der_rows = {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
     position = first
-    for members, intervals in _fused(flat, ders):
+    for members, intervals in _fused(ders):
         for interval in intervals:
             n = interval.stop - interval.start
             single = n == 1
