@@ -574,7 +574,7 @@ def _clip(a: Any, a_min: Any, a_max: Any, **kwargs: Any) -> Any:
 
 _FUNCTIONS: dict[Callable, Callable] = {
     np.concatenate: _concatenate,
-    np.hstack: _concatenate,
+    np.hstack: lambda arrays, **kwargs: _concatenate([[x] if np.ndim(x) == 0 else x for x in arrays], **kwargs),
     np.roll: _roll,
     np.diff: _diff,
     np.where: _where,

@@ -270,3 +270,37 @@ def test_integrators_with_a_dense_jacobian_refuse_huge_models() -> None:
     sim = build_simulation(EXAMPLE, "dyngen", "build", 6000)  # 12,000 states
     with pytest.raises(DyngenError, match=r"dense 12000 x 12000 Jacobian.*'BDF'"):
         sim.simulate(0.1, 0.1, integrator="rodas4")
+
+
+def test_solve_ivp_lsoda_gets_a_dense_jacobian_and_bdf_a_sparse_one() -> None:
+    """scipy's LSODA accepts only a dense Jacobian (it failed for 100+ states before)."""
+    def final(method: str, **tolerances: float) -> np.ndarray:
+        sim = simulation(EXAMPLE, "build", 100)
+        sim.simulate(1.0, 0.5, integrator=method, **tolerances)
+        gray_scott = sim.systems[0]
+        return np.concatenate((gray_scott.states.u, gray_scott.states.v))
+
+    expected = final("dop853", rtol=1e-12, atol=1e-14)
+    for method in ("LSODA", "BDF"):
+        assert relative(final(method, rtol=1e-8, atol=1e-10), expected) < 1e-5, method
+
+
+class Shifted(dyngen.System):
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.u = np.linspace(0.0, 1.0, 70)
+
+    def do_step(self, time):
+        u = self.states.u
+        self.ders.u = np.hstack((u[1:], 0.5)) - np.hstack((0.25, u[:-1])) * u
+
+
+def test_hstack_takes_scalars_as_numpy_does() -> None:
+    sim = dyngen.Simulation()
+    sim.add_system(Shifted())
+    module = sim.compile().module
+    y = np.random.default_rng(2).random(70)
+    dy = np.empty(70)
+    module.rhs(0.0, y, module.DEFAULT_PARAMETERS, dy)
+    assert relative(dy, np.hstack((y[1:], 0.5)) - np.hstack((0.25, y[:-1])) * y) < 1e-15
+    assert long_loops(_functions(Path(module.__file__).read_text())["rhs"])

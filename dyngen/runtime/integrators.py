@@ -165,7 +165,7 @@ def check_dense_jacobian(method: str, n: int) -> None:
         raise DyngenError(
             f"integrator {method!r} works with the dense {n} x {n} Jacobian ({n * n * 8 / 1e9:.1f} GB and an "
             f"O(n^3) factorization per step); for {n} states use 'dopri5' or 'dop853' (explicit), or "
-            "solve_ivp's 'BDF', 'Radau' or 'LSODA', which use the sparse Jacobian"
+            "solve_ivp's 'BDF' or 'Radau', which use the sparse Jacobian"
         )
 
 

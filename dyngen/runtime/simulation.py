@@ -246,7 +246,9 @@ class Simulation:
             check_dense_jacobian(method, model.n_states)
             return CompiledRosenbrockIntegrator(module, p, self._t, y0, options, model.state_name)
         if method in SOLVE_IVP_METHODS:
-            jac = jacobian_callable(module, p)
+            if method == "LSODA":  # solve_ivp's LSODA takes only a dense Jacobian
+                check_dense_jacobian(method, model.n_states)
+            jac = jacobian_callable(module, p, sparse=method != "LSODA")
             if fixed_step:
                 raise DyngenError(f"fixed_step=True needs a scipy.integrate.ode method ({', '.join(SCIPY_ODE_METHODS)}), not {method!r}")
             t_bound = float(self._t)
