@@ -356,6 +356,8 @@ def trace(systems: list[Any], name: str, source_root: str, arrays: bool = True) 
         if not tracer.array_elements:
             raise
         if tracer.array_elements > ELEMENT_FALLBACK_MAX:
+            if not isinstance(error, ArrayTraceError):  # the model's own mistake, whatever the form
+                raise
             error.problem += (
                 f" [large vectors ({tracer.array_elements} elements here) are traced in array form, "
                 "and this model cannot be traced element by element in reasonable time]"
