@@ -179,10 +179,15 @@ def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temp
     return code.blocks
 
 
+def _der_rows(flat: FlatModel) -> dict[SignalRef, Slot]:
+    """Each der computed in array form -> the slot in ``y`` of the state it belongs to."""
+    return {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
+
+
 def array_rhs(flat: FlatModel) -> ArrayCode:
     """The loops that write the derivatives of the vectors in array form into ``dy``."""
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
-    der_rows = {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
+    der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
     for members, intervals in _fused(ders):
         for interval in intervals:
@@ -222,7 +227,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
     """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     state_vectors = {slot.ref: slot for slot in flat.states}
-    der_rows = {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
+    der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
     position = first
     for members, intervals in _fused(ders):
