@@ -28,6 +28,44 @@ class ContainerHook(Protocol):
 FOREIGN_HOOK: ContextVar[ContainerHook | None] = ContextVar("dyngen_foreign_hook", default=None)
 
 
+class Edits:
+    """Counts of edits of model objects in this process, for ``simulate()``'s cheap checks.
+
+    ``variables`` and ``signals`` count the writes of entries of states/ders and of
+    inputs/outputs containers (through the container's API, or by a write-back of
+    ``simulate()``); ``structure`` counts the edits that may change the generated module: a new or
+    removed key, a value whose kind (float, array shape, other) changed, a system
+    attribute, a subsystem or a connection.  Code that compares a count with the
+    one it saw may skip work it would otherwise repeat; any edit it cannot see
+    (a class attribute, a module global, a list mutated in place) it must check
+    itself.
+    """
+
+    variables = 0
+    signals = 0
+    structure = 0
+
+    @classmethod
+    def note_structure(cls) -> None:
+        cls.structure += 1
+        cls.variables += 1
+        cls.signals += 1
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    """Whether replacing ``old`` by ``new`` keeps what the generated module was built
+    for: floats (and ints) stay numbers, float arrays keep their shape."""
+    kind = type(new)
+    if kind is float or kind is int:
+        return type(old) is float or type(old) is int
+    if kind is np.ndarray and type(old) is np.ndarray:
+        return new.shape == old.shape and new.dtype.kind == "f" and old.dtype.kind == "f"
+    return False
+
+
+_MISSING = object()
+
+
 class MissingKeyError(KeyError, AttributeError):
     """A key that is not in the container (a KeyError, as in dynode, and an AttributeError)."""
 
@@ -55,7 +93,18 @@ class ParameterContainer(dict):
         if hook is not None:
             hook.write(self, key, value)
         else:
-            dict.__setitem__(self, key, self._convert(value))
+            self._store(key, self._convert(value))
+
+    def _store(self, key: Any, value: Any) -> None:
+        """Store a converted value and count the edit (see ``Edits``)."""
+        if not _same_kind(dict.get(self, key, _MISSING), value):
+            Edits.structure += 1
+        self._count_write()
+        dict.__setitem__(self, key, value)
+
+    @staticmethod
+    def _count_write() -> None:
+        Edits.signals += 1
 
     def _get(self, key: Any, as_attribute: bool) -> Any:
         hook = self._dyngen_hook
@@ -96,6 +145,10 @@ class ParameterContainer(dict):
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
+    def __ior__(self, other: Any) -> "ParameterContainer":
+        self.update(other)
+        return self
+
     def setdefault(self, key: Any, default: Any = None) -> Any:
         if not dict.__contains__(self, key):
             self[key] = default
@@ -117,18 +170,22 @@ class ParameterContainer(dict):
 
     def pop(self, *args: Any) -> Any:
         self._refuse_while_traced("pop")
+        Edits.note_structure()
         return dict.pop(self, *args)
 
     def popitem(self) -> Any:
         self._refuse_while_traced("popitem")
+        Edits.note_structure()
         return dict.popitem(self)
 
     def clear(self) -> None:
         self._refuse_while_traced("clear")
+        Edits.note_structure()
         dict.clear(self)
 
     def __delitem__(self, key: Any) -> None:
         self._refuse_while_traced("__delitem__")
+        Edits.note_structure()
         dict.__delitem__(self, key)
 
     def copy(self) -> dict:
@@ -146,11 +203,15 @@ class ParameterContainer(dict):
 
     def raw_set(self, key: Any, value: Any) -> None:
         """Store a value, bypassing any tracing hook (conversions still apply)."""
-        dict.__setitem__(self, key, self._convert(value))
+        self._store(key, self._convert(value))
 
 
 class VariableContainer(ParameterContainer):
     """States and ders: scalars, lists or arrays, always stored as float arrays."""
+
+    @staticmethod
+    def _count_write() -> None:
+        Edits.variables += 1
 
     @staticmethod
     def _convert(value: Any) -> np.ndarray:

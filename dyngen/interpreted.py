@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .containers import Edits
 from .errors import DyngenError, user_traceback_location
 from .runtime.integrators import ScipyOdeIntegrator, dynode_options, run_observed
 from .runtime.model import CompiledModel
@@ -94,6 +95,7 @@ def _restore(saved: list) -> None:
     for container, items in saved:
         dict.clear(container)
         dict.update(container, items)
+    Edits.note_structure()  # written past the containers' API: tell simulate() to look again
 
 
 def _vector_scale(a: np.ndarray, b: np.ndarray, names: tuple[str, ...]) -> np.ndarray:

@@ -6,8 +6,32 @@ from abc import ABC, abstractmethod
 from graphlib import TopologicalSorter
 from typing import Any, Callable
 
-from .containers import ParameterContainer, VariableContainer
+from .containers import Edits, ParameterContainer, VariableContainer
 from .errors import user_frame_location
+
+
+class TrackedList(list):
+    """A list that counts its in-place edits as structure edits (``Edits``): the
+    subsystems of a system and the systems of a simulation are handed out as they
+    are, as dynode does, and may be edited by the caller."""
+
+    def _edited(name: str):  # type: ignore[no-untyped-def]
+        method = getattr(list, name)
+
+        def edit(self, *args: Any, **kwargs: Any) -> Any:
+            Edits.note_structure()
+            return method(self, *args, **kwargs)
+
+        edit.__name__ = name
+        edit.__doc__ = method.__doc__
+        return edit
+
+    for _name in (
+        "append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse",
+        "__setitem__", "__delitem__", "__iadd__", "__imul__",
+    ):  # fmt: skip
+        locals()[_name] = _edited(_name)
+    del _name, _edited
 
 
 class System(ABC):
@@ -20,7 +44,7 @@ class System(ABC):
 
     def __init__(self) -> None:
         super().__init__()
-        self._subs: list[System] = []
+        self._subs: list[System] = TrackedList()
         self._states = VariableContainer()
         self._ders = VariableContainer()
         self._inputs = ParameterContainer()
@@ -48,6 +72,14 @@ class System(ABC):
         """Outputs: signals computed by ``do_step`` or connections."""
         return self._outputs
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        Edits.note_structure()  # an attribute may be read by do_step as a constant
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        Edits.note_structure()
+        object.__delattr__(self, name)
+
     # Subsystems -------------------------------------------------------------
     def add_subsystem(self, sub_system: "System") -> None:
         """Add a subsystem; its states come before this system's own."""
@@ -72,9 +104,11 @@ class System(ABC):
         if connection_func in table:
             raise ValueError(f"This {kind}-connection has already been added!")
         table[connection_func] = list(dependees or getattr(connection_func, "dependees", []))
+        Edits.note_structure()
 
         def _remove() -> None:
             del table[connection_func]
+            Edits.note_structure()
 
         return _remove
 

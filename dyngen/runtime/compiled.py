@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -72,7 +73,21 @@ _DEFAULTS = {
 
 
 def explicit_settings(method: str, options: dict) -> ExplicitSettings:
-    """scipy's ``set_integrator(method, **options)`` for dopri5/dop853, checked."""
+    """scipy's ``set_integrator(method, **options)`` for dopri5/dop853, checked
+    (remembered for the last few sets of options: simulate() asks on every call)."""
+    try:
+        # with the types: 500 and 500.0 are equal keys, but nsteps=500.0 is refused
+        return _remembered_settings(method, tuple((k, type(v), v) for k, v in sorted(options.items())))
+    except TypeError:  # an unhashable option value: checked below, and refused
+        return _explicit_settings(method, options)
+
+
+@lru_cache(maxsize=64)
+def _remembered_settings(method: str, options: tuple) -> ExplicitSettings:
+    return _explicit_settings(method, {k: v for k, _, v in options})
+
+
+def _explicit_settings(method: str, options: dict) -> ExplicitSettings:
     if method not in EXPLICIT_METHODS:
         raise DyngenError(f"no compiled explicit integrator {method!r}; choose one of {', '.join(EXPLICIT_METHODS)}")
     unknown = sorted(set(options) - set(EXPLICIT_OPTIONS))

@@ -20,18 +20,20 @@ describe (an opaque object) has no such key and is traced.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import site
 import sys
 import sysconfig
-from functools import lru_cache
+from functools import lru_cache, partial
+from itertools import repeat
 from pathlib import Path
-from types import BuiltinFunctionType, CodeType
+from types import BuiltinFunctionType, CodeType, ModuleType
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..containers import ParameterContainer
+from ..containers import Edits, ParameterContainer
 from ..system import System
 from ..trace import numeric_value
 
@@ -217,13 +219,16 @@ def _systems(systems: list[Any]) -> Iterator[Any]:
         yield system
 
 
-def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id) -> tuple:
+def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: list | None = None) -> tuple:
     """Everything about the tree that would change the generated module.
 
     ``ident`` names the objects the key refers to by identity (systems, containers,
     functions, classes, opaque values): ``id`` within one process.
-    Runs before every ``simulate()``, so it is written for speed: flat lists, and
-    plain floats and float arrays classified without the generic checks.
+    ``volatile``, when given, receives ``(recompute, key)`` for every part of the
+    fingerprint that can change without an edit ``Edits`` counts (see
+    ``StructureWatch``).
+    Written for speed: flat lists, and plain floats and float arrays classified
+    without the generic checks.
     """
     parts: list = []
     classes: dict[type, Any] = {}
@@ -236,6 +241,8 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id) -> tuple:
         cls = type(system)
         if cls not in classes:
             classes[cls] = _class_key(cls, ident)
+            if volatile is not None:  # class attributes, and the globals its methods read
+                volatile.append((partial(_class_key, cls, ident), classes[cls]))
         append(ident(system))
         append(len(system._subs))
         append(classes[cls])
@@ -243,12 +250,16 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id) -> tuple:
             for key, value in dict.items(container):
                 append(key)
                 append(_value_key(value, ident))
+                if volatile is not None and not _fixed_value(value):
+                    volatile.append((partial(_value_key, value, ident), parts[-1]))
             append("|")
         for table in (system._pre_connections, system._post_connections):
             for func, dependees in table.items():
                 key = functions.get(id(func))
                 if key is None:
                     key = functions[id(func)] = _function_key(func, ident)
+                    if volatile is not None and not _is_dyngen_function(func):
+                        volatile.append((_FunctionWatch(func, key, ident), key))
                 append(key)
                 append(tuple(map(ident, dependees)))
             append("|")
@@ -256,8 +267,112 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id) -> tuple:
             if name not in _SYSTEM_INTERNALS:
                 append(name)
                 append(_attribute_key(value, ident))
+                if volatile is not None and not _fixed(value):
+                    volatile.append((partial(_attribute_key, value, ident), parts[-1]))
         append("||")
     return tuple(parts)
+
+
+_ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
+
+
+def _fixed_value(value: Any) -> bool:
+    """Whether a container value's key can change only by a new value (a counted edit)."""
+    kind = type(value)
+    return kind is float or kind is int or (kind is np.ndarray and value.dtype.kind in "fiub") or isinstance(value, _ATOMS)
+
+
+def _fixed(value: Any, depth: int = 0) -> bool:
+    """Whether ``_attribute_key(value)`` can change only by an assignment that replaces
+    ``value`` (a counted edit): atoms, systems, containers, library functions and
+    classes, and tuples of them.  Lists, dicts, arrays, plain objects and the model's
+    own functions and classes (their globals) are not."""
+    if isinstance(value, (ParameterContainer, System, *_ATOMS)):
+        return True
+    if type(value) in (tuple, frozenset):
+        return depth < _MAX_DEPTH and len(value) <= _MAX_ITEMS and all(_fixed(v, depth + 1) for v in value)
+    if isinstance(value, type):
+        return _is_library(value.__module__)
+    return _is_library_function(value)
+
+
+def _is_dyngen_function(func: Any) -> bool:
+    """A function dyngen made (``connect_signals``): it reads no globals of the
+    model's and never rebinds its closure, so its key cannot change."""
+    module = getattr(func, "__module__", None)
+    return isinstance(module, str) and module.split(".")[0] == "dyngen" and hasattr(func, "__code__")
+
+
+_ABSENT = object()
+
+
+def _function_roots(func: Any) -> list | None:
+    """The objects ``_function_key(func)`` reads directly (code, defaults, the bound
+    object, closure contents, the globals its code names, its ``__dict__``), or None
+    when the function has none of these (a callable object)."""
+    owner = getattr(func, "__self__", None)
+    inner = getattr(func, "__func__", func)
+    code = getattr(inner, "__code__", None)
+    if code is None:
+        return None
+    try:
+        contents = [cell.cell_contents for cell in inner.__closure__ or ()]
+    except ValueError:  # an empty cell
+        return None
+    attributes = getattr(inner, "__dict__", None) or {}
+    names = _global_names(code)
+    return [
+        code, inner.__defaults__, inner.__kwdefaults__, owner, *contents, *attributes.keys(), *attributes.values(),
+        *map(inner.__globals__.get, names, repeat(_ABSENT, len(names))),
+    ]  # fmt: skip
+
+
+class _FunctionWatch:
+    """``_function_key(func)``, known without recomputing it while every object the
+    key was computed from is the same object and none can change in place (see
+    ``_fixed``; a global naming a module, or a function or class of the model's,
+    is looked into by the key: such functions are keyed again every time)."""
+
+    def __init__(self, func: Any, key: Any, ident: Callable[[Any], Any]) -> None:
+        self.func, self.key, self.ident = func, key, ident
+        roots = _function_roots(func)
+        fixed = roots is not None and all(
+            r is _ABSENT or isinstance(r, CodeType) or _fixed(r) or (isinstance(r, ModuleType) and _is_library(r.__name__))
+            for r in roots
+        )
+        self.roots = roots if fixed else None
+
+    def __call__(self) -> Any:
+        if self.roots is not None:
+            roots = _function_roots(self.func)
+            if roots is not None and len(roots) == len(self.roots) and all(map(operator.is_, roots, self.roots)):
+                return self.key
+        return _function_key(self.func, self.ident)
+
+
+class StructureWatch:
+    """The fingerprint of a tree, and a cheap test of whether it may have changed.
+
+    ``simulate()`` runs the test before every run.  Edits made through dyngen's API
+    (container entries, system attributes, subsystems, connections, the systems of
+    a simulation) are counted by ``Edits``; while the count stands, only what the
+    count cannot see is keyed again: each class (class attributes and the globals
+    its methods read), each of the model's connection functions (globals, closure
+    cells, defaults), and each value a system holds that can change in place (a
+    list, a dict, an array, a plain object).  Everything else is the same objects
+    as when the fingerprint was taken.
+    """
+
+    def __init__(self, systems: list[Any]) -> None:
+        self._edits = Edits.structure
+        self._volatile: list[tuple[Callable[[], Any], Any]] = []
+        self.key = fingerprint(systems, id, self._volatile)
+
+    def unchanged(self) -> bool:
+        """True when the fingerprint is certainly still ``key``; False when it may differ."""
+        if Edits.structure != self._edits:
+            return False
+        return all(recompute() == key for recompute, key in self._volatile)
 
 
 class _Opaque(Exception):

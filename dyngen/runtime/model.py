@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..containers import Edits
 from ..errors import DyngenError
 from ..trace import numeric_value
 from ..tree import walk
@@ -57,11 +58,26 @@ class CompiledModel:
         parameter_keys = {(id(e.system), e.kind, e.key) for e in self.parameters}
         self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
         self.by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
-        # (container, key, start, stop, shape) for the write-back after a run
-        self._state_slots = [
-            (e.system.states, e.key, e.start, e.stop, np.shape(e.system.states.raw_get(e.key))) for e in self.states
+        # The values simulate() leaves in the containers are views of two buffers that
+        # live as long as this object; floats are set one by one.
+        self._state_buffer = np.zeros(self.n_states)
+        self._observed_buffer = np.zeros(int(module.N_OBSERVED))
+        self._state_views = [
+            (e.system.states, e.key, e.start, e.stop, self._view(self._state_buffer, e, np.shape(e.system.states.raw_get(e.key))))
+            for e in self.states
         ]
-        self._signal_slots = [(getattr(e.system, e.kind), e.key, e.start, e.stop, e.shape) for e in self.computed]
+        self._array_signals = [
+            (getattr(e.system, e.kind), e.key, self._view(self._observed_buffer, e, e.shape))
+            for e in self.computed if e.shape != ()
+        ]
+        self._float_signals = [(getattr(e.system, e.kind), e.key, e.start) for e in self.computed if e.shape == ()]
+        self._views_placed_at = (-1, -1)  # Edits.variables, Edits.signals after the last write-back
+        self._parameters: np.ndarray | None = None  # the last gathered, while Edits.signals stands
+        self._parameters_at = -1
+
+    @staticmethod
+    def _view(buffer: np.ndarray, entry: "Entry", shape: tuple) -> np.ndarray:
+        return buffer[entry.start:entry.stop].reshape(shape)
 
     @staticmethod
     def _entries(table: dict, nodes: dict[str, Any], kind: str | None) -> list[Entry]:
@@ -77,8 +93,10 @@ class CompiledModel:
         return int(self.module.N_STATES)
 
     def gather_states(self) -> np.ndarray:
+        if Edits.variables == self._views_placed_at[0]:  # the containers hold the views of the buffer
+            return self._state_buffer.copy()
         y = np.empty(self.n_states)
-        for container, key, start, stop, _ in self._state_slots:
+        for container, key, start, stop, _ in self._state_views:
             value = dict.__getitem__(container, key)
             if stop - start == 1:
                 y[start] = value.flat[0]
@@ -87,12 +105,16 @@ class CompiledModel:
         return y
 
     def gather_parameters(self) -> np.ndarray:
+        if self._parameters is not None and Edits.signals == self._parameters_at:
+            return self._parameters.copy()
         p = np.empty(int(self.module.N_PARAMETERS))
+        only_floats = True
         for e in self.parameters:
             raw = getattr(e.system, e.kind).raw_get(e.key)
             if e.shape == () and type(raw) is float:  # the common case, fast
                 p[e.start] = raw
                 continue
+            only_floats = False  # an array or a list can change in place: gather it every time
             value = numeric_value(raw)
             if value is None or value.size != e.stop - e.start:
                 raise DyngenError(
@@ -100,6 +122,8 @@ class CompiledModel:
                     f"value of shape {e.shape} when the model was built"
                 )
             p[e.start:e.stop] = value.ravel()
+        if only_floats:
+            self._parameters, self._parameters_at = p.copy(), Edits.signals
         return p
 
     def observe(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -108,19 +132,32 @@ class CompiledModel:
         return out
 
     def write_back(self, t: float, y: np.ndarray, p: np.ndarray) -> bool:
-        """Leave the values at ``(t, y)`` in every container, as dynode does.
+        """Leave the values at ``(t, y)`` in every container, as dynode does (arrays
+        are updated in place from the second time on, as dynode's are).
 
         Returns True when a container got a key it did not have (e.g. ders that
         ``__init__`` did not create).
         """
-        y = np.array(y, dtype=np.float64)
-        for container, key, start, stop, shape in self._state_slots:
-            dict.__setitem__(container, key, y[start:stop].reshape(shape))  # views of a private copy
-        out = self.observe(t, y, p)
+        self._state_buffer[:] = y
+        self.module.observe(t, self._state_buffer, p, self._observed_buffer)
         added = False
-        for container, key, start, stop, shape in self._signal_slots:
-            added = added or key not in container
-            dict.__setitem__(container, key, float(out[start]) if shape == () else out[start:stop].reshape(shape))
+        if (Edits.variables, Edits.signals) != self._views_placed_at:  # an entry was replaced or removed
+            for container, key, _, _, view in self._state_views:
+                dict.__setitem__(container, key, view)
+            for container, key, view in self._array_signals:
+                added = added or key not in container
+                dict.__setitem__(container, key, view)
+            added = added or any(key not in container for container, key, _ in self._float_signals)
+        values = self._observed_buffer.tolist()
+        for container, key, index in self._float_signals:
+            dict.__setitem__(container, key, values[index])
+        # other models of these systems must not trust their views or parameters now
+        parameters_current = Edits.signals == self._parameters_at
+        Edits.variables += 1
+        Edits.signals += 1
+        self._views_placed_at = (Edits.variables, Edits.signals)
+        if parameters_current:  # this write-back changed no parameter
+            self._parameters_at = Edits.signals
         return added
 
     def explain_failure(self, t: float, p: np.ndarray) -> str:

@@ -16,8 +16,9 @@ from ..ir import BuildOptions
 from ..naming import sanitize
 from ..pipeline import BuildResult, build, default_name
 from ..progress import Progress
+from ..system import TrackedList
 from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
-from .fingerprint import fingerprint, structure_key
+from .fingerprint import StructureWatch, structure_key
 from .integrators import (
     SCIPY_ODE_METHODS,
     SOLVE_IVP_METHODS,
@@ -48,7 +49,7 @@ class Simulation:
     def __init__(
         self, cache_dir: str | os.PathLike | None = None, kernels: bool = True, arrays: bool = True
     ) -> None:
-        self._systems: list[Any] = []
+        self._systems: list[Any] = TrackedList()
         self.kernels = kernels
         self.arrays = arrays
         self._observers: list[Callable] = []
@@ -58,7 +59,7 @@ class Simulation:
         self.model_file: str | None = None
         self._build: BuildResult | None = None
         self._model: CompiledModel | None = None
-        self._fingerprint: Any = None
+        self._watch: StructureWatch | None = None  # the structure the module was built for
         self._progress: Progress | None = None  # of the last build, until its first run
 
     @property
@@ -90,8 +91,11 @@ class Simulation:
     def _compile(self, retrace: bool) -> BuildResult:
         if not self._systems:
             raise SimulationError("Need at least 1 system in the simulation!")
-        current = fingerprint(self._systems)
-        if self._build is None or current != self._fingerprint or retrace:
+        watch = self._watch
+        if self._build is not None and not retrace and watch is not None and watch.unchanged():
+            return self._build
+        current = StructureWatch(self._systems)
+        if self._build is None or watch is None or current.key != watch.key or retrace:
             name = self.model_name or default_name(self._systems)
             model_file = self.model_file or _main_file()
             progress = Progress(sanitize(name))
@@ -114,7 +118,7 @@ class Simulation:
             )
             self._progress = progress
             self._model = CompiledModel(self._build.module, self._systems)
-            self._fingerprint = current
+        self._watch = current
         return self._build
 
     def rebuild(self) -> BuildResult:
@@ -209,7 +213,7 @@ class Simulation:
         """Keep the end time and leave the final values in the containers, as dynode does."""
         self._t = float(t)
         if model.write_back(t, y, p):  # new der/output keys: not a change of the model
-            self._fingerprint = fingerprint(self._systems)
+            self._watch = StructureWatch(self._systems)
 
     def _integrator(
         self,

@@ -1,0 +1,204 @@
+"""simulate()'s per-call work: the cheap check for model changes
+(``fingerprint.StructureWatch`` with the edit counts of ``containers.Edits``) and the
+values moved between the containers and the runs (``runtime.model.CompiledModel``).
+
+Every edit that changes the fingerprint must be seen by the cheap check; values edited
+between runs (in place or not, through one simulation or another) must be the ones
+integrated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dyngen.runtime.simulation as simulation_module
+from dyngen import Simulation, System, connect_signals
+from dyngen.runtime.fingerprint import StructureWatch, fingerprint
+
+GAIN = 1.0
+PULL = 0.0  # read by a connection
+WEIGHTS = [1.0]  # read by a connection; a list can change in place
+
+
+def pull(system, time):
+    system.inputs.u = PULL * system.states.x * WEIGHTS[0]
+
+
+def scale(x):  # a helper that do_step calls: the globals it reads are part of the model
+    return GAIN * x
+
+
+class Decay(System):
+    rate = 1.0  # a class attribute, read as a constant
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.x = 1.0
+        self.inputs.u = 0.0
+        self.inputs.c = [1.0, 2.0]
+        self.outputs.y = 0.0
+        self.table = {"k": 1.0}
+        self.weights = [1.0]
+
+    def do_step(self, time):
+        self.ders.x = -self.rate * scale(self.states.x) * self.table["k"] * self.weights[0] + self.inputs.u
+        self.outputs.y = self.states.x + self.inputs.c[1]
+
+
+def gain_link(gain: float):
+    """A connection whose constant lives in its closure, and a way to change it."""
+
+    def link(system, time):
+        system.inputs.u = gain * system.states.x
+
+    def set_gain(value: float) -> None:
+        nonlocal gain
+        gain = value
+
+    return link, set_gain
+
+
+def restore_globals() -> None:
+    global GAIN, PULL
+    GAIN, PULL = 1.0, 0.0
+    WEIGHTS[0] = 1.0
+    Decay.rate = 1.0
+
+
+def edit_global(name: str) -> None:
+    globals()[name] = 2.0
+
+
+# Each edit changes what the generated module would be (the test checks that the full
+# fingerprint changes), and only some of them pass through dyngen's API.
+EDITS = {
+    "class attribute": lambda sim, a, b, extra: setattr(Decay, "rate", 2.0),
+    "global read by a helper": lambda sim, a, b, extra: edit_global("GAIN"),
+    "global read by a connection": lambda sim, a, b, extra: edit_global("PULL"),
+    "global list read by a connection, in place": lambda sim, a, b, extra: WEIGHTS.__setitem__(0, 2.0),
+    "dict attribute, in place": lambda sim, a, b, extra: a.table.__setitem__("k", 2.0),
+    "list attribute, in place": lambda sim, a, b, extra: a.weights.__setitem__(0, 2.0),
+    "attribute": lambda sim, a, b, extra: setattr(a, "table", {"k": 3.0}),
+    "attribute deleted": lambda sim, a, b, extra: delattr(a, "weights"),
+    "closure cell": lambda sim, a, b, extra: extra["set_gain"](0.5),
+    "new state": lambda sim, a, b, extra: setattr(a.states, "z", 0.0),
+    "state shape": lambda sim, a, b, extra: setattr(a.states, "x", np.ones(3)),
+    "input removed": lambda sim, a, b, extra: a.inputs.pop("u"),
+    "inputs |=": lambda sim, a, b, extra: a.inputs.__ior__({"v": 1.0}),
+    "list input, in place": lambda sim, a, b, extra: a.inputs.c.append(3.0),
+    "input becomes text": lambda sim, a, b, extra: setattr(a.inputs, "u", "fast"),
+    "subsystems.append": lambda sim, a, b, extra: a.subsystems.append(Decay()),
+    "systems.append": lambda sim, a, b, extra: sim.systems.append(Decay()),
+    "connection added": lambda sim, a, b, extra: b.add_pre_connection(connect_signals(a.outputs, "y", b.inputs, "u")),
+    "connection removed": lambda sim, a, b, extra: extra["remove"](),
+}
+
+
+def two_decays() -> tuple[Simulation, Decay, Decay, dict]:
+    sim, a, b = Simulation(), Decay(), Decay()
+    link, set_gain = gain_link(1.0)
+    remove = a.add_pre_connection(link)
+    b.add_pre_connection(pull)
+    sim.add_system(a)
+    sim.add_system(b)
+    return sim, a, b, {"set_gain": set_gain, "remove": remove}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_every_edit_that_changes_the_fingerprint_is_seen(edit: str) -> None:
+    restore_globals()
+    try:
+        sim, a, b, extra = two_decays()
+        watch = StructureWatch(sim.systems)
+        assert watch.unchanged()
+        EDITS[edit](sim, a, b, extra)
+        assert fingerprint(sim.systems) != watch.key  # the edit matters ...
+        assert not watch.unchanged()  # ... and the cheap check sees it
+    finally:
+        restore_globals()
+
+
+def test_values_edited_through_the_api_keep_the_cheap_check() -> None:
+    sim, a, b, _ = two_decays()
+    watch = StructureWatch(sim.systems)
+    a.states.x = 3.0
+    a.inputs.u = 0.5
+    b.outputs.y = 2
+    b.states.x = np.array([4.0])
+    assert watch.unchanged()
+    assert fingerprint(sim.systems) == watch.key
+    a.inputs.c = np.array([4.0, 5.0])  # a list replaced: looked at again (conservative) ...
+    assert not watch.unchanged()
+    assert fingerprint(sim.systems) == watch.key  # ... and found the same
+
+
+def test_simulate_checks_without_the_full_fingerprint_until_something_changes(monkeypatch) -> None:
+    restore_globals()
+    sim, a, b, _ = two_decays()
+    sim.simulate(0.5, 0.1)
+    build = sim.compile()
+    calls = []
+    full = simulation_module.StructureWatch
+
+    def counting(systems):
+        calls.append(1)
+        return full(systems)
+
+    monkeypatch.setattr(simulation_module, "StructureWatch", counting)
+    a.states.x = 2.0  # values only
+    sim.simulate(0.5, 0.1)
+    assert calls == [] and sim.compile() is build
+    try:
+        Decay.rate = 2.0
+        sim.simulate(0.5, 0.1)
+        assert calls and sim.compile() is not build  # seen, and rebuilt
+    finally:
+        restore_globals()
+
+
+class Vector(System):
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.v = np.ones(3)
+        self.inputs.k = np.ones(3)
+
+    def do_step(self, time):
+        self.ders.v = -self.inputs.k * self.states.v
+
+
+def test_in_place_edits_between_runs_are_integrated() -> None:
+    sim, system = Simulation(), Vector()
+    sim.add_system(system)
+    sim.simulate(1.0, 0.5, rtol=1e-10, atol=1e-12)
+    system.states.v[1] = 5.0  # in place, on what the last run left in the container
+    system.inputs.k[2] = 2.0  # in place, a parameter vector
+    sim.simulate(1.0, 0.5, rtol=1e-10, atol=1e-12)
+    expected = [np.exp(-2.0), 5.0 * np.exp(-1.0), np.exp(-1.0) * np.exp(-2.0)]
+    np.testing.assert_allclose(system.states.v, expected, rtol=1e-8)
+
+
+def test_a_state_array_read_after_a_run_follows_the_next_runs_as_in_dynode() -> None:
+    """dynode writes the states back into the containers' arrays in place."""
+    sim, system = Simulation(), Vector()
+    sim.add_system(system)
+    sim.simulate(1.0, 0.5)
+    held = system.states["v"]
+    sim.simulate(1.0, 0.5)
+    assert held is system.states["v"]
+    np.testing.assert_allclose(held, np.exp(-2.0), rtol=1e-5)
+
+
+def test_two_simulations_of_the_same_systems_take_turns() -> None:
+    restore_globals()
+    one, two = Simulation(), Simulation()
+    system = Decay()
+    one.add_system(system)
+    two.add_system(system)
+    other = Decay()  # the second simulation's model differs: another system after it
+    two.add_system(other)
+    for sim in (one, two, one, two):
+        sim.simulate(0.5, 0.5, rtol=1e-10, atol=1e-12)
+        assert system.outputs.y == pytest.approx(system.states.x + 2.0)
+    assert system.states.x == pytest.approx(np.exp(-2.0), rel=1e-8)
+    assert other.states.x == pytest.approx(np.exp(-1.0), rel=1e-8)
