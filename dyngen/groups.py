@@ -150,10 +150,38 @@ def group(flat: FlatModel) -> tuple[Group, ...] | None:
         members[index].append((a, refs))
         group_of[a.ref] = index
 
+    members = _aligned(members)
+    group_of = {a.ref: g for g, m in enumerate(members) for a, _ in m}
     order = _dataflow_order(members, group_of)
     if order is None:
         return None
     return tuple(_resolve_copies([_build(f"k{n}", members[g], layout) for n, g in enumerate(order)], layout))
+
+
+def _aligned(members: list[list[tuple[Assignment, list[SignalRef]]]]) -> list[list[tuple[Assignment, list[SignalRef]]]]:
+    """Split a group whose systems are exactly those of two or more smaller groups into
+    those parts (``ders.x`` of 200 oscillators, when 100 of them compute ``ders.y`` one
+    way and 100 another): each part can then share a loop with its smaller group, one
+    pass over each system's data instead of two."""
+    systems = [frozenset(a.ref.system for a, _ in m) for m in members]
+    candidates = sorted(
+        {s for s in systems if len(s) >= KERNEL_MIN_INSTANCES}, key=lambda s: (-len(s), min(s), len(s))
+    )
+    result = []
+    for m, own in zip(members, systems):
+        parts: list[frozenset] = []
+        covered: frozenset = frozenset()
+        for candidate in candidates:
+            if len(candidate) < len(own) and candidate <= own and not candidate & covered:
+                parts.append(candidate)
+                covered |= candidate
+        if len(parts) < 2 or covered != own:
+            result.append(m)
+            continue
+        split = [[item for item in m if item[0].ref.system in part] for part in parts]
+        position = {id(item[0]): k for k, item in enumerate(m)}
+        result += sorted(split, key=lambda part: position[id(part[0][0])])  # the original order
+    return result
 
 
 def _dataflow_order(members, group_of: dict[SignalRef, int]) -> list[int] | None:

@@ -79,6 +79,8 @@ class Model:
 MODELS_BY_NAME = {
     "ring": Model(MODELS, "build_ring", (50,)),
     "mass_chain": Model(BENCH, "build_mass_chain", (50,)),
+    # ders.x is one group of 24 oscillators, ders.y two of 12 (leaders, driven followers)
+    "vdp_pairs": Model(BENCH, "build_vdp_pairs", (12,)),
     "lag_chain": Model(MODELS, "build_lag_chain", (50,)),
     # benchmarks' stiff chain (rates 1..1e6): too stiff for dynode's dopri5; the two
     # forms are integrated with the compiled RODAS4, which uses the generated Jacobian.
@@ -344,7 +346,7 @@ def test_kernels_start_at_the_minimum_number_of_instances(tmp_path: Path) -> Non
 SIMULATED_WITH_DYNODE = [name for name, m in MODELS_BY_NAME.items() if m.dynode]
 # A loop each model's kernel form must have in rhs: the ends of the mass chain and the
 # first lag (driven by sin(t)) are groups of their own; 6 heaters next to the rod.
-EXPECTED_LOOPS = {"ring": 50, "mass_chain": 48, "lag_chain": 49, "stiff_chain": 49, "self_rings": 12, "rod": 6}
+EXPECTED_LOOPS = {"ring": 50, "vdp_pairs": 12, "mass_chain": 48, "lag_chain": 49, "stiff_chain": 49, "self_rings": 12, "rod": 6}
 
 
 @pytest.mark.parametrize("name", SIMULATED_WITH_DYNODE)
@@ -360,6 +362,14 @@ def test_kernel_form_matches_dynode_and_the_unrolled_form(lab: Lab, tight, name:
     if MODELS_BY_NAME[name].unrolled_run:  # (the others: their functions are compared below)
         assert_same_runs(built.kernel_run, built.unrolled_run)
         assert_same_runs(built.unrolled_run, built.dynode_run)
+
+
+def test_a_group_made_of_smaller_groups_shares_their_loop(lab: Lab) -> None:
+    """ders.x of all 24 oscillators is split into the leaders and the followers, whose
+    ders.y are groups of 12: rhs is one loop over the 12 pairs (one pass over each
+    pair's data), not a loop of 24 and one of 12."""
+    built = lab["vdp_pairs"]
+    assert loops(lowered(built.kernel_sim._build, True))["rhs"] == [12]
 
 
 def test_stiff_chain_with_the_generated_jacobian_is_the_same_in_both_forms(lab: Lab, tight) -> None:

@@ -10,6 +10,10 @@ values are not part of it: they are runtime parameters.  What it cannot see (sta
 reached through library objects, or more than 4096 items) is frozen at build time;
 ``Simulation.rebuild()`` forces a fresh build.
 
+``StructureWatch`` is what ``simulate()`` holds: the fingerprint, and a check of
+whether it may have changed that costs a few microseconds (edits made through
+dyngen's objects are counted by ``containers.Edits``; the rest is keyed again).
+
 ``structure_key`` is the same fingerprint with every identity replaced by what it
 stands for (a system by its place in the tree, a function by its code, a class by
 its name), hashed: it names the model across processes, so that a warm start finds
@@ -193,6 +197,9 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
     return tuple(parts)
 
 
+_FRAMEWORK_MODULES = ("dyngen", "dynode", "abc", "builtins")
+
+
 def _class_key(cls: type, ident: Callable[[Any], Any], seen: set | None = None) -> Any:
     """Class attributes and the constants read by the class's methods."""
     seen = set() if seen is None else seen
@@ -201,7 +208,7 @@ def _class_key(cls: type, ident: Callable[[Any], Any], seen: set | None = None) 
     seen.add(id(cls))
     parts = []
     for klass in cls.__mro__:
-        if klass.__module__.split(".")[0] in ("dyngen", "dynode", "abc", "builtins"):
+        if klass.__module__.split(".")[0] in _FRAMEWORK_MODULES:
             continue
         for name, value in vars(klass).items():
             if name.startswith("__") or name == "_abc_impl":  # ABCMeta's cache of every class
@@ -242,7 +249,7 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
         if cls not in classes:
             classes[cls] = _class_key(cls, ident)
             if volatile is not None:  # class attributes, and the globals its methods read
-                volatile.append((partial(_class_key, cls, ident), classes[cls]))
+                volatile.append((_RootsWatch.of_class(cls, classes[cls], ident), classes[cls]))
         append(ident(system))
         append(len(system._subs))
         append(classes[cls])
@@ -259,7 +266,7 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
                 if key is None:
                     key = functions[id(func)] = _function_key(func, ident)
                     if volatile is not None and not _is_dyngen_function(func):
-                        volatile.append((_FunctionWatch(func, key, ident), key))
+                        volatile.append((_RootsWatch.of_function(func, key, ident), key))
                 append(key)
                 append(tuple(map(ident, dependees)))
             append("|")
@@ -279,7 +286,9 @@ _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_
 def _fixed_value(value: Any) -> bool:
     """Whether a container value's key can change only by a new value (a counted edit)."""
     kind = type(value)
-    return kind is float or kind is int or (kind is np.ndarray and value.dtype.kind in "fiub") or isinstance(value, _ATOMS)
+    if kind is float or kind is int:
+        return True
+    return (kind is np.ndarray and value.dtype.kind in "fiub") or isinstance(value, _ATOMS)
 
 
 def _fixed(value: Any, depth: int = 0) -> bool:
@@ -327,27 +336,69 @@ def _function_roots(func: Any) -> list | None:
     ]  # fmt: skip
 
 
-class _FunctionWatch:
-    """``_function_key(func)``, known without recomputing it while every object the
-    key was computed from is the same object and none can change in place (see
-    ``_fixed``; a global naming a module, or a function or class of the model's,
-    is looked into by the key: such functions are keyed again every time)."""
+def _fixed_root(root: Any) -> bool:
+    """A root whose key cannot change in place (see ``_fixed``)."""
+    return (
+        root is _ABSENT or isinstance(root, CodeType) or _fixed(root)
+        or (isinstance(root, ModuleType) and _is_library(root.__name__))
+    )  # fmt: skip
 
-    def __init__(self, func: Any, key: Any, ident: Callable[[Any], Any]) -> None:
-        self.func, self.key, self.ident = func, key, ident
-        roots = _function_roots(func)
-        fixed = roots is not None and all(
-            r is _ABSENT or isinstance(r, CodeType) or _fixed(r) or (isinstance(r, ModuleType) and _is_library(r.__name__))
-            for r in roots
-        )
-        self.roots = roots if fixed else None
+
+def _fixed_function_roots(func: Any) -> list | None:
+    """``_function_roots(func)`` when none of them can change in place, else None."""
+    roots = _function_roots(func)
+    return roots if roots is not None and all(map(_fixed_root, roots)) else None
+
+
+def _class_roots(cls: type, fixed: bool = False) -> list | None:
+    """The objects ``_class_key(cls)`` reads: the attributes of the model's classes in
+    its MRO, and the roots of their methods; None when a method has none (with
+    ``fixed``: also when one of them can change in place)."""
+    roots: list = [cls.__mro__]
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] in _FRAMEWORK_MODULES:
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("__") or name == "_abc_impl":
+                continue
+            roots += (name, value)
+            if callable(value) or isinstance(value, (staticmethod, classmethod)):
+                inner = (_fixed_function_roots if fixed else _function_roots)(value)
+                if inner is None:
+                    return None
+                roots += inner
+            elif fixed and not isinstance(value, property) and not _fixed(value):
+                return None
+    return roots
+
+
+class _RootsWatch:
+    """The key of a function or class, known without recomputing it while every
+    object it was computed from (its roots) is the same object; used only when
+    none of them can change in place.  Otherwise (a global naming a module, or a
+    function or class of the model's; a list; a plain object) the key is computed
+    again every time."""
+
+    def __init__(
+        self, obj: Any, key: Any, ident: Callable, roots_of: Callable, compute: Callable, roots: list | None
+    ) -> None:
+        self.obj, self.key, self.ident, self.roots_of, self.compute = obj, key, ident, roots_of, compute
+        self.roots = roots
+
+    @classmethod
+    def of_function(cls, func: Any, key: Any, ident: Callable) -> "_RootsWatch":
+        return cls(func, key, ident, _function_roots, _function_key, _fixed_function_roots(func))
+
+    @classmethod
+    def of_class(cls, klass: type, key: Any, ident: Callable) -> "_RootsWatch":
+        return cls(klass, key, ident, _class_roots, _class_key, _class_roots(klass, fixed=True))
 
     def __call__(self) -> Any:
         if self.roots is not None:
-            roots = _function_roots(self.func)
+            roots = self.roots_of(self.obj)
             if roots is not None and len(roots) == len(self.roots) and all(map(operator.is_, roots, self.roots)):
                 return self.key
-        return _function_key(self.func, self.ident)
+        return self.compute(self.obj, self.ident)
 
 
 class StructureWatch:

@@ -62,10 +62,10 @@ class CompiledModel:
         # live as long as this object; floats are set one by one.
         self._state_buffer = np.zeros(self.n_states)
         self._observed_buffer = np.zeros(int(module.N_OBSERVED))
-        self._state_views = [
-            (e.system.states, e.key, e.start, e.stop, self._view(self._state_buffer, e, np.shape(e.system.states.raw_get(e.key))))
-            for e in self.states
-        ]
+        self._state_views = []
+        for e in self.states:
+            view = self._view(self._state_buffer, e, np.shape(e.system.states.raw_get(e.key)))
+            self._state_views.append((e.system.states, e.key, e.start, e.stop, view))
         self._array_signals = [
             (getattr(e.system, e.kind), e.key, self._view(self._observed_buffer, e, e.shape))
             for e in self.computed if e.shape != ()
