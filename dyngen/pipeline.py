@@ -64,7 +64,7 @@ class BuildResult:
 
     @property
     def digest(self) -> str:
-        """The module's hash (the model's and the templates'): MODEL_HASH, the cache key."""
+        """The module's hash (the model's and the generator's): MODEL_HASH, the cache key."""
         return str(self.module.MODEL_HASH)
 
 

@@ -46,19 +46,30 @@ def environment() -> jinja2.Environment:
     return env
 
 
+# dyngen's code that cannot change a generated module's text: the runtime, the CLI,
+# the cache, progress reports
+_NOT_GENERATOR = ("runtime", "cli.py", "cache.py", "progress.py")
+
+
 @lru_cache(maxsize=1)
-def templates_digest() -> str:
-    """A hash of every template: a changed template is a different generated module."""
+def generator_digest() -> str:
+    """A hash of every template and of dyngen's code that turns a model into a module
+    (all of it but the runtime, the CLI, the cache and progress reports): a module
+    cached by another generator is written again, not reused."""
+    package = Path(__file__).resolve().parent
+    files = [(p, p.relative_to(package).as_posix()) for p in package.rglob("*.py")]
+    files = [(p, name) for p, name in files if name.split("/")[0] not in _NOT_GENERATOR]
+    files += [(p, f"templates/{p.name}") for p in Path(template_dir()).glob("*.j2")]
     hasher = hashlib.sha256()
-    for path in sorted(template_dir().glob("*.j2")):
-        hasher.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    for path, name in sorted(files, key=lambda item: item[1]):
+        hasher.update(name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
     return hasher.hexdigest()
 
 
 def module_digest(model_digest: str, kernels: bool = True) -> str:
-    """The hash a generated module is known by: the model's, the templates' and the form."""
+    """The hash a generated module is known by: the model's, the generator's and the form."""
     form = "kernels" if kernels else "unrolled"
-    return hashlib.sha256(f"{model_digest}:{templates_digest()}:{form}".encode("ascii")).hexdigest()
+    return hashlib.sha256(f"{model_digest}:{generator_digest()}:{form}".encode("ascii")).hexdigest()
 
 
 def _layout(name: str, slots: tuple[Slot, ...]) -> dict:

@@ -443,6 +443,21 @@ def test_spec_and_flat_of_a_module_found_by_structure_are_traced_on_demand(model
     assert [s.path for s in second.spec.systems] == [s.path for s in first.spec.systems]
 
 
+def test_a_module_cached_by_another_generator_is_written_again(model, cache: Path, monkeypatch) -> None:
+    """A new dyngen whose lowering differs (same templates, same version) must not
+    reuse the modules an older one cached for the same model."""
+    import dyngen.render as render
+    import dyngen.runtime.fingerprint as fingerprint
+
+    old = model.make().compile()
+    monkeypatch.setattr(render, "generator_digest", lambda: "another generator")
+    monkeypatch.setattr(fingerprint, "_dyngen_source_digest", lambda: "another generator")
+    new = model.make().compile()
+    assert new.flat.digest == old.flat.digest  # the same model ...
+    assert new.digest != old.digest and new.path != old.path and not new.reused  # ... another module
+    assert sorted(modules_in(cache)) == sorted([old.path, new.path])
+
+
 def test_rebuild_traces_even_when_the_structure_is_known(model, cache: Path) -> None:
     model.make().compile()
     sim = model.make()
