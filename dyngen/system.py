@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import wraps
 from graphlib import TopologicalSorter
 from typing import Any, Callable
 
@@ -15,23 +16,24 @@ class TrackedList(list):
     subsystems of a system and the systems of a simulation are handed out as they
     are, as dynode does, and may be edited by the caller."""
 
-    def _edited(name: str):  # type: ignore[no-untyped-def]
-        method = getattr(list, name)
 
-        def edit(self, *args: Any, **kwargs: Any) -> Any:
-            Edits.note_structure()
-            return method(self, *args, **kwargs)
+def _counted(name: str) -> Callable:
+    method = getattr(list, name)
 
-        edit.__name__ = name
-        edit.__doc__ = method.__doc__
-        return edit
+    @wraps(method)
+    def edit(self: TrackedList, *args: Any, **kwargs: Any) -> Any:
+        Edits.note_structure()
+        return method(self, *args, **kwargs)
 
-    for _name in (
-        "append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse",
-        "__setitem__", "__delitem__", "__iadd__", "__imul__",
-    ):  # fmt: skip
-        locals()[_name] = _edited(_name)
-    del _name, _edited
+    return edit
+
+
+for _name in (
+    "append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse",
+    "__setitem__", "__delitem__", "__iadd__", "__imul__",
+):  # fmt: skip
+    setattr(TrackedList, _name, _counted(_name))
+del _name
 
 
 class System(ABC):

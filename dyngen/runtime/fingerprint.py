@@ -478,31 +478,62 @@ def _library_roots() -> tuple[str, ...]:
     return tuple({os.path.join(form, "") for r in roots for form in (os.path.abspath(r), os.path.realpath(r))})
 
 
+# What _user_sources_digest learnt: per module name, the module object and the real
+# path of its file when it is one of the user's (else None); per file, its size and
+# modification time and the hash of its text.
+_USER_FILE_OF: dict[str, tuple[Any, str | None]] = {}
+_FILE_HASHES: dict[str, tuple[tuple[int, int], bytes]] = {}
+
+
+def _user_file(name: str, module: Any, roots: tuple[str, ...]) -> str | None:
+    if name.split(".")[0] in ("dyngen", "dyngen_generated"):  # in _dyngen_source_digest; or generated
+        return None
+    path = getattr(module, "__file__", None)
+    if isinstance(path, str) and path.endswith(".py") and not path.startswith(roots):
+        real = os.path.realpath(path)
+        if not real.startswith(roots):
+            return real
+    return None
+
+
+def _file_hash(path: str) -> bytes:
+    """The hash of a file's text, read again only when its size or time changed."""
+    try:
+        status = os.stat(path)
+        stamp = (status.st_size, status.st_mtime_ns)
+    except OSError:
+        return b"<unreadable>"
+    known = _FILE_HASHES.get(path)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).digest()
+    except OSError:
+        return b"<unreadable>"
+    _FILE_HASHES[path] = (stamp, digest)
+    return digest
+
+
 def _user_sources_digest() -> str:
     """The text of every loaded Python file that is not an installed library: the
     model file and every module of the user's it imports.
 
     Code the key does not reach (the methods of a helper object's class, a property,
     a numba helper's globals) is covered this way: any edit of the user's sources is
-    a new key.
+    a new key.  Modules already classified and files whose size and time did not
+    change are not looked at again (a process holds a thousand modules or more).
     """
     roots = _library_roots()
-    hasher = hashlib.sha256()
     files = set()
     for name, module in list(sys.modules.items()):
-        if name.split(".")[0] in ("dyngen", "dyngen_generated"):  # in _dyngen_source_digest; or generated
-            continue
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and path.endswith(".py") and not path.startswith(roots):
-            real = os.path.realpath(path)
-            if not real.startswith(roots):
-                files.add(real)
+        known = _USER_FILE_OF.get(name)
+        if known is None or known[0] is not module:
+            known = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
+        if known[1] is not None:
+            files.add(known[1])
+    hasher = hashlib.sha256()
     for path in sorted(files):
-        try:
-            text = Path(path).read_bytes()
-        except OSError:
-            text = b"<unreadable>"
-        hasher.update(path.encode("utf-8") + b"\0" + text + b"\0")
+        hasher.update(path.encode("utf-8") + b"\0" + _file_hash(path) + b"\0")
     return hasher.hexdigest()
 
 
