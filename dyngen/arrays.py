@@ -28,7 +28,7 @@ import sympy as sp
 
 from .errors import CodegenError, TraceError, user_frame_location
 from .ir import Offset, Reduction, Segment, Signal, SignalRef
-from .symbolic import UFUNCS, Sym, SymArray, boolean, numeric, to_expr
+from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, numeric, to_expr
 
 ARRAY_MIN = 64  # 1-D vectors of at least this many elements are traced in array form
 SMALL_PART = 64  # constant lists/arrays up to this length may be concatenated to an array
@@ -212,33 +212,7 @@ class LazyArray:
 
     flatten = ravel
 
-    __add__ = _operator(np.add)
-    __radd__ = _operator(np.add, True)
-    __sub__ = _operator(np.subtract)
-    __rsub__ = _operator(np.subtract, True)
-    __mul__ = _operator(np.multiply)
-    __rmul__ = _operator(np.multiply, True)
-    __truediv__ = _operator(np.true_divide)
-    __rtruediv__ = _operator(np.true_divide, True)
-    __floordiv__ = _operator(np.floor_divide)
-    __rfloordiv__ = _operator(np.floor_divide, True)
-    __mod__ = _operator(np.remainder)
-    __rmod__ = _operator(np.remainder, True)
-    __pow__ = _operator(np.power)
-    __rpow__ = _operator(np.power, True)
-    __lt__ = _operator(np.less)
-    __le__ = _operator(np.less_equal)
-    __gt__ = _operator(np.greater)
-    __ge__ = _operator(np.greater_equal)
-    __eq__ = _operator(np.equal)  # type: ignore[assignment]
-    __ne__ = _operator(np.not_equal)  # type: ignore[assignment]
-    __and__ = _operator(np.bitwise_and)
-    __rand__ = _operator(np.bitwise_and, True)
-    __or__ = _operator(np.bitwise_or)
-    __ror__ = _operator(np.bitwise_or, True)
-    __xor__ = _operator(np.bitwise_xor)
-    __rxor__ = _operator(np.bitwise_xor, True)
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # the binary operators: install_operators below
 
     def __neg__(self) -> "LazyArray":
         return elementwise(UFUNCS[np.negative], self)
@@ -376,6 +350,9 @@ class LazyArray:
 
     def _lower(self) -> list[Piece]:
         raise NotImplementedError
+
+
+install_operators(LazyArray, _operator)
 
 
 class Base(LazyArray):

@@ -189,14 +189,24 @@ def array_rhs(flat: FlatModel) -> ArrayCode:
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
-    for members, intervals in _fused(ders):
-        for interval in intervals:
-            targets = [
-                (_offset_target(_DY, der_rows[a.ref].start), expr, f"d/dt {der_rows[a.ref].ref}[i]")
-                for a, expr in zip(members, interval.exprs)
-            ]  # fmt: skip
-            _emit(places, temporaries, _title(flat, members, interval), interval, targets, code)
+    _emit_assignments(
+        flat, ders, lambda ref: (_offset_target(_DY, der_rows[ref].start), f"d/dt {der_rows[ref].ref}[i]"),
+        code, places, temporaries,
+    )  # fmt: skip
     return code
+
+
+def _emit_assignments(
+    flat: FlatModel, assignments: list, target: Callable, code: ArrayCode, places: Places, temporaries: Temporaries
+) -> None:
+    """The fused loops of ``assignments``; ``target(ref)`` is (where element i goes, its comment)."""
+    for members, intervals in _fused(assignments):
+        for interval in intervals:
+            targets = []
+            for a, expr in zip(members, interval.exprs):
+                where, comment = target(a.ref)
+                targets.append((where, expr, comment))
+            _emit(places, temporaries, _title(flat, members, interval), interval, targets, code)
 
 
 def array_observe(flat: FlatModel) -> ArrayCode:
@@ -204,13 +214,9 @@ def array_observe(flat: FlatModel) -> ArrayCode:
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     out = {slot.ref: slot for slot in flat.observed if slot.array}
     computed = [a for a in flat.array_assignments if a.ref in out]
-    for members, intervals in _fused(computed):
-        for interval in intervals:
-            targets = [
-                (_offset_target(_OUT, out[a.ref].start), expr, f"{a.ref}[i]")
-                for a, expr in zip(members, interval.exprs)
-            ]  # fmt: skip
-            _emit(places, temporaries, _title(flat, members, interval), interval, targets, code)
+    _emit_assignments(
+        flat, computed, lambda ref: (_offset_target(_OUT, out[ref].start), f"{ref}[i]"), code, places, temporaries
+    )
     written = {a.ref for a in flat.array_assignments}
     for slot in flat.parameters:
         if slot.array and slot.ref in out and slot.ref not in written:

@@ -385,6 +385,43 @@ class _Traced:
         return _apply_function(func, args, kwargs)
 
 
+# Python's binary operators as the ufuncs they stand for: (method name, ufunc, reflected)
+OPERATORS: tuple[tuple[str, np.ufunc, bool], ...] = (
+    ("__add__", np.add, False),
+    ("__radd__", np.add, True),
+    ("__sub__", np.subtract, False),
+    ("__rsub__", np.subtract, True),
+    ("__mul__", np.multiply, False),
+    ("__rmul__", np.multiply, True),
+    ("__truediv__", np.true_divide, False),
+    ("__rtruediv__", np.true_divide, True),
+    ("__floordiv__", np.floor_divide, False),
+    ("__rfloordiv__", np.floor_divide, True),
+    ("__mod__", np.remainder, False),
+    ("__rmod__", np.remainder, True),
+    ("__pow__", np.power, False),
+    ("__rpow__", np.power, True),
+    ("__lt__", np.less, False),
+    ("__le__", np.less_equal, False),
+    ("__gt__", np.greater, False),
+    ("__ge__", np.greater_equal, False),
+    ("__eq__", np.equal, False),
+    ("__ne__", np.not_equal, False),
+    ("__and__", np.bitwise_and, False),
+    ("__rand__", np.bitwise_and, True),
+    ("__or__", np.bitwise_or, False),
+    ("__ror__", np.bitwise_or, True),
+    ("__xor__", np.bitwise_xor, False),
+    ("__rxor__", np.bitwise_xor, True),
+)
+
+
+def install_operators(cls: type, method: Callable[[np.ufunc, bool], Callable[[Any, Any], Any]]) -> None:
+    """Give ``cls`` every operator of ``OPERATORS``, made by ``method(ufunc, reflected)``."""
+    for name, ufunc, reflected in OPERATORS:
+        setattr(cls, name, method(ufunc, reflected))
+
+
 def _binary(ufunc: np.ufunc, reflected: bool = False) -> Callable[[Any, Any], Any]:
     fn = UFUNCS[ufunc]
     if reflected:
@@ -407,33 +444,7 @@ class Sym(_Traced):
     def __repr__(self) -> str:
         return f"Sym({self.expr})"
 
-    __add__ = _binary(np.add)
-    __radd__ = _binary(np.add, True)
-    __sub__ = _binary(np.subtract)
-    __rsub__ = _binary(np.subtract, True)
-    __mul__ = _binary(np.multiply)
-    __rmul__ = _binary(np.multiply, True)
-    __truediv__ = _binary(np.true_divide)
-    __rtruediv__ = _binary(np.true_divide, True)
-    __floordiv__ = _binary(np.floor_divide)
-    __rfloordiv__ = _binary(np.floor_divide, True)
-    __mod__ = _binary(np.remainder)
-    __rmod__ = _binary(np.remainder, True)
-    __pow__ = _binary(np.power)
-    __rpow__ = _binary(np.power, True)
-    __lt__ = _binary(np.less)
-    __le__ = _binary(np.less_equal)
-    __gt__ = _binary(np.greater)
-    __ge__ = _binary(np.greater_equal)
-    __eq__ = _binary(np.equal)  # type: ignore[assignment]
-    __ne__ = _binary(np.not_equal)  # type: ignore[assignment]
-    __and__ = _binary(np.bitwise_and)
-    __rand__ = _binary(np.bitwise_and, True)
-    __or__ = _binary(np.bitwise_or)
-    __ror__ = _binary(np.bitwise_or, True)
-    __xor__ = _binary(np.bitwise_xor)
-    __rxor__ = _binary(np.bitwise_xor, True)
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # the binary operators: install_operators below
 
     def __neg__(self) -> "Sym":
         return _elementwise(UFUNCS[np.negative], self)
@@ -495,6 +506,9 @@ def _install_object_loop_methods() -> None:
 
 
 _install_object_loop_methods()
+
+
+install_operators(Sym, _binary)
 
 
 class SymArray(_Traced, np.ndarray):

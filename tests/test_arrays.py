@@ -26,6 +26,7 @@ from dyngen.errors import DyngenError, TraceError
 from dyngen.ir import BuildOptions
 from dyngen.pipeline import build
 from dynode_compare import Run, assert_same_runs, build_simulation, load_model_source, run, run_both
+from finite_differences import central_differences
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "reaction_diffusion.py"
@@ -148,17 +149,7 @@ def test_jacobian_of_the_loops_matches_finite_differences() -> None:
     t, y, p = random_point(module, 7)
     y[module.STATES["Lattice"]["phase"][0]] = 0.2 - t  # the clipped drive inside its bounds
     _, J, _ = evaluate(module, t, y, p)
-    n = module.N_STATES
-    fd = np.empty((n, n))
-    plus, minus = np.empty(n), np.empty(n)
-    for j in range(n):
-        h = 1e-6 * max(1.0, abs(y[j]))
-        yp, ym = y.copy(), y.copy()
-        yp[j] += h
-        ym[j] -= h
-        module.rhs(t, yp, p, plus)
-        module.rhs(t, ym, p, minus)
-        fd[:, j] = (plus - minus) / (yp[j] - ym[j])
+    fd = central_differences(module, t, y, p)
     assert relative(J, fd) < 1e-6
     driver_z = module.STATES["Driver"]["z"][0]
     assert np.any(J[2:, driver_z] != 0)  # the chain rule through the connected gain

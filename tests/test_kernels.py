@@ -44,6 +44,7 @@ import dynode
 import dynode_compare
 import dyngen
 from dynode_compare import Run, assert_same_runs, build_simulation, load_model_source, run
+from finite_differences import central_differences
 from dyngen.groups import KERNEL_MIN_INSTANCES
 from dyngen.ir import BuildOptions, Kernel
 from dyngen.lower import lower
@@ -241,22 +242,6 @@ def evaluate(
     out = np.full(module.N_OBSERVED, np.nan)
     call("observe")(t, y.copy(), p.copy(), out)
     return dy, J, values, out
-
-
-def central_differences(module: Any, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """d(rhs)/dy by central differences, column by column."""
-    n = module.N_STATES
-    J = np.empty((n, n))
-    plus, minus = np.empty(n), np.empty(n)
-    for j in range(n):
-        h = 1e-6 * max(1.0, abs(y[j]))
-        yp, ym = y.copy(), y.copy()
-        yp[j] += h
-        ym[j] -= h
-        module.rhs(t, yp, p, plus)
-        module.rhs(t, ym, p, minus)
-        J[:, j] = (plus - minus) / (yp[j] - ym[j])
-    return J
 
 
 def scatter(module: Any, values: np.ndarray) -> np.ndarray:
