@@ -147,8 +147,8 @@ class Simulation:
 
         Arguments mean what they mean in dynode: ``fixed_step`` makes ``observer_dt``
         the solver's step; ``integrator`` and ``kwargs`` are scipy's ``ode`` ones.
-        dopri5 and dop853 run compiled in the generated module (bit for bit scipy's
-        algorithms; the whole run is one compiled call when every observer is a
+        dopri5 and dop853 run compiled in the generated module (scipy's algorithms,
+        equal to rounding; the whole run is one compiled call when every observer is a
         Recorder); vode and lsoda run in scipy; "rodas4" is a compiled stiff method;
         BDF, Radau, LSODA, RK45, RK23, DOP853 are scipy's ``solve_ivp`` solvers.
         Implicit methods get the generated Jacobian.
