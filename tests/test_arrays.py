@@ -79,15 +79,16 @@ def random_point(module: Any, seed: int) -> tuple[float, np.ndarray, np.ndarray]
     return 1.3, y, p
 
 
-def assert_series_close(ours: Run, theirs: Run) -> None:
-    """States within 1e-9 of dynode's (normwise per vector and sample); ders and outputs
-    within 1e-6: a Laplacian multiplies the states' last-digit differences by 1/dx^2."""
+def assert_series_close(ours: Run, theirs: Run, states: float = 1e-9) -> None:
+    """States within ``states`` of dynode's (normwise per vector and sample); ders and
+    outputs within 1e-6: a Laplacian multiplies the states' last-digit differences by
+    1/dx^2."""
     assert np.array_equal(ours.observed_t, theirs.observed_t)
-    assert relative(ours.observed_y, theirs.observed_y) < 1e-9
+    assert relative(ours.observed_y, theirs.observed_y) < states
     for path in ours.paths:
         assert sorted(ours.series[path]) == sorted(theirs.series[path])
         for key, expected in theirs.series[path].items():
-            bound = 1e-9 if key.startswith(("states.", "inputs.", "time")) else 1e-6
+            bound = states if key.startswith(("states.", "inputs.", "time")) else 1e-6
             assert relative(ours.series[path][key], expected) < bound, (path, key)
 
 
@@ -106,7 +107,11 @@ def test_reaction_diffusion_with_500_points_matches_dynode(integrator: str) -> N
 def test_lattice_with_rolls_where_clip_and_a_coupled_system_matches_dynode() -> None:
     ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend, "build_lattice", 300), 5.0, 0.1,
                             rtol=1e-10, atol=1e-12)  # fmt: skip
-    assert_series_close(ours, theirs)
+    # At these tolerances the lattice's error estimates are at rounding level: a
+    # rounding difference (the rhs's order of operations, the error norm's order of
+    # additions) picks other step sizes, and the two runs differ by their global
+    # errors, a few rtol (2.8e-9 measured against dynode).
+    assert_series_close(ours, theirs, states=1e-8)
 
 
 # ----------------------------------------------------------------------------- against the element form
