@@ -215,6 +215,11 @@ class VariableContainer(ParameterContainer):
 
     @staticmethod
     def _convert(value: Any) -> np.ndarray:
+        kind = type(value)
+        if kind is np.ndarray:  # the common cases first: a store is what a sweep repeats
+            return np.array(value, dtype=float)
+        if kind is float or kind is int:
+            return np.array([value], dtype=float)
         if np.isscalar(value):
             value = np.atleast_1d(value)
         if not isinstance(value, (Sequence, np.ndarray)):
@@ -223,7 +228,7 @@ class VariableContainer(ParameterContainer):
 
     @staticmethod
     def _present(value: Any, as_attribute: bool) -> Any:
-        if as_attribute and np.size(value) == 1:
+        if as_attribute and (value.size if type(value) is np.ndarray else np.size(value)) == 1:
             return value.item()
         return value
 

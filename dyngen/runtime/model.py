@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -59,19 +60,31 @@ class CompiledModel:
         self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
         self.by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
         # The values simulate() leaves in the containers are views of two buffers that
-        # live as long as this object; floats are set one by one.
+        # live as long as this object; floats are set one by one.  The entries are kept
+        # as parallel lists (_Slots): map() runs the per-entry dict calls in C, in a
+        # third of the time of a Python loop (400 states: 94 -> 30 us per gather).
         self._state_buffer = np.zeros(self.n_states)
         self._observed_buffer = np.zeros(int(module.N_OBSERVED))
-        self._state_views = []
-        for e in self.states:
-            view = self._view(self._state_buffer, e, np.shape(e.system.states.raw_get(e.key)))
-            self._state_views.append((e.system.states, e.key, e.start, e.stop, view))
-        self._array_signals = [
-            (getattr(e.system, e.kind), e.key, self._view(self._observed_buffer, e, e.shape))
-            for e in self.computed if e.shape != ()
-        ]
-        self._float_signals = [(getattr(e.system, e.kind), e.key, e.start) for e in self.computed if e.shape == ()]
+        in_order = sorted(self.states, key=lambda e: e.start)  # gathered by one concatenate
+        stops = [0] + [e.stop for e in in_order]
+        if any(e.start != stop for e, stop in zip(in_order, stops)) or stops[-1] != self.n_states:
+            raise DyngenError(f"{module.__name__}: its STATES table does not cover the state vector once; rebuild it")
+        self._state_slots = _Slots(
+            [e.system.states for e in in_order],
+            [e.key for e in in_order],
+            [self._view(self._state_buffer, e, np.shape(e.system.states.raw_get(e.key))) for e in in_order],
+        )
+        arrays = [e for e in self.computed if e.shape != ()]
+        self._array_slots = _Slots(
+            [getattr(e.system, e.kind) for e in arrays],
+            [e.key for e in arrays],
+            [self._view(self._observed_buffer, e, e.shape) for e in arrays],
+        )
+        floats = [e for e in self.computed if e.shape == ()]
+        self._float_slots = _Slots([getattr(e.system, e.kind) for e in floats], [e.key for e in floats], [])
+        self._float_index = np.array([e.start for e in floats], dtype=np.intp)
         self._views_placed_at = (-1, -1)  # Edits.variables, Edits.signals after the last write-back
+        self._keys_seen_at = -1  # Edits.structure when every written key was last seen present
         self._parameters: np.ndarray | None = None  # the last gathered, while Edits.signals stands
         self._parameters_at = -1
 
@@ -95,14 +108,8 @@ class CompiledModel:
     def gather_states(self) -> np.ndarray:
         if Edits.variables == self._views_placed_at[0]:  # the containers hold the views of the buffer
             return self._state_buffer.copy()
-        y = np.empty(self.n_states)
-        for container, key, start, stop, _ in self._state_views:
-            value = dict.__getitem__(container, key)
-            if stop - start == 1:
-                y[start] = value.flat[0]
-            else:
-                y[start:stop] = value.ravel()
-        return y
+        values = self._state_slots.get_all()  # float arrays of the built shapes (Edits sees others)
+        return np.concatenate(values, axis=None, dtype=np.float64) if values else np.empty(0)
 
     def gather_parameters(self) -> np.ndarray:
         if self._parameters is not None and Edits.signals == self._parameters_at:
@@ -142,15 +149,12 @@ class CompiledModel:
         self.module.observe(t, self._state_buffer, p, self._observed_buffer)
         added = False
         if (Edits.variables, Edits.signals) != self._views_placed_at:  # an entry was replaced or removed
-            for container, key, _, _, view in self._state_views:
-                dict.__setitem__(container, key, view)
-            for container, key, view in self._array_signals:
-                added = added or key not in container
-                dict.__setitem__(container, key, view)
-            added = added or any(key not in container for container, key, _ in self._float_signals)
-        values = self._observed_buffer.tolist()
-        for container, key, index in self._float_signals:
-            dict.__setitem__(container, key, values[index])
+            if Edits.structure != self._keys_seen_at:  # only a structure edit removes a key
+                added = not (self._array_slots.all_present() and self._float_slots.all_present())
+            self._state_slots.set_all(self._state_slots.values)
+            self._array_slots.set_all(self._array_slots.values)
+        self._float_slots.set_all(self._observed_buffer[self._float_index].tolist())
+        self._keys_seen_at = Edits.structure
         # other models of these systems must not trust their views or parameters now
         parameters_current = Edits.signals == self._parameters_at
         Edits.variables += 1
@@ -175,3 +179,22 @@ class CompiledModel:
 
     def state_name(self, index: int) -> str:
         return str(self.module.STATE_NAMES[index])
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """Container entries as parallel lists (container, key, and a value each, when fixed),
+    read and written with the per-entry dict calls run in C by map()."""
+
+    containers: list[Any]
+    keys: list[Any]
+    values: list[Any]
+
+    def get_all(self) -> list[Any]:
+        return list(map(dict.__getitem__, self.containers, self.keys))
+
+    def set_all(self, values: list[Any]) -> None:
+        deque(map(dict.__setitem__, self.containers, self.keys, values), maxlen=0)
+
+    def all_present(self) -> bool:
+        return all(map(dict.__contains__, self.containers, self.keys))
