@@ -17,6 +17,7 @@ from .modelfile import load_model
 from .pipeline import BuildResult
 from .pipeline import build as build_pipeline
 from .runtime.integrators import SCIPY_ODE_METHODS
+from .runtime.model import state_names_in_dynode_order
 
 STAGES = ("spec", "flat", "kernel", "source")
 
@@ -117,7 +118,7 @@ def run(model: str, duration: float, observer_dt: float, csv_file: str | None, i
     rows: list[list[float]] = []
     simulation.add_observer(lambda t, y: rows.append([t, *y]) and False)
     simulation.simulate(duration, observer_dt, fixed_step=fixed_step, integrator=integrator)
-    header = ["time", *simulation.module.STATE_NAMES]
+    header = ["time", *state_names_in_dynode_order(simulation.module)]  # the observer's y
     handle = open(csv_file, "w", newline="", encoding="utf-8") if csv_file else sys.stdout
     try:
         writer = csv.writer(handle)

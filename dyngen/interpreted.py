@@ -149,7 +149,7 @@ def verify(
     interpreted = InterpretedModel(simulation.systems, model)
     solver = ScipyOdeIntegrator(
         interpreted.rhs, None, start_time, model.gather_states(), integrator,
-        dynode_options(observer_dt, False, options), model.state_name,
+        dynode_options(observer_dt, False, model.options_in_module_layout(options)), model.state_name,
     )  # fmt: skip
     interpreted_samples: list[tuple[float, np.ndarray]] = []
     try:
@@ -157,6 +157,7 @@ def verify(
             solver, start_time, t, observer_dt,
             lambda time, y, may_stop: interpreted_samples.append((time, y.copy())) and False,
         )  # fmt: skip
+        compiled_samples = [(time, model.from_dynode_order(y)) for time, y in compiled_samples]
         y_compiled = np.array([y for _, y in compiled_samples])
         y_interpreted = np.array([y for _, y in interpreted_samples])
         out_compiled = np.array([model.observe(time, y, p) for time, y in compiled_samples])

@@ -267,7 +267,7 @@ class FlatModel:
     name: str
     source_root: str
     time: sp.Symbol
-    states: tuple[Slot, ...]  # y layout (dynode's)
+    states: tuple[Slot, ...]  # dynode's order; start: the place in y (lower may pack groups: layout.py)
     parameters: tuple[Slot, ...]  # p layout
     default_parameters: tuple[float, ...]
     default_states: tuple[float, ...]

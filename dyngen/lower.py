@@ -18,6 +18,7 @@ import sympy as sp
 from .errors import CodegenError
 from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, group
+from .layout import pack_states
 from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement
 from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import lower_groups
@@ -277,20 +278,25 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
 
     With ``kernels``, a model with a group of at least ``KERNEL_MIN_INSTANCES``
     structurally equal assignments is lowered as loops over instances
-    (``lower_groups``); otherwise every signal gets its own lines.
+    (``lower_groups``); otherwise every signal gets its own lines.  Such a model's
+    states are packed group by group (``layout.pack_states``), in either form; the
+    returned kernel's ``flat`` has the places.
     """
     array_form = flat.array_assignments or flat.reductions or any(
         slot.array for slot in (*flat.states, *flat.parameters, *flat.observed)
     )
-    if kernels and not array_form:  # (the loops over instances know no array form yet)
+    if not array_form:  # (the loops over instances know no array form yet)
         groups = group(flat)
         if groups and max(g.n for g in groups) >= KERNEL_MIN_INSTANCES:
-            return lower_groups(flat, groups, _clean_derivative)
+            flat, groups = pack_states(flat, groups)  # in both forms: one layout per model
+            if kernels:
+                return lower_groups(flat, groups, _clean_derivative)
     defs = _Definitions(flat)
-    starts = [slot.start for slot in flat.states]
+    in_place_order = sorted((slot for slot in flat.states if slot.symbols), key=lambda slot: slot.start)
+    starts = [slot.start for slot in in_place_order]
 
     def state_label(i: int) -> str:
-        slot = flat.states[bisect_right(starts, i) - 1]
+        slot = in_place_order[bisect_right(starts, i) - 1]
         return str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")
 
     rhs_targets = [(_DY[i], der, f"d/dt {state_label(i)}") for i, der in enumerate(flat.derivatives) if der is not None]

@@ -76,13 +76,15 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
     """A layout table: states by bare key; parameters and observed by "kind.key".
 
     ``names`` are the entries of the names tuple as source: one quoted name per
-    element, or one generator line for a vector in array form.
+    element (in the vector's order), or one generator line for a vector in array
+    form.  The table keeps the slots' order (dynode's, also where states are packed).
     """
     systems: dict[str, list] = {}
     names = []
     for slot in slots:
         key = slot.ref.key if name == "STATES" else f"{slot.ref.kind}.{slot.ref.key}"
         systems.setdefault(slot.ref.system, []).append((key, slot.start, slot.stop, slot.shape))
+    for slot in in_place_order(slots):
         if slot.array:
             names.append(f'*({str(slot.ref)!r} + f"[{{k}}]" for k in range({len(slot.symbols)}))')
             continue
@@ -90,6 +92,11 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
             suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
             names.append(repr(f"{slot.ref}{suffix}"))
     return {"name": name, "systems": list(systems.items()), "names": names}
+
+
+def in_place_order(slots: tuple[Slot, ...]) -> list[Slot]:
+    """The slots in the order of their places in the vector."""
+    return sorted(slots, key=lambda slot: (slot.start, slot.stop))
 
 
 def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
@@ -105,7 +112,7 @@ def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
             parts.append(f"np.array([{', '.join(float_literal(v) for v in pending)}]),")
             pending.clear()
 
-    for slot in slots:
+    for slot in in_place_order(slots):
         chunk = values[slot.start:slot.stop]
         if not slot.array:
             pending.extend(chunk)

@@ -14,6 +14,10 @@ Loaded under dyngen and, with the import swapped, under dynode (see dynode_compa
   input, the input being the previous relay's output: instantaneous chains through
   the instances of one class (one coupled with ``connect_signals``, one with a scaled
   pre-connection), next to a small oscillator ring.
+- ``build_tops_and_brake(n)``: n copies of a rigid body spinning freely (a 3-element
+  vector state, Euler's equations, and a scalar angle), a lone brake added among
+  them, whose state torques every body (a pre-connection): vector states inside
+  a group, and a system between the group's instances in dynode's layout.
 - ``build_rod_with_probes(n_cells, n_probes)``: a rod with a vector state of
   ``n_cells`` temperatures (1-D diffusion with slicing and ``np.concatenate``) heated
   at its left end by the sum of the outputs of ``n_probes`` small heater controllers,
@@ -134,6 +138,62 @@ def build_lag_chain(n):
             lag.add_pre_connection(connect_signals(previous.outputs, "y", lag.inputs, "u"))
         sim.add_system(lag)
         previous = lag
+    return sim
+
+
+# --------------------------------------------------------------------------------------
+# Spinning bodies with vector states, and a lone brake among them
+# --------------------------------------------------------------------------------------
+
+
+class Top(System):
+    def __init__(self, w0, inertia=(1.0, 2.0, 3.0)):
+        super().__init__()
+        self.inputs.torque = 0.0
+        self.inputs.i1, self.inputs.i2, self.inputs.i3 = inertia
+        self.states.w = np.array(w0, dtype=float)
+        self.states.angle = 0.0
+        self.ders.w = np.zeros(3)
+        self.ders.angle = 0.0
+        self.outputs.spin = float(w0[2])
+        self.brake = None
+
+    def do_step(self, time):
+        w = self.states.w
+        i1, i2, i3 = self.inputs.i1, self.inputs.i2, self.inputs.i3
+        self.ders.w = np.array([
+            ((i2 - i3) * w[1] * w[2] + self.inputs.torque) / i1,
+            (i3 - i1) * w[2] * w[0] / i2,
+            (i1 - i2) * w[0] * w[1] / i3,
+        ])
+        self.ders.angle = w[2]
+        self.outputs.spin = w[2]
+
+
+class Brake(System):
+    def __init__(self):
+        super().__init__()
+        self.states.v = 1.0
+        self.ders.v = 0.0
+
+    def do_step(self, time):
+        self.ders.v = -0.5 * self.states.v
+
+
+def braking_torque(sys, t):
+    sys.inputs.torque = -0.1 * sys.brake.states.v
+
+
+def build_tops_and_brake(n):
+    sim = Simulation()
+    brake = Brake()
+    for i in range(n):
+        top = Top([0.1 + 0.05 * i, 1.0, 0.3 - 0.02 * i], (1.0, 2.0 + 0.1 * i, 3.0))
+        top.brake = brake
+        top.add_pre_connection(braking_torque)
+        sim.add_system(top)
+        if i == 1:
+            sim.add_system(brake)
     return sim
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dynode_compare import build_simulation
 from dyngen import Recorder
 from dyngen.modelfile import load_model
 
@@ -283,6 +284,26 @@ def test_verify_passes_on_a_good_model(tmp_path: Path, pendulum: Path) -> None:
     result = ok(run_cli(["verify", pendulum.name, "--t", "2", "--dt", "0.1"], tmp_path))
     assert "max abs diff" in result.stdout and "max rel diff" in result.stdout
     assert "states:" in result.stdout and "signals:" in result.stdout
+    assert "OK: largest relative difference" in result.stdout
+
+
+def test_run_and_verify_give_dynodes_vector_where_the_module_packs_states(tmp_path: Path) -> None:
+    """The ring's module packs the states of its 8 oscillators (x of every one, then
+    y); ``run`` still writes dynode's vector in dynode's order, and ``verify`` compares
+    the compiled run with the interpreted one state by state."""
+    ring = Path(__file__).resolve().parent.parent / "examples" / "oscillator_ring.py"
+    csv_file = tmp_path / "ring.csv"
+    ok(run_cli(["run", ring, "--t", "2", "--dt", "0.5", "--csv", csv_file.name], tmp_path))
+    with csv_file.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["time", *(f"RingOscillator[{k}].states.{key}" for k in range(8) for key in ("x", "y"))]
+    dynode_sim = build_simulation(ring, "dynode")
+    observed: list[list[float]] = []
+    dynode_sim.add_observer(lambda t, y: observed.append([t, *y]) and False)
+    dynode_sim.simulate(2, 0.5)
+    np.testing.assert_allclose(np.array(rows[1:], dtype=float), np.array(observed), rtol=1e-8, atol=1e-10)
+
+    result = ok(run_cli(["verify", ring, "--t", "2", "--dt", "0.1"], tmp_path))
     assert "OK: largest relative difference" in result.stdout
 
 

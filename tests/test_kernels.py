@@ -45,7 +45,8 @@ import dynode_compare
 import dyngen
 from dynode_compare import Run, assert_same_runs, build_simulation, load_model_source, run
 from finite_differences import central_differences
-from dyngen.groups import KERNEL_MIN_INSTANCES
+from dyngen.groups import KERNEL_MIN_INSTANCES, group
+from dyngen.layout import pack_states
 from dyngen.ir import BuildOptions, Kernel
 from dyngen.lower import lower
 from dyngen.pipeline import BuildResult, build
@@ -90,6 +91,7 @@ MODELS_BY_NAME = {
         options=(("integrator", "rodas4"), ("rtol", 1e-8), ("atol", 1e-10)), t_end=10.0,
     ),
     "self_rings": Model(MODELS, "build_self_rings", (12,), unrolled_run=False),
+    "tops": Model(MODELS, "build_tops_and_brake", (6,)),
     "algebraic_chains": Model(MODELS, "build_algebraic_chains", (6,), unrolled_run=False),
     # A 500-element vector state: numba needs ~7 s per generated function of it (both
     # forms emit it straight-line), so only what the kernel form's run needs is compiled.
@@ -331,7 +333,7 @@ def test_kernels_start_at_the_minimum_number_of_instances(tmp_path: Path) -> Non
 SIMULATED_WITH_DYNODE = [name for name, m in MODELS_BY_NAME.items() if m.dynode]
 # A loop each model's kernel form must have in rhs: the ends of the mass chain and the
 # first lag (driven by sin(t)) are groups of their own; 6 heaters next to the rod.
-EXPECTED_LOOPS = {"ring": 50, "vdp_pairs": 12, "mass_chain": 48, "lag_chain": 49, "stiff_chain": 49, "self_rings": 12, "rod": 6}
+EXPECTED_LOOPS = {"ring": 50, "vdp_pairs": 12, "mass_chain": 48, "lag_chain": 49, "stiff_chain": 49, "self_rings": 12, "rod": 6, "tops": 6}
 
 
 @pytest.mark.parametrize("name", SIMULATED_WITH_DYNODE)
@@ -355,6 +357,75 @@ def test_a_group_made_of_smaller_groups_shares_their_loop(lab: Lab) -> None:
     pair's data), not a loop of 24 and one of 12."""
     built = lab["vdp_pairs"]
     assert loops(lowered(built.kernel_sim._build, True))["rhs"] == [12]
+
+
+def test_the_states_of_a_loop_are_packed_and_observers_still_get_dynodes_vector(lab: Lab) -> None:
+    """The loop over the 12 pairs reads each of its four states at consecutive places
+    (``y[i + c]``, no stride: the vectorised loop loads them without shuffles).  STATES
+    still lists the systems in dynode's order, and the vector an observer gets is
+    dynode's (the run's observer saw the same vectors as dynode's observer)."""
+    built = lab["vdp_pairs"]
+    kern = built.kernel_module
+    paths = [f"VanDerPol[{k}]" for k in range(24)]
+    assert list(kern.STATES) == paths
+    for family in (paths[0::2], paths[1::2]):  # leaders, driven followers
+        for key in ("x", "y"):
+            starts = [kern.STATES[path][key][0] for path in family]
+            assert starts == list(range(starts[0], starts[0] + 12)), f"{key} of {family[0]}, ...: {starts}"
+    body = "\n".join(function_text(built.kernel_sim.compile().path.read_text(encoding="utf-8"), "rhs"))
+    reads = re.findall(r"\by\[([^\]]*)\]", body)
+    assert len(reads) == 4 and all(re.fullmatch(r"i( \+ \d+)?", index) for index in reads), reads
+    order = [i for path in paths for key in ("x", "y") for i in range(*kern.STATES[path][key][:2])]
+    assert order != sorted(order)  # packed: dynode's vector is a permutation of y
+    assert built.kernel_run.observed_y.shape == built.dynode_run.observed_y.shape
+    np.testing.assert_allclose(built.kernel_run.observed_y, built.dynode_run.observed_y, rtol=RTOL, atol=ATOL)
+    final_y = built.kernel_sim._model.gather_states()
+    np.testing.assert_array_equal(built.kernel_run.observed_y[-1], final_y[order])
+
+
+def test_per_state_tolerances_are_given_in_dynodes_layout(dyngen_cache_dir) -> None:
+    """A vector atol is written in the observers' (dynode's) layout, as in dynode; the
+    ring's module packs its states, so dyngen moves it to the module's y.  Tight for
+    x, loose for y: the observers see dynode's vectors within 1e-9 (6e-10 measured);
+    passed through unmoved, lsoda takes other steps (1.4e-6 measured)."""
+    ring = ROOT / "examples" / "oscillator_ring.py"
+    assert build_simulation(ring, "dyngen").compile().module.STATES["RingOscillator[0]"]["y"][0] == 8  # packed
+    atol = np.tile([1e-12, 1e-4], 8)  # RingOscillator[k]: x, y
+    ours, theirs = dynode_compare.run_both(
+        lambda backend: build_simulation(ring, backend), 2.0, 0.1, integrator="lsoda", rtol=1e-9, atol=atol
+    )
+    # (only the observers' vectors: with lsoda, dynode's Recorder reads the containers
+    # its last internal rhs evaluation left, not the output-time state)
+    assert ours.observed_y.shape == theirs.observed_y.shape == (21, 16)
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["vdp_pairs", "mass_chain", "algebraic_chains", "ring", "tops"])
+def test_packing_gives_every_state_one_slice_and_every_loop_consecutive_states(lab: Lab, name: str) -> None:
+    """The packed places tile y, each state's elements stay together, the states of a
+    derivative loop follow each other (stride: the state's size), and both forms of
+    the model have that layout."""
+    built = lab[name]
+    flat = built.kernel_sim._build.flat  # as flattened, in dynode's layout
+    packed, groups = pack_states(flat, group(flat))
+    for module in (built.kernel_module, built.unrolled_module):
+        assert {(s.ref.system, s.ref.key): (s.start, s.stop) for s in packed.states} == {
+            (path, key): (start, stop) for path, signals in module.STATES.items() for key, (start, stop, _) in signals.items()
+        }
+    places = sorted((s.start, s.stop) for s in packed.states)
+    assert [a for a, _ in places] == [0] + [b for _, b in places[:-1]] and places[-1][1] == packed.n_states
+    dynode_places = {s.ref: s.start for s in flat.states}
+    assert [dynode_places[s.ref] for s in packed.states] == sorted(dynode_places.values())  # states kept dynode's order
+    looped = [g for g in groups if g.state_starts is not None and g.n > 1]
+    assert looped
+    for g in looped:
+        assert list(g.state_starts) == [g.state_starts[0] + k * g.size for k in range(g.n)], g.name
+    # the same derivatives, moved with their states
+    moved = {s.ref: (s.start, s.stop) for s in packed.states}
+    for slot in flat.states:
+        start, stop = moved[slot.ref]
+        assert packed.derivatives[start:stop] == flat.derivatives[slot.start:slot.stop]
+        assert packed.default_states[start:stop] == flat.default_states[slot.start:slot.stop]
 
 
 def test_stiff_chain_with_the_generated_jacobian_is_the_same_in_both_forms(lab: Lab, tight) -> None:

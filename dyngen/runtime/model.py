@@ -63,6 +63,10 @@ class CompiledModel:
         # live as long as this object; floats are set one by one.  The entries are kept
         # as parallel lists (_Slots): map() runs the per-entry dict calls in C, in a
         # third of the time of a Python loop (400 states: 94 -> 30 us per gather).
+        # STATES lists the states in dynode's order; a grouped model packs them in y
+        in_dynode_order = np.concatenate([np.arange(e.start, e.stop, dtype=np.intp) for e in self.states] or [np.empty(0, np.intp)])
+        packed = not np.array_equal(in_dynode_order, np.arange(self.n_states))
+        self._dynode_order = in_dynode_order if packed else None
         self._state_buffer = np.zeros(self.n_states)
         self._observed_buffer = np.zeros(int(module.N_OBSERVED))
         in_order = sorted(self.states, key=lambda e: e.start)  # gathered by one concatenate
@@ -104,6 +108,30 @@ class CompiledModel:
     @property
     def n_states(self) -> int:
         return int(self.module.N_STATES)
+
+    def in_dynode_order(self, y: np.ndarray) -> np.ndarray:
+        """``y`` (or samples x states) as dynode lays it out, system by system: what
+        observers are given."""
+        return y if self._dynode_order is None else y[..., self._dynode_order]
+
+    def from_dynode_order(self, y: np.ndarray) -> np.ndarray:
+        """The inverse of ``in_dynode_order``: an observer's vector (or samples x
+        states) laid out as the module's y."""
+        if self._dynode_order is None:
+            return y
+        packed = np.empty_like(y)
+        packed[..., self._dynode_order] = y
+        return packed
+
+    def options_in_module_layout(self, options: dict) -> dict:
+        """Solver options with per-state ``atol``/``rtol`` vectors, which users write in
+        dynode's layout (as their observers see ``y``), moved to the module's y."""
+        moved = dict(options)
+        for key in ("atol", "rtol"):
+            value = options.get(key)
+            if value is not None and np.ndim(value) == 1 and np.size(value) == self.n_states:
+                moved[key] = self.from_dynode_order(np.asarray(value, dtype=float))
+        return moved
 
     def gather_states(self) -> np.ndarray:
         if Edits.variables == self._views_placed_at[0]:  # the containers hold the views of the buffer
@@ -179,6 +207,16 @@ class CompiledModel:
 
     def state_name(self, index: int) -> str:
         return str(self.module.STATE_NAMES[index])
+
+
+def state_names_in_dynode_order(module: ModuleType) -> list[str]:
+    """The names of the elements of the vector observers get (dynode's layout)."""
+    return [
+        str(module.STATE_NAMES[i])
+        for signals in module.STATES.values()
+        for start, stop, _ in signals.values()
+        for i in range(start, stop)
+    ]
 
 
 @dataclass(frozen=True)

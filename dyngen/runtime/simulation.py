@@ -76,6 +76,9 @@ class Simulation:
     def add_observer(self, observer: Callable) -> Callable:
         """Add ``observer(t, y)``, called every ``observer_dt``; returning True stops the run.
 
+        ``y`` is the state vector in dynode's layout (system by system, in the order
+        ``STATES`` lists the states), whatever the generated module's own layout:
+        index it as in dynode, not by the places in ``STATES``.
         Raises ValueError if already added. Returns a function that removes it.
         """
         if observer in self._observers:
@@ -169,6 +172,7 @@ class Simulation:
     ) -> float:
         y0 = model.gather_states()
         p = model.gather_parameters()
+        kwargs = model.options_in_module_layout(kwargs)
         method = _canonical_method(integrator)
         start = float(self._t)
         recorders = self._plain_recorders(model)
@@ -290,11 +294,15 @@ class Simulation:
                 model.write_back(time, y, p)
             out = model.observe(time, y, p) if need_out else None
             stop = False
+            y_dynode = None  # observers get dynode's layout, even where y packs grouped states
             for i, observer in enumerate(observers):
                 recorder: BoundRecorder | None = bound.get(i)
                 if recorder is not None:
                     recorder.record(time, y, out)
-                elif observer(time, y) and may_stop:
+                    continue
+                if y_dynode is None:
+                    y_dynode = model.in_dynode_order(y)
+                if observer(time, y_dynode) and may_stop:
                     stop = True
                     break
             if need_sync:  # an observer may have changed a parameter (a controller): as in dynode,
