@@ -129,8 +129,10 @@ class Case:
         self.hand_rhs, self.hand_jac = rhs, jac
         self.y0, self.p_hand = initial(n)
         self.n_states = int(self.module.N_STATES)
-        model_y0 = self.sim._model.gather_states()
-        if not np.array_equal(model_y0, self.y0):
+        # The generated functions take y in the module's layout, which packs the states of
+        # grouped systems; the hand-written peers, the reference and observers use dynode's.
+        self.module_y0 = self.sim._model.gather_states()
+        if not np.array_equal(self.in_dynode_order(self.module_y0), self.y0):
             raise AssertionError(f"{self.label}: hand-written initial state differs from the model's")
         self.jitcode = None
         self.jitcode_compile: float | str = "not run (--no-jitcode)"
@@ -172,6 +174,10 @@ class Case:
         if not sol.success:
             raise RuntimeError(f"reference failed: {sol.message}")
         return sol.y.T
+
+    def in_dynode_order(self, Y):
+        """States (a vector, or samples x states) in the module's layout -> dynode's."""
+        return self.sim._model.in_dynode_order(Y)
 
     def error(self, Y) -> float:
         """max over output times and states of |y - ref| / (|ref| + 1e-3 max_t |ref|)."""
@@ -256,15 +262,17 @@ def dynode_runner(case: Case, integrator: str, budget: float) -> Runner:
     return Runner(f"dynode {integrator}", run, trajectory, prepare=lambda: _restore(sim, snapshot), alpha=alpha, budget=budget)
 
 
-def scipy_ode_runner(label: str, rhs, p, case: Case) -> Runner:
-    """The @njit ``rhs(t, y, p, dy)`` in scipy's ode('dopri5'), driven the dynode way."""
+def scipy_ode_runner(label: str, rhs, p, case: Case, generated: bool = False) -> Runner:
+    """The @njit ``rhs(t, y, p, dy)`` in scipy's ode('dopri5'), driven the dynode way
+    (``generated``: a generated module's rhs, whose y is in the module's layout)."""
     import peers
 
     f = peers.python_rhs(rhs, p, case.n_states)
     out = case.out()
+    y0 = case.module_y0 if generated else case.y0
 
     def run():
-        peers.scipy_ode_run(f, case.y0, case.t, case.dt, case.rtol, case.atol, out)
+        peers.scipy_ode_run(f, y0, case.t, case.dt, case.rtol, case.atol, out)
 
     def trajectory():
         calls = [0]
@@ -273,10 +281,10 @@ def scipy_ode_runner(label: str, rhs, p, case: Case) -> Runner:
             calls[0] += 1
             return f(t, y)
 
-        Y = peers.scipy_ode_run(counting, case.y0, case.t, case.dt, case.rtol, case.atol, case.out())
-        return Y, {"rhs": calls[0]}, ""
+        Y = peers.scipy_ode_run(counting, y0, case.t, case.dt, case.rtol, case.atol, case.out())
+        return (case.in_dynode_order(Y) if generated else Y), {"rhs": calls[0]}, ""
 
-    return Runner(label, run, trajectory, warm=lambda: f(0.0, case.y0))
+    return Runner(label, run, trajectory, warm=lambda: f(0.0, y0))
 
 
 def hand_scipy_runner(case: Case) -> Runner:
@@ -453,7 +461,7 @@ def dyngen_simulate_runner(case: Case, integrator: str) -> Runner:
 def dyngen_rhs_scipy_runner(case: Case) -> Runner:
     """The generated rhs in exactly the hand-written scipy-ode loop (the rhs alone compared)."""
     return scipy_ode_runner(
-        "dyngen generated rhs + scipy ode dopri5", case.module.rhs, case.sim._model.gather_parameters(), case
+        "dyngen generated rhs + scipy ode dopri5", case.module.rhs, case.sim._model.gather_parameters(), case, True
     )
 
 
@@ -474,14 +482,14 @@ def dyngen_driver_runner(case: Case, method: str) -> Runner:
     options = dynode_options(case.dt, False, dict(rtol=case.rtol, atol=case.atol))
 
     def call(duration):
-        result = compiled.run_recorded(module, method, 0.0, case.y0, p, duration, case.dt, options, True, False)
+        result = compiled.run_recorded(module, method, 0.0, case.module_y0, p, duration, case.dt, options, True, False)
         if result.status != 1:
             raise RuntimeError(f"compiled {method} failed with status {result.status}")
         return result
 
     def trajectory():
         result = call(case.t)
-        return result.Y, {"rhs": int(result.stats[0])}, ""
+        return case.in_dynode_order(result.Y), {"rhs": int(result.stats[0])}, ""
 
     def warm():
         try:
@@ -507,12 +515,12 @@ def solve_ivp_runner(case: Case, method: str) -> Runner:
         return f(t, y).copy()
 
     def warm():
-        fun(0.0, case.y0)
-        jac(0.0, case.y0)
+        fun(0.0, case.module_y0)
+        jac(0.0, case.module_y0)
 
     def solve():
         sol = solve_ivp(
-            fun, (0.0, case.times[-1]), case.y0, method=method, t_eval=case.times, jac=jac,
+            fun, (0.0, case.times[-1]), case.module_y0, method=method, t_eval=case.times, jac=jac,
             rtol=case.rtol, atol=case.atol,
         )  # fmt: skip
         if not sol.success:
@@ -521,7 +529,7 @@ def solve_ivp_runner(case: Case, method: str) -> Runner:
 
     def trajectory():
         sol = solve()
-        return sol.y.T, {"rhs": sol.nfev, "jac": sol.njev}, ""
+        return case.in_dynode_order(sol.y.T), {"rhs": sol.nfev, "jac": sol.njev}, ""
 
     return Runner(f"scipy solve_ivp {method} (generated rhs+jac, one call)", solve, trajectory, warm=warm, alpha=2.0)
 
