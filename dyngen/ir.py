@@ -237,6 +237,12 @@ class Slot:
         return isinstance(self.symbols, ElementSymbols)
 
 
+def in_place_order(slots: Sequence[Slot]) -> list[Slot]:
+    """The slots in the order of their places in the vector (``FlatModel.states`` is
+    in dynode's order, which packed states no longer follow)."""
+    return sorted(slots, key=lambda slot: (slot.start, slot.stop))
+
+
 @dataclass(frozen=True)
 class Assignment:
     """``symbols = exprs``: one signal computed in dataflow order."""

@@ -3,8 +3,8 @@
 dynode lays ``y`` out system by system.  A grouped model computes the derivatives of
 many systems in one loop (``groups``); read from dynode's layout, each loop would
 gather its operands at a stride (``y[4*i + 1]``), which costs the vectorised loop
-shuffles: half of a DOPRI5 step's time in the right-hand side of 100 oscillator
-pairs.  ``pack_states`` gives the states of each derivative group consecutive places
+shuffles: about half of the right-hand side's time at 100 oscillator pairs, a fifth
+of a DOPRI5 run.  ``pack_states`` gives the states of each derivative group consecutive places
 instead, instance after instance (``y[100 + i]``), at the place of the group's first
 state in dynode's order.  Every state keeps its own contiguous slice, and
 ``FlatModel.states`` keeps dynode's order, so the module's ``STATES`` table lists the

@@ -19,7 +19,7 @@ from .errors import CodegenError
 from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, group
 from .layout import pack_states
-from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement
+from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement, in_place_order
 from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import lower_groups
 
@@ -292,11 +292,11 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
             if kernels:
                 return lower_groups(flat, groups, _clean_derivative)
     defs = _Definitions(flat)
-    in_place_order = sorted((slot for slot in flat.states if slot.symbols), key=lambda slot: slot.start)
-    starts = [slot.start for slot in in_place_order]
+    states_in_place = in_place_order(flat.states)
+    starts = [slot.start for slot in states_in_place]
 
     def state_label(i: int) -> str:
-        slot = in_place_order[bisect_right(starts, i) - 1]
+        slot = states_in_place[bisect_right(starts, i) - 1]
         return str(slot.ref) + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")
 
     rhs_targets = [(_DY[i], der, f"d/dt {state_label(i)}") for i, der in enumerate(flat.derivatives) if der is not None]

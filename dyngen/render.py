@@ -13,7 +13,7 @@ import jinja2
 
 import numpy as np
 
-from .ir import Kernel, ModuleSource, Slot
+from .ir import Kernel, ModuleSource, Slot, in_place_order
 from .naming import comment_text
 from .printer import NumbaPrinter, print_expr
 from .version import __version__
@@ -92,11 +92,6 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
             suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
             names.append(repr(f"{slot.ref}{suffix}"))
     return {"name": name, "systems": list(systems.items()), "names": names}
-
-
-def in_place_order(slots: tuple[Slot, ...]) -> list[Slot]:
-    """The slots in the order of their places in the vector."""
-    return sorted(slots, key=lambda slot: (slot.start, slot.stop))
 
 
 def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:

@@ -63,10 +63,8 @@ class CompiledModel:
         # live as long as this object; floats are set one by one.  The entries are kept
         # as parallel lists (_Slots): map() runs the per-entry dict calls in C, in a
         # third of the time of a Python loop (400 states: 94 -> 30 us per gather).
-        # STATES lists the states in dynode's order; a grouped model packs them in y
-        in_dynode_order = np.concatenate([np.arange(e.start, e.stop, dtype=np.intp) for e in self.states] or [np.empty(0, np.intp)])
-        packed = not np.array_equal(in_dynode_order, np.arange(self.n_states))
-        self._dynode_order = in_dynode_order if packed else None
+        in_dynode_order = dynode_order(module)  # None: y is dynode's vector (nothing packed)
+        self._dynode_order = None if np.array_equal(in_dynode_order, np.arange(self.n_states)) else in_dynode_order
         self._state_buffer = np.zeros(self.n_states)
         self._observed_buffer = np.zeros(int(module.N_OBSERVED))
         in_order = sorted(self.states, key=lambda e: e.start)  # gathered by one concatenate
@@ -126,6 +124,8 @@ class CompiledModel:
     def options_in_module_layout(self, options: dict) -> dict:
         """Solver options with per-state ``atol``/``rtol`` vectors, which users write in
         dynode's layout (as their observers see ``y``), moved to the module's y."""
+        if self._dynode_order is None:
+            return options
         moved = dict(options)
         for key in ("atol", "rtol"):
             value = options.get(key)
@@ -209,14 +209,16 @@ class CompiledModel:
         return str(self.module.STATE_NAMES[index])
 
 
+def dynode_order(module: ModuleType) -> np.ndarray:
+    """Where each element of dynode's vector is in the module's y: STATES lists the
+    states in dynode's order (a grouped model packs them in y, see layout.py)."""
+    ranges = [np.arange(start, stop, dtype=np.intp) for signals in module.STATES.values() for start, stop, _ in signals.values()]
+    return np.concatenate(ranges) if ranges else np.empty(0, dtype=np.intp)
+
+
 def state_names_in_dynode_order(module: ModuleType) -> list[str]:
     """The names of the elements of the vector observers get (dynode's layout)."""
-    return [
-        str(module.STATE_NAMES[i])
-        for signals in module.STATES.values()
-        for start, stop, _ in signals.values()
-        for i in range(start, stop)
-    ]
+    return [str(module.STATE_NAMES[i]) for i in dynode_order(module)]
 
 
 @dataclass(frozen=True)
