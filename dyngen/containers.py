@@ -31,9 +31,9 @@ FOREIGN_HOOK: ContextVar[ContainerHook | None] = ContextVar("dyngen_foreign_hook
 class Edits:
     """Counts of edits of model objects in this process, for ``simulate()``'s cheap checks.
 
-    ``variables`` and ``signals`` count the writes of entries of states/ders and of
-    inputs/outputs containers (through the container's API, or by a write-back of
-    ``simulate()``); ``structure`` counts the edits that may change the generated
+    ``states``, ``derivatives`` and ``signals`` count the writes of entries of states,
+    of ders and of inputs/outputs containers (through the container's API, or by a
+    write-back of ``simulate()``); ``structure`` counts the edits that may change the generated
     module: a new or removed key, a value whose kind (float, array shape, other)
     changed, a system attribute, a subsystem or a connection.  Code that compares a
     count with the one it saw may skip work it would otherwise repeat; any edit it
@@ -41,14 +41,16 @@ class Edits:
     check itself.
     """
 
-    variables = 0
+    states = 0
+    derivatives = 0
     signals = 0
     structure = 0
 
     @classmethod
     def note_structure(cls) -> None:
         cls.structure += 1
-        cls.variables += 1
+        cls.states += 1
+        cls.derivatives += 1
         cls.signals += 1
 
 
@@ -211,7 +213,7 @@ class VariableContainer(ParameterContainer):
 
     @staticmethod
     def _count_write() -> None:
-        Edits.variables += 1
+        Edits.states += 1
 
     @staticmethod
     def _convert(value: Any) -> np.ndarray:
@@ -231,6 +233,16 @@ class VariableContainer(ParameterContainer):
         if as_attribute and (value.size if type(value) is np.ndarray else np.size(value)) == 1:
             return value.item()
         return value
+
+
+class DerivativeContainer(VariableContainer):
+    """Ders: a ``VariableContainer`` whose writes ``Edits.derivatives`` counts, apart
+    from the states' (``simulate()`` leaves its views in both, and need not place them
+    again in ders that nobody wrote when only states were set)."""
+
+    @staticmethod
+    def _count_write() -> None:
+        Edits.derivatives += 1
 
 
 def _copy_variables(container: ParameterContainer) -> ParameterContainer:

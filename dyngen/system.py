@@ -7,7 +7,7 @@ from functools import wraps
 from graphlib import TopologicalSorter
 from typing import Any, Callable
 
-from .containers import Edits, ParameterContainer, VariableContainer
+from .containers import DerivativeContainer, Edits, ParameterContainer, VariableContainer
 from .errors import user_frame_location
 
 
@@ -48,7 +48,7 @@ class System(ABC):
         super().__init__()
         self._subs: list[System] = TrackedList()
         self._states = VariableContainer()
-        self._ders = VariableContainer()
+        self._ders = DerivativeContainer()
         self._inputs = ParameterContainer()
         self._outputs = ParameterContainer()
         self._pre_connections: dict[Callable, list[Callable]] = {}

@@ -205,6 +205,21 @@ def test_a_run_that_does_not_start_at_zero(method: str) -> None:
     assert_same_run(reference, run, method)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_a_run_without_states_kept_takes_the_same_steps(method: str) -> None:
+    """simulate() without observers keeps no samples of the state: the run is the
+    same one, only Y is not written."""
+    module = module_of(EXAMPLES[0])
+    options = dynode_options(0.25, False, {})
+    y0, p = module.DEFAULT_STATES.copy(), module.DEFAULT_PARAMETERS.copy()
+    kept = run_recorded(module, method, 0.0, y0, p, 5.0, 0.25, options, True, True)
+    bare = run_recorded(module, method, 0.0, y0, p, 5.0, 0.25, options, True, False, with_states=False)
+    assert bare.Y is None and bare.OUT is None
+    assert np.array_equal(bare.times, kept.times) and len(bare.times) == 21
+    assert np.array_equal(bare.y, kept.y) and np.array_equal(bare.y, kept.Y[-1])
+    assert np.array_equal(bare.stats, kept.stats) and bare.t_reached == kept.t_reached
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -562,6 +562,28 @@ def test_containers_hold_the_final_values_after_simulate() -> None:
     assert lag.inputs.tau == 0.5 and osc.inputs.w == 2.0
 
 
+@pytest.mark.parametrize("edit", ["state", "der", "output", "state and der"])
+def test_every_entry_holds_the_final_value_whatever_was_set_between_runs(edit) -> None:
+    """simulate() places its results again only in the kinds of container written
+    since its last run (states, ders, signals: each counted apart)."""
+    osc = Oscillator(w=2.0)
+    sim = Simulation()
+    sim.add_system(osc)
+    sim.simulate(0.5, 0.5, **TIGHT)
+    if "state" in edit:
+        osc.states.x, osc.states.v = 1.0, 0.0  # back to the start: the run ends at t = 1.0 - 0.5
+    if "der" in edit:
+        osc.ders.x = 123.0
+    if edit == "output":
+        osc.outputs.energy = -1.0
+    end = sim.simulate(1.0, 0.5, **TIGHT)
+    elapsed = end - (0.0 if "state" not in edit else 0.5)
+    x, v = np.cos(2 * elapsed), -2 * np.sin(2 * elapsed)
+    assert osc.states.x == pytest.approx(x, rel=1e-6) and osc.states.v == pytest.approx(v, rel=1e-6)
+    assert osc.ders.x == pytest.approx(v, rel=1e-6) and osc.ders.v == pytest.approx(-4 * x, rel=1e-6)
+    assert osc.outputs.energy == pytest.approx(2.0, rel=1e-6)
+
+
 def test_changing_a_parameter_or_a_state_needs_no_rebuild() -> None:
     sim, system = decay_sim(k=0.5)
     first = sim.compile()
@@ -576,6 +598,22 @@ def test_changing_a_parameter_or_a_state_needs_no_rebuild() -> None:
     assert sim.compile() is first
     assert sim.module is first.module
 
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_a_matrix_state_set_between_runs_is_read_row_by_row(order) -> None:
+    """simulate() joins the states' bytes when it gathers them; a Fortran-ordered
+    matrix cannot be joined and must still be read as dynode reads it (C order)."""
+    top = Top()
+    sim = Simulation()
+    sim.add_system(top)
+    sim.simulate(0.5, 0.5, **TIGHT)
+    q0 = np.array([[1.0, -2.0], [3.0, 5.0]], order=order)
+    top.matrix.states.q = q0
+    top.matrix.states.q[0, 1] = -2.5  # dynode stores a copy: the write reaches the container's array
+    sim.simulate(1.0, 0.5, **TIGHT)  # ders.q = -k q with k = 0.5
+    expected = np.array([[1.0, -2.5], [3.0, 5.0]]) * np.exp(-0.5)
+    np.testing.assert_allclose(top.matrix.states.q, expected, rtol=1e-7)
+    assert q0[0, 1] == -2.0
 
 def test_an_equal_model_reuses_the_cached_module() -> None:
     sim1, _ = decay_sim(k=0.5)

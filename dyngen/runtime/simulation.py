@@ -203,7 +203,7 @@ class Simulation:
         with_observed = any(r.needs_observed for r in recorders)
         run = run_recorded(
             model.module, method, start, y0, p, duration, observer_dt,
-            dynode_options(observer_dt, fixed_step, options), start == 0, with_observed,
+            dynode_options(observer_dt, fixed_step, options), start == 0, with_observed, with_states=bool(recorders),
         )  # fmt: skip
         for recorder in recorders:
             recorder.record_many(run.times, run.Y, run.OUT)
