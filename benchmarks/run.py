@@ -46,6 +46,8 @@ KIND = {"vdp_pairs": NONSTIFF, "mass_chain": NONSTIFF, "robertson": STIFF, "stif
 # A backend whose run is predicted (from the previous size, time ~ states**alpha) to
 # take longer than this is skipped for that size; dynode gets this much in total.
 SKIP_SECONDS = 20.0
+# The timed runs of a case are made in this many rounds over its backends (measure_case).
+ROUNDS = 5
 
 
 def case_label(model: str, n: int | None) -> str:
@@ -574,7 +576,31 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 110 else text[:107] + "..."
 
 
-def measure(case: Case, name: str, make: Callable[[], Runner], args, history: dict) -> Row:
+@dataclass
+class _Timing:
+    """A backend being timed on a case: its row, runner and the run times so far."""
+
+    row: Row
+    runner: Runner
+    times: list[float]
+    repeats: int
+
+
+def _timed_run(runner: Runner) -> float:
+    runner.prepare()
+    gc.disable()  # no collector pauses inside a timed run
+    try:
+        start = time.perf_counter()
+        runner.run()
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
+def _first_run(case: Case, name: str, make: Callable[[], Runner], args, history: dict) -> _Timing | Row:
+    """Set up one backend: warm it, take its trajectory (counts, error) and time a
+    first run, which decides how many runs fit in its budget.  Returns the finished
+    Row instead when the backend is unavailable, skipped or failed."""
     row = Row(case.label, case.kind, case.n_states, name)
     try:
         runner = make()
@@ -606,28 +632,51 @@ def measure(case: Case, name: str, make: Callable[[], Runner], args, history: di
     row.counts, row.note = counts, note
     row.error = case.error(Y)
     budget = runner.budget if runner.budget is not None else args.budget + spent
-    times: list[float] = []
+    gc.collect()
     try:
-        repeats = 1
-        gc.collect()
-        while len(times) < repeats:
-            runner.prepare()
-            gc.disable()  # no collector pauses inside a timed run
-            try:
-                start = time.perf_counter()
-                runner.run()
-                times.append(time.perf_counter() - start)
-            finally:
-                gc.enable()
-            if len(times) == 1:  # how many fit in the budget (many more when a run is short)
-                cap = args.repeats * (10 if times[0] < 0.02 else 1)
-                repeats = max(1, min(cap, 1 + int((budget - spent - times[0]) / times[0])))
+        first = _timed_run(runner)
     except Exception as exc:
         row.note = f"FAILED: {_short(exc)}"
         return row
-    row.median, row.repeats = statistics.median(times), len(times)
-    history[key] = (case.n_states, row.median)
-    return row
+    # how many fit in the budget (many more when a run is short)
+    cap = args.repeats * (10 if first < 0.02 else 1)
+    return _Timing(row, runner, [first], max(1, min(cap, 1 + int((budget - spent - first) / first))))
+
+
+def measure_case(case: Case, runners: list[tuple[str, Callable[[], Runner]]], args, history: dict, log: Callable) -> list[Row]:
+    """Time every backend on one case, in ROUNDS rounds: in each, every backend that
+    still needs runs does a batch of them back to back.  A slow spell of the shared
+    machine (they last seconds) then falls on every backend alike instead of on one
+    block of runs; within a batch a backend runs as it does in a loop of calls (its
+    first run after the others, with caches cold, is one of several)."""
+    rows: list[Row] = []
+    timings: list[_Timing] = []
+    for name, make in runners:
+        timing = _first_run(case, name, make, args, history)
+        row = timing.row if isinstance(timing, _Timing) else timing
+        rows.append(row)
+        if isinstance(timing, _Timing):
+            timings.append(timing)
+        else:
+            log(f"  {row.backend}: {row.note}")
+    batch = {id(t): math.ceil((t.repeats - 1) / ROUNDS) for t in timings}
+    pending = [t for t in timings if len(t.times) < t.repeats]
+    while pending:
+        for timing in pending:
+            try:
+                for _ in range(min(batch[id(timing)], timing.repeats - len(timing.times))):
+                    timing.times.append(_timed_run(timing.runner))
+            except Exception as exc:
+                timing.row.note = f"FAILED: {_short(exc)}"
+                timing.repeats = 0
+        pending = [t for t in pending if len(t.times) < t.repeats]
+    for timing in timings:
+        row = timing.row
+        if timing.repeats:
+            row.median, row.repeats = statistics.median(timing.times), len(timing.times)
+            history[(case.model, row.backend)] = (case.n_states, row.median)
+        log(f"  {row.backend}: {fmt_time(row.median)} {row.note}")
+    return rows
 
 
 # --------------------------------------------------------------------------------------
@@ -840,6 +889,10 @@ def main() -> None:
 
     warnings.simplefilter("ignore")  # scipy's per-interval warnings; failures are reported
     wall = time.perf_counter()
+
+    def log(text: str) -> None:  # progress, on stderr
+        print(f"[{time.perf_counter() - wall:6.1f} s] {text}", file=sys.stderr, flush=True)
+
     print(f"# dyngen benchmarks ({'--quick' if args.quick else 'full'})", flush=True)
     print(f"\n{environment()}", flush=True)
     print(f"Up to {args.repeats} timed runs per cell (fewer when one run is slow: about {args.budget:.0f} s per cell; "
@@ -852,18 +905,14 @@ def main() -> None:
     builds: dict = {}
     for model, n in cases_spec:
         label = case_label(model, n)
-        print(f"[{time.perf_counter() - wall:6.1f} s] {label}: setting up", file=sys.stderr, flush=True)
+        log(f"{label}: setting up")
         case = Case(model, n, with_jitcode=not args.no_jitcode)
         cases.append(case)
-        for name, make in runners_for(case, dynode_budget, hand_compile):
-            row = measure(case, name, make, args, history)
-            rows.append(row)
-            print(f"[{time.perf_counter() - wall:6.1f} s]   {row.backend}: {fmt_time(row.median)} {row.note}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+        rows += measure_case(case, runners_for(case, dynode_budget, hand_compile), args, history, log)
         builds[label] = {"hand": hand_compile.get(label)}
     if not args.no_builds:
         for case in cases:
-            print(f"[{time.perf_counter() - wall:6.1f} s] {case.label}: cold/warm build subprocesses", file=sys.stderr, flush=True)
+            log(f"{case.label}: cold/warm build subprocesses")
             builds[case.label].update(build_times(case.model, case.n))
 
     print("## Run times: non-stiff models (dopri5-type work)\n")
