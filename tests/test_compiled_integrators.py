@@ -319,6 +319,34 @@ def test_inconsistent_options_fail_like_scipy(method: str, kwargs: dict, status:
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_arrays_that_do_not_fit_the_model_are_refused_before_any_step(method: str) -> None:
+    """The compiled loops run to N_STATES (a constant): what the module's user
+    passes is checked against it, never read or written past its end."""
+    module = module_of("frozen")  # two states
+    n, rows = module.N_STATES, getattr(module, f"{method.upper()}_WORK_ROWS")
+    y0, p = module.DEFAULT_STATES.copy(), module.DEFAULT_PARAMETERS.copy()
+    settings = explicit_settings(method, {}).arguments()
+    advance = getattr(module, f"{method}_advance")
+    stats = np.zeros(4, dtype=np.int64)
+    for y, work in [(np.ones(n + 1), np.empty((rows, n + 1))), (y0.copy(), np.empty((rows - 1, n))), (y0.copy(), np.empty((rows, n - 1)))]:
+        before = y.copy()
+        assert advance(0.0, y, 1.0, p, *settings, work, stats) == (0.0, -12)
+        assert np.array_equal(y, before) and not stats.any()
+    run = getattr(module, f"run_{method}")
+    good = dict(times=np.empty(11), Y=np.empty((11, n)), OUT=np.empty((11, module.N_OBSERVED)))
+    for name, bad in [("times", np.empty(10)), ("Y", np.empty((11, n + 1))), ("OUT", np.empty((10, module.N_OBSERVED)))]:
+        arrays = {**good, name: bad}
+        k, status, t = run(0.0, y0.copy(), p, 0.1, 10, *settings, True, True, True, *arrays.values(), stats)
+        assert (k, status, t) == (0, -12, 0.0)
+    message = str(run_recorded(module, method, 0.0, y0, p, 1.0, 0.1, {}, True, False).error(method, 0.0, 0.1, state_namer(module)) or "")
+    assert message == ""  # arrays run_recorded makes itself fit
+    compiled = CompiledExplicitIntegrator(module, p, 0.0, y0, method, {}, state_namer(module))
+    compiled._work = np.empty((rows, n + 1))
+    with pytest.raises(SolverError, match="does not fit the model's N_STATES"):
+        compiled.advance(0.1)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_a_state_that_is_not_finite_stops_the_run(method: str) -> None:
     """scipy succeeds with an infinite state here; dyngen stops, naming the state."""
     module = module_of("frozen")
@@ -418,4 +446,4 @@ def test_the_error_norms_sum_of_squares_adds_every_element() -> None:
     rng = np.random.default_rng(7)
     for n in range(41):
         x = rng.normal(size=n) * 10.0 ** rng.integers(-3, 4, size=n)
-        assert module._sum_of_squares(x) == pytest.approx(float(np.sum(x * x)), rel=1e-14, abs=0.0)
+        assert module._sum_of_squares(x, n) == pytest.approx(float(np.sum(x * x)), rel=1e-14, abs=0.0)

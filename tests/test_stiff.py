@@ -10,7 +10,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import dyngen
-from dyngen import Recorder, Simulation, System
+from dyngen import Recorder, Simulation, SolverError, System
 
 
 class Robertson(System):
@@ -214,3 +214,16 @@ def test_large_sparse_models_get_a_sparse_jacobian_that_equals_the_dense_one() -
     sim._t = 0
     sim.simulate(1.0, 0.5, integrator="rodas4", rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(with_bdf, system.states.u, rtol=1e-5, atol=1e-8)
+
+
+def test_rodas4_refuses_arrays_that_do_not_fit_the_model() -> None:
+    sim, _ = stiff_chain(3)
+    sim.compile()
+    y0 = sim._model.gather_states()
+    solver = dyngen.runtime.stiff.CompiledRosenbrockIntegrator(
+        sim.module, sim._model.gather_parameters(), 0.0, y0, {}, sim._model.state_name
+    )
+    solver._lu = np.zeros((2, 2))  # its loops run to N_STATES = 3
+    with pytest.raises(SolverError, match="does not fit the model's N_STATES"):
+        solver.advance(1.0)
+    assert solver.t == 0.0 and np.array_equal(solver.y, y0) and not solver.stats.any()
