@@ -209,7 +209,8 @@ class ParameterContainer(dict):
 
 
 class VariableContainer(ParameterContainer):
-    """States and ders: scalars, lists or arrays, always stored as float arrays."""
+    """States (and, as ``DerivativeContainer``, ders): scalars, lists or arrays, always
+    stored as float arrays."""
 
     @staticmethod
     def _count_write() -> None:

@@ -328,21 +328,29 @@ def test_arrays_that_do_not_fit_the_model_are_refused_before_any_step(method: st
     settings = explicit_settings(method, {}).arguments()
     advance = getattr(module, f"{method}_advance")
     stats = np.zeros(4, dtype=np.int64)
-    for y, work in [(np.ones(n + 1), np.empty((rows, n + 1))), (y0.copy(), np.empty((rows - 1, n))), (y0.copy(), np.empty((rows, n - 1)))]:
+    work = np.empty((rows, n))
+    bad_calls = [
+        (np.ones(n + 1), p, np.empty((rows, n + 1)), stats), (y0.copy(), p, np.empty((rows - 1, n)), stats),
+        (y0.copy(), p, np.empty((rows, n - 1)), stats), (y0.copy(), np.append(p, 0.0), work, stats),
+        (y0.copy(), p, work, np.zeros(3, dtype=np.int64)),
+    ]  # fmt: skip
+    for y, p_, work_, stats_ in bad_calls:
         before = y.copy()
-        assert advance(0.0, y, 1.0, p, *settings, work, stats) == (0.0, -12)
-        assert np.array_equal(y, before) and not stats.any()
+        assert advance(0.0, y, 1.0, p_, *settings, work_, stats_) == (0.0, -12)
+        assert np.array_equal(y, before) and not stats_.any()
     run = getattr(module, f"run_{method}")
-    good = dict(times=np.empty(11), Y=np.empty((11, n)), OUT=np.empty((11, module.N_OBSERVED)))
-    for name, bad in [("times", np.empty(10)), ("Y", np.empty((11, n + 1))), ("OUT", np.empty((10, module.N_OBSERVED)))]:
-        arrays = {**good, name: bad}
-        k, status, t = run(0.0, y0.copy(), p, 0.1, 10, *settings, True, True, True, *arrays.values(), stats)
-        assert (k, status, t) == (0, -12, 0.0)
-    message = str(run_recorded(module, method, 0.0, y0, p, 1.0, 0.1, {}, True, False).error(method, 0.0, 0.1, state_namer(module)) or "")
-    assert message == ""  # arrays run_recorded makes itself fit
+    good = dict(p=p, times=np.empty(11), Y=np.empty((11, n)), OUT=np.empty((11, module.N_OBSERVED)), stats=stats)
+    bad = [("times", np.empty(10)), ("Y", np.empty((11, n + 1))), ("OUT", np.empty((10, module.N_OBSERVED))),
+           ("p", np.append(p, 0.0)), ("stats", np.zeros(3, dtype=np.int64))]  # fmt: skip
+    for name, value in bad:
+        a = {**good, name: value}
+        k, status, t = run(0.0, y0.copy(), a["p"], 0.1, 10, *settings, True, True, True, a["times"], a["Y"], a["OUT"], a["stats"])
+        assert (k, status, t) == (0, -12, 0.0), name
+    k, status, t = run(0.0, y0.copy(), p, 0.1, 10, *settings, True, True, True, *list(good.values())[1:])
+    assert (k, status) == (11, 1) and t == pytest.approx(1.0)  # the same arrays, fitting, run
     compiled = CompiledExplicitIntegrator(module, p, 0.0, y0, method, {}, state_namer(module))
     compiled._work = np.empty((rows, n + 1))
-    with pytest.raises(SolverError, match="does not fit the model's N_STATES"):
+    with pytest.raises(SolverError, match="does not fit the model"):
         compiled.advance(0.1)
 
 

@@ -562,11 +562,32 @@ def test_containers_hold_the_final_values_after_simulate() -> None:
     assert lag.inputs.tau == 0.5 and osc.inputs.w == 2.0
 
 
-@pytest.mark.parametrize("edit", ["state", "der", "output", "state and der"])
+class PhaseOscillator(SystemInterface):
+    """Oscillator's equations, with the phase point (x, v) as an array output."""
+
+    def __init__(self, w: float = 2.0) -> None:
+        super().__init__()
+        self.states.x = 1.0
+        self.states.v = 0.0
+        self.ders.x = 0.0
+        self.ders.v = 0.0
+        self.inputs.w = w
+        self.outputs.energy = 0.0
+        self.outputs.point = np.zeros(2)
+
+    def do_step(self, time):
+        x, v, w = self.states.x, self.states.v, self.inputs.w
+        self.ders.x = v
+        self.ders.v = -(w**2) * x
+        self.outputs.energy = 0.5 * (v**2 + w**2 * x**2)
+        self.outputs.point = np.array([x, v])
+
+
+@pytest.mark.parametrize("edit", ["state", "der", "output", "array output", "state and der"])
 def test_every_entry_holds_the_final_value_whatever_was_set_between_runs(edit) -> None:
     """simulate() places its results again only in the kinds of container written
     since its last run (states, ders, signals: each counted apart)."""
-    osc = Oscillator(w=2.0)
+    osc = PhaseOscillator(w=2.0)
     sim = Simulation()
     sim.add_system(osc)
     sim.simulate(0.5, 0.5, **TIGHT)
@@ -576,12 +597,15 @@ def test_every_entry_holds_the_final_value_whatever_was_set_between_runs(edit) -
         osc.ders.x = 123.0
     if edit == "output":
         osc.outputs.energy = -1.0
+    if edit == "array output":
+        osc.outputs.point = np.array([9.0, 9.0])
     end = sim.simulate(1.0, 0.5, **TIGHT)
     elapsed = end - (0.0 if "state" not in edit else 0.5)
     x, v = np.cos(2 * elapsed), -2 * np.sin(2 * elapsed)
     assert osc.states.x == pytest.approx(x, rel=1e-6) and osc.states.v == pytest.approx(v, rel=1e-6)
     assert osc.ders.x == pytest.approx(v, rel=1e-6) and osc.ders.v == pytest.approx(-4 * x, rel=1e-6)
     assert osc.outputs.energy == pytest.approx(2.0, rel=1e-6)
+    np.testing.assert_allclose(osc.outputs.point, [x, v], rtol=1e-6)
 
 
 def test_changing_a_parameter_or_a_state_needs_no_rebuild() -> None:
@@ -614,6 +638,7 @@ def test_a_matrix_state_set_between_runs_is_read_row_by_row(order) -> None:
     expected = np.array([[1.0, -2.5], [3.0, 5.0]]) * np.exp(-0.5)
     np.testing.assert_allclose(top.matrix.states.q, expected, rtol=1e-7)
     assert q0[0, 1] == -2.0
+
 
 def test_an_equal_model_reuses_the_cached_module() -> None:
     sim1, _ = decay_sim(k=0.5)

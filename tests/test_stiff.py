@@ -223,7 +223,12 @@ def test_rodas4_refuses_arrays_that_do_not_fit_the_model() -> None:
     solver = dyngen.runtime.stiff.CompiledRosenbrockIntegrator(
         sim.module, sim._model.gather_parameters(), 0.0, y0, {}, sim._model.state_name
     )
-    solver._lu = np.zeros((2, 2))  # its loops run to N_STATES = 3
-    with pytest.raises(SolverError, match="does not fit the model's N_STATES"):
-        solver.advance(1.0)
-    assert solver.t == 0.0 and np.array_equal(solver.y, y0) and not solver.stats.any()
+    fitting = solver._lu, solver._p
+    for name, bad in [("_lu", np.zeros((2, 2))), ("_p", solver._p[:-1])]:  # the loops run to N_STATES = 3
+        setattr(solver, name, bad)
+        with pytest.raises(SolverError, match="does not fit the model"):
+            solver.advance(1.0)
+        assert solver.t == 0.0 and np.array_equal(solver.y, y0) and not solver.stats.any()
+        solver._lu, solver._p = fitting
+    solver.advance(1.0)
+    assert solver.t == 1.0

@@ -40,7 +40,7 @@ REASONS = {
     -4: "problem is probably stiff (interrupted)",
     -6: "the state is not finite",
     -11: "input is not consistent (nsteps must not be negative)",
-    -12: "input is not consistent (y, work or a sample array does not fit the model's N_STATES)",
+    -12: "input is not consistent (y, p, work, stats or a sample array does not fit the model)",
     -15: "input is not consistent (safety must lie between 1e-4 and 1)",
     -16: "input is not consistent (beta must not exceed 0.2)",
 }

@@ -142,7 +142,9 @@ class CompiledModel:
     def gather_states(self) -> np.ndarray:
         if Edits.states == self._state_views_at:  # the containers hold the views of the buffer
             return self._state_buffer.copy()
-        values = self._state_slots.get_all()  # float arrays of the built shapes (Edits sees others)
+        values = self._state_slots.get_all()  # float64 arrays of the built shapes (the containers
+        # convert what they are given; Edits sees other shapes; a value stored past their API is
+        # not supported: its bytes would be read as float64)
         try:  # their bytes joined, in C: a third of the time of np.concatenate (400 states: 23 -> 7 us)
             y = np.frombuffer(bytearray().join(values), dtype=np.float64)
         except TypeError:  # an array that is not C-contiguous (a Fortran-ordered matrix)

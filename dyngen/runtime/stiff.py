@@ -15,7 +15,7 @@ _REASONS = {
     -3: "the step size became too small",
     -5: "the iteration matrix I/(h*gamma) - J is singular",
     -6: "the state became non-finite",
-    -12: "y or a work array does not fit the model's N_STATES",
+    -12: "y, p, stats or a work array does not fit the model",
 }
 
 
