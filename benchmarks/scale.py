@@ -119,20 +119,20 @@ def runtime_table(n: int, repeats: int) -> str:
 
     sim, facts = bm.build_vdp_ring(n)
     module = sim.compile().module
-    y0, p = peers.vdp_ring_initial(n)
+    y0_hand, p = peers.vdp_ring_initial(n)
     model = sim._model  # the module packs the ring's states (x of every oscillator, then y)
     y0_module = model.gather_states()
-    assert np.array_equal(model.in_dynode_order(y0_module), y0) and np.array_equal(p, module.DEFAULT_PARAMETERS)
+    assert np.array_equal(model.in_dynode_order(y0_module), y0_hand) and np.array_equal(p, module.DEFAULT_PARAMETERS)
 
     @njit(cache=False)
     def calls(rhs, y, p, dy, count):
         for _ in range(count):
             rhs(0.0, y, p, dy)
 
-    dy = np.empty_like(y0)
+    dy = np.empty_like(y0_hand)
     results = {}
     for label, rhs in (("hand-written @njit", peers.vdp_ring_rhs), ("dyngen generated", module.rhs)):
-        y0 = y0_module if label == "dyngen generated" else peers.vdp_ring_initial(n)[0]
+        y0 = y0_module if label == "dyngen generated" else y0_hand
         calls(rhs, y0, p, dy, 1)
         results[("rhs", label)] = median_time(lambda: calls(rhs, y0, p, dy, 1000), repeats, 1) / 1000
         t, dt, rtol, atol = facts["t"], facts["dt"], facts["rtol"], facts["atol"]

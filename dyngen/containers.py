@@ -33,9 +33,9 @@ class Edits:
 
     ``states``, ``derivatives`` and ``signals`` count the writes of entries of states,
     of ders and of inputs/outputs containers (through the container's API, or by a
-    write-back of ``simulate()``); ``structure`` counts the edits that may change the generated
-    module: a new or removed key, a value whose kind (float, array shape, other)
-    changed, a system attribute, a subsystem or a connection.  Code that compares a
+    write-back of ``simulate()``); ``structure`` counts the edits that may change the
+    generated module: a new or removed key, a value whose kind (float, array shape,
+    other) changed, a system attribute, a subsystem or a connection.  Code that compares a
     count with the one it saw may skip work it would otherwise repeat; any edit it
     cannot see (a class attribute, a module global, a list mutated in place) it must
     check itself.
