@@ -5,6 +5,9 @@ Porting a dynode model is changing its import::
     from dyngen import SystemInterface, Simulation, Recorder, connect_signals
 """
 
+from typing import Union
+
+from .containers import ParameterContainer, VariableContainer
 from .errors import (
     AlgebraicLoopError,
     CodegenError,
@@ -15,12 +18,15 @@ from .errors import (
     SimulationError,
     SolverError,
     TraceError,
+    UsageError,
 )
-from .runtime.recorder import Recorder
-from .runtime.simulation import Simulation
+from .recorder import Recorder
+from .simulation import Simulation
 from .symbolic import where
 from .system import System, SystemInterface, connect_signals
 from .version import __version__
+
+AnyContainer = Union[VariableContainer, ParameterContainer]
 
 __all__ = [
     "System",
@@ -28,6 +34,9 @@ __all__ = [
     "Simulation",
     "Recorder",
     "connect_signals",
+    "VariableContainer",
+    "ParameterContainer",
+    "AnyContainer",
     "where",
     "DyngenError",
     "TraceError",
@@ -36,6 +45,7 @@ __all__ = [
     "CodegenError",
     "SimulationError",
     "SolverError",
+    "UsageError",
     "ModelFileError",
     "DyngenWarning",
     "__version__",

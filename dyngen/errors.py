@@ -110,12 +110,29 @@ class TraceError(DyngenError):
         return "\n".join(lines)
 
 
-class ModelError(DyngenError):
-    """The model's structure is inconsistent (shapes, missing ders, double writers...)."""
+class ModelError(DyngenError, RuntimeError):
+    """The model's structure is inconsistent (shapes, missing ders, double writers...).
+
+    A RuntimeError too: dynode raises RuntimeError where states and ders do not pair
+    up, so a user's ``except RuntimeError`` keeps working.
+    """
 
 
 class AlgebraicLoopError(ModelError):
     """Instantaneous signals depend on each other in a cycle."""
+
+
+class UsageError(DyngenError, ValueError):
+    """An API call dynode refuses with a ValueError (a system, observer or connection
+    added twice, a system as its own subsystem); says where the call was made."""
+
+    def __init__(self, problem: str, location: SourceLocation | None = None):
+        self.problem = problem
+        self.location = location
+        super().__init__(problem)
+
+    def __str__(self) -> str:
+        return f"{self.problem} (at {self.location})" if self.location is not None else self.problem
 
 
 class CodegenError(DyngenError):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from functools import wraps
+from functools import partial, wraps
 from graphlib import TopologicalSorter
 from typing import Any, Callable
 
+import numpy as np
+
 from .containers import DerivativeContainer, Edits, ParameterContainer, VariableContainer
-from .errors import user_frame_location
+from .errors import UsageError, user_frame_location
 
 
 class TrackedList(list):
@@ -82,11 +84,49 @@ class System(ABC):
         Edits.note_structure()
         object.__delattr__(self, name)
 
+    # State/der handling (dynode's vector: subsystems first, then own entries) -----
+    def get_states(self) -> np.ndarray:
+        """All states of this system and its subsystems as one flat vector, in dynode's
+        order (subsystems first, then this system's states in insertion order)."""
+        parts = [sub.get_states() for sub in self._subs]
+        parts.extend(value for _, value in self._states.raw_items())
+        return np.concatenate(parts, axis=None) if parts else np.array(parts)
+
+    def dispatch_states(self, idx: int, states: np.ndarray) -> int:
+        """Write ``states[idx:]`` into the states of the subsystems and then of this
+        system, in place, as dynode does; returns the index after the last one used."""
+        for sub in self._subs:
+            idx = sub.dispatch_states(idx, states)
+        for _, value in self._states.raw_items():
+            jdx = idx + value.size
+            value[:] = np.asarray(states[idx:jdx]).reshape(value.shape)
+            idx = jdx
+        Edits.states += 1  # written in place: simulate() must gather the states again
+        return idx
+
+    def get_ders(self, idx: int, ders: np.ndarray) -> int:
+        """Write the ders of the subsystems and then of this system into ``ders[idx:]``,
+        as dynode does; returns the index after the last one written."""
+        for sub in self._subs:
+            idx = sub.get_ders(idx, ders)
+        for _, value in self._ders.raw_items():
+            jdx = idx + value.size
+            ders[idx:jdx] = value.flatten()
+            idx = jdx
+        return idx
+
     # Subsystems -------------------------------------------------------------
     def add_subsystem(self, sub_system: "System") -> None:
-        """Add a subsystem; its states come before this system's own."""
+        """Add a subsystem; its states come before this system's own.
+
+        Raises ``UsageError`` (a ValueError, as in dynode) if it is the system itself.
+        """
         if sub_system is self:
-            raise ValueError("Cant have self as subsystem to self!")
+            raise UsageError(
+                f"Cant have self as subsystem to self! ({type(self).__name__}.add_subsystem was given "
+                "the system itself; add a separate instance)",
+                user_frame_location(),
+            )
         if sub_system not in self._subs:
             self._subs.append(sub_system)
 
@@ -104,8 +144,13 @@ class System(ABC):
         dependees: list[Callable] | None,
     ) -> Callable[[], None]:
         if connection_func in table:
-            raise ValueError(f"This {kind}-connection has already been added!")
-        table[connection_func] = list(dependees or getattr(connection_func, "dependees", []))
+            raise UsageError(
+                f"This {kind}-connection has already been added! ({_callable_name(connection_func)} is "
+                f"already a {kind}-connection of this {type(self).__name__}; add each connection once)",
+                user_frame_location(),
+            )
+        # as dynode: the dependees are kept as given, and read when the connections are sorted
+        table[connection_func] = dependees or getattr(connection_func, "dependees", [])
         Edits.note_structure()
 
         def _remove() -> None:
@@ -163,6 +208,16 @@ class System(ABC):
 
 
 SystemInterface = System
+
+
+def _callable_name(func: Any) -> str:
+    """A readable name of any callable (function, bound method, partial, object)."""
+    name = getattr(func, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(func, partial):
+        return f"partial({_callable_name(func.func)})"
+    return f"{type(func).__qualname__} object"
 
 
 def connect_signals(

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DyngenError, SimulationError, SolverError
+from ..errors import DyngenError, SimulationError, SolverError, UsageError, user_frame_location
 from ..ir import BuildOptions
 from ..naming import sanitize
 from ..pipeline import BuildResult, build, default_name
@@ -68,9 +68,13 @@ class Simulation:
         return self._systems
 
     def add_system(self, system: Any) -> None:
-        """Add a system. Raises ValueError if it was already added."""
+        """Add a system. Raises ``UsageError`` (a ValueError, as in dynode) if it was already added."""
         if system in self._systems:
-            raise ValueError(f"System({system}) has already been added to this simulation!")
+            raise UsageError(
+                f"System({system}) has already been added to this simulation! (add each system "
+                "once; its subsystems come with it)",
+                user_frame_location(),
+            )
         self._systems.append(system)
 
     def add_observer(self, observer: Callable) -> Callable:
@@ -79,10 +83,11 @@ class Simulation:
         ``y`` is the state vector in dynode's layout (system by system, in the order
         ``STATES`` lists the states), whatever the generated module's own layout:
         index it as in dynode, not by the places in ``STATES``.
-        Raises ValueError if already added. Returns a function that removes it.
+        Raises ``UsageError`` (a ValueError, as in dynode) if already added. Returns a
+        function that removes it.
         """
         if observer in self._observers:
-            raise ValueError(f"Observer({observer}) already registered!")
+            raise UsageError(f"Observer({observer}) already registered!", user_frame_location())
         self._observers.append(observer)
         return partial(self._observers.remove, observer)
 
