@@ -77,39 +77,46 @@ def _layout(signals: list[Signal], start: int = 0) -> tuple[Slot, ...]:
 def _pair_ders(spec: ModelSpec, signals: dict[SignalRef, Signal], writers) -> tuple[dict[SignalRef, SignalRef], list[str]]:
     """Which der is the derivative of which state, per system.
 
+    Every der counts, written by a function or only set in ``__init__`` (dynode
+    integrates such a der as a constant derivative; here it is a runtime parameter).
     By name when every state has a der of its name; otherwise, when the ders are
     named differently (dynode's README writes ``ders.dx`` for ``states.x``), by
-    position in container order, exactly as dynode pairs them.
+    position in container order, exactly as dynode pairs them.  Ders that do not pair
+    up are a ``ModelError``, a RuntimeError as dynode's "Mismatch in number of states
+    and ders!".
     """
     pairs: dict[SignalRef, SignalRef] = {}
     warnings: list[str] = []
     for system in spec.systems:
         where = f"system {system.path!r} ({system.class_name})"
-        written = [k for k in system.der_keys if SignalRef(system.path, "ders", k) in writers]
-        named = [k for k in system.state_keys if k in written]
+        ders = [k for k in system.der_keys if SignalRef(system.path, "ders", k) in signals]
+        written = [k for k in ders if SignalRef(system.path, "ders", k) in writers]
+        named = [k for k in system.state_keys if k in ders]
         if len(named) == len(system.state_keys):
             keys = list(system.state_keys)
-            extra = [k for k in written if k not in system.state_keys]
+            extra = [k for k in ders if k not in system.state_keys]
             if extra:
-                fn, write = writers[SignalRef(system.path, "ders", extra[0])]
                 raise ModelError(
-                    f"{where}: {fn.info.name} ({relative_location(write.location, spec.source_root)}) "
-                    f"writes ders {extra} but there are no such states (states: {list(system.state_keys)}); "
+                    f"Mismatch in number of states and ders! {where}: {_der_origin(spec, system, extra[0], writers)} "
+                    f"ders {extra} but there are no such states (states: {list(system.state_keys)}); "
                     "add the state in __init__ or use an output for a value that is not integrated"
                 )
-            if written != keys:
+            in_order = [k for k in ders if k in system.state_keys]
+            if in_order != keys:
                 warnings.append(
-                    f"{where}: ders are ordered {written} but states {keys}; dynode pairs them by "
+                    f"{where}: ders are ordered {in_order} but states {keys}; dynode pairs them by "
                     "position (silently mixing up derivatives), dyngen pairs them by name"
                 )
-        elif not named and len(written) == len(system.state_keys):
-            keys = written  # dynode's pairing: by position
+        elif not named and len(ders) == len(system.state_keys):
+            keys = ders  # dynode's pairing: by position
         else:
-            missing = [k for k in system.state_keys if k not in written]
+            missing = [k for k in system.state_keys if k not in ders]
             raise ModelError(
-                f"{where}: state {missing[0]!r} has no derivative; {system.class_name}.do_step "
-                f"({relative_location(system.location, spec.source_root)}) must assign "
-                f"self.ders.{missing[0]} (or self.ders[{missing[0]!r}])"
+                f"Mismatch in number of states and ders! {where}: state {missing[0]!r} has no derivative "
+                f"({len(system.state_keys)} states {list(system.state_keys)}, {len(ders)} ders {ders}); "
+                f"{system.class_name}.do_step ({relative_location(system.location, spec.source_root)}) must "
+                f"assign self.ders.{missing[0]} (or self.ders[{missing[0]!r}]), or __init__ set it to a "
+                "constant derivative"
                 + (f" (ders written: {written})" if written else "")
             )
         for state_key, der_key in zip(system.state_keys, keys):
@@ -117,15 +124,31 @@ def _pair_ders(spec: ModelSpec, signals: dict[SignalRef, Signal], writers) -> tu
             der_ref = SignalRef(system.path, "ders", der_key)
             state, der = signals[state_ref], signals[der_ref]
             if der.size != state.size:
-                fn, write = writers[der_ref]
                 raise ModelError(
-                    f"{where}: state {state_key!r} has {state.size} element(s) (shape {state.shape}) "
-                    f"but {fn.info.name} ({relative_location(write.location, spec.source_root)}) writes "
-                    f"its der {der_key!r} with {der.size} (shape {der.shape}); a der must have the "
-                    "shape of its state"
+                    f"Mismatch in number of states and ders! {where}: state {state_key!r} has {state.size} "
+                    f"element(s) (shape {state.shape}) but {_der_origin(spec, system, der_key, writers)} its "
+                    f"der {der_key!r} with {der.size} (shape {der.shape}); a der must have the shape of its state"
                 )
             pairs[state_ref] = der_ref
     return pairs, warnings
+
+
+def _der_origin(spec: ModelSpec, system, key: str, writers) -> str:
+    """Who gives a der its value: the function that writes it, or ``__init__``."""
+    found = writers.get(SignalRef(system.path, "ders", key))
+    if found is None:
+        return f"{system.class_name}.__init__ sets"
+    fn, write = found
+    return f"{fn.info.name} ({relative_location(write.location, spec.source_root)}) writes"
+
+
+def _is_parameter(signal: Signal, writers, spec: ModelSpec, der_of: dict[SignalRef, SignalRef]) -> bool:
+    """A runtime parameter: an input or output no function writes, or a der only
+    ``__init__`` sets (a constant derivative), read from its container at each run."""
+    ref = signal.ref
+    if ref in writers or ref not in spec.defaults:
+        return False
+    return ref.kind in ("inputs", "outputs") or (ref.kind == "ders" and ref in der_of.values())
 
 
 @dataclass(frozen=True)
@@ -265,10 +288,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
 
     state_signals = [signals[SignalRef(s.path, "states", k)] for s in spec.systems for k in s.state_keys]
     states = _layout(state_signals)
-    parameter_signals = [
-        s for s in spec.signals
-        if s.ref.kind in ("inputs", "outputs") and s.ref not in writers and s.ref in spec.defaults
-    ]  # fmt: skip
+    parameter_signals = [s for s in spec.signals if _is_parameter(s, writers, spec, der_of)]
     parameters = _layout(parameter_signals)
 
     writes = [(fn, w) for fn in spec.functions for w in fn.writes if isinstance(w, Write)]

@@ -113,6 +113,7 @@ class Tracer:
         self.frame: _Frame | None = None
         self.array_values: dict[SignalRef, Any] = {}  # vectors written in array form so far
         self.base_reads: set[SignalRef] = set()  # vectors read as themselves (not yet written)
+        self.early_der_reads: dict[SignalRef, TraceError] = {}  # ders read before any write
         for node in nodes:
             for kind in ("states", "ders", "inputs", "outputs"):
                 container = getattr(node.system, kind)
@@ -184,13 +185,15 @@ class Tracer:
                 f"one of {known}" if known else f"set {kind}.{key} in __init__ or write it before it is read",
                 user_frame_location(),
             )
-        if kind == "ders" and ref not in self.written:
-            raise TraceError(
+        if kind == "ders" and ref not in self.written and ref not in self.early_der_reads:
+            # fine if no function writes it (a constant der: a parameter); checked at the end
+            self.early_der_reads[ref] = TraceError(
                 f"reads {ref} before any function has written it in this evaluation "
                 "(dynode would return a stale value)",
                 "compute the value from states and inputs, or write the der first",
                 user_frame_location(),
             )
+            self.early_der_reads[ref].context = f"{frame.info.name} of system {frame.info.system!r}"
         if ref not in frame.reads:
             frame.reads.append(ref)
         self.read_ever.add(ref)
@@ -386,6 +389,9 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
         for container in containers:
             set_hook(container, None)
     _check_array_reads(functions, tracer)
+    for ref, error in tracer.early_der_reads.items():
+        if ref in tracer.written:
+            raise error
     infos = tuple(
         SystemInfo(
             path=n.path,
