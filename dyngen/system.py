@@ -145,7 +145,7 @@ class System(ABC):
     ) -> Callable[[], None]:
         if connection_func in table:
             raise UsageError(
-                f"This {kind}-connection has already been added! ({_callable_name(connection_func)} is "
+                f"This {kind}-connection has already been added! ({callable_name(connection_func)} is "
                 f"already a {kind}-connection of this {type(self).__name__}; add each connection once)",
                 user_frame_location(),
             )
@@ -210,14 +210,16 @@ class System(ABC):
 SystemInterface = System
 
 
-def _callable_name(func: Any) -> str:
-    """A readable name of any callable (function, bound method, partial, object)."""
+def callable_name(func: Any) -> str:
+    """A readable name of any callable: a function's or bound method's qualified name,
+    ``partial(f)``, or ``Class.__call__`` for a callable object.  Reads only what it
+    needs, never an attribute a mock would invent."""
+    if isinstance(func, partial):
+        return f"partial({callable_name(func.func)})"
     name = getattr(func, "__qualname__", None)
     if isinstance(name, str):
         return name
-    if isinstance(func, partial):
-        return f"partial({_callable_name(func.func)})"
-    return f"{type(func).__qualname__} object"
+    return f"{type(func).__qualname__}.__call__"
 
 
 def connect_signals(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from functools import partial
+from types import CodeType
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .errors import ModelError, SourceLocation
-from .system import System
+from .system import System, callable_name
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,16 @@ def function_location(func: Callable) -> SourceLocation | None:
     origin = getattr(func, "_dyngen_origin", None)
     if origin is not None:
         return origin
-    func = inspect.unwrap(func)
-    code = getattr(func, "__code__", None) or getattr(getattr(func, "__call__", None), "__code__", None)
-    if code is None:
+    while isinstance(func, partial):
+        func = func.func
+    try:
+        func = inspect.unwrap(func)
+    except ValueError:  # a cycle of __wrapped__
+        pass
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, CodeType):  # a callable object: its class's __call__
+        code = getattr(getattr(type(func), "__call__", None), "__code__", None)
+    if not isinstance(code, CodeType):  # a builtin
         return None
     return SourceLocation(code.co_filename, code.co_firstlineno)
 
@@ -146,4 +155,4 @@ def function_name(call: FunctionCall) -> str:
     link = getattr(call.func, "_dyngen_signal_link", None)
     if link is not None:
         return "connect_signals"
-    return getattr(call.func, "__qualname__", None) or type(call.func).__name__
+    return callable_name(call.func)

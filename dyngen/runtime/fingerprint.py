@@ -145,6 +145,11 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
     closure cells, defaults, the object of a bound method, globals (also attributes
     of modules it names) and the functions it calls, outside library packages."""
     seen = set() if seen is None else seen
+    if isinstance(func, partial):  # the function and the arguments it binds (keywords: a mutable dict)
+        return (
+            "partial", _function_key(func.func, ident, seen),
+            _attribute_key(func.args, ident, 0, seen), _attribute_key(dict(func.keywords), ident, 0, seen),
+        )  # fmt: skip
     owner = getattr(func, "__self__", None)
     func = getattr(func, "__func__", func)
     if not hasattr(func, "__code__") and callable(func) and not isinstance(func, type):
@@ -320,20 +325,23 @@ def _function_roots(func: Any) -> list | None:
     """The objects ``_function_key(func)`` reads directly (code, defaults, the bound
     object, closure contents, the globals its code names, its ``__dict__``), or None
     when the function has none of these (a callable object)."""
+    if isinstance(func, partial):
+        return None  # its keywords are a dict that can change in place: keyed again every time
     owner = getattr(func, "__self__", None)
     inner = getattr(func, "__func__", func)
     code = getattr(inner, "__code__", None)
-    if code is None:
+    if not isinstance(code, CodeType):
         return None
-    try:
-        contents = [cell.cell_contents for cell in inner.__closure__ or ()]
+    try:  # read as _function_key reads them: with getattr (a numba dispatcher has no closure)
+        contents = [cell.cell_contents for cell in getattr(inner, "__closure__", None) or ()]
     except ValueError:  # an empty cell
         return None
     attributes = getattr(inner, "__dict__", None) or {}
     names = _global_names(code)
+    globals_ = getattr(inner, "__globals__", None) or {}
     return [
-        code, inner.__defaults__, inner.__kwdefaults__, owner, *contents, *attributes.keys(), *attributes.values(),
-        *map(inner.__globals__.get, names, repeat(_ABSENT, len(names))),
+        code, getattr(inner, "__defaults__", None), getattr(inner, "__kwdefaults__", None), owner, *contents,
+        *attributes.keys(), *attributes.values(), *map(globals_.get, names, repeat(_ABSENT, len(names))),
     ]  # fmt: skip
 
 
