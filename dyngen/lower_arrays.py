@@ -193,6 +193,11 @@ def array_rhs(flat: FlatModel) -> ArrayCode:
         flat, ders, lambda ref: (_offset_target(_DY, der_rows[ref].start), f"d/dt {der_rows[ref].ref}[i]"),
         code, places, temporaries,
     )  # fmt: skip
+    for slot in flat.parameters:  # a der vector only __init__ sets: a constant derivative
+        if slot.array and slot.ref in der_rows:
+            state = der_rows[slot.ref]
+            copy = Statement(_DY[INDEX + state.start], _P[INDEX + slot.start], f"d/dt {state.ref}[i]")
+            code.blocks.append(Block(f"{slot.ref} (a constant der vector)", (copy,), loop=slot.stop - slot.start))
     return code
 
 

@@ -243,13 +243,27 @@ def _rhs(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables) -> KernelF
         if g.name in readers:
             targets["v"] = g.out_starts
         emitted.append((g, targets))
-    blocks = _signal_loops(flat, emitted, composer, tables, "v")
+    blocks = _constant_ders(flat, tables) + _signal_loops(flat, emitted, composer, tables, "v")
     uses_v = any(g.name in readers and g.name not in inlined for g in groups)
     return KernelFunction(
         "rhs", ("t", "y", "p", "dy"),
         "Write the time derivatives of the states ``y`` at time ``t`` into ``dy``.",
         tuple(blocks), flat.n_observed if uses_v else 0,
     )  # fmt: skip
+
+
+def _constant_ders(flat: FlatModel, tables: _Tables) -> list[Block]:
+    """``dy = p`` for the states whose der no function writes (a der ``__init__`` sets:
+    a constant derivative, read from the parameters)."""
+    at = {sym: slot.start + k for slot in flat.parameters if not slot.array for k, sym in enumerate(slot.symbols)}
+    pairs = [(i, at[der]) for i, der in enumerate(flat.derivatives) if der is not None and der in at]
+    if not pairs:
+        return []
+    n = len(pairs)
+    dst = tables.index([i for i, _ in pairs], "constant_der_states")
+    src = tables.index([k for _, k in pairs], "constant_der_parameters")
+    statement = Statement(sp.Indexed(_ARRAYS["dy"], dst), sp.Indexed(_ARRAYS["p"], src))
+    return [Block("constant derivatives (ders that only __init__ sets)", (statement,), n if n > 1 else 0)]
 
 
 def _observe(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables) -> KernelFunction:

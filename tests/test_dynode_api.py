@@ -75,6 +75,19 @@ def _models(lib: types.ModuleType) -> types.SimpleNamespace:
         def do_step(self, time):
             self.ders.dv = self.states.x - self.states.v + 0.1 * self.ders.dx
 
+    class Conveyor(lib.SystemInterface):
+        """A vector long enough for the array form, moved at constant speeds."""
+
+        def __init__(self, n: int = 70) -> None:
+            super().__init__()
+            self.states.p = np.zeros(n)
+            self.ders.p = np.linspace(0.0, 1.0, n)
+            self.states.s = np.ones(n)
+            self.ders.s = np.zeros(n)
+
+        def do_step(self, time):
+            self.ders.s = -self.states.s
+
     class MissingDer(lib.SystemInterface):
         """Three state elements, two der elements: dynode's 'Mismatch in number of states and ders!'."""
 
@@ -322,26 +335,36 @@ def test_a_der_bigger_than_its_state_is_a_runtime_error() -> None:
 
 
 def test_a_der_only_init_sets_is_a_constant_derivative_read_at_each_run() -> None:
+    """Four copies of Drift (lowered as one loop over the copies) and a vector in array
+    form: each constant der is a parameter, so a new value needs no rebuild."""
     runs = {}
     for lib, models in MODELS.items():
-        system = models.Drift()
-        sim, seen = _simulate(lib, system, 2.0, 0.5)
+        drifts, conveyor = [models.Drift() for _ in range(4)], models.Conveyor()
+        sim = LIBS[lib].Simulation()
+        for system in [*drifts, conveyor]:
+            sim.add_system(system)
+        seen: list[np.ndarray] = []
+        sim.add_observer(lambda time, y: seen.append(np.array(y)))
+        sim.simulate(2.0, 0.5, **TIGHT)
         module = getattr(sim, "module", None)
-        system.ders.dx = -1.0  # a new slope, as a parameter: no rebuild
-        system.ders.dr = [0.0, 2.0, -2.0]
+        drifts[0].ders.dx = -1.0  # a new slope, as a parameter: no rebuild
+        drifts[2].ders.dr = [0.0, 2.0, -2.0]
+        conveyor.ders.p = np.full(70, -0.5)
         sim.simulate(1.0, 0.5, **TIGHT)
         assert getattr(sim, "module", None) is module
-        runs[lib] = (np.array(seen), system.get_states(), system.ders.dx, system.ders.dr.copy())
+        runs[lib] = (np.array(seen), conveyor.states.p.copy(), drifts[0].ders.dx, drifts[2].ders.dr.copy())
     np.testing.assert_allclose(runs["dyngen"][0], runs["dynode"][0], rtol=0, atol=1e-10)
     np.testing.assert_allclose(runs["dyngen"][1], runs["dynode"][1], rtol=0, atol=1e-10)
     assert runs["dyngen"][2] == runs["dynode"][2] == -1.0
     np.testing.assert_array_equal(runs["dyngen"][3], runs["dynode"][3])
-    # closed forms: x = 1 + 0.5 t up to t = 2, then 2 - (t - 2); r = r0 + c t
+    # closed forms: x = 1 + 0.5 t up to t = 2, then 2 - (t - 2); r = r0 + c t; p = c t
     y = runs["dyngen"][0]
     times = np.arange(len(y)) * 0.5
     np.testing.assert_allclose(y[:, 0], np.where(times <= 2, 1 + 0.5 * times, 2 - (times - 2)), atol=1e-12)
-    np.testing.assert_allclose(y[4, 2:], [2.0, -1.0, 2.5], atol=1e-12)
-    np.testing.assert_allclose(runs["dyngen"][1][2:], [2.0, 1.0, 0.5], atol=1e-12)
+    np.testing.assert_allclose(y[:, 5], 1 + 0.5 * times, atol=1e-12)  # the second copy keeps its slope
+    np.testing.assert_allclose(y[4, 2:5], [2.0, -1.0, 2.5], atol=1e-12)
+    np.testing.assert_allclose(y[6, 12:15], [2.0, 1.0, 0.5], atol=1e-12)  # the third copy's new r slope
+    np.testing.assert_allclose(runs["dyngen"][1], np.linspace(0.0, 1.0, 70) * 2 - 0.5, atol=1e-12)
 
 
 def test_reading_a_der_before_the_function_that_writes_it_is_still_refused() -> None:
