@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .containers import DerivativeContainer, Edits, ParameterContainer, VariableContainer
-from .errors import UsageError, user_frame_location
+from .errors import TraceError, UsageError, user_frame_location
 
 
 class TrackedList(list):
@@ -85,9 +85,18 @@ class System(ABC):
         object.__delattr__(self, name)
 
     # State/der handling (dynode's vector: subsystems first, then own entries) -----
+    def _refuse_while_traced(self, name: str) -> None:
+        if self._states._dyngen_hook is not None:
+            raise TraceError(
+                f"{name}() works on the numeric containers and cannot be traced",
+                "read and write states and ders by key or attribute (self.states.x, self.ders.x = ...)",
+                user_frame_location(),
+            )
+
     def get_states(self) -> np.ndarray:
         """All states of this system and its subsystems as one flat vector, in dynode's
         order (subsystems first, then this system's states in insertion order)."""
+        self._refuse_while_traced("get_states")
         parts = [sub.get_states() for sub in self._subs]
         parts.extend(value for _, value in self._states.raw_items())
         return np.concatenate(parts, axis=None) if parts else np.array(parts)
@@ -95,6 +104,7 @@ class System(ABC):
     def dispatch_states(self, idx: int, states: np.ndarray) -> int:
         """Write ``states[idx:]`` into the states of the subsystems and then of this
         system, in place, as dynode does; returns the index after the last one used."""
+        self._refuse_while_traced("dispatch_states")
         for sub in self._subs:
             idx = sub.dispatch_states(idx, states)
         for _, value in self._states.raw_items():
@@ -107,6 +117,7 @@ class System(ABC):
     def get_ders(self, idx: int, ders: np.ndarray) -> int:
         """Write the ders of the subsystems and then of this system into ``ders[idx:]``,
         as dynode does; returns the index after the last one written."""
+        self._refuse_while_traced("get_ders")
         for sub in self._subs:
             idx = sub.get_ders(idx, ders)
         for _, value in self._ders.raw_items():

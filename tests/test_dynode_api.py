@@ -211,6 +211,24 @@ def test_dispatch_states_writes_in_place_and_the_next_run_starts_from_it() -> No
     np.testing.assert_allclose(system.states.q, np.exp(-1.0) * np.ones(3), rtol=1e-9)
 
 
+def test_the_vector_methods_inside_do_step_are_a_trace_error() -> None:
+    class Peeks(dyngen.SystemInterface):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states.x = 1.0
+            self.ders.x = 0.0
+
+        def do_step(self, time):
+            self.ders.x = -self.get_states()[0]  # <peek>
+
+    sim = dyngen.Simulation()
+    sim.add_system(Peeks())
+    with pytest.raises(TraceError, match="get_states") as info:
+        sim.simulate(1.0, 0.1)
+    assert f"{THIS_FILE}:{info.value.location.line}" in str(info.value)
+    assert "<peek>" in open(info.value.location.file).read().splitlines()[info.value.location.line - 1]
+
+
 def test_module_level_vector_functions_match_dynode() -> None:
     results = {}
     for lib, models in MODELS.items():
