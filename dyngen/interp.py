@@ -193,7 +193,7 @@ def make_table(xp: Any, fp: Any, left: Any = None, right: Any = None, period: An
     elif (np.diff(xp_) < 0).any():
         k = int(np.argmax(np.diff(xp_) < 0))
         raise _error(
-            f"np.interp's table xp is not increasing (xp[{k}] = {xp_[k]!r} > xp[{k + 1}] = {xp_[k + 1]!r}); "
+            f"np.interp's table xp is not increasing (xp[{k}] = {float(xp_[k])!r} > xp[{k + 1}] = {float(xp_[k + 1])!r}); "
             "numpy does not check this and returns meaningless values",
             "sort the table: order = np.argsort(xp); np.interp(x, xp[order], fp[order])",
         )

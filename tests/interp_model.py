@@ -46,8 +46,8 @@ class Resistor(System):
         self.ohm_points = np.array([4.0, 4.4, 5.0, 5.6, 7.5])
         self.states.T = 290.0
         self.ders.T = 0.0
-        self.inputs.cooling = 0.05
-        self.inputs.heat_capacity = 40.0
+        self.inputs.cooling = 0.5
+        self.inputs.heat_capacity = 2.0
         self.outputs.R = 0.0
         self.outputs.power = 0.0
 
