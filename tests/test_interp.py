@@ -19,7 +19,7 @@ from scipy.integrate import solve_ivp
 
 from dyngen import Recorder, Simulation, System, TraceError
 from dyngen.runtime.fingerprint import structure_key
-from dynode_compare import assert_same_runs, build_simulation, run_both
+from dynode_compare import assert_same_runs, build_simulation, load_model_source, run_both
 from finite_differences import central_differences
 
 MODELS = Path(__file__).resolve().parent / "interp_model.py"
@@ -195,19 +195,37 @@ class Heater(System):
         self.ders.T = np.interp(self.states.T, [0.0, 1.0, 2.0], self.curve)
 
 
-def test_a_changed_table_rebuilds() -> None:
-    heater = Heater()
+def test_a_changed_table_rebuilds_and_copies_share_a_kernel() -> None:
+    heaters = [Heater() for _ in range(4)]
     sim = Simulation()
-    sim.add_system(heater)
-    key = structure_key([heater], ("heater",))
+    for heater in heaters:
+        sim.add_system(heater)
+    key = structure_key(heaters, ("heater",))
     first = sim.compile()
-    heater.curve[1] = 3.0  # edited in place: the next build must see it
-    assert structure_key([heater], ("heater",)) != key
+    assert "for i in range(4):" in Path(first.module.__file__).read_text(encoding="utf-8")  # one loop over the copies
+    heaters[2].curve[1] = 3.0  # edited in place: the next build must see it
+    assert structure_key(heaters, ("heater",)) != key
     second = sim.compile()
     assert second.digest != first.digest
-    dy = np.empty(1)
-    second.module.rhs(0.0, np.array([1.0]), second.module.DEFAULT_PARAMETERS, dy)
-    assert dy[0] == 3.0
+    module, dy = second.module, np.empty(4)
+    y = np.array([0.5, 1.0, 1.0, 1.5])  # (dynode's order: no packing for 4 systems of one state)
+    module.rhs(0.0, y, module.DEFAULT_PARAMETERS, dy)
+    assert dy.tolist() == [1.5, 2.0, 3.0, 3.0]
+
+
+def test_the_structure_key_covers_global_and_closure_tables() -> None:
+    lookups = Lookups()
+    key = structure_key([lookups], ("lookups",))
+    LONG_XP[3] += 1e-9  # a global table (inside the CASES list)
+    try:
+        assert structure_key([lookups], ("lookups",)) != key
+    finally:
+        LONG_XP[3] -= 1e-9
+    assert structure_key([lookups], ("lookups",)) == key
+    fan = load_model_source(MODELS, "dyngen").Fan()
+    key = structure_key([fan], ("fan",))
+    fan.rate.__closure__[1].cell_contents[2] = 5.0  # the closure's ys
+    assert structure_key([fan], ("fan",)) != key
 
 
 # ----------------------------------------------------------------- errors
