@@ -98,6 +98,11 @@ class InterpTable(sp.AtomicExpr):
         return sp.S.Zero
 
 
+def _real_number(x: sp.Expr) -> bool:
+    """A constant ``x`` (NaN and infinities included) that the table can be read at now."""
+    return x is sp.nan or bool(x.is_Number and x.is_extended_real)
+
+
 class Interp(sp.Function):
     """``np.interp(x, table...)``: see :class:`InterpTable`."""
 
@@ -105,7 +110,7 @@ class Interp(sp.Function):
 
     @classmethod
     def eval(cls, x: sp.Expr, table: InterpTable) -> sp.Expr | None:
-        if x.is_Number or x is sp.nan:
+        if _real_number(x):
             return sp.Float(table.evaluate(float(x)))
         return None
 
@@ -125,7 +130,7 @@ class InterpSlope(sp.Function):
 
     @classmethod
     def eval(cls, x: sp.Expr, table: InterpTable) -> sp.Expr | None:
-        if x.is_Number or x is sp.nan:
+        if _real_number(x):
             return sp.Float(table.slope(float(x)))
         return None
 
