@@ -155,7 +155,9 @@ def _constant_vector(value: Any, name: str) -> np.ndarray:
     if array.dtype.kind == "c":
         raise _error(f"np.interp with a complex table {name}", "use real tables (interpolate .real and .imag apart)")
     if array.dtype.kind not in "biuf":
-        raise _error(f"np.interp's {name} is not a numeric table ({type(value).__name__})", "pass numbers: a list or a numpy array")
+        raise _error(
+            f"np.interp's {name} is not a numeric table ({type(value).__name__})", "pass numbers: a list or a numpy array"
+        )
     if array.ndim != 1:
         raise _error(f"np.interp's {name} has shape {array.shape}", "pass a 1-D table, as numpy requires")
     return array.astype(np.float64)
@@ -198,8 +200,8 @@ def make_table(xp: Any, fp: Any, left: Any = None, right: Any = None, period: An
     elif (np.diff(xp_) < 0).any():
         k = int(np.argmax(np.diff(xp_) < 0))
         raise _error(
-            f"np.interp's table xp is not increasing (xp[{k}] = {float(xp_[k])!r} > xp[{k + 1}] = {float(xp_[k + 1])!r}); "
-            "numpy does not check this and returns meaningless values",
+            f"np.interp's table xp is not increasing (xp[{k}] = {float(xp_[k])!r} > "
+            f"xp[{k + 1}] = {float(xp_[k + 1])!r}); numpy does not check this and returns meaningless values",
             "sort the table: order = np.argsort(xp); np.interp(x, xp[order], fp[order])",
         )
     return InterpTable(

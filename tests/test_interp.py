@@ -168,7 +168,8 @@ def test_rodas4_with_a_rate_table_matches_radau() -> None:
     times = np.array(recorder.results[reaction]["time"])
     ours = np.column_stack([recorder.results[reaction]["states.c"], recorder.results[reaction]["states.T"]])
 
-    table_t, table_k = np.array([280.0, 300.0, 320.0, 340.0, 360.0, 380.0, 400.0]), np.array([1e-2, 0.3, 5.0, 60.0, 500.0, 3000.0, 1e4])
+    table_t = np.array([280.0, 300.0, 320.0, 340.0, 360.0, 380.0, 400.0])  # written out again: independent
+    table_k = np.array([1e-2, 0.3, 5.0, 60.0, 500.0, 3000.0, 1e4])
 
     def rhs(t, z):
         c, temperature = z
