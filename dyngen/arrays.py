@@ -27,6 +27,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import CodegenError, TraceError, user_frame_location
+from .interp import np_interp
 from .ir import Offset, Reduction, Segment, Signal, SignalRef
 from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, numeric, to_expr
 
@@ -556,6 +557,7 @@ _FUNCTIONS: dict[Callable, Callable] = {
     np.diff: _diff,
     np.where: _where,
     np.clip: _clip,
+    np.interp: np_interp,  # a constant table (interp.py)
     np.copy: lambda a, **kwargs: a,
     np.zeros_like: _fill(lambda args: sp.Float(0.0)),
     np.ones_like: _fill(lambda args: sp.Float(1.0)),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import AlgebraicLoopError, ModelError
+from .interp import InterpTable
 from .ir import (
     ArrayAssignment,
     ArrayWrite,
@@ -263,6 +264,8 @@ def _structure(expr: sp.Basic, memo: dict[sp.Basic, str]) -> str:
             text = f"F{expr._mpf_}"
         elif isinstance(expr, sp.Rational):
             text = f"Q{expr.p}/{expr.q}"
+        elif isinstance(expr, InterpTable):  # a lookup table: its data and call line
+            text = expr.structure()
         elif not expr.args:
             text = type(expr).__name__
         else:

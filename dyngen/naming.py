@@ -14,6 +14,7 @@ import re
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 _RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
     "t", "y", "p", "dy", "J", "out", "np", "math", "numba", "njit",
+    "interp_value", "interp_slope", "interp_index",  # the np.interp helpers (templates/module.py.j2)
 }  # fmt: skip
 
 # Signal identifiers are "<path>__<prefix><key>": they always contain "__", which

@@ -16,6 +16,7 @@ from mpmath.libmp import fzero
 from sympy.printing.pycode import PythonCodePrinter
 
 from .errors import CodegenError
+from .interp import InterpTable
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -28,6 +29,15 @@ def _out_of_range(expr: sp.Float, what: str) -> str:
     )
 
 
+def float_text(value: float) -> str:
+    """A float as source that round-trips exactly (inf and nan via math)."""
+    if math.isnan(value):
+        return "math.nan"
+    if math.isinf(value):
+        return "math.inf" if value > 0 else "(-math.inf)"
+    return repr(float(value))
+
+
 class NumbaPrinter(PythonCodePrinter):
     """Prints expressions for ``@njit`` functions."""
 
@@ -35,6 +45,8 @@ class NumbaPrinter(PythonCodePrinter):
 
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
+        # np.interp tables printed so far, by their arrays: (module-level name, table, call sites)
+        self.interp_tables: dict[str, tuple[str, InterpTable, list]] = {}
 
     def _print_Float(self, expr: sp.Float) -> str:
         value = float(expr)
@@ -101,6 +113,29 @@ class NumbaPrinter(PythonCodePrinter):
         if -(2**63) < value < 2**63:
             return str(value)
         return repr(float(value))  # beyond int64: numba cannot type it; the maths is float
+
+    def _interp_table(self, table: InterpTable) -> str:
+        entry = self.interp_tables.get(table.data_key)
+        if entry is None:
+            entry = self.interp_tables[table.data_key] = (f"INTERP_{len(self.interp_tables)}", table, [])
+        if table.location not in entry[2]:
+            entry[2].append(table.location)
+        return entry[0]
+
+    def _print_Interp(self, expr: sp.Basic) -> str:
+        x, table = expr.args
+        name = self._interp_table(table)
+        return (
+            f"interp_value({self._print(x)}, {name}_XP, {name}_FP, {float_text(table.left)}, "
+            f"{float_text(table.right)}, {float_text(table.period)})"
+        )
+
+    def _print_InterpSlope(self, expr: sp.Basic) -> str:
+        x, table = expr.args
+        name = self._interp_table(table)
+        return f"interp_slope({self._print(x)}, {name}_XP, {name}_FP, {float_text(table.period)})"
+
+    _print_InterpTable = _print_not_supported
 
     def _print_Mod(self, expr: sp.Basic) -> str:
         a, b = (self._print(arg) for arg in expr.args)

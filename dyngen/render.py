@@ -13,6 +13,7 @@ import jinja2
 
 import numpy as np
 
+from .flatten import relative_location
 from .ir import Kernel, ModuleSource, Slot, in_place_order
 from .naming import comment_text
 from .printer import NumbaPrinter, print_expr
@@ -171,6 +172,30 @@ def int_array(values: list[int] | tuple[int, ...], per_line: int = 16) -> str:
     return "np.array([\n    " + ",\n    ".join(lines) + ",\n], dtype=np.int64)"
 
 
+def float_array(values: tuple[float, ...], per_line: int = 6) -> str:
+    """A float64 numpy array literal that round-trips exactly; long ones wrapped."""
+    literals = [float_literal(v) for v in values]
+    if len(literals) <= per_line:
+        return f"np.array([{', '.join(literals)}], dtype=np.float64)"
+    lines = [", ".join(literals[k:k + per_line]) for k in range(0, len(literals), per_line)]
+    return "np.array([\n    " + ",\n    ".join(lines) + ",\n], dtype=np.float64)"
+
+
+def _interp_tables(printer: NumbaPrinter, source_root: str) -> list[dict]:
+    """The np.interp tables the printed functions use, as module data."""
+    tables = []
+    for name, table, locations in printer.interp_tables.values():
+        where = ", ".join(relative_location(loc, source_root) for loc in locations)
+        extended = " (sorted and extended over one period, as np.interp does)" if table.period else ""
+        tables.append({
+            "name": name,
+            "comment": f"np.interp table at {where}: {len(table.xp)} points{extended}",
+            "xp": float_array(table.xp),
+            "fp": float_array(table.fp),
+        })  # fmt: skip
+    return tables
+
+
 def _derivative_keys(flat) -> list:  # noqa: ANN001
     systems: dict[str, list] = {}
     for path, state_key, der_key in flat.der_keys:
@@ -223,6 +248,7 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
         jac_rows=jac_rows,
         jac_cols=jac_cols,
         tables=[(name, int_array(values)) for name, values in kernel.tables],
+        interp_tables=_interp_tables(printer, flat.source_root),
         functions=functions,
     )
     return ModuleSource(

@@ -308,7 +308,14 @@ def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
     return reduce
 
 
+def _interp(*args: Any, **kwargs: Any) -> Any:
+    from .interp import np_interp  # lookup tables (interp.py imports this module)
+
+    return np_interp(*args, **kwargs)
+
+
 _CUSTOM_FUNCTIONS: dict[Callable, Callable] = {
+    np.interp: _interp,
     np.where: where,
     np.clip: _clip,
     np.linalg.norm: _norm,

@@ -111,7 +111,7 @@ class FillZeros(Base):
 
 class Interp(Base):
     def do_step(self, time):
-        self.ders.x = np.interp(self.states.x, [0.0, 1.0], [0.0, 2.0])  # <interp>
+        self.ders.x = np.interp(self.states.x, [0.0, 1.0], [0.0, self.states.x])  # <interp>
 
 
 class IndexList(Base):
@@ -267,7 +267,7 @@ UNTRACEABLE = [
     (MaxOnState, "max", "max()", "np.maximum"),
     (MathSin, "math-sin", "math.", "np.sin"),
     (FillZeros, "fill-zeros", "float()", "np.array("),
-    (Interp, "interp", "np.interp", "np.where"),
+    (Interp, "interp", "np.interp with a traced table fp", "k * np.interp(x, xp, fp)"),
     (IndexList, "index-list", "indexing", "constant"),
     (RangeOfState, "range", "range", "constant"),
     (WritesState, "write-state", "states are set by the integrator", "self.ders.x ="),
