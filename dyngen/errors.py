@@ -134,5 +134,10 @@ class ModelFileError(DyngenError):
     """A model file cannot be loaded or does not define ``build()``."""
 
 
+class OutputError(DyngenError):
+    """dyngen refuses to write where it was asked to (a file it did not generate,
+    the model's own source) or cannot (a read-only folder, a path that is a file)."""
+
+
 class DyngenWarning(UserWarning):
     """A model that dyngen compiles, but whose meaning differs from dynode's."""

@@ -17,6 +17,7 @@ from .ir import Kernel, ModuleSource, Slot, in_place_order
 from .naming import comment_text
 from .printer import NumbaPrinter, print_expr
 from .version import __version__
+from .write import trailer
 
 
 def template_dir() -> Path:
@@ -225,6 +226,7 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
         tables=[(name, int_array(values)) for name, values in kernel.tables],
         functions=functions,
     )
+    text += trailer(digest, text)  # the hash, and the SHA-256 of the text checked before loading
     return ModuleSource(
         name=flat.name,
         text=text,
