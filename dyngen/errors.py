@@ -139,5 +139,9 @@ class OutputError(DyngenError):
     the model's own source) or cannot (a read-only folder, a path that is a file)."""
 
 
+class ArgumentError(DyngenError, ValueError):
+    """An argument that has no meaning (``simulate(-1, 0.1)``, ``observer_dt=nan``)."""
+
+
 class DyngenWarning(UserWarning):
     """A model that dyngen compiles, but whose meaning differs from dynode's."""

@@ -142,3 +142,145 @@ def test_a_truncated_cached_module_is_rebuilt_with_a_warning(tmp_path: Path) -> 
     with pytest.warns(DyngenWarning, match=f"{path.name}.*truncated"):
         second.compile()
     assert path.read_text(encoding="utf-8") == original
+
+
+# -- 3. bad arguments ------------------------------------------------------------------
+
+BAD_RUNS = [
+    (-1.0, 0.1, "negative"),
+    (1.0, 0.0, "observer_dt = 0.0"),
+    (1.0, -0.1, "observer_dt = -0.1"),
+    (float("nan"), 0.1, "t .* is nan"),
+    (1.0, float("nan"), "observer_dt .* is nan"),
+    (float("inf"), 0.1, "t .* is inf"),
+    (1.0, float("inf"), "observer_dt .* is inf"),
+    ("1", 0.1, "must be a number"),
+]
+
+
+@pytest.mark.parametrize("recorder_only", [False, True], ids=["observer", "recorder-only"])
+@pytest.mark.parametrize("t, observer_dt, message", BAD_RUNS)
+def test_simulate_refuses_meaningless_times(t, observer_dt, message: str, recorder_only: bool) -> None:
+    sim = Simulation()
+    decay = Decay()
+    sim.add_system(decay)
+    seen: list[float] = []
+    sim.add_observer(Recorder() if recorder_only else (lambda time, y: seen.append(time)))
+    with pytest.raises(ValueError, match=f"simulate\\(\\): .*{message}"):
+        sim.simulate(t, observer_dt)
+    assert seen == [] and decay.states.x == 1.0 and sim._t == 0
+
+
+class DynodeDecay(dynode.SystemInterface):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs.k = 2.0
+        self.states.x = 1.0
+        self.ders.x = 0.0
+
+    def do_step(self, time: float) -> None:
+        self.ders.x = -self.inputs.k * self.states.x
+
+
+def test_observer_dt_longer_than_t_observes_the_start_as_dynode_does() -> None:
+    runs = {}
+    for name, simulation, system in (("dyngen", Simulation(), Decay()), ("dynode", dynode.Simulation(), DynodeDecay())):
+        simulation.add_system(system)
+        seen: list[tuple[float, float]] = []
+        simulation.add_observer(lambda time, y, seen=seen: seen.append((time, float(y[0]))))
+        reached = simulation.simulate(0.5, 1.0)
+        runs[name] = (float(reached), seen, system.states.x)
+    assert runs["dyngen"] == runs["dynode"] == (0.0, [(0.0, 1.0)], 1.0)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["--t", "1", "--dt", "0"], "observer_dt = 0.0"), (["--t", "nan", "--dt", "0.1"], "is nan")],
+    ids=["dt-0", "t-nan"],
+)
+def test_cli_run_refuses_meaningless_times(tmp_path: Path, args: list[str], needle: str) -> None:
+    (tmp_path / "model.py").write_text(PENDULUM)
+    refused(run_cli(["run", "model.py", *args, "--csv", "out.csv"], tmp_path), needle)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def _invoke(args: list[str], cwd: Path) -> object:
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(cli_main, args, catch_exceptions=True)
+    finally:
+        os.chdir(old)
+
+
+def test_cli_output_folder_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text(PENDULUM)
+    (tmp_path / "out").write_text("not a folder\n")
+    result = _invoke(["build", "model.py", "-o", "out"], tmp_path)
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "out" in result.stderr, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert (tmp_path / "out").read_text() == "not a folder\n"
+
+
+def test_cli_output_folder_that_cannot_be_written(tmp_path: Path, monkeypatch) -> None:
+    """A read-only folder (as root, which this runs as, permissions do not stop writes:
+    the refusal the system gives is simulated)."""
+    import dyngen.write
+
+    (tmp_path / "model.py").write_text(PENDULUM)
+    (tmp_path / "out").mkdir()
+
+    def read_only(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(dyngen.write.tempfile, "mkstemp", read_only)
+    result = _invoke(["build", "model.py", "-o", "out"], tmp_path)
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    assert result.stderr.startswith("error: cannot write out") and "Permission denied" in result.stderr, result.stderr
+    assert "-o DIR" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_cli_csv_in_a_folder_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text(PENDULUM)
+    (tmp_path / "file").write_text("x\n")
+    refused(run_cli(["run", "model.py", "--t", "0.1", "--dt", "0.1", "--csv", "file/x.csv"], tmp_path), "file/x.csv", "--csv FILE")
+    assert (tmp_path / "file").read_text() == "x\n"
+
+
+LONG = "V" + "x" * 319
+
+
+def test_cli_a_320_character_name_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text(PENDULUM)
+    refused(run_cli(["build", "model.py", "-o", "out", "--name", LONG], tmp_path), "--name is 320 characters")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_320_character_class_name_names_a_cache_file(tmp_path: Path) -> None:
+    namespace: dict = {"System": System}
+    exec(f"class {LONG}(System):\n    def __init__(self):\n        super().__init__()\n        self.states.x = 1.0\n"
+         "        self.ders.x = 0.0\n    def do_step(self, t):\n        self.ders.x = -self.states.x\n", namespace)  # fmt: skip
+    sim = Simulation(cache_dir=tmp_path)
+    sim.add_system(namespace[LONG]())
+    path = sim.compile().path
+    assert path.parent == tmp_path and len(path.name) <= 120 and path.name.startswith("vxxxx")
+
+
+# -- 4. a half-ported model ------------------------------------------------------------
+
+
+def test_a_dynode_system_in_a_dyngen_simulation_says_what_to_change() -> None:
+    sim = Simulation()
+    with pytest.raises(ModelError, match="DynodeDecay is a dynode system.*import SystemInterface from dyngen instead of dynode"):
+        sim.add_system(DynodeDecay())
+
+
+def test_a_dynode_subsystem_says_which_system_it_is() -> None:
+    parent = Decay()
+    parent.child = DynodeDecay()
+    parent.add_subsystem(parent.child)
+    sim = Simulation()
+    sim.add_system(parent)
+    with pytest.raises(ModelError, match=r"Decay\.child is a dynode system.*test_reliability\.py:\d+.*from dyngen import SystemInterface"):
+        sim.simulate(1.0, 0.1)
