@@ -284,3 +284,39 @@ def test_a_dynode_subsystem_says_which_system_it_is() -> None:
     sim.add_system(parent)
     with pytest.raises(ModelError, match=r"Decay\.child is a dynode system.*test_reliability\.py:\d+.*from dyngen import SystemInterface"):
         sim.simulate(1.0, 0.1)
+
+
+# -- 5. lsoda on a stiff model: dynode's forced first step is named, and can be overridden
+
+
+class Robertson(System):
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.c = np.array([1.0, 0.0, 0.0])
+        self.inputs.k = np.array([0.04, 3e7, 1e4])
+
+    def do_step(self, time: float) -> None:
+        c1, c2, c3 = self.states.c
+        k1, k2, k3 = self.inputs.k
+        self.ders.c = np.array([-k1 * c1 + k3 * c2 * c3, k1 * c1 - k3 * c2 * c3 - k2 * c2**2, k2 * c2**2])
+
+
+def test_lsoda_failing_on_the_forced_first_step_says_so_and_first_step_overrides_it() -> None:
+    from scipy.integrate import solve_ivp
+
+    from dyngen import SolverError
+
+    sim = Simulation()
+    system = Robertson()
+    sim.add_system(system)
+    with pytest.raises(SolverError, match=r"first step of observer_dt = 10000.0 \(dynode forces.*first_step=0.0"):
+        sim.simulate(1e5, 1e4, integrator="lsoda", rtol=1e-6, atol=1e-10)  # dynode fails here too
+    sim, system = Simulation(), Robertson()
+    sim.add_system(system)
+    sim.simulate(1e5, 1e4, integrator="lsoda", rtol=1e-6, atol=1e-10, first_step=0.0)
+
+    def rhs(t, c):  # noqa: ANN001, ANN202
+        return [-0.04 * c[0] + 1e4 * c[1] * c[2], 0.04 * c[0] - 1e4 * c[1] * c[2] - 3e7 * c[1] ** 2, 3e7 * c[1] ** 2]
+
+    reference = solve_ivp(rhs, (0, 1e5), [1, 0, 0], method="Radau", rtol=1e-12, atol=1e-16).y[:, -1]
+    np.testing.assert_allclose(system.states.c, reference, rtol=1e-4, atol=1e-9)

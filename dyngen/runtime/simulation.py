@@ -28,6 +28,7 @@ from .integrators import (
     SolveIvpIntegrator,
     check_dense_jacobian,
     dynode_options,
+    forces_first_step,
     jacobian_callable,
     run_observed,
 )
@@ -276,8 +277,9 @@ class Simulation:
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states)
         jac = jacobian_callable(module, p, sparse=False)
+        forced = observer_dt if not fixed_step and forces_first_step(fixed_step, options) else None
         return ScipyOdeIntegrator(
-            f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
+            f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name, forced
         )
 
     def _notifier(
