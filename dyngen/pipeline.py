@@ -163,7 +163,7 @@ def _check_output(name: str, source_root: str, model_file: str, options: BuildOp
     assert options.output_dir is not None
     path = Path(options.output_dir) / f"{module_name(name)}.py"
     model = Path(source_root) / model_file if not model_file.startswith("<") else None
-    check_output(path, model, user_source_files(), options.force)
+    check_output(path, model_file, model, user_source_files(), options.force)
 
 
 def _by_structure(

@@ -153,18 +153,21 @@ def module_hash(path: Path) -> str | None:
     return check_module(path).digest
 
 
-def check_output(path: Path, model_file: Path | None, own_sources: Iterable[str], force: bool = False) -> None:
+def check_output(
+    path: Path, model_file: str, model_path: Path | None, own_sources: Iterable[str], force: bool = False
+) -> None:
     """Refuse to write a module to ``path`` over anything but a module dyngen generated
-    from the same model file (``force``: or from another one).
+    from the same model file (``model_file``, as its header names it; ``force``: or
+    from another one).
 
-    The model file and the user's source files it imports (``own_sources``, real
-    paths) are never written over, ``force`` or not.
+    The model file (``model_path``) and the user's source files it imports
+    (``own_sources``, real paths) are never written over, ``force`` or not.
     """
     choose = "choose another output with -o DIR or --name NAME"
     if path.is_dir():
         raise OutputError(f"cannot write the module to {path}: it is a folder; {choose}")
     real = os.path.realpath(path)
-    if model_file is not None and real == os.path.realpath(model_file):
+    if model_path is not None and real == os.path.realpath(model_path):
         raise OutputError(f"refusing to write the generated module over the model file {path} itself; {choose}")
     if real in set(own_sources):
         raise OutputError(
@@ -184,8 +187,7 @@ def check_output(path: Path, model_file: Path | None, own_sources: Iterable[str]
             f"dyngen header); {choose}, or move the file away yourself"
         )
     source = next((l[len(MODEL_LINE_PREFIX):].strip() for l in lines if l.startswith(MODEL_LINE_PREFIX)), None)
-    ours = comment_text(model_file.name) if model_file is not None else None
-    if source != ours and not force:
+    if source != comment_text(model_file) and not force:
         raise OutputError(
             f"refusing to write the generated module over {path}: dyngen generated it from another model "
             f"({source}); {choose}, or pass --force to replace it"

@@ -102,6 +102,10 @@ def test_the_pipeline_refuses_a_foreign_file_before_tracing(tmp_path: Path) -> N
         build([Decay()], name="decay", source_root=str(tmp_path), model_file="<interactive>",
               options=BuildOptions(output_dir=str(tmp_path), force=True))  # fmt: skip
     assert foreign.read_text() == "x = 1\n"
+    # a module built from no model file is rebuilt in place without force
+    for _ in range(2):
+        build([Decay()], name="decay2", source_root=str(tmp_path), model_file="<interactive>",
+              options=BuildOptions(output_dir=str(tmp_path), always_render=True))  # fmt: skip
 
 
 # -- 2. an edited cached module is rebuilt, not run --------------------------------------
