@@ -166,6 +166,11 @@ def check_output(
     choose = "choose another output with -o DIR or --name NAME"
     if path.is_dir():
         raise OutputError(f"cannot write the module to {path}: it is a folder; {choose}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write the module to {path}: {folder} is a file, not a folder; {choose}")
     real = os.path.realpath(path)
     if model_path is not None and real == os.path.realpath(model_path):
         raise OutputError(f"refusing to write the generated module over the model file {path} itself; {choose}")

@@ -221,7 +221,8 @@ def test_cli_output_folder_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "model.py").write_text(PENDULUM)
     (tmp_path / "out").write_text("not a folder\n")
     result = _invoke(["build", "model.py", "-o", "out"], tmp_path)
-    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "out" in result.stderr, result.stderr
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    assert result.stderr.startswith("error: cannot write the module to out") and "out is a file" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert (tmp_path / "out").read_text() == "not a folder\n"
 
