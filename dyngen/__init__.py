@@ -7,11 +7,13 @@ Porting a dynode model is changing its import::
 
 from .errors import (
     AlgebraicLoopError,
+    ArgumentError,
     CodegenError,
     DyngenError,
     DyngenWarning,
     ModelError,
     ModelFileError,
+    OutputError,
     SimulationError,
     SolverError,
     TraceError,
@@ -37,6 +39,8 @@ __all__ = [
     "SimulationError",
     "SolverError",
     "ModelFileError",
+    "OutputError",
+    "ArgumentError",
     "DyngenWarning",
     "__version__",
 ]

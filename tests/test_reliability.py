@@ -18,7 +18,7 @@ from click.testing import CliRunner
 import dynode
 from dyngen import Recorder, Simulation, System
 from dyngen.cli import main as cli_main
-from dyngen.errors import DyngenWarning, ModelError, OutputError
+from dyngen import ArgumentError, DyngenWarning, ModelError, OutputError
 from dyngen.ir import BuildOptions
 from dyngen.pipeline import build
 from test_cli import PENDULUM, ok, run_cli
@@ -170,8 +170,9 @@ def test_simulate_refuses_meaningless_times(t, observer_dt, message: str, record
     sim.add_system(decay)
     seen: list[float] = []
     sim.add_observer(Recorder() if recorder_only else (lambda time, y: seen.append(time)))
-    with pytest.raises(ValueError, match=f"simulate\\(\\): .*{message}"):
+    with pytest.raises(ValueError, match=f"simulate\\(\\): .*{message}") as caught:
         sim.simulate(t, observer_dt)
+    assert isinstance(caught.value, ArgumentError)  # a DyngenError too: the CLI prints it without a traceback
     assert seen == [] and decay.states.x == 1.0 and sim._t == 0
 
 

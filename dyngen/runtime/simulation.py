@@ -277,7 +277,7 @@ class Simulation:
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states)
         jac = jacobian_callable(module, p, sparse=False)
-        forced = observer_dt if not fixed_step and forces_first_step(fixed_step, options) else None
+        forced = None if fixed_step or not forces_first_step(fixed_step, options) else observer_dt  # for the error
         return ScipyOdeIntegrator(
             f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name, forced
         )
