@@ -10,11 +10,13 @@ from typing import Union
 from .containers import ParameterContainer, VariableContainer
 from .errors import (
     AlgebraicLoopError,
+    ArgumentError,
     CodegenError,
     DyngenError,
     DyngenWarning,
     ModelError,
     ModelFileError,
+    OutputError,
     SimulationError,
     SolverError,
     TraceError,
@@ -47,6 +49,8 @@ __all__ = [
     "SolverError",
     "UsageError",
     "ModelFileError",
+    "OutputError",
+    "ArgumentError",
     "DyngenWarning",
     "__version__",
 ]

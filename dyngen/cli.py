@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import sys
 import time
 import warnings
@@ -11,13 +12,15 @@ from typing import Any, Callable
 
 import click
 
-from .errors import DyngenError, DyngenWarning
+from .errors import DyngenError, DyngenWarning, OutputError
 from .ir import BuildOptions
 from .modelfile import load_model
+from .naming import MAX_MODULE_NAME, sanitize
 from .pipeline import BuildResult
 from .pipeline import build as build_pipeline
 from .runtime.integrators import SCIPY_ODE_METHODS
 from .runtime.model import state_names_in_dynode_order
+from .write import write_text_atomic
 
 STAGES = ("spec", "flat", "kernel", "source")
 
@@ -44,15 +47,17 @@ def _report_errors(func: Callable) -> Callable:
     return wrapper
 
 
-def _build(model: str, output: str | None) -> BuildResult:
+def _build(model: str, output: str | None, name: str | None = None, force: bool = False) -> BuildResult:
+    if name is not None and len(sanitize(name)) > MAX_MODULE_NAME:
+        raise OutputError(f"--name is {len(sanitize(name))} characters long; a module name has at most {MAX_MODULE_NAME}")
     simulation = load_model(model)
     path = Path(model)
     return build_pipeline(
         simulation.systems,
-        name=simulation.model_name,
+        name=sanitize(name) if name is not None else simulation.model_name,
         source_root=str(path.resolve().parent),
         model_file=path.name,
-        options=BuildOptions(output_dir=output, always_render=True),
+        options=BuildOptions(output_dir=output, always_render=True, force=force),
     )
 
 
@@ -65,13 +70,19 @@ def main() -> None:
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output", default="generated", show_default=True, help="Folder for <model>.py.")
+@click.option("--name", "name", help="The module's name: writes OUTPUT/<name>.py (default: the model file's name).")
+@click.option("--force", is_flag=True, help="Also replace a module dyngen generated from another model.")
 @click.option("--emit", type=click.Choice(STAGES), help="Also print this stage's intermediate form.")
 @click.option("--timings", is_flag=True, help="Print the time each stage took.")
 @_report_errors
-def build(model: str, output: str, emit: str | None, timings: bool) -> None:
-    """Generate OUTPUT/<model>.py from the model file MODEL (which defines build())."""
+def build(model: str, output: str, name: str | None, force: bool, emit: str | None, timings: bool) -> None:
+    """Generate OUTPUT/<model>.py from the model file MODEL (which defines build()).
+
+    It never writes over a file that dyngen did not generate, nor over the model file or
+    a file the model imports; with --force it replaces a module generated from another model.
+    """
     start = time.perf_counter()
-    result = _build(model, output)
+    result = _build(model, output, name, force)
     total = time.perf_counter() - start
     if emit:
         click.echo(str(getattr(result, emit)))
@@ -114,21 +125,27 @@ def show(model: str) -> None:
 @_report_errors
 def run(model: str, duration: float, observer_dt: float, csv_file: str | None, integrator: str, fixed_step: bool) -> None:
     """Simulate MODEL and write time and every state as CSV."""
+    if csv_file and not Path(csv_file).resolve().parent.is_dir():  # before a long run, not after it
+        raise OutputError(f"cannot write {csv_file}: its folder does not exist or is a file; choose another file with --csv FILE")
     simulation = load_model(model)
     rows: list[list[float]] = []
     simulation.add_observer(lambda t, y: rows.append([t, *y]) and False)
     simulation.simulate(duration, observer_dt, fixed_step=fixed_step, integrator=integrator)
     header = ["time", *state_names_in_dynode_order(simulation.module)]  # the observer's y
-    handle = open(csv_file, "w", newline="", encoding="utf-8") if csv_file else sys.stdout
-    try:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows([repr(float(v)) for v in row] for row in rows)
-    finally:
-        if csv_file:
-            handle.close()
-    if csv_file:
-        click.echo(f"wrote {len(rows)} rows x {len(header)} columns to {csv_file}", err=True)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows([repr(float(v)) for v in row] for row in rows)
+    if not csv_file:
+        sys.stdout.write(text.getvalue())
+        return
+    if Path(csv_file).is_dir():
+        raise OutputError(f"cannot write the CSV to {csv_file}: it is a folder; name a file with --csv FILE")
+    try:  # whole or not at all: through a temporary file renamed over csv_file
+        write_text_atomic(Path(csv_file), text.getvalue())
+    except OSError as exc:
+        raise OutputError(f"cannot write {csv_file}: {exc.strerror or exc}; choose another file with --csv FILE") from None
+    click.echo(f"wrote {len(rows)} rows x {len(header)} columns to {csv_file}", err=True)
 
 
 @main.command()

@@ -151,5 +151,14 @@ class ModelFileError(DyngenError):
     """A model file cannot be loaded or does not define ``build()``."""
 
 
+class OutputError(DyngenError):
+    """dyngen refuses to write where it was asked to (a file it did not generate,
+    the model's own source) or cannot (a read-only folder, a path that is a file)."""
+
+
+class ArgumentError(DyngenError, ValueError):
+    """An argument that has no meaning (``simulate(-1, 0.1)``, ``observer_dt=nan``)."""
+
+
 class DyngenWarning(UserWarning):
     """A model that dyngen compiles, but whose meaning differs from dynode's."""

@@ -419,6 +419,7 @@ class BuildOptions:
     """Everything that changes where and how a model is built. No global state."""
 
     output_dir: str | None = None  # write <output_dir>/<name>.py (as `dyngen build`)
+    force: bool = False  # with output_dir: also over a module dyngen generated from another model
     cache_dir: str | None = None  # else the module cache (None: $DYNGEN_CACHE_DIR or ~/.cache/dyngen)
     always_render: bool = False  # lower and render even when the cache has the module
     kernels: bool = True  # loops over instances of equal structure (False: every signal unrolled)

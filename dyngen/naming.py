@@ -8,6 +8,7 @@ and text placed in comments has every non-printable character escaped.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import keyword
 import re
 
@@ -66,3 +67,17 @@ def signal_identifier(path: str, kind: str, key: str) -> str:
 def comment_text(text: str) -> str:
     """``text`` safe to put after ``#``: one line, non-printables escaped."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+MAX_MODULE_NAME = 100  # a cache file is <name>_<16 hex>.py: well within any file system's 255
+
+
+def module_name(text: str) -> str:
+    """A generated module's name: ``sanitize(text)``, at most ``MAX_MODULE_NAME``
+    characters (a longer one keeps its start and a hash of the whole, so that it still
+    names a file)."""
+    name = sanitize(text)
+    if len(name) <= MAX_MODULE_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("ascii")).hexdigest()[:16]
+    return f"{name[:MAX_MODULE_NAME - 17]}_{digest}"

@@ -12,15 +12,15 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from .cache import cache_dir, cached_module_path, known_digest, load_module, remember_digest
-from .errors import DyngenError, DyngenWarning, external_stacklevel
+from .errors import DyngenError, DyngenWarning, OutputError, external_stacklevel
 from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
-from .naming import sanitize
+from .naming import module_name, sanitize
 from .progress import Progress
 from .render import module_digest, render
 from .trace import trace
-from .write import module_hash, write_module
+from .write import check_module, check_output, module_hash, write_module
 
 
 class _Front:
@@ -119,14 +119,16 @@ def build(
     ``retrace`` traces all the same (and records what the model builds to now).
     A build slower than a second reports its stages on stderr (``progress``).
     """
-    progress = progress or Progress(sanitize(name), options.progress)
+    if options.output_dir is not None:  # a user's folder: never over a file dyngen did not write
+        _check_output(name, source_root, model_file, options)
+    progress = progress or Progress(module_name(name), options.progress)
     cached = None if retrace else _by_structure(name, options, structure, progress)
     if cached is not None:
         module, path, timings = cached
 
         def again() -> tuple[ModelSpec, FlatModel]:
             with _gc_paused():
-                spec = trace(systems, sanitize(name), source_root, options.arrays)
+                spec = trace(systems, module_name(name), source_root, options.arrays)
                 flat = flatten(spec)
             if module_digest(flat.digest, options.kernels) != module.MODEL_HASH:
                 raise DyngenError(
@@ -141,8 +143,27 @@ def build(
         result = _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
                         progress=progress)  # fmt: skip
     if structure is not None and options.output_dir is None:
-        remember_digest(cache_dir(options.cache_dir), sanitize(name), structure, result.digest, list(result.flat.warnings))
+        remember_digest(cache_dir(options.cache_dir), module_name(name), structure, result.digest, list(result.flat.warnings))
     return result
+
+
+def _elsewhere(options: BuildOptions) -> str:
+    """How to write the module somewhere else."""
+    if options.output_dir is not None:
+        return "choose another output folder with -o DIR"
+    return (f"the module cache is {cache_dir(options.cache_dir)}: point DYNGEN_CACHE_DIR (or "
+            "Simulation(cache_dir=...)) at a folder you can write")  # fmt: skip
+
+
+def _check_output(name: str, source_root: str, model_file: str, options: BuildOptions) -> None:
+    """Refuse (OutputError) to write ``<output_dir>/<name>.py`` over a file dyngen did not
+    generate, or over the model file or a source file of the user's it imports."""
+    from .runtime.fingerprint import user_source_files
+
+    assert options.output_dir is not None
+    path = Path(options.output_dir) / f"{module_name(name)}.py"
+    model = Path(source_root) / model_file if not model_file.startswith("<") else None
+    check_output(path, model_file, model, user_source_files(), options.force)
 
 
 def _by_structure(
@@ -151,7 +172,7 @@ def _by_structure(
     """The cached module a model of this structure key was built to, loaded, if any."""
     if structure is None or options.output_dir is not None or options.always_render:
         return None
-    name = sanitize(name)
+    name = module_name(name)
     directory = cache_dir(options.cache_dir)
     known = known_digest(directory, name, structure)
     if known is None:
@@ -184,7 +205,7 @@ def _build(
     progress: Progress,
 ) -> BuildResult:
     """``build`` with the garbage collector paused."""
-    name = sanitize(name)  # it names a file and appears in the module: identifier characters only
+    name = module_name(name)  # it names a file and appears in the module: identifier characters only
     timings: dict[str, float] = {}
     with _timed(timings, "trace", progress):
         spec = trace(systems, name, source_root, options.arrays)  # system tree -> ModelSpec
@@ -197,7 +218,10 @@ def _build(
         path = Path(options.output_dir) / f"{name}.py"
     else:
         path = cached_module_path(cache_dir(options.cache_dir), name, digest)
-        if not options.always_render and module_hash(path) == digest:
+        check = check_module(path)
+        if check.header == digest and check.problem is not None:  # ours, but edited or damaged
+            warnings.warn(f"{path}: {check.problem}; rebuilding it", DyngenWarning, stacklevel=external_stacklevel())
+        if not options.always_render and check.digest == digest:
             with _timed(timings, "load", progress):
                 try:
                     module = load_module(path, digest)
@@ -210,7 +234,10 @@ def _build(
     with _timed(timings, "render", progress):
         source = render(kernel, model_file, digest)  # Kernel -> ModuleSource
     with _timed(timings, "write", progress):
-        written = write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
+        try:
+            written = write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
+        except OutputError as error:
+            raise OutputError(f"{error}; {_elsewhere(options)}") from None
     with _timed(timings, "load", progress):
         try:
             module = load_module(path, digest)  # file -> module

@@ -18,6 +18,7 @@ from .ir import Kernel, ModuleSource, Slot, in_place_order
 from .naming import comment_text
 from .printer import NumbaPrinter, print_expr
 from .version import __version__
+from .write import trailer
 
 
 def template_dir() -> Path:
@@ -251,6 +252,7 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
         interp_tables=_interp_tables(printer, flat.source_root),
         functions=functions,
     )
+    text += trailer(digest, text)  # the hash, and the SHA-256 of the text checked before loading
     return ModuleSource(
         name=flat.name,
         text=text,

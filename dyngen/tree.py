@@ -69,12 +69,35 @@ def _names_for(systems: Iterable[Any], named: dict[int, str]) -> list[str]:
     return names
 
 
+def check_not_dynode(system: Any, path: str) -> None:
+    """Refuse a system of the real dynode package (a half-ported model): its containers
+    are not dyngen's, so dyngen can neither trace nor run it."""
+    if isinstance(system, System):
+        return
+    cls = type(system)
+    base = next((c for c in cls.__mro__ if (c.__module__ or "").split(".")[0] == "dynode"), None)
+    if base is None:
+        return
+    try:
+        _, line = inspect.getsourcelines(cls)
+        where = f" (defined at {inspect.getsourcefile(cls)}:{line})"
+    except (OSError, TypeError):
+        where = ""
+    raise ModelError(
+        f"{path} is a dynode system, not a dyngen one: its class {cls.__qualname__}{where} derives from "
+        f"{base.__module__}.{base.__qualname__}; dyngen compiles only its own systems: in the model, import "
+        "SystemInterface from dyngen instead of dynode (`from dyngen import SystemInterface`; likewise "
+        "Simulation, Recorder and connect_signals)"
+    )
+
+
 def walk(systems: list[Any]) -> list[SystemNode]:
     """All systems in dynode's state order: subsystems before their parent."""
     nodes: list[SystemNode] = []
     seen: dict[int, str] = {}
 
     def visit(system: Any, path: str) -> None:
+        check_not_dynode(system, path)
         if not hasattr(system, "do_step") or not hasattr(system, "states"):
             raise ModelError(f"{path} is a {type(system).__name__}, not a dyngen.System")
         if id(system) in seen:

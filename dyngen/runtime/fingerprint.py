@@ -523,6 +523,20 @@ def _file_hash(path: str) -> bytes:
     return digest
 
 
+def user_source_files() -> set[str]:
+    """The real paths of every loaded Python file that is not an installed library
+    nor dyngen's: the model file and every module of the user's it imports."""
+    roots = _library_roots()
+    files = set()
+    for name, module in list(sys.modules.items()):
+        known = _USER_FILE_OF.get(name)
+        if known is None or known[0] is not module:
+            known = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
+        if known[1] is not None:
+            files.add(known[1])
+    return files
+
+
 def _user_sources_digest() -> str:
     """The text of every loaded Python file that is not an installed library: the
     model file and every module of the user's it imports.
@@ -532,16 +546,8 @@ def _user_sources_digest() -> str:
     a new key.  Modules already classified and files whose size and time did not
     change are not looked at again (a process holds a thousand modules or more).
     """
-    roots = _library_roots()
-    files = set()
-    for name, module in list(sys.modules.items()):
-        known = _USER_FILE_OF.get(name)
-        if known is None or known[0] is not module:
-            known = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
-        if known[1] is not None:
-            files.add(known[1])
     hasher = hashlib.sha256()
-    for path in sorted(files):
+    for path in sorted(user_source_files()):
         hasher.update(path.encode("utf-8") + b"\0" + _file_hash(path) + b"\0")
     return hasher.hexdigest()
 

@@ -54,13 +54,18 @@ class ScipyOdeIntegrator:
         method: str,
         options: dict,
         state_name: Callable[[int], str],
+        forced_first_step: float | None = None,
     ) -> None:
+        """``forced_first_step``: the observer_dt that dynode's rule made the first step
+        (None when the user chose it), named in the error if the first interval fails."""
         if method not in SCIPY_ODE_METHODS:
             raise DyngenError(
                 f"unknown integrator {method!r}; choose one of {', '.join(SCIPY_ODE_METHODS)}"
             )
         self._method = method
         self._state_name = state_name
+        self._forced_first_step = forced_first_step
+        self._first_interval = True
         self._solver = ode(rhs, jac)
         self._solver.set_initial_value(y0, t=t0)
         try:
@@ -86,13 +91,26 @@ class ScipyOdeIntegrator:
             reason = getattr(self._solver._integrator, "messages", {}).get(code, f"return code {code}")
             raise SolverError(
                 f"{self._method} failed between t = {start!r} and t = {t_end!r} (reached t = {self.t!r}): "
-                f"{reason}{non_finite_states(self._solver.y, self._state_name)}"
+                f"{reason}{non_finite_states(self._solver.y, self._state_name)}{self._first_step_hint()}"
             )
         if not np.all(np.isfinite(self._solver.y)):
             raise SolverError(
                 f"{self._method}: the state is not finite at t = {self.t!r}"
                 f"{non_finite_states(self._solver.y, self._state_name)}"
             )
+        self._first_interval = False
+
+    def _first_step_hint(self) -> str:
+        """Why lsoda may fail at once: dynode makes its first step observer_dt."""
+        if self._method != "lsoda" or not self._first_interval or self._forced_first_step is None:
+            return ""
+        dt = self._forced_first_step
+        return (
+            f"; lsoda started with a first step of observer_dt = {dt!r} (dynode forces first_step = observer_dt), "
+            "which is far too large for a stiff model: pass your own, e.g. "
+            f"simulate(t, {dt!r}, integrator='lsoda', first_step=0.0) (0.0: lsoda chooses it), or use "
+            "integrator='rodas4', 'BDF' or 'Radau'"
+        )
 
 
 class SolveIvpIntegrator:
@@ -193,10 +211,22 @@ def jacobian_callable(module: object, p: np.ndarray, sparse: bool = True) -> Cal
     return dense
 
 
+def forces_first_step(fixed_step: bool, options: dict) -> bool:
+    """Whether the run starts with dynode's ``first_step = observer_dt``: always with
+    ``fixed_step`` (it is the step), otherwise unless the user gave ``first_step``."""
+    return fixed_step or "first_step" not in options
+
+
 def dynode_options(observer_dt: float, fixed_step: bool, options: dict) -> dict:
-    """dynode's adjustments: first step = observer_dt; fixed steps via atol = inf."""
+    """dynode's adjustments: first step = observer_dt; fixed steps via atol = inf.
+
+    Unlike dynode, which overwrites it, a ``first_step`` the user gives is kept (without
+    ``fixed_step``): the way out when ``observer_dt`` is too large a first step (lsoda
+    on a stiff model).
+    """
     options = dict(options)
-    options["first_step"] = observer_dt
+    if forces_first_step(fixed_step, options):
+        options["first_step"] = observer_dt
     if fixed_step:
         options["atol"] = np.inf
     return options

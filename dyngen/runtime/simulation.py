@@ -11,12 +11,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DyngenError, SimulationError, SolverError, UsageError, user_frame_location
+from ..errors import ArgumentError, DyngenError, SimulationError, SolverError, UsageError, user_frame_location
 from ..ir import BuildOptions
 from ..naming import sanitize
 from ..pipeline import BuildResult, build, default_name
 from ..progress import Progress
 from ..system import TrackedList
+from ..tree import check_not_dynode
 from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
 from .fingerprint import StructureWatch, structure_key
 from .integrators import (
@@ -27,6 +28,7 @@ from .integrators import (
     SolveIvpIntegrator,
     check_dense_jacobian,
     dynode_options,
+    forces_first_step,
     jacobian_callable,
     run_observed,
 )
@@ -75,6 +77,7 @@ class Simulation:
                 "once; its subsystems come with it)",
                 user_frame_location(),
             )
+        check_not_dynode(system, type(system).__name__)  # a half-ported model: say so now
         self._systems.append(system)
 
     def add_observer(self, observer: Callable) -> Callable:
@@ -164,6 +167,7 @@ class Simulation:
         """
         if not self._systems:
             raise SimulationError("Need at least 1 system in the simulation!")
+        check_run_arguments(t, observer_dt)
         self.compile()
         model = self._model
         if model.n_states == 0:
@@ -278,8 +282,9 @@ class Simulation:
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states)
         jac = jacobian_callable(module, p, sparse=False)
+        forced = None if fixed_step or not forces_first_step(fixed_step, options) else observer_dt  # for the error
         return ScipyOdeIntegrator(
-            f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
+            f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name, forced
         )
 
     def _notifier(
@@ -319,6 +324,38 @@ class Simulation:
             return stop
 
         return notify
+
+
+def check_run_arguments(t: Any, observer_dt: Any) -> None:
+    """Refuse (ArgumentError, a ValueError) a ``simulate(t, observer_dt)`` that has no
+    meaning: dynode would do nothing (t < 0, observer_dt < 0), fail with a bare Python
+    error (observer_dt = 0, NaN or inf) or integrate with a nonsense first step.
+
+    ``observer_dt > t`` is dynode's defined behaviour (only the start is observed) and
+    is accepted.
+    """
+    values = {}
+    for name, value, meaning in (("t", t, "the time to simulate"), ("observer_dt", observer_dt, "the output interval")):
+        try:
+            if isinstance(value, (str, bytes)):  # float("1") works, dynode's t / observer_dt does not
+                raise TypeError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ArgumentError(f"simulate(): {name} ({meaning}) must be a number, not {value!r}") from None
+        if not np.isfinite(number):
+            raise ArgumentError(f"simulate(): {name} ({meaning}) is {number!r}; it must be a finite number")
+        values[name] = number
+    if values["t"] < 0:
+        raise ArgumentError(
+            f"simulate(): t = {t!r} is negative; t is the time to advance by (from the current time), give t >= 0"
+        )
+    if values["observer_dt"] <= 0:
+        raise ArgumentError(
+            f"simulate(): observer_dt = {observer_dt!r}; the output interval must be > 0 "
+            "(observer_dt > t is allowed: only the start is observed)"
+        )
+    if not np.isfinite(values["t"] / values["observer_dt"]):
+        raise ArgumentError(f"simulate(): t / observer_dt = {t!r} / {observer_dt!r} is too many output intervals to count")
 
 
 def _canonical_method(name: str) -> str:
