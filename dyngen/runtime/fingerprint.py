@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..calls import numba_python_function
 from ..containers import Edits, ParameterContainer
 from ..system import System
 from ..trace import numeric_value
@@ -147,6 +148,7 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
     seen = set() if seen is None else seen
     owner = getattr(func, "__self__", None)
     func = getattr(func, "__func__", func)
+    func = numba_python_function(func) or func  # a numba helper: keyed by its Python function
     if not hasattr(func, "__code__") and callable(func) and not isinstance(func, type):
         # a callable object: its attributes and its class's __call__
         return ("callable", _attribute_key(func, ident, 0, seen), _class_key(type(func), ident, seen))
@@ -322,6 +324,7 @@ def _function_roots(func: Any) -> list | None:
     when the function has none of these (a callable object)."""
     owner = getattr(func, "__self__", None)
     inner = getattr(func, "__func__", func)
+    inner = numba_python_function(inner) or inner
     code = getattr(inner, "__code__", None)
     if code is None:
         return None
