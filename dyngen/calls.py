@@ -44,8 +44,8 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from .errors import DyngenWarning, SourceLocation, _is_user_file, user_frame_location
-from .symbolic import Sym, SymArray, as_object_array, as_sym, boolean, is_symbolic, numeric, to_expr
+from .errors import DyngenWarning, SourceLocation, is_model_code, user_frame_location
+from .symbolic import Sym, SymArray, as_object_array, as_sym, is_symbolic, numeric, to_expr
 
 CALL_NAME = "__dyngen_call__"
 # Builtins that look at their caller's frame: a call through traced_call would see ours.
@@ -234,7 +234,7 @@ def traceable(func: Any) -> Callable | None:
     functions, methods, callable objects and partials (converted), and numba
     dispatchers (their Python function, converted); None for anything else."""
     if isinstance(func, types.FunctionType):
-        return convert(func) if _is_user_file(func.__code__.co_filename) else None
+        return convert(func) if is_model_code(func.__code__.co_filename) else None
     if isinstance(func, types.MethodType):
         inner = traceable(func.__func__)
         return types.MethodType(inner, func.__self__) if inner is not None else None
@@ -249,7 +249,7 @@ def traceable(func: Any) -> Callable | None:
     if isinstance(func, type) or isinstance(func, (types.BuiltinFunctionType, np.ufunc)):
         return None
     call = getattr(type(func), "__call__", None)
-    if isinstance(call, types.FunctionType) and _is_user_file(call.__code__.co_filename):
+    if isinstance(call, types.FunctionType) and is_model_code(call.__code__.co_filename):
         inner = convert(call)
         return types.MethodType(inner, func) if inner is not None else None
     return None
@@ -449,14 +449,7 @@ def traced_call(func: Any, /, *args: Any, **kwargs: Any) -> Any:
         return entry[1](*args, **kwargs)
     target = traceable(func)
     if target is not None:
-        code = getattr(getattr(target, "__func__", target), "__code__", None)
-        assigned = _GLOBALS_ASSIGNED.get(code) if code is not None else None
-        if assigned:
-            warn_build_time(
-                f"{_name(func)} assigns the global{'s' if len(assigned) > 1 else ''} {', '.join(assigned)}",
-                "keep state that changes while the model runs in states, or count evaluations in an observer",
-                SourceLocation(code.co_filename, code.co_firstlineno),
-            )
+        _warn_assigned_globals(func, target)
         return target(*args, **kwargs)
     _check_side_effects(func, args, kwargs)
     return func(*args, **kwargs)
@@ -465,7 +458,22 @@ def traced_call(func: Any, /, *args: Any, **kwargs: Any) -> Any:
 _CALL_CELL = types.CellType(traced_call)
 
 
+def _warn_assigned_globals(func: Any, target: Callable) -> None:
+    code = getattr(getattr(target, "__func__", target), "__code__", None)
+    assigned = _GLOBALS_ASSIGNED.get(code) if code is not None else None
+    if assigned:
+        warn_build_time(
+            f"{_name(func)} assigns the global{'s' if len(assigned) > 1 else ''} {', '.join(assigned)}",
+            "keep state that changes while the model runs in states, or count evaluations in an observer",
+            SourceLocation(code.co_filename, code.co_firstlineno),
+        )
+
+
 def entry_point(func: Callable) -> Callable:
     """The callable the tracer runs for a do_step or connection ``func``: converted when
     its source is available, else ``func`` itself."""
-    return traceable(func) or func
+    target = traceable(func)
+    if target is None:
+        return func
+    _warn_assigned_globals(func, target)
+    return target

@@ -7,6 +7,7 @@ from functools import wraps
 from graphlib import TopologicalSorter
 from typing import Any, Callable
 
+from .calls import SESSION, warn_build_time
 from .containers import DerivativeContainer, Edits, ParameterContainer, VariableContainer
 from .errors import user_frame_location
 
@@ -76,6 +77,12 @@ class System(ABC):
 
     def __setattr__(self, name: str, value: Any) -> None:
         Edits.note_structure()  # an attribute may be read by do_step as a constant
+        if SESSION.get() is not None:  # set by do_step or a connection while it is traced
+            warn_build_time(
+                f"sets the attribute {name!r} of a system",
+                "keep values that change while the model runs in states or outputs "
+                "(self.outputs.x = ...), and count or record in an observer",
+            )
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:

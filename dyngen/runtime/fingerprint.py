@@ -27,9 +27,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
-import site
 import sys
-import sysconfig
 from functools import lru_cache, partial
 from itertools import repeat
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..calls import numba_python_function
+from ..errors import library_roots
 from ..containers import Edits, ParameterContainer
 from ..system import System
 from ..trace import numeric_value
@@ -473,13 +472,6 @@ class _PersistentIdentity:
         raise _Opaque
 
 
-@lru_cache(maxsize=1)
-def _library_roots() -> tuple[str, ...]:
-    """Folders of installed packages and the standard library."""
-    paths = sysconfig.get_paths()
-    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    roots.update(site.getsitepackages() + [site.getusersitepackages()])
-    return tuple({os.path.join(form, "") for r in roots for form in (os.path.abspath(r), os.path.realpath(r))})
 
 
 # What _user_sources_digest learnt: per module name, the module object and the real
@@ -527,7 +519,7 @@ def _user_sources_digest() -> str:
     a new key.  Modules already classified and files whose size and time did not
     change are not looked at again (a process holds a thousand modules or more).
     """
-    roots = _library_roots()
+    roots = library_roots()
     files = set()
     for name, module in list(sys.modules.items()):
         known = _USER_FILE_OF.get(name)
