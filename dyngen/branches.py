@@ -111,6 +111,25 @@ def explore(
     return subtree([])
 
 
+def explore_pure(function: Callable[..., Any], merge: Callable[[sp.Basic, Any, Any], Any], *args: Any) -> Any:
+    """``function(*args)`` for a function whose only effect is its result (a numba
+    helper of scalars, a ``vectorize``d function): its decisions are explored on their
+    own and merged at its return value (``merge(condition, if_true, if_false)``), so a
+    loop that calls it per element does not multiply the paths of the caller.  What the
+    caller's path has decided already is not decided again."""
+    outer = BRANCHER.get()
+
+    def run(prefix: list[bool]) -> tuple[Any, list[Decision]]:
+        brancher = Brancher(list(prefix), known=dict(outer.known) if outer is not None else {})
+        token = BRANCHER.set(brancher)
+        try:
+            return function(*args), brancher.taken
+        finally:
+            BRANCHER.reset(token)
+
+    return explore(run, lambda decision, a, b: merge(decision.condition, a, b))
+
+
 def run_with(prefix: list[bool], function: Callable[[], Any]) -> list[Decision]:
     """Call ``function()`` on the path ``prefix``; the decisions it took."""
     brancher = Brancher(list(prefix))

@@ -44,8 +44,9 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from .errors import DyngenWarning, SourceLocation, is_model_code, user_frame_location
-from .symbolic import Sym, SymArray, as_object_array, as_sym, is_symbolic, numeric, to_expr
+from .branches import explore_pure
+from .errors import DyngenWarning, SourceLocation, TraceError, is_model_code, user_frame_location
+from .symbolic import Sym, SymArray, as_object_array, as_sym, is_symbolic, numeric, select, to_expr
 
 CALL_NAME = "__dyngen_call__"
 # Builtins that look at their caller's frame: a call through traced_call would see ours.
@@ -213,17 +214,49 @@ def numba_python_function(func: Any) -> types.FunctionType | None:
     return py_func if isinstance(py_func, types.FunctionType) else None
 
 
+def _merge_results(condition: sp.Basic, if_true: Any, if_false: Any) -> Any:
+    """The return values of the two sides of a decision inside a pure helper."""
+    if isinstance(if_true, tuple) and isinstance(if_false, tuple) and len(if_true) == len(if_false):
+        return tuple(_merge_results(condition, a, b) for a, b in zip(if_true, if_false))
+    if not isinstance(if_true, (np.ndarray, Sym)):
+        if_true = as_sym(if_true)
+    if not isinstance(if_false, (np.ndarray, Sym)):
+        if_false = as_sym(if_false)
+    try:
+        return select(condition, if_true, if_false)
+    except ValueError:
+        raise TraceError(
+            "a helper returns values of different shapes depending on a traced condition",
+            "return the same shape on every path",
+            user_frame_location(),
+        ) from None
+
+
+def _numba_helper(py_func: types.FunctionType) -> Callable:
+    """An ``njit``/``jit`` helper: traced through its Python function.  Called with
+    scalars only, it can do nothing but return a value (nopython code cannot reach
+    Python objects), so its decisions are explored on their own."""
+    function = convert(py_func) or py_func
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if kwargs or any(isinstance(a, (np.ndarray, list, tuple, dict)) for a in args):
+            return function(*args, **kwargs)
+        return explore_pure(function, _merge_results, *args)
+
+    return call
+
+
 def _elementwise_python(py_func: types.FunctionType) -> Callable:
     """A ``vectorize``d scalar function applied to traced arrays element by element."""
+    scalar = convert(py_func) or py_func
 
     def apply(*args: Any) -> Any:
-        scalar = convert(py_func) or py_func
         if not any(isinstance(a, (np.ndarray, list, tuple)) for a in args):
-            return scalar(*args)
+            return explore_pure(scalar, _merge_results, *args)
         arrays = np.broadcast_arrays(*(as_object_array(a) for a in args))
         out = np.empty(arrays[0].shape, dtype=object)
         for index in np.ndindex(out.shape):
-            out[index] = as_sym(scalar(*(a[index] for a in arrays)))
+            out[index] = as_sym(explore_pure(scalar, _merge_results, *(a[index] for a in arrays)))
         return out.view(SymArray)
 
     return apply
@@ -245,7 +278,7 @@ def traceable(func: Any) -> Callable | None:
     if py_func is not None:
         if getattr(func, "_dispatcher", None) is not None:  # vectorize: elementwise on arrays
             return _elementwise_python(py_func)
-        return convert(py_func) or py_func
+        return _numba_helper(py_func)
     if isinstance(func, type) or isinstance(func, (types.BuiltinFunctionType, np.ufunc)):
         return None
     call = getattr(type(func), "__call__", None)

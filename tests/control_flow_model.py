@@ -8,7 +8,7 @@ dyngen (tests/test_control_flow.py).
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, vectorize
 
 from dyngen import Simulation, System
 
@@ -164,6 +164,13 @@ def chain_ders(q, k):
     return d
 
 
+@vectorize
+def soft(x):
+    if x > 0.0:
+        return x / (1.0 + x)
+    return 0.5 * x
+
+
 class Chain(System):
     """np.zeros(n) filled element by element in a loop with `if i > 0` (in an @njit
     helper and directly in do_step)."""
@@ -183,7 +190,7 @@ class Chain(System):
                 dr[i] = 0.5 * (r[i - 1] - r[i]) + self.states.q[i]
             else:
                 dr[i] = -0.5 * r[i]
-        self.ders.r = dr
+        self.ders.r = dr - 0.1 * soft(r - 0.2)
 
 
 def build_numba():

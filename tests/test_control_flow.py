@@ -14,6 +14,7 @@ from dynode_compare import assert_same_runs, build_simulation, run_both
 from dynode.simulation import collect_ders, collect_states, dispatch_states
 from dyngen import Simulation, System, TraceError
 from dyngen.branches import MAX_DECISIONS
+from numba import njit
 
 MODEL = Path(__file__).with_name("control_flow_model.py")
 
@@ -127,6 +128,45 @@ def test_a_der_written_in_one_arm_only_names_both_lines(tmp_path) -> None:
     assert f"test_control_flow.py:{_line('decision')}" in message
     assert "else" in message
     assert not list(tmp_path.glob("*.py"))  # nothing written
+
+
+@njit
+def saturate(value, limit):
+    if value > limit:
+        return limit
+    if value < -limit:
+        return -limit
+    return value
+
+
+class SaturatedElements(System):
+    """A scalar @njit helper with ifs, called for each of 40 elements: its decisions are
+    explored per call (2**80 paths if they multiplied)."""
+
+    def __init__(self):
+        super().__init__()
+        self.states.q = np.linspace(-2.0, 2.0, 40)
+
+    def do_step(self, time):
+        q = self.states.q
+        d = np.zeros(q.shape[0])
+        for i in range(q.shape[0]):
+            d[i] = -saturate(q[i], 1.0)
+        self.ders.q = d
+
+
+def test_a_scalar_numba_helper_called_per_element_keeps_its_branches_to_itself(tmp_path) -> None:
+    sim = Simulation(cache_dir=tmp_path)
+    system = SaturatedElements()
+    sim.add_system(system)
+    sim.simulate(0.5, 0.5, rtol=1e-10, atol=1e-12)
+    q0 = np.linspace(-2.0, 2.0, 40)
+    # |q| > 1 moves toward 1 at unit speed, then (like |q| <= 1 from the start) decays exponentially
+    reach = np.maximum(np.abs(q0) - 1.0, 0.0)  # the time to reach |q| = 1
+    expected = np.where(
+        reach >= 0.5, q0 - 0.5 * np.sign(q0), np.sign(q0) * np.minimum(np.abs(q0), 1.0) * np.exp(-(0.5 - reach))
+    )
+    np.testing.assert_allclose(system.states.q, expected, rtol=1e-6, atol=1e-9)
 
 
 class ManyBranches(System):
