@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import functools
 import inspect
 import logging
@@ -162,7 +163,31 @@ def _converted_code(code: types.CodeType) -> tuple[types.CodeType, tuple[str, ..
     qualname = code.co_qualname.split(".")
     if len(qualname) >= 2 and qualname[-2] != "<locals>":
         function = _Mangle(qualname[-2]).visit(function)
-    function = _RouteCalls().visit(function)
+    as_written = _compile_inner(copy.deepcopy(function), code)
+    if as_written is None or _fingerprint(as_written) != _fingerprint(code):
+        return None  # the source read back is not what runs (the file was edited since)
+    inner = _compile_inner(_RouteCalls().visit(function), code)
+    if inner is None:
+        return None
+    return inner.replace(co_qualname=code.co_qualname), assigned_globals
+
+
+def _fingerprint(code: types.CodeType) -> tuple:
+    """What two compilations of the same source share (the bytecode itself may differ
+    with the surrounding module: 3.11 compiles ``module.f()`` after an import otherwise)."""
+    return (
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        tuple(c for c in code.co_consts if not isinstance(c, types.CodeType)),
+        # (the prologue stands at the first decorator's line, or at the def's)
+        tuple(sorted({line for _, _, line in code.co_lines()} - {None, code.co_firstlineno})),
+    )
+
+
+def _compile_inner(function: ast.FunctionDef, code: types.CodeType) -> types.CodeType | None:
+    """The code of ``function`` compiled inside a factory that makes ``code``'s free
+    variables (and ``__dyngen_call__``) free variables of it too."""
     factory = ast.parse(f"def __dyngen_factory__({', '.join((CALL_NAME, *code.co_freevars))}):\n    pass").body[0]
     factory.body = [function, ast.Return(ast.Name(function.name, ast.Load()))]
     module = ast.fix_missing_locations(ast.Module(body=[factory], type_ignores=[]))
@@ -171,8 +196,7 @@ def _converted_code(code: types.CodeType) -> tuple[types.CodeType, tuple[str, ..
     except SyntaxError:
         return None
     factory_code = next(c for c in compiled.co_consts if isinstance(c, types.CodeType))
-    inner = next(c for c in factory_code.co_consts if isinstance(c, types.CodeType) and c.co_name == code.co_name)
-    return inner.replace(co_qualname=code.co_qualname), assigned_globals
+    return next(c for c in factory_code.co_consts if isinstance(c, types.CodeType) and c.co_name == code.co_name)
 
 
 _CALL_CELL: Any = None  # types.CellType(traced_call), made below

@@ -203,3 +203,28 @@ def test_a_few_branches_per_element_are_fine() -> None:
     q0 = np.array([1.0, 0.2, 0.9, -0.3])
     expected = np.where(q0 > 0.5, q0 * np.exp(-0.5), q0 * np.exp(0.5))  # no element crosses 0.5
     np.testing.assert_allclose(system.states.q, expected, rtol=1e-6)
+
+
+def test_a_model_file_edited_after_import_runs_the_code_python_loaded(tmp_path, monkeypatch) -> None:
+    """The tracer compiles functions again from their source; a file edited since it was
+    imported must not be traced in place of the code that Python runs."""
+    import importlib
+
+    source = tmp_path / "edited_model.py"
+    source.write_text(
+        "from dyngen import System\n\n"
+        "class Decay(System):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.states.x = 1.0\n\n"
+        "    def do_step(self, time):\n"
+        "        self.ders.x = -self.states.x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("edited_model")
+    source.write_text(source.read_text().replace("-self.states.x", "2.0 * self.states.x"))
+    sim = Simulation(cache_dir=tmp_path / "cache")
+    system = module.Decay()
+    sim.add_system(system)
+    sim.simulate(1.0, 0.5)
+    assert system.states.x == pytest.approx(math.exp(-1.0), rel=1e-6)
