@@ -143,10 +143,15 @@ class _Mangle(ast.NodeTransformer):
 _UNCONVERTIBLE = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coroutine, async generator
 
 
-@functools.lru_cache(maxsize=None)
 def _converted_code(code: types.CodeType) -> tuple[types.CodeType, tuple[str, ...]] | None:
     """The code of ``code``'s function with its calls routed, and the globals it assigns;
     None when its source cannot be read back."""
+    # code objects compare equal across files (co_filename is not compared)
+    return _converted_code_in(code.co_filename, code)
+
+
+@functools.lru_cache(maxsize=None)
+def _converted_code_in(filename: str, code: types.CodeType) -> tuple[types.CodeType, tuple[str, ...]] | None:
     if code.co_flags & _UNCONVERTIBLE or code.co_name == "<lambda>":
         return None
     try:
@@ -487,6 +492,8 @@ def _check_side_effects(func: Any, args: tuple, kwargs: dict) -> None:
         return
     if _module_of(func).split(".")[0] in _PURE_MODULES:
         return
+    if isinstance(func, types.FunctionType) and is_model_code(func.__code__.co_filename):
+        return  # the model's own function that cannot be converted (a lambda): it computes
     warn_build_time(
         f"{_name(func)}(...) is given a traced value, and dyngen does not trace into it: it runs with "
         "symbolic stand-ins",
