@@ -7,8 +7,11 @@ file:line) and *what to write instead*.  The CLI prints these without a tracebac
 from __future__ import annotations
 
 import os
+import site
 import sys
+import sysconfig
 from dataclasses import dataclass
+from functools import lru_cache
 from types import FrameType, TracebackType
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -37,6 +40,21 @@ class SourceLocation:
 def _is_user_file(filename: str) -> bool:
     absolute = os.path.abspath(filename) if not filename.startswith("<") else filename
     return not any(marker in absolute for marker in _LIBRARY_MARKERS)
+
+
+@lru_cache(maxsize=1)
+def library_roots() -> tuple[str, ...]:
+    """Folders of installed packages and the standard library."""
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots.update(site.getsitepackages() + [site.getusersitepackages()])
+    return tuple({os.path.join(form, "") for r in roots for form in (os.path.abspath(r), os.path.realpath(r))})
+
+
+def is_model_code(filename: str) -> bool:
+    """A file of the model's own: not dyngen's, not the standard library's or an
+    installed package's (whose functions the tracer calls as they are)."""
+    return _is_user_file(filename) and not os.path.abspath(filename).startswith(library_roots())
 
 
 # Code objects where the search for "the user's line" stops (the tracer's call into

@@ -96,6 +96,9 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_sign(self, expr: sp.Basic) -> str:
         return f"np.sign({self._print(expr.args[0])})"
 
+    def _print_RoundHalfEven(self, expr: sp.Basic) -> str:
+        return f"np.rint({self._print(expr.args[0])})"
+
     def _nested(self, function: str, args: tuple) -> str:
         text = self._print(args[0])
         for arg in args[1:]:

@@ -158,6 +158,23 @@ def _floor_divide(a: sp.Expr, b: sp.Expr) -> sp.Expr:
     return sp.floor(a / b)
 
 
+class RoundHalfEven(sp.Function):
+    """``np.rint`` and Python's ``round(x)``: the nearest integer, halves to even."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Basic:
+        return sp.Integer(0)
+
+
+def _trunc(a: sp.Expr) -> sp.Expr:
+    return sp.Piecewise((sp.floor(a), a >= 0), (sp.ceiling(a), True))
+
+
+def _copysign(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    return sp.Piecewise((sp.Abs(a), b >= 0), (-sp.Abs(a), True))
+
+
 UFUNCS: dict[np.ufunc, Callable[..., sp.Basic]] = {
     np.add: _num(lambda a, b: a + b),
     np.subtract: _num(lambda a, b: a - b),
@@ -199,6 +216,11 @@ UFUNCS: dict[np.ufunc, Callable[..., sp.Basic]] = {
     np.arctanh: _num(sp.atanh),
     np.deg2rad: _num(lambda a: a * sp.pi / 180),
     np.rad2deg: _num(lambda a: a * 180 / sp.pi),
+    np.radians: _num(lambda a: a * sp.pi / 180),
+    np.degrees: _num(lambda a: a * 180 / sp.pi),
+    np.trunc: _num(_trunc),
+    np.rint: _num(RoundHalfEven),
+    np.copysign: _num(_copysign),
     np.minimum: _num(sp.Min),
     np.maximum: _num(sp.Max),
     np.fmin: _num(sp.Min),
@@ -371,11 +393,21 @@ def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
 # ----------------------------------------------------------------------- the proxies
 
 
+def _warn_text() -> None:
+    from .calls import warn_build_time
+
+    warn_build_time(
+        "a traced value is turned into text (str(), an f-string, format or print)",
+        "the text holds symbols, not numbers; record values with a Recorder or an observer instead",
+    )
+
+
 def _not_a_number(what: str) -> TraceError:
     return TraceError(
-        f"{what} of a symbolic value: the value is only known when the model runs",
-        "use numpy functions (np.sin, np.sqrt, ...) instead of math.*; build vectors with "
-        "np.array([...]) or np.concatenate rather than filling np.zeros(...)",
+        f"{what} of a symbolic value, in code dyngen does not trace (a lambda, a library function, "
+        "or a float array being filled): the value is only known when the model runs",
+        "math.*, float(), int() and np.zeros(...) filled element by element work in do_step, the "
+        "connections and the model's own helper functions; elsewhere use numpy functions (np.sin, ...)",
         user_frame_location(),
     )
 
@@ -466,13 +498,25 @@ class Sym(_Traced):
         return _elementwise(UFUNCS[np.invert], self)
 
     def __bool__(self) -> bool:
-        raise TraceError(
-            "Python `if`, `and`, `or`, `not`, `min()` or `max()` on a symbolic value: "
-            "its truth is only known when the model runs",
-            "dyngen.where(condition, value_if_true, value_if_false) (or np.where); "
-            "np.minimum/np.maximum for min/max; & | ~ to combine conditions",
-            user_frame_location(),
-        )
+        from .branches import decide  # Python control flow: both outcomes are traced
+
+        outcome = decide(boolean(self.expr))
+        if outcome is None:
+            raise TraceError(
+                "Python `if`, `and`, `or`, `not`, `min()` or `max()` on a symbolic value outside "
+                "a traced function: its truth is only known when the model runs",
+                "dyngen.where(condition, value_if_true, value_if_false) (or np.where)",
+                user_frame_location(),
+            )
+        return outcome
+
+    def __str__(self) -> str:
+        _warn_text()
+        return f"Sym({self.expr})"
+
+    def __format__(self, spec: str) -> str:
+        _warn_text()
+        return format(str(self.expr), spec)
 
     def __float__(self) -> float:
         raise _not_a_number("float() or math.*")
@@ -491,7 +535,10 @@ class Sym(_Traced):
         raise _not_a_number("complex()")
 
     def __round__(self, ndigits: Any = None) -> Any:
-        raise _not_a_number("round()")
+        if ndigits is None:
+            return Sym(RoundHalfEven(numeric(self.expr)))
+        scale = sp.Integer(10) ** int(ndigits)
+        return Sym(RoundHalfEven(numeric(self.expr) * scale) / scale)
 
     # numpy calls these methods on object arrays that are not SymArray
     def conjugate(self) -> "Sym":
@@ -565,3 +612,30 @@ def flatten_traced(value: Any) -> tuple[tuple[int, ...], tuple[sp.Basic, ...]]:
         array = as_object_array(value)
         return array.shape, tuple(numeric(e.expr) for e in array.flat)
     return (), (numeric(to_expr(value)),)
+
+
+def select(condition: sp.Basic, if_true: Any, if_false: Any) -> Any:
+    """``where(condition, if_true, if_false)`` for two traced values of the same shape (the
+    sides of a Python decision, ``branches.py``); equal elements stay as they are.
+    Raises ValueError when the shapes differ."""
+    if if_true is if_false:
+        return if_true
+    if _is_lazy(if_true) or _is_lazy(if_false):
+        from .arrays import elementwise
+
+        return elementwise(lambda c, a, b: _pick(c, a, b), Sym(condition), if_true, if_false)
+    if isinstance(if_true, Sym) and isinstance(if_false, Sym):
+        return Sym(_pick(condition, if_true.expr, if_false.expr))
+    a, b = as_object_array(if_true), as_object_array(if_false)
+    if a.shape != b.shape:
+        raise ValueError("different shapes")
+    out = np.empty(a.shape, dtype=object)
+    for index in np.ndindex(a.shape):
+        out[index] = Sym(_pick(condition, a[index].expr, b[index].expr))
+    return out.view(SymArray) if isinstance(if_true, SymArray) or isinstance(if_false, SymArray) else out
+
+
+def _pick(condition: sp.Basic, a: sp.Basic, b: sp.Basic) -> sp.Basic:
+    if a == b:
+        return a
+    return sp.Piecewise((numeric(a), condition), (numeric(b), True))

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .calls import SESSION, warn_build_time
 from .containers import DerivativeContainer, Edits, ParameterContainer, VariableContainer
 from .errors import TraceError, UsageError, user_frame_location
 
@@ -78,6 +79,12 @@ class System(ABC):
 
     def __setattr__(self, name: str, value: Any) -> None:
         Edits.note_structure()  # an attribute may be read by do_step as a constant
+        if SESSION.get() is not None:  # set by do_step or a connection while it is traced
+            warn_build_time(
+                f"sets the attribute {name!r} of a system",
+                "keep values that change while the model runs in states or outputs "
+                "(self.outputs.x = ...), and count or record in an observer",
+            )
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:

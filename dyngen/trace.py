@@ -35,8 +35,10 @@ from .ir import (
     TracedFunction,
     Write,
 )
+from .branches import Decision, explore, run_with
+from .calls import SESSION, TraceSession, check_receivers, entry_point
 from .naming import NameRegistry, signal_identifier
-from .symbolic import Sym, SymArray, as_object_array, flatten_traced, symbols_like
+from .symbolic import Sym, SymArray, as_object_array, flatten_traced, select, symbols_like
 from .tree import FunctionCall, evaluation_order, function_location, function_name, walk
 
 TIME = sp.Symbol("t", real=True)
@@ -260,12 +262,11 @@ class Tracer:
             location=function_location(call.func),
             order=order,
         )
-        self.frame = _Frame(info)
+        target = entry_point(call.func)
+        system = call.node.system
+        session = SESSION.get()
         try:
-            if call.kind == "do_step":
-                call.node.system.do_step(Sym(TIME))
-            else:
-                call.func(call.node.system, Sym(TIME))
+            self.frame = explore(lambda path: self._run_path(info, target, system, path, session), self._merge)
         except TraceError as error:
             error.context = f"{info.name} of system {info.system!r}"
             if error.location is None:
@@ -283,6 +284,44 @@ class Tracer:
             error.context = f"{info.name} of system {info.system!r}"
             raise error from exc
         return self._finish()
+
+    def _run_path(
+        self, info: FunctionInfo, target: Any, system: Any, path: list[bool], session: TraceSession | None
+    ) -> tuple[_Frame, list[Decision]]:
+        """One run of a traced function with the decisions ``path`` (``branches.explore``)."""
+        self.frame = _Frame(info)
+        decisions = run_with(path, lambda: target(system, Sym(TIME)))
+        if session is not None:
+            check_receivers(session)
+        return self.frame, decisions
+
+    def _merge(self, decision: Decision, when_true: _Frame, when_false: _Frame) -> _Frame:
+        """The writes of both sides of ``decision``, selected by its condition."""
+        local: dict[SignalRef, Any] = {}
+        for ref in dict.fromkeys([*when_true.local, *when_false.local]):
+            if ref not in when_true.local or ref not in when_false.local:
+                side, other = (when_true, "false") if ref in when_true.local else (when_false, "true")
+                raise TraceError(
+                    f"writes {ref} (at {side.write_locations.get(ref)}) only on one side of the decision "
+                    f"at {decision.location}; when the condition is {other}, nothing writes it "
+                    "(dynode would keep the value of an earlier evaluation)",
+                    f"write {ref.kind}.{ref.key} on every path (e.g. in an `else:` too, or before the `if`)",
+                    decision.location,
+                )
+            try:
+                local[ref] = select(decision.condition, when_true.local[ref], when_false.local[ref])
+            except ValueError:
+                raise TraceError(
+                    f"writes {ref} with different shapes on the two sides of the decision at {decision.location}",
+                    "give it the same shape on every path",
+                    when_true.write_locations.get(ref),
+                ) from None
+        return _Frame(
+            when_true.info,
+            local,
+            list(dict.fromkeys(when_true.reads + when_false.reads)),
+            {**when_false.write_locations, **when_true.write_locations},
+        )
 
     def _finish(self) -> TracedFunction:
         frame = self.frame
@@ -382,9 +421,11 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
     for container in containers:
         set_hook(container, tracer)
     foreign = FOREIGN_HOOK.set(_ForeignContainer())
+    session = SESSION.set(TraceSession())
     try:
         functions = tuple(tracer.run(call, order) for order, call in enumerate(calls))
     finally:
+        SESSION.reset(session)
         FOREIGN_HOOK.reset(foreign)
         for container in containers:
             set_hook(container, None)

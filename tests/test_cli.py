@@ -320,10 +320,10 @@ BAD_IF = textwrap.dedent(
             self.states.x = 1.0
 
         def do_step(self, time):
-            if self.states.x > 0:
-                self.ders.x = -self.states.x
-            else:
-                self.ders.x = 0.0
+            x = self.states.x
+            while x > 1.0:
+                x = x / 2
+            self.ders.x = -x
 
 
     def build():
@@ -353,7 +353,7 @@ def _line_of(text: str, needle: str) -> int:
 
 ERROR_CASES = {
     # name: (file contents or None for a missing file, expected text, needle for the line)
-    "python_if": (BAD_IF, "Python `if`", "if self.states.x"),
+    "python_if": (BAD_IF, "`while` loop whose condition depends on a traced value", "while x > 1.0"),
     "no_build": (NO_BUILD, "must define build()", None),
     "build_raises": (BUILD_RAISES, "ValueError: no such configuration", "raise ValueError"),
     "missing_file": (None, "no such model file", None),

@@ -27,9 +27,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
-import site
 import sys
-import sysconfig
 from functools import lru_cache, partial
 from itertools import repeat
 from pathlib import Path
@@ -38,6 +36,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..calls import numba_python_function
+from ..errors import library_roots
 from ..containers import Edits, ParameterContainer
 from ..system import System
 from ..trace import numeric_value
@@ -152,6 +152,7 @@ def _function_key(func: Any, ident: Callable[[Any], Any], seen: set | None = Non
         )  # fmt: skip
     owner = getattr(func, "__self__", None)
     func = getattr(func, "__func__", func)
+    func = numba_python_function(func) or func  # a numba helper: keyed by its Python function
     if not hasattr(func, "__code__") and callable(func) and not isinstance(func, type):
         # a callable object: its attributes and its class's __call__
         return ("callable", _attribute_key(func, ident, 0, seen), _class_key(type(func), ident, seen))
@@ -329,6 +330,7 @@ def _function_roots(func: Any) -> list | None:
         return None  # its keywords are a dict that can change in place: keyed again every time
     owner = getattr(func, "__self__", None)
     inner = getattr(func, "__func__", func)
+    inner = numba_python_function(inner) or inner
     code = getattr(inner, "__code__", None)
     if not isinstance(code, CodeType):
         return None
@@ -478,13 +480,6 @@ class _PersistentIdentity:
         raise _Opaque
 
 
-@lru_cache(maxsize=1)
-def _library_roots() -> tuple[str, ...]:
-    """Folders of installed packages and the standard library."""
-    paths = sysconfig.get_paths()
-    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    roots.update(site.getsitepackages() + [site.getusersitepackages()])
-    return tuple({os.path.join(form, "") for r in roots for form in (os.path.abspath(r), os.path.realpath(r))})
 
 
 # What _user_sources_digest learnt: per module name, the module object and the real
@@ -526,7 +521,7 @@ def _file_hash(path: str) -> bytes:
 def user_source_files() -> set[str]:
     """The real paths of every loaded Python file that is not an installed library
     nor dyngen's: the model file and every module of the user's it imports."""
-    roots = _library_roots()
+    roots = library_roots()
     files = set()
     for name, module in list(sys.modules.items()):
         known = _USER_FILE_OF.get(name)
