@@ -46,6 +46,7 @@ import numpy as np
 import sympy as sp
 
 from .branches import explore_pure
+from .containers import ParameterContainer
 from .errors import DyngenWarning, SourceLocation, TraceError, is_model_code, user_frame_location
 from .symbolic import Sym, SymArray, as_object_array, as_sym, is_symbolic, numeric, select, to_expr
 
@@ -480,6 +481,8 @@ def _check_side_effects(func: Any, args: tuple, kwargs: dict) -> None:
         return
     owner = getattr(func, "__self__", None)
     name = getattr(func, "__name__", "")
+    if isinstance(owner, ParameterContainer):
+        return  # the model's own containers: their writes are traced
     if isinstance(owner, (list, dict, set)) and name in _STORING_METHODS:
         session = SESSION.get()
         if session is not None:
