@@ -16,7 +16,7 @@ import numpy as np
 from .flatten import relative_location
 from .ir import Kernel, ModuleSource, Slot, in_place_order
 from .naming import comment_text
-from .printer import NumbaPrinter, print_expr
+from .printer import NumbaPrinter, float_text, print_expr
 from .version import __version__
 from .write import trailer
 
@@ -100,13 +100,13 @@ def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
     """A float64 vector as source: a literal, with vectors in array form as runs of equal
     values or exact base64 data."""
     if not any(slot.array for slot in slots):
-        return f"np.array([{', '.join(float_literal(v) for v in values)}], dtype=np.float64)"
+        return f"np.array([{', '.join(float_text(v) for v in values)}], dtype=np.float64)"
     parts: list[str] = []  # each part ends with its comma (a comment may follow it)
     pending: list[float] = []
 
     def flush() -> None:
         if pending:
-            parts.append(f"np.array([{', '.join(float_literal(v) for v in pending)}]),")
+            parts.append(f"np.array([{', '.join(float_text(v) for v in pending)}]),")
             pending.clear()
 
     for slot in in_place_order(slots):
@@ -123,10 +123,10 @@ def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
                 runs.append([v, 1])
         label = comment_text(str(slot.ref))
         if len(runs) == 1:
-            parts.append(f"np.full({len(chunk)}, {float_literal(chunk[0])}),  # {label}")
+            parts.append(f"np.full({len(chunk)}, {float_text(chunk[0])}),  # {label}")
         elif len(runs) <= len(chunk) // 8:
             parts.append(
-                f"np.repeat(np.array([{', '.join(float_literal(v) for v, _ in runs)}]), "
+                f"np.repeat(np.array([{', '.join(float_text(v) for v, _ in runs)}]), "
                 f"np.array([{', '.join(str(n) for _, n in runs)}])),  # {label}"
             )
         else:  # exact bytes: 100,000 float literals would be slow to import
@@ -156,15 +156,6 @@ def jac_pattern(kernel: Kernel) -> tuple[str, str]:
     return tuple("np.concatenate((\n    " + ",\n    ".join(p) + ",\n))" for p in (row_parts, col_parts))
 
 
-def float_literal(value: float) -> str:
-    """A float as Python source that round-trips exactly (inf and nan via math)."""
-    if math.isnan(value):
-        return "math.nan"
-    if math.isinf(value):
-        return "math.inf" if value > 0 else "-math.inf"
-    return repr(float(value))
-
-
 def int_array(values: list[int] | tuple[int, ...], per_line: int = 16) -> str:
     """An int64 numpy array literal; long ones wrapped, ``per_line`` numbers a line."""
     if len(values) <= per_line:
@@ -175,7 +166,7 @@ def int_array(values: list[int] | tuple[int, ...], per_line: int = 16) -> str:
 
 def float_array(values: tuple[float, ...], per_line: int = 6) -> str:
     """A float64 numpy array literal that round-trips exactly; long ones wrapped."""
-    literals = [float_literal(v) for v in values]
+    literals = [float_text(v) for v in values]
     if len(literals) <= per_line:
         return f"np.array([{', '.join(literals)}], dtype=np.float64)"
     lines = [", ".join(literals[k:k + per_line]) for k in range(0, len(literals), per_line)]
