@@ -1,40 +1,51 @@
-"""Array form of large vectors while a model is traced: lazy nodes that lower to segments.
+"""Array form of large arrays while a model is traced: lazy nodes that lower to boxes.
 
-A 1-D state, input or output of at least ``ARRAY_MIN`` elements reaches ``do_step``
-as a ``Base`` node instead of an object array of element symbols.  numpy operations
-on it build a small graph, never one sympy expression per element:
+A state, input or output of at least ``ARRAY_MIN`` elements (any shape: a vector, a
+2-D or 3-D grid, a matrix) reaches ``do_step`` as a ``Base`` node instead of an
+object array of element symbols.  numpy operations on it build a small graph, never
+one sympy expression per element:
 
-    Base(signal)           the vector itself
-    Slice(src, start, n)   src[start:start + n] (constant bounds, step 1)
-    Concat(parts)          np.concatenate of arrays and scalars (a scalar is one element)
-    Map(fn, args, n)       an elementwise operation over arrays of length n and scalars
-    Fill(n, expr)          np.zeros_like / ones_like / full_like
+    Base(signal)              the array itself
+    Slice(src, starts, shape) src[a:a + n, b:b + m, ...] (constant bounds, step 1)
+    Take(src, axis, k)        src[..., k, ...]: one axis fewer
+    NewAxis(src, axis)        src[..., None, ...]: a new axis of length 1
+    Broadcast(src, shape)     length-1 axes repeated (numpy broadcasting)
+    Transpose(src, axes)      src.transpose(axes)
+    Concat(parts, axis)       np.concatenate along an axis
+    Map(fn, args, shape)      an elementwise operation over arrays of one shape and scalars
+    Fill(shape, expr)         one value everywhere (np.zeros_like, ones_like, full_like)
+    Small(values)             a small constant or element-form array, element by element
 
-``segments(node)`` lowers a node to ``(start, stop, expr)`` pieces: for ``start <= i
-< stop`` element ``i`` is ``expr``, in which a *relative symbol* stands for
-``base[i + k]``.  Every concatenate boundary is a cut; the sympy work grows with the
-number of cuts, not with the length.  What the array form cannot express raises
-``ArrayTraceError`` saying what to write instead; the tracer then traces small
-vectors element by element (``trace.py``).
+``pieces()`` lowers a node to ``(box, expr)`` pairs: for every index ``(i, j, ...)``
+in the box, the element is ``expr``, in which a *relative symbol* stands for a read
+such as ``base[i + 1, j]`` (``ir.Offset``).  Every concatenate boundary is a cut
+along its axis; the sympy work grows with the number of boxes, not with the size.
+What the array form cannot express raises ``ArrayTraceError`` saying what to write
+instead; the tracer then traces small arrays element by element (``trace.py``).
 """
 
 from __future__ import annotations
 
+import itertools
 import numbers
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy as sp
 
 from .errors import CodegenError, TraceError, user_frame_location
 from .interp import np_interp
-from .ir import Offset, Reduction, Segment, Signal, SignalRef
+from .ir import REDUCTION_KIND, ElementSymbols, Offset, Reduction, Segment, Signal, SignalRef
 from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, numeric, to_expr
 
-ARRAY_MIN = 64  # 1-D vectors of at least this many elements are traced in array form
-SMALL_PART = 64  # constant lists/arrays up to this length may be concatenated to an array
+ARRAY_MIN = 64  # arrays of at least this many elements are traced in array form
+SMALL_PART = 64  # constant arrays up to this size may be combined with an array
 
-Piece = tuple[int, int, sp.Basic]
+Box = tuple[tuple[int, int], ...]  # (lo, hi) per axis
+Index = tuple[tuple[int, int], ...]  # per axis of a signal: (loop axis, k) or (-1, k): see ir.Offset
+Piece = tuple[Box, sp.Basic]
+
+LOOP_NAMES = "ijklmn"  # the loop indices of axes 0, 1, ... (in symbol names and comments)
 
 
 class ArrayTraceError(TraceError):
@@ -45,52 +56,112 @@ def _error(problem: str, hint: str) -> ArrayTraceError:
     return ArrayTraceError(problem, hint, user_frame_location())
 
 
+def box_size(box: Box) -> int:
+    size = 1
+    for lo, hi in box:
+        size *= hi - lo
+    return size
+
+
+def index_text(index: Index) -> str:
+    """``i+1, j`` for ``((0, 1), (1, 0))``; constants as numbers."""
+    parts = []
+    for axis, k in index:
+        if axis < 0:
+            parts.append(str(k))
+        else:
+            name = LOOP_NAMES[axis] if axis < len(LOOP_NAMES) else f"i{axis}"
+            parts.append(f"{name}{k:+d}" if k else name)
+    return ", ".join(parts)
+
+
 class ArrayContext:
-    """The relative symbols of one trace: ``symbol <-> (signal, offset)``."""
+    """The relative symbols of one trace: ``symbol <-> (signal, index)``."""
 
     def __init__(self) -> None:
         self.offsets: dict[sp.Symbol, Offset] = {}
         self.reductions: list[Reduction] = []
-        self._relative: dict[tuple[SignalRef, int], sp.Symbol] = {}
+        self._relative: dict[tuple[SignalRef, Index], sp.Symbol] = {}
         self._signals: dict[SignalRef, Signal] = {}
 
-    def reduction(self, value: "LazyArray") -> sp.Symbol:
-        """A scalar symbol for ``np.sum(value)``, its summand kept as segments."""
+    def reduction(self, value: "LazyArray", op: str = "sum") -> sp.Symbol:
+        """A scalar symbol for ``op`` over every element of ``value``, the reduced values kept as boxes."""
         symbol = sp.Symbol(f"r{len(self.reductions)}", real=True)
-        self.reductions.append(Reduction(symbol, value.n, finish(value), user_frame_location()))
+        self.reductions.append(Reduction(symbol, value.size, finish(value), user_frame_location(), op))
         return symbol
 
-    def relative(self, signal: Signal, k: int) -> sp.Symbol:
-        """The symbol of ``signal[i + k]``, ``i`` the loop index."""
-        symbol = self._relative.get((signal.ref, k))
+    def partial_reduction(self, value: "LazyArray", op: str, axes: tuple[int, ...]) -> "LazyArray":
+        """``op`` of ``value`` along ``axes``: an array the generated code computes first
+        (a local array ``r<k>``), read like a signal."""
+        symbol = sp.Symbol(f"r{len(self.reductions)}", real=True)
+        shape = tuple(n for a, n in enumerate(value.shape) if a not in axes)
+        size = int(np.prod(shape))
+        self.reductions.append(Reduction(symbol, value.size, finish(value), user_frame_location(), op, shape, axes))
+        signal = Signal(SignalRef("", REDUCTION_KIND, symbol.name), shape, ElementSymbols(symbol.name, size))
+        self._signals[signal.ref] = signal
+        return Base(self, signal)
+
+    def relative(self, signal: Signal, index: Index) -> sp.Symbol:
+        """The symbol of ``signal[index]``; an element symbol when every axis is constant."""
+        if all(axis < 0 for axis, _ in index) and signal.ref.kind != REDUCTION_KIND:
+            flat = 0
+            for (_, k), extent in zip(index, signal.shape):
+                flat = flat * extent + k
+            return signal.symbols[flat]
+        symbol = self._relative.get((signal.ref, index))
         if symbol is None:
             # not an identifier: it cannot be any signal's name (it is never printed)
-            name = f"{signal.symbols.name}[i{k:+d}]" if k else f"{signal.symbols.name}[i]"
-            symbol = self._relative[(signal.ref, k)] = sp.Symbol(name, real=True)
-            self.offsets[symbol] = Offset(signal.ref, k)
+            name = f"{signal.symbols.name}[{index_text(index)}]"
+            symbol = self._relative[(signal.ref, index)] = sp.Symbol(name, real=True)
+            self.offsets[symbol] = Offset(signal.ref, index)
             self._signals[signal.ref] = signal
         return symbol
 
-    def shift(self, expr: sp.Basic, d: int) -> sp.Basic:
-        """``e(i) -> e(i + d)``."""
-        if d == 0:
+    def remap(self, expr: sp.Basic, change: Callable[[Index], Index]) -> sp.Basic:
+        """``expr`` with every relative read's index changed by ``change``."""
+        subs = {
+            s: self.relative(self._signals[o.ref], change(o.index))
+            for s in expr.free_symbols if (o := self.offsets.get(s)) is not None
+        }  # fmt: skip
+        return expr.xreplace(subs) if subs else expr
+
+    def shift(self, expr: sp.Basic, deltas: Sequence[int]) -> sp.Basic:
+        """``e(i, j, ...) -> e(i + deltas[0], j + deltas[1], ...)``."""
+        if not any(deltas):
             return expr
-        subs = {
-            s: self.relative(self._signals[o.ref], o.offset + d)
-            for s in expr.free_symbols if (o := self.offsets.get(s)) is not None
-        }  # fmt: skip
-        return expr.xreplace(subs) if subs else expr
+        return self.remap(expr, lambda index: tuple((a, k + deltas[a]) if a >= 0 else (a, k) for a, k in index))
 
-    def at(self, expr: sp.Basic, i: int) -> sp.Basic:
-        """``e(i)`` at a constant ``i``: relative reads become element symbols."""
-        subs = {
-            s: self._signals[o.ref].symbols[o.offset + i]
-            for s in expr.free_symbols if (o := self.offsets.get(s)) is not None
-        }  # fmt: skip
-        return expr.xreplace(subs) if subs else expr
+    def fix(self, expr: sp.Basic, axis: int, value: int, keep: bool = False) -> sp.Basic:
+        """``expr`` with loop index ``axis`` set to ``value``; the later axes renumbered
+        down (the axis is gone) unless ``keep``."""
+        def change(index: Index) -> Index:
+            out = []
+            for a, k in index:
+                if a == axis:
+                    out.append((-1, k + value))
+                elif a > axis and not keep:
+                    out.append((a - 1, k))
+                else:
+                    out.append((a, k))
+            return tuple(out)
 
-    def size(self, ref: SignalRef) -> int:
-        return self._signals[ref].size
+        return self.remap(expr, change)
+
+    def insert_axis(self, expr: sp.Basic, axis: int) -> sp.Basic:
+        """``expr`` as a value with a new loop axis at ``axis`` (that it does not read)."""
+        return self.remap(expr, lambda index: tuple((a + 1, k) if a >= axis else (a, k) for a, k in index))
+
+    def permute(self, expr: sp.Basic, axes: Sequence[int]) -> sp.Basic:
+        """``expr`` of ``src`` as an element of ``src.transpose(axes)``."""
+        new = {old: position for position, old in enumerate(axes)}
+        return self.remap(expr, lambda index: tuple((new[a], k) if a >= 0 else (a, k) for a, k in index))
+
+    def at(self, expr: sp.Basic, cell: Sequence[int]) -> sp.Basic:
+        """``e(cell)`` at constant indices: relative reads become element symbols."""
+        return self.remap(expr, lambda index: tuple((-1, k + cell[a]) if a >= 0 else (a, k) for a, k in index))
+
+    def signal(self, ref: SignalRef) -> Signal:
+        return self._signals[ref]
 
 
 def is_lazy(value: Any) -> bool:
@@ -100,62 +171,80 @@ def is_lazy(value: Any) -> bool:
 # ------------------------------------------------------------------ elementwise maths
 
 
-def _scalar(value: Any) -> sp.Basic:
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1)[0]
-    elif isinstance(value, (list, tuple)):
-        value = value[0]
-    return to_expr(value)
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) if len(shape) != 1 else f"{shape[0]} elements"
+
+
+def broadcast_to(value: "LazyArray", shape: tuple[int, ...]) -> "LazyArray":
+    """``value`` broadcast to ``shape`` by numpy's rules (new leading axes, length-1 axes repeated)."""
+    while value.ndim < len(shape):
+        value = NewAxis(value, 0)
+    if value.shape == shape:
+        return value
+    return Broadcast(value, shape)
+
+
+def _small_array(a: Any) -> np.ndarray:
+    array = a.view(np.ndarray) if isinstance(a, SymArray) else np.asarray(a, dtype=object)
+    if any(isinstance(x, LazyArray) for x in array.flat):
+        raise _error("a list holding a traced large array", "use np.concatenate or np.stack to join arrays")
+    return array
 
 
 def elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
     """``fn`` applied elementwise to lazy arrays, scalars and small arrays (numpy broadcasting)."""
     ctx = next(a.ctx for a in args if isinstance(a, LazyArray))
     operands: list[Any] = []
-    small: list[np.ndarray] = []
     for a in args:
         if isinstance(a, LazyArray):
             operands.append(a)
         elif isinstance(a, (np.ndarray, list, tuple)) and np.size(a) != 1:
-            if any(isinstance(x, LazyArray) for x in (a if isinstance(a, (list, tuple)) else ())):
-                raise _error("a list holding a traced large vector", "use np.concatenate to join vectors")
-            array = a.view(np.ndarray) if isinstance(a, SymArray) else np.asarray(a)
-            if array.ndim != 1:
-                raise _error(
-                    f"a {array.ndim}-D array combined with a traced large vector",
-                    "large vectors are traced as 1-D arrays: combine them with scalars and 1-D arrays",
-                )
-            operands.append(array)
-            small.append(array)
+            operands.append(_small_array(a))
+        elif isinstance(a, (np.ndarray, list, tuple)):
+            operands.append(Fill(ctx, np.shape(a), _scalar(a)))
         else:
             operands.append(_scalar(a))
-    lengths = {o.n for o in operands if isinstance(o, LazyArray)} | {len(o) for o in small}
-    if len(lengths - {1}) > 1:
-        raise _error(
-            f"an elementwise operation on arrays of lengths {sorted(lengths)}",
-            "elementwise operations need equal lengths (only scalars and length-1 arrays broadcast)",
-        )
-    n = max(lengths)
-    if small:
-        if n >= ARRAY_MIN:
-            raise _error(
-                f"a constant array of length {n} combined elementwise with a traced large vector",
-                "make it an input (self.inputs.c = array): a large input is a parameter vector, "
-                "read as c[i] in the loop (and can be changed between runs)",
-            )
-        from .symbolic import _elementwise  # small: element form, as any object array
+    try:
+        shape = np.broadcast_shapes(*(o.shape for o in operands if not isinstance(o, sp.Basic)))
+    except ValueError:
+        shapes = ", ".join(str(tuple(o.shape)) for o in operands if not isinstance(o, sp.Basic))
+        raise TraceError(
+            f"operands could not be broadcast together with shapes {shapes} (a ValueError in numpy)",
+            "make the shapes agree: index with None (a[:, None]) to add an axis",
+            user_frame_location(),
+        ) from None
+    size = int(np.prod(shape))
+    if size < ARRAY_MIN:  # small: element form, as any object array
+        from .symbolic import _elementwise
 
         return _elementwise(fn, *[to_elements(o) if isinstance(o, LazyArray) else o for o in operands])
-    if n > 1:  # numpy broadcasts a length-1 array: its only element
-        operands = [o.element(0) if isinstance(o, LazyArray) and o.n == 1 else o for o in operands]
-    return Map(ctx, fn, tuple(operands), n)
+    converted = []
+    for o in operands:
+        if isinstance(o, np.ndarray):
+            if o.size > SMALL_PART:
+                raise _error(
+                    f"a constant array of shape {o.shape} combined elementwise with a traced large array",
+                    "make it an input (self.inputs.c = array): a large input is a parameter array, "
+                    "read element by element in the loop (and can be changed between runs)",
+                )
+            o = Small(ctx, o)
+        converted.append(broadcast_to(o, shape) if isinstance(o, LazyArray) else o)
+    return Map(ctx, fn, tuple(converted), shape)
 
 
-def to_elements(value: LazyArray) -> SymArray:
+def _scalar(value: Any) -> sp.Basic:
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0]
+    elif isinstance(value, (list, tuple)):
+        value = np.asarray(value, dtype=object).reshape(-1)[0]
+    return to_expr(value)
+
+
+def to_elements(value: "LazyArray") -> SymArray:
     """A (small) lazy array as the object array of its elements."""
-    out = np.empty(value.n, dtype=object)
-    for k in range(value.n):
-        out[k] = Sym(value.element(k))
+    out = np.empty(value.shape, dtype=object)
+    for cell in np.ndindex(*value.shape):
+        out[cell] = Sym(value.element(cell))
     return out.view(SymArray)
 
 
@@ -168,50 +257,92 @@ def _operator(ufunc: np.ufunc, reflected: bool = False) -> Callable[[Any, Any], 
 
 def _unsupported_function(name: str) -> ArrayTraceError:
     return _error(
-        f"{name} of a traced large vector (at least {ARRAY_MIN} elements, traced in array form) "
+        f"{name} of a traced large array (at least {ARRAY_MIN} elements, traced in array form) "
         "is not supported yet",
-        "build the value with slicing, np.concatenate, np.roll, np.diff, np.where and "
-        "elementwise arithmetic/ufuncs, np.sum, np.mean and np.dot/@ of vectors",
+        "build the value with slicing, np.concatenate/np.stack, np.roll, np.pad, np.diff, np.where, "
+        "broadcasting (a[:, None]), elementwise arithmetic/ufuncs, and reductions over the whole "
+        "array (np.sum, np.mean, np.prod, np.max, np.min, np.dot of vectors)",
     )
+
+
+def _axis(axis: Any, ndim: int, what: str) -> int:
+    if not isinstance(axis, (numbers.Integral, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise _error(f"{what} with axis={axis!r}", "pass a constant integer axis")
+    if not -ndim <= axis < ndim:
+        raise TraceError(
+            f"{what}: axis {axis} is out of bounds for an array of dimension {ndim} (an AxisError in numpy)",
+            f"use an axis from {-ndim} to {ndim - 1}",
+            user_frame_location(),
+        )
+    return int(axis) % ndim
 
 
 # ----------------------------------------------------------------------- the nodes
 
 
 class LazyArray:
-    """A traced 1-D vector in array form (see the module docstring)."""
+    """A traced large array in array form (see the module docstring)."""
 
     __array_priority__ = 1000
-    ndim = 1
     _dyngen_lazy = True  # recognised by symbolic.py without importing this module
 
-    def __init__(self, ctx: ArrayContext, n: int) -> None:
+    def __init__(self, ctx: ArrayContext, shape: tuple[int, ...]) -> None:
         self.ctx = ctx
-        self.n = n
+        self.shape = tuple(int(n) for n in shape)
         self._pieces: list[Piece] | None = None
 
     @property
-    def shape(self) -> tuple[int]:
-        return (self.n,)
+    def ndim(self) -> int:
+        return len(self.shape)
 
     @property
     def size(self) -> int:
-        return self.n
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    n = size  # the number of elements (1-D: the length)
 
     def __len__(self) -> int:
-        return self.n
+        if not self.shape:
+            raise TypeError("len() of unsized object")
+        return self.shape[0]
 
     @property
     def T(self) -> "LazyArray":  # noqa: N802 - numpy's name
-        return self
+        return self.transpose()
+
+    def transpose(self, *axes: Any) -> "LazyArray":
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if not axes:
+            axes = tuple(reversed(range(self.ndim)))
+        axes = tuple(_axis(a, self.ndim, "transpose") for a in axes)
+        if sorted(axes) != list(range(self.ndim)):
+            raise TraceError(f"transpose axes {axes} do not match the array", "give each axis once", user_frame_location())
+        return self if axes == tuple(range(self.ndim)) else Transpose(self, axes)
+
+    def swapaxes(self, a: int, b: int) -> "LazyArray":
+        axes = list(range(self.ndim))
+        a, b = _axis(a, self.ndim, "swapaxes"), _axis(b, self.ndim, "swapaxes")
+        axes[a], axes[b] = axes[b], axes[a]
+        return self.transpose(axes)
 
     def copy(self) -> "LazyArray":
         return self
 
-    def ravel(self) -> "LazyArray":
-        return self
+    def ravel(self, order: str = "C") -> "LazyArray":
+        return _reshape(self, (-1,))
 
     flatten = ravel
+
+    def reshape(self, *shape: Any, **kwargs: Any) -> "LazyArray":
+        if kwargs:
+            raise _error("reshape of a traced array with order=...", "reshape in C order")
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _reshape(self, shape)
+
+    def squeeze(self, axis: Any = None) -> "LazyArray":
+        return _reshape(self, tuple(n for a, n in enumerate(self.shape) if n != 1 or axis is not None and a != axis % self.ndim))
 
     __hash__ = object.__hash__  # the binary operators: install_operators below
 
@@ -233,10 +364,19 @@ class LazyArray:
     def __rmatmul__(self, other: Any) -> Any:
         return _dot(other, self)
 
-    def sum(self, axis: Any = None, **kwargs: Any) -> Sym:
-        return _sum(self, axis, **kwargs)
+    def sum(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _reduce("sum")(self, axis, **kwargs)
 
-    def mean(self, axis: Any = None, **kwargs: Any) -> Sym:
+    def prod(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _reduce("prod")(self, axis, **kwargs)
+
+    def max(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _reduce("max")(self, axis, **kwargs)
+
+    def min(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _reduce("min")(self, axis, **kwargs)
+
+    def mean(self, axis: Any = None, **kwargs: Any) -> Any:
         return _mean(self, axis, **kwargs)
 
     def dot(self, other: Any) -> Any:
@@ -244,37 +384,38 @@ class LazyArray:
 
     def __bool__(self) -> bool:
         raise _error(
-            "Python `if`, `and`, `or` or `not` on a traced vector: its truth is only known when the model runs",
-            "np.where(condition, a, b) works elementwise on vectors",
+            "Python `if`, `and`, `or` or `not` on a traced array: its truth is only known when the model runs",
+            "np.where(condition, a, b) works elementwise on arrays",
         )
 
     def __iter__(self) -> Any:
         raise _error(
-            f"iterating over a traced large vector (a Python loop, unpacking or a list of its "
-            f"{self.n} elements) would trace it element by element",
-            "use slices (u[1:] - u[:-1]), np.concatenate and elementwise operations",
+            f"iterating over a traced large array (a Python loop, unpacking or a list of its "
+            f"{self.shape[0] if self.shape else 0} rows) would trace it element by element",
+            "use slices (u[1:] - u[:-1]), np.roll, np.concatenate and elementwise operations",
         )
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise _error(
-            "item assignment to a traced large vector (lap[1:-1] = ...)",
-            "build the vector whole: lap = np.concatenate(([u[1] - u[0]], u[2:] - 2 * u[1:-1] + u[:-2], [u[-2] - u[-1]]))",
+            "item assignment to a traced large array (lap[1:-1] = ...)",
+            "build the array whole: lap = np.concatenate(([u[1] - u[0]], u[2:] - 2 * u[1:-1] + u[:-2], [u[-2] - u[-1]])), "
+            "or np.roll/np.pad for grids",
         )
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise _error(
-            "a traced large vector was converted to a numpy array (np.asarray, np.array, np.zeros(...) filled in, ...)",
-            "build vectors with np.concatenate, slicing and elementwise operations",
+            "a traced large array was converted to a numpy array (np.asarray, np.array, np.zeros(...) filled in, ...)",
+            "build arrays with np.concatenate, slicing and elementwise operations",
         )
 
     def __float__(self) -> float:
-        raise _error("float() of a traced vector", "use numpy functions (np.sin, ...) elementwise")
+        raise _error("float() of a traced array", "use numpy functions (np.sin, ...) elementwise")
 
     def __index__(self) -> int:
-        raise _error("indexing with a traced vector", "index vectors with constants only (u[0], u[1:-1])")
+        raise _error("indexing with a traced array", "index arrays with constants only (u[0], u[1:-1])")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(n={self.n})"
+        return f"{type(self).__name__}(shape={self.shape})"
 
     # -- numpy dispatch -------------------------------------------------------
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -282,13 +423,16 @@ class LazyArray:
             return elementwise(UFUNCS[ufunc], *inputs)
         if method == "__call__" and ufunc is np.matmul and not kwargs and len(inputs) == 2:
             return _dot(*inputs)
-        if method == "reduce" and ufunc is np.add and not kwargs and len(inputs) == 1:
-            return _sum(inputs[0])
-        if method == "reduce" or ufunc is np.matmul:
+        if method == "reduce" and ufunc in _REDUCING_UFUNCS and len(inputs) == 1:
+            return _reduce(_REDUCING_UFUNCS[ufunc])(inputs[0], **kwargs)
+        if method == "outer" and ufunc in UFUNCS and not kwargs and len(inputs) == 2:
+            a, b = (x if isinstance(x, LazyArray) else np.asarray(x, dtype=object) for x in inputs)
+            return elementwise(UFUNCS[ufunc], _expand_to(a, a.ndim + b.ndim, 0), _expand_to(b, a.ndim + b.ndim, a.ndim))
+        if method != "__call__" or ufunc is np.matmul:
             raise _unsupported_function(f"np.{ufunc.__name__}{'.' + method if method != '__call__' else ''}")
         if kwargs:
             raise _error(
-                f"np.{ufunc.__name__}(..., {', '.join(f'{k}=' for k in kwargs)}) on a traced vector",
+                f"np.{ufunc.__name__}(..., {', '.join(f'{k}=' for k in kwargs)}) on a traced array",
                 f"assign the result instead: z = np.{ufunc.__name__}(...)",
             )
         raise _error(
@@ -304,49 +448,59 @@ class LazyArray:
 
     # -- indexing -------------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, tuple) and len(key) == 1:
-            key = key[0]
-        if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, (bool, np.bool_)):
-            k = int(key) + (self.n if key < 0 else 0)
-            if not 0 <= k < self.n:
-                raise TraceError(
-                    f"index {int(key)} is out of bounds for a vector of {self.n} elements (an IndexError in numpy)",
-                    f"use an index from {-self.n} to {self.n - 1}",
-                    user_frame_location(),
-                )
-            return Sym(self.element(k))
-        if isinstance(key, slice):
-            for bound in (key.start, key.stop, key.step):
-                if bound is not None and not isinstance(bound, (numbers.Integral, np.integer)):
-                    raise _error(f"the slice bound {bound!r} is not a constant integer", "slice with constants only")
-            start, stop, step = key.indices(self.n)
-            if step != 1:
+        items = list(key) if isinstance(key, tuple) else [key]
+        real = sum(1 for item in items if item is not None and item is not Ellipsis)
+        if real > self.ndim:
+            raise TraceError(
+                f"too many indices for an array of shape {self.shape}: {real} given (an IndexError in numpy)",
+                f"index with at most {self.ndim} indices",
+                user_frame_location(),
+            )
+        if Ellipsis in items:
+            at = items.index(Ellipsis)
+            items[at : at + 1] = [slice(None)] * (self.ndim - real)
+        else:
+            items += [slice(None)] * (self.ndim - real)
+        value, axis = self, 0
+        for item in items:
+            if item is None:
+                value, axis = NewAxis(value, axis), axis + 1
+            elif isinstance(item, slice):
+                value, axis = _slice_axis(value, axis, item), axis + 1
+            elif isinstance(item, (numbers.Integral, np.integer)) and not isinstance(item, (bool, np.bool_)):
+                n = value.shape[axis]
+                k = int(item) + (n if item < 0 else 0)
+                if not 0 <= k < n:
+                    raise TraceError(
+                        f"index {int(item)} is out of bounds for axis {axis} with size {n} (an IndexError in numpy)",
+                        f"use an index from {-n} to {n - 1}",
+                        user_frame_location(),
+                    )
+                value = Take(value, axis, k)
+            else:
                 raise _error(
-                    f"the strided slice [{key.start}:{key.stop}:{key.step}] of a traced large vector",
-                    "use slices with step 1 (np.flip and strides are not supported in array form yet)",
+                    f"indexing a traced large array with {type(item).__name__} ({item!r})",
+                    "index with constant integers, constant slices and None (fancy or boolean "
+                    "indexing would depend on values)",
                 )
-            length = max(stop - start, 0)
-            if start == 0 and length == self.n:
-                return self
-            if isinstance(self, Slice):
-                return Slice(self.src, self.start + start, length)
-            return Slice(self, start, length)
-        raise _error(
-            f"indexing a traced large vector with {type(key).__name__} ({key!r})",
-            "index with constant integers and constant slices (fancy or boolean indexing would depend on values)",
-        )
+        if value.ndim == 0:
+            return Sym(value.element(()))
+        return value
 
-    def element(self, k: int) -> sp.Basic:
-        """Element ``k`` as an expression of scalars and element symbols."""
-        for start, stop, expr in self.pieces():
-            if start <= k < stop:
-                return self.ctx.at(expr, k)
-        raise IndexError(k)
+    def element(self, cell: Sequence[int] | int) -> sp.Basic:
+        """Element ``cell`` (a tuple of indices; an int in 1-D) as an expression of scalars and element symbols."""
+        if isinstance(cell, (numbers.Integral, np.integer)):
+            cell = (int(cell),)
+        cell = tuple(cell)
+        for box, expr in self.pieces():
+            if all(lo <= c < hi for c, (lo, hi) in zip(cell, box)):
+                return self.ctx.at(expr, cell)
+        raise IndexError(cell)
 
     def pieces(self) -> list[Piece]:
-        """The segments of this node (memoised: a shared subexpression is lowered once)."""
+        """The boxes of this node (memoised: a shared subexpression is lowered once)."""
         if self._pieces is None:
-            self._pieces = [piece for piece in self._lower() if piece[0] < piece[1]]
+            self._pieces = merge([piece for piece in self._lower() if box_size(piece[0]) > 0])
         return self._pieces
 
     def _lower(self) -> list[Piece]:
@@ -356,91 +510,222 @@ class LazyArray:
 install_operators(LazyArray, _operator)
 
 
+def _full(shape: tuple[int, ...]) -> Box:
+    return tuple((0, n) for n in shape)
+
+
 class Base(LazyArray):
     def __init__(self, ctx: ArrayContext, signal: Signal) -> None:
-        super().__init__(ctx, signal.size)
+        super().__init__(ctx, signal.shape)
         self.signal = signal
 
     def _lower(self) -> list[Piece]:
-        return [(0, self.n, self.ctx.relative(self.signal, 0))]
+        return [(_full(self.shape), self.ctx.relative(self.signal, tuple((a, 0) for a in range(self.ndim))))]
 
 
 class Slice(LazyArray):
-    def __init__(self, src: LazyArray, start: int, n: int) -> None:
-        super().__init__(src.ctx, n)
-        self.src, self.start = src, start
+    def __init__(self, src: LazyArray, starts: tuple[int, ...], shape: tuple[int, ...]) -> None:
+        super().__init__(src.ctx, shape)
+        self.src, self.starts = src, starts
 
     def _lower(self) -> list[Piece]:
-        a, b = self.start, self.start + self.n
+        out = []
+        for box, expr in self.src.pieces():
+            new = tuple(
+                (max(lo, a) - a, min(hi, a + n) - a) for (lo, hi), a, n in zip(box, self.starts, self.shape)
+            )  # fmt: skip
+            if box_size(new) > 0:
+                out.append((new, self.ctx.shift(expr, self.starts)))
+        return out
+
+
+def _slice_axis(value: LazyArray, axis: int, key: slice) -> LazyArray:
+    for bound in (key.start, key.stop, key.step):
+        if bound is not None and not isinstance(bound, (numbers.Integral, np.integer)):
+            raise _error(f"the slice bound {bound!r} is not a constant integer", "slice with constants only")
+    start, stop, step = key.indices(value.shape[axis])
+    if step != 1:
+        raise _error(
+            f"the strided slice [{key.start}:{key.stop}:{key.step}] of a traced large array",
+            "use slices with step 1 (np.flip and strides are not supported in array form yet)",
+        )
+    length = max(stop - start, 0)
+    if start == 0 and length == value.shape[axis]:
+        return value
+    starts = [0] * value.ndim
+    starts[axis] = start
+    shape = list(value.shape)
+    shape[axis] = length
+    if isinstance(value, Slice):
+        merged = tuple(a + b for a, b in zip(value.starts, starts))
+        return Slice(value.src, merged, tuple(shape))
+    return Slice(value, tuple(starts), tuple(shape))
+
+
+class Take(LazyArray):
+    def __init__(self, src: LazyArray, axis: int, k: int) -> None:
+        super().__init__(src.ctx, src.shape[:axis] + src.shape[axis + 1 :])
+        self.src, self.axis, self.k = src, axis, k
+
+    def _lower(self) -> list[Piece]:
+        a = self.axis
         return [
-            (max(s, a) - a, min(t, b) - a, self.ctx.shift(e, a))
-            for s, t, e in self.src.pieces() if s < b and t > a
+            (box[:a] + box[a + 1 :], self.ctx.fix(expr, a, self.k))
+            for box, expr in self.src.pieces() if box[a][0] <= self.k < box[a][1]
         ]  # fmt: skip
 
 
+class NewAxis(LazyArray):
+    def __init__(self, src: LazyArray, axis: int) -> None:
+        super().__init__(src.ctx, src.shape[:axis] + (1,) + src.shape[axis:])
+        self.src, self.axis = src, axis
+
+    def _lower(self) -> list[Piece]:
+        a = self.axis
+        return [(box[:a] + ((0, 1),) + box[a:], self.ctx.insert_axis(expr, a)) for box, expr in self.src.pieces()]
+
+
+class Broadcast(LazyArray):
+    def __init__(self, src: LazyArray, shape: tuple[int, ...]) -> None:
+        super().__init__(src.ctx, shape)
+        self.src = src
+
+    def _lower(self) -> list[Piece]:
+        out = []
+        for box, expr in self.src.pieces():
+            new = list(box)
+            for a, (n, m) in enumerate(zip(self.src.shape, self.shape)):
+                if n == 1 and m != 1:  # the only index along it is 0
+                    expr = self.ctx.fix(expr, a, 0, keep=True)
+                    new[a] = (0, m)
+            out.append((tuple(new), expr))
+        return out
+
+
+class Transpose(LazyArray):
+    def __init__(self, src: LazyArray, axes: tuple[int, ...]) -> None:
+        super().__init__(src.ctx, tuple(src.shape[a] for a in axes))
+        self.src, self.axes = src, axes
+
+    def _lower(self) -> list[Piece]:
+        return [(tuple(box[a] for a in self.axes), self.ctx.permute(expr, self.axes)) for box, expr in self.src.pieces()]
+
+
 class Concat(LazyArray):
-    def __init__(self, ctx: ArrayContext, parts: tuple[LazyArray | sp.Basic, ...]) -> None:
-        super().__init__(ctx, sum(p.n if isinstance(p, LazyArray) else 1 for p in parts))
-        self.parts = parts
+    def __init__(self, ctx: ArrayContext, parts: tuple[LazyArray, ...], axis: int = 0) -> None:
+        shape = list(parts[0].shape)
+        shape[axis] = sum(p.shape[axis] for p in parts)
+        super().__init__(ctx, tuple(shape))
+        self.parts, self.axis = parts, axis
 
     def _lower(self) -> list[Piece]:
         out: list[Piece] = []
-        offset = 0
+        offset, a = 0, self.axis
+        deltas = [0] * self.ndim
         for part in self.parts:
-            if isinstance(part, LazyArray):
-                out += [(s + offset, t + offset, self.ctx.shift(e, -offset)) for s, t, e in part.pieces()]
-                offset += part.n
-            else:
-                out.append((offset, offset + 1, part))
-                offset += 1
+            deltas[a] = -offset
+            for box, expr in part.pieces():
+                new = box[:a] + ((box[a][0] + offset, box[a][1] + offset),) + box[a + 1 :]
+                out.append((new, self.ctx.shift(expr, deltas)))
+            offset += part.shape[a]
         return out
 
 
 class Map(LazyArray):
-    def __init__(self, ctx: ArrayContext, fn: Callable[..., sp.Basic], args: tuple, n: int) -> None:
-        super().__init__(ctx, n)
+    def __init__(self, ctx: ArrayContext, fn: Callable[..., sp.Basic], args: tuple, shape: tuple[int, ...]) -> None:
+        super().__init__(ctx, shape)
         self.fn, self.args = fn, args
 
     def _lower(self) -> list[Piece]:
-        return combine(self.fn, [a.pieces() if isinstance(a, LazyArray) else a for a in self.args], self.n)
+        return combine(self.fn, [a.pieces() if isinstance(a, LazyArray) else a for a in self.args], self.shape)
 
 
 class Pieces(LazyArray):
-    """A vector another function computed, as its segments (reading it composes them)."""
+    """An array another function computed, as its boxes (reading it composes them)."""
 
-    def __init__(self, ctx: ArrayContext, n: int, segments: tuple[Segment, ...]) -> None:
-        super().__init__(ctx, n)
+    def __init__(self, ctx: ArrayContext, shape: tuple[int, ...], segments: tuple[Segment, ...]) -> None:
+        super().__init__(ctx, shape)
         self.segments = segments
 
     def _lower(self) -> list[Piece]:
-        return [(s.start, s.stop, s.expr) for s in self.segments]
+        return [(tuple(zip(s.lo, s.hi)), s.expr) for s in self.segments]
 
 
 class Fill(LazyArray):
-    def __init__(self, ctx: ArrayContext, n: int, value: sp.Basic) -> None:
-        super().__init__(ctx, n)
+    def __init__(self, ctx: ArrayContext, shape: tuple[int, ...], value: sp.Basic) -> None:
+        super().__init__(ctx, shape)
         self.value = value
 
     def _lower(self) -> list[Piece]:
-        return [(0, self.n, self.value)]
+        return [(_full(self.shape), self.value)]
 
 
-def combine(fn: Callable[..., Any], args: list, n: int) -> list[Piece]:
-    """``fn`` per interval of the merged cuts; an arg is a piece list or a constant."""
-    cuts = sorted({0, n} | {c for a in args if isinstance(a, list) for s, t, _ in a for c in (s, t)})
-    position = [0] * len(args)
+class Small(LazyArray):
+    """A small constant (or element-form) array: one box per element."""
+
+    def __init__(self, ctx: ArrayContext, values: np.ndarray) -> None:
+        super().__init__(ctx, values.shape)
+        self.values = values
+
+    def _lower(self) -> list[Piece]:
+        return [
+            (tuple((c, c + 1) for c in cell), numeric(to_expr(self.values[cell])))
+            for cell in np.ndindex(*self.shape)
+        ]  # fmt: skip
+
+
+def combine(fn: Callable[..., Any], args: list, shape: tuple[int, ...]) -> list[Piece]:
+    """``fn`` per cell of the merged cuts; an arg is a piece list or a constant."""
+    cuts = []
+    for a in range(len(shape)):
+        axis_cuts = {0, shape[a]}
+        for arg in args:
+            if isinstance(arg, list):
+                for box, _ in arg:
+                    axis_cuts.update(box[a])
+        cuts.append(sorted(axis_cuts))
     out = []
-    for lo, hi in zip(cuts, cuts[1:]):
+    for cell in itertools.product(*(list(zip(c, c[1:])) for c in cuts)):
+        corner = tuple(lo for lo, _ in cell)
         values = []
-        for j, a in enumerate(args):
-            if isinstance(a, list):
-                while a[position[j]][1] <= lo:
-                    position[j] += 1
-                values.append(a[position[j]][2])
+        for arg in args:
+            if isinstance(arg, list):
+                values.append(_covering(arg, corner))
             else:
-                values.append(a)
-        out.append((lo, hi, fn(*values)))
+                values.append(arg)
+        out.append((tuple(cell), fn(*values)))
     return out
+
+
+def _covering(pieces: list[Piece], corner: tuple[int, ...]) -> sp.Basic:
+    for box, expr in pieces:
+        if all(lo <= c < hi for c, (lo, hi) in zip(corner, box)):
+            return expr
+    raise CodegenError(f"internal error: no box covers {corner}")
+
+
+def merge(pieces: list[Piece]) -> list[Piece]:
+    """Neighbouring boxes with equal expressions joined (along each axis in turn)."""
+    if not pieces or len(pieces[0][0]) == 0:
+        return pieces
+    ndim = len(pieces[0][0])
+    changed = True
+    while changed and len(pieces) > 1:
+        changed = False
+        for a in range(ndim):
+            ordered = sorted(pieces, key=lambda p: (tuple(b for k, b in enumerate(p[0]) if k != a), p[0][a]))
+            out: list[Piece] = []
+            for box, expr in ordered:
+                if out:
+                    last_box, last_expr = out[-1]
+                    same_rest = all(last_box[k] == box[k] for k in range(ndim) if k != a)
+                    if same_rest and last_box[a][1] == box[a][0] and last_expr == expr:
+                        out[-1] = (last_box[:a] + ((last_box[a][0], box[a][1]),) + last_box[a + 1 :], expr)
+                        changed = True
+                        continue
+                out.append((box, expr))
+            pieces = out
+    return sorted(pieces, key=lambda p: tuple(lo for lo, _ in p[0]))
 
 
 # ------------------------------------------------------------------ numpy functions
@@ -454,83 +739,297 @@ def _context(args: tuple) -> ArrayContext:
             for b in a:
                 if isinstance(b, LazyArray):
                     return b.ctx
-    raise AssertionError("no traced vector among the arguments")
+    raise AssertionError("no traced array among the arguments")
+
+
+def _as_part(ctx: ArrayContext, item: Any, what: str) -> LazyArray:
+    """A part of a concatenation as a lazy array (constants: a Small node)."""
+    if isinstance(item, LazyArray):
+        return item
+    if isinstance(item, Sym) or np.ndim(item) == 0 and not isinstance(item, (list, tuple)):
+        raise TraceError(
+            f"{what} of a scalar (zero-dimensional arrays cannot be concatenated in numpy)",
+            "wrap it in a list: np.concatenate(([u[-1]], u, [u[0]]))",
+            user_frame_location(),
+        )
+    array = _small_array(item)
+    if array.size > SMALL_PART:
+        raise _error(
+            f"{what} of a constant array of {array.size} elements with a traced array",
+            "make it an input (self.inputs.c = array) so that it becomes a parameter array",
+        )
+    return Small(ctx, array)
 
 
 def _concatenate(arrays: Any, axis: Any = 0, out: Any = None, **kwargs: Any) -> LazyArray:
-    if axis != 0 or out is not None or kwargs:
-        raise _error("np.concatenate of traced vectors with axis, out or dtype", "concatenate 1-D vectors plainly")
+    if out is not None or kwargs:
+        raise _error("np.concatenate of traced arrays with out or dtype", "concatenate plainly")
     ctx = _context((arrays,))
-    parts: list[LazyArray | sp.Basic] = []
-    for item in arrays:
-        if isinstance(item, LazyArray):
-            parts.append(item)
-            continue
-        if isinstance(item, Sym) or np.ndim(item) == 0 and not isinstance(item, (list, tuple)):
+    parts = [_as_part(ctx, item, "np.concatenate") for item in arrays]
+    if axis is None:
+        parts = [p.ravel() for p in parts]
+        axis = 0
+    ndim = parts[0].ndim
+    if any(p.ndim != ndim for p in parts):
+        raise TraceError(
+            "np.concatenate of arrays with different numbers of dimensions (a ValueError in numpy): "
+            + ", ".join(str(p.shape) for p in parts),
+            "give every part the same number of dimensions (index with None to add one)",
+            user_frame_location(),
+        )
+    axis = _axis(axis, ndim, "np.concatenate")
+    for p in parts:
+        if p.shape[:axis] + p.shape[axis + 1 :] != parts[0].shape[:axis] + parts[0].shape[axis + 1 :]:
             raise TraceError(
-                "np.concatenate of a scalar (zero-dimensional arrays cannot be concatenated in numpy)",
-                "wrap it in a list: np.concatenate(([u[-1]], u, [u[0]]))",
+                f"np.concatenate along axis {axis} of arrays of shapes {[p.shape for p in parts]} "
+                "(a ValueError in numpy): the other axes must agree",
+                "make the other axes' lengths equal",
                 user_frame_location(),
             )
-        if isinstance(item, (list, tuple)) and any(isinstance(x, LazyArray) for x in item):
-            raise _error("np.concatenate of a list that holds a traced vector", "pass the vectors themselves")
-        array = item.view(np.ndarray) if isinstance(item, SymArray) else np.asarray(item, dtype=object)
-        if array.ndim != 1:
-            raise _error(f"np.concatenate of a {array.ndim}-D part with traced vectors", "concatenate 1-D parts")
-        if array.size > SMALL_PART:
-            raise _error(
-                f"np.concatenate of a constant array of {array.size} elements with a traced vector",
-                "make it an input (self.inputs.c = array) so that it becomes a parameter vector",
-            )
-        parts += [numeric(to_expr(x)) for x in array]
-    return Concat(ctx, tuple(parts))
+    parts = [p for p in parts if p.shape[axis] > 0]
+    return parts[0] if len(parts) == 1 else Concat(ctx, tuple(parts), axis)
 
 
-def _sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, **kwargs: Any) -> Any:
-    if axis not in (None, 0, -1) or dtype is not None or out is not None or kwargs:
-        raise _error("np.sum of a traced vector with dtype, out, keepdims or where", "sum the whole vector: np.sum(u)")
-    if not isinstance(a, LazyArray):
-        return np.sum(a)
-    if a.n < ARRAY_MIN:  # a short slice: the sum of its elements
-        return Sym(sp.Add(*(a.element(k) for k in range(a.n))))
-    return Sym(a.ctx.reduction(a))
+def _stack(arrays: Any, axis: Any = 0, out: Any = None, **kwargs: Any) -> LazyArray:
+    ctx = _context((arrays,))
+    parts = [_as_part(ctx, item, "np.stack") for item in arrays]
+    axis = _axis(axis, parts[0].ndim + 1, "np.stack")
+    return _concatenate([NewAxis(p, axis) for p in parts], axis=axis, out=out, **kwargs)
+
+
+def _hstack(arrays: Any, **kwargs: Any) -> LazyArray:
+    ctx = _context((arrays,))
+    parts = [[x] if np.ndim(x) == 0 else x for x in arrays]
+    lazy = [_as_part(ctx, p, "np.hstack") for p in parts]
+    return _concatenate(lazy, axis=0 if lazy[0].ndim == 1 else 1, **kwargs)
+
+
+def _vstack(arrays: Any, **kwargs: Any) -> LazyArray:
+    ctx = _context((arrays,))
+    lazy = [_as_part(ctx, p, "np.vstack") for p in arrays]
+    return _concatenate([p[None, :] if p.ndim == 1 else p for p in lazy], axis=0, **kwargs)
+
+
+_REDUCING_UFUNCS = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
+_SMALL_REDUCE = {"sum": sp.Add, "prod": sp.Mul, "max": sp.Max, "min": sp.Min}
+
+
+def _reduce(op: str) -> Callable[..., Any]:
+    def reduce(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kwargs: Any) -> Any:
+        if not isinstance(a, LazyArray):
+            return getattr(np, "amax" if op == "max" else "amin" if op == "min" else op)(a, axis=axis)
+        if dtype is not None or out is not None or kwargs or keepdims:
+            raise _error(f"np.{op} of a traced array with dtype, out, keepdims, initial or where", f"np.{op}(u) or np.{op}(u, axis=k)")
+        axes = tuple(range(a.ndim)) if axis is None else axis if isinstance(axis, tuple) else (axis,)
+        axes = tuple(sorted({_axis(x, a.ndim, f"np.{op}") for x in axes}))
+        if a.size < ARRAY_MIN:  # small: the reduction of its elements
+            return _small_reduction(op, a, axes)
+        if len(axes) < a.ndim:
+            return a.ctx.partial_reduction(a, op, axes)
+        return Sym(a.ctx.reduction(a, op))
+
+    return reduce
+
+
+def _small_reduction(op: str, a: "LazyArray", axes: tuple[int, ...]) -> Any:
+    """``op`` along ``axes`` of a small lazy array, element by element (a Sym, or a SymArray)."""
+    kept = [k for k in range(a.ndim) if k not in axes]
+    out = np.empty(tuple(a.shape[k] for k in kept), dtype=object)
+    for cell in np.ndindex(*out.shape):
+        elements = []
+        for inner in np.ndindex(*(a.shape[k] for k in axes)):
+            full = [0] * a.ndim
+            for k, c in zip(kept, cell):
+                full[k] = c
+            for k, c in zip(axes, inner):
+                full[k] = c
+            elements.append(a.element(tuple(full)))
+        out[cell] = Sym(_SMALL_REDUCE[op](*elements))
+    return out[()] if out.ndim == 0 else out.view(SymArray)
 
 
 def _mean(a: Any, axis: Any = None, **kwargs: Any) -> Any:
-    return _sum(a, axis, **kwargs) / len(a)
+    if not isinstance(a, LazyArray):
+        return np.mean(a, axis=axis, **kwargs)
+    total = _reduce("sum")(a, axis, **kwargs)
+    count = 1
+    for x in (range(a.ndim) if axis is None else axis if isinstance(axis, tuple) else (axis,)):
+        count *= a.shape[_axis(x, a.ndim, "np.mean")]
+    return total / count
 
 
 def _dot(a: Any, b: Any, out: Any = None) -> Any:
-    """``np.dot``/``@`` with a traced vector: the sum of the elementwise product."""
+    """``np.dot``/``@`` with a traced array: products and sums along the contracted axis."""
     if out is not None:
-        raise _error("np.dot(..., out=...) of a traced vector", "assign the result instead")
-    if any(not isinstance(x, LazyArray) and np.ndim(x) > 1 for x in (a, b)):
-        raise _error("a matrix product of a traced large vector with a matrix", "write the sums explicitly")
-    if any(not isinstance(x, LazyArray) and np.ndim(x) == 0 for x in (a, b)):
-        return a * b  # numpy: a scalar times a vector
-    return _sum(a * b)
+        raise _error("np.dot(..., out=...) of a traced array", "assign the result instead")
+    if any(np.ndim(x) == 0 and not isinstance(x, LazyArray) for x in (a, b)):
+        return a * b  # numpy: a scalar times an array
+    a = a if isinstance(a, LazyArray) else _small_array(a)
+    b = b if isinstance(b, LazyArray) else _small_array(b)
+    if a.ndim > 2 or b.ndim > 2:
+        raise _error("a matrix product of arrays of more than 2 dimensions", "use np.einsum with explicit subscripts")
+    inner_a, inner_b = a.shape[-1], b.shape[0]
+    if inner_a != inner_b:
+        raise TraceError(
+            f"matrix product of shapes {a.shape} and {b.shape}: {inner_a} != {inner_b} (a ValueError in numpy)",
+            "make the contracted lengths agree",
+            user_frame_location(),
+        )
+    if a.ndim == 1 and b.ndim == 1:
+        return _reduce("sum")(a * b)
+    if a.ndim == 2 and b.ndim == 1:
+        return _reduce("sum")(a * b[None, :], axis=1)
+    if a.ndim == 1:
+        return _reduce("sum")(a[:, None] * b, axis=0)
+    return _reduce("sum")(a[:, :, None] * b[None, :, :], axis=1)
+
+
+def _einsum(subscripts: Any, *operands: Any, **kwargs: Any) -> Any:
+    """``np.einsum`` with explicit letters (``"ij,j->i"``, ``"ij,jk->ik"``, ``"i,i->"``):
+    the operands broadcast over every letter, multiplied, summed over the letters not kept."""
+    if kwargs or not isinstance(subscripts, str) or "." in subscripts:
+        raise _error("np.einsum with options, ellipsis or non-string subscripts", "write the subscripts out: 'ij,j->i'")
+    text = subscripts.replace(" ", "")
+    inputs, _, output = text.partition("->")
+    terms = inputs.split(",")
+    if "->" not in text:
+        letters = "".join(terms)
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if len(terms) != len(operands) or any(len(set(t)) != len(t) for t in terms):
+        raise _error(f"np.einsum({subscripts!r}) with {len(operands)} operands or a repeated letter in one operand",
+                     "one term per operand, each letter at most once per operand")  # fmt: skip
+    summed = sorted({c for t in terms for c in t} - set(output))
+    order = list(output) + summed
+    product: Any = None
+    for term, operand in zip(terms, operands):
+        value = operand if isinstance(operand, LazyArray) else _small_array(operand)
+        if value.ndim != len(term):
+            raise TraceError(f"np.einsum: the term {term!r} does not match an operand of shape {value.shape}",
+                             "give one letter per axis", user_frame_location())  # fmt: skip
+        # the operand's axes in the order of ``order``, new axes where it lacks a letter
+        value = value.transpose([term.index(c) for c in order if c in term]) if value.ndim > 1 else value
+        key = tuple(slice(None) if c in term else None for c in order)
+        value = value[key]
+        product = value if product is None else product * value
+    if not summed:
+        return product
+    return _reduce("sum")(product, axis=tuple(range(len(output), len(order))))
 
 
 def _roll(a: LazyArray, shift: Any, axis: Any = None) -> LazyArray:
-    if axis not in (None, 0) or not isinstance(shift, (numbers.Integral, np.integer)):
-        raise _error("np.roll of a traced vector by a non-constant shift or along an axis", "roll 1-D vectors by a constant")
-    s = int(shift) % a.n
-    return a if s == 0 else Concat(a.ctx, (a[a.n - s:], a[: a.n - s]))
+    if isinstance(shift, (tuple, list)) or isinstance(axis, (tuple, list)):
+        shifts = shift if isinstance(shift, (tuple, list)) else [shift] * len(axis)
+        axes = axis if isinstance(axis, (tuple, list)) else [axis] * len(shifts)
+        if len(shifts) != len(axes):
+            raise TraceError("np.roll: shift and axis have different lengths (a ValueError in numpy)",
+                             "give one shift per axis", user_frame_location())  # fmt: skip
+        for s, x in zip(shifts, axes):
+            a = _roll(a, s, x)
+        return a
+    if not isinstance(shift, (numbers.Integral, np.integer)):
+        raise _error("np.roll of a traced array by a non-constant shift", "roll by a constant integer")
+    if axis is None:
+        if a.ndim != 1:
+            raise _error("np.roll of a traced n-D array without axis= (a roll of the flattened array)",
+                         "roll along an axis: np.roll(u, 1, axis=0)")  # fmt: skip
+        axis = 0
+    axis = _axis(axis, a.ndim, "np.roll")
+    n = a.shape[axis]
+    s = int(shift) % n if n else 0
+    if s == 0:
+        return a
+    head = (slice(None),) * axis
+    return Concat(a.ctx, (a[head + (slice(n - s, None),)], a[head + (slice(0, n - s),)]), axis)
+
+
+def _pad(a: LazyArray, pad_width: Any, mode: str = "constant", **kwargs: Any) -> LazyArray:
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=object), (a.ndim, 2))
+    if any(not isinstance(w, (numbers.Integral, np.integer)) or w < 0 for w in widths.flat):
+        raise _error(f"np.pad with pad_width={pad_width!r}", "pad with constant non-negative integers")
+    value = kwargs.pop("constant_values", 0)
+    if kwargs or mode not in ("constant", "edge", "wrap"):
+        raise _error(f"np.pad of a traced array with mode={mode!r} or options {sorted(kwargs)}",
+                     "use mode 'constant' (with constant_values=c), 'edge' or 'wrap'")  # fmt: skip
+    if np.ndim(value) != 0:
+        raise _error("np.pad with per-axis constant_values", "pad with one constant value")
+    for axis in range(a.ndim):
+        before, after = int(widths[axis][0]), int(widths[axis][1])
+        if not before and not after:
+            continue
+        n = a.shape[axis]
+        head = (slice(None),) * axis
+        parts = []
+        for width, at_start in ((before, True), (after, False)):
+            if not width:
+                parts.append(None)
+                continue
+            if mode == "constant":
+                shape = a.shape[:axis] + (width,) + a.shape[axis + 1 :]
+                parts.append(Fill(a.ctx, shape, numeric(to_expr(value))))
+            elif mode == "edge":
+                edge = a[head + (slice(0, 1) if at_start else slice(n - 1, n),)]
+                parts.append(Broadcast(edge, a.shape[:axis] + (width,) + a.shape[axis + 1 :]))
+            else:  # wrap
+                if width > n:
+                    raise _error("np.pad(mode='wrap') wider than the array", "pad by at most the axis length")
+                parts.append(a[head + (slice(n - width, n) if at_start else slice(0, width),)])
+        a = Concat(a.ctx, tuple(p for p in (parts[0], a, parts[1]) if p is not None), axis)
+    return a
 
 
 def _diff(a: LazyArray, n: int = 1, axis: int = -1, **kwargs: Any) -> LazyArray:
-    if axis not in (-1, 0) or kwargs:
-        raise _error("np.diff of a traced vector with prepend/append or along an axis", "write u[1:] - u[:-1]")
+    if kwargs:
+        raise _error("np.diff of a traced array with prepend/append", "write u[1:] - u[:-1]")
+    axis = _axis(axis, a.ndim, "np.diff")
+    head = (slice(None),) * axis
     for _ in range(n):
-        a = a[1:] - a[:-1]
+        a = a[head + (slice(1, None),)] - a[head + (slice(None, -1),)]
+    return a
+
+
+def _reshape(a: LazyArray, shape: Any) -> LazyArray:
+    """Reshapes that only add or drop length-1 axes, and ``ravel`` of a 1-D array."""
+    if not isinstance(shape, (tuple, list)):
+        shape = (shape,)
+    shape = tuple(int(n) for n in shape)
+    if shape.count(-1) == 1:
+        known = int(np.prod([n for n in shape if n != -1])) or 1
+        shape = tuple(a.size // known if n == -1 else n for n in shape)
+    if int(np.prod(shape)) != a.size:
+        raise TraceError(f"cannot reshape an array of size {a.size} into shape {shape} (a ValueError in numpy)",
+                         "keep the number of elements", user_frame_location())  # fmt: skip
+    if tuple(n for n in shape if n != 1) != tuple(n for n in a.shape if n != 1):
+        raise _error(
+            f"reshape of a traced array of shape {a.shape} into {shape}",
+            "in array form, reshape may only add or remove axes of length 1 (a[:, None], a[0]); "
+            "give the state its final shape in __init__ instead",
+        )
+    value = a
+    for axis in reversed(range(value.ndim)):  # drop every length-1 axis ...
+        if value.shape[axis] == 1:
+            value = Take(value, axis, 0)
+    for axis, n in enumerate(shape):  # ... and add the wanted ones
+        if n == 1:
+            value = NewAxis(value, axis)
+    return value
+
+
+def _expand_to(a: Any, ndim: int, first: int) -> Any:
+    """``a`` with its axes at ``first..`` of ``ndim`` (the others new, of length 1)."""
+    if not isinstance(a, LazyArray):
+        return a.reshape((1,) * first + a.shape + (1,) * (ndim - first - a.ndim))
+    for _ in range(first):
+        a = NewAxis(a, 0)
+    while a.ndim < ndim:
+        a = NewAxis(a, a.ndim)
     return a
 
 
 def _fill(value: Callable[[tuple], sp.Basic]) -> Callable[..., LazyArray]:
     def like(a: LazyArray, *args: Any, **kwargs: Any) -> LazyArray:
         if kwargs.get("shape") not in (None, a.shape) or kwargs.get("dtype") is not None:
-            raise _error("np.*_like of a traced vector with another shape or dtype", "keep its shape")
-        return Fill(a.ctx, a.n, value(args or tuple(v for k, v in kwargs.items() if k == "fill_value")))
+            raise _error("np.*_like of a traced array with another shape or dtype", "keep its shape")
+        return Fill(a.ctx, a.shape, value(args or tuple(v for k, v in kwargs.items() if k == "fill_value")))
 
     return like
 
@@ -541,7 +1040,7 @@ def _where(condition: Any, x: Any, y: Any) -> LazyArray:
 
 def _clip(a: Any, a_min: Any, a_max: Any, **kwargs: Any) -> Any:
     if kwargs:
-        raise _error("np.clip of a traced vector with out or other options", "assign the result instead")
+        raise _error("np.clip of a traced array with out or other options", "assign the result instead")
     result = a
     if a_min is not None:
         result = elementwise(UFUNCS[np.maximum], result, a_min)
@@ -552,50 +1051,69 @@ def _clip(a: Any, a_min: Any, a_max: Any, **kwargs: Any) -> Any:
 
 _FUNCTIONS: dict[Callable, Callable] = {
     np.concatenate: _concatenate,
-    np.hstack: lambda arrays, **kwargs: _concatenate([[x] if np.ndim(x) == 0 else x for x in arrays], **kwargs),
+    np.stack: _stack,
+    np.hstack: _hstack,
+    np.vstack: _vstack,
     np.roll: _roll,
+    np.pad: _pad,
     np.diff: _diff,
     np.where: _where,
     np.clip: _clip,
     np.interp: np_interp,  # a constant table (interp.py)
     np.copy: lambda a, **kwargs: a,
+    np.transpose: lambda a, axes=None: a.transpose(axes) if axes is not None else a.transpose(),
+    np.swapaxes: lambda a, x, y: a.swapaxes(x, y),
+    np.reshape: lambda a, shape, **kwargs: a.reshape(shape, **kwargs),
+    np.ravel: lambda a, order="C": a.ravel(),
+    np.squeeze: lambda a, axis=None: a.squeeze(axis),
+    np.expand_dims: lambda a, axis: NewAxis(a, _axis(axis, a.ndim + 1, "np.expand_dims")),
+    np.broadcast_to: lambda a, shape, **kwargs: broadcast_to(a, tuple(shape)),
     np.zeros_like: _fill(lambda args: sp.Float(0.0)),
     np.ones_like: _fill(lambda args: sp.Float(1.0)),
     np.full_like: _fill(lambda args: numeric(to_expr(args[0]))),
-    np.sum: _sum,
+    np.sum: _reduce("sum"),
+    np.prod: _reduce("prod"),
+    np.max: _reduce("max"),
+    np.amax: _reduce("max"),
+    np.min: _reduce("min"),
+    np.amin: _reduce("min"),
     np.mean: _mean,
     np.dot: _dot,
     np.inner: _dot,
     np.vdot: _dot,
     np.matmul: _dot,
-    np.size: lambda a, axis=None: a.n,
+    np.einsum: _einsum,
+    np.outer: lambda a, b, out=None: elementwise(UFUNCS[np.multiply], _expand_to(_ravel_any(a), 2, 0), _expand_to(_ravel_any(b), 2, 1)),
+    np.size: lambda a, axis=None: a.size if axis is None else a.shape[axis],
     np.shape: lambda a: a.shape,
-    np.ndim: lambda a: 1,
+    np.ndim: lambda a: a.ndim,
 }
+
+
+def _ravel_any(a: Any) -> Any:
+    return a.ravel() if isinstance(a, LazyArray) else np.asarray(a, dtype=object).ravel()
 
 
 # ------------------------------------------------------------------ written values
 
 
 def finish(value: LazyArray) -> tuple[Segment, ...]:
-    """The segments a vector is written with: numbers, equal neighbours merged,
-    one-element segments at their constant index; every read inside its vector."""
-    merged: list[list] = []
-    for start, stop, expr in value.pieces():
-        expr = numeric(expr)
-        if merged and merged[-1][2] == expr and merged[-1][1] == start:
-            merged[-1][1] = stop
-        else:
-            merged.append([start, stop, expr])
+    """The boxes an array is written with: numbers, equal neighbours merged,
+    one-element boxes at their constant index; every read inside its array."""
+    pieces = merge([(box, numeric(expr)) for box, expr in value.pieces()])
     segments = tuple(
-        Segment(start, stop, value.ctx.at(expr, start) if stop - start == 1 else expr)
-        for start, stop, expr in merged
+        Segment(tuple(lo for lo, _ in box), tuple(hi for _, hi in box),
+                value.ctx.at(expr, tuple(lo for lo, _ in box)) if box_size(box) == 1 else expr)
+        for box, expr in pieces
     )  # fmt: skip
     for segment in segments:
         for symbol in segment.expr.free_symbols:
             offset = value.ctx.offsets.get(symbol)
-            if offset is not None and not (
-                0 <= segment.start + offset.offset and segment.stop - 1 + offset.offset < value.ctx.size(offset.ref)
-            ):
-                raise CodegenError(f"internal error: segment {segment} reads {offset} outside the vector")
+            if offset is None:
+                continue
+            shape = value.ctx.signal(offset.ref).shape
+            for (axis, k), extent in zip(offset.index, shape):
+                lo, hi = (k, k) if axis < 0 else (segment.lo[axis] + k, segment.hi[axis] - 1 + k)
+                if not (0 <= lo and hi < extent):
+                    raise CodegenError(f"internal error: segment {segment} reads {offset} outside the array")
     return segments

@@ -371,6 +371,9 @@ def _extreme(original: Callable, sympy_fn: Callable) -> Callable:
     return replacement
 
 
+FRESH_MAX = 2000  # a larger fresh array in a traced function is refused (as trace.ELEMENT_FALLBACK_MAX)
+
+
 def _fresh(make: Callable) -> Callable:
     """np.zeros & co. inside a traced function: a traced array, so that its elements
     can be assigned traced values (float dtype only)."""
@@ -381,6 +384,15 @@ def _fresh(make: Callable) -> Callable:
         array = make(*args, **kwargs)
         if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
             return array
+        if array.size > FRESH_MAX:  # fail fast: filled in, it would be traced element by element for minutes
+            raise TraceError(
+                f"np.{make.__name__}(...) makes a fresh array of {array.size:,} elements inside a traced "
+                f"function: its elements would be traced one by one (a build of minutes)",
+                "build the value whole from the states, as the array form traces it: slices with "
+                "constant bounds, np.roll/np.pad (stencils on grids), np.concatenate/np.stack, np.where, "
+                "broadcasting (a[:, None]) and elementwise maths",
+                user_frame_location(),
+            )
         return as_object_array(array).view(SymArray)
 
     return replacement

@@ -18,6 +18,7 @@ import sympy as sp
 from .errors import AlgebraicLoopError, ModelError
 from .interp import InterpTable
 from .ir import (
+    REDUCTION_KIND,
     ArrayAssignment,
     ArrayWrite,
     Assignment,
@@ -297,6 +298,8 @@ def flatten(spec: ModelSpec) -> FlatModel:
     writes = [(fn, w) for fn in spec.functions for w in fn.writes if isinstance(w, Write)]
     owner: dict[sp.Symbol, object] = {sym: s.ref for s in spec.signals if not s.array for sym in s.symbols}
     owner.update((r.symbol, r.symbol) for r in spec.reductions)
+    by_name = {r.symbol.name: r.symbol for r in spec.reductions}  # reads of a reduction along axes
+    owner.update((s, by_name[o.ref.key]) for s, o in spec.offsets.items() if o.ref.kind == REDUCTION_KIND)
     order = _topological(_write_nodes(writes, spec) + _reduction_nodes(spec), owner)
     assignments, reductions = [], []
     for i in order:
@@ -309,7 +312,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
     # Vectors in array form read only states, parameters and element signals (trace
     # checks it), so they come after every element assignment.
     array_assignments = tuple(
-        ArrayAssignment(w.ref, signals[w.ref].size, w.segments, fn.info, w.location)
+        ArrayAssignment(w.ref, signals[w.ref].shape, w.segments, fn.info, w.location)
         for fn in spec.functions for w in fn.writes if isinstance(w, ArrayWrite)
     )  # fmt: skip
     warnings += _stale_reads(spec, writers)
@@ -349,14 +352,14 @@ def flatten(spec: ModelSpec) -> FlatModel:
         )
     for b in array_assignments:
         parts.append(
-            f"{b.ref} {b.size} = {[(g.start, g.stop, _structure(g.expr, memo)) for g in b.segments]} "
+            f"{b.ref} {b.shape} = {[(g.lo, g.hi, _structure(g.expr, memo)) for g in b.segments]} "
             f"by {b.function.name} {b.function.kind} {b.function.system} "
             f"{relative_location(b.function.location, spec.source_root)} "
             f"{relative_location(b.location, spec.source_root)}"
         )
-    parts += [f"sum after {k} {r.symbol} {r.size} {[(g.start, g.stop, _structure(g.expr, memo)) for g in r.segments]} "
+    parts += [f"{r.op} after {k} {r.symbol} {r.size} {r.shape} {r.axes} {[(g.lo, g.hi, _structure(g.expr, memo)) for g in r.segments]} "
               f"{relative_location(r.location, spec.source_root)}" for k, r in reductions]
-    parts += [f"offset {symbol.name} {o.ref} {o.offset}" for symbol, o in sorted(spec.offsets.items(), key=lambda x: x[0].name)]
+    parts += [f"offset {symbol.name} {o.ref} {o.index}" for symbol, o in sorted(spec.offsets.items(), key=lambda x: x[0].name)]
     parts += [f"system {s.path} {s.class_name} {relative_location(s.location, spec.source_root)}" for s in spec.systems]
     parts += [f"constant {ref} {text}" for ref, text in spec.constants]
     parts += [f"warning {w}" for w in warnings]

@@ -65,7 +65,7 @@ class ElementSymbols(Sequence):
 class Signal:
     """A signal's shape and the sympy symbols of its elements (C order).
 
-    ``array``: a large 1-D vector traced in array form (``arrays.py``); its
+    ``array``: a large array (any shape) traced in array form (``arrays.py``); its
     ``symbols`` are an ``ElementSymbols`` made on demand.
     """
 
@@ -116,20 +116,32 @@ class Write:
 
 @dataclass(frozen=True)
 class Segment:
-    """Elements ``start <= i < stop`` of an array value: one expression of the loop index.
+    """The box ``lo[a] <= i_a < hi[a]`` (every axis ``a``) of an array value: one
+    expression of the loop indices.
 
-    In ``expr`` a relative symbol (``ModelSpec.offsets``) stands for ``base[i + k]``;
-    every other symbol is a scalar (an element ``u[m]``, a parameter, ``t``, ...).
+    In ``expr`` a relative symbol (``ModelSpec.offsets``) stands for a read such as
+    ``base[i + 1, j]``; every other symbol is a scalar (an element ``u[m]``, a
+    parameter, ``t``, ...).
     """
 
-    start: int
-    stop: int
+    lo: tuple[int, ...]
+    hi: tuple[int, ...]
     expr: sp.Basic
+
+    @property
+    def size(self) -> int:
+        size = 1
+        for a, b in zip(self.lo, self.hi):
+            size *= b - a
+        return size
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(f"{a}:{b}" for a, b in zip(self.lo, self.hi)) + f"] {self.expr}"
 
 
 @dataclass(frozen=True)
 class ArrayWrite:
-    """The value a function leaves in a large vector, as segments (array form)."""
+    """The value a function leaves in a large array, as segments (array form)."""
 
     ref: SignalRef
     shape: tuple[int, ...]
@@ -137,25 +149,36 @@ class ArrayWrite:
     location: SourceLocation | None
 
 
+REDUCTION_OPS = ("sum", "prod", "max", "min")
+REDUCTION_KIND = "reduction"  # the kind of the SignalRef of an array a reduction along axes computes
+
+
 @dataclass(frozen=True)
 class Reduction:
-    """``symbol = sum(summand)`` over a large vector (``np.sum``, ``np.mean``, ``@``)."""
+    """``symbol = op(summand)`` over a large array (``np.sum``, ``np.mean``, ``@``,
+    ``np.prod``, ``np.max``, ``np.min``): ``op`` is one of ``REDUCTION_OPS``."""
 
     symbol: sp.Symbol
     size: int
-    segments: tuple[Segment, ...]  # the summand
+    segments: tuple[Segment, ...]  # the summand (the reduced values)
     location: SourceLocation | None
+    op: str = "sum"
+    shape: tuple[int, ...] = ()  # () : a scalar; else the array of the axes kept (``np.sum(a, axis=1)``)
+    axes: tuple[int, ...] = ()  # the reduced axes of the summand (with ``shape``)
 
     def __str__(self) -> str:
-        return f"{self.symbol} = sum over {self.size}: {show_segments(self.segments)}"
+        over = f" along axes {self.axes}" if self.shape else ""
+        return f"{self.symbol} = {self.op}{over} over {self.size}: {show_segments(self.segments)}"
 
 
 @dataclass(frozen=True)
 class Offset:
-    """What a relative symbol reads: element ``i + offset`` of ``ref``."""
+    """What a relative symbol reads: ``ref[index]`` where, for each axis of ``ref``,
+    ``(axis, k)`` is ``i_axis + k`` (``i_axis`` the loop index of that axis of the
+    value being computed) or, with ``axis == -1``, the constant ``k``."""
 
     ref: SignalRef
-    offset: int
+    index: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -209,7 +232,7 @@ class ModelSpec:
 
 def show_segments(segments: tuple[Segment, ...]) -> str:
     """``[a:b] expr; ...`` for an array value."""
-    return "; ".join(f"[{s.start}:{s.stop}] {s.expr}" for s in segments)
+    return "; ".join(str(s) for s in segments)
 
 
 def _show(exprs: tuple[sp.Basic, ...], shape: tuple[int, ...]) -> str:
@@ -233,7 +256,7 @@ class Slot:
 
     @property
     def array(self) -> bool:
-        """A large vector in array form (its symbols are made on demand)."""
+        """A large array in array form (its symbols are made on demand)."""
         return isinstance(self.symbols, ElementSymbols)
 
 
@@ -257,13 +280,20 @@ class Assignment:
 
 @dataclass(frozen=True)
 class ArrayAssignment:
-    """A large vector computed in array form, after every element ``Assignment``."""
+    """A large array computed in array form, after every element ``Assignment``."""
 
     ref: SignalRef
-    size: int
+    shape: tuple[int, ...]
     segments: tuple[Segment, ...]
     function: FunctionInfo
     location: SourceLocation | None
+
+    @property
+    def size(self) -> int:
+        size = 1
+        for extent in self.shape:
+            size *= extent
+        return size
 
 
 @dataclass(frozen=True)
@@ -343,6 +373,14 @@ class Block:
     statements: tuple[Statement, ...]
     loop: int = 0  # > 0: the statements are the body of ``for i in range(start, loop)``
     start: int = 0
+    loops: tuple[tuple[str, int, int], ...] = ()  # nested ``for name in range(start, stop)``, outermost first
+
+    @property
+    def loop_nest(self) -> tuple[tuple[str, int, int], ...]:
+        """The loops around the statements, outermost first: ``(index name, start, stop)``."""
+        if self.loops:
+            return self.loops
+        return (("i", self.start, self.loop),) if self.loop else ()
 
 
 @dataclass(frozen=True)
@@ -357,15 +395,26 @@ class KernelFunction:
 
 @dataclass(frozen=True)
 class JacBlock:
-    """Jacobian entries of an array loop: rows ``row + k``, cols ``col + step * k``, k < n.
+    """Jacobian entries of an array loop nest over a box of ``shape``: the entry of
+    box cell ``c`` (C order) has row ``row + sum(c * row_strides)`` and column
+    ``col + sum(c * col_strides)``.
 
-    ``step`` is 1 for a band (``d dy[i] / d y[i + c]``), 0 for a column (``d dy[i] / d y[c]``).
+    In 1-D, ``col_strides`` is ``(1,)`` for a band (``d dy[i] / d y[i + c]``) and
+    ``(0,)`` for a column (``d dy[i] / d y[c]``).
     """
 
     row: int
     col: int
-    step: int
-    n: int
+    shape: tuple[int, ...]
+    row_strides: tuple[int, ...]
+    col_strides: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        n = 1
+        for extent in self.shape:
+            n *= extent
+        return n
 
 
 @dataclass(frozen=True)
@@ -392,9 +441,9 @@ class Kernel:
             for block in fn.blocks:
                 lines += [f"      # {title}" for title in block.title.split("\n")]
                 indent = "      "
-                if block.loop:
-                    bounds = f"{block.start}, {block.loop}" if block.start else f"{block.loop}"
-                    lines.append(f"      for i in range({bounds}):")
+                for name, start, stop in block.loop_nest:
+                    bounds = f"{start}, {stop}" if start else f"{stop}"
+                    lines.append(f"{indent}for {name} in range({bounds}):")
                     indent += "    "
                 for st in block.statements:
                     lines.append(f"{indent}{st.target} = {st.expr}")

@@ -10,6 +10,7 @@ Each function computes only what it needs, with sympy's CSE over its expressions
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import replace
 from collections import Counter
 from typing import Iterable
 
@@ -19,7 +20,7 @@ from .errors import CodegenError
 from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, group
 from .layout import pack_states
-from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement, in_place_order
+from .ir import REDUCTION_KIND, Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement, in_place_order
 from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import lower_groups
 
@@ -75,11 +76,17 @@ class _Definitions:
         # A sum over a vector: its "expression" (for the closure) is the tuple of the
         # scalars its summand reads; it is emitted as a loop (lower_arrays.reduction_blocks).
         self.reduction: dict[sp.Symbol, Reduction] = {}
+        # A read of the array a reduction along axes computes stands for that reduction.
+        by_name = {r.symbol.name: r.symbol for _, r in flat.reductions}
+        self.alias: dict[sp.Symbol, sp.Symbol] = {
+            s: by_name[o.ref.key] for s, o in flat.offsets.items() if o.ref.kind == REDUCTION_KIND
+        }  # fmt: skip
         sums = list(flat.reductions)
         for position, a in enumerate(flat.assignments + (None,)):
             while sums and sums[0][0] == position:
                 reduction = sums.pop(0)[1]
                 scalars = {x for g in reduction.segments for x in g.expr.free_symbols if x not in flat.offsets}
+                scalars |= {self.alias[x] for g in reduction.segments for x in g.expr.free_symbols if x in self.alias}
                 self.expr[reduction.symbol] = sp.Tuple(*sorted(scalars, key=lambda x: x.name))
                 self.reduction[reduction.symbol] = reduction
                 self.rank[reduction.symbol] = len(self.rank)
@@ -93,13 +100,14 @@ class _Definitions:
     def closure(self, roots: Iterable[sp.Basic]) -> list[sp.Symbol]:
         """Assignment symbols needed to evaluate ``roots``, in dataflow order."""
         needed: set[sp.Symbol] = set()
-        stack = [s for r in roots for s in r.free_symbols if s in self.expr]
+        alias = self.alias
+        stack = [alias.get(s, s) for r in roots for s in r.free_symbols if s in self.expr or s in alias]
         while stack:
             symbol = stack.pop()
             if symbol in needed:
                 continue
             needed.add(symbol)
-            stack.extend(s for s in self.expr[symbol].free_symbols if s in self.expr and s not in needed)
+            stack.extend(alias.get(s, s) for s in self.expr[symbol].free_symbols if (s in self.expr or s in alias) and s not in needed)
         return sorted(needed, key=self.rank.__getitem__)
 
 
@@ -134,8 +142,8 @@ def _gradient(flat: FlatModel, defs: _Definitions):  # noqa: ANN202 - a closure
     def gradient(symbol: sp.Symbol) -> dict[int, sp.Basic]:
         if symbol in memo:
             return memo[symbol]
-        if symbol in defs.reduction:
-            raise NoJacobian(defs.reduction[symbol], flat.source_root)
+        if symbol in defs.reduction or symbol in defs.alias:
+            raise NoJacobian(defs.reduction[defs.alias.get(symbol, symbol)], flat.source_root)
         position = state_index.get(symbol) if symbol not in defs.expr else None
         if position is not None:
             result = {position: sp.S.One}
@@ -257,6 +265,14 @@ def _function(
         blocks.append(Block(targets_title, tuple(statements)))
     blocks += tail.blocks
 
+    if defs.alias:  # element code reading the array of a reduction along axes: r<k>[index]
+        places_of = Places(flat)
+        reads = {s: places_of.at(s, ()) for s in defs.alias if all(a < 0 for a, _ in flat.offsets[s].index)}
+        if reads:
+            blocks = [
+                replace(block, statements=tuple(replace(st, expr=st.expr.xreplace(reads)) for st in block.statements))
+                for block in blocks
+            ]  # fmt: skip
     used: set[sp.Symbol] = set()
     for block in blocks:
         for statement in block.statements:

@@ -1,28 +1,30 @@
-"""lower, array part: the loops of vectors traced in array form.
+"""lower, array part: the loop nests of arrays traced in array form.
 
-Each ``ArrayAssignment`` is a list of segments.  The vectors one function writes
-with the same length are fused: cut at their common boundaries, so that one loop
-per segment writes all of them and CSE shares their common work.  A segment of
-several elements becomes ``for i in range(start, stop)`` (temporaries that do not
-depend on ``i`` hoisted before it); a one-element segment becomes plain lines.
-The Jacobian of a loop is a few blocks: a band per relative read (``d dy[i] /
-d y[i + k]``) and a column per scalar it depends on, by the chain rule through the
-element assignments.  The blocks' pattern is built with ``np.arange`` when the
+Each ``ArrayAssignment`` is a list of boxes.  The arrays one function writes with
+the same shape are fused: cut at their common boundaries, so that one loop nest per
+box writes all of them and CSE shares their common work.  A box of several elements
+becomes nested ``for i in range(...)``, ``for j in range(...)``, ... over its axes
+longer than one (temporaries that depend on no loop index hoisted before them); a
+one-element box becomes plain lines.  The Jacobian of a loop nest is a few blocks:
+one per relative read (``d dy[i, j] / d u[i + 1, j]``: a diagonal with an offset in
+the flattened index) and one per scalar it depends on, by the chain rule through
+the element assignments.  The blocks' pattern is built with ``np.arange`` when the
 module is imported, never printed element by element.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import sympy as sp
 
-from .arrays import combine
+from .arrays import LOOP_NAMES, Box, box_size, combine, index_text, merge
 from .flatten import relative_location
-from .ir import ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement
+from .ir import REDUCTION_KIND, ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement
 
 INDEX = sp.Symbol("i", integer=True)
+LOOP_INDICES = tuple(sp.Symbol(name, integer=True) for name in LOOP_NAMES)
 _Y = sp.IndexedBase("y")
 _P = sp.IndexedBase("p")
 _DY = sp.IndexedBase("dy")
@@ -30,6 +32,20 @@ _OUT = sp.IndexedBase("out")
 _VALUES = sp.IndexedBase("values")
 
 Gradient = Callable[[sp.Symbol], dict[int, sp.Basic]]
+Target = Callable[[tuple[sp.Basic, ...]], sp.Basic]  # the loop indices of a box -> where its element goes
+
+
+def strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """C-order strides (in elements) of an array of ``shape``."""
+    out, step = [], 1
+    for extent in reversed(shape):
+        out.append(step)
+        step *= extent
+    return tuple(reversed(out))
+
+
+def flat_index(shape: Sequence[int], index: Sequence[sp.Basic]) -> sp.Basic:
+    return sp.Add(*(s * i for s, i in zip(strides(shape), index)))
 
 
 @dataclass
@@ -42,7 +58,7 @@ class ArrayCode:
 
 
 class Places:
-    """Where the vectors a relative symbol reads live (``y`` or ``p``), and their element symbols."""
+    """Where the arrays a relative symbol reads live (``y`` or ``p``), and their element symbols."""
 
     def __init__(self, flat: FlatModel) -> None:
         self.offsets = flat.offsets
@@ -51,47 +67,73 @@ class Places:
             self.vector[slot.ref] = (_Y, slot)
         for slot in flat.parameters:
             self.vector[slot.ref] = (_P, slot)
+        for _, reduction in flat.reductions:  # arrays of reductions along axes: local arrays
+            if reduction.shape:
+                ref = reduction_ref(reduction)
+                self.vector[ref] = (sp.IndexedBase(reduction.symbol.name), Slot(ref, 0, reduction.shape, ()))
 
-    def at(self, expr: sp.Basic, i: int) -> sp.Basic:
-        """``e(i)`` at a constant ``i``: relative symbols become element symbols."""
-        subs = {s: self.vector[o.ref][1].symbols[o.offset + i] for s in expr.free_symbols if (o := self.offsets.get(s))}
+    def at(self, expr: sp.Basic, cell: Sequence[int]) -> sp.Basic:
+        """``e(cell)`` at constant indices: relative symbols become element symbols."""
+        subs = {}
+        for s in expr.free_symbols:
+            o = self.offsets.get(s)
+            if o is not None:
+                base, slot = self.vector[o.ref]
+                flat = flat_index(slot.shape, [k + (cell[a] if a >= 0 else 0) for a, k in o.index])
+                subs[s] = base[flat] if o.ref.kind == REDUCTION_KIND else slot.symbols[int(flat)]
         return expr.xreplace(subs) if subs else expr
 
-    def indexed(self, offset: Offset) -> sp.Indexed:
+    def indexed(self, offset: Offset, loop: Sequence[sp.Basic]) -> sp.Indexed:
+        """The read ``offset`` as an element of ``y``/``p`` for the loop indices ``loop``."""
         base, slot = self.vector[offset.ref]
-        return base[INDEX + slot.start + offset.offset]
+        index = [k + (loop[a] if a >= 0 else 0) for a, k in offset.index]
+        return base[slot.start + flat_index(slot.shape, index)]
+
+    def column(self, offset: Offset, box: Box) -> tuple[int, tuple[int, ...]]:
+        """The read's position in ``y`` at the box's first cell, and its stride per box axis."""
+        slot = self.vector[offset.ref][1]
+        slot_strides = strides(slot.shape)
+        start = slot.start + sum(s * (k + (box[a][0] if a >= 0 else 0)) for s, (a, k) in zip(slot_strides, offset.index))
+        per_axis = tuple(sum(s for s, (a, _) in zip(slot_strides, offset.index) if a == b) for b in range(len(box)))
+        return start, per_axis
+
+
+def reduction_ref(reduction: Reduction) -> SignalRef:
+    """The ref that reads of the array a reduction along axes computes use (``arrays.py``)."""
+    return SignalRef("", REDUCTION_KIND, reduction.symbol.name)
+
+
+class Full(sp.Function):
+    """``np.full(n, value)``: a local array's first value (printed, never simplified)."""
+
+    def _dyngen_numba(self, printer: object) -> str:
+        n, value = self.args
+        return f"np.full({int(n)}, {printer._print(value)})"  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
-class _Interval:
-    """One fused segment: elements [start, stop) of every vector of a fused set."""
+class _Box:
+    """One fused box: the same cells of every array of a fused set."""
 
-    start: int
-    stop: int
+    box: Box
     exprs: tuple[sp.Basic, ...]
 
 
-def _fused(assignments: list[ArrayAssignment]) -> Iterator[tuple[list[ArrayAssignment], list[_Interval]]]:
-    """The assignments in sets of one function and one length, cut at their common boundaries."""
-    sets: dict[tuple[int, int], list[ArrayAssignment]] = {}
+def _fused(assignments: list[ArrayAssignment]) -> Iterator[tuple[list[ArrayAssignment], list[_Box]]]:
+    """The assignments in sets of one function and one shape, cut at their common boundaries."""
+    sets: dict[tuple[int, tuple[int, ...]], list[ArrayAssignment]] = {}
     for a in assignments:
-        sets.setdefault((a.function.order, a.size), []).append(a)
+        sets.setdefault((a.function.order, a.shape), []).append(a)
     for members in sets.values():
-        n = members[0].size
-        pieces = [[(s.start, s.stop, s.expr) for s in a.segments] for a in members]
-        intervals = [_Interval(lo, hi, exprs) for lo, hi, exprs in combine(lambda *es: es, pieces, n)]
-        merged: list[_Interval] = []
-        for interval in intervals:
-            if merged and merged[-1].exprs == interval.exprs and merged[-1].stop == interval.start:
-                merged[-1] = _Interval(merged[-1].start, interval.stop, interval.exprs)
-            else:
-                merged.append(interval)
-        yield members, merged
+        shape = members[0].shape
+        pieces = [[(tuple(zip(s.lo, s.hi)), s.expr) for s in a.segments] for a in members]
+        merged = merge(combine(lambda *es: sp.Tuple(*es), pieces, shape))
+        yield members, [_Box(box, tuple(exprs)) for box, exprs in merged]
 
 
 class Temporaries:
     """CSE temporary names of one function: a0, a1, ... for the array loops, s0, s1, ...
-    for the sums (the element part uses c0, c1, ...)."""
+    for the reductions (the element part uses c0, c1, ...)."""
 
     def __init__(self, prefix: str = "a") -> None:
         self.prefix = prefix
@@ -104,38 +146,66 @@ class Temporaries:
         return replacements, reduced
 
 
-def _title(flat: FlatModel, members: list[ArrayAssignment], interval: _Interval) -> str:
+def _span(box: Box) -> str:
+    """``elements 1..98`` (1-D), ``elements [1:99, 0:100]`` (n-D), ``element 5`` / ``element [0, 3]``."""
+    if box_size(box) == 1:
+        cell = [lo for lo, _ in box]
+        return f"element {cell[0]}" if len(box) == 1 else f"element [{', '.join(map(str, cell))}]"
+    if len(box) == 1:
+        return f"elements {box[0][0]}..{box[0][1] - 1}"
+    return "elements [" + ", ".join(f"{lo}:{hi}" for lo, hi in box) + "]"
+
+
+def _title(flat: FlatModel, members: list[ArrayAssignment], box: Box) -> str:
     fn = members[0].function
     where = relative_location(fn.location, flat.source_root)
-    elements = f"element {interval.start}" if interval.stop - interval.start == 1 else f"elements {interval.start}..{interval.stop - 1}"
-    return f"{fn.system}: {fn.name} [{fn.kind}] ({where}), {elements}"
+    return f"{fn.system}: {fn.name} [{fn.kind}] ({where}), {_span(box)}"
+
+
+def _loop_indices(box: Box) -> tuple[sp.Basic, ...]:
+    """Per axis: its loop index, or the constant where the box is one element long."""
+    return tuple(LOOP_INDICES[a] if hi - lo > 1 else sp.Integer(lo) for a, (lo, hi) in enumerate(box))
+
+
+def _cell_comment(comment: str, loop: Sequence[sp.Basic]) -> str:
+    """A statement's comment (``... x[i]``, ``... x[i, j]``) with the box's constant indices in."""
+    marker = "[" + ", ".join(LOOP_NAMES[: len(loop)]) + "]"
+    if comment.endswith(marker):
+        return comment[: -len(marker)] + "[" + ", ".join(str(x) for x in loop) + "]"
+    return comment
 
 
 def _emit(
     places: Places,
     temporaries: Temporaries,
     title: str,
-    interval: _Interval,
-    targets: list[tuple[Callable[[sp.Basic], sp.Basic], sp.Basic, str]],
+    box: Box,
+    targets: list[tuple[Target, sp.Basic, str]],
     code: ArrayCode,
     accumulator: sp.Symbol | None = None,
+    accumulated: Target | None = None,
 ) -> None:
-    """Blocks computing ``target(i) = expr`` over the interval (a loop, or lines for one
-    element); ``accumulator``: a symbol the loop updates (never hoisted out of it)."""
-    if interval.stop - interval.start == 1:
-        i = interval.start
-        exprs = [places.at(expr, i) for _, expr, _ in targets]
+    """Blocks computing ``target(i, j, ...) = expr`` over the box (a loop nest, or lines
+    for one element); ``accumulator``: a symbol the loop updates (never hoisted out of it),
+    standing for ``accumulated(i, j, ...)`` when that is given (an array element)."""
+    loop = _loop_indices(box)
+    if accumulated is not None:
+        targets = [(target, expr.xreplace({accumulator: accumulated(loop)}), comment) for target, expr, comment in targets]
+        accumulator = None
+    if box_size(box) == 1:
+        cell = [lo for lo, _ in box]
+        exprs = [places.at(expr, cell) for _, expr, _ in targets]
         replacements, reduced = temporaries.cse(exprs)
         statements = [Statement(s, e) for s, e in replacements]
         statements += [
-            Statement(target(sp.Integer(i)), e, _at_index(comment, i)) for (target, _, comment), e in zip(targets, reduced)
+            Statement(target(loop), e, _cell_comment(comment, loop)) for (target, _, comment), e in zip(targets, reduced)
         ]
         code.roots += exprs
         code.blocks.append(Block(title, tuple(statements)))
         return
     exprs = [expr for _, expr, _ in targets]
     replacements, reduced = temporaries.cse(exprs)
-    varying = set(places.offsets) | ({accumulator} if accumulator is not None else set())
+    varying = set(places.offsets) | set(LOOP_INDICES) | ({accumulator} if accumulator is not None else set())
     hoisted, body = [], []
     for symbol, expr in replacements:
         if expr.free_symbols & varying:
@@ -144,38 +214,66 @@ def _emit(
         else:
             hoisted.append(Statement(symbol, expr))
             code.roots.append(expr)
-    subs = {s: places.indexed(places.offsets[s]) for e in exprs for s in e.free_symbols if s in places.offsets}
+    subs = {s: places.indexed(places.offsets[s], loop) for e in exprs for s in e.free_symbols if s in places.offsets}
     body_statements = [Statement(s, e.xreplace(subs)) for s, e in body]
     body_statements += [
-        Statement(target(INDEX), e.xreplace(subs), comment) for (target, _, comment), e in zip(targets, reduced)
-    ]
+        Statement(target(loop), e.xreplace(subs), _cell_comment(comment, loop))
+        for (target, _, comment), e in zip(targets, reduced)
+    ]  # fmt: skip
     code.roots += [e for _, e in body] + list(reduced)
     if hoisted:
         code.blocks.append(Block(title, tuple(hoisted)))
-        title = f"for each element {interval.start}..{interval.stop - 1}"
-    code.blocks.append(Block(title, tuple(body_statements), loop=interval.stop, start=interval.start))
+        title = f"for each {_span(box)[len('elements '):]}" if len(box) > 1 else f"for each element {box[0][0]}..{box[0][1] - 1}"
+    loops = tuple((LOOP_NAMES[a], lo, hi) for a, (lo, hi) in enumerate(box) if hi - lo > 1)
+    code.blocks.append(Block(title, tuple(body_statements), loops=loops))
 
 
-def _at_index(comment: str, i: int) -> str:
-    """A loop statement's comment (``... x[i]``) for element ``i``."""
-    return comment[:-3] + f"[{i}]" if comment.endswith("[i]") else comment
+def _array_target(base: sp.IndexedBase, slot_start: int, shape: Sequence[int]) -> Target:
+    return lambda loop: base[slot_start + flat_index(shape, loop)]
 
 
-def _offset_target(base: sp.IndexedBase, offset: int) -> Callable[[sp.Basic], sp.Basic]:
-    return lambda i: base[i + offset]
+def _element_comment(ref: object, ndim: int) -> str:
+    return f"{ref}[{', '.join(LOOP_NAMES[:ndim])}]"
+
+
+_REDUCTION_START = {"sum": sp.Float(0.0), "prod": sp.Float(1.0), "max": sp.S.NegativeInfinity, "min": sp.S.Infinity}
+_REDUCTION_STEP = {"sum": sp.Add, "prod": sp.Mul, "max": sp.Max, "min": sp.Min}
 
 
 def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temporaries: Temporaries) -> list[Block]:
-    """``r = 0.0``, then ``r = r + summand(i)`` over each segment of the summand."""
+    """``r = 0.0``, then ``r = r + summand(i, ...)`` over each box of the summand (or ``*``,
+    ``max``, ``min``); along axes, ``r`` is a local array and element ``r[kept indices]``
+    accumulates."""
     code = ArrayCode()
     where = relative_location(reduction.location, flat.source_root)
-    title = f"{reduction.symbol} = sum over {reduction.size} elements ({where})"
-    code.blocks.append(Block(title, (Statement(reduction.symbol, sp.Float(0.0)),)))
     symbol = reduction.symbol
+    step = _REDUCTION_STEP[reduction.op]
+    start = _REDUCTION_START[reduction.op]
+    if not reduction.shape:
+        title = f"{symbol} = {reduction.op} over {reduction.size} elements ({where})"
+        code.blocks.append(Block(title, (Statement(symbol, start),)))
+        for segment in reduction.segments:
+            box = tuple(zip(segment.lo, segment.hi))
+            _emit(places, temporaries, f"{symbol}: {_span(box)}", box,
+                  [(lambda loop: symbol, step(symbol, segment.expr), "")], code, symbol)  # fmt: skip
+        return code.blocks
+    size = 1
+    for extent in reduction.shape:
+        size *= extent
+    kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
+    title = (f"{symbol} = {reduction.op} along axis {', '.join(map(str, reduction.axes))} of "
+             f"{reduction.size} elements, shape {reduction.shape} ({where})")  # fmt: skip
+    code.blocks.append(Block(title, (Statement(symbol, Full(size, start)),)))
+    accumulator = sp.Symbol(f"{symbol.name}_acc", real=True)  # stands for r[kept indices] in the body
+    base = sp.IndexedBase(symbol.name)
+
+    def element(loop: tuple[sp.Basic, ...]) -> sp.Basic:
+        return base[flat_index(reduction.shape, [loop[a] for a in kept])]
+
     for segment in reduction.segments:
-        interval = _Interval(segment.start, segment.stop, ())
-        span = f"elements {segment.start}..{segment.stop - 1}" if segment.stop - segment.start > 1 else f"element {segment.start}"
-        _emit(places, temporaries, f"{symbol}: {span}", interval, [(lambda i: symbol, symbol + segment.expr, "")], code, symbol)
+        box = tuple(zip(segment.lo, segment.hi))
+        _emit(places, temporaries, f"{symbol}: {_span(box)}", box,
+              [(element, step(accumulator, segment.expr), "")], code, accumulator, element)  # fmt: skip
     return code.blocks
 
 
@@ -184,96 +282,115 @@ def _der_rows(flat: FlatModel) -> dict[SignalRef, Slot]:
     return {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
 
 
+def _copy_block(title: str, target: sp.IndexedBase, target_start: int, source: Slot, comment: str) -> Block:
+    """``target[...] = p[...]`` over a whole parameter array (one loop over its flattened index)."""
+    copy = Statement(target[INDEX + target_start], _P[INDEX + source.start], f"{comment}[i]")
+    return Block(title, (copy,), loops=(("i", 0, source.stop - source.start),))
+
+
 def array_rhs(flat: FlatModel) -> ArrayCode:
-    """The loops that write the derivatives of the vectors in array form into ``dy``."""
+    """The loops that write the derivatives of the arrays in array form into ``dy``."""
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
-    _emit_assignments(
-        flat, ders, lambda ref: (_offset_target(_DY, der_rows[ref].start), f"d/dt {der_rows[ref].ref}[i]"),
-        code, places, temporaries,
-    )  # fmt: skip
-    for slot in flat.parameters:  # a der vector only __init__ sets: a constant derivative
+
+    def target(ref: SignalRef) -> tuple[Target, str]:
+        slot = der_rows[ref]
+        return _array_target(_DY, slot.start, slot.shape), "d/dt " + _element_comment(slot.ref, len(slot.shape))
+
+    _emit_assignments(flat, ders, target, code, places, temporaries)
+    for slot in flat.parameters:  # a der array only __init__ sets: a constant derivative
         if slot.array and slot.ref in der_rows:
             state = der_rows[slot.ref]
-            copy = Statement(_DY[INDEX + state.start], _P[INDEX + slot.start], f"d/dt {state.ref}[i]")
-            code.blocks.append(Block(f"{slot.ref} (a constant der vector)", (copy,), loop=slot.stop - slot.start))
+            code.blocks.append(_copy_block(f"{slot.ref} (a constant der array)", _DY, state.start, slot, f"d/dt {state.ref}"))
     return code
 
 
 def _emit_assignments(
     flat: FlatModel, assignments: list, target: Callable, code: ArrayCode, places: Places, temporaries: Temporaries
 ) -> None:
-    """The fused loops of ``assignments``; ``target(ref)`` is (where element i goes, its comment)."""
-    for members, intervals in _fused(assignments):
-        for interval in intervals:
+    """The fused loops of ``assignments``; ``target(ref)`` is (where element (i, ...) goes, its comment)."""
+    for members, boxes in _fused(assignments):
+        for fused in boxes:
             targets = []
-            for a, expr in zip(members, interval.exprs):
+            for a, expr in zip(members, fused.exprs):
                 where, comment = target(a.ref)
                 targets.append((where, expr, comment))
-            _emit(places, temporaries, _title(flat, members, interval), interval, targets, code)
+            _emit(places, temporaries, _title(flat, members, fused.box), fused.box, targets, code)
 
 
 def array_observe(flat: FlatModel) -> ArrayCode:
-    """The loops that write the vectors in array form (and large parameters) into ``out``."""
+    """The loops that write the arrays in array form (and large parameters) into ``out``."""
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     out = {slot.ref: slot for slot in flat.observed if slot.array}
     computed = [a for a in flat.array_assignments if a.ref in out]
-    _emit_assignments(
-        flat, computed, lambda ref: (_offset_target(_OUT, out[ref].start), f"{ref}[i]"), code, places, temporaries
-    )
+
+    def target(ref: SignalRef) -> tuple[Target, str]:
+        slot = out[ref]
+        return _array_target(_OUT, slot.start, slot.shape), _element_comment(ref, len(slot.shape))
+
+    _emit_assignments(flat, computed, target, code, places, temporaries)
     written = {a.ref for a in flat.array_assignments}
     for slot in flat.parameters:
         if slot.array and slot.ref in out and slot.ref not in written:
-            target = out[slot.ref]
-            copy = Statement(_OUT[INDEX + target.start], _P[INDEX + slot.start], f"{slot.ref}[i]")
-            code.blocks.append(Block(f"{slot.ref} (a parameter vector)", (copy,), loop=slot.stop - slot.start))
+            code.blocks.append(_copy_block(f"{slot.ref} (a parameter array)", _OUT, out[slot.ref].start, slot, str(slot.ref)))
     return code
 
 
 def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basic], sp.Basic], first: int) -> ArrayCode:
     """The loops that write the Jacobian entries of the array derivatives into ``values``.
 
-    Entries are numbered from ``first`` (after the element entries), block by block.
+    Entries are numbered from ``first`` (after the element entries), block by block;
+    within a block, in the C order of its box's cells (the order of the loop nest).
     """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
-    state_vectors = {slot.ref: slot for slot in flat.states}
+    state_arrays = {slot.ref for slot in flat.states}
     der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
     position = first
-    for members, intervals in _fused(ders):
-        for interval in intervals:
-            n = interval.stop - interval.start
+    for members, boxes in _fused(ders):
+        for fused in boxes:
+            box = fused.box
+            n = box_size(box)
             single = n == 1
+            box_shape = tuple(hi - lo for lo, hi in box)
+            box_strides = strides(box_shape)
+            cell = [lo for lo, _ in box]
             targets = []
-            for a, expr in zip(members, interval.exprs):
-                row = der_rows[a.ref].start + interval.start
-                expr = places.at(expr, interval.start) if single else expr
+            for a, expr in zip(members, fused.exprs):
+                state = der_rows[a.ref]
+                der_strides = strides(state.shape)
+                row = state.start + sum(s * lo for s, (lo, _) in zip(der_strides, box))
+                for symbol in expr.free_symbols:  # a reduction along axes: gradient() says why there is no Jacobian
+                    if symbol in places.offsets and places.offsets[symbol].ref.kind == REDUCTION_KIND:
+                        gradient(symbol)
+                expr = places.at(expr, cell) if single else expr
                 for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
                     offset = places.offsets.get(symbol)
                     if offset is not None:
-                        if offset.ref not in state_vectors:
-                            continue  # a parameter vector: a constant
-                        column = state_vectors[offset.ref].start + interval.start + offset.offset
-                        columns = [(column, 1, sp.S.One)]
+                        if offset.ref not in state_arrays:
+                            continue  # a parameter array: a constant
+                        column, column_strides = places.column(offset, box)
+                        columns = [(column, column_strides, sp.S.One)]
+                        read = f"{offset.ref}[{index_text(offset.index)}]"
                     else:
-                        columns = [(j, 0, g) for j, g in sorted(gradient(symbol).items())]
+                        columns = [(j, (0,) * len(box), g) for j, g in sorted(gradient(symbol).items())]
                     if not columns:
                         continue
                     partial = clean(sp.diff(expr, symbol))
                     if partial == 0:
                         continue
-                    for column, step, g in columns:
-                        value = partial * g
-                        if step:
-                            read = f"{offset.ref}[i{offset.offset:+d}]" if offset.offset else f"{offset.ref}[i]"
-                        else:
-                            read = f"y[{column}]"
-                        label = f"d(d/dt {der_rows[a.ref].ref}[{'i' if not single else interval.start}])/d({read})"
-                        targets.append((_offset_target(_VALUES, position - interval.start), value, label))
-                        code.jac_blocks.append(JacBlock(row, column, step, n))
+                    for column, column_strides, g in columns:
+                        label_read = read if offset is not None else f"y[{column}]"
+                        rows_text = _element_comment(state.ref, len(box)) if not single else f"{state.ref}[{', '.join(map(str, cell))}]"
+                        label = f"d(d/dt {rows_text})/d({label_read})"
+
+                        def target(loop: tuple[sp.Basic, ...], at: int = position) -> sp.Basic:
+                            return _VALUES[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(box_strides, loop, box)))]
+
+                        targets.append((target, partial * g, label))
+                        code.jac_blocks.append(JacBlock(row, column, box_shape, tuple(der_strides), column_strides))
                         position += n
             if targets:
-                span = _Interval(interval.start, interval.stop, ())
-                _emit(places, temporaries, _title(flat, members, span), span, targets, code)
+                _emit(places, temporaries, _title(flat, members, box), box, targets, code)
     return code

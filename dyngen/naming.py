@@ -33,18 +33,40 @@ def sanitize(text: str) -> str:
     return cleaned
 
 
+_ELEMENT = re.compile(r"(.+)_(0|[1-9][0-9]*)")  # name_<index>: an element name of a family
+
+
 class NameRegistry:
-    """Hands out identifiers, each once; a taken name gets a numeric suffix."""
+    """Hands out identifiers, each once; a taken name gets a numeric suffix.
+
+    A family (the element names ``name_0 .. name_{size-1}`` of a large array) is
+    reserved by its name and size, not name by name: a 9-million-element matrix costs
+    one entry.
+    """
 
     def __init__(self) -> None:
         self._taken: set[str] = set(_RESERVED)
+        self._families: dict[str, int] = {}  # family name -> size
+        self._indexed: dict[str, set[int]] = {}  # base -> k, for every taken name "base_k"
+
+    def _is_free(self, name: str) -> bool:
+        if name in self._taken:
+            return False
+        match = _ELEMENT.fullmatch(name)
+        return not (match and int(match[2]) < self._families.get(match[1], 0))
+
+    def _take(self, name: str) -> None:
+        self._taken.add(name)
+        match = _ELEMENT.fullmatch(name)
+        if match:
+            self._indexed.setdefault(match[1], set()).add(int(match[2]))
 
     def unique(self, candidate: str) -> str:
         name, n = candidate, 2
-        while name in self._taken:
+        while not self._is_free(name):
             name = f"{candidate}_{n}"
             n += 1
-        self._taken.add(name)
+        self._take(name)
         return name
 
     def unique_family(self, candidate: str, size: int) -> str:
@@ -52,10 +74,12 @@ class NameRegistry:
         if size == 1:
             return self.unique(candidate)
         name, n = candidate, 2
-        while name in self._taken or any(f"{name}_{j}" in self._taken for j in range(size)):
+        # Two families' element names can only meet if the families have the same name.
+        while not self._is_free(name) or name in self._families or any(k < size for k in self._indexed.get(name, ())):
             name = f"{candidate}_{n}"
             n += 1
-        self._taken.update([name, *(f"{name}_{j}" for j in range(size))])
+        self._take(name)
+        self._families[name] = size
         return name
 
 

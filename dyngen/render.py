@@ -79,13 +79,23 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
 
     ``names`` are the entries of the names tuple as source: one quoted name per
     element (in the vector's order), or one generator line for a vector in array
-    form.  The table keeps the slots' order (dynode's, also where states are packed).
+    form; with an array of more than ``EMBED_MAX`` elements, the ``(name, count)``
+    runs of an ``ElementNames`` (``lazy``), which makes names when asked for.  The table keeps the slots' order (dynode's, also where states are packed).
     """
     systems: dict[str, list] = {}
     names = []
     for slot in slots:
         key = slot.ref.key if name == "STATES" else f"{slot.ref.kind}.{slot.ref.key}"
         systems.setdefault(slot.ref.system, []).append((key, slot.start, slot.stop, slot.shape))
+    if any(slot.array and slot.stop - slot.start > EMBED_MAX for slot in slots):  # ElementNames: runs
+        for slot in in_place_order(slots):
+            if slot.array:
+                names.append(f"({str(slot.ref)!r}, {slot.stop - slot.start})")
+                continue
+            for i in range(len(slot.symbols)):
+                suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
+                names.append(f"({str(slot.ref) + suffix!r}, 0)")
+        return {"name": name, "systems": list(systems.items()), "names": names, "lazy": True}
     for slot in in_place_order(slots):
         if slot.array:
             names.append(f'*({str(slot.ref)!r} + f"[{{k}}]" for k in range({len(slot.symbols)}))')
@@ -93,12 +103,21 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
         for i in range(len(slot.symbols)):
             suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
             names.append(repr(f"{slot.ref}{suffix}"))
-    return {"name": name, "systems": list(systems.items()), "names": names}
+    return {"name": name, "systems": list(systems.items()), "names": names, "lazy": False}
+
+
+EMBED_MAX = 100_000  # an array of more values is not embedded in DEFAULT_STATES/PARAMETERS (NaN there)
+
+
+def not_embedded(slots: tuple[Slot, ...]) -> list[str]:
+    """The arrays whose values ``float_vector`` leaves out (NaN): more than ``EMBED_MAX``."""
+    return [str(slot.ref) for slot in in_place_order(slots) if slot.array and slot.stop - slot.start > EMBED_MAX]
 
 
 def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
-    """A float64 vector as source: a literal, with vectors in array form as runs of equal
-    values or exact base64 data."""
+    """A float64 vector as source: a literal, with arrays in array form as runs of equal
+    values or exact base64 data (arrays of more than ``EMBED_MAX`` values as NaN: see
+    ``not_embedded``)."""
     if not any(slot.array for slot in slots):
         return f"np.array([{', '.join(float_text(v) for v in values)}], dtype=np.float64)"
     parts: list[str] = []  # each part ends with its comma (a comment may follow it)
@@ -115,13 +134,16 @@ def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
             pending.extend(chunk)
             continue
         flush()
+        label = comment_text(str(slot.ref))
+        if len(chunk) > EMBED_MAX:
+            parts.append(f"np.full({len(chunk)}, math.nan),  # {label}: not embedded (NOT_EMBEDDED)")
+            continue
         runs: list[list] = []
         for v in chunk:
             if runs and (runs[-1][0] == v or (math.isnan(v) and math.isnan(runs[-1][0]))):
                 runs[-1][1] += 1
             else:
                 runs.append([v, 1])
-        label = comment_text(str(slot.ref))
         if len(runs) == 1:
             parts.append(f"np.full({len(chunk)}, {float_text(chunk[0])}),  # {label}")
         elif len(runs) <= len(chunk) // 8:
@@ -148,12 +170,26 @@ def jac_pattern(kernel: Kernel) -> tuple[str, str]:
         return rows, cols
     row_parts, col_parts = [rows], [cols]
     for b in kernel.jac_blocks:
-        row_parts.append(f"np.arange({b.row}, {b.row + b.n}, dtype=np.int64)")
-        if b.step:
-            col_parts.append(f"np.arange({b.col}, {b.col + b.n}, dtype=np.int64)")
-        else:
-            col_parts.append(f"np.full({b.n}, {b.col}, dtype=np.int64)")
+        row_parts.append(_block_indices(b.row, b.shape, b.row_strides))
+        col_parts.append(_block_indices(b.col, b.shape, b.col_strides))
     return tuple("np.concatenate((\n    " + ",\n    ".join(p) + ",\n))" for p in (row_parts, col_parts))
+
+
+def _block_indices(start: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> str:
+    """``start + sum(cell * steps)`` over the cells of ``shape`` (C order), as numpy source."""
+    n = 1
+    for extent in shape:
+        n *= extent
+    moving = [(a, extent, step) for a, (extent, step) in enumerate(zip(shape, steps)) if extent > 1 and step]
+    if not moving:
+        return f"np.full({n}, {start}, dtype=np.int64)"
+    if moving == [(moving[0][0], n, 1)]:  # one axis, consecutive
+        return f"np.arange({start}, {start + n}, dtype=np.int64)"
+    terms = [f"np.zeros({tuple(shape)!r}, dtype=np.int64)"]
+    for a, extent, step in moving:
+        axes = ", ".join(":" if k == a else "None" for k in range(len(shape)))
+        terms.append(f"{step} * np.arange({extent}, dtype=np.int64)[{axes}]")
+    return f"({start} + " + " + ".join(terms) + ").ravel()"
 
 
 def int_array(values: list[int] | tuple[int, ...], per_line: int = 16) -> str:
@@ -212,8 +248,8 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
                     {"target": print_expr(printer, st.target), "text": print_expr(printer, st.expr), "comment": st.comment}
                     for st in block.statements
                 ],
-                "loop": block.loop,
-                "start": block.start,
+                "loops": block.loop_nest,
+                "indent": "    " * len(block.loop_nest),
             }
             for block in fn.blocks
         ]
@@ -233,6 +269,8 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
         layouts=[_layout("STATES", flat.states), _layout("PARAMETERS", flat.parameters), _layout("OBSERVED", flat.observed)],
         default_states=float_vector(flat.default_states, flat.states),
         default_parameters=float_vector(flat.default_parameters, flat.parameters),
+        not_embedded=tuple(not_embedded(flat.states) + not_embedded(flat.parameters)),
+        embed_max=f"{EMBED_MAX:,}",
         derivative_keys=_derivative_keys(flat),
         defaults_at_end=any(slot.array for slot in (*flat.states, *flat.parameters)),
         no_jacobian=kernel.no_jacobian,

@@ -357,7 +357,7 @@ _STRUCTURAL_FUNCTIONS = {
     np.squeeze, np.expand_dims, np.append, np.repeat, np.tile, np.swapaxes,
     np.moveaxis, np.broadcast_to, np.zeros_like, np.ones_like, np.full_like,
     np.array_split, np.split, np.take, np.matmul, np.kron, np.triu, np.tril,
-    np.diag, np.size, np.shape, np.ndim,
+    np.diag, np.size, np.shape, np.ndim, np.pad, np.einsum,
 }  # fmt: skip
 
 

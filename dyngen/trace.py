@@ -43,9 +43,9 @@ from .tree import FunctionCall, evaluation_order, function_location, function_na
 
 TIME = sp.Symbol("t", real=True)
 # A model whose array-form trace fails is traced element by element when its large
-# vectors hold at most this many elements in all (the element form's cost grows
+# arrays hold at most this many elements in all (the element form's cost grows
 # with every element: several ms each); beyond it the array-form error is reported.
-ELEMENT_FALLBACK_MAX = 2000
+ELEMENT_FALLBACK_MAX = 2000  # (calls.FRESH_MAX: the same bound for fresh arrays)
 
 
 def numeric_value(value: Any) -> np.ndarray | None:
@@ -113,8 +113,8 @@ class Tracer:
         self.written: dict[SignalRef, int] = {}
         self.der_keys: dict[str, list[str]] = {}
         self.frame: _Frame | None = None
-        self.array_values: dict[SignalRef, Any] = {}  # vectors written in array form so far
-        self.base_reads: set[SignalRef] = set()  # vectors read as themselves (not yet written)
+        self.array_values: dict[SignalRef, Any] = {}  # arrays written in array form so far
+        self.base_reads: set[SignalRef] = set()  # arrays read as themselves (not yet written)
         self.early_der_reads: dict[SignalRef, TraceError] = {}  # ders read before any write
         for node in nodes:
             for kind in ("states", "ders", "inputs", "outputs"):
@@ -140,8 +140,8 @@ class Tracer:
                 continue
             if kind == "states" and array.ndim == 0:
                 array = array.reshape(1)
-            self._new_signal(ref, array.shape, array=array.ndim == 1 and array.size >= ARRAY_MIN)
-            self.defaults[ref] = tuple(float(v) for v in array.ravel())
+            self._new_signal(ref, array.shape, array=array.ndim >= 1 and array.size >= ARRAY_MIN)
+            self.defaults[ref] = tuple(array.ravel().tolist())
 
     def _new_signal(self, ref: SignalRef, shape: tuple[int, ...], array: bool = False) -> Signal:
         base = signal_identifier(ref.system, ref.kind, ref.key)
@@ -199,7 +199,7 @@ class Tracer:
         if ref not in frame.reads:
             frame.reads.append(ref)
         self.read_ever.add(ref)
-        if ref in self.array_values:  # a vector another function computed: its value, composed
+        if ref in self.array_values:  # an array another function computed: its value, composed
             return self.array_values[ref]
         value = self.placeholder(self.signals[ref])
         if self.signals[ref].array:
@@ -327,7 +327,7 @@ class Tracer:
         frame = self.frame
         writes = []
         for ref, value in frame.local.items():
-            if is_lazy(value) and value.n < ARRAY_MIN:
+            if is_lazy(value) and value.size < ARRAY_MIN:
                 value = to_elements(value)
             if is_lazy(value):
                 writes.append(self._array_write(ref, value))
@@ -339,7 +339,7 @@ class Tracer:
             if existing is not None and existing.array and existing.shape == shape:
                 if ref in self.read_ever:
                     raise ArrayTraceError(
-                        f"{frame.info.name} writes the large vector {ref} element by element, "
+                        f"{frame.info.name} writes the large array {ref} element by element, "
                         "but it was read as a whole",
                         "write it with array operations (slices, np.concatenate, elementwise maths)",
                         frame.write_locations.get(ref),
@@ -363,12 +363,12 @@ class Tracer:
 
     def _array_write(self, ref: SignalRef, value: Any) -> ArrayWrite:
         frame = self.frame
-        shape = (value.n,)
+        shape = value.shape
         existing = self.signals.get(ref)
         if existing is None or existing.shape != shape or not existing.array:
             if existing is not None and ref in self.read_ever:
                 raise ArrayTraceError(
-                    f"{frame.info.name} writes {ref} as a vector of {value.n} elements, but it was read "
+                    f"{frame.info.name} writes {ref} as an array of shape {shape}, but it was read "
                     f"with shape {existing.shape}",
                     "keep a signal's shape fixed: initialize it with the shape it is written with",
                     frame.write_locations.get(ref),
@@ -378,14 +378,14 @@ class Tracer:
             self.der_keys[ref.system].append(ref.key)
         self.written.setdefault(ref, frame.info.order)
         segments = finish(value)
-        self.array_values[ref] = Pieces(self.arrays, value.n, segments)
+        self.array_values[ref] = Pieces(self.arrays, shape, segments)
         return ArrayWrite(ref, shape, segments, frame.write_locations.get(ref))
 
 
 def trace(systems: list[Any], name: str, source_root: str, arrays: bool = True) -> ModelSpec:
     """Trace every function of the tree once; see the module docstring.
 
-    With ``arrays``, 1-D vectors of at least ``ARRAY_MIN`` elements are traced in
+    With ``arrays``, arrays (any shape) of at least ``ARRAY_MIN`` elements are traced in
     array form (``arrays.py``).  When that fails and they are small enough, the model
     is traced element by element instead, with a warning that says why.
     """
@@ -401,14 +401,14 @@ def trace(systems: list[Any], name: str, source_root: str, arrays: bool = True) 
             if not isinstance(error, ArrayTraceError):  # the model's own mistake, whatever the form
                 raise
             error.problem += (
-                f" [large vectors ({tracer.array_elements} elements here) are traced in array form, "
+                f" [large arrays ({tracer.array_elements} elements here) are traced in array form, "
                 "and this model cannot be traced element by element in reasonable time]"
             )
             raise
         reason = str(error)
     spec = _trace(systems, name, source_root, Tracer(walk(systems), arrays=False))
     notice = (
-        f"the large vectors of the model are traced element by element (slower to build and run) "
+        f"the large arrays of the model are traced element by element (slower to build and run) "
         f"because the array form cannot express this: {reason}"
     )
     return replace(spec, notices=spec.notices + (notice,))
@@ -460,14 +460,14 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
 
 
 def _check_array_reads(functions: tuple[TracedFunction, ...], tracer: Tracer) -> None:
-    """A vector in array form that a function read as itself (before any function had
+    """An array in array form that a function read as itself (before any function had
     computed it: dynode would pass the previous evaluation's value) is not written later."""
     written = {w.ref: fn for fn in functions for w in fn.writes}
     for fn in functions:
         for ref in fn.reads:
             if ref in tracer.base_reads and ref in written:
                 raise ArrayTraceError(
-                    f"{fn.info.name} of {fn.info.system!r} reads the large vector {ref} before "
+                    f"{fn.info.name} of {fn.info.system!r} reads the large array {ref} before "
                     f"{written[ref].info.name} of {written[ref].info.system!r} computes it (dynode would "
                     "pass the value of the previous evaluation)",
                     "make the writer run first: add its system first, or read it in a post-connection",

@@ -227,14 +227,14 @@ def test_a_vector_passed_between_systems_is_composed_into_the_readers_loops() ->
 
 def test_a_vector_read_before_it_is_computed_is_a_clear_error_at_scale(tmp_path: Path) -> None:
     sim = build_simulation(MODELS, "dyngen", "build_shared", 3000, False)
-    with pytest.raises(TraceError, match=r"(?s)reads the large vector Source\.outputs\.u before.*make the writer run first"):
+    with pytest.raises(TraceError, match=r"(?s)reads the large array Source\.outputs\.u before.*make the writer run first"):
         build(sim.systems, name="late", source_root=str(MODELS.parent), model_file=MODELS.name,
               options=BuildOptions(output_dir=str(tmp_path)))  # fmt: skip
 
 
 def test_an_unsupported_operation_on_a_large_vector_is_a_clear_error(tmp_path: Path) -> None:
     sim = build_simulation(MODELS, "dyngen", "build_filled", 5000)
-    with pytest.raises(TraceError, match=r"item assignment to a traced large vector") as caught:
+    with pytest.raises(TraceError, match=r"item assignment to a traced large array") as caught:
         build(sim.systems, name="large", source_root=str(MODELS.parent), model_file=MODELS.name,
               options=BuildOptions(output_dir=str(tmp_path)))  # fmt: skip
     message = str(caught.value)

@@ -1,0 +1,186 @@
+"""Issue 15 (array models): 2-D Gray–Scott grids and all-to-all Kuramoto networks.
+
+    python benchmarks/grids.py [--repeats 7] [--quick]
+
+Models: ``tests/grids_model.py`` — Gray–Scott on a periodic n x n grid (2-D states,
+``np.roll`` along both axes) and Kuramoto with N oscillators coupled through an N x N
+weight matrix (an input, i.e. a parameter array), written with broadcasting
+(``np.sum(W * np.sin(theta[None, :] - theta[:, None]), axis=1)``) and with ``W @ v``.
+
+- **cold build**, in a child process with an empty cache: trace, flatten, lower,
+  render, write, load (the pipeline's stages), then numba compiling ``rhs`` (its
+  first call) and a first short ``simulate()`` (compiles ``observe`` and the DOPRI5
+  driver); module lines.
+- **one RHS call** (median over repeats): the generated ``rhs`` against a
+  hand-written ``@njit`` loop nest in the same ``(t, y, p, dy)`` layout; they agree to
+  rounding (checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MODELS = ROOT / "tests" / "grids_model.py"
+sys.path.insert(0, str(ROOT / "tests"))
+
+STAGES = ("trace", "flatten", "lower", "render", "write", "load")
+CASES = {  # name -> (builder, args, simulated time of the first run)
+    "gray_scott_100": ("build_gray_scott", (100, 100), 0.5),
+    "gray_scott_1000": ("build_gray_scott", (1000, 1000), 0.5),
+    "kuramoto_300_broadcast": ("build_kuramoto", (300, "broadcast"), 0.1),
+    "kuramoto_300_matrix": ("build_kuramoto", (300, "matrix"), 0.1),
+    "kuramoto_3000_broadcast": ("build_kuramoto", (3000, "broadcast"), 0.1),
+    "kuramoto_3000_matrix": ("build_kuramoto", (3000, "matrix"), 0.1),
+}
+QUICK = ("gray_scott_100", "kuramoto_300_broadcast", "kuramoto_300_matrix")
+
+
+def child(case: str) -> None:
+    """In a child: build, compile and first-run one case; print the timings as JSON."""
+    import grids_model
+
+    builder, args, span = CASES[case]
+    sim = getattr(grids_model, builder)(*args)
+    sim.model_file = str(MODELS)
+    start = time.perf_counter()
+    result = sim.compile()
+    built = time.perf_counter()
+    module = result.module
+    module.rhs(0.0, np.zeros(module.N_STATES), np.zeros(module.N_PARAMETERS), np.empty(module.N_STATES))
+    rhs_compiled = time.perf_counter()
+    sim.simulate(span, span)
+    done = time.perf_counter()
+    print(json.dumps({
+        "stages": dict(result.timings), "build": built - start, "rhs_compile": rhs_compiled - built,
+        "first_run": done - rhs_compiled, "total": done - start,
+        "lines": Path(module.__file__).read_text().count("\n"),
+    }))  # fmt: skip
+
+
+def run_child(case: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="dyngen-grids-") as cache:
+        env = dict(os.environ, DYNGEN_CACHE_DIR=cache, DYNGEN_PROGRESS="0", PYTHONWARNINGS="ignore")
+        done = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True, env=env,
+                              cwd=cache, timeout=3600)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"child {case} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def hand_written() -> dict:
+    """The RHS of each model written by hand as ``@njit`` loop nests (positions in y and p as arguments)."""
+    import math
+
+    from numba import njit
+
+    @njit(cache=False)
+    def gray_scott(y, p, dy, n, m, iu, iv, pDu, pDv, pF, pk):
+        Du, Dv, F, k = p[pDu], p[pDv], p[pF], p[pk]
+        for i in range(n):
+            up, down = (i - 1) % n, (i + 1) % n
+            for j in range(m):
+                left, right = (j - 1) % m, (j + 1) % m
+                u, v = y[iu + i * m + j], y[iv + i * m + j]
+                lap_u = y[iu + up * m + j] + y[iu + down * m + j] + y[iu + i * m + left] + y[iu + i * m + right] - 4 * u
+                lap_v = y[iv + up * m + j] + y[iv + down * m + j] + y[iv + i * m + left] + y[iv + i * m + right] - 4 * v
+                uvv = u * v * v
+                dy[iu + i * m + j] = Du * lap_u - uvv + F * (1 - u)
+                dy[iv + i * m + j] = Dv * lap_v + uvv - (F + k) * v
+
+    @njit(cache=False)
+    def kuramoto(y, p, dy, n, pomega, pK, pW):
+        K = p[pK]
+        for i in range(n):
+            total = 0.0
+            for j in range(n):
+                total += p[pW + i * n + j] * math.sin(y[j] - y[i])
+            dy[i] = p[pomega + i] + K / n * total
+
+    return {"gray_scott": gray_scott, "kuramoto": kuramoto}
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def runtime_row(case: str, repeats: int, hand: dict) -> list[str]:
+    import grids_model
+
+    builder, args, _ = CASES[case]
+    with tempfile.TemporaryDirectory(prefix="dyngen-grids-") as cache:
+        sim = getattr(grids_model, builder)(*args)
+        sim.cache_dir = cache
+        module = sim.compile().module
+    system = sim.systems[0]
+    y = np.concatenate([np.ravel(system.states[k]) for k in module.STATES[module.SYSTEMS[0]]])
+    p = np.empty(module.N_PARAMETERS)
+    layout = module.PARAMETERS[module.SYSTEMS[0]]
+    for key, (start, stop, shape) in layout.items():
+        p[start:stop] = np.ravel(system.inputs[key.split(".", 1)[1]])
+    rng = np.random.default_rng(1)
+    y = y + rng.normal(0.0, 0.05, y.size)
+    states = module.STATES[module.SYSTEMS[0]]
+    if builder == "build_gray_scott":
+        n, m = args
+        extra = (n, m, states["u"][0], states["v"][0], *(layout[f"inputs.{k}"][0] for k in ("Du", "Dv", "F", "k")))
+        reference = hand["gray_scott"]
+    else:
+        extra = (args[0], layout["inputs.omega"][0], layout["inputs.K"][0], layout["inputs.W"][0])
+        reference = hand["kuramoto"]
+    dy_generated, dy_hand = np.empty_like(y), np.empty_like(y)
+    module.rhs(0.0, y, p, dy_generated)
+    reference(y, p, dy_hand, *extra)
+    agreement = float(np.max(np.abs(dy_generated - dy_hand)) / np.max(np.abs(dy_hand)))
+    assert agreement < 1e-10, (case, agreement)
+    count = max(1, int(2e6 // y.size)) if builder == "build_gray_scott" else max(1, int(2e6 // args[0] ** 2))
+    generated = median_time(lambda: [module.rhs(0.0, y, p, dy_generated) for _ in range(count)], repeats) / count
+    by_hand = median_time(lambda: [reference(y, p, dy_hand, *extra) for _ in range(count)], repeats) / count
+    return [case, f"{y.size:,}", f"{by_hand * 1e6:.1f} µs", f"{generated * 1e6:.1f} µs", f"**{generated / by_hand:.2f}x**",
+            f"{agreement:.0e}"]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="the small cases only, 3 repeats")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    cases = QUICK if args.quick else tuple(CASES)
+    repeats = 3 if args.quick else args.repeats
+    header = ["case", *STAGES, "build", "rhs compile", "first simulate", "cold total", "module lines"]
+    print("Cold build (fresh process and cache), in s:\n")
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for case in cases:
+        cold = run_child(case)
+        row = [case, *(f"{cold['stages'].get(s, 0.0):.2f}" for s in STAGES), f"{cold['build']:.2f}",
+               f"{cold['rhs_compile']:.2f}", f"{cold['first_run']:.2f}", f"**{cold['total']:.2f}**", str(cold["lines"])]  # fmt: skip
+        print("| " + " | ".join(row) + " |", flush=True)
+    hand = hand_written()
+    print(f"\nOne RHS call (median of {repeats}), generated against a hand-written @njit loop nest:\n")
+    header = ["case", "states", "hand-written", "generated", "generated / hand", "agreement"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for case in cases:
+        print("| " + " | ".join(runtime_row(case, repeats, hand)) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
