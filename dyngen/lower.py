@@ -61,7 +61,7 @@ class NoJacobian(Exception):
         self.note = (
             f"a derivative depends on a sum over {reduction.size} elements "
             f"({relative_location(reduction.location, source_root)}), whose Jacobian is dense; dyngen "
-            "does not generate it for vectors in array form"
+            "does not generate it for arrays in array form yet"
         )
         super().__init__(self.note)
 

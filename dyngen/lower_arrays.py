@@ -361,15 +361,19 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                 state = der_rows[a.ref]
                 der_strides = strides(state.shape)
                 row = state.start + sum(s * lo for s, (lo, _) in zip(der_strides, box))
-                for symbol in expr.free_symbols:  # a reduction along axes: gradient() says why there is no Jacobian
-                    if symbol in places.offsets and places.offsets[symbol].ref.kind == REDUCTION_KIND:
-                        gradient(symbol)
+                for symbol in sorted(expr.free_symbols, key=lambda s: s.name):  # through reductions along axes
+                    offset = places.offsets.get(symbol)
+                    if offset is not None and offset.ref.kind == REDUCTION_KIND:
+                        partial = clean(sp.diff(expr, symbol))
+                        if partial != 0:
+                            chain = _ReductionChain(flat, places, temporaries, gradient, clean, code)
+                            position = chain.entries(symbol, partial, box, state, position)
                 expr = places.at(expr, cell) if single else expr
                 for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
                     offset = places.offsets.get(symbol)
                     if offset is not None:
                         if offset.ref not in state_arrays:
-                            continue  # a parameter array: a constant
+                            continue  # a parameter array (a constant), or a reduction (above)
                         column, column_strides = places.column(offset, box)
                         columns = [(column, column_strides, sp.S.One)]
                         read = f"{offset.ref}[{index_text(offset.index)}]"
@@ -394,3 +398,107 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
             if targets:
                 _emit(places, temporaries, _title(flat, members, box), box, targets, code)
     return code
+
+
+class _ReductionChain:
+    """Jacobian entries of a derivative through ``T = sum(S, axis=...)`` that it reads
+    at its own cell (``d/dt x[i] = f(T[i])``): by the chain rule, ``f'(T[i])`` times
+    ``dS(i, j)/dy`` for each read of the summand ``S``.
+
+    A read of a state along a reduced axis (``theta[j]``) gives one entry per cell of
+    the summand (a dense block: all-to-all coupling); a read along kept axes only
+    (``theta[i]``) or a scalar's gradient gives one entry per row, accumulated over the
+    reduced axes.  Anything else (``prod``/``max``/``min``, a read of ``T`` at another
+    cell, a summand that reads another reduction) has no Jacobian yet: ``gradient``
+    raises ``NoJacobian`` for it.
+    """
+
+    def __init__(self, flat: FlatModel, places: Places, temporaries: Temporaries, gradient: Gradient,
+                 clean: Callable[[sp.Basic], sp.Basic], code: ArrayCode) -> None:  # fmt: skip
+        self.flat, self.places, self.temporaries = flat, places, temporaries
+        self.gradient, self.clean, self.code = gradient, clean, code
+        self.state_arrays = {slot.ref for slot in flat.states}
+
+    def entries(self, symbol: sp.Symbol, partial: sp.Basic, box: Box, state: Slot, position: int) -> int:
+        offset = self.places.offsets[symbol]
+        reduction = next(r for _, r in self.flat.reductions if r.symbol.name == offset.ref.key)
+        identity = tuple((d, 0) for d in range(len(box)))
+        readable = all(
+            (o := self.places.offsets.get(s)) is None or o.ref.kind != REDUCTION_KIND
+            for g in reduction.segments for s in g.expr.free_symbols
+        )  # fmt: skip
+        if reduction.op != "sum" or offset.index != identity or reduction.shape != state.shape or not readable:
+            self.gradient(symbol)  # raises NoJacobian, which says why
+        kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
+        der_strides = strides(state.shape)
+        self.code.roots.append(partial)  # what the factor reads (a reduction it reads is computed first)
+        for segment in reduction.segments:
+            sub = list(zip(segment.lo, segment.hi))
+            for d, a in enumerate(kept):  # the cells of the summand whose kept index is in the der box
+                sub[a] = (max(sub[a][0], box[d][0]), min(sub[a][1], box[d][1]))
+            sub_box = tuple(sub)
+            if box_size(sub_box) == 0:
+                continue
+            loop = _loop_indices(sub_box)
+            # the derivative's factor, read at the summand's kept indices
+            factor = partial.xreplace({
+                s: self.places.indexed(o, tuple(loop[a] for a in kept))
+                for s in partial.free_symbols if (o := self.places.offsets.get(s)) is not None
+            })  # fmt: skip
+            row = state.start + sum(st * sub_box[a][0] for st, a in zip(der_strides, kept))
+            row_strides = [0] * len(sub_box)
+            for st, a in zip(der_strides, kept):
+                row_strides[a] = st
+            for read in sorted(segment.expr.free_symbols, key=lambda s: s.name):
+                position = self._read(read, segment.expr, factor, sub_box, kept, row, tuple(row_strides), position, state)
+        return position
+
+    def _read(self, read: sp.Symbol, summand: sp.Basic, factor: sp.Basic, sub_box: Box, kept: list[int], row: int,
+              row_strides: tuple[int, ...], position: int, state: Slot) -> int:  # fmt: skip
+        offset = self.places.offsets.get(read)
+        if offset is not None and offset.ref not in self.state_arrays:
+            return position  # a parameter array: a constant
+        if offset is not None:
+            column, column_strides = self.places.column(offset, sub_box)
+            columns = [(column, column_strides, sp.S.One, f"{offset.ref}[{index_text(offset.index)}]")]
+        else:
+            columns = [(j, (0,) * len(sub_box), g, f"y[{j}]") for j, g in sorted(self.gradient(read).items())]
+        derivative = self.clean(sp.diff(summand, read))
+        if derivative == 0:
+            return position
+        for column, column_strides, g, label_read in columns:
+            value = factor * derivative * g
+            label = f"d(d/dt {_element_comment(state.ref, len(kept))})/d({label_read}) through a sum"
+            reduced = [a for a in range(len(sub_box)) if a not in kept]
+            if any(column_strides[a] for a in reduced):  # one entry per summand cell
+                shape = tuple(hi - lo for lo, hi in sub_box)
+                box_strides = strides(shape)
+
+                def target(loop: tuple[sp.Basic, ...], at: int = position, st: tuple = box_strides) -> sp.Basic:
+                    return _VALUES[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, loop, sub_box)))]
+
+                _emit(self.places, self.temporaries, label, sub_box, [(target, value, "")], self.code)
+                self.code.jac_blocks.append(JacBlock(row, column, shape, row_strides, column_strides))
+                position += box_size(sub_box)
+                continue
+            # one entry per row (kept cell), accumulated over the reduced axes
+            kept_box = tuple(sub_box[a] for a in kept)
+            kept_shape = tuple(hi - lo for lo, hi in kept_box)
+            count = box_size(kept_box)
+            kept_strides = strides(kept_shape)
+            zero = Statement(_VALUES[INDEX + position], sp.Float(0.0))
+            self.code.blocks.append(Block(f"{label}: accumulated below", (zero,), loops=(("i", 0, count),) if count > 1 else ()))
+            if count == 1:
+                self.code.blocks[-1] = Block(f"{label}: accumulated below", (Statement(_VALUES[position], sp.Float(0.0)),))
+
+            def entry(loop: tuple[sp.Basic, ...], at: int = position, st: tuple = kept_strides) -> sp.Basic:
+                return _VALUES[at + sp.Add(*(s * (loop[a] - lo) for s, a, (lo, _) in zip(st, kept, kept_box)))]
+
+            accumulator = sp.Symbol("jac_acc", real=True)
+            _emit(self.places, self.temporaries, label, sub_box, [(entry, accumulator + value, "")], self.code,
+                  accumulator, entry)  # fmt: skip
+            self.code.jac_blocks.append(JacBlock(
+                row, column, kept_shape, tuple(row_strides[a] for a in kept), tuple(column_strides[a] for a in kept)
+            ))  # fmt: skip
+            position += count
+        return position

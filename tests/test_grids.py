@@ -7,7 +7,8 @@ Checked against independent references:
   state, all-to-all Kuramoto written three ways), within 1e-8 relative;
 - the element form of the same models (``Simulation(arrays=False)``): rhs and observed
   signals at random points;
-- central finite differences of the generated rhs for the Jacobian (2-D stencils);
+- central finite differences of the generated rhs for the Jacobian (2-D and 3-D
+  stencils; all-to-all coupling through sums along an axis, ``@`` and ``np.einsum``);
 - the module's shape: the same lines for a 20x16 and a 200x160 grid.
 """
 
@@ -120,11 +121,22 @@ def test_jacobian_of_grid_stencils_matches_finite_differences(builder: str, args
         assert len(set(zip(module.JAC_ROWS.tolist(), module.JAC_COLS.tolist()))) == module.JAC_NNZ
 
 
-def test_a_reduction_along_an_axis_says_there_is_no_jacobian_yet() -> None:
-    module = module_of("build_kuramoto", 70, "matrix")
-    assert "sum over 4900 elements" in module.NO_JACOBIAN
+@pytest.mark.parametrize("form", ["broadcast", "matrix", "einsum"])
+def test_jacobian_through_sums_along_an_axis_matches_finite_differences(form: str) -> None:
+    module = module_of("build_kuramoto", 70, form)
+    assert getattr(module, "NO_JACOBIAN", None) is None
+    t, y, p = random_point(module, 5)
+    J = np.full((module.N_STATES, module.N_STATES), np.nan)
+    module.jac(t, y, p, J)
+    assert relative(J, central_differences(module, t, y, p)) < 1e-6
+    assert np.count_nonzero(J) == 70 * 70  # all-to-all: dense, as the model is
+
+
+def test_a_sum_over_a_whole_grid_read_by_a_derivative_says_there_is_no_jacobian() -> None:
+    module = module_of("build_grid_ops", 12, 10)
+    assert "sum over 120 elements (grids_model.py:85)" in module.NO_JACOBIAN
     with pytest.raises(dyngen.DyngenError, match="dopri5"):
-        build_simulation(MODELS, "dyngen", "build_kuramoto", 70, "matrix").simulate(1.0, 0.5, integrator="rodas4")
+        build_simulation(MODELS, "dyngen", "build_grid_ops", 12, 10).simulate(1.0, 0.5, integrator="rodas4")
 
 
 # ----------------------------------------------------------------------------- the module's shape
@@ -155,16 +167,16 @@ def test_reshape_that_moves_elements_is_a_clear_error(tmp_path: Path) -> None:
     class Folded(dyngen.System):
         def __init__(self) -> None:
             super().__init__()
-            self.states.u = np.ones((10, 10))
-            self.ders.u = np.zeros((10, 10))
+            self.states.u = np.ones((60, 60))
+            self.ders.u = np.zeros((60, 60))
 
         def do_step(self, time: float) -> None:
-            self.ders.u = -self.states.u.reshape(20, 5).reshape(10, 10)
+            self.ders.u = -self.states.u.reshape(120, 30).reshape(60, 60)
 
     sim = dyngen.Simulation()
     sim.add_system(Folded())
     start = time.perf_counter()
-    with pytest.raises(TraceError, match=r"(?s)reshape of a traced array of shape \(10, 10\) into \(20, 5\).*give the state its final shape"):
+    with pytest.raises(TraceError, match=r"(?s)reshape of a traced array of shape \(60, 60\) into \(120, 30\).*give the state its final shape"):
         build(sim.systems, name="folded", source_root=str(Path(__file__).parent), model_file=Path(__file__).name,
               options=BuildOptions(output_dir=str(tmp_path / "out")))  # fmt: skip
     assert time.perf_counter() - start < 20
