@@ -40,6 +40,7 @@ from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, numeric
 
 ARRAY_MIN = 64  # arrays of at least this many elements are traced in array form
 SMALL_PART = 64  # constant arrays up to this size may be combined with an array
+MATERIALIZE_REPEATS = 8  # an array broadcast to this many times its size is computed once first
 
 Box = tuple[tuple[int, int], ...]  # (lo, hi) per axis
 Index = tuple[tuple[int, int], ...]  # per axis of a signal: (loop axis, k) or (-1, k): see ir.Offset
@@ -100,6 +101,11 @@ class ArrayContext:
         signal = Signal(SignalRef("", REDUCTION_KIND, symbol.name), shape, ElementSymbols(symbol.name, size))
         self._signals[signal.ref] = signal
         return Base(self, signal)
+
+    def materialize(self, value: "LazyArray") -> "LazyArray":
+        """``value`` computed once into a local array (before it is broadcast: ``sin(x)[None, :]``
+        read by every row would evaluate ``sin`` once per row otherwise)."""
+        return self.partial_reduction(value, "sum", ())
 
     def relative(self, signal: Signal, index: Index) -> sp.Symbol:
         """The symbol of ``signal[index]``; an element symbol when every axis is constant."""
@@ -228,8 +234,17 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
                     "read element by element in the loop (and can be changed between runs)",
                 )
             o = Small(ctx, o)
+        if isinstance(o, LazyArray) and o.size * MATERIALIZE_REPEATS <= size and _costly(o):
+            o = ctx.materialize(o)
         converted.append(broadcast_to(o, shape) if isinstance(o, LazyArray) else o)
     return Map(ctx, fn, tuple(converted), shape)
+
+
+def _costly(value: "LazyArray") -> bool:
+    """Whether broadcasting ``value`` would repeat function calls (one box only: a
+    materialized array's Jacobian inlines its expression)."""
+    pieces = value.pieces()
+    return len(pieces) == 1 and bool(pieces[0][1].atoms(sp.Function))
 
 
 def _scalar(value: Any) -> sp.Basic:

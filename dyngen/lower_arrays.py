@@ -61,7 +61,11 @@ class Places:
     """Where the arrays a relative symbol reads live (``y`` or ``p``), and their element symbols."""
 
     def __init__(self, flat: FlatModel) -> None:
-        self.offsets = flat.offsets
+        self.offsets = dict(flat.offsets)  # with the reads that inline_copies makes
+        self._relative = {(o.ref, o.index): s for s, o in flat.offsets.items()}
+        self.copies = {
+            reduction_ref(r): r.segments[0].expr for _, r in flat.reductions if r.shape and not r.axes
+        }  # fmt: skip
         self.vector: dict[SignalRef, tuple[sp.IndexedBase, Slot]] = {}
         for slot in flat.states:
             self.vector[slot.ref] = (_Y, slot)
@@ -71,6 +75,30 @@ class Places:
             if reduction.shape:
                 ref = reduction_ref(reduction)
                 self.vector[ref] = (sp.IndexedBase(reduction.symbol.name), Slot(ref, 0, reduction.shape, ()))
+
+    def relative(self, offset: Offset) -> sp.Symbol:
+        """The relative symbol of a read (made here when the trace did not make it)."""
+        symbol = self._relative.get((offset.ref, offset.index))
+        if symbol is None:
+            symbol = sp.Symbol(f"{offset.ref}[{index_text(offset.index)}]", real=True)
+            self._relative[(offset.ref, offset.index)] = symbol
+            self.offsets[symbol] = offset
+        return symbol
+
+    def inline_copies(self, expr: sp.Basic) -> sp.Basic:
+        """``expr`` with each read of an array computed once (``arrays.materialize``)
+        replaced by that array's expression at the read's index (for the Jacobian)."""
+        subs = {}
+        for s in expr.free_symbols:
+            o = self.offsets.get(s)
+            if o is None or o.ref not in self.copies:
+                continue
+            inner = self.copies[o.ref]
+            subs[s] = inner.xreplace({
+                q: self.relative(Offset(oq.ref, tuple(_compose(a, k, o.index) for a, k in oq.index)))
+                for q in inner.free_symbols if (oq := self.offsets.get(q)) is not None
+            })  # fmt: skip
+        return expr.xreplace(subs) if subs else expr
 
     def at(self, expr: sp.Basic, cell: Sequence[int]) -> sp.Basic:
         """``e(cell)`` at constant indices: relative symbols become element symbols."""
@@ -98,9 +126,25 @@ class Places:
         return start, per_axis
 
 
+def _compose(axis: int, k: int, outer: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    """One axis of a read inside an array computed once, seen from the reader: the
+    array's axis ``axis`` (+ ``k``) is read at ``outer[axis]``."""
+    if axis < 0:
+        return (axis, k)
+    outer_axis, outer_k = outer[axis]
+    return (outer_axis, outer_k + k)
+
+
 def reduction_ref(reduction: Reduction) -> SignalRef:
     """The ref that reads of the array a reduction along axes computes use (``arrays.py``)."""
     return SignalRef("", REDUCTION_KIND, reduction.symbol.name)
+
+
+class Empty(sp.Function):
+    """``np.empty(n)``: a local array that a loop fills (printed, never simplified)."""
+
+    def _dyngen_numba(self, printer: object) -> str:
+        return f"np.empty({int(self.args[0])})"
 
 
 class Full(sp.Function):
@@ -261,14 +305,22 @@ def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temp
     for extent in reduction.shape:
         size *= extent
     kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
-    title = (f"{symbol} = {reduction.op} along axis {', '.join(map(str, reduction.axes))} of "
-             f"{reduction.size} elements, shape {reduction.shape} ({where})")  # fmt: skip
-    code.blocks.append(Block(title, (Statement(symbol, Full(size, start)),)))
-    accumulator = sp.Symbol(f"{symbol.name}_acc", real=True)  # stands for r[kept indices] in the body
     base = sp.IndexedBase(symbol.name)
 
     def element(loop: tuple[sp.Basic, ...]) -> sp.Basic:
         return base[flat_index(reduction.shape, [loop[a] for a in kept])]
+
+    if not reduction.axes:  # an array computed once before it is broadcast (arrays.materialize)
+        title = f"{symbol} = an array of shape {reduction.shape} computed once, read many times ({where})"
+        code.blocks.append(Block(title, (Statement(symbol, Empty(size)),)))
+        for segment in reduction.segments:
+            box = tuple(zip(segment.lo, segment.hi))
+            _emit(places, temporaries, f"{symbol}: {_span(box)}", box, [(element, segment.expr, "")], code)
+        return code.blocks
+    title = (f"{symbol} = {reduction.op} along axis {', '.join(map(str, reduction.axes))} of "
+             f"{reduction.size} elements, shape {reduction.shape} ({where})")  # fmt: skip
+    code.blocks.append(Block(title, (Statement(symbol, Full(size, start)),)))
+    accumulator = sp.Symbol(f"{symbol.name}_acc", real=True)  # stands for r[kept indices] in the body
 
     for segment in reduction.segments:
         box = tuple(zip(segment.lo, segment.hi))
@@ -358,6 +410,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
             cell = [lo for lo, _ in box]
             targets = []
             for a, expr in zip(members, fused.exprs):
+                expr = places.inline_copies(expr)
                 state = der_rows[a.ref]
                 der_strides = strides(state.shape)
                 row = state.start + sum(s * lo for s, (lo, _) in zip(der_strides, box))
@@ -423,16 +476,17 @@ class _ReductionChain:
         offset = self.places.offsets[symbol]
         reduction = next(r for _, r in self.flat.reductions if r.symbol.name == offset.ref.key)
         identity = tuple((d, 0) for d in range(len(box)))
+        summands = [(g, self.places.inline_copies(g.expr)) for g in reduction.segments]
         readable = all(
             (o := self.places.offsets.get(s)) is None or o.ref.kind != REDUCTION_KIND
-            for g in reduction.segments for s in g.expr.free_symbols
+            for _, e in summands for s in e.free_symbols
         )  # fmt: skip
         if reduction.op != "sum" or offset.index != identity or reduction.shape != state.shape or not readable:
             self.gradient(symbol)  # raises NoJacobian, which says why
         kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
         der_strides = strides(state.shape)
         self.code.roots.append(partial)  # what the factor reads (a reduction it reads is computed first)
-        for segment in reduction.segments:
+        for segment, summand in summands:
             sub = list(zip(segment.lo, segment.hi))
             for d, a in enumerate(kept):  # the cells of the summand whose kept index is in the der box
                 sub[a] = (max(sub[a][0], box[d][0]), min(sub[a][1], box[d][1]))
@@ -449,8 +503,8 @@ class _ReductionChain:
             row_strides = [0] * len(sub_box)
             for st, a in zip(der_strides, kept):
                 row_strides[a] = st
-            for read in sorted(segment.expr.free_symbols, key=lambda s: s.name):
-                position = self._read(read, segment.expr, factor, sub_box, kept, row, tuple(row_strides), position, state)
+            for read in sorted(summand.free_symbols, key=lambda s: s.name):
+                position = self._read(read, summand, factor, sub_box, kept, row, tuple(row_strides), position, state)
         return position
 
     def _read(self, read: sp.Symbol, summand: sp.Basic, factor: sp.Basic, sub_box: Box, kept: list[int], row: int,
