@@ -87,19 +87,19 @@ def hand_written() -> dict:
 
     @njit(cache=False)
     def gray_scott(y, p, dy, n, m, iu, iv, pDu, pDv, pF, pk):
+        u, v = y[iu:iu + n * m].reshape(n, m), y[iv:iv + n * m].reshape(n, m)
+        du, dv = dy[iu:iu + n * m].reshape(n, m), dy[iv:iv + n * m].reshape(n, m)
         Du, Dv, F, k = p[pDu], p[pDv], p[pF], p[pk]
-        for i in range(n):  # periodic neighbours of a row: no modulo in the inner loop
-            up, down = (i - 1 if i > 0 else n - 1) * m, (i + 1 if i < n - 1 else 0) * m
-            row = i * m
+        for i in range(n):  # periodic neighbours without modulo
+            up, down = i - 1 if i > 0 else n - 1, i + 1 if i < n - 1 else 0
             for j in range(m):
-                left = row + (j - 1 if j > 0 else m - 1)
-                right = row + (j + 1 if j < m - 1 else 0)
-                u, v = y[iu + row + j], y[iv + row + j]
-                lap_u = y[iu + up + j] + y[iu + down + j] + y[iu + left] + y[iu + right] - 4 * u
-                lap_v = y[iv + up + j] + y[iv + down + j] + y[iv + left] + y[iv + right] - 4 * v
-                uvv = u * v * v
-                dy[iu + row + j] = Du * lap_u - uvv + F * (1 - u)
-                dy[iv + row + j] = Dv * lap_v + uvv - (F + k) * v
+                left, right = j - 1 if j > 0 else m - 1, j + 1 if j < m - 1 else 0
+                uu, vv = u[i, j], v[i, j]
+                lap_u = u[up, j] + u[down, j] + u[i, left] + u[i, right] - 4.0 * uu
+                lap_v = v[up, j] + v[down, j] + v[i, left] + v[i, right] - 4.0 * vv
+                uvv = uu * vv * vv
+                du[i, j] = Du * lap_u - uvv + F * (1.0 - uu)
+                dv[i, j] = Dv * lap_v + uvv - (F + k) * vv
 
     @njit(cache=False)
     def kuramoto(y, p, dy, n, pomega, pK, pW):
