@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -130,10 +131,7 @@ class Segment:
 
     @property
     def size(self) -> int:
-        size = 1
-        for a, b in zip(self.lo, self.hi):
-            size *= b - a
-        return size
+        return math.prod(b - a for a, b in zip(self.lo, self.hi))
 
     def __str__(self) -> str:
         return "[" + ", ".join(f"{a}:{b}" for a, b in zip(self.lo, self.hi)) + f"] {self.expr}"
@@ -290,10 +288,7 @@ class ArrayAssignment:
 
     @property
     def size(self) -> int:
-        size = 1
-        for extent in self.shape:
-            size *= extent
-        return size
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -411,10 +406,7 @@ class JacBlock:
 
     @property
     def n(self) -> int:
-        n = 1
-        for extent in self.shape:
-            n *= extent
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)

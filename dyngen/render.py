@@ -78,32 +78,28 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
     """A layout table: states by bare key; parameters and observed by "kind.key".
 
     ``names`` are the entries of the names tuple as source: one quoted name per
-    element (in the vector's order), or one generator line for a vector in array
+    element (in the vector's order), or one generator line for an array in array
     form; with an array of more than ``EMBED_MAX`` elements, the ``(name, count)``
-    runs of an ``ElementNames`` (``lazy``), which makes names when asked for.  The table keeps the slots' order (dynode's, also where states are packed).
+    runs of an ``ElementNames`` (``lazy``), which makes names when asked for.  The
+    table keeps the slots' order (dynode's, also where states are packed).
     """
     systems: dict[str, list] = {}
-    names = []
     for slot in slots:
         key = slot.ref.key if name == "STATES" else f"{slot.ref.kind}.{slot.ref.key}"
         systems.setdefault(slot.ref.system, []).append((key, slot.start, slot.stop, slot.shape))
-    if any(slot.array and slot.stop - slot.start > EMBED_MAX for slot in slots):  # ElementNames: runs
-        for slot in in_place_order(slots):
-            if slot.array:
-                names.append(f"({str(slot.ref)!r}, {slot.stop - slot.start})")
-                continue
-            for i in range(len(slot.symbols)):
-                suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
-                names.append(f"({str(slot.ref) + suffix!r}, 0)")
-        return {"name": name, "systems": list(systems.items()), "names": names, "lazy": True}
+    runs: list[tuple[str, int]] = []  # (name, n): n == 0 names one element, else name[0] .. name[n - 1]
     for slot in in_place_order(slots):
         if slot.array:
-            names.append(f'*({str(slot.ref)!r} + f"[{{k}}]" for k in range({len(slot.symbols)}))')
+            runs.append((str(slot.ref), slot.stop - slot.start))
             continue
         for i in range(len(slot.symbols)):
-            suffix = f"[{i}]" if len(slot.symbols) > 1 else ""
-            names.append(repr(f"{slot.ref}{suffix}"))
-    return {"name": name, "systems": list(systems.items()), "names": names, "lazy": False}
+            runs.append((f"{slot.ref}[{i}]" if len(slot.symbols) > 1 else str(slot.ref), 0))
+    lazy = any(slot.array and slot.stop - slot.start > EMBED_MAX for slot in slots)
+    if lazy:  # an ElementNames of the runs
+        names = [f"({label!r}, {n})" for label, n in runs]
+    else:
+        names = [f'*({label!r} + f"[{{k}}]" for k in range({n}))' if n else repr(label) for label, n in runs]
+    return {"name": name, "systems": list(systems.items()), "names": names, "lazy": lazy}
 
 
 EMBED_MAX = 100_000  # an array of more values is not embedded in DEFAULT_STATES/PARAMETERS (NaN there)
