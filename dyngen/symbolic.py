@@ -319,13 +319,20 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
 
 def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
     def reduce(a: Any, axis: Any = None, **kwargs: Any) -> Any:
-        if axis is not None or kwargs:
+        if kwargs or not (axis is None or isinstance(axis, (int, np.integer))):
             raise TraceError(
-                "np.max/np.min over an axis cannot be traced",
-                "use np.maximum/np.minimum elementwise",
+                "np.max/np.min with out, keepdims, initial, where or several axes cannot be traced",
+                "np.max(a) or np.max(a, axis=k); np.maximum/np.minimum elementwise",
                 user_frame_location(),
             )
-        return Sym(fn(*(numeric(e.expr) for e in as_object_array(a).flat)))
+        array = as_object_array(a)
+        if axis is None:
+            return Sym(fn(*(numeric(e.expr) for e in array.flat)))
+        moved = np.moveaxis(array, int(axis), -1)
+        out = np.empty(moved.shape[:-1], dtype=object)
+        for index in np.ndindex(*out.shape):
+            out[index] = Sym(fn(*(numeric(e.expr) for e in moved[index])))
+        return out.view(SymArray) if out.ndim else out[()]
 
     return reduce
 

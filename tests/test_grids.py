@@ -76,6 +76,14 @@ def test_grid_models_match_dynode(builder: str, args: tuple) -> None:
     assert_same_runs(ours, theirs)
 
 
+def test_small_matrices_in_the_element_form_match_dynode() -> None:
+    """N = 7: every signal is under 64 elements, so np.max/np.mean along an axis, @ and
+    broadcasting run in the element form."""
+    ours = run(build_simulation(MODELS, "dyngen", "build_kuramoto", 7, "matrix"), "dyngen", 2.0, 0.5)
+    theirs = run(build_simulation(MODELS, "dynode", "build_kuramoto", 7, "matrix"), "dynode", 2.0, 0.5)
+    assert_same_runs(ours, theirs)
+
+
 # ----------------------------------------------------------------------------- against the element form
 
 
