@@ -177,14 +177,24 @@ class SolveIvpIntegrator:
         )
 
 
-def check_dense_jacobian(method: str, n: int) -> None:
-    """Refuse a method that factors a dense Jacobian when ``n`` states make it unaffordable."""
-    if n > DENSE_MAX_STATES:
+def check_dense_jacobian(method: str, n: int, nnz: int | None = None) -> None:
+    """Refuse a method that factors a dense Jacobian when ``n`` states make it unaffordable.
+
+    ``nnz`` (the Jacobian's entries) tells a sparse Jacobian, which other methods can
+    use, from a genuinely dense one, which only explicit methods can afford.
+    """
+    if n <= DENSE_MAX_STATES:
+        return
+    cost = f"the dense {n} x {n} Jacobian ({n * n * 8 / 1e9:.1f} GB and an O(n^3) factorization per step)"
+    if nnz is not None and nnz > SPARSE_MAX_DENSITY * n * n:
         raise DyngenError(
-            f"integrator {method!r} works with the dense {n} x {n} Jacobian ({n * n * 8 / 1e9:.1f} GB and an "
-            f"O(n^3) factorization per step); for {n} states use 'dopri5' or 'dop853' (explicit), or "
-            "solve_ivp's 'BDF' or 'Radau', which use the sparse Jacobian"
+            f"integrator {method!r} would work with {cost}, and this model's Jacobian is dense ({nnz} of its "
+            f"{n * n} entries may be non-zero): for {n} states use 'dopri5' or 'dop853' (explicit)"
         )
+    raise DyngenError(
+        f"integrator {method!r} works with {cost}; for {n} states use 'rodas4', or solve_ivp's 'BDF' or "
+        "'Radau', which use the sparse Jacobian, or 'dopri5'/'dop853' (explicit)"
+    )
 
 
 def jacobian_callable(module: object, p: np.ndarray, sparse: bool = True) -> Callable[[float, np.ndarray], object]:
