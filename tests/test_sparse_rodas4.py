@@ -175,3 +175,17 @@ def test_sparse_rodas4_fails_as_the_dense_one_does(model: str, monkeypatch: pyte
             sim.simulate(2.0, 0.25, integrator="rodas4")
         messages.append(str(info.value))
     assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("method", ["BDF", "Radau"])
+def test_bdf_and_radau_factorise_the_sparse_jacobian_as_rodas4_does(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dyngen.runtime import sparse_stiff
+
+    factored = []
+    original = sparse_stiff.factor_iteration_matrix
+    monkeypatch.setattr(sparse_stiff, "factor_iteration_matrix", lambda matrix: factored.append(matrix.shape) or original(matrix))
+    sim, system = brusselator(100)
+    sim.simulate(2.0, 1.0, integrator=method, rtol=1e-9, atol=1e-11)
+    assert factored and set(factored) == {(200, 200)}
+    reference = brusselator_reference(100, np.array([0.0, 2.0]))[-1]
+    np.testing.assert_allclose(np.concatenate((system.states.u, system.states.v)), reference, rtol=1e-6, atol=1e-7)

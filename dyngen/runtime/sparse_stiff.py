@@ -25,6 +25,19 @@ from .stiff import rodas4_failure, rodas4_settings
 _UROUND = 2.3e-16
 
 
+def factor_iteration_matrix(matrix: csc_matrix) -> object:
+    """SuperLU of an iteration matrix ``c I - J`` (CSC); RuntimeError if it is singular.
+
+    Such a matrix is structurally symmetric for the usual models (stencils, couplings
+    both ways) and its diagonal dominates for small steps: a minimum-degree ordering of
+    A + A^T with a preference for diagonal pivots fills in about half of what scipy's
+    default (COLAMD) does, and factorises 2.5-3x faster (2-D Brusselator, 32,768 states:
+    4.3M against 9.1M entries, 0.3 s against 0.8 s); partial pivoting still takes over
+    where a diagonal entry is too small.
+    """
+    return splu(matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.1, options={"SymmetricMode": True})
+
+
 class CscPattern:
     """The CSC structure of ``c I - J`` for the Jacobian pattern (JAC_ROWS, JAC_COLS),
     built once; ``values(jac, c)`` fills its data from the Jacobian's entries."""
@@ -87,18 +100,10 @@ class SparseRosenbrockIntegrator:
             )
 
     def _factor(self, h: float, gamma: float) -> object | None:
-        """SuperLU of ``I/(h*gamma) - J``, or None if it is singular.
-
-        The matrix is structurally symmetric for the usual models (stencils, couplings
-        both ways) and its diagonal dominates for small h: a minimum-degree ordering of
-        A + A^T with a preference for diagonal pivots fills in a half to a quarter of
-        COLAMD's (2-D Brusselator, 32,768 states: 4.3M against 9.1M, 0.2 s against
-        0.8 s); partial pivoting still takes over where the diagonal is too small.
-        """
+        """SuperLU of ``I/(h*gamma) - J``, or None if it is singular."""
         data = self._pattern.values(self._jac, 1.0 / (h * gamma))
         try:
-            return splu(self._pattern.matrix(data), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.1,
-                        options={"SymmetricMode": True})  # fmt: skip
+            return factor_iteration_matrix(self._pattern.matrix(data))
         except RuntimeError:  # "Factor is exactly singular"
             return None
 

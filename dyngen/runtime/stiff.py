@@ -13,7 +13,7 @@ RODAS4_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps")
 # From this many states a sparse Jacobian (at most SPARSE_MAX_DENSITY of the entries)
 # is factorised sparse (sparse_stiff.py): the dense n^3/3 LU of the compiled loop costs
 # more than SuperLU plus the Python stage loop from about here (benchmarks/README.md).
-SPARSE_RODAS4_MIN_STATES = 200
+SPARSE_RODAS4_MIN_STATES = 150
 _REASONS = {
     -2: "more than nsteps steps were needed (pass a larger nsteps=...)",
     -3: "the step size became too small",
