@@ -1,6 +1,8 @@
 """Issue 15 (stiff methods at scale): rodas4 on the sparse Jacobian against scipy's BDF.
 
-    python benchmarks/stiff_sparse.py [--n 64 128] [--t-end 1.0] [--rtol 1e-6] [--atol 1e-8] [--repeats 3]
+    python benchmarks/stiff_sparse.py [--n 64 128] [--t-end 1.0] [--rtol 1e-6] [--atol 1e-8] [--repeats 3] [--reference]
+    python benchmarks/stiff_sparse.py --crossover        # dense vs sparse rodas4, 128-512 states
+    python benchmarks/stiff_sparse.py --sweep --n 32 --t-end 5   # rodas4 and BDF over tolerances
 
 Model: ``benchmarks/brusselator.py``, the stiff 2-D Brusselator (BRUSS-2D, alpha = 0.1)
 on an n x n periodic grid, 2 n^2 states, written as flat vectors in dyngen's 1-D array
@@ -121,6 +123,62 @@ def measure(n: int, t_end: float, rtol: float, atol: float, repeats: int, refere
     }  # fmt: skip
 
 
+def crossover(grids: list[int], t_end: float, repeats: int) -> None:
+    """Dense (compiled) against sparse rodas4 on small grids: where SPARSE_RODAS4_MIN_STATES lies."""
+    import brusselator
+
+    from dyngen.runtime.sparse_stiff import SparseRosenbrockIntegrator
+    from dyngen.runtime.stiff import CompiledRosenbrockIntegrator
+
+    print("| grid | states | dense rodas4 | sparse rodas4 | steps |\n|---|---|---|---|---|")
+    for n in grids:
+        sim = brusselator.build(n)
+        module, model = sim.module, sim._model
+        p, y0 = model.gather_parameters(), model.gather_states()
+        times = []
+        for kind in (CompiledRosenbrockIntegrator, SparseRosenbrockIntegrator):
+            kind(module, p, 0.0, y0, {"rtol": 1e-6, "atol": 1e-8}, model.state_name).advance(1e-3)  # compile
+            solvers = []
+
+            def run() -> None:
+                solvers.append(kind(module, p, 0.0, y0, {"rtol": 1e-6, "atol": 1e-8}, model.state_name))
+                solvers[-1].advance(t_end)
+
+            times.append(median_time(run, repeats)[0])
+        print(f"| {n}x{n} | {module.N_STATES} | {times[0] * 1e3:.1f} ms | {times[1] * 1e3:.1f} ms | {solvers[-1].stats[0]} |")
+
+
+def sweep(n: int, t_end: float) -> None:
+    """rodas4 and scipy's BDF (FD Jacobian) over tolerances, with their errors against rodas4 at rtol 1e-11."""
+    import brusselator
+    from scipy.integrate import solve_ivp
+
+    from dyngen.runtime.sparse_stiff import SparseRosenbrockIntegrator
+
+    sim = brusselator.build(n)
+    module, model = sim.module, sim._model
+    p, y0 = model.gather_parameters(), model.gather_states()
+
+    def f(t: float, y: np.ndarray) -> np.ndarray:
+        dy = np.empty_like(y)
+        module.rhs(t, y, p, dy)
+        return dy
+
+    reference = SparseRosenbrockIntegrator(module, p, 0.0, y0, {"rtol": 1e-11, "atol": 1e-13}, model.state_name)
+    reference.advance(t_end)
+    print("| rtol / atol | rodas4 | steps | error | scipy BDF, FD jac | steps, LUs | error |\n|---|---|---|---|---|---|---|")
+    for rtol, atol in ((1e-3, 1e-5), (1e-4, 1e-6), (1e-6, 1e-8), (1e-8, 1e-10)):
+        ours = SparseRosenbrockIntegrator(module, p, 0.0, y0, {"rtol": rtol, "atol": atol}, model.state_name)
+        start = time.perf_counter()
+        ours.advance(t_end)
+        mid = time.perf_counter()
+        theirs = solve_ivp(f, (0.0, t_end), y0, method="BDF", jac_sparsity=brusselator.sparsity(n), rtol=rtol, atol=atol)
+        end = time.perf_counter()
+        print(f"| {rtol:g} / {atol:g} | {mid - start:.2f} s | {ours.stats[0]} | {np.abs(ours.y - reference.y).max():.1e} "
+              f"| {end - mid:.2f} s | {len(theirs.t) - 1}, {theirs.nlu} | {np.abs(theirs.y[:, -1] - reference.y).max():.1e} |",
+              flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[64, 128])
@@ -129,11 +187,17 @@ def main() -> None:
     parser.add_argument("--atol", type=float, default=1e-8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference", action="store_true", help="also the error against rodas4 at rtol 1e-10")
+    parser.add_argument("--crossover", action="store_true", help="only dense against sparse rodas4 on small grids")
+    parser.add_argument("--sweep", action="store_true", help="only rodas4 and BDF over tolerances at the first --n")
     args = parser.parse_args()
     os.environ.setdefault("DYNGEN_CACHE_DIR", tempfile.mkdtemp(prefix="dyngen-stiff-sparse-"))
     os.environ.setdefault("DYNGEN_PROGRESS", "0")
+    if args.crossover:
+        return crossover([8, 10, 12, 16], args.t_end, args.repeats)
+    if args.sweep:
+        return sweep(args.n[0], args.t_end)
     print(f"t_end = {args.t_end}, rtol = {args.rtol}, atol = {args.atol}, median of {args.repeats}\n")
-    print("| grid | states | build + numba | dyngen rodas4 (steps) | dyngen BDF | scipy BDF, FD jac (steps, LUs) "
+    print("| grid | states | build + warm-up | dyngen rodas4 (steps) | dyngen BDF | scipy BDF, FD jac (steps, LUs) "
           "| scipy BDF, exact jac (steps, LUs) | rodas4 vs FD | dyngen BDF vs FD | max abs diff rodas4 / dyngen BDF / FD |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
