@@ -140,6 +140,7 @@ class SolveIvpIntegrator:
         self._state_name = state_name
         if method in ("BDF", "Radau", "LSODA") and jac is not None:
             options = {"jac": jac, **options}
+
         def start(t: float, y: np.ndarray) -> object:
             solver = solvers[method](rhs, t, np.array(y, dtype=float), t_bound, **options)
             if method in ("BDF", "Radau") and issparse(getattr(solver, "J", None)):
