@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import marshal
 import os
 import py_compile
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 
-from .errors import DyngenError
+from . import numba_cache
+from .errors import CacheWarning, DyngenError, external_stacklevel
 from .write import write_text_atomic
 
 _LOADED: dict[tuple[str, str], ModuleType] = {}
@@ -73,8 +76,44 @@ def _ensure_bytecode(path: Path) -> None:
 
 def import_file(module_name: str, path: Path) -> ModuleType:
     """Execute the Python file ``path`` as module ``module_name`` (registered in
-    ``sys.modules``; unregistered again if it fails, and the exception propagates)."""
+    ``sys.modules``; unregistered again if it fails, and the exception propagates).
+
+    A damaged ``.pyc`` (truncated or garbled after its header, which Python reports
+    as "marshal data too short" or "bad marshal data" at every import) is removed,
+    with a ``CacheWarning``, and the module imported again from its source.
+    """
     _ensure_bytecode(path)
+    try:
+        return _execute(module_name, path)
+    except (EOFError, ValueError, TypeError) as exc:
+        pyc = Path(importlib.util.cache_from_source(str(path)))
+        if not _damaged_bytecode(pyc):
+            raise
+        pyc.unlink(missing_ok=True)
+        warnings.warn(
+            f"the bytecode {pyc} of the cached module {path.name} was damaged ({exc}); removed it and "
+            "compiled the module again",
+            CacheWarning,
+            stacklevel=external_stacklevel(),
+        )
+        _ensure_bytecode(path)
+        return _execute(module_name, path)
+
+
+def _damaged_bytecode(pyc: Path) -> bool:
+    """Whether ``pyc`` exists and its code (after the 16-byte header) cannot be read."""
+    try:
+        data = pyc.read_bytes()
+    except OSError:
+        return False
+    try:
+        marshal.loads(data[16:])
+    except Exception:
+        return True
+    return False
+
+
+def _execute(module_name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{path} is not a Python file")
@@ -105,5 +144,6 @@ def load_module(path: Path, digest: str) -> ModuleType:
     if missing:
         del sys.modules[module_name]
         raise DyngenError(f"{path} is damaged (it lacks {', '.join(missing)}); delete it and rebuild")
+    numba_cache.guard(module)  # numba loads its cache at the first call: make it heal itself
     _LOADED[key] = module
     return module

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from .cache import cache_dir, cached_module_path, known_digest, load_module, remember_digest
-from .errors import DyngenError, DyngenWarning, OutputError, external_stacklevel
+from .errors import CacheWarning, DyngenError, DyngenWarning, OutputError, external_stacklevel
 from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
@@ -220,7 +220,7 @@ def _build(
         path = cached_module_path(cache_dir(options.cache_dir), name, digest)
         check = check_module(path)
         if check.header == digest and check.problem is not None:  # ours, but edited or damaged
-            warnings.warn(f"{path}: {check.problem}; rebuilding it", DyngenWarning, stacklevel=external_stacklevel())
+            warnings.warn(f"{path}: {check.problem}; rebuilding it", CacheWarning, stacklevel=external_stacklevel())
         if not options.always_render and check.digest == digest:
             with _timed(timings, "load", progress):
                 try:
