@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import marshal
 import os
 import py_compile
+import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +33,35 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "dyngen"
+
+
+# Per cache folder that could not be written in this process: the private one used instead.
+_PRIVATE: dict[str, Path] = {}
+
+
+def cache_folders(directory: Path) -> list[Path]:
+    """Where modules of the cache ``directory`` are looked for: the folder itself, then
+    the private folder that replaces it in this process when it could not be written."""
+    private = _PRIVATE.get(os.path.abspath(directory))
+    return [directory] if private is None else [directory, private]
+
+
+def fall_back(directory: Path, reason: str) -> Path:
+    """A private temporary cache (removed at exit) that replaces ``directory`` in this
+    process, which cannot be written (``reason``); made, and warned about, once."""
+    key = os.path.abspath(directory)
+    private = _PRIVATE.get(key)
+    if private is None:
+        private = _PRIVATE[key] = Path(tempfile.mkdtemp(prefix="dyngen-cache-"))
+        atexit.register(shutil.rmtree, private, ignore_errors=True)
+        warnings.warn(
+            f"the module cache {directory} cannot be written ({reason}); this process keeps its modules in a "
+            f"private temporary cache, {private}, removed at exit, and builds them again in every process: point "
+            "DYNGEN_CACHE_DIR (or Simulation(cache_dir=...)) at a folder you can write",
+            CacheWarning,
+            stacklevel=external_stacklevel(),
+        )
+    return private
 
 
 def cached_module_path(directory: Path, name: str, digest: str) -> Path:
