@@ -12,6 +12,8 @@ import shutil
 import sys
 import tempfile
 import warnings
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
 
@@ -19,7 +21,38 @@ from . import numba_cache
 from .errors import CacheWarning, DyngenError, external_stacklevel
 from .write import write_text_atomic
 
-_LOADED: dict[tuple[str, str], ModuleType] = {}
+# The generated modules this process loaded, least recently used first.  A module
+# that no BuildResult holds (``hold``) is "unused"; the UNUSED_KEPT most recent of
+# those stay loaded (a loop that makes a new Simulation of the same model reuses its
+# compiled code), older ones are released (``numba_cache.release``): a long-lived
+# process that builds many models does not keep every one it ever loaded.
+_LOADED: OrderedDict[tuple[str, str], ModuleType] = OrderedDict()
+_HOLDERS: dict[int, int] = {}  # id(module) -> how many live holders
+UNUSED_KEPT = 4
+
+
+def hold(module: ModuleType, holder: object) -> None:
+    """Keep ``module`` loaded (with its compiled code) while ``holder`` lives."""
+    if id(module) not in _HOLDERS:
+        return  # not one of the cache's (or already released)
+    _HOLDERS[id(module)] += 1
+    weakref.finalize(holder, _let_go, id(module))
+
+
+def _let_go(module_id: int) -> None:
+    if _HOLDERS.get(module_id, 0) > 0:
+        _HOLDERS[module_id] -= 1
+
+
+def _release_unused() -> None:
+    """Release the unused modules beyond the UNUSED_KEPT most recently used."""
+    unused = [key for key, module in _LOADED.items() if _HOLDERS.get(id(module), 0) == 0]
+    for key in unused[: max(0, len(unused) - UNUSED_KEPT)]:
+        module = _LOADED.pop(key)
+        del _HOLDERS[id(module)]
+        numba_cache.release(module)
+
+
 # What every generated module defines; a module without them is damaged.
 REQUIRED = ("MODEL_HASH", "N_STATES", "N_OBSERVED", "STATES", "OBSERVED", "DERIVATIVE_KEYS", "rhs", "jac", "jac_values", "observe", "rodas4_advance")
 
@@ -73,22 +106,29 @@ def _structure_entry(directory: Path, name: str, structure: str) -> Path:
     return directory / "structures" / f"{name}_{structure[:32]}"
 
 
-def known_digest(directory: Path, name: str, structure: str) -> tuple[str, list[str]] | None:
-    """The module hash a model of this structure key was built to, and the warnings
-    its build gave, if it was built."""
+def known_digest(directory: Path, name: str, structure: str) -> tuple[str, list[str], dict[str, str]] | None:
+    """The module hash a model of this structure key was built to, the warnings its
+    build gave, and the library files (path -> SHA-256) its traced code depends on,
+    if it was built."""
     try:
         entry = json.loads(_structure_entry(directory, name, structure).read_text(encoding="utf-8"))
-        digest, warnings = entry["digest"], entry["warnings"]
-    except (OSError, ValueError, KeyError, TypeError):
+        digest, messages, depends = entry["digest"], entry["warnings"], entry.get("depends", {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     valid = isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
-    return (digest, [str(w) for w in warnings]) if valid and isinstance(warnings, list) else None
+    valid = valid and isinstance(messages, list) and isinstance(depends, dict)
+    valid = valid and all(isinstance(k, str) and isinstance(v, str) for k, v in depends.items())
+    return (digest, [str(w) for w in messages], depends) if valid else None
 
 
-def remember_digest(directory: Path, name: str, structure: str, digest: str, warnings: list[str]) -> None:
-    """Record that a model of this structure key builds to the module ``digest``."""
+def remember_digest(
+    directory: Path, name: str, structure: str, digest: str, messages: list[str], depends: dict[str, str] | None = None
+) -> None:
+    """Record that a model of this structure key builds to the module ``digest`` (while
+    the library files ``depends`` are unchanged)."""
+    entry = {"digest": digest, "warnings": messages, "depends": depends or {}}
     try:
-        write_text_atomic(_structure_entry(directory, name, structure), json.dumps({"digest": digest, "warnings": warnings}))
+        write_text_atomic(_structure_entry(directory, name, structure), json.dumps(entry))
     except OSError:
         pass  # a read-only cache: the next start traces again
 
@@ -160,22 +200,31 @@ def _execute(module_name: str, path: Path) -> ModuleType:
 
 
 def load_module(path: Path, digest: str) -> ModuleType:
-    """Import a generated module from its file (once per process and hash)."""
+    """Import a generated module from its file (once per process and hash, while it
+    is used: see ``hold``).
+
+    The module is not left in ``sys.modules`` (which would keep every model a process
+    ever built, with its compiled code): numba, which looks it up there when it loads
+    a function from its on-disk cache, finds it there while it does (``numba_cache``).
+    """
     key = (str(path.resolve()), digest)
-    if key in _LOADED:
-        return _LOADED[key]
+    known = _LOADED.get(key)
+    if known is not None:
+        _LOADED.move_to_end(key)
+        return known
+    _release_unused()
     module_name = f"dyngen_generated.{path.stem}_{digest[:16]}"
     try:
         module = import_file(module_name, path)
     except Exception as exc:
         raise DyngenError(f"the generated module {path} failed to import: {exc}") from exc
+    del sys.modules[module_name]
     if getattr(module, "MODEL_HASH", None) != digest:
-        del sys.modules[module_name]
         raise DyngenError(f"{path} holds another model (hash mismatch); delete it and rebuild")
     missing = [name for name in REQUIRED if not hasattr(module, name)]
     if missing:
-        del sys.modules[module_name]
         raise DyngenError(f"{path} is damaged (it lacks {', '.join(missing)}); delete it and rebuild")
     numba_cache.guard(module)  # numba loads its cache at the first call: make it heal itself
     _LOADED[key] = module
+    _HOLDERS[id(module)] = 0
     return module

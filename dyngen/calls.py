@@ -38,9 +38,10 @@ import textwrap
 import types
 import warnings
 import weakref
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import sympy as sp
@@ -519,7 +520,28 @@ def traced_call(func: Any, /, *args: Any, **kwargs: Any) -> Any:
         _warn_assigned_globals(func, target)
         return target(*args, **kwargs)
     _check_side_effects(func, args, kwargs)
+    called = _LIBRARY_CALLS.get()
+    if called is not None:
+        called.append(func)
     return func(*args, **kwargs)
+
+
+# While a build records them: the callables the traced code called as they are
+# (library code; see ``recording_library_calls``).
+_LIBRARY_CALLS: ContextVar[list | None] = ContextVar("dyngen_library_calls", default=None)
+
+
+@contextmanager
+def recording_library_calls() -> Iterator[list]:
+    """Collect, in the list this yields, every callable the traced code calls without
+    tracing into it (library functions and methods): what the model's module depends
+    on beyond its own code (``runtime.fingerprint.library_dependencies``)."""
+    called: list = []
+    token = _LIBRARY_CALLS.set(called)
+    try:
+        yield called
+    finally:
+        _LIBRARY_CALLS.reset(token)
 
 
 _CALL_CELL = types.CellType(traced_call)

@@ -4,8 +4,10 @@ numba loads a function's cache (``<function>-<line>.pyXY.nbi`` index and its
 ``.nbc`` data files, in ``__pycache__`` next to the module) lazily, at the first
 call.  A truncated or garbled file there makes numba raise a raw ``UnpicklingError``
 or ``EOFError`` at every call, in every process, until the files are deleted; a
-full disk makes its save raise ``OSError``.  ``guard`` wraps the cache object of each
-of a module's dispatchers so that a damaged entry is removed (with a
+full disk makes its save raise ``OSError``.  numba imports the module of a
+function it compiles or loads from the cache: a generated module is in
+``sys.modules`` only then (``cache.load_module``).  ``guard`` wraps the cache file object of
+each of a module's dispatchers so that a damaged entry is removed (with a
 ``CacheWarning`` naming the files) and the function compiled again, and a failed
 save only costs compiling again in the next process.
 """
@@ -31,47 +33,65 @@ _GUARDED = "_dyngen_guarded"
 
 def guard(module: ModuleType) -> None:
     """Make the numba caches of ``module``'s ``@njit(cache=True)`` functions heal
-    themselves (a numba without the expected cache object is left as it is)."""
+    themselves, and register ``module`` in ``sys.modules`` while numba compiles or
+    loads one of them (a numba without the expected objects is left as it is)."""
     for value in list(vars(module).values()):
-        cache = getattr(value, "_cache", None)
-        if cache is None or getattr(cache, _GUARDED, False):
+        cache_file = getattr(getattr(value, "_cache", None), "_cache_file", None)
+        compile_ = getattr(value, "compile", None)
+        if cache_file is None or getattr(cache_file, _GUARDED, False) or not callable(compile_):
             continue
-        load, save = getattr(cache, "_load_overload", None), getattr(cache, "_save_overload", None)
-        cache_file = getattr(cache, "_cache_file", None)
-        if not (callable(load) and callable(save) and hasattr(cache_file, "_index_path")):
+        load, save = getattr(cache_file, "load", None), getattr(cache_file, "save", None)
+        if not (callable(load) and callable(save) and isinstance(getattr(cache_file, "_index_path", None), str)):
             continue
-        cache._load_overload = _healing_load(cache, load)
-        cache._save_overload = _tolerant_save(cache, save)
-        setattr(cache, _GUARDED, True)
+        name = getattr(getattr(value, "py_func", None), "__qualname__", None) or repr(value)
+        value.compile = _registered(module, compile_)
+        cache_file.load = _healing_load(cache_file, name, load)
+        cache_file.save = _tolerant_save(cache_file, name, save)
+        setattr(cache_file, _GUARDED, True)
 
 
-def entry_files(cache: Any) -> list[Path]:
+def _registered(module: ModuleType, compile_: Callable) -> Callable:
+    """A dispatcher's ``compile`` with ``module`` in ``sys.modules`` while it runs:
+    numba imports the module of the function it compiles or loads from its cache
+    (for its globals, by name; a module it cannot import gives cache entries that
+    cannot be loaded)."""
+
+    def compile_with_module(sig: Any) -> Any:
+        name = module.__name__
+        if sys.modules.get(name) is not None:
+            return compile_(sig)
+        sys.modules[name] = module
+        try:
+            return compile_(sig)
+        finally:
+            sys.modules.pop(name, None)
+
+    return compile_with_module
+
+
+def entry_files(cache_file: Any) -> list[Path]:
     """The index and data files of one function's numba cache."""
-    index = Path(cache._cache_file._index_path)
+    index = Path(cache_file._index_path)
     stem = index.name[: -len(".nbi")]
     return [index, *sorted(index.parent.glob(f"{stem}.*.nbc"))]
 
 
-def _name(cache: Any) -> str:
-    func = getattr(cache, "_py_func", None)
-    return getattr(func, "__qualname__", None) or repr(cache)
-
-
-def _healing_load(cache: Any, load: Callable) -> Callable:
-    def load_overload(sig: Any, target_context: Any) -> Any:
+def _healing_load(cache_file: Any, name: str, load: Callable) -> Callable:
+    def load_entry(key: Any) -> Any:
         try:
-            return load(sig, target_context)
-        except Exception as exc:  # any failure to read an entry: the entry is damaged
-            files = [path for path in entry_files(cache) if path.exists()]
+            return load(key)
+        except ImportError:  # a module the entry names is missing: not damage of the files
+            raise
+        except Exception as exc:  # anything else reading or unpickling them: damaged files
             removed = []
-            for path in files:
+            for path in entry_files(cache_file):
                 try:
-                    os.unlink(path)
+                    path.unlink()
                     removed.append(path.name)
                 except OSError:
                     pass
             warnings.warn(
-                f"numba's cache of {_name(cache)} in {Path(cache._cache_file._index_path).parent} was damaged "
+                f"numba's cache of {name} in {Path(cache_file._index_path).parent} was damaged "
                 f"({type(exc).__name__}: {exc}); removed {', '.join(removed) or 'nothing (it cannot be written)'} "
                 "and compiling it again",
                 CacheWarning,
@@ -79,23 +99,22 @@ def _healing_load(cache: Any, load: Callable) -> Callable:
             )
             return None  # a cache miss: numba compiles, and saves a new entry
 
-    return load_overload
+    return load_entry
 
 
-def _tolerant_save(cache: Any, save: Callable) -> Callable:
-    def save_overload(sig: Any, data: Any) -> None:
+def _tolerant_save(cache_file: Any, name: str, save: Callable) -> Callable:
+    def save_entry(key: Any, data: Any) -> None:
         try:
-            save(sig, data)
+            save(key, data)
         except OSError as exc:  # numba removes its temporary file; nothing half-written stays
             warnings.warn(
-                f"numba could not save its compiled {_name(cache)} to "
-                f"{Path(cache._cache_file._index_path).parent}: {exc.strerror or exc}; it is compiled again "
-                "in the next process",
+                f"numba could not save its compiled {name} to {Path(cache_file._index_path).parent}: "
+                f"{exc.strerror or exc}; it is compiled again in the next process",
                 CacheWarning,
                 stacklevel=_stacklevel(),
             )
 
-    return save_overload
+    return save_entry
 
 
 def _stacklevel() -> int:
@@ -104,3 +123,21 @@ def _stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(_SKIPPED):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def release(module: ModuleType) -> None:
+    """Drop the compiled code of ``module``'s functions, so that the module can be
+    collected: numba keeps a dispatcher's compiled overloads (which reach the module
+    and so the dispatcher itself) alive from a finalizer it registers, until they are
+    cleared.  A function called again afterwards is compiled or loaded again."""
+    for value in list(vars(module).values()):
+        overloads, reset = getattr(value, "overloads", None), getattr(value, "_reset_overloads", None)
+        if not isinstance(overloads, dict) or not callable(reset):
+            continue
+        remove = getattr(getattr(value, "targetctx", None), "remove_user_function", None)
+        for result in list(overloads.values()):
+            try:
+                remove(result.entry_point)
+            except (KeyError, AttributeError, TypeError):
+                pass
+        reset()

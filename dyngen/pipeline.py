@@ -11,14 +11,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
-from .cache import cache_dir, cache_folders, cached_module_path, fall_back, known_digest, load_module, remember_digest
+from .cache import cache_dir, cache_folders, cached_module_path, fall_back, hold, known_digest, load_module, remember_digest
 from .errors import CacheWarning, DyngenError, DyngenWarning, OutputError, external_stacklevel
+from .calls import recording_library_calls
 from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
 from .naming import module_name, sanitize
 from .progress import Progress
 from .render import module_digest, render
+from .runtime.fingerprint import dependencies_unchanged, library_dependencies
 from .trace import trace
 from .write import check_module, check_output, module_hash, write_module
 
@@ -51,6 +53,9 @@ class BuildResult:
     reused: bool  # an up-to-date module from the cache was loaded
     written: bool  # the file was (re)written by this build
     timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        hold(self.module, self)  # the module and its compiled code stay loaded while this lives
 
     @property
     def spec(self) -> ModelSpec:
@@ -139,12 +144,13 @@ def build(
             return spec, flat
 
         return BuildResult(_Front(None, again), None, None, path, module, True, False, timings)
-    with _gc_paused():
+    with _gc_paused(), recording_library_calls() as called:
         result = _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
                         progress=progress)  # fmt: skip
     if structure is not None and options.output_dir is None:
         # next to the module: in the private cache when the cache folder cannot be written
-        remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings))
+        remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings),
+                        library_dependencies(called))  # fmt: skip
     return result
 
 
@@ -188,7 +194,9 @@ def _load_known(
     known = known_digest(directory, name, structure)
     if known is None:
         return None
-    digest, messages = known
+    digest, messages, depends = known
+    if not dependencies_unchanged(depends):  # a library the traced code calls was changed
+        return None
     path = cached_module_path(directory, name, digest)
     try:
         if module_hash(path) != digest:

@@ -222,3 +222,105 @@ def test_a_cache_that_is_a_file_falls_back_and_the_private_cache_is_removed_at_e
     private = Path(report["path"]).parent
     assert private.name.startswith("dyngen-cache-") and not private.exists()
     assert (folder / "a-file").read_text() == "not a folder\n"
+
+
+# -- the structure key covers the library code the traced functions call ----------------
+
+LIBRARY = textwrap.dedent(
+    """\
+    class Helper:
+        def gain(self):
+            return 0.5
+    """
+)
+
+LIBRARY_MODEL = textwrap.dedent(
+    """\
+    import json
+
+    from dyngen import Simulation, System
+    from helperlib import Helper
+
+
+    class Decay(System):
+        def __init__(self):
+            super().__init__()
+            self.helper = Helper()
+            self.states.x = 1.0
+            self.ders.x = 0.0
+
+        def do_step(self, time):
+            self.ders.x = -self.helper.gain() * self.states.x
+
+
+    if __name__ == "__main__":
+        sim = Simulation()
+        sim.add_system(decay := Decay())
+        result = sim.compile()
+        sim.simulate(1.0, 0.5)
+        print(json.dumps({"x": decay.states.x, "stages": sorted(result.timings)}))
+    """
+)
+
+
+def test_an_edited_method_of_an_installed_library_is_a_new_structure(tmp_path: Path) -> None:
+    # an installed package: in the user site-packages of PYTHONUSERBASE (a library root)
+    base = tmp_path / "userbase"
+    code = "import site, sys; print(site.getusersitepackages())"
+    env = dict(os.environ, PYTHONUSERBASE=str(base), DYNGEN_CACHE_DIR=str(tmp_path / "cache"))
+    site_packages = Path(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip())
+    (site_packages / "helperlib").mkdir(parents=True)
+    library = site_packages / "helperlib" / "__init__.py"
+    library.write_text(LIBRARY)
+    env["PYTHONPATH"] = os.pathsep.join([str(site_packages), env.get("PYTHONPATH", "")])
+    (tmp_path / "model.py").write_text(LIBRARY_MODEL)
+
+    def run_it() -> dict:
+        done = subprocess.run([sys.executable, "model.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = run_it()
+    assert first["x"] == pytest.approx(np.exp(-0.5), rel=1e-6)
+    assert run_it()["stages"] == ["load"]  # unchanged: found by its key, no trace
+    library.write_text(LIBRARY.replace("0.5", "2.0 * 1.0"))  # (another size: Python's .pyc sees it too)
+    second = run_it()
+    assert "trace" in second["stages"]
+    assert second["x"] == pytest.approx(np.exp(-2.0), rel=1e-6)
+
+
+# -- memory: modules no Simulation holds are released -------------------------------------
+
+
+class FastDecay(Decay):
+    rate = 3.0
+
+    def do_step(self, time: float) -> None:
+        self.ders.x = -self.rate * self.states.x
+
+
+def test_a_module_no_simulation_holds_is_released(tmp_path: Path, monkeypatch) -> None:
+    import gc
+    import weakref
+
+    from dyngen import cache
+
+    monkeypatch.setattr(cache, "UNUSED_KEPT", 0)  # keep no unused module (default: a few)
+    held, _ = simulate_in(tmp_path)  # compiled and run; kept
+    dropped, _ = simulate_in(tmp_path / "other")  # the same model in another cache: another module
+    module = weakref.ref(dropped.module)
+    rhs = weakref.ref(dropped.module.rhs)
+    del dropped
+    gc.collect()
+    other = Simulation(cache_dir=tmp_path)
+    other.add_system(FastDecay())
+    other.compile()  # loading a module releases the unused ones
+    gc.collect()
+    assert module() is None and rhs() is None  # with its numba dispatchers and compiled code
+    assert not [name for name in sys.modules if name.startswith("dyngen_generated.")]
+    # the held one keeps its compiled code, and runs
+    assert held.module.run_dopri5.overloads
+    held.simulate(1.0, 0.5)
+    assert held.systems[0].states.x == pytest.approx(np.exp(-4.0), rel=1e-6)
+    # the released model again: loaded again (numba's on-disk cache), right answer
+    simulate_in(tmp_path / "other")

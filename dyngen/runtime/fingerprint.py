@@ -547,6 +547,42 @@ def _user_sources_digest() -> str:
     return hasher.hexdigest()
 
 
+def library_dependencies(called: list) -> dict[str, str]:
+    """The files (real path -> SHA-256) of the installed packages whose code the traced
+    functions called (``calls.recording_library_calls``): every loaded module of each
+    such package, outside numpy, scipy, sympy, numba, dyngen, dynode and the standard
+    library.
+
+    The structure key cannot reach them (a method of a library object's class, and
+    everything it calls in its package): a module found by the key is used only while
+    these files are unchanged (``dependencies_unchanged``).  The user's own files are in
+    the key already (``_user_sources_digest``).
+    """
+    packages: set[str] = set()
+    for func in called:
+        owner = getattr(func, "__self__", None)
+        for candidate in (getattr(getattr(func, "__func__", func), "__module__", None), type(func).__module__,
+                          None if owner is None or isinstance(owner, ModuleType) else type(owner).__module__):  # fmt: skip
+            if isinstance(candidate, str):
+                packages.add(candidate.split(".")[0])
+    packages -= {*_LIBRARIES, *sys.stdlib_module_names, "dyngen_generated", "__main__"}
+    if not packages:
+        return {}
+    roots = library_roots()
+    files = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.split(".")[0] in packages and isinstance(path, str) and os.path.abspath(path).startswith(roots):
+            real = os.path.realpath(path)
+            files[real] = _file_hash(real).hex()
+    return dict(sorted(files.items()))
+
+
+def dependencies_unchanged(files: dict[str, str]) -> bool:
+    """Whether the files ``library_dependencies`` recorded still hold the same text."""
+    return all(_file_hash(path).hex() == digest for path, digest in files.items())
+
+
 @lru_cache(maxsize=1)
 def _dyngen_source_digest() -> str:
     """dyngen's own code and templates: what traces, derives and renders the model."""
