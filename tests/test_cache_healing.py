@@ -324,3 +324,27 @@ def test_a_module_no_simulation_holds_is_released(tmp_path: Path, monkeypatch) -
     assert held.systems[0].states.x == pytest.approx(np.exp(-4.0), rel=1e-6)
     # the released model again: loaded again (numba's on-disk cache), right answer
     simulate_in(tmp_path / "other")
+
+
+def test_numba_failing_to_save_its_cache_warns_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    from dyngen.cache import import_file
+    from dyngen.numba_cache import guard
+
+    source = tmp_path / "square_mod.py"
+    source.write_text("from numba import njit\n\n\n@njit(cache=True)\ndef square(x):\n    return x * x\n")
+    module = import_file("dyngen_test_square_mod", source)
+    guard(module)
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).startswith(str(tmp_path)) and str(dst).endswith((".nbi", ".nbc")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    try:
+        with pytest.warns(CacheWarning, match="could not save its compiled square.*No space left on device"):
+            assert module.square(3.0) == 9.0
+    finally:
+        sys.modules.pop("dyngen_test_square_mod", None)
+    assert [p.name for p in (tmp_path / "__pycache__").iterdir() if "nb" in p.suffix] == []

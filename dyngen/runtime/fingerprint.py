@@ -523,7 +523,11 @@ def user_source_files() -> set[str]:
     nor dyngen's: the model file and every module of the user's it imports."""
     roots = library_roots()
     files = set()
-    for name, module in list(sys.modules.items()):
+    modules = dict(sys.modules)
+    if len(_USER_FILE_OF) > len(modules):  # forget modules no longer loaded (and release them)
+        for name in [n for n in _USER_FILE_OF if n not in modules]:
+            del _USER_FILE_OF[name]
+    for name, module in modules.items():
         known = _USER_FILE_OF.get(name)
         if known is None or known[0] is not module:
             known = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
