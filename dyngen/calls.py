@@ -520,28 +520,42 @@ def traced_call(func: Any, /, *args: Any, **kwargs: Any) -> Any:
         _warn_assigned_globals(func, target)
         return target(*args, **kwargs)
     _check_side_effects(func, args, kwargs)
-    called = _LIBRARY_CALLS.get()
-    if called is not None:
-        called.append(func)
+    packages = _LIBRARY_CALLS.get()
+    if packages is not None and not isinstance(func, (types.BuiltinFunctionType, np.ufunc)):
+        packages.update(_packages_of(func))
     return func(*args, **kwargs)
 
 
-# While a build records them: the callables the traced code called as they are
-# (library code; see ``recording_library_calls``).
-_LIBRARY_CALLS: ContextVar[list | None] = ContextVar("dyngen_library_calls", default=None)
+# While a build records them: the packages of the code the traced functions called as
+# it is (library code; see ``recording_library_calls``).
+_LIBRARY_CALLS: ContextVar[set[str] | None] = ContextVar("dyngen_library_calls", default=None)
 
 
 @contextmanager
-def recording_library_calls() -> Iterator[list]:
-    """Collect, in the list this yields, every callable the traced code calls without
-    tracing into it (library functions and methods): what the model's module depends
-    on beyond its own code (``runtime.fingerprint.library_dependencies``)."""
-    called: list = []
-    token = _LIBRARY_CALLS.set(called)
+def recording_library_calls() -> Iterator[set[str]]:
+    """Collect, in the set this yields, the top-level packages of every callable the
+    traced code calls without tracing into it (library functions, classes and
+    methods): what the model's module depends on beyond its own code
+    (``runtime.fingerprint.library_dependencies``).  Names only: no reference to a
+    callable (or the object it is bound to) is kept."""
+    packages: set[str] = set()
+    token = _LIBRARY_CALLS.set(packages)
     try:
-        yield called
+        yield packages
     finally:
         _LIBRARY_CALLS.reset(token)
+
+
+def _packages_of(func: Any) -> set[str]:
+    """The top-level packages of ``func``'s module, of its function (a method), and of
+    the class of the object it is bound to."""
+    owner = getattr(func, "__self__", None)
+    candidates = (
+        getattr(getattr(func, "__func__", func), "__module__", None),
+        type(func).__module__,
+        None if owner is None or isinstance(owner, types.ModuleType) else type(owner).__module__,
+    )
+    return {c.split(".")[0] for c in candidates if isinstance(c, str)}
 
 
 _CALL_CELL = types.CellType(traced_call)

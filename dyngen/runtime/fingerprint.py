@@ -551,7 +551,7 @@ def _user_sources_digest() -> str:
     return hasher.hexdigest()
 
 
-def library_dependencies(called: list) -> dict[str, str]:
+def library_dependencies(packages: set[str]) -> dict[str, str]:
     """The files (real path -> SHA-256) of the installed packages whose code the traced
     functions called (``calls.recording_library_calls``): every loaded module of each
     such package, outside numpy, scipy, sympy, numba, dyngen, dynode and the standard
@@ -562,14 +562,7 @@ def library_dependencies(called: list) -> dict[str, str]:
     these files are unchanged (``dependencies_unchanged``).  The user's own files are in
     the key already (``_user_sources_digest``).
     """
-    packages: set[str] = set()
-    for func in called:
-        owner = getattr(func, "__self__", None)
-        for candidate in (getattr(getattr(func, "__func__", func), "__module__", None), type(func).__module__,
-                          None if owner is None or isinstance(owner, ModuleType) else type(owner).__module__):  # fmt: skip
-            if isinstance(candidate, str):
-                packages.add(candidate.split(".")[0])
-    packages -= {*_LIBRARIES, *sys.stdlib_module_names, "dyngen_generated", "__main__"}
+    packages = set(packages) - {*_LIBRARIES, *sys.stdlib_module_names, "dyngen_generated", "__main__"}
     if not packages:
         return {}
     roots = library_roots()
