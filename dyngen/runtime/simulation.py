@@ -31,6 +31,7 @@ from .integrators import (
     forces_first_step,
     jacobian_callable,
     run_observed,
+    vode_reads_jacobian_transposed,
 )
 from .model import CompiledModel
 from .stiff import CompiledRosenbrockIntegrator
@@ -281,7 +282,7 @@ class Simulation:
             )
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states)
-        jac = jacobian_callable(module, p, sparse=False)
+        jac = jacobian_callable(module, p, sparse=False, transposed=method == "vode" and vode_reads_jacobian_transposed())
         forced = None if fixed_step or not forces_first_step(fixed_step, options) else observer_dt  # for the error
         return ScipyOdeIntegrator(
             f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name, forced
