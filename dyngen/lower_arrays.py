@@ -21,6 +21,7 @@ import sympy as sp
 from .arrays import combine
 from .flatten import relative_location
 from .ir import ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement
+from .shallow import cse
 
 INDEX = sp.Symbol("i", integer=True)
 _Y = sp.IndexedBase("y")
@@ -99,7 +100,7 @@ class Temporaries:
 
     def cse(self, exprs: list[sp.Basic]) -> tuple[list[tuple[sp.Symbol, sp.Basic]], list[sp.Basic]]:
         symbols = sp.numbered_symbols(self.prefix, start=self.count)
-        replacements, reduced = sp.cse(exprs, symbols=symbols, order="none")
+        replacements, reduced = cse(exprs, symbols)
         self.count += len(replacements)
         return replacements, reduced
 

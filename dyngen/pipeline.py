@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from .cache import cache_dir, cached_module_path, known_digest, load_module, remember_digest
+from .deep import deep_retry
 from .errors import DyngenError, DyngenWarning, OutputError, external_stacklevel
 from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
@@ -128,8 +129,7 @@ def build(
 
         def again() -> tuple[ModelSpec, FlatModel]:
             with _gc_paused():
-                spec = trace(systems, module_name(name), source_root, options.arrays)
-                flat = flatten(spec)
+                spec, flat = deep_retry(lambda: _trace_flatten(systems, name, source_root, options), f"tracing {name}")
             if module_digest(flat.digest, options.kernels) != module.MODEL_HASH:
                 raise DyngenError(
                     f"{path.name} was loaded by the model's structure key, but the model traced now builds to "
@@ -140,11 +140,19 @@ def build(
 
         return BuildResult(_Front(None, again), None, None, path, module, True, False, timings)
     with _gc_paused():
-        result = _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
-                        progress=progress)  # fmt: skip
+        result = deep_retry(
+            lambda: _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
+                           progress=progress),
+            f"building {module_name(name)}",
+        )  # fmt: skip
     if structure is not None and options.output_dir is None:
         remember_digest(cache_dir(options.cache_dir), module_name(name), structure, result.digest, list(result.flat.warnings))
     return result
+
+
+def _trace_flatten(systems: list[Any], name: str, source_root: str, options: BuildOptions) -> tuple[ModelSpec, FlatModel]:
+    spec = trace(systems, module_name(name), source_root, options.arrays)
+    return spec, flatten(spec)
 
 
 def _elsewhere(options: BuildOptions) -> str:
