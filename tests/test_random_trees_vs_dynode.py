@@ -32,6 +32,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import fuzz_examples
 from dyngen import DyngenWarning
 from dynode_compare import assert_same_runs, build_simulation, run_both
 
@@ -129,7 +130,7 @@ def model_plans(draw) -> dict:
 
 
 @settings(
-    max_examples=15,
+    max_examples=fuzz_examples(15),  # many more: pytest --hypothesis-profile=fuzz (or DYNGEN_FUZZ_EXAMPLES=N)
     deadline=None,
     derandomize=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
