@@ -66,7 +66,8 @@ def run_with_deep_stack(fn: Callable[[], T]) -> T:
 def deep_retry(fn: Callable[[], T], what: str) -> T:
     """``fn()``; if it fails on Python's recursion limit, ``fn()`` again with a deep stack.
 
-    If even that is not enough, a DyngenError says that ``what`` nests too deeply.
+    If even that is not enough, a DyngenError says that ``what`` nests too deeply (a
+    TraceError from the user's code, such as an endless recursion, is raised as it is).
     """
     try:
         return fn()
@@ -75,9 +76,7 @@ def deep_retry(fn: Callable[[], T], what: str) -> T:
             raise
     try:
         return run_with_deep_stack(fn)
-    except (RecursionError, DyngenError) as error:
-        if not failed_on_recursion(error):
-            raise
+    except RecursionError:  # (a TraceError, e.g. the user's own endless recursion, says where)
         raise DyngenError(
             f"{what}: an expression nests too deeply to compile ({DEEP_RECURSION_LIMIT} Python frames were not "
             "enough); split a long chain of where(...) into a lookup (np.interp, a table index) or intermediate "
