@@ -36,32 +36,34 @@ def split_tall(
     assigned to a new temporary first. Expressions that are short enough are kept as
     they are (the same objects)."""
     out: Replacements = []
-    memo: dict[sp.Basic, tuple[sp.Basic, int]] = {}
+    memo: dict[int, tuple[sp.Basic, int]] = {}  # by id: the inputs keep every node alive
 
-    def rebuilt(expr: sp.Basic) -> tuple[sp.Basic, int]:
-        parts = [shallow(arg) for arg in expr.args]
-        args = tuple(part for part, _ in parts)
-        same = all(new is old for new, old in zip(args, expr.args))
-        return (expr if same else expr.func(*args)), 1 + max((h for _, h in parts), default=0)
+    def rebuilt(expr: sp.Basic, args: tuple) -> tuple[sp.Basic, int]:
+        new_args, height, same = [], 0, True
+        for arg in args:
+            if arg.args:
+                new, h = shallow(arg)
+                same = same and new is arg
+                height = h if h > height else height
+            else:
+                new = arg
+            new_args.append(new)
+        return (expr if same else expr.func(*new_args)), height + 1
 
     def shallow(expr: sp.Basic) -> tuple[sp.Basic, int]:
-        if expr in memo:
-            return memo[expr]
-        if not expr.args:
-            result: tuple[sp.Basic, int] = (expr, 0)
-        else:
-            value, height = rebuilt(expr)
-            if height > max_height and isinstance(value, sp.Expr):  # not a condition or a (value, cond) pair
-                temporary = next(symbols)
-                out.append((temporary, value))
-                result = (temporary, 0)
-            else:
-                result = (value, height)
-        memo[expr] = result
-        return result
+        found = memo.get(id(expr))
+        if found is not None:
+            return found
+        value, height = rebuilt(expr, expr.args)
+        if height > max_height and isinstance(value, sp.Expr):  # not a condition or a (value, cond) pair
+            temporary = next(symbols)
+            out.append((temporary, value))
+            value, height = temporary, 0
+        memo[id(expr)] = (value, height)
+        return value, height
 
     def top(expr: sp.Basic) -> sp.Basic:  # the statement itself stays where it is
-        return expr if not expr.args else rebuilt(expr)[0]
+        return rebuilt(expr, expr.args)[0] if expr.args else expr
 
     for symbol, expr in replacements:
         value = top(expr)
