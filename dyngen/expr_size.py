@@ -14,13 +14,13 @@ import sympy as sp
 from .errors import TraceError, user_frame_location
 
 MAX_WRITTEN_OUT = 200_000  # tree nodes of one conditional's value
-_SIZES: dict[sp.Basic, int] = {}  # memo across calls (cleared when large)
+_SIZES: dict[sp.Basic, int] = {}  # memo across calls, bounded: it never holds more than 20,000 nodes
 
 
 def written_out_size(expr: sp.Basic, cap: int = MAX_WRITTEN_OUT) -> int:
     """Nodes of ``expr`` as a tree (shared subexpressions counted at each use),
     saturating at ``cap + 1``; linear in the size of the graph."""
-    if len(_SIZES) > 100_000:
+    if len(_SIZES) > 20_000:
         _SIZES.clear()
     stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
     while stack:
