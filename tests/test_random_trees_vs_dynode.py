@@ -25,7 +25,7 @@ every plan is clean.
 
 15 trees per run by default; many more on demand with the ``fuzz`` hypothesis profile
 (tests/conftest.py): ``pytest tests/test_random_trees_vs_dynode.py --hypothesis-profile=fuzz``
-(400 trees) or ``DYNGEN_FUZZ_EXAMPLES=N``. Run on 2026-12-03 (branch solv, scipy 1.17.1):
+(400 trees) or ``DYNGEN_FUZZ_EXAMPLES=N``. Run on 2026-12-03 (branch solv at 900d9d2, scipy 1.17.1):
 ``DYNGEN_FUZZ_EXAMPLES=250 pytest ... -k test_random_tree_matches_dynode
 --hypothesis-profile=fuzz --hypothesis-seed=16``: 250 passing, 0 failing (33 plans
 rejected by the strategy), 48 min on a loaded 2-core machine.
