@@ -1,9 +1,11 @@
-"""Issue 16: vode on a stiff model, whatever way this scipy reads a user's Jacobian.
+"""Issue 16: vode on a stiff model and scipy 1.17.x (NOT fixed yet, see below).
 
-scipy 1.17.0 and 1.17.1 read the Jacobian handed to ``ode(...).set_integrator("vode")``
-transposed (scipy issue 24933, fixed by PR 24934 for 1.18.0); dyngen hands those
-versions ``J.T``. Before the fix, vode stopped on Robertson's kinetics ("Excess work
-done") with scipy 1.17.1. References: scipy's Radau at rtol 1e-10.
+scipy 1.17.0 and 1.17.1 mishandle the Jacobian handed to
+``ode(...).set_integrator("vode")`` (scipy issue 24933, fixed by PR 24934 for 1.18.0,
+described there as a transposition). On Robertson's kinetics vode fails ("Excess work
+done") and handing it ``J.T`` fixes it, but on linear models ``J.T`` is worse than the
+documented ``J`` (last test), so dyngen does not compensate yet: the vode case is an
+expected failure on the affected versions. References: scipy's Radau at rtol 1e-10.
 """
 
 from __future__ import annotations
@@ -39,7 +41,16 @@ def reference(times: np.ndarray) -> np.ndarray:
     return sol.y.T
 
 
-@pytest.mark.parametrize("method", ["vode", "lsoda"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param("vode", marks=pytest.mark.xfail(
+            vode_reads_jacobian_transposed(), strict=True,
+            reason="scipy 1.17.x vode: handing it J.T fixes this model but makes linear models worse "
+                   "(test_vode_on_linear_models_prefers_the_documented_orientation), so dyngen does not compensate yet")),
+        "lsoda",
+    ],
+)  # fmt: skip
 def test_scipy_ode_stiff_methods_solve_robertson(method: str) -> None:
     sim = Simulation()
     system = Robertson()
@@ -91,3 +102,21 @@ def test_affected_versions(version: str, transposed: bool) -> None:
 
 def test_installed_scipy_release_is_parsed() -> None:
     assert scipy_release(scipy.__version__) == tuple(int(x) for x in scipy.__version__.split(".")[:2])
+
+
+def test_vode_on_linear_models_prefers_the_documented_orientation() -> None:
+    """Why dyngen does not hand vode J.T yet: on a stiff linear model (lower-triangular,
+    eigenvalues -1 and -1e3) this scipy's vode fails far fewer Newton iterations with
+    the documented J than with J.T, the opposite of Robertson's kinetics above; the
+    examples' mass_spring also ends 100x further from a Radau reference with J.T."""
+    A = np.array([[-1.0, 0.0], [1e3, -1e3]])
+
+    def convergence_failures(M: np.ndarray) -> int:
+        solver = ode(lambda t, y: A @ y, lambda t, y: M.copy())
+        solver.set_integrator("vode", method="bdf", rtol=1e-8, atol=1e-12, nsteps=100_000)
+        solver.set_initial_value([1.0, 0.0], 0.0)
+        solver.integrate(5.0)
+        assert solver.successful()
+        return int(solver._integrator.iwork[20])  # NCFN
+
+    assert convergence_failures(A) * 5 < convergence_failures(np.ascontiguousarray(A.T))
