@@ -12,8 +12,9 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from .cache import cache_dir, cache_folders, cached_module_path, fall_back, hold, known_digest, load_module, remember_digest
-from .errors import CacheWarning, DyngenError, DyngenWarning, OutputError, external_stacklevel
 from .calls import recording_library_calls
+from .deep import deep_retry
+from .errors import CacheWarning, DyngenError, DyngenWarning, OutputError, external_stacklevel
 from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
@@ -133,8 +134,7 @@ def build(
 
         def again() -> tuple[ModelSpec, FlatModel]:
             with _gc_paused():
-                spec = trace(systems, module_name(name), source_root, options.arrays)
-                flat = flatten(spec)
+                spec, flat = deep_retry(lambda: _trace_flatten(systems, name, source_root, options), f"tracing {name}")
             if module_digest(flat.digest, options.kernels) != module.MODEL_HASH:
                 raise DyngenError(
                     f"{path.name} was loaded by the model's structure key, but the model traced now builds to "
@@ -145,13 +145,21 @@ def build(
 
         return BuildResult(_Front(None, again), None, None, path, module, True, False, timings)
     with _gc_paused(), recording_library_calls() as called:
-        result = _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
-                        progress=progress)  # fmt: skip
+        result = deep_retry(
+            lambda: _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
+                           progress=progress),
+            f"building {module_name(name)}",
+        )  # fmt: skip
     if structure is not None and options.output_dir is None:
         # next to the module: in the private cache when the cache folder cannot be written
         remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings),
                         library_dependencies(called))  # fmt: skip
     return result
+
+
+def _trace_flatten(systems: list[Any], name: str, source_root: str, options: BuildOptions) -> tuple[ModelSpec, FlatModel]:
+    spec = trace(systems, module_name(name), source_root, options.arrays)
+    return spec, flatten(spec)
 
 
 def _elsewhere(options: BuildOptions) -> str:

@@ -10,6 +10,7 @@ import warnings
 from typing import Callable, Protocol
 
 import numpy as np
+import scipy
 from scipy.integrate import ode
 from scipy.sparse import issparse
 
@@ -24,6 +25,25 @@ SOLVE_IVP_METHODS = ("BDF", "Radau", "LSODA", "RK45", "RK23", "DOP853")
 SPARSE_MIN_STATES = 100
 SPARSE_MAX_DENSITY = 0.1
 DENSE_MAX_STATES = 10_000  # a dense Jacobian of more states takes over 800 MB (and an O(n^3) LU)
+
+# scipy 1.17.0 replaced the f2py wrapper of vode by a C module whose Jacobian callback
+# memcpy's the C-ordered array into DVODE's column-major matrix: vode reads jac[i, j]
+# as d f_j / d y_i (scipy issue 24933; fixed by PR 24934, merged after 1.17.1, first
+# released in 1.18.0). lsoda's wrapper copies with strides and is not affected.
+VODE_TRANSPOSED_JACOBIAN = ((1, 17), (1, 18))  # [first affected, first fixed)
+
+
+def scipy_release(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a scipy version string ("1.17.1", "1.18.0rc1", "1.18.0.dev0+...")."""
+    major, minor = version.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def vode_reads_jacobian_transposed(version: str = scipy.__version__) -> bool:
+    """Whether this scipy's ``ode(..., jac).set_integrator("vode")`` takes the
+    transpose of the documented ``jac[i, j] = d f_i / d y_j`` (scipy issue 24933)."""
+    first_affected, first_fixed = VODE_TRANSPOSED_JACOBIAN
+    return first_affected <= scipy_release(version) < first_fixed
 
 
 def non_finite_states(y: np.ndarray, state_name: Callable[[int], str]) -> str:
@@ -219,9 +239,12 @@ def check_dense_jacobian(method: str, n: int, nnz: int | None = None) -> None:
     )
 
 
-def jacobian_callable(module: object, p: np.ndarray, sparse: bool = True) -> Callable[[float, np.ndarray], object]:
+def jacobian_callable(
+    module: object, p: np.ndarray, sparse: bool = True, transposed: bool = False
+) -> Callable[[float, np.ndarray], object]:
     """The generated Jacobian as scipy wants it: dense, or CSC for large sparse models
-    (when the method takes one: ``sparse``)."""
+    (when the method takes one: ``sparse``); ``transposed`` hands a dense one over as
+    its transpose (for the vode of :func:`vode_reads_jacobian_transposed`)."""
     n = int(module.N_STATES)
     if sparse and n >= SPARSE_MIN_STATES and module.JAC_NNZ <= SPARSE_MAX_DENSITY * n * n:
         from scipy.sparse import csc_matrix
@@ -240,6 +263,8 @@ def jacobian_callable(module: object, p: np.ndarray, sparse: bool = True) -> Cal
         module.jac(t, y, p, J)
         return J
 
+    if transposed:
+        return lambda t, y: np.ascontiguousarray(dense(t, y).T)
     return dense
 
 
