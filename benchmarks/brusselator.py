@@ -2,13 +2,11 @@
 
     u' = 1 + u^2 v - 4.4 u + alpha lap(u),   v' = 3.4 u - u^2 v + alpha lap(v)
 
-``Brusselator2D``: an N x N periodic grid on the unit square, held as *flat* vectors
-of N*N elements per species (row-major: element i*N + j is grid point (i, j)), since
-the array form takes 1-D vectors today.  The Laplacian shifts the flat vector by +-N
-(the rows: exactly periodic) and by +-1 (the columns), whose wrap across a row end is
-repaired by ``np.where`` with two constant 0/1 mask vectors (inputs): the first and
-the last column.  ``rhs_numpy`` is the same right-hand side in plain numpy (the
-reference), ``sparsity`` the true Jacobian pattern.
+``Brusselator2D``: an N x N periodic grid on the unit square, written the natural
+way: 2-D states (row i is y = i/N, column j is x = j/N) and a 5-point Laplacian with
+``np.roll`` along both axes.  In ``y`` each species is its grid in C order (element
+i*N + j is grid point (i, j)).  ``rhs_numpy`` is the same right-hand side in plain numpy
+(the reference), ``sparsity`` the true Jacobian pattern.
 """
 
 from __future__ import annotations
@@ -30,24 +28,17 @@ class Brusselator2D(System):
     def __init__(self, n: int = 128, alpha: float = 0.1) -> None:
         super().__init__()
         u, v = initial_state(n)
-        self.states.u = u
-        self.states.v = v
+        self.states.u = u.reshape(n, n)
+        self.states.v = v.reshape(n, n)
         self.inputs.alpha = alpha
         self.inputs.inv_dx2 = float(n * n)  # 1 / dx^2 with dx = 1/n
-        column = np.tile(np.arange(n), n)
-        self.inputs.first_col = (column == 0).astype(float)
-        self.inputs.last_col = (column == n - 1).astype(float)
-        self.n = n
 
     def do_step(self, time):
-        u, v, n = self.states.u, self.states.v, self.n
-        first, last = self.inputs.first_col > 0.5, self.inputs.last_col > 0.5
+        u, v = self.states.u, self.states.v
         c = self.inputs.alpha * self.inputs.inv_dx2
 
         def lap(w):
-            west = np.where(first, np.roll(w, 1 - n), np.roll(w, 1))  # w[i, j-1], periodic in j
-            east = np.where(last, np.roll(w, n - 1), np.roll(w, -1))  # w[i, j+1]
-            return np.roll(w, n) + np.roll(w, -n) + west + east - 4.0 * w
+            return np.roll(w, 1, axis=0) + np.roll(w, -1, axis=0) + np.roll(w, 1, axis=1) + np.roll(w, -1, axis=1) - 4.0 * w
 
         uuv = u * u * v
         self.ders.u = 1.0 + uuv - 4.4 * u + c * lap(u)

@@ -5,8 +5,8 @@
     python benchmarks/stiff_sparse.py --sweep --n 32 --t-end 5   # rodas4 and BDF over tolerances
 
 Model: ``benchmarks/brusselator.py``, the stiff 2-D Brusselator (BRUSS-2D, alpha = 0.1)
-on an n x n periodic grid, 2 n^2 states, written as flat vectors in dyngen's 1-D array
-form.  Columns, all with the same rtol/atol from the same initial state to ``t_end``:
+on an n x n periodic grid, 2 n^2 states, written with 2-D states and ``np.roll`` along
+both axes (dyngen's n-D array form).  Columns, all with the same rtol/atol from the same initial state to ``t_end``:
 
 - **dyngen rodas4**: ``simulate(t_end, t_end, integrator="rodas4")`` of the built
   model: RODAS4 with the exact sparse Jacobian, one SuperLU factorisation per step
@@ -76,7 +76,7 @@ def measure(n: int, t_end: float, rtol: float, atol: float, repeats: int, refere
             fresh = brusselator.build(n)  # the same structure: the module is found, not rebuilt
             fresh.simulate(t_end, t_end, integrator=method, rtol=rtol, atol=atol)
             system = fresh.systems[0]
-            return np.concatenate((system.states.u, system.states.v))
+            return np.concatenate((system.states.u.ravel(), system.states.v.ravel()))
 
         return run
 
