@@ -11,6 +11,7 @@ from .containers import ParameterContainer, VariableContainer
 from .errors import (
     AlgebraicLoopError,
     ArgumentError,
+    CacheWarning,
     CodegenError,
     DyngenError,
     DyngenWarning,
@@ -52,5 +53,6 @@ __all__ = [
     "OutputError",
     "ArgumentError",
     "DyngenWarning",
+    "CacheWarning",
     "__version__",
 ]

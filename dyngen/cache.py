@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
+import marshal
 import os
 import py_compile
+import shutil
 import sys
+import tempfile
+import warnings
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
 
-from .errors import DyngenError
+from . import numba_cache
+from .errors import CacheWarning, DyngenError, external_stacklevel
 from .write import write_text_atomic
 
-_LOADED: dict[tuple[str, str], ModuleType] = {}
+# The generated modules this process loaded, least recently used first.  A module
+# that no BuildResult holds (``hold``) is "unused"; the UNUSED_KEPT most recent of
+# those stay loaded (a loop that makes a new Simulation of the same model reuses its
+# compiled code), older ones are released (``numba_cache.release``): a long-lived
+# process that builds many models does not keep every one it ever loaded.
+_LOADED: OrderedDict[tuple[str, str], ModuleType] = OrderedDict()
+_HOLDERS: dict[int, int] = {}  # id(module) -> how many live holders
+UNUSED_KEPT = 4
+
+
+def hold(module: ModuleType, holder: object) -> None:
+    """Keep ``module`` loaded (with its compiled code) while ``holder`` lives."""
+    if id(module) not in _HOLDERS:
+        return  # not one of the cache's (or already released)
+    _HOLDERS[id(module)] += 1
+    weakref.finalize(holder, _let_go, id(module))
+
+
+def _let_go(module_id: int) -> None:
+    if _HOLDERS.get(module_id, 0) > 0:
+        _HOLDERS[module_id] -= 1
+
+
+def _release_unused() -> None:
+    """Release the unused modules beyond the UNUSED_KEPT most recently used."""
+    unused = [key for key, module in _LOADED.items() if _HOLDERS.get(id(module), 0) == 0]
+    for key in unused[: max(0, len(unused) - UNUSED_KEPT)]:
+        module = _LOADED.pop(key)
+        del _HOLDERS[id(module)]
+        numba_cache.release(module)
+
+
 # What every generated module defines; a module without them is damaged.
 REQUIRED = ("MODEL_HASH", "N_STATES", "N_OBSERVED", "STATES", "OBSERVED", "DERIVATIVE_KEYS", "rhs", "jac", "jac_values", "observe", "rodas4_advance")
 
@@ -29,6 +68,35 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(base) / "dyngen"
 
 
+# Per cache folder that could not be written in this process: the private one used instead.
+_PRIVATE: dict[str, Path] = {}
+
+
+def cache_folders(directory: Path) -> list[Path]:
+    """Where modules of the cache ``directory`` are looked for: the folder itself, then
+    the private folder that replaces it in this process when it could not be written."""
+    private = _PRIVATE.get(os.path.abspath(directory))
+    return [directory] if private is None else [directory, private]
+
+
+def fall_back(directory: Path, reason: str) -> Path:
+    """A private temporary cache (removed at exit) that replaces ``directory`` in this
+    process, which cannot be written (``reason``); made, and warned about, once."""
+    key = os.path.abspath(directory)
+    private = _PRIVATE.get(key)
+    if private is None:
+        private = _PRIVATE[key] = Path(tempfile.mkdtemp(prefix="dyngen-cache-"))
+        atexit.register(shutil.rmtree, private, ignore_errors=True)
+        warnings.warn(
+            f"the module cache {directory} cannot be written ({reason}); this process keeps its modules in a "
+            f"private temporary cache, {private}, removed at exit, and builds them again in every process: point "
+            "DYNGEN_CACHE_DIR (or Simulation(cache_dir=...)) at a folder you can write",
+            CacheWarning,
+            stacklevel=external_stacklevel(),
+        )
+    return private
+
+
 def cached_module_path(directory: Path, name: str, digest: str) -> Path:
     """Cache files are keyed by the model hash: ``<name>_<hash16>.py``."""
     return directory / f"{name}_{digest[:16]}.py"
@@ -38,22 +106,29 @@ def _structure_entry(directory: Path, name: str, structure: str) -> Path:
     return directory / "structures" / f"{name}_{structure[:32]}"
 
 
-def known_digest(directory: Path, name: str, structure: str) -> tuple[str, list[str]] | None:
-    """The module hash a model of this structure key was built to, and the warnings
-    its build gave, if it was built."""
+def known_digest(directory: Path, name: str, structure: str) -> tuple[str, list[str], dict[str, str]] | None:
+    """The module hash a model of this structure key was built to, the warnings its
+    build gave, and the library files (path -> SHA-256) its traced code depends on,
+    if it was built."""
     try:
         entry = json.loads(_structure_entry(directory, name, structure).read_text(encoding="utf-8"))
-        digest, warnings = entry["digest"], entry["warnings"]
-    except (OSError, ValueError, KeyError, TypeError):
+        digest, messages, depends = entry["digest"], entry["warnings"], entry.get("depends", {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     valid = isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
-    return (digest, [str(w) for w in warnings]) if valid and isinstance(warnings, list) else None
+    valid = valid and isinstance(messages, list) and isinstance(depends, dict)
+    valid = valid and all(isinstance(k, str) and isinstance(v, str) for k, v in depends.items())
+    return (digest, [str(w) for w in messages], depends) if valid else None
 
 
-def remember_digest(directory: Path, name: str, structure: str, digest: str, warnings: list[str]) -> None:
-    """Record that a model of this structure key builds to the module ``digest``."""
+def remember_digest(
+    directory: Path, name: str, structure: str, digest: str, messages: list[str], depends: dict[str, str] | None = None
+) -> None:
+    """Record that a model of this structure key builds to the module ``digest`` (while
+    the library files ``depends`` are unchanged)."""
+    entry = {"digest": digest, "warnings": messages, "depends": depends or {}}
     try:
-        write_text_atomic(_structure_entry(directory, name, structure), json.dumps({"digest": digest, "warnings": warnings}))
+        write_text_atomic(_structure_entry(directory, name, structure), json.dumps(entry))
     except OSError:
         pass  # a read-only cache: the next start traces again
 
@@ -73,8 +148,44 @@ def _ensure_bytecode(path: Path) -> None:
 
 def import_file(module_name: str, path: Path) -> ModuleType:
     """Execute the Python file ``path`` as module ``module_name`` (registered in
-    ``sys.modules``; unregistered again if it fails, and the exception propagates)."""
+    ``sys.modules``; unregistered again if it fails, and the exception propagates).
+
+    A damaged ``.pyc`` (truncated or garbled after its header, which Python reports
+    as "marshal data too short" or "bad marshal data" at every import) is removed,
+    with a ``CacheWarning``, and the module imported again from its source.
+    """
     _ensure_bytecode(path)
+    try:
+        return _execute(module_name, path)
+    except (EOFError, ValueError, TypeError) as exc:
+        pyc = Path(importlib.util.cache_from_source(str(path)))
+        if not _damaged_bytecode(pyc):
+            raise
+        pyc.unlink(missing_ok=True)
+        warnings.warn(
+            f"the bytecode {pyc} of the cached module {path.name} was damaged ({exc}); removed it and "
+            "compiled the module again",
+            CacheWarning,
+            stacklevel=external_stacklevel(),
+        )
+        _ensure_bytecode(path)
+        return _execute(module_name, path)
+
+
+def _damaged_bytecode(pyc: Path) -> bool:
+    """Whether ``pyc`` exists and its code (after the 16-byte header) cannot be read."""
+    try:
+        data = pyc.read_bytes()
+    except OSError:
+        return False
+    try:
+        marshal.loads(data[16:])
+    except Exception:
+        return True
+    return False
+
+
+def _execute(module_name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{path} is not a Python file")
@@ -89,21 +200,31 @@ def import_file(module_name: str, path: Path) -> ModuleType:
 
 
 def load_module(path: Path, digest: str) -> ModuleType:
-    """Import a generated module from its file (once per process and hash)."""
+    """Import a generated module from its file (once per process and hash, while it
+    is used: see ``hold``).
+
+    The module is not left in ``sys.modules`` (which would keep every model a process
+    ever built, with its compiled code): numba, which looks it up there when it loads
+    a function from its on-disk cache, finds it there while it does (``numba_cache``).
+    """
     key = (str(path.resolve()), digest)
-    if key in _LOADED:
-        return _LOADED[key]
+    known = _LOADED.get(key)
+    if known is not None:
+        _LOADED.move_to_end(key)
+        return known
+    _release_unused()
     module_name = f"dyngen_generated.{path.stem}_{digest[:16]}"
     try:
         module = import_file(module_name, path)
     except Exception as exc:
         raise DyngenError(f"the generated module {path} failed to import: {exc}") from exc
+    del sys.modules[module_name]
     if getattr(module, "MODEL_HASH", None) != digest:
-        del sys.modules[module_name]
         raise DyngenError(f"{path} holds another model (hash mismatch); delete it and rebuild")
     missing = [name for name in REQUIRED if not hasattr(module, name)]
     if missing:
-        del sys.modules[module_name]
         raise DyngenError(f"{path} is damaged (it lacks {', '.join(missing)}); delete it and rebuild")
+    numba_cache.guard(module)  # numba loads its cache at the first call: make it heal itself
     _LOADED[key] = module
+    _HOLDERS[id(module)] = 0
     return module

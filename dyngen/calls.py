@@ -38,9 +38,10 @@ import textwrap
 import types
 import warnings
 import weakref
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import sympy as sp
@@ -531,7 +532,42 @@ def traced_call(func: Any, /, *args: Any, **kwargs: Any) -> Any:
         _warn_assigned_globals(func, target)
         return target(*args, **kwargs)
     _check_side_effects(func, args, kwargs)
+    packages = _LIBRARY_CALLS.get()
+    if packages is not None and not isinstance(func, (types.BuiltinFunctionType, np.ufunc)):
+        packages.update(_packages_of(func))
     return func(*args, **kwargs)
+
+
+# While a build records them: the packages of the code the traced functions called as
+# it is (library code; see ``recording_library_calls``).
+_LIBRARY_CALLS: ContextVar[set[str] | None] = ContextVar("dyngen_library_calls", default=None)
+
+
+@contextmanager
+def recording_library_calls() -> Iterator[set[str]]:
+    """Collect, in the set this yields, the top-level packages of every callable the
+    traced code calls without tracing into it (library functions, classes and
+    methods): what the model's module depends on beyond its own code
+    (``runtime.fingerprint.library_dependencies``).  Names only: no reference to a
+    callable (or the object it is bound to) is kept."""
+    packages: set[str] = set()
+    token = _LIBRARY_CALLS.set(packages)
+    try:
+        yield packages
+    finally:
+        _LIBRARY_CALLS.reset(token)
+
+
+def _packages_of(func: Any) -> set[str]:
+    """The top-level packages of ``func``'s module, of its function (a method), and of
+    the class of the object it is bound to."""
+    owner = getattr(func, "__self__", None)
+    candidates = (
+        getattr(getattr(func, "__func__", func), "__module__", None),
+        type(func).__module__,
+        None if owner is None or isinstance(owner, types.ModuleType) else type(owner).__module__,
+    )
+    return {c.split(".")[0] for c in candidates if isinstance(c, str)}
 
 
 _CALL_CELL = types.CellType(traced_call)

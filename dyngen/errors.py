@@ -180,3 +180,8 @@ class ArgumentError(DyngenError, ValueError):
 
 class DyngenWarning(UserWarning):
     """A model that dyngen compiles, but whose meaning differs from dynode's."""
+
+
+class CacheWarning(DyngenWarning):
+    """dyngen's module cache was damaged (what was removed and built again) or cannot
+    be written (the private temporary cache used instead)."""

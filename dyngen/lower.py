@@ -23,6 +23,7 @@ from .layout import pack_states
 from .ir import REDUCTION_KIND, Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement, in_place_order
 from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import lower_groups
+from .shallow import cse
 
 _PIECEWISE_CONSTANT = (sp.floor, sp.ceiling, sp.sign)
 _Y = sp.IndexedBase("y")
@@ -216,7 +217,7 @@ def _function(
             rest.append((target, expr, comment))
 
     exprs = [defs.expr[s] for s in needed] + [e for _, e, _ in rest]
-    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("c"), order="none") if exprs else ([], [])
+    replacements, reduced = cse(exprs, sp.numbered_symbols("c"))
     temps = dict(replacements)
     temp_rank = {s: i for i, (s, _) in enumerate(replacements)}
     emitted: set[sp.Symbol] = set()

@@ -22,6 +22,7 @@ import sympy as sp
 from .arrays import LOOP_NAMES, Box, box_size, combine, index_text, merge
 from .flatten import relative_location
 from .ir import REDUCTION_KIND, ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement
+from .shallow import cse
 
 INDEX = sp.Symbol("i", integer=True)
 LOOP_INDICES = tuple(sp.Symbol(name, integer=True) for name in LOOP_NAMES)
@@ -185,7 +186,7 @@ class Temporaries:
 
     def cse(self, exprs: list[sp.Basic]) -> tuple[list[tuple[sp.Symbol, sp.Basic]], list[sp.Basic]]:
         symbols = sp.numbered_symbols(self.prefix, start=self.count)
-        replacements, reduced = sp.cse(exprs, symbols=symbols, order="none")
+        replacements, reduced = cse(exprs, symbols)
         self.count += len(replacements)
         return replacements, reduced
 

@@ -18,6 +18,7 @@ from .flatten import relative_location
 from .groups import Group, Operand, local_name, local_registry
 from .ir import Block, FlatModel, Kernel, KernelFunction, SignalRef, Statement
 from .naming import NameRegistry, sanitize
+from .shallow import cse
 
 _I = sp.Symbol("i", integer=True)
 _ARRAYS = {name: sp.IndexedBase(name) for name in ("y", "p", "v", "dy", "out", "values")}
@@ -158,7 +159,7 @@ def _body(
 ) -> list[Statement]:
     """Loads of the used operands, CSE temporaries, then each value into its targets."""
     exprs = [e for e, _, _ in outputs]
-    replacements, reduced = sp.cse(exprs, symbols=temps, order="none") if exprs else ([], [])
+    replacements, reduced = cse(exprs, temps)
     used: set[sp.Symbol] = set()
     for _, e in replacements:
         used |= e.free_symbols

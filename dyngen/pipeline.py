@@ -11,14 +11,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
-from .cache import cache_dir, cached_module_path, known_digest, load_module, remember_digest
-from .errors import DyngenError, DyngenWarning, OutputError, external_stacklevel
+from .cache import cache_dir, cache_folders, cached_module_path, fall_back, hold, known_digest, load_module, remember_digest
+from .calls import recording_library_calls
+from .deep import deep_retry
+from .errors import CacheWarning, DyngenError, DyngenWarning, OutputError, external_stacklevel
 from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .lower import lower
 from .naming import module_name, sanitize
 from .progress import Progress
 from .render import module_digest, render
+from .runtime.fingerprint import dependencies_unchanged, library_dependencies
 from .trace import trace
 from .write import check_module, check_output, module_hash, write_module
 
@@ -51,6 +54,9 @@ class BuildResult:
     reused: bool  # an up-to-date module from the cache was loaded
     written: bool  # the file was (re)written by this build
     timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        hold(self.module, self)  # the module and its compiled code stay loaded while this lives
 
     @property
     def spec(self) -> ModelSpec:
@@ -128,8 +134,7 @@ def build(
 
         def again() -> tuple[ModelSpec, FlatModel]:
             with _gc_paused():
-                spec = trace(systems, module_name(name), source_root, options.arrays)
-                flat = flatten(spec)
+                spec, flat = deep_retry(lambda: _trace_flatten(systems, name, source_root, options), f"tracing {name}")
             if module_digest(flat.digest, options.kernels) != module.MODEL_HASH:
                 raise DyngenError(
                     f"{path.name} was loaded by the model's structure key, but the model traced now builds to "
@@ -139,12 +144,22 @@ def build(
             return spec, flat
 
         return BuildResult(_Front(None, again), None, None, path, module, True, False, timings)
-    with _gc_paused():
-        result = _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
-                        progress=progress)  # fmt: skip
+    with _gc_paused(), recording_library_calls() as called:
+        result = deep_retry(
+            lambda: _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
+                           progress=progress),
+            f"building {module_name(name)}",
+        )  # fmt: skip
     if structure is not None and options.output_dir is None:
-        remember_digest(cache_dir(options.cache_dir), module_name(name), structure, result.digest, list(result.flat.warnings))
+        # next to the module: in the private cache when the cache folder cannot be written
+        remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings),
+                        library_dependencies(called))  # fmt: skip
     return result
+
+
+def _trace_flatten(systems: list[Any], name: str, source_root: str, options: BuildOptions) -> tuple[ModelSpec, FlatModel]:
+    spec = trace(systems, module_name(name), source_root, options.arrays)
+    return spec, flatten(spec)
 
 
 def _elsewhere(options: BuildOptions) -> str:
@@ -173,11 +188,23 @@ def _by_structure(
     if structure is None or options.output_dir is not None or options.always_render:
         return None
     name = module_name(name)
-    directory = cache_dir(options.cache_dir)
+    for directory in cache_folders(cache_dir(options.cache_dir)):
+        found = _load_known(directory, name, structure, progress)
+        if found is not None:
+            return found
+    return None
+
+
+def _load_known(
+    directory: Path, name: str, structure: str, progress: Progress
+) -> tuple[ModuleType, Path, dict[str, float]] | None:
+    """``_by_structure`` in one cache folder."""
     known = known_digest(directory, name, structure)
     if known is None:
         return None
-    digest, messages = known
+    digest, messages, depends = known
+    if not dependencies_unchanged(depends):  # a library the traced code calls was changed
+        return None
     path = cached_module_path(directory, name, digest)
     try:
         if module_hash(path) != digest:
@@ -217,27 +244,25 @@ def _build(
     if options.output_dir is not None:
         path = Path(options.output_dir) / f"{name}.py"
     else:
-        path = cached_module_path(cache_dir(options.cache_dir), name, digest)
-        check = check_module(path)
-        if check.header == digest and check.problem is not None:  # ours, but edited or damaged
-            warnings.warn(f"{path}: {check.problem}; rebuilding it", DyngenWarning, stacklevel=external_stacklevel())
-        if not options.always_render and check.digest == digest:
-            with _timed(timings, "load", progress):
-                try:
-                    module = load_module(path, digest)
-                except DyngenError:  # a damaged cache entry: build it again
-                    path.unlink(missing_ok=True)
-                else:
-                    return BuildResult(_Front((spec, flat)), None, None, path, module, True, False, timings)
+        for folder in cache_folders(cache_dir(options.cache_dir)):  # the cache, then a private one
+            path = cached_module_path(folder, name, digest)
+            check = check_module(path)
+            if check.header == digest and check.problem is not None:  # ours, but edited or damaged
+                warnings.warn(f"{path}: {check.problem}; rebuilding it", CacheWarning, stacklevel=external_stacklevel())
+            if not options.always_render and check.digest == digest:
+                with _timed(timings, "load", progress):
+                    try:
+                        module = load_module(path, digest)
+                    except DyngenError:  # a damaged cache entry: build it again
+                        path.unlink(missing_ok=True)
+                    else:
+                        return BuildResult(_Front((spec, flat)), None, None, path, module, True, False, timings)
     with _timed(timings, "lower", progress):
         kernel = lower(flat, options.kernels)  # FlatModel -> Kernel
     with _timed(timings, "render", progress):
         source = render(kernel, model_file, digest)  # Kernel -> ModuleSource
     with _timed(timings, "write", progress):
-        try:
-            written = write_module(source, path)  # ModuleSource -> <dir>/<name>.py (atomic)
-        except OutputError as error:
-            raise OutputError(f"{error}; {_elsewhere(options)}") from None
+        path, written = _write(source, path, options)  # ModuleSource -> <dir>/<name>.py (atomic)
     with _timed(timings, "load", progress):
         try:
             module = load_module(path, digest)  # file -> module
@@ -246,3 +271,32 @@ def _build(
                 path.unlink(missing_ok=True)
             raise
     return BuildResult(_Front((spec, flat)), kernel, source, path, module, False, written, timings)
+
+
+def _write(source: ModuleSource, path: Path, options: BuildOptions) -> tuple[Path, bool]:
+    """Write the module to ``path`` (atomically); a module cache that cannot be
+    written (read-only, a file, a full disk) is replaced by a private temporary one,
+    with a warning.  Returns where the module is and whether it was written."""
+    try:
+        return path, write_module(source, path)
+    except OutputError as error:
+        if options.output_dir is not None:
+            raise OutputError(f"{error}; {_elsewhere(options)}") from None
+        reason = _why_unwritable(path.parent, error)
+    private = fall_back(path.parent, str(reason)) / path.name
+    try:
+        return private, write_module(source, private)
+    except OutputError as error:
+        raise OutputError(
+            f"the module cache {path.parent} cannot be written ({reason}), nor a private one: {error}; {_elsewhere(options)}"
+        ) from None
+
+
+def _why_unwritable(folder: Path, error: OutputError) -> str:
+    """Why ``folder`` could not be written: a file on its way, or the system's reason."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:  # the nearest part that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    return str(error)

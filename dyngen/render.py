@@ -49,8 +49,8 @@ def environment() -> jinja2.Environment:
 
 
 # dyngen's code that cannot change a generated module's text: the runtime, the CLI,
-# the cache, progress reports, and the dynode import paths of the runtime's classes
-_NOT_GENERATOR = ("runtime", "cli.py", "cache.py", "progress.py", "simulation.py", "recorder.py")
+# the cache (and numba's), progress reports, and the dynode import paths of the runtime's classes
+_NOT_GENERATOR = ("runtime", "cli.py", "cache.py", "numba_cache.py", "progress.py", "simulation.py", "recorder.py")
 
 
 @lru_cache(maxsize=1)

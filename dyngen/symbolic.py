@@ -20,6 +20,7 @@ from sympy.codegen import cfunctions
 from sympy.logic.boolalg import Boolean, BooleanAtom
 
 from .errors import TraceError, user_frame_location
+from .expr_size import check_conditional
 
 # --------------------------------------------------------------------------- values
 
@@ -288,7 +289,7 @@ def where(condition: Any, x: Any, y: Any) -> Any:
     """
     if is_symbolic(condition) or is_symbolic(x) or is_symbolic(y):
         return _elementwise(
-            lambda c, a, b: sp.Piecewise((numeric(a), boolean(c)), (numeric(b), True)),
+            lambda c, a, b: check_conditional(sp.Piecewise((numeric(a), boolean(c)), (numeric(b), True))),
             condition,
             x,
             y,
@@ -645,4 +646,4 @@ def select(condition: sp.Basic, if_true: Any, if_false: Any) -> Any:
 def _pick(condition: sp.Basic, a: sp.Basic, b: sp.Basic) -> sp.Basic:
     if a == b:
         return a
-    return sp.Piecewise((numeric(a), condition), (numeric(b), True))
+    return check_conditional(sp.Piecewise((numeric(a), condition), (numeric(b), True)))

@@ -109,8 +109,10 @@ def check_module(path: Path) -> ModuleCheck:
     key = os.path.abspath(path)
     try:
         before = _stamp(os.stat(key))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # also: a file where a folder on the way should be
         return _MISSING
+    except OSError as exc:
+        return ModuleCheck(None, f"it cannot be read ({exc.strerror or exc})")
     known = _CHECKED.get(key)
     if known is not None and known[0] == before:
         return known[1]
@@ -118,6 +120,8 @@ def check_module(path: Path) -> ModuleCheck:
         data = Path(key).read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         return _MISSING
+    except OSError as exc:
+        return ModuleCheck(None, f"it cannot be read ({exc.strerror or exc})")
     result = _check_text(data)
     try:
         if _stamp(os.stat(key)) == before:  # not replaced while it was read

@@ -23,3 +23,19 @@ def dyngen_cache_dir(tmp_path_factory):
             _os.environ.pop("DYNGEN_CACHE_DIR", None)
         else:
             _os.environ["DYNGEN_CACHE_DIR"] = previous
+
+
+# --- hypothesis: the fuzz profile (more random model trees against dynode, on demand) --
+from hypothesis import settings as _settings
+
+FUZZ_EXAMPLES = int(_os.environ.get("DYNGEN_FUZZ_EXAMPLES") or 400)
+_settings.register_profile("fuzz", max_examples=FUZZ_EXAMPLES, deadline=None, print_blob=True)
+
+
+def fuzz_examples(default: int) -> int:
+    """``max_examples`` of a test that compares random models against dynode: ``default``,
+    or many more with ``pytest --hypothesis-profile=fuzz`` (400, or DYNGEN_FUZZ_EXAMPLES)
+    or with DYNGEN_FUZZ_EXAMPLES=N alone."""
+    if _os.environ.get("DYNGEN_FUZZ_EXAMPLES") or _settings.default is _settings.get_profile("fuzz"):
+        return FUZZ_EXAMPLES
+    return default

@@ -523,7 +523,11 @@ def user_source_files() -> set[str]:
     nor dyngen's: the model file and every module of the user's it imports."""
     roots = library_roots()
     files = set()
-    for name, module in list(sys.modules.items()):
+    modules = dict(sys.modules)
+    if len(_USER_FILE_OF) > len(modules):  # forget modules no longer loaded (and release them)
+        for name in [n for n in _USER_FILE_OF if n not in modules]:
+            del _USER_FILE_OF[name]
+    for name, module in modules.items():
         known = _USER_FILE_OF.get(name)
         if known is None or known[0] is not module:
             known = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
@@ -545,6 +549,35 @@ def _user_sources_digest() -> str:
     for path in sorted(user_source_files()):
         hasher.update(path.encode("utf-8") + b"\0" + _file_hash(path) + b"\0")
     return hasher.hexdigest()
+
+
+def library_dependencies(packages: set[str]) -> dict[str, str]:
+    """The files (real path -> SHA-256) of the installed packages whose code the traced
+    functions called (``calls.recording_library_calls``): every loaded module of each
+    such package, outside numpy, scipy, sympy, numba, dyngen, dynode and the standard
+    library.
+
+    The structure key cannot reach them (a method of a library object's class, and
+    everything it calls in its package): a module found by the key is used only while
+    these files are unchanged (``dependencies_unchanged``).  The user's own files are in
+    the key already (``_user_sources_digest``).
+    """
+    packages = set(packages) - {*_LIBRARIES, *sys.stdlib_module_names, "dyngen_generated", "__main__"}
+    if not packages:
+        return {}
+    roots = library_roots()
+    files = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.split(".")[0] in packages and isinstance(path, str) and os.path.abspath(path).startswith(roots):
+            real = os.path.realpath(path)
+            files[real] = _file_hash(real).hex()
+    return dict(sorted(files.items()))
+
+
+def dependencies_unchanged(files: dict[str, str]) -> bool:
+    """Whether the files ``library_dependencies`` recorded still hold the same text."""
+    return all(_file_hash(path).hex() == digest for path, digest in files.items())
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,9 @@ import warnings
 from typing import Callable, Protocol
 
 import numpy as np
+import scipy
 from scipy.integrate import ode
+from scipy.sparse import issparse
 
 from ..errors import DyngenError, SolverError
 
@@ -23,6 +25,25 @@ SOLVE_IVP_METHODS = ("BDF", "Radau", "LSODA", "RK45", "RK23", "DOP853")
 SPARSE_MIN_STATES = 100
 SPARSE_MAX_DENSITY = 0.1
 DENSE_MAX_STATES = 10_000  # a dense Jacobian of more states takes over 800 MB (and an O(n^3) LU)
+
+# scipy 1.17.0 replaced the f2py wrapper of vode by a C module whose Jacobian callback
+# memcpy's the C-ordered array into DVODE's column-major matrix: vode reads jac[i, j]
+# as d f_j / d y_i (scipy issue 24933; fixed by PR 24934, merged after 1.17.1, first
+# released in 1.18.0). lsoda's wrapper copies with strides and is not affected.
+VODE_TRANSPOSED_JACOBIAN = ((1, 17), (1, 18))  # [first affected, first fixed)
+
+
+def scipy_release(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a scipy version string ("1.17.1", "1.18.0rc1", "1.18.0.dev0+...")."""
+    major, minor = version.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def vode_reads_jacobian_transposed(version: str = scipy.__version__) -> bool:
+    """Whether this scipy's ``ode(..., jac).set_integrator("vode")`` takes the
+    transpose of the documented ``jac[i, j] = d f_i / d y_j`` (scipy issue 24933)."""
+    first_affected, first_fixed = VODE_TRANSPOSED_JACOBIAN
+    return first_affected <= scipy_release(version) < first_fixed
 
 
 def non_finite_states(y: np.ndarray, state_name: Callable[[int], str]) -> str:
@@ -139,7 +160,14 @@ class SolveIvpIntegrator:
         self._state_name = state_name
         if method in ("BDF", "Radau", "LSODA") and jac is not None:
             options = {"jac": jac, **options}
-        self._start = lambda t, y: solvers[method](rhs, t, np.array(y, dtype=float), t_bound, **options)
+
+        def start(t: float, y: np.ndarray) -> object:
+            solver = solvers[method](rhs, t, np.array(y, dtype=float), t_bound, **options)
+            if method in ("BDF", "Radau") and issparse(getattr(solver, "J", None)):
+                use_sparse_lu(solver)
+            return solver
+
+        self._start = start
         try:
             self._solver = self._start(t0, y0)
         except TypeError as exc:
@@ -177,19 +205,46 @@ class SolveIvpIntegrator:
         )
 
 
-def check_dense_jacobian(method: str, n: int) -> None:
-    """Refuse a method that factors a dense Jacobian when ``n`` states make it unaffordable."""
-    if n > DENSE_MAX_STATES:
+def use_sparse_lu(solver: object) -> None:
+    """Make a solve_ivp ``BDF``/``Radau`` with a sparse Jacobian factorise its iteration
+    matrices as dyngen's rodas4 does (``factor_iteration_matrix``: a minimum-degree
+    ordering; scipy's default COLAMD fills in twice as much).  ``solver.lu`` is the
+    function both call for every factorisation (scipy 1.4 and later)."""
+    from .sparse_stiff import factor_iteration_matrix
+
+    def lu(matrix: object) -> object:
+        solver.nlu += 1
+        return factor_iteration_matrix(matrix.tocsc())
+
+    solver.lu = lu
+
+
+def check_dense_jacobian(method: str, n: int, nnz: int | None = None) -> None:
+    """Refuse a method that factors a dense Jacobian when ``n`` states make it unaffordable.
+
+    ``nnz`` (the Jacobian's entries) tells a sparse Jacobian, which other methods can
+    use, from a genuinely dense one, which only explicit methods can afford.
+    """
+    if n <= DENSE_MAX_STATES:
+        return
+    cost = f"the dense {n} x {n} Jacobian ({n * n * 8 / 1e9:.1f} GB and an O(n^3) factorization per step)"
+    if nnz is not None and nnz > SPARSE_MAX_DENSITY * n * n:
         raise DyngenError(
-            f"integrator {method!r} works with the dense {n} x {n} Jacobian ({n * n * 8 / 1e9:.1f} GB and an "
-            f"O(n^3) factorization per step); for {n} states use 'dopri5' or 'dop853' (explicit), or "
-            "solve_ivp's 'BDF' or 'Radau', which use the sparse Jacobian"
+            f"integrator {method!r} would work with {cost}, and this model's Jacobian is dense ({nnz} of its "
+            f"{n * n} entries may be non-zero): for {n} states use 'dopri5' or 'dop853' (explicit)"
         )
+    raise DyngenError(
+        f"integrator {method!r} works with {cost}; for {n} states use 'rodas4', or solve_ivp's 'BDF' or "
+        "'Radau', which use the sparse Jacobian, or 'dopri5'/'dop853' (explicit)"
+    )
 
 
-def jacobian_callable(module: object, p: np.ndarray, sparse: bool = True) -> Callable[[float, np.ndarray], object]:
+def jacobian_callable(
+    module: object, p: np.ndarray, sparse: bool = True, transposed: bool = False
+) -> Callable[[float, np.ndarray], object]:
     """The generated Jacobian as scipy wants it: dense, or CSC for large sparse models
-    (when the method takes one: ``sparse``)."""
+    (when the method takes one: ``sparse``); ``transposed`` hands a dense one over as
+    its transpose (for the vode of :func:`vode_reads_jacobian_transposed`)."""
     n = int(module.N_STATES)
     if sparse and n >= SPARSE_MIN_STATES and module.JAC_NNZ <= SPARSE_MAX_DENSITY * n * n:
         from scipy.sparse import csc_matrix
@@ -208,6 +263,8 @@ def jacobian_callable(module: object, p: np.ndarray, sparse: bool = True) -> Cal
         module.jac(t, y, p, J)
         return J
 
+    if transposed:
+        return lambda t, y: np.ascontiguousarray(dense(t, y).T)
     return dense
 
 

@@ -59,8 +59,10 @@ class CompiledModel:
         parameter_keys = {(id(e.system), e.kind, e.key) for e in self.parameters}
         self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
         self.by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
-        # The values simulate() leaves in the containers are views of two buffers that
-        # live as long as this object; floats are set one by one.  The entries are kept
+        # The states simulate() leaves in the containers are views of a buffer that lives
+        # as long as this object (updated in place, as dynode's are); array ders and
+        # outputs are new arrays at every write-back (dynode's are new at every RHS
+        # evaluation: an observer may keep them); floats are set one by one.  The entries are kept
         # as parallel lists (_Slots): map() runs the per-entry dict calls in C, in a
         # third of the time of a Python loop (400 states: 94 -> 30 us per gather), and
         # the views are placed one dict.update per container (_Views: 400 states of
@@ -80,13 +82,9 @@ class CompiledModel:
             [self._view(self._state_buffer, e, np.shape(e.system.states.raw_get(e.key))) for e in in_order],
         )
         arrays = [e for e in self.computed if e.shape != ()]
-        self._array_slots = _Slots(
-            [getattr(e.system, e.kind) for e in arrays],
-            [e.key for e in arrays],
-            [self._view(self._observed_buffer, e, e.shape) for e in arrays],
-        )
+        self._array_slots = _Slots([getattr(e.system, e.kind) for e in arrays], [e.key for e in arrays], [])
+        self._array_places = [(e.start, e.stop, e.shape) for e in arrays]
         self._state_views = _Views.of(self._state_slots)
-        self._signal_views = _Views.of(self._array_slots)
         floats = [e for e in self.computed if e.shape == ()]
         self._float_slots = _Slots([getattr(e.system, e.kind) for e in floats], [e.key for e in floats], [])
         self._float_index = np.array([e.start for e in floats], dtype=np.intp)
@@ -198,7 +196,10 @@ class CompiledModel:
         if (Edits.derivatives, Edits.signals) != self._signal_views_at:  # an entry was replaced or removed
             if Edits.structure != self._keys_seen_at:  # only a structure edit removes a key
                 added = not (self._array_slots.all_present() and self._float_slots.all_present())
-            self._signal_views.place()
+        if self._array_places:
+            out = self._observed_buffer
+            # copies: an array an observer kept stays as it was (and holds no large buffer)
+            self._array_slots.set_all([out[start:stop].reshape(shape).copy() for start, stop, shape in self._array_places])
         self._float_slots.set_all(self._observed_buffer[self._float_index].tolist())
         self._keys_seen_at = Edits.structure
         # other models of these systems must not trust their views or parameters now

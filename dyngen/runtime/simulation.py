@@ -33,7 +33,7 @@ from .integrators import (
     run_observed,
 )
 from .model import CompiledModel
-from .stiff import CompiledRosenbrockIntegrator
+from .stiff import rodas4_integrator
 
 COMPILED_STIFF_METHODS = ("rodas4",)
 from .recorder import BoundRecorder, Recorder
@@ -260,11 +260,10 @@ class Simulation:
         if method in COMPILED_STIFF_METHODS:
             if fixed_step:
                 raise DyngenError("fixed_step=True needs dopri5 or dop853, not 'rodas4'")
-            check_dense_jacobian(method, model.n_states)
-            return CompiledRosenbrockIntegrator(module, p, self._t, y0, options, model.state_name)
+            return rodas4_integrator(module, p, self._t, y0, options, model.state_name)
         if method in SOLVE_IVP_METHODS:
             if method == "LSODA":  # solve_ivp's LSODA takes only a dense Jacobian
-                check_dense_jacobian(method, model.n_states)
+                check_dense_jacobian(method, model.n_states, module.JAC_NNZ)
             jac = jacobian_callable(module, p, sparse=method != "LSODA")
             if fixed_step:
                 raise DyngenError(f"fixed_step=True needs a scipy.integrate.ode method ({', '.join(SCIPY_ODE_METHODS)}), not {method!r}")
@@ -280,7 +279,9 @@ class Simulation:
                 f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)}"
             )
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
-            check_dense_jacobian(method, model.n_states)
+            check_dense_jacobian(method, model.n_states, module.JAC_NNZ)
+        # not yet: J.T fixes vode on Robertson's kinetics with scipy 1.17.1 but makes linear models worse
+        # (tests/test_vode_jacobian.py, test_examples_vs_dynode.py::test_vode_with_...); see vode_reads_jacobian_transposed
         jac = jacobian_callable(module, p, sparse=False)
         forced = None if fixed_step or not forces_first_step(fixed_step, options) else observer_dt  # for the error
         return ScipyOdeIntegrator(

@@ -1,4 +1,4 @@
-"""The compiled RODAS4 integrator of the generated module, behind ``Integrator``."""
+"""RODAS4 behind ``Integrator``: compiled with a dense LU, or with a sparse LU for large sparse models."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DyngenError, SolverError
-from .integrators import non_finite_states
+from .integrators import SPARSE_MAX_DENSITY, check_dense_jacobian, non_finite_states
 
 RODAS4_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps")
+# From this many states a sparse Jacobian (at most SPARSE_MAX_DENSITY of the entries)
+# is factorised sparse (sparse_stiff.py): the dense n^3/3 LU of the compiled loop costs
+# more than SuperLU plus the Python stage loop from about here (benchmarks/README.md).
+SPARSE_RODAS4_MIN_STATES = 150
 _REASONS = {
     -2: "more than nsteps steps were needed (pass a larger nsteps=...)",
     -3: "the step size became too small",
@@ -17,6 +21,47 @@ _REASONS = {
     -6: "the state became non-finite",
     -12: "y, p, stats or a work array does not fit the model",
 }
+
+
+def rodas4_settings(options: dict) -> tuple[float, float, float, int, float]:
+    """``(rtol, atol, max_step, nsteps, first_step)`` from the user's options."""
+    unknown = sorted(set(options) - set(RODAS4_OPTIONS))
+    if unknown:
+        raise DyngenError(f"integrator 'rodas4' does not take {unknown}; it takes {list(RODAS4_OPTIONS)}")
+    return (
+        float(options.get("rtol", 1e-6)), float(options.get("atol", 1e-12)), float(options.get("max_step", 0.0)),
+        int(options.get("nsteps", 100_000)), float(options.get("first_step") or 1e-6),
+    )  # fmt: skip
+
+
+def rodas4_failure(
+    status: int, start: float, t_end: float, t: float, y: np.ndarray, state_name: Callable[[int], str]
+) -> SolverError:
+    """The SolverError of a rodas4 run that stopped with ``status``."""
+    return SolverError(
+        f"rodas4 failed between t = {start!r} and t = {t_end!r} (reached t = {t!r}): "
+        f"{_REASONS.get(status, f'status {status}')}{non_finite_states(y, state_name)}"
+    )
+
+
+def uses_sparse_lu(module: object) -> bool:
+    """Whether rodas4 factorises this module's iteration matrix sparse."""
+    n = int(module.N_STATES)
+    return n >= SPARSE_RODAS4_MIN_STATES and int(module.JAC_NNZ) <= SPARSE_MAX_DENSITY * n * n
+
+
+def rodas4_integrator(
+    module: object, p: np.ndarray, t0: float, y0: np.ndarray, options: dict, state_name: Callable[[int], str]
+) -> "CompiledRosenbrockIntegrator":
+    """RODAS4 for this model: the sparse LU for a large sparse Jacobian, else the
+    compiled dense one (refused above DENSE_MAX_STATES states: the Jacobian is dense)."""
+    rodas4_settings(options)  # the options first, whatever the model
+    if uses_sparse_lu(module):
+        from .sparse_stiff import SparseRosenbrockIntegrator
+
+        return SparseRosenbrockIntegrator(module, p, t0, y0, options, state_name)
+    check_dense_jacobian("rodas4", int(module.N_STATES), int(module.JAC_NNZ))
+    return CompiledRosenbrockIntegrator(module, p, t0, y0, options, state_name)
 
 
 class CompiledRosenbrockIntegrator:
@@ -30,17 +75,10 @@ class CompiledRosenbrockIntegrator:
         self, module: object, p: np.ndarray, t0: float, y0: np.ndarray, options: dict,
         state_name: Callable[[int], str],
     ) -> None:  # fmt: skip
-        unknown = sorted(set(options) - set(RODAS4_OPTIONS))
-        if unknown:
-            raise DyngenError(f"integrator 'rodas4' does not take {unknown}; it takes {list(RODAS4_OPTIONS)}")
+        self._rtol, self._atol, self._max_step, self._nsteps, self._h = rodas4_settings(options)
         n = int(module.N_STATES)
         self._advance = module.rodas4_advance
         self._p = p
-        self._rtol = float(options.get("rtol", 1e-6))
-        self._atol = float(options.get("atol", 1e-12))
-        self._max_step = float(options.get("max_step", 0.0))
-        self._nsteps = int(options.get("nsteps", 100_000))
-        self._h = float(options.get("first_step") or 1e-6)
         self._work = np.zeros((5, n))
         self._k = np.zeros((6, n))
         self._lu = np.zeros((n, n))
@@ -58,10 +96,7 @@ class CompiledRosenbrockIntegrator:
         )  # fmt: skip
         self.t, self._h = float(t), float(h)
         if status != 1:
-            raise SolverError(
-                f"rodas4 failed between t = {start!r} and t = {t_end!r} (reached t = {self.t!r}): "
-                f"{_REASONS.get(status, f'status {status}')}{non_finite_states(self.y, self._state_name)}"
-            )
+            raise rodas4_failure(status, start, t_end, self.t, self.y, self._state_name)
         if not np.all(np.isfinite(self.y)):
             raise SolverError(
                 f"rodas4: the state is not finite at t = {self.t!r}{non_finite_states(self.y, self._state_name)}"

@@ -1,0 +1,51 @@
+"""How long a traced expression is when written out as a tree, and a build-time error
+when a conditional makes it explode.
+
+sympy shares equal subexpressions, so ``x = where(s > k, x + 1, x)`` in a loop is a
+small graph, but every later stage (free symbols, substitution, differentiation,
+printing) walks it as a tree, which doubles in size per iteration: 90 iterations
+never finish. :func:`check_conditional` stops the trace at the line that does it.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .errors import TraceError, user_frame_location
+
+MAX_WRITTEN_OUT = 200_000  # tree nodes of one conditional's value
+_SIZES: dict[sp.Basic, int] = {}  # memo across calls, bounded: it never holds more than 20,000 nodes
+
+
+def written_out_size(expr: sp.Basic, cap: int = MAX_WRITTEN_OUT) -> int:
+    """Nodes of ``expr`` as a tree (shared subexpressions counted at each use),
+    saturating at ``cap + 1``; linear in the size of the graph."""
+    if len(_SIZES) > 20_000:
+        _SIZES.clear()
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in _SIZES:
+            continue
+        if not node.args:
+            _SIZES[node] = 1
+        elif expanded:
+            _SIZES[node] = min(cap + 1, 1 + sum(_SIZES[a] for a in node.args))
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in _SIZES)
+    return _SIZES[expr]
+
+
+def check_conditional(value: sp.Basic) -> sp.Basic:
+    """``value`` (a conditional), or a TraceError at the user's line when it is too
+    long written out to compile."""
+    if written_out_size(value) <= MAX_WRITTEN_OUT:
+        return value
+    raise TraceError(
+        f"this conditional's value is over {MAX_WRITTEN_OUT:,} terms long when written out: a value that appears "
+        "in both branches (or in the branch and the condition) and is updated in a loop doubles in length at "
+        "every iteration, e.g. x = where(s > k, x + 1, x)",
+        "write the update so that the previous value appears once, e.g. x = x + where(s > k, 1.0, 0.0)",
+        user_frame_location(),
+    )
