@@ -314,8 +314,6 @@ class LazyArray:
     def size(self) -> int:
         return int(np.prod(self.shape)) if self.shape else 1
 
-    n = size  # the number of elements (1-D: the length)
-
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of unsized object")

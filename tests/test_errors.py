@@ -8,7 +8,6 @@ module cache.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 

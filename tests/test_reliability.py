@@ -7,7 +7,6 @@ Each test failed on the code before these fixes (checked on main at a64337d).
 from __future__ import annotations
 
 import os
-import textwrap
 import warnings
 from pathlib import Path
 
