@@ -181,7 +181,9 @@ def _block_indices(start: int, shape: tuple[int, ...], steps: tuple[int, ...]) -
         return f"np.full({n}, {start}, dtype=np.int64)"
     if moving == [(moving[0][0], n, 1)]:  # one axis, consecutive
         return f"np.arange({start}, {start + n}, dtype=np.int64)"
-    terms = [f"np.zeros({tuple(shape)!r}, dtype=np.int64)"]
+    # every axis longer than 1 moves: the broadcast sum has the block's shape; else pad it with zeros
+    full = all(extent == 1 or step for extent, step in zip(shape, steps))
+    terms = [] if full else [f"np.zeros({tuple(shape)!r}, dtype=np.int64)"]
     for a, extent, step in moving:
         axes = ", ".join(":" if k == a else "None" for k in range(len(shape)))
         terms.append(f"{step} * np.arange({extent}, dtype=np.int64)[{axes}]")
