@@ -10,8 +10,8 @@ Each function computes only what it needs, with sympy's CSE over its expressions
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from typing import Iterable
 
 import sympy as sp
