@@ -5,8 +5,8 @@ Checked against independent references:
 - dynode 0.4 running the same model files (``tests/grids_model.py``: Gray–Scott on a
   periodic grid, a heat equation with padded walls, broadcasting and reductions, a 3-D
   state, all-to-all Kuramoto written three ways), within 1e-8 relative;
-- the element form of the same models (``Simulation(arrays=False)``): rhs and observed
-  signals at random points;
+- the element form of the same model (``Simulation(arrays=False)``, Gray–Scott): rhs
+  and observed signals at random points;
 - central finite differences of the generated rhs for the Jacobian (2-D and 3-D
   stencils; all-to-all coupling through sums along an axis, ``@`` and ``np.einsum``);
 - the module's shape: the same lines for a 20x16 and a 200x160 grid.
