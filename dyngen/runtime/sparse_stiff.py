@@ -18,9 +18,7 @@ import numpy as np
 from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import splu
 
-from ..errors import SolverError
-from .integrators import non_finite_states
-from .stiff import rodas4_failure, rodas4_settings
+from .stiff import check_rodas4_result, rodas4_settings
 
 _UROUND = 2.3e-16
 
@@ -92,12 +90,7 @@ class SparseRosenbrockIntegrator:
     def advance(self, t_end: float) -> None:
         start = self.t
         status = self._advance(float(t_end))
-        if status != 1:
-            raise rodas4_failure(status, start, t_end, self.t, self.y, self._state_name)
-        if not np.all(np.isfinite(self.y)):
-            raise SolverError(
-                f"rodas4: the state is not finite at t = {self.t!r}{non_finite_states(self.y, self._state_name)}"
-            )
+        check_rodas4_result(status, start, t_end, self.t, self.y, self._state_name)
 
     def _factor(self, h: float, gamma: float) -> object | None:
         """SuperLU of ``I/(h*gamma) - J``, or None if it is singular."""

@@ -34,14 +34,18 @@ def rodas4_settings(options: dict) -> tuple[float, float, float, int, float]:
     )  # fmt: skip
 
 
-def rodas4_failure(
+def check_rodas4_result(
     status: int, start: float, t_end: float, t: float, y: np.ndarray, state_name: Callable[[int], str]
-) -> SolverError:
-    """The SolverError of a rodas4 run that stopped with ``status``."""
-    return SolverError(
-        f"rodas4 failed between t = {start!r} and t = {t_end!r} (reached t = {t!r}): "
-        f"{_REASONS.get(status, f'status {status}')}{non_finite_states(y, state_name)}"
-    )
+) -> None:
+    """Raise the SolverError of a rodas4 run that stopped with ``status`` != 1, or
+    that ended with a non-finite state."""
+    if status != 1:
+        raise SolverError(
+            f"rodas4 failed between t = {start!r} and t = {t_end!r} (reached t = {t!r}): "
+            f"{_REASONS.get(status, f'status {status}')}{non_finite_states(y, state_name)}"
+        )
+    if not np.all(np.isfinite(y)):
+        raise SolverError(f"rodas4: the state is not finite at t = {t!r}{non_finite_states(y, state_name)}")
 
 
 def uses_sparse_lu(module: object) -> bool:
@@ -95,9 +99,4 @@ class CompiledRosenbrockIntegrator:
             self._nsteps, self._work, self._k, self._lu, self._piv, self.stats,
         )  # fmt: skip
         self.t, self._h = float(t), float(h)
-        if status != 1:
-            raise rodas4_failure(status, start, t_end, self.t, self.y, self._state_name)
-        if not np.all(np.isfinite(self.y)):
-            raise SolverError(
-                f"rodas4: the state is not finite at t = {self.t!r}{non_finite_states(self.y, self._state_name)}"
-            )
+        check_rodas4_result(status, start, t_end, self.t, self.y, self._state_name)
