@@ -400,6 +400,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
     state_arrays = {slot.ref for slot in flat.states}
     der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
+    chain = _ReductionChain(flat, places, temporaries, gradient, clean, code)
     position = first
     for members, boxes in _fused(ders):
         for fused in boxes:
@@ -420,7 +421,6 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                     if offset is not None and offset.ref.kind == REDUCTION_KIND:
                         partial = clean(sp.diff(expr, symbol))
                         if partial != 0:
-                            chain = _ReductionChain(flat, places, temporaries, gradient, clean, code)
                             position = chain.entries(symbol, partial, box, state, position)
                 expr = places.at(expr, cell) if single else expr
                 for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
@@ -541,10 +541,12 @@ class _ReductionChain:
             kept_shape = tuple(hi - lo for lo, hi in kept_box)
             count = box_size(kept_box)
             kept_strides = strides(kept_shape)
-            zero = Statement(_VALUES[INDEX + position], sp.Float(0.0))
-            self.code.blocks.append(Block(f"{label}: accumulated below", (zero,), loops=(("i", 0, count),) if count > 1 else ()))
-            if count == 1:
-                self.code.blocks[-1] = Block(f"{label}: accumulated below", (Statement(_VALUES[position], sp.Float(0.0)),))
+            if count > 1:
+                zero = Block(f"{label}: accumulated below", (Statement(_VALUES[INDEX + position], sp.Float(0.0)),),
+                             loops=(("i", 0, count),))  # fmt: skip
+            else:
+                zero = Block(f"{label}: accumulated below", (Statement(_VALUES[position], sp.Float(0.0)),))
+            self.code.blocks.append(zero)
 
             def entry(loop: tuple[sp.Basic, ...], at: int = position, st: tuple = kept_strides) -> sp.Basic:
                 return _VALUES[at + sp.Add(*(s * (loop[a] - lo) for s, a, (lo, _) in zip(st, kept, kept_box)))]

@@ -173,9 +173,7 @@ def jac_pattern(kernel: Kernel) -> tuple[str, str]:
 
 def _block_indices(start: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> str:
     """``start + sum(cell * steps)`` over the cells of ``shape`` (C order), as numpy source."""
-    n = 1
-    for extent in shape:
-        n *= extent
+    n = math.prod(shape)
     moving = [(a, extent, step) for a, (extent, step) in enumerate(zip(shape, steps)) if extent > 1 and step]
     if not moving:
         return f"np.full({n}, {start}, dtype=np.int64)"
