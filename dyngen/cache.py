@@ -54,7 +54,7 @@ def _release_unused() -> None:
 
 
 # What every generated module defines; a module without them is damaged.
-REQUIRED = ("MODEL_HASH", "N_STATES", "N_OBSERVED", "STATES", "OBSERVED", "DERIVATIVE_KEYS", "rhs", "jac", "jac_values", "observe", "rodas4_advance")
+REQUIRED = ("MODEL_HASH", "N_STATES", "N_OBSERVED", "STATES", "OBSERVED", "DERIVATIVE_KEYS", "rhs", "jac", "jac_values", "observe")
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:

@@ -47,7 +47,9 @@ def _report_errors(func: Callable) -> Callable:
     return wrapper
 
 
-def _build(model: str, output: str | None, name: str | None = None, force: bool = False) -> BuildResult:
+def _build(
+    model: str, output: str | None, name: str | None = None, force: bool = False, standalone: bool = False
+) -> BuildResult:
     if name is not None and len(sanitize(name)) > MAX_MODULE_NAME:
         raise OutputError(f"--name is {len(sanitize(name))} characters long; a module name has at most {MAX_MODULE_NAME}")
     simulation = load_model(model)
@@ -57,7 +59,7 @@ def _build(model: str, output: str | None, name: str | None = None, force: bool 
         name=sanitize(name) if name is not None else simulation.model_name,
         source_root=str(path.resolve().parent),
         model_file=path.name,
-        options=BuildOptions(output_dir=output, always_render=True, force=force),
+        options=BuildOptions(output_dir=output, always_render=True, force=force, standalone=standalone),
     )
 
 
@@ -72,17 +74,24 @@ def main() -> None:
 @click.option("-o", "--output", "output", default="generated", show_default=True, help="Folder for <model>.py.")
 @click.option("--name", "name", help="The module's name: writes OUTPUT/<name>.py (default: the model file's name).")
 @click.option("--force", is_flag=True, help="Also replace a module dyngen generated from another model.")
+@click.option(
+    "--standalone", is_flag=True,
+    help="Write the compiled integrators into the module too: it then runs with numpy and numba alone.",
+)  # fmt: skip
 @click.option("--emit", type=click.Choice(STAGES), help="Also print this stage's intermediate form.")
 @click.option("--timings", is_flag=True, help="Print the time each stage took.")
 @_report_errors
-def build(model: str, output: str, name: str | None, force: bool, emit: str | None, timings: bool) -> None:
+def build(
+    model: str, output: str, name: str | None, force: bool, standalone: bool, emit: str | None, timings: bool
+) -> None:
     """Generate OUTPUT/<model>.py from the model file MODEL (which defines build()).
 
     It never writes over a file that dyngen did not generate, nor over the model file or
     a file the model imports; with --force it replaces a module generated from another model.
+    The module holds the model; dyngen's runtime brings the integrators, unless --standalone.
     """
     start = time.perf_counter()
-    result = _build(model, output, name, force)
+    result = _build(model, output, name, force, standalone)
     total = time.perf_counter() - start
     if emit:
         click.echo(str(getattr(result, emit)))

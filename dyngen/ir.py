@@ -466,3 +466,4 @@ class BuildOptions:
     kernels: bool = True  # loops over instances of equal structure (False: every signal unrolled)
     arrays: bool = True  # large vectors traced and emitted as loops (False: element by element)
     progress: bool | None = None  # stage lines on stderr for slow builds (None: when stderr is a terminal)
+    standalone: bool = False  # the module carries the compiled integrators (needs only numpy and numba)

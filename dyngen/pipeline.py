@@ -135,7 +135,7 @@ def build(
         def again() -> tuple[ModelSpec, FlatModel]:
             with _gc_paused():
                 spec, flat = deep_retry(lambda: _trace_flatten(systems, name, source_root, options), f"tracing {name}")
-            if module_digest(flat.digest, options.kernels) != module.MODEL_HASH:
+            if module_digest(flat.digest, options.kernels, options.standalone) != module.MODEL_HASH:
                 raise DyngenError(
                     f"{path.name} was loaded by the model's structure key, but the model traced now builds to "
                     "another module: either the model changed since (take spec and flat from a new compile()) "
@@ -238,7 +238,7 @@ def _build(
         spec = trace(systems, name, source_root, options.arrays)  # system tree -> ModelSpec
     with _timed(timings, "flatten", progress):
         flat = flatten(spec)  # ModelSpec -> FlatModel
-    digest = module_digest(flat.digest, options.kernels)  # the model's hash and the generator's
+    digest = module_digest(flat.digest, options.kernels, options.standalone)  # the model's hash and the generator's
     for message in flat.warnings:
         warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
     if options.output_dir is not None:
@@ -260,7 +260,7 @@ def _build(
     with _timed(timings, "lower", progress):
         kernel = lower(flat, options.kernels)  # FlatModel -> Kernel
     with _timed(timings, "render", progress):
-        source = render(kernel, model_file, digest)  # Kernel -> ModuleSource
+        source = render(kernel, model_file, digest, options.standalone)  # Kernel -> ModuleSource
     with _timed(timings, "write", progress):
         path, written = _write(source, path, options)  # ModuleSource -> <dir>/<name>.py (atomic)
     with _timed(timings, "load", progress):

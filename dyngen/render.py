@@ -68,9 +68,9 @@ def generator_digest() -> str:
     return hasher.hexdigest()
 
 
-def module_digest(model_digest: str, kernels: bool = True) -> str:
+def module_digest(model_digest: str, kernels: bool = True, standalone: bool = False) -> str:
     """The hash a generated module is known by: the model's, the generator's and the form."""
-    form = "kernels" if kernels else "unrolled"
+    form = ("kernels" if kernels else "unrolled") + (":standalone" if standalone else "")
     return hashlib.sha256(f"{model_digest}:{generator_digest()}:{form}".encode("ascii")).hexdigest()
 
 
@@ -227,12 +227,13 @@ def _derivative_keys(flat) -> list:  # noqa: ANN001
     return list(systems.items())
 
 
-def render(kernel: Kernel, model_file: str, digest: str | None = None) -> ModuleSource:
+def render(kernel: Kernel, model_file: str, digest: str | None = None, standalone: bool = False) -> ModuleSource:
     """Render the module text; deterministic for a given kernel.
 
-    ``digest`` is the module hash (default: that of the flat model lowered with kernels).
+    ``digest`` is the module hash (default: that of the flat model lowered with
+    kernels); a ``standalone`` module carries the compiled integrators itself.
     """
-    digest = digest or module_digest(kernel.flat.digest)
+    digest = digest or module_digest(kernel.flat.digest, standalone=standalone)
     flat = kernel.flat
     printer = NumbaPrinter()
     functions = []
@@ -276,6 +277,8 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
         tables=[(name, int_array(values)) for name, values in kernel.tables],
         interp_tables=_interp_tables(printer, flat.source_root),
         functions=functions,
+        standalone=standalone,
+        generic=False,
     )
     text += trailer(digest, text)  # the hash, and the SHA-256 of the text checked before loading
     return ModuleSource(
@@ -284,3 +287,21 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None) -> Module
         model_digest=digest,
         text_digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )
+
+
+def compiled_methods_path() -> Path:
+    """dyngen's shared compiled integrators (``runtime/compiled_methods.py``)."""
+    return Path(__file__).resolve().parent / "runtime" / "compiled_methods.py"
+
+
+def compiled_methods_text() -> str:
+    """The text of ``runtime/compiled_methods.py``: the templates' integrators, rendered
+    to take the model's functions as first-class function values."""
+    return environment().get_template("compiled_methods.py.j2").render(version=__version__, generic=True)
+
+
+def write_compiled_methods() -> Path:
+    """Write ``runtime/compiled_methods.py`` again from the templates (after changing them)."""
+    path = compiled_methods_path()
+    path.write_text(compiled_methods_text(), encoding="utf-8")
+    return path

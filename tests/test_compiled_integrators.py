@@ -34,6 +34,7 @@ from dyngen.runtime.compiled import (
     explicit_settings,
     run_recorded,
 )
+from dyngen.runtime import compiled_methods
 from dyngen.runtime.integrators import ScipyOdeIntegrator, dynode_options, run_observed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,17 +89,18 @@ class Frozen(System):
 _MODULES: dict = {}
 
 
-def module_of(key: str | Path):
-    """The generated module of an example file or of one of the models above (built once)."""
-    if key not in _MODULES:
+def module_of(key: str | Path, standalone: bool = False):
+    """The generated module of an example file or of one of the models above (built
+    once), ``standalone``: with its own compiled integrators."""
+    if (key, standalone) not in _MODULES:
         if isinstance(key, Path):
             simulation = load_model(key)
         else:
-            simulation = Simulation()
+            simulation = Simulation(standalone=standalone)
             simulation.add_system({"blow_up": BlowUp, "stiff": StiffRelaxation, "frozen": Frozen}[key]())
             simulation.model_name = f"compiled_integrators_{key}"
-        _MODULES[key] = simulation.compile().module
-    return _MODULES[key]
+        _MODULES[key, standalone] = simulation.compile().module
+    return _MODULES[key, standalone]
 
 
 def state_namer(module):
@@ -320,9 +322,9 @@ def test_inconsistent_options_fail_like_scipy(method: str, kwargs: dict, status:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_arrays_that_do_not_fit_the_model_are_refused_before_any_step(method: str) -> None:
-    """The compiled loops run to N_STATES (a constant): what the module's user
-    passes is checked against it, never read or written past its end."""
-    module = module_of("frozen")  # two states
+    """A standalone module's loops run to N_STATES (a constant): what the module's
+    user passes is checked against it, never read or written past its end."""
+    module = module_of("frozen", standalone=True)  # two states
     n, rows = module.N_STATES, getattr(module, f"{method.upper()}_WORK_ROWS")
     y0, p = module.DEFAULT_STATES.copy(), module.DEFAULT_PARAMETERS.copy()
     settings = explicit_settings(method, {}).arguments()
@@ -440,7 +442,7 @@ def test_options_are_scipys() -> None:
 
 
 def test_coefficients_are_the_routines_doubles() -> None:
-    module = module_of("stiff")
+    module = compiled_methods  # the standalone modules carry the same lines (test_shared_integrators)
     assert module._DOPRI5_A51 == 19372.0 / 6561.0
     assert module._DOPRI5_E5 == -17253.0 / 339200.0
     assert module._DOP853_A1110 == float("-3.0467644718982195003823669022e0")
@@ -450,7 +452,7 @@ def test_coefficients_are_the_routines_doubles() -> None:
 def test_the_error_norms_sum_of_squares_adds_every_element() -> None:
     """_sum_of_squares interleaves eight partial sums and adds a tail: every length
     from 0 to 40 must give the plain sum to rounding."""
-    module = module_of("stiff")
+    module = compiled_methods
     rng = np.random.default_rng(7)
     for n in range(41):
         x = rng.normal(size=n) * 10.0 ** rng.integers(-3, 4, size=n)

@@ -11,6 +11,7 @@ from scipy.integrate import solve_ivp
 
 import dyngen
 from dyngen import Recorder, Simulation, SolverError, System
+from dyngen.runtime import compiled_methods
 
 
 class Robertson(System):
@@ -120,8 +121,7 @@ def test_rodas4_is_not_slowed_down_by_pivoting() -> None:
 
 
 def test_compiled_lu_solves_pivoted_systems() -> None:
-    sim, _ = stiff_chain(3)
-    module = sim.module
+    module = compiled_methods
     rng = np.random.default_rng(1)
     for n in (1, 2, 5, 9):
         a = rng.normal(size=(n, n))
@@ -216,8 +216,10 @@ def test_large_sparse_models_get_a_sparse_jacobian_that_equals_the_dense_one() -
     np.testing.assert_allclose(with_bdf, system.states.u, rtol=1e-5, atol=1e-8)
 
 
-def test_rodas4_refuses_arrays_that_do_not_fit_the_model() -> None:
+@pytest.mark.parametrize("standalone", [False, True])
+def test_rodas4_refuses_arrays_that_do_not_fit_the_model(standalone: bool) -> None:
     sim, _ = stiff_chain(3)
+    sim.standalone = standalone  # the module's own rodas4, or dyngen's shared one
     sim.compile()
     y0 = sim._model.gather_states()
     solver = dyngen.runtime.stiff.CompiledRosenbrockIntegrator(

@@ -1,8 +1,8 @@
-"""The compiled explicit integrators of the generated module, behind ``Integrator``.
+"""The compiled explicit integrators, behind ``Integrator``.
 
-Every generated module carries ``dopri5_advance`` and ``dop853_advance``: Hairer's
-DOPRI5 and DOP853 as scipy's ``ode("dopri5")`` / ``ode("dop853")`` run them, in
-machine code (see templates/integrators.py.j2).  One ``advance`` is one scipy
+``dopri5_advance`` and ``dop853_advance`` (dyngen's shared ``compiled_methods``, or
+a ``--standalone`` module's own: ``compiled_routine``): Hairer's DOPRI5 and DOP853
+as scipy's ``ode("dopri5")`` / ``ode("dop853")`` run them, in machine code (see templates/integrators.py.j2).  One ``advance`` is one scipy
 ``integrate()`` call: the same first step, step-size control, failure codes and
 floating-point operations, except that the error norm adds its squares in
 another (fixed) order, so trajectories agree with scipy's to rounding.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -114,14 +114,26 @@ def _explicit_settings(method: str, options: dict) -> ExplicitSettings:
     return ExplicitSettings(**converted)
 
 
-def _advance_function(module: object, method: str) -> Callable:
-    function = getattr(module, f"{method}_advance", None)
-    if function is None:
-        raise DyngenError(
-            f"the generated module {getattr(module, '__file__', module)} has no compiled {method}; "
-            "it was written by an older dyngen: rebuild it (or clear the module cache)"
-        )
-    return function
+def compiled_routine(module: object, name: str, observe: bool = False, jac: bool = False) -> Callable:
+    """``name`` (``dopri5_advance``, ``run_dop853``, ``rodas4_advance``...) for this module,
+    called with the arguments of the standalone module's routine: the module's own
+    (``dyngen build --standalone``), else dyngen's shared one with the addresses of
+    the module's compiled functions in front (``observe``/``jac``: those too)."""
+    own = getattr(module, name, None)
+    if own is not None:
+        return own
+    from .first_class import model_functions, shared_routine
+
+    routine = partial(shared_routine(name), model_functions(module).addresses(observe=observe, jac=jac))
+    routine.module = module  # the addresses are valid while the module's dispatchers live
+    return routine
+
+
+def work_rows(method: str) -> int:
+    """Rows of the work array ``<method>_advance`` takes."""
+    from . import compiled_methods
+
+    return int(getattr(compiled_methods, f"{method.upper()}_WORK_ROWS"))
 
 
 def failure(
@@ -151,13 +163,13 @@ class CompiledExplicitIntegrator:
         state_name: Callable[[int], str],
     ) -> None:  # fmt: skip
         self._settings = explicit_settings(method, options).arguments()
-        self._advance = _advance_function(module, method)
+        self._advance = compiled_routine(module, f"{method}_advance")
         self._method = method
         self._p = np.ascontiguousarray(p, dtype=np.float64)
         self._state_name = state_name
         self.t = float(t0)
         self.y = np.array(y0, dtype=np.float64)
-        rows = int(getattr(module, f"{method.upper()}_WORK_ROWS"))
+        rows = work_rows(method)
         self._work = np.empty((rows, self.y.shape[0]))
         self.stats = np.zeros(4, dtype=np.int64)  # rhs evaluations, steps, accepted, rejected
 
@@ -206,8 +218,7 @@ def run_recorded(
     ``with_observed``.
     """
     settings = explicit_settings(method, options).arguments()
-    _advance_function(module, method)
-    run = getattr(module, f"run_{method}")
+    run = compiled_routine(module, f"run_{method}", observe=with_observed)
     n_intervals = int(duration / observer_dt)
     n_samples = n_intervals + (1 if record_initial else 0)
     n_states = int(module.N_STATES)

@@ -1,6 +1,6 @@
 """RODAS4 with a sparse LU of the iteration matrix, for large models with a sparse Jacobian.
 
-The method, its coefficients (the generated module's ``RODAS4_*`` constants) and its
+The method, its coefficients (``compiled_methods.RODAS4_*``) and its
 step-size control are those of the compiled ``rodas4_advance``; only the linear
 algebra differs: ``I/(h*gamma) - J`` is assembled as a CSC matrix from
 ``module.jac_values`` and factorised once per step by SuperLU
@@ -18,6 +18,7 @@ import numpy as np
 from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import splu
 
+from . import compiled_methods as methods
 from .stiff import check_rodas4_result, rodas4_settings
 
 _UROUND = 2.3e-16
@@ -104,8 +105,8 @@ class SparseRosenbrockIntegrator:
         """The loop of the template's ``rodas4_advance``, with sparse linear algebra; the status code."""
         module, p, y, stats = self._module, self._p, self.y, self.stats
         rhs = module.rhs
-        A, C, D = module.RODAS4_A, module.RODAS4_C, module.RODAS4_D
-        gamma, stage_time = float(module.RODAS4_GAMMA), module.RODAS4_STAGE_TIME
+        A, C, D = methods.RODAS4_A, methods.RODAS4_C, methods.RODAS4_D
+        gamma, stage_time = float(methods.RODAS4_GAMMA), methods.RODAS4_STAGE_TIME
         rtol, atol, max_step = self._rtol, self._atol, self._max_step
         n = y.size
         f0, fx, stage, scratch = np.empty(n), np.empty(n), np.empty(n), np.empty(n)

@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DyngenError, SolverError
+from .compiled import compiled_routine
 from .integrators import SPARSE_MAX_DENSITY, check_dense_jacobian, non_finite_states
 
 RODAS4_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps")
@@ -69,7 +70,7 @@ def rodas4_integrator(
 
 
 class CompiledRosenbrockIntegrator:
-    """RODAS4 in machine code (``module.rodas4_advance``), using the exact Jacobian.
+    """RODAS4 in machine code (``rodas4_advance``: ``compiled.compiled_routine``), using the exact Jacobian.
 
     The step size is carried from one output interval to the next; output times are
     reached exactly by shortening the last step of each interval.
@@ -81,7 +82,7 @@ class CompiledRosenbrockIntegrator:
     ) -> None:  # fmt: skip
         self._rtol, self._atol, self._max_step, self._nsteps, self._h = rodas4_settings(options)
         n = int(module.N_STATES)
-        self._advance = module.rodas4_advance
+        self._advance = compiled_routine(module, "rodas4_advance", jac=True)
         self._p = p
         self._work = np.zeros((5, n))
         self._k = np.zeros((6, n))

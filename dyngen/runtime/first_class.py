@@ -1,0 +1,165 @@
+"""A generated module's compiled functions handed to dyngen's shared integrators.
+
+The integrators (``compiled_methods``, rendered from the same templates as the
+``--standalone`` module's) are compiled once per installation; the model's ``rhs``,
+``observe`` and ``jac`` reach them as numba first-class function values.  numba
+builds such a value from a dispatcher passed as an argument, but at about 20 µs a
+call (it resolves the dispatcher's type on every call); here the addresses of the
+compiled functions go in as an int64 array instead (``ModelFunctions.addresses``,
+read once per process), which numba's dispatcher takes in a fraction of a µs,
+and ``_function_at`` makes the function value from them inside compiled code.
+
+The value is numba's own ``FunctionType`` structure (a C entry, the Python object,
+numba's native entry): calls go through the native entry, so an exception raised by
+the model's function propagates as it would in a direct call.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import ModuleType
+
+import numpy as np
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+VECTOR = types.Array(types.float64, 1, "C")
+MATRIX = types.Array(types.float64, 2, "C")
+INDEX_VECTOR = types.Array(types.int64, 1, "C")
+# rhs(t, y, p, dy) and observe(t, y, p, out); jac(t, y, p, J)
+RHS_SIGNATURE = types.none(types.float64, VECTOR, VECTOR, VECTOR)
+JAC_SIGNATURE = types.none(types.float64, VECTOR, VECTOR, MATRIX)
+RHS_TYPE = types.FunctionType(RHS_SIGNATURE)
+JAC_TYPE = types.FunctionType(JAC_SIGNATURE)
+
+# Where each function's two entries are in ModelFunctions.addresses.
+_SLOTS = {"rhs": 0, "observe": 2, "jac": 4}
+
+
+@intrinsic
+def _function_at(typingctx, c_address, jit_address, function_type):  # noqa: ANN001, ARG001
+    """The first-class function value whose C wrapper and native entry are at the two addresses."""
+    target = function_type.instance_type
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ARG001
+        pointer = context.get_value_type(types.voidptr)
+        value = cgutils.create_struct_proxy(target)(context, builder)
+        value.c_addr = builder.inttoptr(args[0], pointer)
+        value.py_addr = pointer(None)
+        value.jit_addr = builder.inttoptr(args[1], pointer)
+        return value._getvalue()
+
+    return target(types.int64, types.int64, function_type), codegen
+
+
+@njit(cache=True, nogil=True)
+def rhs_function(functions):  # noqa: ANN001, ANN201
+    """The model's rhs, from ``functions`` (ModelFunctions.addresses)."""
+    return _function_at(functions[0], functions[1], RHS_TYPE)
+
+
+@njit(cache=True, nogil=True)
+def observe_function(functions):  # noqa: ANN001, ANN201
+    """The model's observe, from ``functions`` (ModelFunctions.addresses)."""
+    return _function_at(functions[2], functions[3], RHS_TYPE)
+
+
+@njit(cache=True, nogil=True)
+def jac_function(functions):  # noqa: ANN001, ANN201
+    """The model's dense jac, from ``functions`` (ModelFunctions.addresses)."""
+    return _function_at(functions[4], functions[5], JAC_TYPE)
+
+
+def _entries(dispatcher, signature) -> tuple[int, int]:  # noqa: ANN001
+    """The addresses of the C wrapper and of the native entry of ``dispatcher``
+    compiled (or loaded from numba's cache) for ``signature``."""
+    dispatcher.compile(signature.args)
+    result = dispatcher.get_compile_result(signature)
+    library, description = result.library, result.fndesc
+    return (
+        int(library.get_pointer_to_function(description.llvm_cfunc_wrapper_name)),
+        int(library.get_pointer_to_function(description.llvm_func_name)),
+    )
+
+
+class ModelFunctions:
+    """The addresses of a generated module's compiled rhs, observe and jac, each
+    compiled (or loaded from numba's cache) the first time an integrator needs it.
+
+    ``addresses(observe=..., jac=...)`` is the int64 array the shared integrators
+    take: the entries of rhs, observe and jac (0 for those not asked for yet), then
+    N_STATES, N_PARAMETERS and N_OBSERVED, which they check the arrays against.
+    The module's dispatchers keep the code alive: hold the module while using them.
+    """
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+        self._addresses = np.zeros(9, dtype=np.int64)
+        self._addresses[6:] = (int(module.N_STATES), int(module.N_PARAMETERS), int(module.N_OBSERVED))
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+
+    def addresses(self, observe: bool = False, jac: bool = False) -> np.ndarray:
+        """The array with rhs's entries, and observe's and jac's when asked for."""
+        wanted = ("rhs", "observe", "jac") if jac and observe else ("rhs", "jac") if jac else ("rhs", "observe") if observe else ("rhs",)
+        if not self._ready.issuperset(wanted):
+            with self._lock:
+                for name in wanted:
+                    if name not in self._ready:
+                        signature = JAC_SIGNATURE if name == "jac" else RHS_SIGNATURE
+                        slot = _SLOTS[name]
+                        self._addresses[slot : slot + 2] = _entries(getattr(self.module, name), signature)
+                        self._ready.add(name)
+        return self._addresses
+
+
+_FUNCTIONS_ATTRIBUTE = "_dyngen_model_functions"
+
+
+def model_functions(module: ModuleType) -> ModelFunctions:
+    """The module's ModelFunctions (one per loaded module)."""
+    functions = module.__dict__.get(_FUNCTIONS_ATTRIBUTE)
+    if functions is None:
+        functions = module.__dict__.setdefault(_FUNCTIONS_ATTRIBUTE, ModelFunctions(module))
+    return functions
+
+
+_F, _I, _B = types.float64, types.int64, types.boolean
+_EXPLICIT_OPTIONS = (_F, _F, _F, _F, _F, _F, _F, _F, _I)  # rtol atol first_step max_step safety ifactor dfactor beta nsteps
+_ADVANCE = types.Tuple((_F, _I))(INDEX_VECTOR, _F, VECTOR, _F, VECTOR, *_EXPLICIT_OPTIONS, MATRIX, INDEX_VECTOR)
+_RUN = types.Tuple((_I, _I, _F))(
+    INDEX_VECTOR, _F, VECTOR, VECTOR, _F, _I, *_EXPLICIT_OPTIONS, _B, _B, _B, VECTOR, MATRIX, MATRIX, INDEX_VECTOR
+)
+_RODAS4 = types.Tuple((_F, _F, _I))(
+    INDEX_VECTOR, _F, VECTOR, _F, VECTOR, _F, _F, _F, _F, _I, MATRIX, MATRIX, MATRIX, INDEX_VECTOR, INDEX_VECTOR
+)
+# The routines of compiled_methods that are called from Python, with the one signature each is compiled for.
+SIGNATURES = {
+    "dopri5_advance": _ADVANCE,
+    "dop853_advance": _ADVANCE,
+    "run_dopri5": _RUN,
+    "run_dop853": _RUN,
+    "rodas4_advance": _RODAS4,
+}
+_shared: dict[str, object] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_routine(name: str) -> object:
+    """``compiled_methods.<name>`` compiled for its signature (numba's cache after the
+    first time on this installation), the first time it is asked for in this process."""
+    routine = _shared.get(name)
+    if routine is None:
+        with _shared_lock:
+            routine = _shared.get(name)
+            if routine is None:
+                from .. import numba_cache
+                from . import compiled_methods
+
+                numba_cache.guard(compiled_methods)
+                routine = getattr(compiled_methods, name)
+                routine.compile(SIGNATURES[name].args)
+                routine.disable_compile()
+                _shared[name] = routine
+    return routine
