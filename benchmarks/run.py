@@ -381,15 +381,25 @@ def _counting_module(module, names):
     return counts, restore
 
 
-def dyngen_simulate_runner(case: Case, integrator: str) -> Runner:
+def dyngen_simulate_runner(case: Case, integrator: str, standalone: bool = False) -> Runner:
+    """``simulate()`` on the case's model: with dyngen's shared integrators, or
+    (``standalone``) on a module with its own (``Simulation(standalone=True)``)."""
     import numpy as np
 
+    import bench_models as bm
     import dyngen.runtime.simulation as simulation
 
     sim = case.sim
     snapshot = case.snapshot
+    if standalone:
+        build = bm.BUILDERS[case.model]
+        sim, _ = build(case.n) if case.n is not None else build()
+        sim.model_name = case.sim.model_name
+        sim.standalone = True
+        sim.compile()
+        snapshot = _snapshot(sim.systems)
     options = dict(rtol=case.rtol, atol=case.atol)
-    module = case.module
+    module = sim.module
 
     def run():
         sim.simulate(case.t, case.dt, integrator=integrator, **options)
@@ -454,10 +464,8 @@ def dyngen_simulate_runner(case: Case, integrator: str) -> Runner:
         return np.array(recorded), result, "; ".join(x for x in (path["note"], note) if x)
 
     alpha = {"rodas4": 3.0, "BDF": 2.0, "Radau": 2.0, "lsoda": 2.0}.get(integrator, 1.0)
-    return Runner(
-        f"dyngen simulate('{integrator}')", run, trajectory, prepare=lambda: _restore(sim, snapshot), warm=warm,
-        alpha=alpha,
-    )  # fmt: skip
+    name = f"dyngen simulate('{integrator}')" + (", own integrators (standalone)" if standalone else "")
+    return Runner(name, run, trajectory, prepare=lambda: _restore(sim, snapshot), warm=warm, alpha=alpha)
 
 
 def dyngen_rhs_scipy_runner(case: Case) -> Runner:
@@ -468,14 +476,12 @@ def dyngen_rhs_scipy_runner(case: Case) -> Runner:
 
 
 def dyngen_driver_runner(case: Case, method: str) -> Runner:
-    """The generated module's compiled whole-run driver (``run_<method>``), when present."""
+    """The compiled whole-run driver (``run_<method>``: dyngen's shared one) on the generated module."""
     try:
         from dyngen.runtime import compiled
     except ImportError:
         raise Unavailable("no dyngen.runtime.compiled") from None
     module = case.module
-    if not (hasattr(module, f"{method}_advance") and hasattr(module, f"run_{method}")):
-        raise Unavailable(f"module has no {method}_advance/run_{method}")
     if not hasattr(compiled, "run_recorded"):
         raise Unavailable("no compiled.run_recorded")
     from dyngen.runtime.integrators import dynode_options
@@ -545,6 +551,8 @@ def runners_for(case: Case, dynode_budget: float, hand_compile: dict) -> list[tu
             ("JiTCODE dopri5 (scipy ode)", lambda: jitcode_runner(case, "dopri5")),
             (HAND_LOOP, lambda: hand_loop_runner(case, hand_compile)),
             ("dyngen simulate('dopri5')", lambda: dyngen_simulate_runner(case, "dopri5")),
+            ("dyngen simulate('dopri5'), own integrators (standalone)",
+             lambda: dyngen_simulate_runner(case, "dopri5", standalone=True)),
             ("dyngen generated rhs + scipy ode dopri5", lambda: dyngen_rhs_scipy_runner(case)),
             ("dyngen compiled dopri5 (whole-run driver)", lambda: dyngen_driver_runner(case, "dopri5")),
             ("dyngen compiled dop853 (whole-run driver)", lambda: dyngen_driver_runner(case, "dop853")),
@@ -714,21 +722,20 @@ def child_build(model: str, size: str) -> None:
         "stages": {k: round(v, 4) for k, v in result.timings.items()},
     }
     module = sim.module
-    if hasattr(module, "run_dopri5"):
-        try:
-            from dyngen.runtime import compiled
-            from dyngen.runtime.integrators import dynode_options
+    try:  # the shared drivers (compiled once per installation: loaded from numba's cache here)
+        from dyngen.runtime import compiled
+        from dyngen.runtime.integrators import dynode_options
 
-            model_ = sim._model
-            for method in ("dopri5", "dop853"):
-                begin = time.perf_counter()
-                compiled.run_recorded(
-                    module, method, 0.0, model_.gather_states(), model_.gather_parameters(), info["dt"], info["dt"],
-                    dynode_options(info["dt"], False, options), True, False,
-                )  # fmt: skip
-                report[f"driver_{method}"] = time.perf_counter() - begin
-        except Exception as exc:
-            report["driver_error"] = _short(exc)
+        model_ = sim._model
+        for method in ("dopri5", "dop853"):
+            begin = time.perf_counter()
+            compiled.run_recorded(
+                module, method, 0.0, model_.gather_states(), model_.gather_parameters(), info["dt"], info["dt"],
+                dynode_options(info["dt"], False, options), True, False,
+            )  # fmt: skip
+            report[f"driver_{method}"] = time.perf_counter() - begin
+    except Exception as exc:
+        report["driver_error"] = _short(exc)
     print(json.dumps(report))
 
 

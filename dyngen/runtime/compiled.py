@@ -13,6 +13,7 @@ another (fixed) order, so trajectories agree with scipy's to rounding.
 from __future__ import annotations
 
 import operator
+import time
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Callable, NamedTuple
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..errors import DyngenError, SolverError
 from .integrators import non_finite_states
+from .specialize import add_time, own_integrators
 
 EXPLICIT_METHODS = ("dopri5", "dop853")
 # The keyword arguments scipy's ode takes for these methods ("method" and
@@ -114,19 +116,34 @@ def _explicit_settings(method: str, options: dict) -> ExplicitSettings:
     return ExplicitSettings(**converted)
 
 
-def compiled_routine(module: object, name: str, observe: bool = False, jac: bool = False) -> Callable:
+def compiled_routine(
+    module: object, name: str, observe: bool = False, jac: bool = False, specialize: bool = True
+) -> Callable:
     """``name`` (``dopri5_advance``, ``run_dop853``, ``rodas4_advance``...) for this module,
     called with the arguments of the standalone module's routine: the module's own
-    (``dyngen build --standalone``), else dyngen's shared one with the addresses of
-    the module's compiled functions in front (``observe``/``jac``: those too)."""
-    own = getattr(module, name, None)
+    (``dyngen build --standalone``, or ``specialize``: given to a small model that has
+    run long enough, see ``specialize.py``), else dyngen's shared one with the
+    addresses of the module's compiled functions in front (``observe``/``jac``: those too)."""
+    namespace = module.__dict__
+    if specialize:
+        own_integrators(module)
+    own = namespace.get(name)
     if own is not None:
         return own
-    from .first_class import model_functions, shared_routine
+    routines = namespace.get(_SHARED_ROUTINES)
+    if routines is None:
+        routines = namespace.setdefault(_SHARED_ROUTINES, {})
+    key = (name, observe, jac)
+    routine = routines.get(key)
+    if routine is None:
+        from .first_class import model_functions, shared_routine
 
-    routine = partial(shared_routine(name), model_functions(module).addresses(observe=observe, jac=jac))
-    routine.module = module  # the addresses are valid while the module's dispatchers live
+        routine = partial(shared_routine(name), model_functions(module).addresses(observe=observe, jac=jac))
+        routines[key] = routine  # the module keeps its dispatchers, so the addresses, alive
     return routine
+
+
+_SHARED_ROUTINES = "_dyngen_shared_routines"
 
 
 def work_rows(method: str) -> int:
@@ -160,10 +177,11 @@ class CompiledExplicitIntegrator:
 
     def __init__(
         self, module: object, p: np.ndarray, t0: float, y0: np.ndarray, method: str, options: dict,
-        state_name: Callable[[int], str],
+        state_name: Callable[[int], str], specialize: bool = True,
     ) -> None:  # fmt: skip
         self._settings = explicit_settings(method, options).arguments()
-        self._advance = compiled_routine(module, f"{method}_advance")
+        self._module = module
+        self._advance = compiled_routine(module, f"{method}_advance", specialize=specialize)
         self._method = method
         self._p = np.ascontiguousarray(p, dtype=np.float64)
         self._state_name = state_name
@@ -175,7 +193,9 @@ class CompiledExplicitIntegrator:
 
     def advance(self, t_end: float) -> None:
         start, t_end = self.t, float(t_end)
+        begin = time.perf_counter()
         t, status = self._advance(self.t, self.y, t_end, self._p, *self._settings, self._work, self.stats)
+        add_time(self._module, time.perf_counter() - begin)
         self.t = float(t)
         if status != STATUS_SUCCESS:
             raise failure(self._method, int(status), start, t_end, self.t, self.y, self._state_name)
@@ -205,6 +225,7 @@ class RecordedRun(NamedTuple):
 def run_recorded(
     module: object, method: str, t0: float, y0: np.ndarray, p: np.ndarray, duration: float,
     observer_dt: float, options: dict, record_initial: bool, with_observed: bool, with_states: bool = True,
+    specialize: bool = True,
 ) -> RecordedRun:  # fmt: skip
     """dynode's whole simulate loop in one compiled call.
 
@@ -218,7 +239,7 @@ def run_recorded(
     ``with_observed``.
     """
     settings = explicit_settings(method, options).arguments()
-    run = compiled_routine(module, f"run_{method}", observe=with_observed)
+    run = compiled_routine(module, f"run_{method}", observe=with_observed, specialize=specialize)
     n_intervals = int(duration / observer_dt)
     n_samples = n_intervals + (1 if record_initial else 0)
     n_states = int(module.N_STATES)
@@ -228,10 +249,12 @@ def run_recorded(
     Y = np.empty((n_samples if with_states else 0, n_states))
     OUT = np.empty((n_samples if with_observed else 0, int(module.N_OBSERVED)))
     stats = np.zeros(4, dtype=np.int64)
+    begin = time.perf_counter()
     k, status, t = run(
         float(t0), y, p, float(observer_dt), n_intervals, *settings, bool(record_initial), bool(with_states),
         bool(with_observed), times, Y, OUT, stats,
     )  # fmt: skip
+    add_time(module, time.perf_counter() - begin)
     k = int(k)
     return RecordedRun(
         times[:k], Y[:k] if with_states else None, OUT[:k] if with_observed else None, int(status), float(t), y, stats

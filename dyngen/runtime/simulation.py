@@ -46,14 +46,17 @@ class Simulation:
     ``$DYNGEN_CACHE_DIR`` or the user cache) is where generated modules are kept;
     ``kernels=False`` emits one line per signal even where instances share a kernel;
     ``arrays=False`` traces and emits large vectors element by element;
-    ``standalone=True`` builds the module with its own compiled integrators (as
-    ``dyngen build --standalone``): about 2 s more numba compile for each model,
-    for runs up to 1.4x faster on models of a few states (benchmarks/README.md).
+    the compiled integrators are dyngen's, compiled once per installation, and a
+    model of at most 8 states that has run 5 s in them gets its own, compiled for
+    it, which run it up to 1.4x faster (``runtime/specialize.py``);
+    ``standalone=True`` builds the module with them from the start (as ``dyngen
+    build --standalone``: about 2 s more numba compile), ``standalone=False`` never
+    gives it its own.
     """
 
     def __init__(
         self, cache_dir: str | os.PathLike | None = None, kernels: bool = True, arrays: bool = True,
-        standalone: bool = False,
+        standalone: bool | None = None,
     ) -> None:  # fmt: skip
         self._systems: list[Any] = TrackedList()
         self.kernels = kernels
@@ -121,7 +124,7 @@ class Simulation:
                 cache_dir=None if self.cache_dir is None else str(self.cache_dir),
                 kernels=self.kernels,
                 arrays=self.arrays,
-                standalone=self.standalone,
+                standalone=bool(self.standalone),
             )
             self._build = build(
                 self._systems,
@@ -221,6 +224,7 @@ class Simulation:
         run = run_recorded(
             model.module, method, start, y0, p, duration, observer_dt,
             dynode_options(observer_dt, fixed_step, options), start == 0, with_observed, with_states=bool(recorders),
+            specialize=self.standalone is not False,
         )  # fmt: skip
         for recorder in recorders:
             recorder.record_many(run.times, run.Y, run.OUT)
@@ -250,8 +254,9 @@ class Simulation:
         module = model.module
         if method in EXPLICIT_METHODS:
             return CompiledExplicitIntegrator(
-                module, p, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name
-            )
+                module, p, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name,
+                self.standalone is not False,
+            )  # fmt: skip
         no_jacobian = getattr(module, "NO_JACOBIAN", None)
         if no_jacobian and method in (*COMPILED_STIFF_METHODS, "vode", "lsoda", "BDF", "Radau", "LSODA"):
             raise DyngenError(
@@ -268,7 +273,7 @@ class Simulation:
         if method in COMPILED_STIFF_METHODS:
             if fixed_step:
                 raise DyngenError("fixed_step=True needs dopri5 or dop853, not 'rodas4'")
-            return rodas4_integrator(module, p, self._t, y0, options, model.state_name)
+            return rodas4_integrator(module, p, self._t, y0, options, model.state_name, self.standalone is not False)
         if method in SOLVE_IVP_METHODS:
             if method == "LSODA":  # solve_ivp's LSODA takes only a dense Jacobian
                 check_dense_jacobian(method, model.n_states, module.JAC_NNZ)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
 
 from ..errors import DyngenError, SolverError
 from .compiled import compiled_routine
+from .specialize import add_time
 from .integrators import SPARSE_MAX_DENSITY, check_dense_jacobian, non_finite_states
 
 RODAS4_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps")
@@ -56,7 +58,8 @@ def uses_sparse_lu(module: object) -> bool:
 
 
 def rodas4_integrator(
-    module: object, p: np.ndarray, t0: float, y0: np.ndarray, options: dict, state_name: Callable[[int], str]
+    module: object, p: np.ndarray, t0: float, y0: np.ndarray, options: dict, state_name: Callable[[int], str],
+    specialize: bool = True,
 ) -> "CompiledRosenbrockIntegrator":
     """RODAS4 for this model: the sparse LU for a large sparse Jacobian, else the
     compiled dense one (refused above DENSE_MAX_STATES states: the Jacobian is dense)."""
@@ -66,7 +69,7 @@ def rodas4_integrator(
 
         return SparseRosenbrockIntegrator(module, p, t0, y0, options, state_name)
     check_dense_jacobian("rodas4", int(module.N_STATES), int(module.JAC_NNZ))
-    return CompiledRosenbrockIntegrator(module, p, t0, y0, options, state_name)
+    return CompiledRosenbrockIntegrator(module, p, t0, y0, options, state_name, specialize)
 
 
 class CompiledRosenbrockIntegrator:
@@ -78,11 +81,12 @@ class CompiledRosenbrockIntegrator:
 
     def __init__(
         self, module: object, p: np.ndarray, t0: float, y0: np.ndarray, options: dict,
-        state_name: Callable[[int], str],
+        state_name: Callable[[int], str], specialize: bool = True,
     ) -> None:  # fmt: skip
         self._rtol, self._atol, self._max_step, self._nsteps, self._h = rodas4_settings(options)
         n = int(module.N_STATES)
-        self._advance = compiled_routine(module, "rodas4_advance", jac=True)
+        self._module = module
+        self._advance = compiled_routine(module, "rodas4_advance", jac=True, specialize=specialize)
         self._p = p
         self._work = np.zeros((5, n))
         self._k = np.zeros((6, n))
@@ -95,9 +99,11 @@ class CompiledRosenbrockIntegrator:
 
     def advance(self, t_end: float) -> None:
         start = self.t
+        begin = time.perf_counter()
         t, h, status = self._advance(
             self.t, self.y, t_end, self._p, self._h, self._rtol, self._atol, self._max_step,
             self._nsteps, self._work, self._k, self._lu, self._piv, self.stats,
         )  # fmt: skip
+        add_time(self._module, time.perf_counter() - begin)
         self.t, self._h = float(t), float(h)
         check_rodas4_result(status, start, t_end, self.t, self.y, self._state_name)
