@@ -1,11 +1,12 @@
 """The compiled explicit integrators, behind ``Integrator``.
 
 ``dopri5_advance`` and ``dop853_advance`` (dyngen's shared ``compiled_methods``, or
-a ``--standalone`` module's own: ``compiled_routine``): Hairer's DOPRI5 and DOP853
-as scipy's ``ode("dopri5")`` / ``ode("dop853")`` run them, in machine code (see templates/integrators.py.j2).  One ``advance`` is one scipy
-``integrate()`` call: the same first step, step-size control, failure codes and
-floating-point operations, except that the error norm adds its squares in
-another (fixed) order, so trajectories agree with scipy's to rounding.
+a module's own: ``compiled_routine``): Hairer's DOPRI5 and DOP853 as scipy's
+``ode("dopri5")`` / ``ode("dop853")`` run them, in machine code (see
+templates/integrators.py.j2).  One ``advance`` is one scipy ``integrate()`` call:
+the same first step, step-size control, failure codes and floating-point
+operations, except that the error norm adds its squares in another (fixed) order,
+so trajectories agree with scipy's to rounding.
 ``run_dopri5`` / ``run_dop853`` run dynode's whole observer loop at once;
 ``run_recorded`` calls them.
 """
