@@ -31,6 +31,7 @@ def recorded_run(standalone: bool, integrator: str) -> tuple[dict, object]:
     return recorder.results, simulation.compile().module
 
 
+@pytest.mark.slow  # a standalone module per method: numba compiles its integrators
 @pytest.mark.parametrize("integrator", ["dopri5", "dop853", "rodas4"])
 def test_standalone_and_default_modules_give_identical_trajectories(integrator: str) -> None:
     shared, default_module = recorded_run(False, integrator)

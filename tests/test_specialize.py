@@ -46,6 +46,7 @@ def simulation(standalone: bool | None = None, n: int = 1, name: str = "speciali
     return sim
 
 
+@pytest.mark.slow  # own integrators compiled, and two more processes
 def test_a_small_model_that_ran_long_enough_gets_its_own_integrators(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DYNGEN_CACHE_DIR", str(tmp_path))
     shared = simulation()
@@ -102,6 +103,7 @@ def test_no_own_integrators_when_asked_not_to_or_for_a_large_model(tmp_path: Pat
     assert not list(tmp_path.rglob("*_own_integrators.py"))
 
 
+@pytest.mark.slow  # a standalone module per method: numba compiles its integrators
 @pytest.mark.parametrize("integrator", ["dop853", "rodas4"])
 def test_own_integrators_of_every_method_give_the_shared_ones_trajectory(tmp_path: Path, monkeypatch, integrator: str) -> None:
     monkeypatch.setenv("DYNGEN_CACHE_DIR", str(tmp_path))
