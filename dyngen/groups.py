@@ -14,6 +14,12 @@ cycle between groups (an algebraic chain through instances of one group),
 
 Plain copies (``outputs.x = states.x``, ``connect_signals``) are resolved away for
 the readers: they read the copied value at its source.
+
+Numbers do not split a group: assignments that differ only in the numeric constants
+of their expressions (the weights a closure per synapse closes over, a class's
+attribute set differently per object) share one loop, and each constant that differs
+between the instances becomes an operand read from a table of per-instance values
+(module data), ``source == "c"``.
 """
 
 from __future__ import annotations
@@ -25,12 +31,16 @@ from typing import Iterator
 
 import sympy as sp
 
+from .flatten import relative_location
+from .interp import InterpTable
 from .ir import Assignment, FlatModel, FunctionInfo, SignalRef
 from .naming import NameRegistry, sanitize
 
 KERNEL_MIN_INSTANCES = 4  # a model with a group this large is lowered as kernels
 _CSE_NAME = re.compile(r"c\d+\Z")
 _RESERVED_LOCALS = {"i", "v", "values", "dy", "out"}
+CONSTANTS = "constants"  # the SignalRef kind of a per-instance constant (an operand from "c")
+_UNORDERED = (sp.Add, sp.Mul, sp.Min, sp.Max, sp.And, sp.Or)  # whose args sympy sorts (by value too)
 
 
 @dataclass(frozen=True)
@@ -38,10 +48,10 @@ class Operand:
     """A signal read by every instance of a group: ``source[starts[i] + j]``, j < size."""
 
     name: str  # the kernel's local (element j: f"{name}_{j}" when size > 1)
-    source: str  # "y" | "p" | "v"
+    source: str  # "y" | "p" | "v", or "c": a constant, ``starts`` its value per instance
     size: int
-    starts: tuple[int, ...]  # per instance
-    ref: SignalRef  # the first instance's signal, for comments
+    starts: tuple[int, ...] | tuple[float, ...]  # per instance
+    ref: SignalRef  # the first instance's signal, for comments (kind CONSTANTS: a constant)
 
     def symbols(self) -> tuple[sp.Symbol, ...]:
         if self.size == 1:
@@ -73,8 +83,12 @@ class Group:
 
 
 def local_name(ref: SignalRef, registry: NameRegistry, size: int) -> str:
-    """A kernel's readable local for a signal: ``x`` (a state), ``input_mu``, ``output_y``."""
-    base = sanitize(ref.key) if ref.kind == "states" else f"{ref.kind[:-1]}_{sanitize(ref.key)}"
+    """A kernel's readable local for a signal: ``x`` (a state), ``input_mu``, ``output_y``
+    (``constant_0`` for a per-instance constant)."""
+    if ref.kind == CONSTANTS:
+        base = f"const{ref.key}"
+    else:
+        base = sanitize(ref.key) if ref.kind == "states" else f"{ref.kind[:-1]}_{sanitize(ref.key)}"
     if _CSE_NAME.match(base):
         base += "_"
     return registry.unique_family(base, size)  # element j of a vector is f"{name}_{j}"
@@ -122,27 +136,80 @@ def _operand_refs(a: Assignment, layout: _Layout, time: sp.Symbol) -> list[Signa
     return refs if set(refs) == used else None
 
 
+def _shape(expr: sp.Basic, names: dict[sp.Symbol, str], memo: dict) -> tuple[str, tuple[sp.Float, ...]]:
+    """An exact text of ``expr`` with every float written ``F`` and symbols by ``names``,
+    and the floats in the order of that text.
+
+    The args of sums and products are listed in the order of their texts (sympy sorts
+    them by their coefficients' values too), so two expressions that differ only in
+    their floats give the same text.  Where that order is ambiguous (two args of the
+    same text with floats), the floats are written out: such expressions group only
+    with identical ones.
+    """
+    found = memo.get(expr)
+    if found is not None:
+        return found
+    if isinstance(expr, sp.Float):
+        found = ("F", (expr,))
+    elif isinstance(expr, sp.Symbol):
+        found = (names.get(expr, expr.name), ())
+    elif isinstance(expr, sp.Rational):
+        found = (f"Q{expr.p}/{expr.q}", ())
+    elif isinstance(expr, InterpTable):
+        found = (expr.structure(), ())
+    elif not expr.args:
+        found = (type(expr).__name__, ())
+    else:
+        parts = [_shape(arg, names, memo) for arg in expr.args]
+        if isinstance(expr, _UNORDERED):
+            parts.sort(key=lambda part: part[0])
+            texts = [text for text, _ in parts]
+            if len(set(texts)) < len(texts) and any(values for _, values in parts):
+                parts = [(f"{text}{list(map(float, values))}", ()) for text, values in parts]
+        text = f"{type(expr).__name__}({','.join(text for text, _ in parts)})"
+        found = (text, tuple(v for _, values in parts for v in values))
+    memo[expr] = found
+    return found
+
+
+def _with_floats(expr: sp.Basic, names: dict[sp.Symbol, str], memo: dict, floats: Iterator[sp.Basic]) -> sp.Basic:
+    """``expr`` with its floats replaced, in ``_shape``'s order, by ``floats``."""
+    if isinstance(expr, sp.Float):
+        return next(floats)
+    if not expr.args or not _shape(expr, names, memo)[1]:
+        return expr
+    args = list(expr.args)
+    order = range(len(args))
+    if isinstance(expr, _UNORDERED):
+        order = sorted(order, key=lambda k: _shape(args[k], names, memo)[0])
+    for k in order:
+        args[k] = _with_floats(args[k], names, memo, floats)
+    return expr.func(*args)
+
+
 def group(flat: FlatModel) -> tuple[Group, ...] | None:
     """Group the assignments; None when the model must be lowered unrolled."""
     layout = _Layout(flat)
     keys: dict[tuple, int] = {}
     members: list[list[tuple[Assignment, list[SignalRef]]]] = []
     group_of: dict[SignalRef, int] = {}  # written signal -> its group
+    floats: dict[SignalRef, tuple[sp.Float, ...]] = {}  # per assignment, in _shape's order
     for a in flat.assignments:
         refs = _operand_refs(a, layout, flat.time)
         if refs is None:
             return None
-        roles: dict[sp.Symbol, sp.Symbol] = {}
+        names = _role_names(refs, layout)
         descriptors = []
-        for k, ref in enumerate(refs):
-            for j, symbol in enumerate(layout.symbols[ref]):
-                roles[symbol] = sp.Symbol(f"_r{k}_{j}", real=True)
+        for ref in refs:
             source = layout.source[ref][0]
             descriptors.append((source, len(layout.symbols[ref]), group_of.get(ref)))
+        memo: dict = {}
+        shapes = [_shape(e, names, memo) for e in a.exprs]
+        floats[a.ref] = tuple(v for _, values in shapes for v in values)
         fn = a.function
         key = (
             fn.kind, fn.name, fn.location, a.ref.kind, a.ref.key, len(a.exprs),
-            tuple(e.xreplace(roles) for e in a.exprs), tuple(descriptors),
+            tuple(text for text, _ in shapes), tuple(descriptors),
         )  # fmt: skip
         index = keys.setdefault(key, len(members))
         if index == len(members):
@@ -155,7 +222,13 @@ def group(flat: FlatModel) -> tuple[Group, ...] | None:
     order = _dataflow_order(members, group_of)
     if order is None:
         return None
-    return tuple(_resolve_copies([_build(f"k{n}", members[g], layout) for n, g in enumerate(order)], layout))
+    built = [_build(f"k{n}", members[g], layout, floats, flat.source_root) for n, g in enumerate(order)]
+    return tuple(_resolve_copies(built, layout))
+
+
+def _role_names(refs: list[SignalRef], layout: _Layout) -> dict[sp.Symbol, str]:
+    """The k-th signal read is operand k, whichever system it belongs to."""
+    return {symbol: f"_r{k}_{j}" for k, ref in enumerate(refs) for j, symbol in enumerate(layout.symbols[ref])}
 
 
 def _aligned(members: list[list[tuple[Assignment, list[SignalRef]]]]) -> list[list[tuple[Assignment, list[SignalRef]]]]:
@@ -206,7 +279,7 @@ def _dataflow_order(members, group_of: dict[SignalRef, int]) -> list[int] | None
     return order if len(order) == len(members) else None
 
 
-def _build(name: str, instances, layout: _Layout) -> Group:
+def _build(name: str, instances, layout: _Layout, floats: dict[SignalRef, tuple[sp.Float, ...]], root: str) -> Group:
     instances = sorted(instances, key=lambda item: layout.out_start[item[0].ref])  # system order
     first, first_refs = instances[0]
     registry = local_registry()
@@ -218,7 +291,10 @@ def _build(name: str, instances, layout: _Layout) -> Group:
         operand = Operand(local_name(ref, registry, size), layout.source[ref][0], size, starts, ref)
         operands.append(operand)
         roles.update(zip(layout.symbols[ref], operand.symbols()))
-    exprs = tuple(e.xreplace(roles) for e in first.exprs)
+    exprs = first.exprs
+    if len(instances) > 1 and floats[first.ref]:
+        exprs = _constants_as_operands(instances, layout, floats, operands, registry, root)
+    exprs = tuple(e.xreplace(roles) for e in exprs)
     copy_of = next(
         (k for k, op in enumerate(operands) if op.size == len(exprs) and exprs == op.symbols()),
         None,
@@ -235,6 +311,31 @@ def _build(name: str, instances, layout: _Layout) -> Group:
         state_starts=tuple(layout.der_state[r] for r in refs) if first.ref.kind == "ders" else None,
         copy_of=copy_of,
     )
+
+
+def _constants_as_operands(instances, layout: _Layout, floats, operands: list[Operand], registry: NameRegistry, root: str) -> tuple[sp.Basic, ...]:
+    """The first instance's expressions with each float that differs between the
+    instances replaced by an operand of per-instance values (appended to ``operands``)."""
+    first, first_refs = instances[0]
+    fn = first.function
+    by_values: dict[tuple[float, ...], sp.Symbol] = {}
+    replacements = []
+    for column in zip(*(floats[a.ref] for a, _ in instances)):
+        if all(v == column[0] for v in column):
+            replacements.append(column[0])
+            continue
+        values = tuple(float(v) for v in column)
+        symbol = by_values.get(values)
+        if symbol is None:
+            where = relative_location(fn.location, root)
+            ref = SignalRef(f"{fn.name} ({where})", CONSTANTS, str(len(by_values)))
+            operand = Operand(local_name(ref, registry, 1), "c", 1, values, ref)
+            operands.append(operand)
+            symbol = by_values[values] = operand.symbols()[0]
+        replacements.append(symbol)
+    names, memo = _role_names(first_refs, layout), {}
+    feed = iter(replacements)
+    return tuple(_with_floats(e, names, memo, feed) for e in first.exprs)
 
 
 def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:

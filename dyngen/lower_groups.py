@@ -31,6 +31,8 @@ class _Tables:
 
     def __init__(self) -> None:
         self.by_values: dict[tuple[int, ...], str] = {}
+        self.constants: dict[tuple[float, ...], str] = {}  # per-instance values of a constant
+        self.comments: dict[str, str] = {}
         self.names = NameRegistry()
 
     def index(self, starts: Sequence[int], label: str) -> sp.Expr:
@@ -45,8 +47,20 @@ class _Tables:
             name = self.by_values[starts] = self.names.unique(sanitize(label).upper())
         return sp.Indexed(sp.IndexedBase(name), _I)
 
+    def constant(self, values: Sequence[float], label: str) -> sp.Indexed:
+        """Element i of the module array of per-instance ``values`` (made at first use)."""
+        values = tuple(values)
+        name = self.constants.get(values)
+        if name is None:
+            name = self.constants[values] = self.names.unique(sanitize(label).upper())
+            self.comments[name] = label
+        return sp.Indexed(sp.IndexedBase(name), _I)
+
     def items(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         return tuple(sorted((name, values) for values, name in self.by_values.items()))
+
+    def constant_items(self) -> tuple[tuple[str, tuple[float, ...], str], ...]:
+        return tuple(sorted((name, values, self.comments[name]) for values, name in self.constants.items()))
 
 
 def _title(flat: FlatModel, g: Group) -> str:
@@ -144,16 +158,21 @@ class _Loop:
     def block(self, tables: _Tables, v_name: str) -> Block:
         loads = []
         for (source, starts, size), (symbols, ref) in self.symbols.items():
+            if source == "c":  # a constant of the function, one value per instance
+                function = ref.system.split(" (")[0].split(".")[-1]  # its name without the qualifying path
+                label = f"{function} constant {ref.key}"
+                loads.append((symbols[0], tables.constant(starts, label), f"constant of {ref.system}, per instance"))
+                continue
             base = tables.index(starts, f"{self.name}_{symbols[0].name}")
-            array = v_name if source == "v" else source
+            array = _ARRAYS[v_name if source == "v" else source]
             for j, symbol in enumerate(symbols):
-                loads.append((symbol, array, base + j, _label(ref, self.n) + (f"[{j}]" if size > 1 else "")))
+                loads.append((symbol, sp.Indexed(array, base + j), _label(ref, self.n) + (f"[{j}]" if size > 1 else "")))
         statements = _body(loads, self.outputs, self.names.temps)
         return Block("\n".join(self.titles), tuple(statements), self.n if self.n > 1 else 0)
 
 
 def _body(
-    loads: list[tuple[sp.Symbol, str, sp.Expr, str]],
+    loads: list[tuple[sp.Symbol, sp.Indexed, str]],
     outputs: list[tuple[sp.Basic, list[sp.Indexed], str]],
     temps: Iterator[sp.Symbol],
 ) -> list[Statement]:
@@ -165,8 +184,7 @@ def _body(
         used |= e.free_symbols
     for e in reduced:
         used |= e.free_symbols
-    statements = [Statement(symbol, sp.Indexed(_ARRAYS[array], index), label)
-                  for symbol, array, index, label in loads if symbol in used]  # fmt: skip
+    statements = [Statement(symbol, element, label) for symbol, element, label in loads if symbol in used]
     statements += [Statement(s, e) for s, e in replacements]
     for (_, targets, comment), value in zip(outputs, reduced):
         first, *others = targets
@@ -338,4 +356,4 @@ def lower_groups(flat: FlatModel, groups: tuple[Group, ...], clean: Callable[[sp
     rhs = _rhs(flat, groups, tables)
     jac_values, sparsity = _jac_values(flat, groups, tables, clean)
     observe = _observe(flat, groups, tables)
-    return Kernel(flat, (rhs, jac_values, observe), tuple(sparsity), tables.items())
+    return Kernel(flat, (rhs, jac_values, observe), tuple(sparsity), tables.items(), constants=tables.constant_items())

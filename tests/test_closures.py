@@ -1,0 +1,111 @@
+"""Closures that differ only in the numbers they close over share one loop (issue 17).
+
+A model built in a loop -- a closure per synapse or coupling, each over its own
+source system and weight -- traces to assignments that are the same function with
+the same expression up to *which* systems they read and the *numbers* in it.  dyngen
+groups them as it groups ``do_step``: one loop over the instances, each number that
+differs between them read from a table of per-instance values (module data).  Here:
+
+* three closure forms (factory ``def``, ``def`` with defaults, ``lambda``) each give
+  one group over all six copies, with their weights as module tables, and the run
+  equals the real dynode 0.4's (every signal, 1e-8 relative);
+* a Hodgkin-Huxley network with a closure per synapse (``benchmarks/hh_network.py``,
+  8 neurons) equals dynode's, and its ``rhs`` and ``jac_values`` have as many lines at 40 neurons as at 8;
+* the grouping key ignores sympy's value-dependent order of sums and products, and
+  numbers equal in every instance stay inline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+from dynode_compare import assert_same_runs, build_simulation, run
+from dyngen.flatten import flatten
+from dyngen.groups import _shape, group
+from dyngen.lower import lower
+from dyngen.render import render
+from dyngen.trace import trace
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOSURES = Path(__file__).resolve().parent / "closures_model.py"
+HH = ROOT / "benchmarks" / "hh_network.py"
+
+
+def _kernel(path: Path, *args):
+    sim = build_simulation(path, "dyngen", "build", *args)
+    flat = flatten(trace(sim.systems, "model", str(path.parent)))
+    return flat, lower(flat)
+
+
+def test_each_closure_form_is_one_group_with_its_weights_as_module_data() -> None:
+    flat, kernel = _kernel(CLOSURES)
+    groups = group(flat)
+    inputs = {g.refs[0].key: g for g in groups if g.refs[0].kind == "inputs"}
+    assert sorted(inputs) == ["u_default", "u_factory", "u_lambda"]
+    assert all(g.n == 6 for g in inputs.values())
+    tables = {name: values for name, values, _ in kernel.constants}
+    # u_factory = w * tanh(x_left): its six weights, in the systems' order
+    expected = tuple(w * (1.0 + 0.01 * k) for k, w in enumerate([0.7, -0.4, 1.3, 0.25, -1.1, 0.9]))
+    assert tables["COUPLING_CONSTANT_0"] == pytest.approx(expected, rel=1e-15)
+    assert tables["LAMBDA_CONSTANT_0"] == pytest.approx(tuple(0.2 - 0.03 * k for k in range(6)), rel=1e-15)
+    text = _model_functions(render(kernel, CLOSURES.name).text)
+    assert "const0 = COUPLING_CONSTANT_0[i]" in text
+    loops = [line.strip() for line in text.splitlines() if line.strip().startswith("for ")]
+    assert loops and set(loops) == {"for i in range(6):"}  # no instance unrolled
+    _, twelve = _kernel(CLOSURES, 12)
+    larger = _model_functions(render(twelve, CLOSURES.name).text)
+    assert [line.strip() for line in larger.splitlines() if line.strip().startswith("for ")] == [
+        loop.replace("6", "12") for loop in loops
+    ]
+    assert len(larger.splitlines()) == len(text.splitlines())
+
+
+def _model_functions(text: str) -> str:
+    """The text of ``rhs``, ``jac_values`` and ``observe`` (without the integrators)."""
+    start = text.index("def rhs(")
+    return text[start:text.index("def jac(", start)]
+
+
+def test_closure_forms_match_dynode() -> None:
+    ours, theirs = (run(build_simulation(CLOSURES, backend), backend, 10.0, 0.5) for backend in ("dyngen", "dynode"))
+    assert_same_runs(ours, theirs)
+
+
+def test_hh_network_matches_dynode() -> None:
+    args = (8, 17, 3)  # 8 neurons, seed, 3 synapses each
+    # dynode starts each interval with a step of observer_dt; a long one (or steps
+    # over 0.01) can reach states where Python's float ** overflows inside the model
+    ours, theirs = (run(build_simulation(HH, backend, "build", *args), backend, 10.0, 0.1, max_step=0.01)
+                    for backend in ("dyngen", "dynode"))
+    assert_same_runs(ours, theirs)
+    assert max(abs(v) for v in theirs.series["0:Network/0:HHNeuron"]["inputs.i_syn"]) > 0.1  # the synapses drive
+
+
+def test_hh_network_module_does_not_grow_with_the_network() -> None:
+    lines = {}
+    for n in (8, 40):
+        flat, kernel = _kernel(HH, n, 17, 5)
+        synapses = [g for g in group(flat) if g.refs[0].key == "i_syn"]
+        assert [g.n for g in synapses] == [n]
+        text = _model_functions(render(kernel, HH.name).text)
+        lines[n] = len(text[:text.index("def observe(")].splitlines())  # (observe sums mean_v over n)
+        assert sum(len(values) == n for _, values, _ in kernel.constants) == 5  # the weights
+    assert lines[8] == lines[40]
+
+
+def test_shape_ignores_the_order_sympy_gives_by_value() -> None:
+    a, b = sp.symbols("a b", real=True)
+    names = {a: "_r0_0", b: "_r1_0"}
+    e1 = sp.Float(0.5) * sp.tanh(a) + sp.Float(0.25) * sp.tanh(b)
+    e2 = sp.Float(0.25) * sp.tanh(a) + sp.Float(0.5) * sp.tanh(b)
+    (t1, v1), (t2, v2) = _shape(e1, names, {}), _shape(e2, names, {})
+    assert t1 == t2
+    assert v1 == (0.5, 0.25) and v2 == (0.25, 0.5)  # the weight of tanh(a) first in both
+    # exp(0.5 a) * exp(0.3 a) vs exp(0.3 a) * exp(0.5 a): args of the same text, so the
+    # numbers are part of the text (only identical expressions group)
+    e3 = sp.Mul(sp.exp(sp.Float(0.5) * a), sp.exp(sp.Float(0.3) * a), evaluate=False)
+    e4 = sp.Mul(sp.exp(sp.Float(0.7) * a), sp.exp(sp.Float(0.3) * a), evaluate=False)
+    assert _shape(e3, names, {})[0] != _shape(e4, names, {})[0]
