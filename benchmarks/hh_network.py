@@ -78,7 +78,7 @@ class Network(System):
         for neuron in self.neurons:
             self.add_subsystem(neuron)
         for k, dst in enumerate(self.neurons):
-            n_inputs = in_degree or (int(rng.integers(5, 11)) if n > 10 else min(n - 1, 3))
+            n_inputs = in_degree or int(rng.integers(5, 11) if n > 10 else rng.integers(2, 5))
             sources = rng.choice([j for j in range(n) if j != k], size=n_inputs, replace=False)
             for j in sources:
                 dst.synapses.append(make_synapse(self.neurons[j], float(rng.uniform(-1.5, 3.0))))
@@ -89,16 +89,39 @@ class Network(System):
 
 
 def build(n=N_NEURONS, seed=SEED, in_degree=None):
-    """``n`` neurons; each gets ``in_degree`` inputs (None: 5 to 10 at random, 3 when n <= 10)."""
+    """``n`` neurons; each gets ``in_degree`` inputs (None: 5 to 10 at random, 2 to 4 when n <= 10)."""
     sim = Simulation()
     sim.add_system(Network(n, seed, in_degree))
     return sim
 
 
-if __name__ == "__main__":
-    import time as _time
+def _cold_build(n: int, in_degree: int | None) -> None:
+    """One cold build (run in a new process with an empty DYNGEN_CACHE_DIR): the time
+    of each pipeline stage, of the first simulate (numba compiles rhs, observe and the
+    DOPRI5 driver) and the generated module's size."""
+    import time as clock
+    from pathlib import Path
 
-    start = _time.perf_counter()
-    sim = build()
+    start = clock.perf_counter()
+    sim = build(n, in_degree=in_degree)
+    result = sim.compile()  # trace .. load
+    built = clock.perf_counter()
     sim.simulate(10.0, 0.1)
-    print(f"cold build + simulate(10, 0.1): {_time.perf_counter() - start:.2f} s")
+    done = clock.perf_counter()
+    stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in result.timings.items())
+    text = Path(result.path).read_text(encoding="utf-8")
+    start_fns = text.index("def rhs(")
+    functions = text[start_fns:text.index("def jac(", start_fns)]
+    print(f"n={n} in_degree={in_degree or ('5-10' if n > 10 else '2-4')}: total {done - start:.2f} s = build() {built - start - sum(result.timings.values()):.2f} "
+          f"+ {stages} + first simulate(10, 0.1) {done - built:.2f} s; module {len(text.splitlines())} lines "
+          f"(rhs/jac_values/observe {len(functions.splitlines())}, {functions.count('for i in range(')} loops)")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=N_NEURONS)
+    parser.add_argument("--in-degree", type=int, default=None, help="inputs per neuron (default: 5 to 10 at random)")
+    options = parser.parse_args()
+    _cold_build(options.n, options.in_degree)

@@ -35,6 +35,7 @@ from .flatten import relative_location
 from .interp import InterpTable
 from .ir import Assignment, FlatModel, FunctionInfo, SignalRef
 from .naming import NameRegistry, sanitize
+from .terms import SumSplit, split
 
 KERNEL_MIN_INSTANCES = 4  # a model with a group this large is lowered as kernels
 _CSE_NAME = re.compile(r"c\d+\Z")
@@ -60,6 +61,21 @@ class Operand:
 
 
 @dataclass(frozen=True)
+class Terms:
+    """The terms a group's signal adds up, a different number per instance (a closure
+    per synapse): term ``q`` reads its operands at ``starts[q]`` and adds into instance
+    ``owners[q]``'s signal."""
+
+    operands: tuple[Operand, ...]  # read only "y", "p" or "c"
+    expr: sp.Basic  # in the operands' symbols
+    owners: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.owners)
+
+
+@dataclass(frozen=True)
 class Group:
     """One kernel: the same assignment made for ``len(refs)`` instances."""
 
@@ -72,6 +88,7 @@ class Group:
     out_starts: tuple[int, ...]  # per instance: the signal's start in v (= OBSERVED)
     state_starts: tuple[int, ...] | None  # ders: per instance, the start of its state in y
     copy_of: int | None  # the operand this signal is a plain copy of, if any
+    terms: Terms | None = None  # exprs + the sum of these (exprs then read only "y", "p", "c")
 
     @property
     def size(self) -> int:
@@ -125,6 +142,10 @@ class _Layout:
         }
         self.symbols = {slot.ref: slot.symbols for slot in (*flat.states, *flat.parameters, *flat.observed)}
         self.at = {place: ref for ref, place in self.source.items()}
+
+    def plain(self, ref: SignalRef) -> bool:
+        """Whether ``ref`` is a state or a parameter (no group computes it)."""
+        return self.source[ref][0] in ("y", "p")
 
 
 def _operand_refs(a: Assignment, layout: _Layout, time: sp.Symbol) -> list[SignalRef] | None:
@@ -190,40 +211,66 @@ def _with_floats(expr: sp.Basic, names: dict[sp.Symbol, str], memo: dict, floats
 def group(flat: FlatModel) -> tuple[Group, ...] | None:
     """Group the assignments; None when the model must be lowered unrolled."""
     layout = _Layout(flat)
-    keys: dict[tuple, int] = {}
-    members: list[list[tuple[Assignment, list[SignalRef]]]] = []
-    group_of: dict[SignalRef, int] = {}  # written signal -> its group
-    floats: dict[SignalRef, tuple[sp.Float, ...]] = {}  # per assignment, in _shape's order
+    reads: dict[SignalRef, list[SignalRef]] = {}
+    splits: dict[SignalRef, SumSplit] = {}
     for a in flat.assignments:
         refs = _operand_refs(a, layout, flat.time)
         if refs is None:
             return None
-        names = _role_names(refs, layout)
-        descriptors = []
-        for ref in refs:
-            source = layout.source[ref][0]
-            descriptors.append((source, len(layout.symbols[ref]), group_of.get(ref)))
-        memo: dict = {}
-        shapes = [_shape(e, names, memo) for e in a.exprs]
-        floats[a.ref] = tuple(v for _, values in shapes for v in values)
-        fn = a.function
-        key = (
-            fn.kind, fn.name, fn.location, a.ref.kind, a.ref.key, len(a.exprs),
-            tuple(text for text, _ in shapes), tuple(descriptors),
-        )  # fmt: skip
-        index = keys.setdefault(key, len(members))
-        if index == len(members):
-            members.append([])
-        members[index].append((a, refs))
-        group_of[a.ref] = index
-
-    members = _aligned(members)
-    group_of = {a.ref: g for g, m in enumerate(members) for a, _ in m}
-    order = _dataflow_order(members, group_of)
+        reads[a.ref] = refs
+        found = None if a.ref.kind == "ders" else split(a, refs, layout.symbols, layout.plain, _shape)
+        if found is not None and all(layout.plain(ref) for ref in found.rest_refs):
+            splits[a.ref] = found
+    # Sums of equal terms group by their term's structure where that joins assignments
+    # that differ only in their number of terms.
+    first, sum_keys = _partition(flat, layout, reads, splits, set())
+    joined: dict[tuple, set[int]] = {}
+    for a in flat.assignments:
+        if a.ref in sum_keys:
+            joined.setdefault(sum_keys[a.ref], set()).add(first[a.ref])
+    summed = {ref for ref, key in sum_keys.items() if len(joined[key]) > 1}
+    members = list(_partition(flat, layout, reads, splits, summed)[0].items())
+    by_group: dict[int, list[tuple[Assignment, list[SignalRef]]]] = {}
+    assignment = {a.ref: a for a in flat.assignments}
+    for ref, index in members:
+        by_group.setdefault(index, []).append((assignment[ref], reads[ref]))
+    grouped = _aligned([by_group[k] for k in sorted(by_group)])
+    group_of = {a.ref: g for g, m in enumerate(grouped) for a, _ in m}
+    order = _dataflow_order(grouped, group_of)
     if order is None:
         return None
-    built = [_build(f"k{n}", members[g], layout, floats, flat.source_root) for n, g in enumerate(order)]
+    built = [_build(f"k{n}", grouped[g], layout, splits if summed else {}, summed, flat.source_root)
+             for n, g in enumerate(order)]  # fmt: skip
     return tuple(_resolve_copies(built, layout))
+
+
+def _partition(flat: FlatModel, layout: _Layout, reads, splits: dict[SignalRef, SumSplit], summed: set[SignalRef]):
+    """Each assignment's group index (in order of first appearance), and the key each
+    splittable assignment would have as a sum of equal terms."""
+    keys: dict[tuple, int] = {}
+    group_of: dict[SignalRef, int] = {}
+    sum_keys: dict[SignalRef, tuple] = {}
+    for a in flat.assignments:
+        refs = reads[a.ref]
+        fn = a.function
+        where = (fn.kind, fn.name, fn.location, a.ref.kind, a.ref.key)
+        found = splits.get(a.ref)
+        if found is not None:
+            names = _role_names(found.rest_refs, layout)
+            rest = _shape(found.rest, names, {})[0]
+            sum_keys[a.ref] = (*where, "sum", rest, found.term_text, _descriptors(found.rest_refs, layout, group_of))
+        if a.ref in summed:
+            key = sum_keys[a.ref]
+        else:
+            names, memo = _role_names(refs, layout), {}
+            shapes = tuple(_shape(e, names, memo)[0] for e in a.exprs)
+            key = (*where, len(a.exprs), shapes, _descriptors(refs, layout, group_of))
+        group_of[a.ref] = keys.setdefault(key, len(keys))
+    return group_of, sum_keys
+
+
+def _descriptors(refs: list[SignalRef], layout: _Layout, group_of: dict[SignalRef, int]) -> tuple:
+    return tuple((layout.source[ref][0], len(layout.symbols[ref]), group_of.get(ref)) for ref in refs)
 
 
 def _role_names(refs: list[SignalRef], layout: _Layout) -> dict[sp.Symbol, str]:
@@ -279,22 +326,20 @@ def _dataflow_order(members, group_of: dict[SignalRef, int]) -> list[int] | None
     return order if len(order) == len(members) else None
 
 
-def _build(name: str, instances, layout: _Layout, floats: dict[SignalRef, tuple[sp.Float, ...]], root: str) -> Group:
+def _build(name: str, instances, layout: _Layout, splits: dict[SignalRef, SumSplit], summed: set[SignalRef], root: str) -> Group:
     instances = sorted(instances, key=lambda item: layout.out_start[item[0].ref])  # system order
-    first, first_refs = instances[0]
+    first = instances[0][0]
     registry = local_registry()
-    operands = []
-    roles: dict[sp.Symbol, sp.Symbol] = {}
-    for k, ref in enumerate(first_refs):
-        starts = tuple(layout.source[refs[k]][1] for _, refs in instances)
-        size = len(layout.symbols[ref])
-        operand = Operand(local_name(ref, registry, size), layout.source[ref][0], size, starts, ref)
-        operands.append(operand)
-        roles.update(zip(layout.symbols[ref], operand.symbols()))
-    exprs = first.exprs
-    if len(instances) > 1 and floats[first.ref]:
-        exprs = _constants_as_operands(instances, layout, floats, operands, registry, root)
-    exprs = tuple(e.xreplace(roles) for e in exprs)
+    terms = None
+    if first.ref in summed:
+        parts = [splits[a.ref] for a, _ in instances]
+        operands, exprs = _shared([((p.rest,), p.rest_refs) for p in parts], layout, registry, first.function, root)
+        items = [((term,), refs) for p in parts for term, refs in p.terms]
+        term_operands, (term,) = _shared(items, layout, registry, first.function, root)
+        owners = tuple(k for k, p in enumerate(parts) for _ in p.terms)
+        terms = Terms(tuple(term_operands), term, owners)
+    else:
+        operands, exprs = _shared([(a.exprs, refs) for a, refs in instances], layout, registry, first.function, root)
     copy_of = next(
         (k for k, op in enumerate(operands) if op.size == len(exprs) and exprs == op.symbols()),
         None,
@@ -310,17 +355,41 @@ def _build(name: str, instances, layout: _Layout, floats: dict[SignalRef, tuple[
         out_starts=tuple(layout.out_start[r] for r in refs),
         state_starts=tuple(layout.der_state[r] for r in refs) if first.ref.kind == "ders" else None,
         copy_of=copy_of,
+        terms=terms,
     )
 
 
-def _constants_as_operands(instances, layout: _Layout, floats, operands: list[Operand], registry: NameRegistry, root: str) -> tuple[sp.Basic, ...]:
-    """The first instance's expressions with each float that differs between the
-    instances replaced by an operand of per-instance values (appended to ``operands``)."""
-    first, first_refs = instances[0]
-    fn = first.function
+def _shared(items, layout: _Layout, registry: NameRegistry, fn: FunctionInfo, root: str) -> tuple[list[Operand], tuple[sp.Basic, ...]]:
+    """The operands and expressions of ``items`` (each: expressions and the signals they
+    read, all of one structure): the first item's, each operand with its start per
+    item, and each float that differs between the items an operand of its values."""
+    first_exprs, first_refs = items[0]
+    operands = []
+    roles: dict[sp.Symbol, sp.Symbol] = {}
+    for k, ref in enumerate(first_refs):
+        starts = tuple(layout.source[refs[k]][1] for _, refs in items)
+        size = len(layout.symbols[ref])
+        operand = Operand(local_name(ref, registry, size), layout.source[ref][0], size, starts, ref)
+        operands.append(operand)
+        roles.update(zip(layout.symbols[ref], operand.symbols()))
+    floats = []
+    for exprs, refs in items:
+        names, memo = _role_names(refs, layout), {}
+        floats.append(tuple(v for e in exprs for v in _shape(e, names, memo)[1]))
+    exprs = first_exprs
+    if len(items) > 1 and floats[0]:
+        exprs = _constants_as_operands(items, floats, layout, operands, registry, fn, root)
+    return operands, tuple(e.xreplace(roles) for e in exprs)
+
+
+def _constants_as_operands(items, floats, layout: _Layout, operands: list[Operand], registry: NameRegistry,
+                           fn: FunctionInfo, root: str) -> tuple[sp.Basic, ...]:
+    """The first item's expressions with each float that differs between the items
+    replaced by an operand of per-item values (appended to ``operands``)."""
+    first_exprs, first_refs = items[0]
     by_values: dict[tuple[float, ...], sp.Symbol] = {}
     replacements = []
-    for column in zip(*(floats[a.ref] for a, _ in instances)):
+    for column in zip(*floats):
         if all(v == column[0] for v in column):
             replacements.append(column[0])
             continue
@@ -335,7 +404,7 @@ def _constants_as_operands(instances, layout: _Layout, floats, operands: list[Op
         replacements.append(symbol)
     names, memo = _role_names(first_refs, layout), {}
     feed = iter(replacements)
-    return tuple(_with_floats(e, names, memo, feed) for e in first.exprs)
+    return tuple(_with_floats(e, names, memo, feed) for e in first_exprs)
 
 
 def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:
@@ -372,5 +441,5 @@ def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:
             for start, source_start in zip(g.out_starts, src.starts):
                 copies[start] = (src.source, source_start)
         yield Group(g.name, g.function, g.refs, g.assignments, tuple(operands), exprs,
-                    g.out_starts, g.state_starts, copy_of)  # fmt: skip
+                    g.out_starts, g.state_starts, copy_of, g.terms)  # fmt: skip
 

@@ -9,20 +9,26 @@ differs between them read from a table of per-instance values (module data).  He
 * three closure forms (factory ``def``, ``def`` with defaults, ``lambda``) each give
   one group over all six copies, with their weights as module tables, and the run
   equals the real dynode 0.4's (every signal, 1e-8 relative);
-* a Hodgkin-Huxley network with a closure per synapse (``benchmarks/hh_network.py``,
-  8 neurons) equals dynode's, and its ``rhs`` and ``jac_values`` have as many lines at 40 neurons as at 8;
+* a Hodgkin-Huxley network with a closure per synapse (``benchmarks/hh_network.py``)
+  whose neurons have different numbers of synapses: the synapses of all neurons are
+  one loop over all terms (each added into its neuron's ``i_syn``), the run of 8
+  neurons equals dynode's, the Jacobian (chain rule through the sums) equals central
+  differences, and ``rhs`` and ``jac_values`` have as many lines at 40 neurons as at 8;
 * the grouping key ignores sympy's value-dependent order of sums and products, and
   numbers equal in every instance stay inline.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sympy as sp
 
 from dynode_compare import assert_same_runs, build_simulation, run
+from finite_differences import central_differences
 from dyngen.flatten import flatten
 from dyngen.groups import _shape, group
 from dyngen.lower import lower
@@ -75,24 +81,35 @@ def test_closure_forms_match_dynode() -> None:
 
 
 def test_hh_network_matches_dynode() -> None:
-    args = (8, 17, 3)  # 8 neurons, seed, 3 synapses each
+    # 8 neurons with 2 to 4 synapses each: one loop over the 24 terms of all neurons
+    sims = {backend: build_simulation(HH, backend, "build", 8) for backend in ("dyngen", "dynode")}
     # dynode starts each interval with a step of observer_dt; a long one (or steps
     # over 0.01) can reach states where Python's float ** overflows inside the model
-    ours, theirs = (run(build_simulation(HH, backend, "build", *args), backend, 10.0, 0.1, max_step=0.01)
-                    for backend in ("dyngen", "dynode"))
+    ours, theirs = (run(sim, backend, 10.0, 0.1, max_step=0.01) for backend, sim in sims.items())
     assert_same_runs(ours, theirs)
     assert max(abs(v) for v in theirs.series["0:Network/0:HHNeuron"]["inputs.i_syn"]) > 0.1  # the synapses drive
+    module = sims["dyngen"].module
+    assert "for i in range(24):" in module.__loader__.get_source(module.__name__)
+    # the Jacobian: the chain rule through the sums, against central differences of rhs
+    y, p = module.DEFAULT_STATES.copy(), module.DEFAULT_PARAMETERS.copy()
+    y[: module.N_STATES // 4] += np.linspace(-5.0, 30.0, module.N_STATES // 4)  # some neurons spiking
+    J = np.empty((module.N_STATES, module.N_STATES))
+    module.jac(0.0, y, p, J)
+    np.testing.assert_allclose(J, central_differences(module, 0.0, y, p), rtol=1e-6, atol=1e-6)
 
 
 def test_hh_network_module_does_not_grow_with_the_network() -> None:
     lines = {}
-    for n in (8, 40):
-        flat, kernel = _kernel(HH, n, 17, 5)
-        synapses = [g for g in group(flat) if g.refs[0].key == "i_syn"]
-        assert [g.n for g in synapses] == [n]
+    for n in (8, 40):  # 2 to 4 synapses per neuron, then 5 to 10
+        flat, kernel = _kernel(HH, n)
+        (synapses,) = [g for g in group(flat) if g.refs[0].key == "i_syn"]
+        assert synapses.n == n and synapses.terms is not None
+        assert sorted(Counter(synapses.terms.owners).values())[0] >= 2
+        assert len(set(Counter(synapses.terms.owners).values())) > 1  # different numbers of synapses
         text = _model_functions(render(kernel, HH.name).text)
         lines[n] = len(text[:text.index("def observe(")].splitlines())  # (observe sums mean_v over n)
-        assert sum(len(values) == n for _, values, _ in kernel.constants) == 5  # the weights
+        weights = [values for _, values, _ in kernel.constants]
+        assert [len(w) for w in weights] == [synapses.terms.n]  # one table: a weight per synapse
     assert lines[8] == lines[40]
 
 
