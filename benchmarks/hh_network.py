@@ -78,7 +78,7 @@ class Network(System):
         for neuron in self.neurons:
             self.add_subsystem(neuron)
         for k, dst in enumerate(self.neurons):
-            n_inputs = in_degree or int(rng.integers(5, 11) if n > 10 else rng.integers(2, 5))
+            n_inputs = in_degree or (int(rng.integers(5, 11)) if n > 10 else 2 + k % 3)
             sources = rng.choice([j for j in range(n) if j != k], size=n_inputs, replace=False)
             for j in sources:
                 dst.synapses.append(make_synapse(self.neurons[j], float(rng.uniform(-1.5, 3.0))))
@@ -89,7 +89,7 @@ class Network(System):
 
 
 def build(n=N_NEURONS, seed=SEED, in_degree=None):
-    """``n`` neurons; each gets ``in_degree`` inputs (None: 5 to 10 at random, 2 to 4 when n <= 10)."""
+    """``n`` neurons; each gets ``in_degree`` inputs (None: 5 to 10 at random; 2, 3, 4, 2, ... when n <= 10)."""
     sim = Simulation()
     sim.add_system(Network(n, seed, in_degree))
     return sim

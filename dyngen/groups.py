@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -222,13 +223,15 @@ def group(flat: FlatModel) -> tuple[Group, ...] | None:
         if found is not None and all(layout.plain(ref) for ref in found.rest_refs):
             splits[a.ref] = found
     # Sums of equal terms group by their term's structure where that joins assignments
-    # that differ only in their number of terms.
+    # that differ only in their number of terms, and no one number is most of them (a
+    # chain's end with one neighbour fewer stays a group of its own).
     first, sum_keys = _partition(flat, layout, reads, splits, set())
-    joined: dict[tuple, set[int]] = {}
+    joined: dict[tuple, Counter] = {}
     for a in flat.assignments:
         if a.ref in sum_keys:
-            joined.setdefault(sum_keys[a.ref], set()).add(first[a.ref])
-    summed = {ref for ref, key in sum_keys.items() if len(joined[key]) > 1}
+            joined.setdefault(sum_keys[a.ref], Counter())[first[a.ref]] += 1
+    summed = {ref for ref, key in sum_keys.items()
+              if len(joined[key]) > 1 and 2 * max(joined[key].values()) < sum(joined[key].values())}  # fmt: skip
     members = list(_partition(flat, layout, reads, splits, summed)[0].items())
     by_group: dict[int, list[tuple[Assignment, list[SignalRef]]]] = {}
     assignment = {a.ref: a for a in flat.assignments}

@@ -161,7 +161,7 @@ class _Loop:
             if source == "c":  # a constant of the function, one value per instance
                 function = ref.system.split(" (")[0].split(".")[-1]  # its name without the qualifying path
                 label = f"{function} constant {ref.key}"
-                loads.append((symbols[0], tables.constant(starts, label), f"constant of {ref.system}, per instance"))
+                loads.append((symbols[0], tables.constant(starts, label), f"constant of {ref.system}, one per i"))
                 continue
             base = tables.index(starts, f"{self.name}_{symbols[0].name}")
             array = _ARRAYS[v_name if source == "v" else source]

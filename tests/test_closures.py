@@ -14,12 +14,15 @@ differs between them read from a table of per-instance values (module data).  He
   one loop over all terms (each added into its neuron's ``i_syn``), the run of 8
   neurons equals dynode's, the Jacobian (chain rule through the sums) equals central
   differences, and ``rhs`` and ``jac_values`` have as many lines at 40 neurons as at 8;
+* a connection per synapse adding into its target's input (``+=`` after a reset, as
+  dynode runs them) is the sum of the terms, equal to dynode's;
 * the grouping key ignores sympy's value-dependent order of sums and products, and
   numbers equal in every instance stay inline.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import sympy as sp
 
 from dynode_compare import assert_same_runs, build_simulation, run
 from finite_differences import central_differences
+from dyngen import DyngenWarning
 from dyngen.flatten import flatten
 from dyngen.groups import _shape, group
 from dyngen.lower import lower
@@ -37,6 +41,7 @@ from dyngen.trace import trace
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOSURES = Path(__file__).resolve().parent / "closures_model.py"
+ACCUMULATE = Path(__file__).resolve().parent / "accumulate_model.py"
 HH = ROOT / "benchmarks" / "hh_network.py"
 
 
@@ -81,7 +86,7 @@ def test_closure_forms_match_dynode() -> None:
 
 
 def test_hh_network_matches_dynode() -> None:
-    # 8 neurons with 2 to 4 synapses each: one loop over the 24 terms of all neurons
+    # 8 neurons with 2, 3 or 4 synapses: one loop over the 23 terms of all neurons
     sims = {backend: build_simulation(HH, backend, "build", 8) for backend in ("dyngen", "dynode")}
     # dynode starts each interval with a step of observer_dt; a long one (or steps
     # over 0.01) can reach states where Python's float ** overflows inside the model
@@ -89,7 +94,7 @@ def test_hh_network_matches_dynode() -> None:
     assert_same_runs(ours, theirs)
     assert max(abs(v) for v in theirs.series["0:Network/0:HHNeuron"]["inputs.i_syn"]) > 0.1  # the synapses drive
     module = sims["dyngen"].module
-    assert "for i in range(24):" in module.__loader__.get_source(module.__name__)
+    assert "for i in range(23):" in module.__loader__.get_source(module.__name__)
     # the Jacobian: the chain rule through the sums, against central differences of rhs
     y, p = module.DEFAULT_STATES.copy(), module.DEFAULT_PARAMETERS.copy()
     y[: module.N_STATES // 4] += np.linspace(-5.0, 30.0, module.N_STATES // 4)  # some neurons spiking
@@ -100,7 +105,7 @@ def test_hh_network_matches_dynode() -> None:
 
 def test_hh_network_module_does_not_grow_with_the_network() -> None:
     lines = {}
-    for n in (8, 40):  # 2 to 4 synapses per neuron, then 5 to 10
+    for n in (8, 40):  # 2, 3 or 4 synapses per neuron, then 5 to 10
         flat, kernel = _kernel(HH, n)
         (synapses,) = [g for g in group(flat) if g.refs[0].key == "i_syn"]
         assert synapses.n == n and synapses.terms is not None
@@ -111,6 +116,23 @@ def test_hh_network_module_does_not_grow_with_the_network() -> None:
         weights = [values for _, values, _ in kernel.constants]
         assert [len(w) for w in weights] == [synapses.terms.n]  # one table: a weight per synapse
     assert lines[8] == lines[40]
+
+
+def test_connections_adding_into_one_input_match_dynode() -> None:
+    # a reset, then one pre-connection per synapse doing ``sys.inputs.u += ...``
+    sims = {backend: build_simulation(ACCUMULATE, backend) for backend in ("dyngen", "dynode")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DyngenWarning)  # no "read before written" warning: it is a sum
+        ours, theirs = (run(sim, backend, 10.0, 0.5) for backend, sim in sims.items())
+    assert_same_runs(ours, theirs)
+    flat = flatten(trace(sims["dyngen"].systems, "model", str(ACCUMULATE.parent)))
+    (u,) = [g for g in group(flat) if g.refs[0].key == "u"]
+    assert u.n == 8 and u.terms is not None and u.terms.n == 23  # 2, 3 or 4 synapses per unit
+    module = sims["dyngen"].module
+    y, p = module.DEFAULT_STATES.copy(), module.DEFAULT_PARAMETERS.copy()
+    J = np.empty((module.N_STATES, module.N_STATES))
+    module.jac(0.0, y, p, J)
+    np.testing.assert_allclose(J, central_differences(module, 0.0, y, p), rtol=1e-6, atol=1e-8)
 
 
 def test_shape_ignores_the_order_sympy_gives_by_value() -> None:
