@@ -213,63 +213,82 @@ def group(flat: FlatModel) -> tuple[Group, ...] | None:
     """Group the assignments; None when the model must be lowered unrolled."""
     layout = _Layout(flat)
     reads: dict[SignalRef, list[SignalRef]] = {}
-    splits: dict[SignalRef, SumSplit] = {}
     for a in flat.assignments:
         refs = _operand_refs(a, layout, flat.time)
         if refs is None:
             return None
         reads[a.ref] = refs
-        found = None if a.ref.kind == "ders" else split(a, refs, layout.symbols, layout.plain, _shape)
-        if found is not None and all(layout.plain(ref) for ref in found.rest_refs):
-            splits[a.ref] = found
+    floats: dict[SignalRef, tuple[sp.Float, ...]] = {}  # per assignment, in _shape's order
+    first = _partition(flat, layout, reads, {}, floats)
     # Sums of equal terms group by their term's structure where that joins assignments
     # that differ only in their number of terms, and no one number is most of them (a
     # chain's end with one neighbour fewer stays a group of its own).
-    first, sum_keys = _partition(flat, layout, reads, splits, set())
+    splits = _sums(flat, layout, reads, first)
+    sum_keys = {ref: _sum_key(found, layout) for ref, found in splits.items()}
     joined: dict[tuple, Counter] = {}
-    for a in flat.assignments:
-        if a.ref in sum_keys:
-            joined.setdefault(sum_keys[a.ref], Counter())[first[a.ref]] += 1
-    summed = {ref for ref, key in sum_keys.items()
+    for ref, key in sum_keys.items():
+        joined.setdefault(key, Counter())[first[ref]] += 1
+    summed = {ref: key for ref, key in sum_keys.items()
               if len(joined[key]) > 1 and 2 * max(joined[key].values()) < sum(joined[key].values())}  # fmt: skip
-    members = list(_partition(flat, layout, reads, splits, summed)[0].items())
+    members = _partition(flat, layout, reads, summed, floats) if summed else first
     by_group: dict[int, list[tuple[Assignment, list[SignalRef]]]] = {}
     assignment = {a.ref: a for a in flat.assignments}
-    for ref, index in members:
+    for ref, index in members.items():
         by_group.setdefault(index, []).append((assignment[ref], reads[ref]))
     grouped = _aligned([by_group[k] for k in sorted(by_group)])
     group_of = {a.ref: g for g, m in enumerate(grouped) for a, _ in m}
     order = _dataflow_order(grouped, group_of)
     if order is None:
         return None
-    built = [_build(f"k{n}", grouped[g], layout, splits if summed else {}, summed, flat.source_root)
-             for n, g in enumerate(order)]  # fmt: skip
+    built = [_build(f"k{n}", grouped[g], layout, splits, summed, floats, flat.source_root) for n, g in enumerate(order)]
     return tuple(_resolve_copies(built, layout))
 
 
-def _partition(flat: FlatModel, layout: _Layout, reads, splits: dict[SignalRef, SumSplit], summed: set[SignalRef]):
-    """Each assignment's group index (in order of first appearance), and the key each
-    splittable assignment would have as a sum of equal terms."""
+def _site(a: Assignment) -> tuple:
+    fn = a.function
+    return (fn.kind, fn.name, fn.location, a.ref.kind, a.ref.key)
+
+
+def _partition(flat: FlatModel, layout: _Layout, reads, summed: dict[SignalRef, tuple], floats: dict) -> dict[SignalRef, int]:
+    """Each assignment's group index (in order of first appearance); the key of those in
+    ``summed`` is given, the floats of the others are kept in ``floats``."""
     keys: dict[tuple, int] = {}
     group_of: dict[SignalRef, int] = {}
-    sum_keys: dict[SignalRef, tuple] = {}
     for a in flat.assignments:
-        refs = reads[a.ref]
-        fn = a.function
-        where = (fn.kind, fn.name, fn.location, a.ref.kind, a.ref.key)
-        found = splits.get(a.ref)
-        if found is not None:
-            names = _role_names(found.rest_refs, layout)
-            rest = _shape(found.rest, names, {})[0]
-            sum_keys[a.ref] = (*where, "sum", rest, found.term_text, _descriptors(found.rest_refs, layout, group_of))
-        if a.ref in summed:
-            key = sum_keys[a.ref]
-        else:
+        key = summed.get(a.ref)
+        if key is None:
+            refs = reads[a.ref]
             names, memo = _role_names(refs, layout), {}
-            shapes = tuple(_shape(e, names, memo)[0] for e in a.exprs)
-            key = (*where, len(a.exprs), shapes, _descriptors(refs, layout, group_of))
+            shapes = tuple(_shape(e, names, memo) for e in a.exprs)
+            floats[a.ref] = tuple(v for _, values in shapes for v in values)
+            key = (*_site(a), len(a.exprs), tuple(text for text, _ in shapes), _descriptors(refs, layout, group_of))
         group_of[a.ref] = keys.setdefault(key, len(keys))
-    return group_of, sum_keys
+    return group_of
+
+
+def _sums(flat: FlatModel, layout: _Layout, reads, first: dict[SignalRef, int]) -> dict[SignalRef, SumSplit]:
+    """The sums of equal terms (reading states and parameters only) made where the
+    assignments of one function and signal fall into several groups, none of them
+    most of the assignments."""
+    sizes: dict[tuple, Counter] = {}
+    for a in flat.assignments:
+        sizes.setdefault(_site(a), Counter())[first[a.ref]] += 1
+    found: dict[SignalRef, SumSplit] = {}
+    for a in flat.assignments:
+        counts = sizes[_site(a)]
+        if a.ref.kind == "ders" or len(counts) < 2 or 2 * max(counts.values()) >= sum(counts.values()):
+            continue
+        parts = split(a, reads[a.ref], layout.symbols, layout.plain, _shape)
+        if parts is not None and all(layout.plain(ref) for ref in parts.rest_refs):
+            found[a.ref] = parts
+    return found
+
+
+def _sum_key(found: SumSplit, layout: _Layout) -> tuple:
+    """(The rest's operands are states and parameters: no group computes them.)"""
+    a = found.assignment
+    rest = _shape(found.rest, _role_names(found.rest_refs, layout), {})[0]
+    return (*_site(a), "sum", rest, found.term_text, _descriptors(found.rest_refs, layout, {}))
 
 
 def _descriptors(refs: list[SignalRef], layout: _Layout, group_of: dict[SignalRef, int]) -> tuple:
@@ -329,7 +348,7 @@ def _dataflow_order(members, group_of: dict[SignalRef, int]) -> list[int] | None
     return order if len(order) == len(members) else None
 
 
-def _build(name: str, instances, layout: _Layout, splits: dict[SignalRef, SumSplit], summed: set[SignalRef], root: str) -> Group:
+def _build(name: str, instances, layout: _Layout, splits: dict[SignalRef, SumSplit], summed, floats: dict, root: str) -> Group:
     instances = sorted(instances, key=lambda item: layout.out_start[item[0].ref])  # system order
     first = instances[0][0]
     registry = local_registry()
@@ -342,7 +361,9 @@ def _build(name: str, instances, layout: _Layout, splits: dict[SignalRef, SumSpl
         owners = tuple(k for k, p in enumerate(parts) for _ in p.terms)
         terms = Terms(tuple(term_operands), term, owners)
     else:
-        operands, exprs = _shared([(a.exprs, refs) for a, refs in instances], layout, registry, first.function, root)
+        items = [(a.exprs, refs) for a, refs in instances]
+        known = [floats[a.ref] for a, _ in instances]
+        operands, exprs = _shared(items, layout, registry, first.function, root, known)
     copy_of = next(
         (k for k, op in enumerate(operands) if op.size == len(exprs) and exprs == op.symbols()),
         None,
@@ -362,7 +383,8 @@ def _build(name: str, instances, layout: _Layout, splits: dict[SignalRef, SumSpl
     )
 
 
-def _shared(items, layout: _Layout, registry: NameRegistry, fn: FunctionInfo, root: str) -> tuple[list[Operand], tuple[sp.Basic, ...]]:
+def _shared(items, layout: _Layout, registry: NameRegistry, fn: FunctionInfo, root: str,
+            floats: list | None = None) -> tuple[list[Operand], tuple[sp.Basic, ...]]:
     """The operands and expressions of ``items`` (each: expressions and the signals they
     read, all of one structure): the first item's, each operand with its start per
     item, and each float that differs between the items an operand of its values."""
@@ -375,10 +397,11 @@ def _shared(items, layout: _Layout, registry: NameRegistry, fn: FunctionInfo, ro
         operand = Operand(local_name(ref, registry, size), layout.source[ref][0], size, starts, ref)
         operands.append(operand)
         roles.update(zip(layout.symbols[ref], operand.symbols()))
-    floats = []
-    for exprs, refs in items:
-        names, memo = _role_names(refs, layout), {}
-        floats.append(tuple(v for e in exprs for v in _shape(e, names, memo)[1]))
+    if floats is None:
+        floats = []
+        for exprs, refs in items:
+            names, memo = _role_names(refs, layout), {}
+            floats.append(tuple(v for e in exprs for v in _shape(e, names, memo)[1]))
     exprs = first_exprs
     if len(items) > 1 and floats[0]:
         exprs = _constants_as_operands(items, floats, layout, operands, registry, fn, root)

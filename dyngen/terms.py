@@ -24,8 +24,9 @@ Shape = Callable[[sp.Basic, dict[sp.Symbol, str], dict], tuple[str, tuple[sp.Flo
 
 @dataclass(frozen=True)
 class SumSplit:
-    """``expr == rest + sum(terms)``; every term has the text ``term_text``."""
+    """``assignment``'s value is ``rest + sum(terms)``; every term has the text ``term_text``."""
 
+    assignment: Assignment
     rest: sp.Basic
     rest_refs: list[SignalRef]  # the signals ``rest`` reads, in the function's read order
     terms: list[tuple[sp.Basic, list[SignalRef]]]  # each term and the signals it reads
@@ -63,4 +64,4 @@ def split(
     terms = [(arg, local) for text, arg, local in texts if text == family]
     rest = sp.Add(*(arg for text, arg, _ in texts if text != family))
     used = {owner[s] for s in rest.free_symbols if s in owner}
-    return SumSplit(rest, [ref for ref in refs if ref in used], terms, family)
+    return SumSplit(a, rest, [ref for ref in refs if ref in used], terms, family)
