@@ -3,9 +3,11 @@
 Written as a dynode user writes it: an ``HHNeuron`` system (states v, m, h, n; a
 constant drive ``i_ext`` and a synaptic current ``i_syn``), a ``Network`` that holds
 the neurons as subsystems, and random sparse connectivity (fixed seed, 5 to 10
-inputs per neuron).  Every synapse is a closure made by ``make_synapse`` over its
-source neuron and its weight; each neuron's pre-connection adds up the closures of
-its synapses.
+inputs per neuron).  Every synapse is a closure over its source neuron and its
+weight, in one of two forms: ``form="sum"`` (``make_synapse``), the closures a
+neuron's one pre-connection adds up; ``form="connections"``
+(``make_synaptic_connection``), one pre-connection per synapse doing
+``sys.inputs.i_syn += ...`` after a reset (listed in ``dependees``).
 
 ``build(n)`` returns the ``Simulation``; ``python benchmarks/hh_network.py`` times a
 cold build (see ``benchmarks/README.md``).
@@ -62,6 +64,19 @@ def make_synapse(src, w):
     return synapse
 
 
+def make_synaptic_connection(src, w):
+    """The other form: one pre-connection per synapse, adding into the target's input."""
+
+    def synapse(sys, t):
+        sys.inputs.i_syn += w * sigmoid(src.states.v)
+
+    return synapse
+
+
+def reset_synaptic_input(sys, t):
+    sys.inputs.i_syn = 0.0
+
+
 def synaptic_input(sys, t):
     total = 0.0
     for synapse in sys.synapses:
@@ -70,7 +85,7 @@ def synaptic_input(sys, t):
 
 
 class Network(System):
-    def __init__(self, n=N_NEURONS, seed=SEED, in_degree=None):
+    def __init__(self, n=N_NEURONS, seed=SEED, in_degree=None, form="sum"):
         super().__init__()
         self.outputs.mean_v = 0.0  # the population's mean membrane potential
         rng = np.random.default_rng(seed)
@@ -80,22 +95,29 @@ class Network(System):
         for k, dst in enumerate(self.neurons):
             n_inputs = in_degree or (int(rng.integers(5, 11)) if n > 10 else 2 + k % 3)
             sources = rng.choice([j for j in range(n) if j != k], size=n_inputs, replace=False)
+            if form == "connections":
+                dst.add_pre_connection(reset_synaptic_input)
             for j in sources:
-                dst.synapses.append(make_synapse(self.neurons[j], float(rng.uniform(-1.5, 3.0))))
-            dst.add_pre_connection(synaptic_input)
+                w = float(rng.uniform(-1.5, 3.0))
+                if form == "connections":
+                    dst.add_pre_connection(make_synaptic_connection(self.neurons[j], w), dependees=[reset_synaptic_input])
+                else:
+                    dst.synapses.append(make_synapse(self.neurons[j], w))
+            if form != "connections":
+                dst.add_pre_connection(synaptic_input)
 
     def do_step(self, time):
         self.outputs.mean_v = sum(neuron.states.v for neuron in self.neurons) / len(self.neurons)
 
 
-def build(n=N_NEURONS, seed=SEED, in_degree=None):
+def build(n=N_NEURONS, seed=SEED, in_degree=None, form="sum"):
     """``n`` neurons; each gets ``in_degree`` inputs (None: 5 to 10 at random; 2, 3, 4, 2, ... when n <= 10)."""
     sim = Simulation()
-    sim.add_system(Network(n, seed, in_degree))
+    sim.add_system(Network(n, seed, in_degree, form))
     return sim
 
 
-def _cold_build(n: int, in_degree: int | None) -> None:
+def _cold_build(n: int, in_degree: int | None, form: str) -> None:
     """One cold build (run in a new process with an empty DYNGEN_CACHE_DIR): the time
     of each pipeline stage, of the first simulate (numba compiles rhs, observe and the
     DOPRI5 driver) and the generated module's size."""
@@ -103,7 +125,7 @@ def _cold_build(n: int, in_degree: int | None) -> None:
     from pathlib import Path
 
     start = clock.perf_counter()
-    sim = build(n, in_degree=in_degree)
+    sim = build(n, in_degree=in_degree, form=form)
     result = sim.compile()  # trace .. load
     built = clock.perf_counter()
     sim.simulate(10.0, 0.1)
@@ -112,7 +134,7 @@ def _cold_build(n: int, in_degree: int | None) -> None:
     text = Path(result.path).read_text(encoding="utf-8")
     start_fns = text.index("def rhs(")
     functions = text[start_fns:text.index("def jac(", start_fns)]
-    print(f"n={n} in_degree={in_degree or ('5-10' if n > 10 else '2-4')}: total {done - start:.2f} s = build() {built - start - sum(result.timings.values()):.2f} "
+    print(f"{form}: n={n} in_degree={in_degree or ('5-10' if n > 10 else '2-4')}: total {done - start:.2f} s = build() {built - start - sum(result.timings.values()):.2f} "
           f"+ {stages} + first simulate(10, 0.1) {done - built:.2f} s; module {len(text.splitlines())} lines "
           f"(rhs/jac_values/observe {len(functions.splitlines())}, {functions.count('for i in range(')} loops)")
 
@@ -123,5 +145,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=N_NEURONS)
     parser.add_argument("--in-degree", type=int, default=None, help="inputs per neuron (default: 5 to 10 at random)")
+    parser.add_argument("--form", choices=("sum", "connections"), default="sum",
+                        help="sum: one pre-connection adds up the synapse closures; connections: one += pre-connection per synapse")
     options = parser.parse_args()
-    _cold_build(options.n, options.in_degree)
+    _cold_build(options.n, options.in_degree, options.form)

@@ -45,15 +45,18 @@ def merge(spec: ModelSpec) -> ModelSpec:
         members[ref] = [fn for fn, _ in writers]
     if not folded:
         return spec
-    chained = {id(fn): {ref for ref, fns in members.items() if fn in fns} for fn in spec.functions}
+    chained: dict[int, set[SignalRef]] = {}  # per function (by id): the chains it is part of
+    for ref, fns in members.items():
+        for fn in fns:
+            chained.setdefault(id(fn), set()).add(ref)
     functions = []
     for fn in spec.functions:
         writes = []
-        reads = [r for r in fn.reads if r not in chained[id(fn)]]  # the sum so far: within the chain
+        reads = [r for r in fn.reads if r not in chained.get(id(fn), ())]  # the sum so far: within the chain
         for w in fn.writes:
             if w.ref not in folded:
                 writes.append(w)
-            elif folded[w.ref][0] is fn:
+            elif folded[w.ref][0] is fn:  # (identity: equal functions compare field by field)
                 writes.append(folded[w.ref][1])
                 reads += [r for r in folded[w.ref][2] if r not in reads]
         functions.append(replace(fn, reads=tuple(reads), writes=tuple(writes)))
