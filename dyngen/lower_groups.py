@@ -390,8 +390,9 @@ def _jac_values(
                 if not pairs:
                     continue
                 chain = _Loop(f"{g.name}_{h.name}", len(pairs), f"{_title(flat, g)}\n  through {_title(flat, h)}", names)
-                reader = {(src, tuple(st[j] for j, _ in pairs), sz): (syms, ref) for (src, st, sz), (syms, ref) in loop.symbols.items()}
-                (outer_here,) = chain.add((outer,), reader)
+                outer_here = outer
+                for (src, st, sz), (syms, ref) in loop.symbols.items():  # one by one: two may meet
+                    (outer_here,) = chain.add((outer_here,), {(src, tuple(st[j] for j, _ in pairs), sz): (syms, ref)})
                 own = {(op.source, tuple(op.starts[u] for _, u in pairs), op.size): (op.symbols(), op.ref) for op in operands}
                 for op in operands:
                     if op.source != "y":
