@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .accumulate import merge
 from .errors import AlgebraicLoopError, ModelError
 from .interp import InterpTable
 from .ir import (
@@ -285,6 +286,7 @@ def _digest(parts: list[str]) -> str:
 
 def flatten(spec: ModelSpec) -> FlatModel:
     """Flatten a traced model; see the module docstring."""
+    spec = merge(spec)  # a signal that connections add into (``+=``): one write of the sum
     signals = {s.ref: s for s in spec.signals}
     writers = _writers(spec)
     der_of, warnings = _pair_ders(spec, signals, writers)

@@ -14,23 +14,35 @@ cycle between groups (an algebraic chain through instances of one group),
 
 Plain copies (``outputs.x = states.x``, ``connect_signals``) are resolved away for
 the readers: they read the copied value at its source.
+
+Numbers do not split a group: assignments that differ only in the numeric constants
+of their expressions (the weights a closure per synapse closes over, a class's
+attribute set differently per object) share one loop, and each constant that differs
+between the instances becomes an operand read from a table of per-instance values
+(module data), ``source == "c"``.
 """
 
 from __future__ import annotations
 
 import heapq
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
 import sympy as sp
 
+from .flatten import relative_location
+from .interp import InterpTable
 from .ir import Assignment, FlatModel, FunctionInfo, SignalRef
 from .naming import NameRegistry, sanitize
+from .terms import SumSplit, split
 
 KERNEL_MIN_INSTANCES = 4  # a model with a group this large is lowered as kernels
 _CSE_NAME = re.compile(r"c\d+\Z")
 _RESERVED_LOCALS = {"i", "v", "values", "dy", "out"}
+CONSTANTS = "constants"  # the SignalRef kind of a per-instance constant (an operand from "c")
+_UNORDERED = (sp.Add, sp.Mul, sp.Min, sp.Max, sp.And, sp.Or)  # whose args sympy sorts (by value too)
 
 
 @dataclass(frozen=True)
@@ -38,15 +50,30 @@ class Operand:
     """A signal read by every instance of a group: ``source[starts[i] + j]``, j < size."""
 
     name: str  # the kernel's local (element j: f"{name}_{j}" when size > 1)
-    source: str  # "y" | "p" | "v"
+    source: str  # "y" | "p" | "v", or "c": a constant, ``starts`` its value per instance
     size: int
-    starts: tuple[int, ...]  # per instance
-    ref: SignalRef  # the first instance's signal, for comments
+    starts: tuple[int, ...] | tuple[float, ...]  # per instance
+    ref: SignalRef  # the first instance's signal, for comments (kind CONSTANTS: a constant)
 
     def symbols(self) -> tuple[sp.Symbol, ...]:
         if self.size == 1:
             return (sp.Symbol(self.name, real=True),)
         return tuple(sp.Symbol(f"{self.name}_{j}", real=True) for j in range(self.size))
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The terms a group's signal adds up, a different number per instance (a closure
+    per synapse): term ``q`` reads its operands at ``starts[q]`` and adds into instance
+    ``owners[q]``'s signal."""
+
+    operands: tuple[Operand, ...]  # read only "y", "p" or "c"
+    expr: sp.Basic  # in the operands' symbols
+    owners: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.owners)
 
 
 @dataclass(frozen=True)
@@ -62,6 +89,7 @@ class Group:
     out_starts: tuple[int, ...]  # per instance: the signal's start in v (= OBSERVED)
     state_starts: tuple[int, ...] | None  # ders: per instance, the start of its state in y
     copy_of: int | None  # the operand this signal is a plain copy of, if any
+    terms: Terms | None = None  # exprs + the sum of these (exprs then read only "y", "p", "c")
 
     @property
     def size(self) -> int:
@@ -73,8 +101,12 @@ class Group:
 
 
 def local_name(ref: SignalRef, registry: NameRegistry, size: int) -> str:
-    """A kernel's readable local for a signal: ``x`` (a state), ``input_mu``, ``output_y``."""
-    base = sanitize(ref.key) if ref.kind == "states" else f"{ref.kind[:-1]}_{sanitize(ref.key)}"
+    """A kernel's readable local for a signal: ``x`` (a state), ``input_mu``, ``output_y``
+    (``constant_0`` for a per-instance constant)."""
+    if ref.kind == CONSTANTS:
+        base = f"const{ref.key}"
+    else:
+        base = sanitize(ref.key) if ref.kind == "states" else f"{ref.kind[:-1]}_{sanitize(ref.key)}"
     if _CSE_NAME.match(base):
         base += "_"
     return registry.unique_family(base, size)  # element j of a vector is f"{name}_{j}"
@@ -112,6 +144,10 @@ class _Layout:
         self.symbols = {slot.ref: slot.symbols for slot in (*flat.states, *flat.parameters, *flat.observed)}
         self.at = {place: ref for ref, place in self.source.items()}
 
+    def plain(self, ref: SignalRef) -> bool:
+        """Whether ``ref`` is a state or a parameter (no group computes it)."""
+        return self.source[ref][0] in ("y", "p")
+
 
 def _operand_refs(a: Assignment, layout: _Layout, time: sp.Symbol) -> list[SignalRef] | None:
     """The signals ``a`` reads, in the function's read order; None if that is unclear."""
@@ -122,40 +158,146 @@ def _operand_refs(a: Assignment, layout: _Layout, time: sp.Symbol) -> list[Signa
     return refs if set(refs) == used else None
 
 
+def _shape(expr: sp.Basic, names: dict[sp.Symbol, str], memo: dict) -> tuple[str, tuple[sp.Float, ...]]:
+    """An exact text of ``expr`` with every float written ``F`` and symbols by ``names``,
+    and the floats in the order of that text.
+
+    The args of sums and products are listed in the order of their texts (sympy sorts
+    them by their coefficients' values too), so two expressions that differ only in
+    their floats give the same text.  Where that order is ambiguous (two args of the
+    same text with floats), the floats are written out: such expressions group only
+    with identical ones.
+    """
+    found = memo.get(expr)
+    if found is not None:
+        return found
+    if isinstance(expr, sp.Float):
+        found = ("F", (expr,))
+    elif isinstance(expr, sp.Symbol):
+        found = (names.get(expr, expr.name), ())
+    elif isinstance(expr, sp.Rational):
+        found = (f"Q{expr.p}/{expr.q}", ())
+    elif isinstance(expr, InterpTable):
+        found = (expr.structure(), ())
+    elif not expr.args:
+        found = (type(expr).__name__, ())
+    else:
+        parts = [_shape(arg, names, memo) for arg in expr.args]
+        if isinstance(expr, _UNORDERED):
+            parts.sort(key=lambda part: part[0])
+            texts = [text for text, _ in parts]
+            if len(set(texts)) < len(texts) and any(values for _, values in parts):
+                parts = [(f"{text}{list(map(float, values))}", ()) for text, values in parts]
+        text = f"{type(expr).__name__}({','.join(text for text, _ in parts)})"
+        found = (text, tuple(v for _, values in parts for v in values))
+    memo[expr] = found
+    return found
+
+
+def _with_floats(expr: sp.Basic, names: dict[sp.Symbol, str], memo: dict, floats: Iterator[sp.Basic]) -> sp.Basic:
+    """``expr`` with its floats replaced, in ``_shape``'s order, by ``floats``."""
+    if isinstance(expr, sp.Float):
+        return next(floats)
+    if not expr.args or not _shape(expr, names, memo)[1]:
+        return expr
+    args = list(expr.args)
+    order = range(len(args))
+    if isinstance(expr, _UNORDERED):
+        order = sorted(order, key=lambda k: _shape(args[k], names, memo)[0])
+    for k in order:
+        args[k] = _with_floats(args[k], names, memo, floats)
+    return expr.func(*args)
+
+
 def group(flat: FlatModel) -> tuple[Group, ...] | None:
     """Group the assignments; None when the model must be lowered unrolled."""
     layout = _Layout(flat)
-    keys: dict[tuple, int] = {}
-    members: list[list[tuple[Assignment, list[SignalRef]]]] = []
-    group_of: dict[SignalRef, int] = {}  # written signal -> its group
+    reads: dict[SignalRef, list[SignalRef]] = {}
     for a in flat.assignments:
         refs = _operand_refs(a, layout, flat.time)
         if refs is None:
             return None
-        roles: dict[sp.Symbol, sp.Symbol] = {}
-        descriptors = []
-        for k, ref in enumerate(refs):
-            for j, symbol in enumerate(layout.symbols[ref]):
-                roles[symbol] = sp.Symbol(f"_r{k}_{j}", real=True)
-            source = layout.source[ref][0]
-            descriptors.append((source, len(layout.symbols[ref]), group_of.get(ref)))
-        fn = a.function
-        key = (
-            fn.kind, fn.name, fn.location, a.ref.kind, a.ref.key, len(a.exprs),
-            tuple(e.xreplace(roles) for e in a.exprs), tuple(descriptors),
-        )  # fmt: skip
-        index = keys.setdefault(key, len(members))
-        if index == len(members):
-            members.append([])
-        members[index].append((a, refs))
-        group_of[a.ref] = index
-
-    members = _aligned(members)
-    group_of = {a.ref: g for g, m in enumerate(members) for a, _ in m}
-    order = _dataflow_order(members, group_of)
+        reads[a.ref] = refs
+    floats: dict[SignalRef, tuple[sp.Float, ...]] = {}  # per assignment, in _shape's order
+    first = _partition(flat, layout, reads, {}, floats)
+    # Sums of equal terms group by their term's structure where that joins assignments
+    # that differ only in their number of terms, and no one number is most of them (a
+    # chain's end with one neighbour fewer stays a group of its own).
+    splits = _sums(flat, layout, reads, first)
+    sum_keys = {ref: _sum_key(found, layout) for ref, found in splits.items()}
+    joined: dict[tuple, Counter] = {}
+    for ref, key in sum_keys.items():
+        joined.setdefault(key, Counter())[first[ref]] += 1
+    summed = {ref: key for ref, key in sum_keys.items()
+              if len(joined[key]) > 1 and 2 * max(joined[key].values()) < sum(joined[key].values())}  # fmt: skip
+    members = _partition(flat, layout, reads, summed, floats) if summed else first
+    by_group: dict[int, list[tuple[Assignment, list[SignalRef]]]] = {}
+    assignment = {a.ref: a for a in flat.assignments}
+    for ref, index in members.items():
+        by_group.setdefault(index, []).append((assignment[ref], reads[ref]))
+    grouped = _aligned([by_group[k] for k in sorted(by_group)])
+    group_of = {a.ref: g for g, m in enumerate(grouped) for a, _ in m}
+    order = _dataflow_order(grouped, group_of)
     if order is None:
         return None
-    return tuple(_resolve_copies([_build(f"k{n}", members[g], layout) for n, g in enumerate(order)], layout))
+    built = [_build(f"k{n}", grouped[g], layout, splits, summed, floats, flat.source_root) for n, g in enumerate(order)]
+    return tuple(_resolve_copies(built, layout))
+
+
+def _site(a: Assignment) -> tuple:
+    fn = a.function
+    return (fn.kind, fn.name, fn.location, a.ref.kind, a.ref.key)
+
+
+def _partition(flat: FlatModel, layout: _Layout, reads, summed: dict[SignalRef, tuple], floats: dict) -> dict[SignalRef, int]:
+    """Each assignment's group index (in order of first appearance); the key of those in
+    ``summed`` is given, the floats of the others are kept in ``floats``."""
+    keys: dict[tuple, int] = {}
+    group_of: dict[SignalRef, int] = {}
+    for a in flat.assignments:
+        key = summed.get(a.ref)
+        if key is None:
+            refs = reads[a.ref]
+            names, memo = _role_names(refs, layout), {}
+            shapes = tuple(_shape(e, names, memo) for e in a.exprs)
+            floats[a.ref] = tuple(v for _, values in shapes for v in values)
+            key = (*_site(a), len(a.exprs), tuple(text for text, _ in shapes), _descriptors(refs, layout, group_of))
+        group_of[a.ref] = keys.setdefault(key, len(keys))
+    return group_of
+
+
+def _sums(flat: FlatModel, layout: _Layout, reads, first: dict[SignalRef, int]) -> dict[SignalRef, SumSplit]:
+    """The sums of equal terms (reading states and parameters only) made where the
+    assignments of one function and signal fall into several groups, none of them
+    most of the assignments."""
+    sizes: dict[tuple, Counter] = {}
+    for a in flat.assignments:
+        sizes.setdefault(_site(a), Counter())[first[a.ref]] += 1
+    found: dict[SignalRef, SumSplit] = {}
+    for a in flat.assignments:
+        counts = sizes[_site(a)]
+        if a.ref.kind == "ders" or len(counts) < 2 or 2 * max(counts.values()) >= sum(counts.values()):
+            continue
+        parts = split(a, reads[a.ref], layout.symbols, layout.plain, _shape)
+        if parts is not None and all(layout.plain(ref) for ref in parts.rest_refs):
+            found[a.ref] = parts
+    return found
+
+
+def _sum_key(found: SumSplit, layout: _Layout) -> tuple:
+    """(The rest's operands are states and parameters: no group computes them.)"""
+    a = found.assignment
+    rest = _shape(found.rest, _role_names(found.rest_refs, layout), {})[0]
+    return (*_site(a), "sum", rest, found.term_text, _descriptors(found.rest_refs, layout, {}))
+
+
+def _descriptors(refs: list[SignalRef], layout: _Layout, group_of: dict[SignalRef, int]) -> tuple:
+    return tuple((layout.source[ref][0], len(layout.symbols[ref]), group_of.get(ref)) for ref in refs)
+
+
+def _role_names(refs: list[SignalRef], layout: _Layout) -> dict[sp.Symbol, str]:
+    """The k-th signal read is operand k, whichever system it belongs to."""
+    return {symbol: f"_r{k}_{j}" for k, ref in enumerate(refs) for j, symbol in enumerate(layout.symbols[ref])}
 
 
 def _aligned(members: list[list[tuple[Assignment, list[SignalRef]]]]) -> list[list[tuple[Assignment, list[SignalRef]]]]:
@@ -206,19 +348,22 @@ def _dataflow_order(members, group_of: dict[SignalRef, int]) -> list[int] | None
     return order if len(order) == len(members) else None
 
 
-def _build(name: str, instances, layout: _Layout) -> Group:
+def _build(name: str, instances, layout: _Layout, splits: dict[SignalRef, SumSplit], summed, floats: dict, root: str) -> Group:
     instances = sorted(instances, key=lambda item: layout.out_start[item[0].ref])  # system order
-    first, first_refs = instances[0]
+    first = instances[0][0]
     registry = local_registry()
-    operands = []
-    roles: dict[sp.Symbol, sp.Symbol] = {}
-    for k, ref in enumerate(first_refs):
-        starts = tuple(layout.source[refs[k]][1] for _, refs in instances)
-        size = len(layout.symbols[ref])
-        operand = Operand(local_name(ref, registry, size), layout.source[ref][0], size, starts, ref)
-        operands.append(operand)
-        roles.update(zip(layout.symbols[ref], operand.symbols()))
-    exprs = tuple(e.xreplace(roles) for e in first.exprs)
+    terms = None
+    if first.ref in summed:
+        parts = [splits[a.ref] for a, _ in instances]
+        operands, exprs = _shared([((p.rest,), p.rest_refs) for p in parts], layout, registry, first.function, root)
+        items = [((term,), refs) for p in parts for term, refs in p.terms]
+        term_operands, (term,) = _shared(items, layout, registry, first.function, root)
+        owners = tuple(k for k, p in enumerate(parts) for _ in p.terms)
+        terms = Terms(tuple(term_operands), term, owners)
+    else:
+        items = [(a.exprs, refs) for a, refs in instances]
+        known = [floats[a.ref] for a, _ in instances]
+        operands, exprs = _shared(items, layout, registry, first.function, root, known)
     copy_of = next(
         (k for k, op in enumerate(operands) if op.size == len(exprs) and exprs == op.symbols()),
         None,
@@ -234,7 +379,58 @@ def _build(name: str, instances, layout: _Layout) -> Group:
         out_starts=tuple(layout.out_start[r] for r in refs),
         state_starts=tuple(layout.der_state[r] for r in refs) if first.ref.kind == "ders" else None,
         copy_of=copy_of,
+        terms=terms,
     )
+
+
+def _shared(items, layout: _Layout, registry: NameRegistry, fn: FunctionInfo, root: str,
+            floats: list | None = None) -> tuple[list[Operand], tuple[sp.Basic, ...]]:
+    """The operands and expressions of ``items`` (each: expressions and the signals they
+    read, all of one structure): the first item's, each operand with its start per
+    item, and each float that differs between the items an operand of its values."""
+    first_exprs, first_refs = items[0]
+    operands = []
+    roles: dict[sp.Symbol, sp.Symbol] = {}
+    for k, ref in enumerate(first_refs):
+        starts = tuple(layout.source[refs[k]][1] for _, refs in items)
+        size = len(layout.symbols[ref])
+        operand = Operand(local_name(ref, registry, size), layout.source[ref][0], size, starts, ref)
+        operands.append(operand)
+        roles.update(zip(layout.symbols[ref], operand.symbols()))
+    if floats is None:
+        floats = []
+        for exprs, refs in items:
+            names, memo = _role_names(refs, layout), {}
+            floats.append(tuple(v for e in exprs for v in _shape(e, names, memo)[1]))
+    exprs = first_exprs
+    if len(items) > 1 and floats[0]:
+        exprs = _constants_as_operands(items, floats, layout, operands, registry, fn, root)
+    return operands, tuple(e.xreplace(roles) for e in exprs)
+
+
+def _constants_as_operands(items, floats, layout: _Layout, operands: list[Operand], registry: NameRegistry,
+                           fn: FunctionInfo, root: str) -> tuple[sp.Basic, ...]:
+    """The first item's expressions with each float that differs between the items
+    replaced by an operand of per-item values (appended to ``operands``)."""
+    first_exprs, first_refs = items[0]
+    by_values: dict[tuple[float, ...], sp.Symbol] = {}
+    replacements = []
+    for column in zip(*floats):
+        if all(v == column[0] for v in column):
+            replacements.append(column[0])
+            continue
+        values = tuple(float(v) for v in column)
+        symbol = by_values.get(values)
+        if symbol is None:
+            where = relative_location(fn.location, root)
+            ref = SignalRef(f"{fn.name} ({where})", CONSTANTS, str(len(by_values)))
+            operand = Operand(local_name(ref, registry, 1), "c", 1, values, ref)
+            operands.append(operand)
+            symbol = by_values[values] = operand.symbols()[0]
+        replacements.append(symbol)
+    names, memo = _role_names(first_refs, layout), {}
+    feed = iter(replacements)
+    return tuple(_with_floats(e, names, memo, feed) for e in first_exprs)
 
 
 def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:
@@ -271,5 +467,5 @@ def _resolve_copies(groups: list[Group], layout: _Layout) -> Iterator[Group]:
             for start, source_start in zip(g.out_starts, src.starts):
                 copies[start] = (src.source, source_start)
         yield Group(g.name, g.function, g.refs, g.assignments, tuple(operands), exprs,
-                    g.out_starts, g.state_starts, copy_of)  # fmt: skip
+                    g.out_starts, g.state_starts, copy_of, g.terms)  # fmt: skip
 

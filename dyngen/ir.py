@@ -419,6 +419,7 @@ class Kernel:
     tables: tuple[tuple[str, tuple[int, ...]], ...] = ()  # index arrays of the loops
     jac_blocks: tuple[JacBlock, ...] = ()  # array loops' entries, after jac_sparsity's
     no_jacobian: str | None = None  # why the module has no analytic Jacobian (None: it has one)
+    constants: tuple[tuple[str, tuple[float, ...], str], ...] = ()  # per-instance constants: name, values, what
 
     @property
     def jac_nnz(self) -> int:
@@ -428,6 +429,8 @@ class Kernel:
         lines = [f"Kernel {self.flat.name}: jac nnz={self.jac_nnz}"]
         for name, values in self.tables:
             lines.append(f"  {name} = {list(values[:8])}{' ...' if len(values) > 8 else ''} ({len(values)})")
+        for name, values, _ in self.constants:
+            lines.append(f"  {name} = {list(values[:4])}{' ...' if len(values) > 4 else ''} ({len(values)})")
         for fn in self.functions:
             lines.append(f"  def {fn.name}({', '.join(fn.args)}):")
             for block in fn.blocks:

@@ -64,8 +64,10 @@ def pack_states(flat: FlatModel, groups: tuple[Group, ...]) -> tuple[FlatModel, 
 
 
 def _moved_group(g: Group, new_start: dict[int, int]) -> Group:
-    operands = tuple(
-        replace(op, starts=tuple(new_start[s] for s in op.starts)) if op.source == "y" else op for op in g.operands
-    )
     state_starts = None if g.state_starts is None else tuple(new_start[s] for s in g.state_starts)
-    return replace(g, operands=operands, state_starts=state_starts)
+    terms = None if g.terms is None else replace(g.terms, operands=_moved(g.terms.operands, new_start))
+    return replace(g, operands=_moved(g.operands, new_start), state_starts=state_starts, terms=terms)
+
+
+def _moved(operands: tuple, new_start: dict[int, int]) -> tuple:
+    return tuple(replace(op, starts=tuple(new_start[s] for s in op.starts)) if op.source == "y" else op for op in operands)

@@ -31,6 +31,8 @@ class _Tables:
 
     def __init__(self) -> None:
         self.by_values: dict[tuple[int, ...], str] = {}
+        self.constants: dict[tuple[float, ...], str] = {}  # per-instance values of a constant
+        self.comments: dict[str, str] = {}
         self.names = NameRegistry()
 
     def index(self, starts: Sequence[int], label: str) -> sp.Expr:
@@ -45,8 +47,20 @@ class _Tables:
             name = self.by_values[starts] = self.names.unique(sanitize(label).upper())
         return sp.Indexed(sp.IndexedBase(name), _I)
 
+    def constant(self, values: Sequence[float], label: str) -> sp.Indexed:
+        """Element i of the module array of per-instance ``values`` (made at first use)."""
+        values = tuple(values)
+        name = self.constants.get(values)
+        if name is None:
+            name = self.constants[values] = self.names.unique(sanitize(label).upper())
+            self.comments[name] = label
+        return sp.Indexed(sp.IndexedBase(name), _I)
+
     def items(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         return tuple(sorted((name, values) for values, name in self.by_values.items()))
+
+    def constant_items(self) -> tuple[tuple[str, tuple[float, ...], str], ...]:
+        return tuple(sorted((name, values, self.comments[name]) for values, name in self.constants.items()))
 
 
 def _title(flat: FlatModel, g: Group) -> str:
@@ -144,16 +158,21 @@ class _Loop:
     def block(self, tables: _Tables, v_name: str) -> Block:
         loads = []
         for (source, starts, size), (symbols, ref) in self.symbols.items():
+            if source == "c":  # a constant of the function, one value per instance
+                function = ref.system.split(" (")[0].split(".")[-1]  # its name without the qualifying path
+                label = f"{function} constant {ref.key}"
+                loads.append((symbols[0], tables.constant(starts, label), f"constant of {ref.system}, one per i"))
+                continue
             base = tables.index(starts, f"{self.name}_{symbols[0].name}")
-            array = v_name if source == "v" else source
+            array = _ARRAYS[v_name if source == "v" else source]
             for j, symbol in enumerate(symbols):
-                loads.append((symbol, array, base + j, _label(ref, self.n) + (f"[{j}]" if size > 1 else "")))
+                loads.append((symbol, sp.Indexed(array, base + j), _label(ref, self.n) + (f"[{j}]" if size > 1 else "")))
         statements = _body(loads, self.outputs, self.names.temps)
         return Block("\n".join(self.titles), tuple(statements), self.n if self.n > 1 else 0)
 
 
 def _body(
-    loads: list[tuple[sp.Symbol, str, sp.Expr, str]],
+    loads: list[tuple[sp.Symbol, sp.Indexed, str]],
     outputs: list[tuple[sp.Basic, list[sp.Indexed], str]],
     temps: Iterator[sp.Symbol],
 ) -> list[Statement]:
@@ -165,8 +184,7 @@ def _body(
         used |= e.free_symbols
     for e in reduced:
         used |= e.free_symbols
-    statements = [Statement(symbol, sp.Indexed(_ARRAYS[array], index), label)
-                  for symbol, array, index, label in loads if symbol in used]  # fmt: skip
+    statements = [Statement(symbol, element, label) for symbol, element, label in loads if symbol in used]
     statements += [Statement(s, e) for s, e in replacements]
     for (_, targets, comment), value in zip(outputs, reduced):
         first, *others = targets
@@ -187,14 +205,17 @@ def _signal_loops(
     composer: _Composer,
     tables: _Tables,
     v_name: str,
+    names: _Names | None = None,
 ) -> list[Block]:
     """Blocks that compute ``groups`` (in order) into their targets, fusing neighbours.
 
     Two consecutive groups share one loop when they run over the same number of
-    instances and the second does not read what the first writes.
+    instances and the second does not read what the first writes.  A sum of terms
+    (``Group.terms``) is its other part (zero for a plain sum) in the instances' loop,
+    then one loop over all terms that adds each into its instance's signal.
     """
     loops: list[_Loop] = []
-    names = _Names()
+    names = names or _Names()
     for g, targets in groups:
         exprs, places = composer.of(g)
         reads_v = {s + k for (source, starts, _size), _ in places.items() if source == "v" for s in starts for k in range(_size)}
@@ -212,7 +233,26 @@ def _signal_loops(
             current.outputs.append((expr, stores, comment))
         if "v" in targets or "out" in targets:
             current.writes |= {s + k for s in g.out_starts for k in range(g.size)}
+        if g.terms is not None:
+            loops.append(_terms_loop(flat, g, targets, tables, names, comment))
     return [loop.block(tables, v_name) for loop in loops]
+
+
+def _terms_loop(flat: FlatModel, g: Group, targets: dict[str, Sequence[int]], tables: _Tables, names: _Names, comment: str) -> _Loop:
+    """``target[OWNER[i]] += term(i)`` over every term of ``g``'s instances."""
+    terms = g.terms
+    where = relative_location(g.function.location, flat.source_root)
+    signal = f"{g.refs[0].kind}.{g.refs[0].key}"
+    title = f"{g.function.name} [{g.function.kind}] ({where}) -> {signal}: {terms.n} terms, each added to its system's {signal}"
+    loop = _Loop(f"{g.name}_terms", terms.n, title, names)
+    places = {(op.source, op.starts, op.size): (op.symbols(), op.ref) for op in terms.operands}
+    (value,) = loop.add((terms.expr,), places)
+    for array, starts in targets.items():
+        into = tables.index([starts[k] for k in terms.owners], f"{g.name}_{array}_{g.refs[0].key}_terms")
+        target = sp.Indexed(_ARRAYS[array], into)
+        loop.outputs.append((target + value, [target], f"{comment}, one term"))
+    loop.writes = {s + k for s in g.out_starts for k in range(g.size)}
+    return loop
 
 
 def _rhs(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables) -> KernelFunction:
@@ -232,7 +272,7 @@ def _rhs(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables) -> KernelF
         name for name, ops in readers.items()
         if len(ops) == 1 and len(set(ops[0].starts)) == len(ops[0].starts)
     }  # fmt: skip
-    inlined -= {g.name for g in groups if g.state_starts is not None}
+    inlined -= {g.name for g in groups if g.state_starts is not None or g.terms is not None}
     composer = _Composer(groups, lambda h: h.name in inlined)
     emitted = []
     for g in groups:
@@ -288,21 +328,36 @@ def _observe(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables) -> Ker
 def _jac_values(
     flat: FlatModel, groups: tuple[Group, ...], tables: _Tables, clean: Callable[[sp.Basic], sp.Basic]
 ) -> tuple[KernelFunction, list[tuple[int, int]]]:
-    composer = _Composer(groups, lambda h: True)
+    # Sums of terms are not substituted: their value is computed first (into v), and
+    # their readers' entries get the chain rule, d(reader)/d(sum) * d(term)/d(state).
+    composer = _Composer(groups, lambda h: h.terms is None)
+    sums = {start: (h, k) for h in groups if h.terms is not None for k, start in enumerate(h.out_starts)}
     blocks, sparsity = [], []
     names = _Names()
     offset = 0
     state_label = {i: f"{slot.ref}" + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")
                    for slot in flat.states for i in range(slot.start, slot.stop)}  # fmt: skip
+    read_sums: dict[str, Group] = {}
+    for g in groups:
+        if g.state_starts is not None:
+            for source, starts, _ in composer.of(g)[1]:
+                if source == "v" and starts[0] in sums:
+                    read_sums.setdefault(sums[starts[0]][0].name, sums[starts[0]][0])
+    if read_sums:
+        first = [(h, {"v": h.out_starts}) for h in groups if h.name in read_sums]
+        blocks += _signal_loops(flat, first, composer, tables, "v", names)
     for g in groups:
         if g.state_starts is None:
             continue
         exprs, places = composer.of(g)
         loop = _Loop(g.name, g.n, _title(flat, g), names)
         exprs = loop.add(exprs, places)
+        chains = []
         for e, expr in enumerate(exprs):
             present = expr.free_symbols
             for (source, starts, size), (symbols, _) in loop.symbols.items():
+                if source == "v" and starts[0] in sums and symbols[0] in present:
+                    chains.append((e, expr, symbols[0], starts))
                 if source != "y":
                     continue
                 for j, symbol in enumerate(symbols):
@@ -320,11 +375,47 @@ def _jac_values(
                     offset += g.n
         if loop.outputs:
             blocks.append(loop.block(tables, "v"))
+        for e, expr, symbol, starts in chains:
+            outer = clean(sp.diff(expr, symbol))
+            if outer == 0:
+                continue
+            h = sums[starts[0]][0]
+            instance = [sums[s][1] for s in starts]  # the sum's instance each of g's reads
+            by_owner: dict[int, list[int]] = {}
+            for q, k in enumerate(h.terms.owners):
+                by_owner.setdefault(k, []).append(q)
+            parts = [(h.terms.operands, h.terms.expr, [(j, q) for j in range(g.n) for q in by_owner.get(instance[j], ())]),
+                     (h.operands, h.exprs[0], [(j, instance[j]) for j in range(g.n)])]  # fmt: skip
+            for operands, inner, pairs in parts:
+                if not pairs:
+                    continue
+                chain = _Loop(f"{g.name}_{h.name}", len(pairs), f"{_title(flat, g)}\n  through {_title(flat, h)}", names)
+                outer_here = outer
+                for (src, st, sz), (syms, ref) in loop.symbols.items():  # one by one: two may meet
+                    (outer_here,) = chain.add((outer_here,), {(src, tuple(st[j] for j, _ in pairs), sz): (syms, ref)})
+                own = {(op.source, tuple(op.starts[u] for _, u in pairs), op.size): (op.symbols(), op.ref) for op in operands}
+                for op in operands:
+                    if op.source != "y":
+                        continue
+                    for jj, y_symbol in enumerate(op.symbols()):
+                        d_inner = clean(sp.diff(inner, y_symbol))
+                        if d_inner == 0:
+                            continue
+                        (d_inner,) = chain.add((d_inner,), own)
+                        rows = [g.state_starts[j] + e for j, _ in pairs]
+                        cols = [op.starts[u] + jj for _, u in pairs]
+                        sparsity.extend(zip(rows, cols))
+                        index = offset + _I if len(pairs) > 1 else sp.Integer(offset)
+                        comment = f"d({state_label[rows[0]]})/d({state_label[cols[0]]})" + (" (i = 0)" if len(pairs) > 1 else "")
+                        chain.outputs.append((outer_here * d_inner, [sp.Indexed(_ARRAYS["values"], index)], comment))
+                        offset += len(pairs)
+                if chain.outputs:
+                    blocks.append(chain.block(tables, "v"))
     fn = KernelFunction(
         "jac_values", ("t", "y", "p", "values"),
         "Write the Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]`` "
         "(entries with the same row and column add up).",
-        tuple(blocks),
+        tuple(blocks), flat.n_observed if read_sums else 0,
     )  # fmt: skip
     return fn, sparsity
 
@@ -338,4 +429,4 @@ def lower_groups(flat: FlatModel, groups: tuple[Group, ...], clean: Callable[[sp
     rhs = _rhs(flat, groups, tables)
     jac_values, sparsity = _jac_values(flat, groups, tables, clean)
     observe = _observe(flat, groups, tables)
-    return Kernel(flat, (rhs, jac_values, observe), tuple(sparsity), tables.items())
+    return Kernel(flat, (rhs, jac_values, observe), tuple(sparsity), tables.items(), constants=tables.constant_items())

@@ -275,6 +275,7 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None, standalon
         jac_rows=jac_rows,
         jac_cols=jac_cols,
         tables=[(name, int_array(values)) for name, values in kernel.tables],
+        constants=[(name, float_array(values), comment) for name, values, comment in kernel.constants],
         interp_tables=_interp_tables(printer, flat.source_root),
         functions=functions,
         standalone=standalone,
