@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -15,8 +16,7 @@ from ..trace import numeric_value
 from ..tree import walk
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One signal in a flat vector: its system, container, key and place."""
 
     system: Any
@@ -52,10 +52,12 @@ class CompiledModel:
 
     def __init__(self, module: ModuleType, systems: list[Any]) -> None:
         self.module = module
+        layout = _layout(module)
+        self.n_states = layout.n_states
         nodes = {n.path: n.system for n in walk(systems)}
-        self.states = self._entries(module.STATES, nodes, "states")
-        self.parameters = self._entries(module.PARAMETERS, nodes, None)
-        self.observed = self._entries(module.OBSERVED, nodes, None)
+        self.states = [Entry(nodes[row[0]], *row) for row in layout.states]
+        self.parameters = [Entry(nodes[row[0]], *row) for row in layout.parameters]
+        self.observed = [Entry(nodes[row[0]], *row) for row in layout.observed]
         parameter_keys = {(id(e.system), e.kind, e.key) for e in self.parameters}
         self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
         self.by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
@@ -68,14 +70,10 @@ class CompiledModel:
         # the views are placed one dict.update per container (_Views: 400 states of
         # 200 containers, 24 -> 9 us): the states' when states were set, the others'
         # (ders, array signals) when those were.
-        in_dynode_order = dynode_order(module)  # None: y is dynode's vector (nothing packed)
-        self._dynode_order = None if np.array_equal(in_dynode_order, np.arange(self.n_states)) else in_dynode_order
+        self._dynode_order = layout.dynode_order  # None: y is dynode's vector (nothing packed)
         self._state_buffer = np.zeros(self.n_states)
-        self._observed_buffer = np.zeros(int(module.N_OBSERVED))
+        self._observed_buffer = np.zeros(layout.n_observed)
         in_order = sorted(self.states, key=lambda e: e.start)  # gathered in the order of y
-        stops = [0] + [e.stop for e in in_order]
-        if any(e.start != stop for e, stop in zip(in_order, stops)) or stops[-1] != self.n_states:
-            raise DyngenError(f"{module.__name__}: its STATES table does not cover the state vector once; rebuild it")
         self._state_slots = _Slots(
             [e.system.states for e in in_order],
             [e.key for e in in_order],
@@ -83,7 +81,8 @@ class CompiledModel:
         )
         arrays = [e for e in self.computed if e.shape != ()]
         self._array_slots = _Slots([getattr(e.system, e.kind) for e in arrays], [e.key for e in arrays], [])
-        self._array_places = [(e.start, e.stop, e.shape) for e in arrays]
+        # views of the observed buffer; copied at every write-back
+        self._array_views = [self._view(self._observed_buffer, e, e.shape) for e in arrays]
         self._state_views = _Views.of(self._state_slots)
         floats = [e for e in self.computed if e.shape == ()]
         self._float_slots = _Slots([getattr(e.system, e.kind) for e in floats], [e.key for e in floats], [])
@@ -97,19 +96,6 @@ class CompiledModel:
     @staticmethod
     def _view(buffer: np.ndarray, entry: "Entry", shape: tuple) -> np.ndarray:
         return buffer[entry.start:entry.stop].reshape(shape)
-
-    @staticmethod
-    def _entries(table: dict, nodes: dict[str, Any], kind: str | None) -> list[Entry]:
-        entries = []
-        for path, signals in table.items():
-            for name, (start, stop, shape) in signals.items():
-                entry_kind, key = (kind, name) if kind else name.split(".", 1)
-                entries.append(Entry(nodes[path], path, entry_kind, key, start, stop, tuple(shape)))
-        return entries
-
-    @property
-    def n_states(self) -> int:
-        return int(self.module.N_STATES)
 
     def in_dynode_order(self, y: np.ndarray) -> np.ndarray:
         """``y`` (or samples x states) as dynode lays it out, system by system: what
@@ -157,7 +143,7 @@ class CompiledModel:
     def gather_parameters(self) -> np.ndarray:
         if self._parameters is not None and Edits.signals == self._parameters_at:
             return self._parameters.copy()
-        p = np.empty(int(self.module.N_PARAMETERS))
+        p = np.empty(_layout(self.module).n_parameters)
         only_floats = True
         for e in self.parameters:
             raw = getattr(e.system, e.kind).raw_get(e.key)
@@ -177,7 +163,7 @@ class CompiledModel:
         return p
 
     def observe(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
-        out = np.empty(int(self.module.N_OBSERVED))
+        out = np.empty(self._observed_buffer.shape[0])
         self.module.observe(t, y, p, out)
         return out
 
@@ -196,10 +182,8 @@ class CompiledModel:
         if (Edits.derivatives, Edits.signals) != self._signal_views_at:  # an entry was replaced or removed
             if Edits.structure != self._keys_seen_at:  # only a structure edit removes a key
                 added = not (self._array_slots.all_present() and self._float_slots.all_present())
-        if self._array_places:
-            out = self._observed_buffer
-            # copies: an array an observer kept stays as it was (and holds no large buffer)
-            self._array_slots.set_all([out[start:stop].reshape(shape).copy() for start, stop, shape in self._array_places])
+        if self._array_views:  # copies: an array an observer kept stays as it was (and holds no large buffer)
+            self._array_slots.set_all(list(map(np.ndarray.copy, self._array_views)))
         self._float_slots.set_all(self._observed_buffer[self._float_index].tolist())
         self._keys_seen_at = Edits.structure
         # other models of these systems must not trust their views or parameters now
@@ -228,6 +212,51 @@ class CompiledModel:
 
     def state_name(self, index: int) -> str:
         return str(self.module.STATE_NAMES[index])
+
+
+class _Layout(NamedTuple):
+    """What a CompiledModel takes from its module, the same for every binding: the
+    sizes and, per signal, (path, kind, key, start, stop, shape)."""
+
+    n_states: int
+    n_observed: int
+    n_parameters: int
+    states: list[tuple]
+    parameters: list[tuple]
+    observed: list[tuple]
+    dynode_order: np.ndarray | None  # None: y is dynode's vector
+
+
+# Per loaded module (a fresh Simulation of a model built before reads its tables once).
+_LAYOUTS: "weakref.WeakKeyDictionary[ModuleType, _Layout]" = weakref.WeakKeyDictionary()
+
+
+def _layout(module: ModuleType) -> _Layout:
+    known = _LAYOUTS.get(module)
+    if known is None:
+        known = _LAYOUTS[module] = _read_layout(module)
+    return known
+
+
+def _read_layout(module: ModuleType) -> _Layout:
+    def rows(table: dict, kind: str | None) -> list[tuple]:
+        found = []
+        for path, signals in table.items():
+            for name, (start, stop, shape) in signals.items():
+                entry_kind, key = (kind, name) if kind else name.split(".", 1)
+                found.append((path, entry_kind, key, start, stop, tuple(shape)))
+        return found
+
+    n_states = int(module.N_STATES)
+    states = rows(module.STATES, "states")
+    stops = [0] + [row[4] for row in sorted(states, key=lambda row: row[3])]
+    if any(row[3] != stop for row, stop in zip(sorted(states, key=lambda row: row[3]), stops)) or stops[-1] != n_states:
+        raise DyngenError(f"{module.__name__}: its STATES table does not cover the state vector once; rebuild it")
+    order = dynode_order(module)
+    return _Layout(
+        n_states, int(module.N_OBSERVED), int(module.N_PARAMETERS), states, rows(module.PARAMETERS, None),
+        rows(module.OBSERVED, None), None if np.array_equal(order, np.arange(n_states)) else order,
+    )  # fmt: skip
 
 
 def dynode_order(module: ModuleType) -> np.ndarray:

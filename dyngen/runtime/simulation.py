@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +17,7 @@ from ..pipeline import BuildResult, build, default_name
 from ..progress import Progress
 from ..system import TrackedList
 from ..tree import check_not_dynode
-from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
+from .compiled import EXPLICIT_METHODS, STATUS_SUCCESS, CompiledExplicitIntegrator, run_recorded
 from .fingerprint import StructureWatch, structure_key
 from .integrators import (
     SCIPY_ODE_METHODS,
@@ -167,13 +166,22 @@ class Simulation:
         """
         if not self._systems:
             raise SimulationError("Need at least 1 system in the simulation!")
-        check_run_arguments(t, observer_dt)
-        self.compile()
+        if not (
+            type(t) is float and type(observer_dt) is float  # the usual call, checked quickly (NaN fails here)
+            and 0.0 <= t <= _FLOAT_MAX and 0.0 < observer_dt <= _FLOAT_MAX and t / observer_dt <= _FLOAT_MAX
+        ):  # fmt: skip
+            check_run_arguments(t, observer_dt)
+        watch = self._watch
+        if self._build is None or watch is None or not watch.unchanged():
+            self.compile()
         model = self._model
         if model.n_states == 0:
             raise SimulationError("Need at least one state/der combination!")
-        progress, self._progress = self._progress, None
-        with progress.stage("numba compile (first run) and integrate") if progress else nullcontext():
+        progress = self._progress
+        if progress is None:
+            return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
+        self._progress = None
+        with progress.stage("numba compile (first run) and integrate"):
             return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
 
     def _simulate(
@@ -181,10 +189,11 @@ class Simulation:
     ) -> float:
         y0 = model.gather_states()
         p = model.gather_parameters()
-        kwargs = model.options_in_module_layout(kwargs)
-        method = _canonical_method(integrator)
+        if kwargs:
+            kwargs = model.options_in_module_layout(kwargs)
+        method = integrator if type(integrator) is str and integrator in _KNOWN_METHODS else _canonical_method(integrator)
         start = float(self._t)
-        recorders = self._plain_recorders(model)
+        recorders = self._plain_recorders(model) if self._observers else []
         try:
             if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
                 return self._run_compiled(model, p, y0, start, t, observer_dt, fixed_step, method, kwargs, recorders)
@@ -209,7 +218,7 @@ class Simulation:
         observer_dt: float, fixed_step: bool, method: str, options: dict, recorders: list[BoundRecorder],
     ) -> float:  # fmt: skip
         """The whole run as one compiled call; Recorders are filled from its samples."""
-        with_observed = any(r.needs_observed for r in recorders)
+        with_observed = any(r.needs_observed for r in recorders) if recorders else False
         run = run_recorded(
             model.module, method, start, y0, p, duration, observer_dt,
             dynode_options(observer_dt, fixed_step, options), start == 0, with_observed, with_states=bool(recorders),
@@ -217,9 +226,8 @@ class Simulation:
         for recorder in recorders:
             recorder.record_many(run.times, run.Y, run.OUT)
         self._finish(model, run.t_reached, run.y, p)
-        error = run.error(method, start, observer_dt, model.state_name)
-        if error is not None:
-            raise error
+        if run.status != STATUS_SUCCESS:
+            raise run.error(method, start, observer_dt, model.state_name)
         return run.t_reached
 
     def _finish(self, model: CompiledModel, t: float, y: np.ndarray, p: np.ndarray) -> None:
@@ -357,6 +365,10 @@ def check_run_arguments(t: Any, observer_dt: Any) -> None:
         )
     if not np.isfinite(values["t"] / values["observer_dt"]):
         raise ArgumentError(f"simulate(): t / observer_dt = {t!r} / {observer_dt!r} is too many output intervals to count")
+
+
+_KNOWN_METHODS = frozenset(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)
+_FLOAT_MAX = sys.float_info.max
 
 
 def _canonical_method(name: str) -> str:
