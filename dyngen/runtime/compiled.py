@@ -13,9 +13,11 @@ another (fixed) order, so trajectories agree with scipy's to rounding.
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, NamedTuple
+from types import MappingProxyType
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -82,6 +84,38 @@ def explicit_settings(method: str, options: dict) -> ExplicitSettings:
         return _remembered_settings(method, tuple((k, type(v), v) for k, v in sorted(options.items())))
     except TypeError:  # an unhashable option value: checked below, and refused
         return _explicit_settings(method, options)
+
+
+# explicit_settings(...).arguments() by (method, options in their order, their types): a
+# continuation simulate() asks with the same options every time
+_ARGUMENTS: dict[tuple, tuple] = {}
+
+
+def _settings_arguments(method: str, options: Mapping) -> tuple:
+    if type(options) is MappingProxyType:  # read-only: by identity (simulate() keeps its own)
+        last = _LAST_ARGUMENTS[0]
+        if last is not None and last[0] is options and last[1] == method:
+            return last[2]
+        known = _new_settings_arguments(method, options)
+        _LAST_ARGUMENTS[0] = (options, method, known)
+        return known
+    return _new_settings_arguments(method, options)
+
+
+_LAST_ARGUMENTS: list = [None]
+
+
+def _new_settings_arguments(method: str, options: Mapping) -> tuple:
+    try:
+        key = (method, tuple(options.items()), tuple(map(type, options.values())))
+        known = _ARGUMENTS.get(key)
+    except TypeError:  # an unhashable option value
+        return explicit_settings(method, options).arguments()
+    if known is None:
+        if len(_ARGUMENTS) >= 64:
+            _ARGUMENTS.clear()
+        known = _ARGUMENTS[key] = explicit_settings(method, options).arguments()
+    return known
 
 
 @lru_cache(maxsize=64)
@@ -190,6 +224,29 @@ class RecordedRun(NamedTuple):
         return failure(method, self.status, start, start + observer_dt, self.t_reached, self.y, state_name)
 
 
+# Per module (by id, checked through a weak reference): its run_<method> driver and sizes.
+_DRIVERS: dict[tuple[int, str], tuple[weakref.ref, tuple[Callable, int, int]]] = {}
+
+
+def _driver(module: object, method: str) -> tuple[Callable, int, int]:
+    """``module.run_<method>``, N_STATES and N_OBSERVED (looked up once per module)."""
+    known = _DRIVERS.get((id(module), method))
+    if known is not None and known[0]() is module:
+        return known[1]
+    _advance_function(module, method)  # a module without it: say so
+    found = (getattr(module, f"run_{method}"), int(module.N_STATES), int(module.N_OBSERVED))
+    for key in [k for k, (ref, _) in _DRIVERS.items() if ref() is None]:
+        del _DRIVERS[key]
+    _DRIVERS[(id(module), method)] = (weakref.ref(module), found)
+    return found
+
+
+@lru_cache(maxsize=64)
+def _no_rows(width: int) -> np.ndarray:
+    """A (0, width) array: where a run keeps no samples (never written, so shared)."""
+    return np.empty((0, width))
+
+
 def run_recorded(
     module: object, method: str, t0: float, y0: np.ndarray, p: np.ndarray, duration: float,
     observer_dt: float, options: dict, record_initial: bool, with_observed: bool, with_states: bool = True,
@@ -205,17 +262,15 @@ def run_recorded(
     none: at 400 states, 200 samples are 640 kB written), observe's signals only
     ``with_observed``.
     """
-    settings = explicit_settings(method, options).arguments()
-    _advance_function(module, method)
-    run = getattr(module, f"run_{method}")
+    settings = _settings_arguments(method, options)
+    run, n_states, n_observed = _driver(module, method)
     n_intervals = int(duration / observer_dt)
     n_samples = n_intervals + (1 if record_initial else 0)
-    n_states = int(module.N_STATES)
     y = np.array(y0, dtype=np.float64)
     p = np.ascontiguousarray(p, dtype=np.float64)
     times = np.empty(n_samples)
-    Y = np.empty((n_samples if with_states else 0, n_states))
-    OUT = np.empty((n_samples if with_observed else 0, int(module.N_OBSERVED)))
+    Y = np.empty((n_samples, n_states)) if with_states else _no_rows(n_states)
+    OUT = np.empty((n_samples, n_observed)) if with_observed else _no_rows(n_observed)
     stats = np.zeros(4, dtype=np.int64)
     k, status, t = run(
         float(t0), y, p, float(observer_dt), n_intervals, *settings, bool(record_initial), bool(with_states),

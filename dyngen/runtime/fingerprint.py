@@ -486,9 +486,12 @@ def _same_class(cls: type) -> Callable[[], bool] | None:
             return False
         for klass, names, objects in plan:
             now = vars(klass)
-            if len(now) != len(names) or not all(map(is_, now, names)) or not all(map(is_, now.values(), objects)):
+            if len(now) != len(names) or not all(map(is_, now.values(), objects)) or not all(map(is_, now, names)):
                 return False
-        return all(test() for test in tests)
+        for test in tests:
+            if not test():
+                return False
+        return True
 
     return same
 
@@ -510,12 +513,21 @@ class StructureWatch:
         self._edits = Edits.structure
         self._volatile: list[tuple[Callable[[], Any], Any]] = []
         self.key = fingerprint(systems, id, self._volatile)
+        # per volatile part: the quick identity test of a function or class watch (or
+        # None), then the part computed again when that fails
+        self._tests = [
+            (recompute.same if isinstance(recompute, _RootsWatch) else None, recompute, key)
+            for recompute, key in self._volatile
+        ]
 
     def unchanged(self) -> bool:
         """True when the fingerprint is certainly still ``key``; False when it may differ."""
         if Edits.structure != self._edits:
             return False
-        return all(recompute() == key for recompute, key in self._volatile)
+        for same, recompute, key in self._tests:
+            if (same is None or not same()) and recompute() != key:
+                return False
+        return True
 
 
 class _Opaque(Exception):

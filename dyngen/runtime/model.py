@@ -87,6 +87,9 @@ class CompiledModel:
         floats = [e for e in self.computed if e.shape == ()]
         self._float_slots = _Slots([getattr(e.system, e.kind) for e in floats], [e.key for e in floats], [])
         self._float_index = np.array([e.start for e in floats], dtype=np.intp)
+        # both, written with one map(): floats first, then arrays
+        self._computed_slots = _Slots(self._float_slots.containers + self._array_slots.containers,
+                                      self._float_slots.keys + self._array_slots.keys, [])  # fmt: skip
         self._state_views_at = -1  # Edits.states after the last write-back
         self._signal_views_at = (-1, -1)  # Edits.derivatives, Edits.signals after the last write-back
         self._keys_seen_at = -1  # Edits.structure when every written key was last seen present
@@ -182,19 +185,20 @@ class CompiledModel:
         if (Edits.derivatives, Edits.signals) != self._signal_views_at:  # an entry was replaced or removed
             if Edits.structure != self._keys_seen_at:  # only a structure edit removes a key
                 added = not (self._array_slots.all_present() and self._float_slots.all_present())
+        values = self._observed_buffer[self._float_index].tolist()
         if self._array_views:  # copies: an array an observer kept stays as it was (and holds no large buffer)
-            self._array_slots.set_all(list(map(np.ndarray.copy, self._array_views)))
-        self._float_slots.set_all(self._observed_buffer[self._float_index].tolist())
+            values += map(np.ndarray.copy, self._array_views)
+        self._computed_slots.set_all(values)
         self._keys_seen_at = Edits.structure
         # other models of these systems must not trust their views or parameters now
-        parameters_current = Edits.signals == self._parameters_at
-        Edits.states += 1
-        Edits.derivatives += 1
-        Edits.signals += 1
-        self._state_views_at = Edits.states
-        self._signal_views_at = (Edits.derivatives, Edits.signals)
+        signals = Edits.signals
+        parameters_current = signals == self._parameters_at
+        Edits.states = self._state_views_at = Edits.states + 1
+        Edits.derivatives = derivatives = Edits.derivatives + 1
+        Edits.signals = signals = signals + 1
+        self._signal_views_at = (derivatives, signals)
         if parameters_current:  # this write-back changed no parameter
-            self._parameters_at = Edits.signals
+            self._parameters_at = signals
         return added
 
     def explain_failure(self, t: float, p: np.ndarray) -> str:
@@ -284,7 +288,7 @@ class _Slots:
         return list(map(dict.__getitem__, self.containers, self.keys))
 
     def set_all(self, values: list[Any]) -> None:
-        deque(map(dict.__setitem__, self.containers, self.keys, values), maxlen=0)
+        any(map(dict.__setitem__, self.containers, self.keys, values))  # None each: runs them all
 
     def all_present(self) -> bool:
         return all(map(dict.__contains__, self.containers, self.keys))

@@ -6,7 +6,8 @@ import os
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -62,6 +63,8 @@ class Simulation:
         self._model: CompiledModel | None = None
         self._watch: StructureWatch | None = None  # the structure the module was built for
         self._progress: Progress | None = None  # of the last build, until its first run
+        # simulate(t, observer_dt) without options: (observer_dt, fixed_step, dynode_options) of the last one
+        self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))
 
     @property
     def systems(self) -> list[Any]:
@@ -179,6 +182,19 @@ class Simulation:
             raise SimulationError("Need at least one state/der combination!")
         progress = self._progress
         if progress is None:
+            if not kwargs and not self._observers and integrator in EXPLICIT_METHODS:  # stepping from Python
+                p = model.gather_parameters()
+                options = self._stepping_options
+                if options[0] != observer_dt or options[1] is not fixed_step:  # dynode_options, remembered
+                    options = self._stepping_options = (
+                        observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {}))
+                    )  # fmt: skip
+                try:
+                    return self._run_compiled(
+                        model, p, model.gather_states(), float(self._t), t, observer_dt, integrator, options[2], []
+                    )  # fmt: skip
+                except SolverError as error:
+                    raise SolverError(f"{error}{model.explain_failure(self._t, p)}") from None
             return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
         self._progress = None
         with progress.stage("numba compile (first run) and integrate"):
@@ -196,7 +212,8 @@ class Simulation:
         recorders = self._plain_recorders(model) if self._observers else []
         try:
             if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
-                return self._run_compiled(model, p, y0, start, t, observer_dt, fixed_step, method, kwargs, recorders)
+                options = dynode_options(observer_dt, fixed_step, kwargs)
+                return self._run_compiled(model, p, y0, start, t, observer_dt, method, options, recorders)
             solver = self._integrator(model, p, y0, t, observer_dt, fixed_step, method, kwargs)
             notify = self._notifier(model, p, getattr(solver, "restart", None))
             try:
@@ -215,17 +232,20 @@ class Simulation:
 
     def _run_compiled(
         self, model: CompiledModel, p: np.ndarray, y0: np.ndarray, start: float, duration: float,
-        observer_dt: float, fixed_step: bool, method: str, options: dict, recorders: list[BoundRecorder],
+        observer_dt: float, method: str, options: Mapping[str, Any], recorders: list[BoundRecorder],
     ) -> float:  # fmt: skip
-        """The whole run as one compiled call; Recorders are filled from its samples."""
+        """The whole run as one compiled call; Recorders are filled from its samples.
+        ``options``: scipy's, with dynode's adjustments (``dynode_options``)."""
         with_observed = any(r.needs_observed for r in recorders) if recorders else False
         run = run_recorded(
-            model.module, method, start, y0, p, duration, observer_dt,
-            dynode_options(observer_dt, fixed_step, options), start == 0, with_observed, with_states=bool(recorders),
+            model.module, method, start, y0, p, duration, observer_dt, options, start == 0, with_observed,
+            with_states=bool(recorders),
         )  # fmt: skip
         for recorder in recorders:
             recorder.record_many(run.times, run.Y, run.OUT)
-        self._finish(model, run.t_reached, run.y, p)
+        self._t = run.t_reached  # _finish, inline
+        if model.write_back(run.t_reached, run.y, p):  # new der/output keys: not a change of the model
+            self._watch = StructureWatch(self._systems)
         if run.status != STATUS_SUCCESS:
             raise run.error(method, start, observer_dt, model.state_name)
         return run.t_reached
