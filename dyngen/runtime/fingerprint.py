@@ -36,11 +36,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..calls import numba_python_function
 from ..errors import library_roots
 from ..containers import Edits, ParameterContainer
 from ..system import System
-from ..trace import numeric_value
+from ..shared import numba_python_function, numeric_value, template_dir
 
 _SCALAR = ("n", ())
 
@@ -254,9 +253,9 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
             continue
         cls = type(system)
         if cls not in classes:
-            classes[cls] = _class_key(cls, ident)
+            classes[cls], watch = _known_key(cls, ident, True)
             if volatile is not None:  # class attributes, and the globals its methods read
-                volatile.append((_RootsWatch.of_class(cls, classes[cls], ident), classes[cls]))
+                volatile.append((watch or _RootsWatch.of_class(cls, classes[cls], ident), classes[cls]))
         append(ident(system))
         append(len(system._subs))
         append(classes[cls])
@@ -271,9 +270,10 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
             for func, dependees in table.items():
                 key = functions.get(id(func))
                 if key is None:
-                    key = functions[id(func)] = _function_key(func, ident)
+                    key, watch = _known_key(func, ident, False)
+                    functions[id(func)] = key
                     if volatile is not None and not _is_dyngen_function(func):
-                        volatile.append((_RootsWatch.of_function(func, key, ident), key))
+                        volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
                 append(key)
                 append(tuple(map(ident, dependees)))
             append("|")
@@ -288,6 +288,33 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
 
 
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
+
+# The keys of classes and connection functions computed before, by (id, persistent
+# identity or not): (the object, its watch, its key).  Kept while the watch's quick test
+# says that every object the key was computed from is still there (only when none is
+# a system or a container, whose keys depend on the tree and on edits Edits counts).
+_KNOWN_KEYS: dict[tuple[int, bool], tuple[Any, "_RootsWatch", Any]] = {}
+
+
+def _known_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[Any, "_RootsWatch | None"]:
+    """``_class_key(obj, ident)`` or ``_function_key(obj, ident)``, remembered across
+    fingerprints (a fresh Simulation of a model built before computes two), and the
+    ``_RootsWatch`` that watches it (None when it is not remembered)."""
+    compute = _class_key if is_class else _function_key
+    persistent = type(ident) is _PersistentIdentity
+    if (ident is not id and not persistent) or (not is_class and _is_dyngen_function(obj)):
+        return compute(obj, ident), None  # connect_signals: a new closure over the tree's containers
+    slot = (id(obj), persistent)
+    known = _KNOWN_KEYS.get(slot)
+    if known is not None and known[0] is obj and known[1].same():
+        return known[2], (None if persistent else known[1])
+    key = compute(obj, ident)
+    watch = (_RootsWatch.of_class if is_class else _RootsWatch.of_function)(obj, key, ident)
+    if watch.same is not None and not any(isinstance(r, (System, ParameterContainer)) for r in watch.roots):
+        if len(_KNOWN_KEYS) >= 4096:
+            _KNOWN_KEYS.clear()
+        _KNOWN_KEYS[slot] = (obj, watch, key)
+    return key, (None if persistent else watch)
 
 
 def _fixed_value(value: Any) -> bool:
@@ -547,6 +574,12 @@ def _code_key(code: CodeType) -> tuple:
     )  # fmt: skip
 
 
+@lru_cache(maxsize=4096)
+def _code_digest(code: CodeType) -> str:
+    """``_code_key`` hashed: the structure key's text holds this, not the bytecode."""
+    return hashlib.sha256(repr(_code_key(code)).encode("utf-8")).hexdigest()
+
+
 class _PersistentIdentity:
     """Names that mean the same object in another process: a system by its place in
     the tree, a container by its system's place and kind, a function by its code, a
@@ -569,7 +602,7 @@ class _PersistentIdentity:
             return ("class", obj.__module__, obj.__qualname__)
         code = getattr(getattr(obj, "__func__", obj), "__code__", None)
         if isinstance(code, CodeType):
-            return ("function", _code_key(code))
+            return ("function", _code_digest(code))
         raise _Opaque
 
 
@@ -716,8 +749,6 @@ def dependencies_unchanged(files: dict[str, str]) -> bool:
 @lru_cache(maxsize=1)
 def _dyngen_source_digest() -> str:
     """dyngen's own code and templates: what traces, derives and renders the model."""
-    from ..render import template_dir
-
     package = Path(__file__).resolve().parent.parent
     hasher = hashlib.sha256()
     for path in sorted([*package.rglob("*.py"), *Path(template_dir()).glob("*.j2")]):

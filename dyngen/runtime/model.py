@@ -12,7 +12,7 @@ import numpy as np
 
 from ..containers import Edits
 from ..errors import DyngenError
-from ..trace import numeric_value
+from ..shared import numeric_value
 from ..tree import walk
 
 

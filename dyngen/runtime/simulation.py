@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -112,8 +112,7 @@ class Simulation:
             name = self.model_name or default_name(self._systems)
             model_file = self.model_file or _main_file()
             progress = Progress(sanitize(name))
-            source_root = str(Path(model_file).resolve().parent) if model_file else os.getcwd()
-            model_file = Path(model_file).name if model_file else "<interactive>"
+            source_root, model_file = _source_place(model_file)
             options = BuildOptions(
                 cache_dir=None if self.cache_dir is None else str(self.cache_dir),
                 kernels=self.kernels,
@@ -397,6 +396,21 @@ def _canonical_method(name: str) -> str:
     if name in known or not isinstance(name, str):
         return name
     return next((k for k in known if k.lower() == name.lower()), name)
+
+
+def _source_place(model_file: str | os.PathLike | None) -> tuple[str, str]:
+    """The model file's folder (resolved) and name; the working folder for a model without one."""
+    if not model_file:
+        return os.getcwd(), "<interactive>"
+    model_file = os.fspath(model_file)
+    return _resolved_place(model_file, None if os.path.isabs(model_file) else os.getcwd())
+
+
+@lru_cache(maxsize=256)
+def _resolved_place(model_file: str, cwd: str | None) -> tuple[str, str]:
+    """``_source_place`` of a file (relative ones: from ``cwd``), resolved once per process."""
+    path = Path(model_file)
+    return str(path.resolve().parent), path.name
 
 
 def _main_file() -> str | None:
