@@ -210,16 +210,16 @@ def _load_known(
     if not dependencies_unchanged(depends):  # a library the traced code calls was changed
         return None
     path = cached_module_path(directory, name, digest)
-    loaded = loaded_module(path, digest)
-    if loaded is not None:  # checked when it was loaded: the file is not read again
-        for message in messages:  # what the model's first build warned about still holds
-            warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
-        return loaded, path, {"load": 0.0}
-    try:
+    try:  # read again only when its (mtime, size, inode) changed: an edited or damaged file is rebuilt
         if module_hash(path) != digest:
             return None
     except OSError:  # unreadable: the full build reports or replaces it
         return None
+    loaded = loaded_module(path, digest)
+    if loaded is not None:  # loaded before in this process: not imported again
+        for message in messages:  # what the model's first build warned about still holds
+            warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
+        return loaded, path, {"load": 0.0}
     timings: dict[str, float] = {}
     with _timed(timings, "load", progress):
         try:

@@ -224,21 +224,22 @@ class RecordedRun(NamedTuple):
         return failure(method, self.status, start, start + observer_dt, self.t_reached, self.y, state_name)
 
 
-# Per module (by id, checked through a weak reference): its run_<method> driver and sizes.
-_DRIVERS: dict[tuple[int, str], tuple[weakref.ref, tuple[Callable, int, int]]] = {}
+# Per module (by id, checked through a weak reference): the name of its run_<method>
+# driver, N_STATES and N_OBSERVED (nothing here keeps a module or its code alive).
+_DRIVERS: dict[tuple[int, str], tuple[weakref.ref, str, int, int]] = {}
 
 
 def _driver(module: object, method: str) -> tuple[Callable, int, int]:
-    """``module.run_<method>``, N_STATES and N_OBSERVED (looked up once per module)."""
+    """``module.run_<method>``, N_STATES and N_OBSERVED (checked and read once per module)."""
     known = _DRIVERS.get((id(module), method))
-    if known is not None and known[0]() is module:
-        return known[1]
-    _advance_function(module, method)  # a module without it: say so
-    found = (getattr(module, f"run_{method}"), int(module.N_STATES), int(module.N_OBSERVED))
-    for key in [k for k, (ref, _) in _DRIVERS.items() if ref() is None]:
-        del _DRIVERS[key]
-    _DRIVERS[(id(module), method)] = (weakref.ref(module), found)
-    return found
+    if known is None or known[0]() is not module:
+        _advance_function(module, method)  # a module without it: say so
+        for key in [k for k, entry in _DRIVERS.items() if entry[0]() is None]:
+            del _DRIVERS[key]
+        known = _DRIVERS[(id(module), method)] = (
+            weakref.ref(module), f"run_{method}", int(module.N_STATES), int(module.N_OBSERVED)
+        )  # fmt: skip
+    return getattr(module, known[1]), known[2], known[3]
 
 
 @lru_cache(maxsize=64)
