@@ -52,6 +52,7 @@ class CompiledModel:
 
     def __init__(self, module: ModuleType, systems: list[Any]) -> None:
         self.module = module
+        self._observe = module.observe
         layout = _layout(module)
         self.n_states = layout.n_states
         nodes = {n.path: n.system for n in walk(systems)}
@@ -178,7 +179,7 @@ class CompiledModel:
         ``__init__`` did not create).
         """
         self._state_buffer[:] = y
-        self.module.observe(t, self._state_buffer, p, self._observed_buffer)
+        self._observe(t, self._state_buffer, p, self._observed_buffer)
         added = False
         if Edits.states != self._state_views_at:  # a state was set (or removed: a structure edit)
             self._state_views.place()
