@@ -144,6 +144,19 @@ class CompiledModel:
             )
         return y if y.flags.aligned else y.copy()  # numba takes aligned arrays only
 
+    def peek_states(self) -> np.ndarray:
+        """``gather_states()`` without its copy when the buffer is current: for a caller
+        that only reads it (and does not keep it past the next write-back)."""
+        if Edits.states == self._state_views_at:
+            return self._state_buffer
+        return self.gather_states()
+
+    def peek_parameters(self) -> np.ndarray:
+        """``gather_parameters()`` without its copy when it is known: read it only."""
+        if self._parameters is not None and Edits.signals == self._parameters_at:
+            return self._parameters
+        return self.gather_parameters()
+
     def gather_parameters(self) -> np.ndarray:
         if self._parameters is not None and Edits.signals == self._parameters_at:
             return self._parameters.copy()

@@ -182,16 +182,24 @@ class Simulation:
         progress = self._progress
         if progress is None:
             if not kwargs and not self._observers and integrator in EXPLICIT_METHODS:  # stepping from Python
-                p = model.gather_parameters()
+                p = model.peek_parameters()  # read only: by the run and the write-back
                 options = self._stepping_options
                 if options[0] != observer_dt or options[1] is not fixed_step:  # dynode_options, remembered
                     options = self._stepping_options = (
                         observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {}))
                     )  # fmt: skip
-                try:
-                    return self._run_compiled(
-                        model, p, model.gather_states(), float(self._t), t, observer_dt, integrator, options[2], []
+                start = float(self._t)
+                try:  # _run_compiled without recorders, inline
+                    run = run_recorded(
+                        model.module, integrator, start, model.peek_states(), p, t, observer_dt, options[2],
+                        start == 0, False, False,
                     )  # fmt: skip
+                    self._t = reached = run.t_reached
+                    if model.write_back(reached, run.y, p):  # new der/output keys: not a change of the model
+                        self._watch = StructureWatch(self._systems)
+                    if run.status != STATUS_SUCCESS:
+                        raise run.error(integrator, start, observer_dt, model.state_name)
+                    return reached
                 except SolverError as error:
                     raise SolverError(f"{error}{model.explain_failure(self._t, p)}") from None
             return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
