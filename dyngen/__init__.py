@@ -25,7 +25,7 @@ from .errors import (
 )
 from .recorder import Recorder
 from .simulation import Simulation
-from .symbolic import where
+from .shared import where
 from .system import System, SystemInterface, connect_signals
 from .version import __version__
 

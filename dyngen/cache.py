@@ -50,6 +50,8 @@ def _release_unused() -> None:
     for key in unused[: max(0, len(unused) - UNUSED_KEPT)]:
         module = _LOADED.pop(key)
         del _HOLDERS[id(module)]
+        for alias in [a for a, k in _RESOLVED.items() if k == key]:
+            del _RESOLVED[alias]
         numba_cache.release(module)
 
 
@@ -110,15 +112,33 @@ def known_digest(directory: Path, name: str, structure: str) -> tuple[str, list[
     """The module hash a model of this structure key was built to, the warnings its
     build gave, and the library files (path -> SHA-256) its traced code depends on,
     if it was built."""
+    path = str(_structure_entry(directory, name, structure))
     try:
-        entry = json.loads(_structure_entry(directory, name, structure).read_text(encoding="utf-8"))
+        status = os.stat(path)
+    except OSError:
+        return None
+    stamp = (status.st_mtime_ns, status.st_size, status.st_ino)
+    known = _ENTRIES.get(path)
+    if known is not None and known[0] == stamp:  # read before, and not written since
+        return known[1]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            entry = json.loads(handle.read())
         digest, messages, depends = entry["digest"], entry["warnings"], entry.get("depends", {})
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     valid = isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
     valid = valid and isinstance(messages, list) and isinstance(depends, dict)
     valid = valid and all(isinstance(k, str) and isinstance(v, str) for k, v in depends.items())
-    return (digest, [str(w) for w in messages], depends) if valid else None
+    found = (digest, [str(w) for w in messages], depends) if valid else None
+    if len(_ENTRIES) >= 1024:
+        _ENTRIES.clear()
+    _ENTRIES[path] = (stamp, found)
+    return found
+
+
+# known_digest's entries read in this process, by path: (mtime_ns, size, inode) and what was read.
+_ENTRIES: dict[str, tuple[tuple[int, int, int], tuple[str, list[str], dict[str, str]] | None]] = {}
 
 
 def remember_digest(
@@ -207,11 +227,10 @@ def load_module(path: Path, digest: str) -> ModuleType:
     ever built, with its compiled code): numba, which looks it up there when it loads
     a function from its on-disk cache, finds it there while it does (``numba_cache``).
     """
-    key = (str(path.resolve()), digest)
-    known = _LOADED.get(key)
+    known = loaded_module(path, digest)
     if known is not None:
-        _LOADED.move_to_end(key)
         return known
+    key = (str(path.resolve()), digest)
     _release_unused()
     module_name = f"dyngen_generated.{path.stem}_{digest[:16]}"
     try:
@@ -227,4 +246,25 @@ def load_module(path: Path, digest: str) -> ModuleType:
     numba_cache.guard(module)  # numba loads its cache at the first call: make it heal itself
     _LOADED[key] = module
     _HOLDERS[id(module)] = 0
+    _RESOLVED[(str(path), digest)] = key
     return module
+
+
+# The _LOADED key of a module by the path it was asked for as (without resolving it again;
+# a path that now leads elsewhere leads to a module of the same hash: the same model).
+_RESOLVED: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def loaded_module(path: Path, digest: str) -> ModuleType | None:
+    """The module ``load_module(path, digest)`` loaded before in this process, if it is
+    still loaded (its file is not looked at again)."""
+    key = _RESOLVED.get((str(path), digest))
+    known = None if key is None else _LOADED.get(key)
+    if known is None:
+        key = (str(path.resolve()), digest)
+        known = _LOADED.get(key)
+        if known is None:
+            return None
+        _RESOLVED[(str(path), digest)] = key
+    _LOADED.move_to_end(key)
+    return known

@@ -36,11 +36,9 @@ import math
 import sys
 import textwrap
 import types
-import warnings
 import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -48,7 +46,8 @@ import sympy as sp
 
 from .branches import explore_pure
 from .containers import ParameterContainer
-from .errors import DyngenWarning, SourceLocation, TraceError, is_model_code, user_frame_location
+from .errors import SourceLocation, TraceError, is_model_code, user_frame_location
+from .shared import SESSION, TraceSession, numba_python_function, warn_build_time
 from .symbolic import Sym, SymArray, as_object_array, as_sym, is_symbolic, numeric, select, to_expr
 
 CALL_NAME = "__dyngen_call__"
@@ -59,36 +58,7 @@ _FRAME_BUILTINS = frozenset(("super", "locals", "globals", "vars", "dir", "eval"
 # --------------------------------------------------------------------------- session
 
 
-@dataclass
-class TraceSession:
-    """What the calls of one build's tracing share: warnings already given, and the
-    mutable objects that received traced values (checked after each call)."""
-
-    warned: set = field(default_factory=set)
-    receivers: list = field(default_factory=list)
-
-
-SESSION: ContextVar[TraceSession | None] = ContextVar("dyngen_trace_session", default=None)
-
-
-def warn_build_time(what: str, instead: str, location: SourceLocation | None = None) -> None:
-    """Warn once per place that ``what`` runs only at build time, never per evaluation."""
-    session = SESSION.get()
-    location = location or user_frame_location()
-    key = (what, location)
-    if session is not None:
-        if key in session.warned:
-            return
-        session.warned.add(key)
-    where = f"{location}: " if location else ""
-    message = (
-        f"{where}{what} -- dyngen runs do_step and the connections once, with symbolic values, when it "
-        f"builds the model, so this happens at build time only and never while the model runs; {instead}"
-    )
-    if location is None:
-        warnings.warn(message, DyngenWarning, stacklevel=3)
-    else:
-        warnings.warn_explicit(message, DyngenWarning, location.file, location.line)
+# TraceSession, SESSION and warn_build_time live in shared.py (no sympy there).
 
 
 _RECORD_INSTEAD = "record values with a Recorder or an observer (Simulation.add_observer) instead"
@@ -232,17 +202,6 @@ def convert(function: types.FunctionType) -> types.FunctionType | None:
                 _GLOBALS_ASSIGNED[code] = assigned
     _converted[function] = new
     return new
-
-
-def numba_python_function(func: Any) -> types.FunctionType | None:
-    """The Python function behind a numba dispatcher (``njit``, ``jit``, a ``vectorize``
-    without signatures), or None for anything else."""
-    if not (type(func).__module__ or "").startswith("numba"):
-        return None
-    py_func = getattr(func, "py_func", None)
-    if not isinstance(py_func, types.FunctionType):
-        py_func = getattr(getattr(func, "_dispatcher", None), "py_func", None)  # a DUFunc
-    return py_func if isinstance(py_func, types.FunctionType) else None
 
 
 def _merge_results(condition: sp.Basic, if_true: Any, if_false: Any) -> Any:

@@ -11,9 +11,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import sympy as sp
+from typing import TYPE_CHECKING
 
 from .errors import SourceLocation
+
+if TYPE_CHECKING:  # sympy is imported where symbols are made: a warm start needs none
+    import sympy as sp
 
 KINDS = ("states", "ders", "inputs", "outputs")
 
@@ -55,6 +58,8 @@ class ElementSymbols(Sequence):
             raise IndexError(index)
         symbol = self.created.get(k)
         if symbol is None:
+            import sympy as sp
+
             symbol = self.created[k] = sp.Symbol(f"{self.name}_{k}", real=True)
         return symbol
 

@@ -11,18 +11,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
-from .cache import cache_dir, cache_folders, cached_module_path, fall_back, hold, known_digest, load_module, remember_digest
-from .calls import recording_library_calls
+from .cache import (
+    cache_dir, cache_folders, cached_module_path, fall_back, hold, known_digest, load_module, loaded_module, remember_digest,
+)  # fmt: skip
 from .deep import deep_retry
 from .errors import CacheWarning, DyngenError, DyngenWarning, OutputError, external_stacklevel
-from .flatten import flatten
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
-from .lower import lower
 from .naming import module_name, sanitize
 from .progress import Progress
-from .render import module_digest, render
 from .runtime.fingerprint import dependencies_unchanged, library_dependencies
-from .trace import trace
 from .write import check_module, check_output, module_hash, write_module
 
 
@@ -133,6 +130,8 @@ def build(
         module, path, timings = cached
 
         def again() -> tuple[ModelSpec, FlatModel]:
+            from .render import module_digest
+
             with _gc_paused():
                 spec, flat = deep_retry(lambda: _trace_flatten(systems, name, source_root, options), f"tracing {name}")
             if module_digest(flat.digest, options.kernels, options.standalone) != module.MODEL_HASH:
@@ -144,6 +143,8 @@ def build(
             return spec, flat
 
         return BuildResult(_Front(None, again), None, None, path, module, True, False, timings)
+    from .calls import recording_library_calls  # the tracer (and sympy): not needed by a warm start
+
     with _gc_paused(), recording_library_calls() as called:
         result = deep_retry(
             lambda: _build(systems, name=name, source_root=source_root, model_file=model_file, options=options,
@@ -158,6 +159,9 @@ def build(
 
 
 def _trace_flatten(systems: list[Any], name: str, source_root: str, options: BuildOptions) -> tuple[ModelSpec, FlatModel]:
+    from .flatten import flatten
+    from .trace import trace
+
     spec = trace(systems, module_name(name), source_root, options.arrays)
     return spec, flatten(spec)
 
@@ -206,11 +210,16 @@ def _load_known(
     if not dependencies_unchanged(depends):  # a library the traced code calls was changed
         return None
     path = cached_module_path(directory, name, digest)
-    try:
+    try:  # read again only when its (mtime, size, inode) changed: an edited or damaged file is rebuilt
         if module_hash(path) != digest:
             return None
     except OSError:  # unreadable: the full build reports or replaces it
         return None
+    loaded = loaded_module(path, digest)
+    if loaded is not None:  # loaded before in this process: not imported again
+        for message in messages:  # what the model's first build warned about still holds
+            warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
+        return loaded, path, {"load": 0.0}
     timings: dict[str, float] = {}
     with _timed(timings, "load", progress):
         try:
@@ -232,6 +241,11 @@ def _build(
     progress: Progress,
 ) -> BuildResult:
     """``build`` with the garbage collector paused."""
+    from .flatten import flatten  # the tracer, the lowering and the templates: a warm start needs none
+    from .lower import lower
+    from .render import module_digest, render
+    from .trace import trace
+
     name = module_name(name)  # it names a file and appears in the module: identifier characters only
     timings: dict[str, float] = {}
     with _timed(timings, "trace", progress):

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import math
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -16,20 +15,12 @@ import numpy as np
 from .flatten import relative_location
 from .ir import Kernel, ModuleSource, Slot, in_place_order
 from .naming import comment_text
+from .shared import template_dir
 from .printer import NumbaPrinter, float_text, print_expr
 from .version import __version__
 from .write import trailer
 
 
-def template_dir() -> Path:
-    """The templates: inside the installed wheel, or ``templates/`` of a checkout."""
-    packaged = resources.files("dyngen") / "templates"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    checkout = Path(__file__).resolve().parent.parent / "templates"
-    if checkout.is_dir():
-        return checkout
-    raise FileNotFoundError("dyngen's templates are missing: reinstall dyngen")
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .calls import SESSION, warn_build_time
+from .shared import SESSION, warn_build_time
 from .containers import DerivativeContainer, Edits, ParameterContainer, VariableContainer
 from .errors import TraceError, UsageError, user_frame_location
 

@@ -38,6 +38,7 @@ from .ir import (
 from .branches import Decision, explore, run_with
 from .calls import SESSION, TraceSession, check_receivers, entry_point
 from .naming import NameRegistry, signal_identifier
+from .shared import numeric_value
 from .symbolic import Sym, SymArray, as_object_array, flatten_traced, select, symbols_like
 from .tree import FunctionCall, evaluation_order, function_location, function_name, walk
 
@@ -46,22 +47,6 @@ TIME = sp.Symbol("t", real=True)
 # arrays hold at most this many elements in all (the element form's cost grows
 # with every element: several ms each); beyond it the array-form error is reported.
 ELEMENT_FALLBACK_MAX = 2000  # (calls.FRESH_MAX: the same bound for fresh arrays)
-
-
-def numeric_value(value: Any) -> np.ndarray | None:
-    """The float array of a numeric container value, or None for anything else."""
-    if isinstance(value, (bool, np.bool_)) or value is None:
-        return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return np.asarray(float(value))
-    if isinstance(value, (list, tuple, np.ndarray)):
-        try:
-            array = np.asarray(value)
-        except ValueError:
-            return None
-        if array.dtype.kind in "iuf" and array.size > 0:
-            return array.astype(float)
-    return None
 
 
 def constant_text(value: Any) -> str:

@@ -46,8 +46,11 @@ def _attribute_names(parent: Any) -> dict[int, str]:
 
 def _names_for(systems: Iterable[Any], named: dict[int, str]) -> list[str]:
     systems = list(systems)
-    counts = Counter(type(s).__name__ for s in systems)
-    seen: Counter[str] = Counter()
+    counts: dict[str, int] = {}  # plain dicts: this runs for every new Simulation
+    for system in systems:
+        cls = type(system).__name__
+        counts[cls] = counts.get(cls, 0) + 1
+    seen: dict[str, int] = {}
     names = []
     for system in systems:
         own = getattr(system, "name", None)
@@ -57,8 +60,10 @@ def _names_for(systems: Iterable[Any], named: dict[int, str]) -> list[str]:
             names.append(named[id(system)])
         else:
             cls = type(system).__name__
-            names.append(cls if counts[cls] == 1 else f"{cls}[{seen[cls]}]")
-            seen[cls] += 1
+            names.append(cls if counts[cls] == 1 else f"{cls}[{seen.get(cls, 0)}]")
+            seen[cls] = seen.get(cls, 0) + 1
+    if len(set(names)) == len(names):
+        return names
     duplicates = {n for n, c in Counter(names).items() if c > 1}
     for n in duplicates:  # two systems that claim the same name: number them
         k = 0
@@ -115,7 +120,7 @@ def walk(systems: list[Any]) -> list[SystemNode]:
     for system, name in zip(systems, _names_for(systems, {})):
         visit(system, name)
     paths = [n.path for n in nodes]
-    clashes = sorted(p for p, count in Counter(paths).items() if count > 1)
+    clashes = [] if len(set(paths)) == len(paths) else sorted(p for p, count in Counter(paths).items() if count > 1)
     if clashes:
         raise ModelError(
             f"two systems have the same path {clashes[0]!r} (a `name` attribute that contains '.' "

@@ -17,7 +17,8 @@ import operator
 import time
 from dataclasses import dataclass
 from functools import lru_cache, partial
-from typing import Callable, NamedTuple
+from types import MappingProxyType
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -85,6 +86,38 @@ def explicit_settings(method: str, options: dict) -> ExplicitSettings:
         return _remembered_settings(method, tuple((k, type(v), v) for k, v in sorted(options.items())))
     except TypeError:  # an unhashable option value: checked below, and refused
         return _explicit_settings(method, options)
+
+
+# explicit_settings(...).arguments() by (method, options in their order, their types): a
+# continuation simulate() asks with the same options every time
+_ARGUMENTS: dict[tuple, tuple] = {}
+
+
+def _settings_arguments(method: str, options: Mapping) -> tuple:
+    if type(options) is MappingProxyType:  # read-only: by identity (simulate() keeps its own)
+        last = _LAST_ARGUMENTS[0]
+        if last is not None and last[0] is options and last[1] == method:
+            return last[2]
+        known = _new_settings_arguments(method, options)
+        _LAST_ARGUMENTS[0] = (options, method, known)
+        return known
+    return _new_settings_arguments(method, options)
+
+
+_LAST_ARGUMENTS: list = [None]
+
+
+def _new_settings_arguments(method: str, options: Mapping) -> tuple:
+    try:
+        key = (method, tuple(options.items()), tuple(map(type, options.values())))
+        known = _ARGUMENTS.get(key)
+    except TypeError:  # an unhashable option value
+        return explicit_settings(method, options).arguments()
+    if known is None:
+        if len(_ARGUMENTS) >= 64:
+            _ARGUMENTS.clear()
+        known = _ARGUMENTS[key] = explicit_settings(method, options).arguments()
+    return known
 
 
 @lru_cache(maxsize=64)
@@ -223,6 +256,12 @@ class RecordedRun(NamedTuple):
         return failure(method, self.status, start, start + observer_dt, self.t_reached, self.y, state_name)
 
 
+@lru_cache(maxsize=64)
+def _no_rows(width: int) -> np.ndarray:
+    """A (0, width) array: where a run keeps no samples (never written, so shared)."""
+    return np.empty((0, width))
+
+
 def run_recorded(
     module: object, method: str, t0: float, y0: np.ndarray, p: np.ndarray, duration: float,
     observer_dt: float, options: dict, record_initial: bool, with_observed: bool, with_states: bool = True,
@@ -239,16 +278,16 @@ def run_recorded(
     none: at 400 states, 200 samples are 640 kB written), observe's signals only
     ``with_observed``.
     """
-    settings = explicit_settings(method, options).arguments()
+    settings = _settings_arguments(method, options)
     run = compiled_routine(module, f"run_{method}", observe=with_observed, specialize=specialize)
+    n_states, n_observed = module.N_STATES, module.N_OBSERVED
     n_intervals = int(duration / observer_dt)
     n_samples = n_intervals + (1 if record_initial else 0)
-    n_states = int(module.N_STATES)
     y = np.array(y0, dtype=np.float64)
     p = np.ascontiguousarray(p, dtype=np.float64)
     times = np.empty(n_samples)
-    Y = np.empty((n_samples if with_states else 0, n_states))
-    OUT = np.empty((n_samples if with_observed else 0, int(module.N_OBSERVED)))
+    Y = np.empty((n_samples, n_states)) if with_states else _no_rows(n_states)
+    OUT = np.empty((n_samples, n_observed)) if with_observed else _no_rows(n_observed)
     stats = np.zeros(4, dtype=np.int64)
     begin = time.perf_counter()
     k, status, t = run(

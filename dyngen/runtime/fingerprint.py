@@ -31,16 +31,15 @@ import sys
 from functools import lru_cache, partial
 from itertools import repeat
 from pathlib import Path
-from types import BuiltinFunctionType, CodeType, ModuleType
+from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..calls import numba_python_function
 from ..errors import library_roots
 from ..containers import Edits, ParameterContainer
 from ..system import System
-from ..trace import numeric_value
+from ..shared import numba_python_function, numeric_value, template_dir
 
 _SCALAR = ("n", ())
 
@@ -254,9 +253,9 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
             continue
         cls = type(system)
         if cls not in classes:
-            classes[cls] = _class_key(cls, ident)
+            classes[cls], watch = _known_key(cls, ident, True)
             if volatile is not None:  # class attributes, and the globals its methods read
-                volatile.append((_RootsWatch.of_class(cls, classes[cls], ident), classes[cls]))
+                volatile.append((watch or _RootsWatch.of_class(cls, classes[cls], ident), classes[cls]))
         append(ident(system))
         append(len(system._subs))
         append(classes[cls])
@@ -271,9 +270,10 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
             for func, dependees in table.items():
                 key = functions.get(id(func))
                 if key is None:
-                    key = functions[id(func)] = _function_key(func, ident)
+                    key, watch = _known_key(func, ident, False)
+                    functions[id(func)] = key
                     if volatile is not None and not _is_dyngen_function(func):
-                        volatile.append((_RootsWatch.of_function(func, key, ident), key))
+                        volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
                 append(key)
                 append(tuple(map(ident, dependees)))
             append("|")
@@ -288,6 +288,33 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
 
 
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
+
+# The keys of classes and connection functions computed before, by (id, persistent
+# identity or not): (the object, its watch, its key).  Kept while the watch's quick test
+# says that every object the key was computed from is still there (only when none is
+# a system or a container, whose keys depend on the tree and on edits Edits counts).
+_KNOWN_KEYS: dict[tuple[int, bool], tuple[Any, "_RootsWatch", Any]] = {}
+
+
+def _known_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[Any, "_RootsWatch | None"]:
+    """``_class_key(obj, ident)`` or ``_function_key(obj, ident)``, remembered across
+    fingerprints (a fresh Simulation of a model built before computes two), and the
+    ``_RootsWatch`` that watches it (None when it is not remembered)."""
+    compute = _class_key if is_class else _function_key
+    persistent = type(ident) is _PersistentIdentity
+    if (ident is not id and not persistent) or (not is_class and _is_dyngen_function(obj)):
+        return compute(obj, ident), None  # connect_signals: a new closure over the tree's containers
+    slot = (id(obj), persistent)
+    known = _KNOWN_KEYS.get(slot)
+    if known is not None and known[0] is obj and known[1].same():
+        return known[2], (None if persistent else known[1])
+    key = compute(obj, ident)
+    watch = (_RootsWatch.of_class if is_class else _RootsWatch.of_function)(obj, key, ident)
+    if watch.same is not None and not any(isinstance(r, (System, ParameterContainer)) for r in watch.roots):
+        if len(_KNOWN_KEYS) >= 4096:
+            _KNOWN_KEYS.clear()
+        _KNOWN_KEYS[slot] = (obj, watch, key)
+    return key, (None if persistent else watch)
 
 
 def _fixed_value(value: Any) -> bool:
@@ -391,25 +418,109 @@ class _RootsWatch:
     again every time."""
 
     def __init__(
-        self, obj: Any, key: Any, ident: Callable, roots_of: Callable, compute: Callable, roots: list | None
-    ) -> None:
+        self, obj: Any, key: Any, ident: Callable, roots_of: Callable, compute: Callable, roots: list | None,
+        same: Callable[[], bool] | None = None,
+    ) -> None:  # fmt: skip
         self.obj, self.key, self.ident, self.roots_of, self.compute = obj, key, ident, roots_of, compute
         self.roots = roots
+        self.same = same if roots is not None else None
 
     @classmethod
     def of_function(cls, func: Any, key: Any, ident: Callable) -> "_RootsWatch":
-        return cls(func, key, ident, _function_roots, _function_key, _fixed_function_roots(func))
+        return cls(func, key, ident, _function_roots, _function_key, _fixed_function_roots(func), _same_function(func))
 
     @classmethod
     def of_class(cls, klass: type, key: Any, ident: Callable) -> "_RootsWatch":
-        return cls(klass, key, ident, _class_roots, _class_key, _class_roots(klass, fixed=True))
+        return cls(klass, key, ident, _class_roots, _class_key, _class_roots(klass, fixed=True), _same_class(klass))
 
     def __call__(self) -> Any:
+        if self.same is not None and self.same():  # the quick test: nothing it reads was replaced
+            return self.key
         if self.roots is not None:
             roots = self.roots_of(self.obj)
             if roots is not None and len(roots) == len(self.roots) and all(map(operator.is_, roots, self.roots)):
                 return self.key
         return self.compute(self.obj, self.ident)
+
+
+_cell_contents = operator.attrgetter("cell_contents")  # ValueError for an empty cell
+
+
+def _same_function(func: Any) -> Callable[[], bool] | None:
+    """For a plain Python function (or a bound method, or a numba dispatcher of one): a
+    quick test that every object ``_function_roots(func)`` holds is still the one it
+    holds now (a code, default, closure cell, attribute or global replaced: False);
+    None for other callables."""
+    if isinstance(func, partial):
+        return None
+    inner = getattr(func, "__func__", func)
+    inner = numba_python_function(inner) or inner
+    if not isinstance(inner, FunctionType):
+        return None
+    is_ = operator.is_
+    cells = inner.__closure__ or ()  # read-only: the same cells (and globals) for the function's life
+    try:
+        contents = list(map(_cell_contents, cells))
+    except ValueError:  # an empty cell
+        return None
+    code, defaults, kwdefaults = inner.__code__, inner.__defaults__, inner.__kwdefaults__
+    attributes = dict(inner.__dict__)
+    keys, values = list(attributes), list(attributes.values())
+    get = inner.__globals__.get
+    names = _global_names(code)
+    found = list(map(get, names, repeat(_ABSENT)))
+
+    def same() -> bool:
+        if inner.__code__ is not code or inner.__defaults__ is not defaults or inner.__kwdefaults__ is not kwdefaults:
+            return False
+        try:
+            if cells and not all(map(is_, map(_cell_contents, cells), contents)):
+                return False
+        except ValueError:
+            return False
+        now = inner.__dict__
+        if (now or keys) and (
+            len(now) != len(keys) or not all(map(is_, now, keys)) or not all(map(is_, now.values(), values))
+        ):
+            return False
+        return all(map(is_, map(get, names, repeat(_ABSENT)), found))
+
+    return same
+
+
+def _same_class(cls: type) -> Callable[[], bool] | None:
+    """A quick test that the class's MRO, every attribute of the model's classes in it
+    (by identity) and what their methods read are the objects they are now."""
+    is_ = operator.is_
+    mro = cls.__mro__
+    own = [klass for klass in mro if klass.__module__.split(".")[0] not in _FRAMEWORK_MODULES]
+    keys = [list(vars(klass)) for klass in own]
+    values = [list(vars(klass).values()) for klass in own]
+    tests = []
+    for klass in own:
+        for name, value in vars(klass).items():
+            if name.startswith("__") or name == "_abc_impl":
+                continue
+            if callable(value) or isinstance(value, (staticmethod, classmethod)):
+                test = _same_function(value)
+                if test is None:
+                    return None
+                tests.append(test)
+    plan = list(zip(own, keys, values))
+
+    def same() -> bool:
+        if cls.__mro__ is not mro:
+            return False
+        for klass, names, objects in plan:
+            now = vars(klass)
+            if len(now) != len(names) or not all(map(is_, now.values(), objects)) or not all(map(is_, now, names)):
+                return False
+        for test in tests:
+            if not test():
+                return False
+        return True
+
+    return same
 
 
 class StructureWatch:
@@ -429,12 +540,21 @@ class StructureWatch:
         self._edits = Edits.structure
         self._volatile: list[tuple[Callable[[], Any], Any]] = []
         self.key = fingerprint(systems, id, self._volatile)
+        # per volatile part: the quick identity test of a function or class watch (or
+        # None), then the part computed again when that fails
+        self._tests = [
+            (recompute.same if isinstance(recompute, _RootsWatch) else None, recompute, key)
+            for recompute, key in self._volatile
+        ]
 
     def unchanged(self) -> bool:
         """True when the fingerprint is certainly still ``key``; False when it may differ."""
         if Edits.structure != self._edits:
             return False
-        return all(recompute() == key for recompute, key in self._volatile)
+        for same, recompute, key in self._tests:
+            if (same is None or not same()) and recompute() != key:
+                return False
+        return True
 
 
 class _Opaque(Exception):
@@ -452,6 +572,12 @@ def _code_key(code: CodeType) -> tuple:
         code.co_filename, code.co_qualname, code.co_firstlineno, code.co_code, consts, code.co_names,
         code.co_varnames, code.co_freevars, code.co_cellvars, code.co_flags, code.co_linetable,
     )  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def _code_digest(code: CodeType) -> str:
+    """``_code_key`` hashed: the structure key's text holds this, not the bytecode."""
+    return hashlib.sha256(repr(_code_key(code)).encode("utf-8")).hexdigest()
 
 
 class _PersistentIdentity:
@@ -476,17 +602,21 @@ class _PersistentIdentity:
             return ("class", obj.__module__, obj.__qualname__)
         code = getattr(getattr(obj, "__func__", obj), "__code__", None)
         if isinstance(code, CodeType):
-            return ("function", _code_key(code))
+            return ("function", _code_digest(code))
         raise _Opaque
 
 
 
 
 # What _user_sources_digest learnt: per module name, the module object and the real
-# path of its file when it is one of the user's (else None); per file, its size and
-# modification time and the hash of its text.
+# path of its file when it is one of the user's (else None); per file, its stamp
+# (size, modification time in ns, inode) and the hash of its text; the sys.modules
+# the user's files were last found in (``_modules_mark``) and those files; and the
+# digest of the last set of (file, stamp).
 _USER_FILE_OF: dict[str, tuple[Any, str | None]] = {}
-_FILE_HASHES: dict[str, tuple[tuple[int, int], bytes]] = {}
+_FILE_HASHES: dict[str, tuple[tuple[int, int, int], bytes]] = {}
+_USER_FILES: list[Any] = [None, ()]  # [mark, sorted real paths]
+_SOURCES_DIGEST: list[Any] = [None, ""]  # [((path, stamp), ...), digest]
 
 
 def _user_file(name: str, module: Any, roots: tuple[str, ...]) -> str | None:
@@ -500,27 +630,49 @@ def _user_file(name: str, module: Any, roots: tuple[str, ...]) -> str | None:
     return None
 
 
-def _file_hash(path: str) -> bytes:
-    """The hash of a file's text, read again only when its size or time changed."""
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    """What changes when a file is written or replaced: its size, modification time
+    (ns) and inode; None when it cannot be looked at."""
     try:
         status = os.stat(path)
-        stamp = (status.st_size, status.st_mtime_ns)
     except OSError:
+        return None
+    return (status.st_size, status.st_mtime_ns, status.st_ino)
+
+
+def _file_hash(path: str, stamp: tuple[int, int, int] | None = None) -> bytes:
+    """The hash of a file's text, read again only when its stamp (size, time, inode) changed."""
+    stamp = stamp or _stamp(path)
+    if stamp is None:
         return b"<unreadable>"
     known = _FILE_HASHES.get(path)
     if known is not None and known[0] == stamp:
         return known[1]
     try:
-        digest = hashlib.sha256(Path(path).read_bytes()).digest()
+        data = Path(path).read_bytes()
     except OSError:
         return b"<unreadable>"
-    _FILE_HASHES[path] = (stamp, digest)
+    digest = hashlib.sha256(data).digest()
+    if _stamp(path) == stamp:  # not written while it was read (else: read again next time)
+        _FILE_HASHES[path] = (stamp, digest)
     return digest
 
 
-def user_source_files() -> set[str]:
-    """The real paths of every loaded Python file that is not an installed library
-    nor dyngen's: the model file and every module of the user's it imports."""
+def _modules_mark() -> tuple[int, str | None, Any]:
+    """A cheap sign that ``sys.modules`` changed: its length and its last entry (a
+    module imported, or removed and imported again, is added at the end)."""
+    modules = sys.modules
+    last = next(reversed(modules), None)
+    return (len(modules), last, modules.get(last) if last is not None else None)
+
+
+def _user_files() -> tuple[str, ...]:
+    """``user_source_files``, sorted; sys.modules is scanned again only when it changed
+    (``_modules_mark``): a process holds a thousand modules or more."""
+    mark = _modules_mark()
+    known = _USER_FILES[0]
+    if known is not None and known[0] == mark[0] and known[1] == mark[1] and known[2] is mark[2]:
+        return _USER_FILES[1]
     roots = library_roots()
     files = set()
     modules = dict(sys.modules)
@@ -528,12 +680,19 @@ def user_source_files() -> set[str]:
         for name in [n for n in _USER_FILE_OF if n not in modules]:
             del _USER_FILE_OF[name]
     for name, module in modules.items():
-        known = _USER_FILE_OF.get(name)
-        if known is None or known[0] is not module:
-            known = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
-        if known[1] is not None:
-            files.add(known[1])
-    return files
+        entry = _USER_FILE_OF.get(name)
+        if entry is None or entry[0] is not module:
+            entry = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
+        if entry[1] is not None:
+            files.add(entry[1])
+    _USER_FILES[:] = [mark, tuple(sorted(files))]
+    return _USER_FILES[1]
+
+
+def user_source_files() -> set[str]:
+    """The real paths of every loaded Python file that is not an installed library
+    nor dyngen's: the model file and every module of the user's it imports."""
+    return set(_user_files())
 
 
 def _user_sources_digest() -> str:
@@ -542,13 +701,20 @@ def _user_sources_digest() -> str:
 
     Code the key does not reach (the methods of a helper object's class, a property,
     a numba helper's globals) is covered this way: any edit of the user's sources is
-    a new key.  Modules already classified and files whose size and time did not
-    change are not looked at again (a process holds a thousand modules or more).
+    a new key.  Costs a stat per file while neither sys.modules nor any file changed:
+    a file's text is hashed again only when its size, modification time (ns) or inode
+    changed, an edit that keeps all three within the file system's clock tick is not seen.
     """
+    stamped = tuple((path, _stamp(path)) for path in _user_files())
+    if stamped == _SOURCES_DIGEST[0]:
+        return _SOURCES_DIGEST[1]
     hasher = hashlib.sha256()
-    for path in sorted(user_source_files()):
-        hasher.update(path.encode("utf-8") + b"\0" + _file_hash(path) + b"\0")
-    return hasher.hexdigest()
+    for path, stamp in stamped:
+        hasher.update(path.encode("utf-8") + b"\0" + _file_hash(path, stamp) + b"\0")
+    digest = hasher.hexdigest()
+    if all(stamp is not None for _, stamp in stamped):
+        _SOURCES_DIGEST[:] = [stamped, digest]
+    return digest
 
 
 def library_dependencies(packages: set[str]) -> dict[str, str]:
@@ -583,13 +749,32 @@ def dependencies_unchanged(files: dict[str, str]) -> bool:
 @lru_cache(maxsize=1)
 def _dyngen_source_digest() -> str:
     """dyngen's own code and templates: what traces, derives and renders the model."""
-    from ..render import template_dir
-
     package = Path(__file__).resolve().parent.parent
     hasher = hashlib.sha256()
     for path in sorted([*package.rglob("*.py"), *Path(template_dir()).glob("*.j2")]):
         hasher.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
     return hasher.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def sympy_version() -> str:
+    """sympy's version, read from its ``release.py`` without importing sympy (a warm
+    start does not need it: 0.2 s); imported only if that file cannot be read."""
+    import importlib.util
+    import re
+
+    try:
+        spec = importlib.util.find_spec("sympy")
+        if spec is not None and spec.origin:
+            text = Path(spec.origin).with_name("release.py").read_text(encoding="utf-8")
+            found = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", text, re.MULTILINE)
+            if found:
+                return found.group(1)
+    except (OSError, ImportError, ValueError):
+        pass
+    import sympy
+
+    return str(sympy.__version__)
 
 
 def structure_key(systems: list[Any], context: tuple) -> str | None:
@@ -601,11 +786,9 @@ def structure_key(systems: list[Any], context: tuple) -> str | None:
     user's loaded source files, and the Python, numpy and sympy versions are added
     here.
     """
-    import sympy
-
     try:
         key = fingerprint(systems, _PersistentIdentity(systems))
     except _Opaque:
         return None
-    text = repr((key, context, _dyngen_source_digest(), _user_sources_digest(), sys.version, np.__version__, sympy.__version__))
+    text = repr((key, context, _dyngen_source_digest(), _user_sources_digest(), sys.version, np.__version__, sympy_version()))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

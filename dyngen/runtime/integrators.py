@@ -10,9 +10,6 @@ import warnings
 from typing import Callable, Protocol
 
 import numpy as np
-import scipy
-from scipy.integrate import ode
-from scipy.sparse import issparse
 
 from ..errors import DyngenError, SolverError
 
@@ -39,9 +36,13 @@ def scipy_release(version: str) -> tuple[int, int]:
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
-def vode_reads_jacobian_transposed(version: str = scipy.__version__) -> bool:
+def vode_reads_jacobian_transposed(version: str | None = None) -> bool:
     """Whether this scipy's ``ode(..., jac).set_integrator("vode")`` takes the
     transpose of the documented ``jac[i, j] = d f_i / d y_j`` (scipy issue 24933)."""
+    if version is None:  # scipy is imported by the methods that run in it, not by import dyngen
+        import scipy
+
+        version = scipy.__version__
     first_affected, first_fixed = VODE_TRANSPOSED_JACOBIAN
     return first_affected <= scipy_release(version) < first_fixed
 
@@ -87,6 +88,8 @@ class ScipyOdeIntegrator:
         self._state_name = state_name
         self._forced_first_step = forced_first_step
         self._first_interval = True
+        from scipy.integrate import ode  # imported here: the compiled methods need no scipy
+
         self._solver = ode(rhs, jac)
         self._solver.set_initial_value(y0, t=t0)
         try:
@@ -154,6 +157,7 @@ class SolveIvpIntegrator:
         state_name: Callable[[int], str],
     ) -> None:
         from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
+        from scipy.sparse import issparse
 
         solvers = {"BDF": BDF, "Radau": Radau, "LSODA": LSODA, "RK45": RK45, "RK23": RK23, "DOP853": DOP853}
         self._method = method

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..containers import Edits
 from ..errors import DyngenError
-from ..trace import numeric_value
+from ..shared import numeric_value
 from ..tree import walk
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One signal in a flat vector: its system, container, key and place."""
 
     system: Any
@@ -52,10 +52,13 @@ class CompiledModel:
 
     def __init__(self, module: ModuleType, systems: list[Any]) -> None:
         self.module = module
+        self._observe = module.observe
+        layout = _layout(module)
+        self.n_states = layout.n_states
         nodes = {n.path: n.system for n in walk(systems)}
-        self.states = self._entries(module.STATES, nodes, "states")
-        self.parameters = self._entries(module.PARAMETERS, nodes, None)
-        self.observed = self._entries(module.OBSERVED, nodes, None)
+        self.states = [Entry(nodes[row[0]], *row) for row in layout.states]
+        self.parameters = [Entry(nodes[row[0]], *row) for row in layout.parameters]
+        self.observed = [Entry(nodes[row[0]], *row) for row in layout.observed]
         parameter_keys = {(id(e.system), e.kind, e.key) for e in self.parameters}
         self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
         self.by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
@@ -68,14 +71,10 @@ class CompiledModel:
         # the views are placed one dict.update per container (_Views: 400 states of
         # 200 containers, 24 -> 9 us): the states' when states were set, the others'
         # (ders, array signals) when those were.
-        in_dynode_order = dynode_order(module)  # None: y is dynode's vector (nothing packed)
-        self._dynode_order = None if np.array_equal(in_dynode_order, np.arange(self.n_states)) else in_dynode_order
+        self._dynode_order = layout.dynode_order  # None: y is dynode's vector (nothing packed)
         self._state_buffer = np.zeros(self.n_states)
-        self._observed_buffer = np.zeros(int(module.N_OBSERVED))
+        self._observed_buffer = np.zeros(layout.n_observed)
         in_order = sorted(self.states, key=lambda e: e.start)  # gathered in the order of y
-        stops = [0] + [e.stop for e in in_order]
-        if any(e.start != stop for e, stop in zip(in_order, stops)) or stops[-1] != self.n_states:
-            raise DyngenError(f"{module.__name__}: its STATES table does not cover the state vector once; rebuild it")
         self._state_slots = _Slots(
             [e.system.states for e in in_order],
             [e.key for e in in_order],
@@ -83,11 +82,15 @@ class CompiledModel:
         )
         arrays = [e for e in self.computed if e.shape != ()]
         self._array_slots = _Slots([getattr(e.system, e.kind) for e in arrays], [e.key for e in arrays], [])
-        self._array_places = [(e.start, e.stop, e.shape) for e in arrays]
+        # views of the observed buffer; copied at every write-back
+        self._array_views = [self._view(self._observed_buffer, e, e.shape) for e in arrays]
         self._state_views = _Views.of(self._state_slots)
         floats = [e for e in self.computed if e.shape == ()]
         self._float_slots = _Slots([getattr(e.system, e.kind) for e in floats], [e.key for e in floats], [])
         self._float_index = np.array([e.start for e in floats], dtype=np.intp)
+        # both, written with one map(): floats first, then arrays
+        self._computed_slots = _Slots(self._float_slots.containers + self._array_slots.containers,
+                                      self._float_slots.keys + self._array_slots.keys, [])  # fmt: skip
         self._state_views_at = -1  # Edits.states after the last write-back
         self._signal_views_at = (-1, -1)  # Edits.derivatives, Edits.signals after the last write-back
         self._keys_seen_at = -1  # Edits.structure when every written key was last seen present
@@ -97,19 +100,6 @@ class CompiledModel:
     @staticmethod
     def _view(buffer: np.ndarray, entry: "Entry", shape: tuple) -> np.ndarray:
         return buffer[entry.start:entry.stop].reshape(shape)
-
-    @staticmethod
-    def _entries(table: dict, nodes: dict[str, Any], kind: str | None) -> list[Entry]:
-        entries = []
-        for path, signals in table.items():
-            for name, (start, stop, shape) in signals.items():
-                entry_kind, key = (kind, name) if kind else name.split(".", 1)
-                entries.append(Entry(nodes[path], path, entry_kind, key, start, stop, tuple(shape)))
-        return entries
-
-    @property
-    def n_states(self) -> int:
-        return int(self.module.N_STATES)
 
     def in_dynode_order(self, y: np.ndarray) -> np.ndarray:
         """``y`` (or samples x states) as dynode lays it out, system by system: what
@@ -154,10 +144,23 @@ class CompiledModel:
             )
         return y if y.flags.aligned else y.copy()  # numba takes aligned arrays only
 
+    def peek_states(self) -> np.ndarray:
+        """``gather_states()`` without its copy when the buffer is current: for a caller
+        that only reads it (and does not keep it past the next write-back)."""
+        if Edits.states == self._state_views_at:
+            return self._state_buffer
+        return self.gather_states()
+
+    def peek_parameters(self) -> np.ndarray:
+        """``gather_parameters()`` without its copy when it is known: read it only."""
+        if self._parameters is not None and Edits.signals == self._parameters_at:
+            return self._parameters
+        return self.gather_parameters()
+
     def gather_parameters(self) -> np.ndarray:
         if self._parameters is not None and Edits.signals == self._parameters_at:
             return self._parameters.copy()
-        p = np.empty(int(self.module.N_PARAMETERS))
+        p = np.empty(_layout(self.module).n_parameters)
         only_floats = True
         for e in self.parameters:
             raw = getattr(e.system, e.kind).raw_get(e.key)
@@ -177,7 +180,7 @@ class CompiledModel:
         return p
 
     def observe(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
-        out = np.empty(int(self.module.N_OBSERVED))
+        out = np.empty(self._observed_buffer.shape[0])
         self.module.observe(t, y, p, out)
         return out
 
@@ -189,28 +192,27 @@ class CompiledModel:
         ``__init__`` did not create).
         """
         self._state_buffer[:] = y
-        self.module.observe(t, self._state_buffer, p, self._observed_buffer)
+        self._observe(t, self._state_buffer, p, self._observed_buffer)
         added = False
         if Edits.states != self._state_views_at:  # a state was set (or removed: a structure edit)
             self._state_views.place()
         if (Edits.derivatives, Edits.signals) != self._signal_views_at:  # an entry was replaced or removed
             if Edits.structure != self._keys_seen_at:  # only a structure edit removes a key
                 added = not (self._array_slots.all_present() and self._float_slots.all_present())
-        if self._array_places:
-            out = self._observed_buffer
-            # copies: an array an observer kept stays as it was (and holds no large buffer)
-            self._array_slots.set_all([out[start:stop].reshape(shape).copy() for start, stop, shape in self._array_places])
-        self._float_slots.set_all(self._observed_buffer[self._float_index].tolist())
+        values = self._observed_buffer[self._float_index].tolist()
+        if self._array_views:  # copies: an array an observer kept stays as it was (and holds no large buffer)
+            values += map(np.ndarray.copy, self._array_views)
+        self._computed_slots.set_all(values)
         self._keys_seen_at = Edits.structure
         # other models of these systems must not trust their views or parameters now
-        parameters_current = Edits.signals == self._parameters_at
-        Edits.states += 1
-        Edits.derivatives += 1
-        Edits.signals += 1
-        self._state_views_at = Edits.states
-        self._signal_views_at = (Edits.derivatives, Edits.signals)
+        signals = Edits.signals
+        parameters_current = signals == self._parameters_at
+        Edits.states = self._state_views_at = Edits.states + 1
+        Edits.derivatives = derivatives = Edits.derivatives + 1
+        Edits.signals = signals = signals + 1
+        self._signal_views_at = (derivatives, signals)
         if parameters_current:  # this write-back changed no parameter
-            self._parameters_at = Edits.signals
+            self._parameters_at = signals
         return added
 
     def explain_failure(self, t: float, p: np.ndarray) -> str:
@@ -228,6 +230,51 @@ class CompiledModel:
 
     def state_name(self, index: int) -> str:
         return str(self.module.STATE_NAMES[index])
+
+
+class _Layout(NamedTuple):
+    """What a CompiledModel takes from its module, the same for every binding: the
+    sizes and, per signal, (path, kind, key, start, stop, shape)."""
+
+    n_states: int
+    n_observed: int
+    n_parameters: int
+    states: list[tuple]
+    parameters: list[tuple]
+    observed: list[tuple]
+    dynode_order: np.ndarray | None  # None: y is dynode's vector
+
+
+# Per loaded module (a fresh Simulation of a model built before reads its tables once).
+_LAYOUTS: "weakref.WeakKeyDictionary[ModuleType, _Layout]" = weakref.WeakKeyDictionary()
+
+
+def _layout(module: ModuleType) -> _Layout:
+    known = _LAYOUTS.get(module)
+    if known is None:
+        known = _LAYOUTS[module] = _read_layout(module)
+    return known
+
+
+def _read_layout(module: ModuleType) -> _Layout:
+    def rows(table: dict, kind: str | None) -> list[tuple]:
+        found = []
+        for path, signals in table.items():
+            for name, (start, stop, shape) in signals.items():
+                entry_kind, key = (kind, name) if kind else name.split(".", 1)
+                found.append((path, entry_kind, key, start, stop, tuple(shape)))
+        return found
+
+    n_states = int(module.N_STATES)
+    states = rows(module.STATES, "states")
+    stops = [0] + [row[4] for row in sorted(states, key=lambda row: row[3])]
+    if any(row[3] != stop for row, stop in zip(sorted(states, key=lambda row: row[3]), stops)) or stops[-1] != n_states:
+        raise DyngenError(f"{module.__name__}: its STATES table does not cover the state vector once; rebuild it")
+    order = dynode_order(module)
+    return _Layout(
+        n_states, int(module.N_OBSERVED), int(module.N_PARAMETERS), states, rows(module.PARAMETERS, None),
+        rows(module.OBSERVED, None), None if np.array_equal(order, np.arange(n_states)) else order,
+    )  # fmt: skip
 
 
 def dynode_order(module: ModuleType) -> np.ndarray:
@@ -255,7 +302,7 @@ class _Slots:
         return list(map(dict.__getitem__, self.containers, self.keys))
 
     def set_all(self, values: list[Any]) -> None:
-        deque(map(dict.__setitem__, self.containers, self.keys, values), maxlen=0)
+        any(map(dict.__setitem__, self.containers, self.keys, values))  # None each: runs them all
 
     def all_present(self) -> bool:
         return all(map(dict.__contains__, self.containers, self.keys))

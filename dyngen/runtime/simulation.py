@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import nullcontext
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ..pipeline import BuildResult, build, default_name
 from ..progress import Progress
 from ..system import TrackedList
 from ..tree import check_not_dynode
-from .compiled import EXPLICIT_METHODS, CompiledExplicitIntegrator, run_recorded
+from .compiled import EXPLICIT_METHODS, STATUS_SUCCESS, CompiledExplicitIntegrator, run_recorded
 from .fingerprint import StructureWatch, structure_key
 from .integrators import (
     SCIPY_ODE_METHODS,
@@ -71,6 +71,8 @@ class Simulation:
         self._model: CompiledModel | None = None
         self._watch: StructureWatch | None = None  # the structure the module was built for
         self._progress: Progress | None = None  # of the last build, until its first run
+        # simulate(t, observer_dt) without options: (observer_dt, fixed_step, dynode_options) of the last one
+        self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))
 
     @property
     def systems(self) -> list[Any]:
@@ -118,8 +120,7 @@ class Simulation:
             name = self.model_name or default_name(self._systems)
             model_file = self.model_file or _main_file()
             progress = Progress(sanitize(name))
-            source_root = str(Path(model_file).resolve().parent) if model_file else os.getcwd()
-            model_file = Path(model_file).name if model_file else "<interactive>"
+            source_root, model_file = _source_place(model_file)
             options = BuildOptions(
                 cache_dir=None if self.cache_dir is None else str(self.cache_dir),
                 kernels=self.kernels,
@@ -178,13 +179,43 @@ class Simulation:
         """
         if not self._systems:
             raise SimulationError("Need at least 1 system in the simulation!")
-        check_run_arguments(t, observer_dt)
-        self.compile()
+        if not (
+            type(t) is float and type(observer_dt) is float  # the usual call, checked quickly (NaN fails here)
+            and 0.0 <= t <= _FLOAT_MAX and 0.0 < observer_dt <= _FLOAT_MAX and t / observer_dt <= _FLOAT_MAX
+        ):  # fmt: skip
+            check_run_arguments(t, observer_dt)
+        watch = self._watch
+        if self._build is None or watch is None or not watch.unchanged():
+            self.compile()
         model = self._model
         if model.n_states == 0:
             raise SimulationError("Need at least one state/der combination!")
-        progress, self._progress = self._progress, None
-        with progress.stage("numba compile (first run) and integrate") if progress else nullcontext():
+        progress = self._progress
+        if progress is None:
+            if not kwargs and not self._observers and integrator in EXPLICIT_METHODS:  # stepping from Python
+                p = model.peek_parameters()  # read only: by the run and the write-back
+                options = self._stepping_options
+                if options[0] != observer_dt or options[1] is not fixed_step:  # dynode_options, remembered
+                    options = self._stepping_options = (
+                        observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {}))
+                    )  # fmt: skip
+                start = float(self._t)
+                try:  # _run_compiled without recorders, inline
+                    run = run_recorded(
+                        model.module, integrator, start, model.peek_states(), p, t, observer_dt, options[2],
+                        start == 0, False, False, self.standalone is not False,
+                    )  # fmt: skip
+                    self._t = reached = run.t_reached
+                    if model.write_back(reached, run.y, p):  # new der/output keys: not a change of the model
+                        self._watch = StructureWatch(self._systems)
+                    if run.status != STATUS_SUCCESS:
+                        raise run.error(integrator, start, observer_dt, model.state_name)
+                    return reached
+                except SolverError as error:
+                    raise SolverError(f"{error}{model.explain_failure(self._t, p)}") from None
+            return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
+        self._progress = None
+        with progress.stage("numba compile (first run) and integrate"):
             return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
 
     def _simulate(
@@ -192,13 +223,15 @@ class Simulation:
     ) -> float:
         y0 = model.gather_states()
         p = model.gather_parameters()
-        kwargs = model.options_in_module_layout(kwargs)
-        method = _canonical_method(integrator)
+        if kwargs:
+            kwargs = model.options_in_module_layout(kwargs)
+        method = integrator if type(integrator) is str and integrator in _KNOWN_METHODS else _canonical_method(integrator)
         start = float(self._t)
-        recorders = self._plain_recorders(model)
+        recorders = self._plain_recorders(model) if self._observers else []
         try:
             if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
-                return self._run_compiled(model, p, y0, start, t, observer_dt, fixed_step, method, kwargs, recorders)
+                options = dynode_options(observer_dt, fixed_step, kwargs)
+                return self._run_compiled(model, p, y0, start, t, observer_dt, method, options, recorders)
             solver = self._integrator(model, p, y0, t, observer_dt, fixed_step, method, kwargs)
             notify = self._notifier(model, p, getattr(solver, "restart", None))
             try:
@@ -217,21 +250,22 @@ class Simulation:
 
     def _run_compiled(
         self, model: CompiledModel, p: np.ndarray, y0: np.ndarray, start: float, duration: float,
-        observer_dt: float, fixed_step: bool, method: str, options: dict, recorders: list[BoundRecorder],
+        observer_dt: float, method: str, options: Mapping[str, Any], recorders: list[BoundRecorder],
     ) -> float:  # fmt: skip
-        """The whole run as one compiled call; Recorders are filled from its samples."""
-        with_observed = any(r.needs_observed for r in recorders)
+        """The whole run as one compiled call; Recorders are filled from its samples.
+        ``options``: scipy's, with dynode's adjustments (``dynode_options``)."""
+        with_observed = any(r.needs_observed for r in recorders) if recorders else False
         run = run_recorded(
-            model.module, method, start, y0, p, duration, observer_dt,
-            dynode_options(observer_dt, fixed_step, options), start == 0, with_observed, with_states=bool(recorders),
-            specialize=self.standalone is not False,
+            model.module, method, start, y0, p, duration, observer_dt, options, start == 0, with_observed,
+            with_states=bool(recorders), specialize=self.standalone is not False,
         )  # fmt: skip
         for recorder in recorders:
             recorder.record_many(run.times, run.Y, run.OUT)
-        self._finish(model, run.t_reached, run.y, p)
-        error = run.error(method, start, observer_dt, model.state_name)
-        if error is not None:
-            raise error
+        self._t = run.t_reached  # _finish, inline
+        if model.write_back(run.t_reached, run.y, p):  # new der/output keys: not a change of the model
+            self._watch = StructureWatch(self._systems)
+        if run.status != STATUS_SUCCESS:
+            raise run.error(method, start, observer_dt, model.state_name)
         return run.t_reached
 
     def _finish(self, model: CompiledModel, t: float, y: np.ndarray, p: np.ndarray) -> None:
@@ -372,12 +406,31 @@ def check_run_arguments(t: Any, observer_dt: Any) -> None:
         raise ArgumentError(f"simulate(): t / observer_dt = {t!r} / {observer_dt!r} is too many output intervals to count")
 
 
+_KNOWN_METHODS = frozenset(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)
+_FLOAT_MAX = sys.float_info.max
+
+
 def _canonical_method(name: str) -> str:
     """Integrator names: exact first ("LSODA" is solve_ivp's, "lsoda" scipy ode's), then any case."""
     known = SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS
     if name in known or not isinstance(name, str):
         return name
     return next((k for k in known if k.lower() == name.lower()), name)
+
+
+def _source_place(model_file: str | os.PathLike | None) -> tuple[str, str]:
+    """The model file's folder (resolved) and name; the working folder for a model without one."""
+    if not model_file:
+        return os.getcwd(), "<interactive>"
+    model_file = os.fspath(model_file)
+    return _resolved_place(model_file, None if os.path.isabs(model_file) else os.getcwd())
+
+
+@lru_cache(maxsize=256)
+def _resolved_place(model_file: str, cwd: str | None) -> tuple[str, str]:
+    """``_source_place`` of a file (relative ones: from ``cwd``), resolved once per process."""
+    path = Path(model_file)
+    return str(path.resolve().parent), path.name
 
 
 def _main_file() -> str | None:

@@ -1,0 +1,164 @@
+"""What makes a fresh Simulation and a warm start cheap must not make them stale.
+
+A fresh ``Simulation`` of a model built before in the process finds its module by the
+structure key without tracing; the key remembers file digests (by size, mtime in ns
+and inode) and the keys of classes and functions (while every object they were
+computed from is the same).  Builds are counted: an edit between two runs in one
+process is a build, an unchanged model is none.  A warm start (a new process, a
+cached model) imports neither sympy nor jinja2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dyngen.pipeline as pipeline
+
+MODEL = textwrap.dedent(
+    """\
+    from dyngen import Simulation, System
+    import fresh_helpers
+
+    SCALE = 1.0  # a module global that do_step reads
+
+
+    class Decay(System):
+        bias = 0.0  # a class attribute, read as a constant
+
+        def __init__(self):
+            super().__init__()
+            self.states.x = 1.0
+            self.helper = fresh_helpers.Rate()
+
+        def do_step(self, time):
+            self.ders.x = -SCALE * self.helper.rate() * self.states.x + self.bias
+
+
+    def simulation():
+        sim, decay = Simulation(), Decay()
+        sim.add_system(decay)
+        return sim, decay
+    """
+)
+# The method of a helper object's class: only the digest of this file's text sees it.
+HELPERS = "class Rate:\n    gain = 0.5\n\n    def rate(self):\n        return self.gain\n"
+
+
+@pytest.fixture()
+def counted_builds(monkeypatch) -> list[str]:
+    """The names of the models built (traced and rendered, or found by their text) from now on."""
+    built: list[str] = []
+    original = pipeline._build
+
+    def counting(systems, **kwargs):
+        built.append(kwargs["name"])
+        return original(systems, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_build", counting)
+    return built
+
+
+@pytest.fixture()
+def model(tmp_path: Path, monkeypatch):
+    """The model and its helper module, imported from tmp_path (no bytecode: an edit
+    within the same second, of the same size, must reach the reloaded module)."""
+    (tmp_path / "fresh_model.py").write_text(MODEL)
+    (tmp_path / "fresh_helpers.py").write_text(HELPERS)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    module = importlib.import_module("fresh_model")
+    yield module, tmp_path
+    for name in ("fresh_model", "fresh_helpers"):
+        sys.modules.pop(name, None)
+
+
+def _final_x(module) -> float:
+    sim, decay = module.simulation()
+    sim.simulate(1.0, 0.5, rtol=1e-10, atol=1e-12)
+    return float(decay.states.x)
+
+
+def test_an_edit_between_two_runs_in_one_process_is_rebuilt_and_an_unchanged_model_is_not(
+    model, counted_builds: list[str]
+) -> None:
+    module, folder = model
+    assert _final_x(module) == pytest.approx(np.exp(-0.5), rel=1e-8)
+    assert len(counted_builds) == 1
+    assert _final_x(module) == pytest.approx(np.exp(-0.5), rel=1e-8)  # a fresh Simulation: no build
+    assert len(counted_builds) == 1
+
+    helpers = folder / "fresh_helpers.py"
+    before = helpers.stat()
+    helpers.write_text(HELPERS.replace("gain = 0.5", "gain = 2.0"))  # same size
+    second = before.st_mtime_ns // 10**9 * 10**9
+    os.utime(helpers, ns=(second + 500_000_000, second + 500_000_000))  # in the same second as before
+    assert helpers.stat().st_size == before.st_size
+    if helpers.stat().st_mtime_ns == before.st_mtime_ns and helpers.stat().st_ino == before.st_ino:
+        os.utime(helpers, ns=(second + 250_000_000, second + 250_000_000))
+    importlib.reload(sys.modules["fresh_helpers"])
+    assert _final_x(module) == pytest.approx(np.exp(-2.0), rel=1e-8)  # seen: rebuilt
+    assert len(counted_builds) == 2
+
+    os.utime(helpers)  # touched, text unchanged: the same module, no build
+    assert _final_x(module) == pytest.approx(np.exp(-2.0), rel=1e-8)
+    assert len(counted_builds) == 2
+
+
+def test_a_fresh_simulation_sees_a_class_attribute_or_global_edited_since_the_last(
+    model, counted_builds: list[str]
+) -> None:
+    module, _ = model
+    assert _final_x(module) == pytest.approx(np.exp(-0.5), rel=1e-8)
+    module.Decay.bias = 0.25  # the remembered class key must not be used now
+    expected = 0.5 + 0.5 * np.exp(-0.5)  # x' = -0.5 x + 0.25
+    assert _final_x(module) == pytest.approx(expected, rel=1e-8)
+    module.Decay.bias = 0.0
+    module.SCALE = 2.0  # a global of do_step
+    assert _final_x(module) == pytest.approx(np.exp(-1.0), rel=1e-8)
+    module.SCALE = 1.0  # back: the first module again, found without a build
+    builds = len(counted_builds)
+    assert _final_x(module) == pytest.approx(np.exp(-0.5), rel=1e-8)
+    assert len(counted_builds) == builds == 3
+
+
+WARM_SCRIPT = textwrap.dedent(
+    """\
+    import json, sys
+    import dyngen
+    after_import = sorted(m for m in ("sympy", "jinja2", "scipy.integrate") if m in sys.modules)
+    from fresh_model import simulation
+    sim, decay = simulation()
+    result = sim.compile()
+    sim.simulate(1.0, 0.5)
+    print(json.dumps({"after_import": after_import, "stages": sorted(result.timings),
+                      "loaded": sorted(m for m in ("sympy", "jinja2", "scipy.integrate") if m in sys.modules)}))
+    """
+)
+
+
+def test_a_warm_start_imports_neither_sympy_nor_jinja2(tmp_path: Path) -> None:
+    (tmp_path / "fresh_model.py").write_text(MODEL)
+    (tmp_path / "fresh_helpers.py").write_text(HELPERS)
+    (tmp_path / "run.py").write_text(WARM_SCRIPT)
+    env = dict(os.environ, DYNGEN_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run() -> dict:
+        done = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    cold = run()
+    assert "trace" in cold["stages"] and "sympy" in cold["loaded"]  # the build needs it
+    warm = run()
+    assert warm["stages"] == ["load"]
+    assert warm["after_import"] == [] and warm["loaded"] == []
