@@ -214,19 +214,26 @@ class Progress:
                     self._arm(self.delay - (began - self.start))
             else:
                 self._arm(self.heartbeat)
+        failed = True
         try:
             yield
+            failed = False
         finally:
             with self._lock:
                 if self._alarm is not None:
                     _ALARMS.cancel(self._alarm)
                     self._alarm = None
                 self._running = None
-                end = self.clock()
-                self.done.append((name, end - began, end))
-                if self.form == "terminal":
-                    if self.shown:
-                        self._print(f"{name} done ({end - began:.2f} s{self._left(len(self.done))})")
-                elif self.shown or end - self.start >= self.delay:
-                    self.shown = True
-                    self._report_done()
+                if not failed:  # a stage that raised has no line: the error says what went wrong
+                    self._finished(name, began)
+
+    def _finished(self, name: str, began: float) -> None:
+        """Stage ``name`` ended: its line, if the build is slow (lock held)."""
+        end = self.clock()
+        self.done.append((name, end - began, end))
+        if self.form == "terminal":
+            if self.shown:
+                self._print(f"{name} done ({end - began:.2f} s{self._left(len(self.done))})")
+        elif self.shown or end - self.start >= self.delay:
+            self.shown = True
+            self._report_done()

@@ -200,3 +200,15 @@ def test_a_real_build_reports_every_pipeline_stage_when_slow(monkeypatch, caplog
     sim.compile()
     stages = [re.match(r"dyngen \[\w+\] ([\w ()]+): ", m).group(1) for m in messages(caplog)]
     assert stages == ["trace", "flatten", "lower", "render", "write", "load"]
+
+
+def test_a_stage_that_raises_has_no_line_and_the_error_goes_through(caplog) -> None:
+    caplog.set_level(logging.INFO, "dyngen")
+    clock = Clock()
+    progress = Progress("vdp", clock=clock, stream=io.StringIO())
+    run_stages(progress, clock, [("trace", 2.0)])
+    with pytest.raises(ZeroDivisionError):
+        with progress.stage("lower"):
+            clock.now += 1.0
+            1 / 0
+    assert messages(caplog) == ["dyngen [vdp] trace: 2.00 s (build 2.00 s so far)"]
