@@ -172,9 +172,22 @@ SETTINGS = {
 }
 
 
-@pytest.mark.parametrize("setting", sorted(SETTINGS))
+# Every example's module with the default setting; the other settings, which exercise
+# the driver (rejections, tolerances, fixed and bounded steps: the same code in every
+# module), on three examples: a small nonlinear one, a kernel ring, and the 400-state
+# array form (the error norm over many elements).
+THOROUGH = ("vanderpol", "oscillator_ring", "reaction_diffusion")
+CASES = [
+    pytest.param(example, setting, id=f"{example.stem}-{setting}",
+                 marks=() if (example.stem, setting) == ("vanderpol", "default") else pytest.mark.slow)
+    for example in EXAMPLES
+    for setting in sorted(SETTINGS)
+    if setting == "default" or example.stem in THOROUGH
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize(("example", "setting"), CASES)
 def test_examples_match_scipy(example: Path, method: str, setting: str) -> None:
     module = module_of(example)
     observer_dt, fixed_step, kwargs = SETTINGS[setting]
