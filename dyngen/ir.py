@@ -465,4 +465,4 @@ class BuildOptions:
     always_render: bool = False  # lower and render even when the cache has the module
     kernels: bool = True  # loops over instances of equal structure (False: every signal unrolled)
     arrays: bool = True  # large vectors traced and emitted as loops (False: element by element)
-    progress: bool | None = None  # stage lines of slow builds (None: DYNGEN_PROGRESS, else on; see progress.py)
+    progress: bool | None = None  # stage lines on stderr for slow builds (None: when stderr is a terminal)
