@@ -164,6 +164,7 @@ def test_array_and_element_forms_give_the_same_trajectories() -> None:
         assert relative(runs[0].series["1:Lattice"][key], values) < 1e-10, key
 
 
+@pytest.mark.slow
 def test_jacobian_of_the_loops_matches_finite_differences() -> None:
     module = module_of(MODELS, "build_lattice", 70)
     t, y, p = random_point(module, 7)
@@ -186,6 +187,7 @@ def _functions(text: str) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_the_module_is_the_same_loops_for_1000_and_100000_points(tmp_path: Path) -> None:
     texts = {}
     for n in (1000, 100_000):

@@ -168,6 +168,7 @@ class Vector(System):
         self.ders.v = -self.inputs.k * self.states.v
 
 
+@pytest.mark.slow
 def test_in_place_edits_between_runs_are_integrated() -> None:
     sim, system = Simulation(), Vector()
     sim.add_system(system)
@@ -179,6 +180,7 @@ def test_in_place_edits_between_runs_are_integrated() -> None:
     np.testing.assert_allclose(system.states.v, expected, rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_a_state_array_read_after_a_run_follows_the_next_runs_as_in_dynode() -> None:
     """dynode writes the states back into the containers' arrays in place."""
     sim, system = Simulation(), Vector()

@@ -205,6 +205,7 @@ def test_examples_match_scipy(example: Path, method: str, setting: str) -> None:
         assert np.array_equal(run.OUT[k], out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_run_that_does_not_start_at_zero(method: str) -> None:
     """dynode records no initial sample unless t == 0; the intervals start at t0."""
@@ -218,6 +219,7 @@ def test_a_run_that_does_not_start_at_zero(method: str) -> None:
     assert_same_run(reference, run, method)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_run_without_states_kept_takes_the_same_steps(method: str) -> None:
     """simulate() without observers keeps no samples of the state: the run is the
@@ -249,6 +251,7 @@ def test_too_many_steps_fails_like_scipy(method: str) -> None:
     assert isinstance(error, SolverError) and "larger nsteps is needed" in str(error)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixed_step", [False, True])
 @pytest.mark.parametrize("observer_dt", [0.1, 0.5])
 @pytest.mark.parametrize("method", METHODS)
@@ -263,6 +266,7 @@ def test_blow_up_fails_like_scipy(method: str, observer_dt: float, fixed_step: b
     assert 1.0 <= run.t_reached < 1.0 + observer_dt + 1e-12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_the_integrator_raises_scipys_failure(method: str) -> None:
     """CompiledExplicitIntegrator fails where ScipyOdeIntegrator fails, with the same words."""
@@ -295,6 +299,7 @@ def test_the_integrator_raises_scipys_failure(method: str) -> None:
     assert 0.9 < times[0][0] < 1.0 < times[0][2] < times[0][1]
 
 
+@pytest.mark.slow
 def test_stiffness_detection_like_scipy() -> None:
     module = module_of("stiff")
     options = dynode_options(1.0, False, {"nsteps": 100_000})
@@ -305,6 +310,7 @@ def test_stiffness_detection_like_scipy() -> None:
     assert_same_run(reference, run, "dopri5")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_stiff_problem_over_long_intervals_like_scipy(method: str) -> None:
     module = module_of("stiff")
@@ -316,6 +322,7 @@ def test_a_stiff_problem_over_long_intervals_like_scipy(method: str) -> None:
     assert_same_run(reference, run, method)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs, status", [({"nsteps": -1}, -11), ({"safety": 1.5}, -15), ({"beta": 0.3}, -16), ({"safety": 2.0, "beta": 0.3}, -16)]
 )
@@ -331,6 +338,7 @@ def test_inconsistent_options_fail_like_scipy(method: str, kwargs: dict, status:
     assert "input is not consistent" in str(run.error(method, 0.0, 0.1, state_namer(module)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_arrays_that_do_not_fit_the_model_are_refused_before_any_step(method: str) -> None:
     """The compiled loops run to N_STATES (a constant): what the module's user
@@ -367,6 +375,7 @@ def test_arrays_that_do_not_fit_the_model_are_refused_before_any_step(method: st
         compiled.advance(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_state_that_is_not_finite_stops_the_run(method: str) -> None:
     """scipy succeeds with an infinite state here; dyngen stops, naming the state."""
