@@ -54,6 +54,9 @@ class _Alarms:
         handle for ``cancel``."""
         entry = [callback]
         with self._wake:
+            if len(self._due) > 1000:  # mostly cancelled alarms of fast builds: drop them
+                self._due = [due for due in self._due if due[2][0] is not None]
+                heapq.heapify(self._due)
             self._order += 1
             heapq.heappush(self._due, (time.monotonic() + max(0.0, wait), self._order, entry))
             if self._thread is None:

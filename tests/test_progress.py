@@ -212,3 +212,12 @@ def test_a_stage_that_raises_has_no_line_and_the_error_goes_through(caplog) -> N
             clock.now += 1.0
             1 / 0
     assert messages(caplog) == ["dyngen [vdp] trace: 2.00 s (build 2.00 s so far)"]
+
+
+def test_many_fast_builds_leave_no_pending_alarms_behind() -> None:
+    """A fresh Simulation per parameter set: each build arms and cancels alarms."""
+    for _ in range(3000):
+        progress = Progress("many", stream=io.StringIO())
+        with progress.stage("load"):
+            pass
+    assert len(dyngen.progress._ALARMS._due) <= 1001
