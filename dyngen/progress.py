@@ -35,8 +35,8 @@ DELAY = 1.0  # seconds a build runs silently before its stages are reported
 
 Form = Literal["terminal", "log", "off"]
 
-# label -> [(stage, seconds)] of the latest build of that model in this process: the estimates
-_HISTORY: dict[str, list[tuple[str, float]]] = {}
+# label -> [(stage, seconds, when it ended)] of the latest build of that model in this process: the estimates
+_HISTORY: dict[str, list[tuple[str, float, float]]] = {}
 
 
 class _Alarms:
@@ -77,7 +77,10 @@ class _Alarms:
                     self._wake.wait(None if not self._due else self._due[0][0] - time.monotonic())
                 callback = heapq.heappop(self._due)[2][0]
             if callback is not None:
-                callback()
+                try:
+                    callback()
+                except Exception:  # a closed stream, say: the next alarms still ring
+                    pass
 
 
 _ALARMS = _Alarms()
