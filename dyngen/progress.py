@@ -1,75 +1,245 @@
-"""Stage-by-stage progress on the terminal for builds that take more than a second.
+"""Stage-by-stage progress of builds that take more than a second, wherever the user is.
 
-Quiet for fast builds: nothing is printed until the build has run for ``delay``
-seconds; from then on every stage prints a line when it starts and when it ends.
-On by default when stderr is a terminal; ``DYNGEN_PROGRESS=1`` (or ``0``) forces it.
+Quiet for fast builds: nothing is reported until the build has run for ``delay``
+seconds.  From then on:
+
+- on a terminal (stderr is a tty), every stage prints a line when it starts and when
+  it ends;
+- elsewhere (a notebook, a log file, CI), every stage is one line when it ends (its
+  name, its time, the build's time so far and, when an earlier build of the same
+  model in this process ran the same stages, about how long the rest takes), plus a
+  "running" line every ``heartbeat`` seconds of a long stage, so that a log never
+  stays silent for minutes.  The lines are INFO records of the ``dyngen`` logger; when
+  the application configured no logging they are plain stderr lines (set the
+  ``dyngen`` logger's level to WARNING to silence them).  No carriage returns.
+
+``DYNGEN_PROGRESS=0`` silences both; ``DYNGEN_PROGRESS=1`` prints the terminal form
+on any stream.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
 import os
 import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator, TextIO
+from functools import partial
+from typing import Callable, Iterator, Literal, TextIO
+
+LOGGER = logging.getLogger("dyngen")
+_OFF = ("0", "false", "no", "off")
+DELAY = 1.0  # seconds a build runs silently before its stages are reported
+
+Form = Literal["terminal", "log", "off"]
+
+# label -> [(stage, seconds, when it ended)] of the latest build of that model in this process: the estimates
+_HISTORY: dict[str, list[tuple[str, float, float]]] = {}
+
+
+class _Alarms:
+    """One daemon thread that calls functions at given times: a stage arms an alarm
+    for a few microseconds instead of starting a thread of its own."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, list]] = []  # (when, order, [callback or None])
+        self._order = 0
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def set(self, wait: float, callback: Callable[[], None]) -> list:
+        """Call ``callback`` in ``wait`` seconds (from the alarm thread); returns a
+        handle for ``cancel``."""
+        entry = [callback]
+        with self._wake:
+            if len(self._due) > 1000:  # mostly cancelled alarms of fast builds: drop them
+                self._due = [due for due in self._due if due[2][0] is not None]
+                heapq.heapify(self._due)
+            self._order += 1
+            heapq.heappush(self._due, (time.monotonic() + max(0.0, wait), self._order, entry))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dyngen-progress", daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is entry:
+                self._wake.notify()
+        return entry
+
+    @staticmethod
+    def cancel(entry: list) -> None:
+        entry[0] = None
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(None if not self._due else self._due[0][0] - time.monotonic())
+                callback = heapq.heappop(self._due)[2][0]
+            if callback is not None:
+                try:
+                    callback()
+                except Exception:  # a closed stream, say: the next alarms still ring
+                    pass
+
+
+_ALARMS = _Alarms()
+
+
+def progress_form(stream: TextIO | None = None) -> Form:
+    """How to report: ``$DYNGEN_PROGRESS`` if set (``0``: off, else the terminal form),
+    else the terminal form when ``stream`` (stderr) is a terminal, log lines when not."""
+    setting = os.environ.get("DYNGEN_PROGRESS", "").strip().lower()
+    if setting:
+        return "off" if setting in _OFF else "terminal"
+    stream = stream or sys.stderr
+    return "terminal" if bool(getattr(stream, "isatty", lambda: False)()) else "log"
 
 
 def progress_wanted(stream: TextIO | None = None) -> bool:
-    """Whether to show progress: ``$DYNGEN_PROGRESS`` if set, else whether stderr is a terminal."""
-    setting = os.environ.get("DYNGEN_PROGRESS", "").strip()
-    if setting:
-        return setting not in ("0", "false", "no", "off")
-    stream = stream or sys.stderr
-    return bool(getattr(stream, "isatty", lambda: False)())
+    """Whether the terminal form is wanted: ``$DYNGEN_PROGRESS`` if set, else whether stderr is a terminal."""
+    return progress_form(stream) == "terminal"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
 
 
 class Progress:
-    """Reports the stages of one build of ``label`` on ``stream`` once it is slow."""
+    """Reports the stages of one build of ``label`` once it is slow.
 
-    def __init__(self, label: str, enabled: bool | None = None, delay: float = 1.0, stream: TextIO | None = None) -> None:
+    ``enabled``: None decides by ``progress_form``; False is silent; True reports in
+    the form the stream suits (the terminal form on a terminal, log lines elsewhere).
+    ``delay`` defaults to ``DELAY``; ``clock`` is the time source (``time.perf_counter``; tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        enabled: bool | None = None,
+        delay: float | None = None,
+        stream: TextIO | None = None,
+        *,
+        heartbeat: float = 15.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.label = label
-        self.stream = stream or sys.stderr
-        self.enabled = progress_wanted(self.stream) if enabled is None else enabled
-        self.delay = delay
-        self.start = time.perf_counter()
+        self._stream = stream
+        form = progress_form(stream)
+        if enabled is None:
+            self.form: Form = form
+        else:
+            self.form = ("log" if form == "log" else "terminal") if enabled else "off"
+        self.enabled = self.form != "off"
+        self.delay = DELAY if delay is None else delay
+        self.heartbeat = heartbeat
+        self.clock = clock
+        self.start = clock()
         self.shown = False
-        self.current: str | None = None
+        self.done: list[tuple[str, float, float]] = []  # finished stages: name, seconds, when it ended
+        self.previous = _HISTORY.get(label)  # the latest earlier build of this model
+        _HISTORY[label] = self.done
+        self._reported = 0  # of ``done``, in the log form
+        self._running: tuple[str, float] | None = None  # the stage that runs: name, when it began
+        self._alarm: list | None = None
         self._lock = threading.Lock()
 
+    @property
+    def stream(self) -> TextIO:
+        """Where lines are printed (stderr as it is when printing, unless a stream was given)."""
+        return self._stream or sys.stderr
+
+    # -- output ---------------------------------------------------------------
     def _print(self, text: str) -> None:
         print(f"dyngen [{self.label}] {text}", file=self.stream, flush=True)
 
-    def _reveal(self) -> None:
-        with self._lock:
-            if not self.shown and self.current is not None:
-                self.shown = True
-                self._print(f"{self.current} ...")
+    def _log(self, text: str) -> None:
+        """One line: a ``dyngen`` INFO record, or a stderr line when logging is not configured."""
+        if LOGGER.hasHandlers():  # the application's logging decides where it goes, and whether
+            LOGGER.info("dyngen [%s] %s", self.label, text)
+        elif LOGGER.level <= logging.INFO and not LOGGER.disabled and LOGGER.manager.disable < logging.INFO:
+            self._print(text)
 
+    def _left(self, count: int, running: str | None = None, spent: float = 0.0) -> str:
+        """``, about N s left`` after the first ``count`` finished stages (and ``spent``
+        seconds of the ``running`` one), when the latest earlier build of this model
+        began with the same stages; else nothing."""
+        names = [name for name, _, _ in self.done[:count]] + ([running] if running else [])
+        previous = self.previous
+        if not previous or len(previous) <= count or [name for name, _, _ in previous[: len(names)]] != names:
+            return ""
+        left = sum(seconds for _, seconds, _ in previous[count:]) - spent
+        return f", about {_seconds(left)} left" if left > 0 else ""
+
+    def _report_done(self) -> None:
+        """Log form: one line for each finished stage not reported yet."""
+        while self._reported < len(self.done):
+            name, seconds, end = self.done[self._reported]
+            self._reported += 1
+            self._log(f"{name}: {_seconds(seconds)} (build {_seconds(end - self.start)} so far{self._left(self._reported)})")
+
+    # -- the timer: reports while a stage runs ------------------------------------
+    def _arm(self, wait: float) -> None:
+        """Call ``_tick`` in ``wait`` seconds for the stage that runs (lock held)."""
+        self._alarm = _ALARMS.set(wait, partial(self._tick, self._running))
+
+    def _tick(self, running: tuple[str, float]) -> None:
+        with self._lock:
+            if self._running is not running:  # that stage has ended
+                return
+            name, began = running
+            if self.form == "terminal":
+                if not self.shown:  # the build became slow during this stage
+                    self.shown = True
+                    self._print(f"{name} ...")
+                return
+            self.shown = True
+            self._report_done()
+            spent = self.clock() - began
+            so_far = self.clock() - self.start
+            left = self._left(len(self.done), name, spent)
+            self._log(f"{name}: running for {_seconds(spent)} (build {_seconds(so_far)} so far{left})")
+            self._arm(self.heartbeat)
+
+    # -- stages ---------------------------------------------------------------
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time one stage; print it if the build has become slow."""
+        """Time one stage; report it if the build has become slow."""
         if not self.enabled:
             yield
             return
-        began = time.perf_counter()
         with self._lock:
-            self.current = name
-            if not self.shown and began - self.start >= self.delay:
-                self.shown = True
-            if self.shown:
-                self._print(f"{name} ...")
-        timer = None
-        if not self.shown:
-            timer = threading.Timer(max(0.0, self.delay - (began - self.start)), self._reveal)
-            timer.daemon = True
-            timer.start()
+            began = self.clock()
+            self._running = (name, began)
+            if self.form == "terminal":
+                if not self.shown and began - self.start >= self.delay:
+                    self.shown = True
+                if self.shown:
+                    self._print(f"{name} ...")
+                else:
+                    self._arm(self.delay - (began - self.start))
+            else:
+                self._arm(self.heartbeat)
+        failed = True
         try:
             yield
+            failed = False
         finally:
-            if timer is not None:
-                timer.cancel()
             with self._lock:
-                self.current = None
-                if self.shown:
-                    self._print(f"{name} done ({time.perf_counter() - began:.2f} s)")
+                if self._alarm is not None:
+                    _ALARMS.cancel(self._alarm)
+                    self._alarm = None
+                self._running = None
+                if not failed:  # a stage that raised has no line: the error says what went wrong
+                    self._finished(name, began)
+
+    def _finished(self, name: str, began: float) -> None:
+        """Stage ``name`` ended: its line, if the build is slow (lock held)."""
+        end = self.clock()
+        self.done.append((name, end - began, end))
+        if self.form == "terminal":
+            if self.shown:
+                self._print(f"{name} done ({end - began:.2f} s{self._left(len(self.done))})")
+        elif self.shown or end - self.start >= self.delay:
+            self.shown = True
+            self._report_done()

@@ -95,6 +95,7 @@ def assert_series_close(ours: Run, theirs: Run, states: float = 1e-9) -> None:
 # ----------------------------------------------------------------------------- against dynode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("integrator", ["dopri5", "dop853"])
 def test_reaction_diffusion_with_500_points_matches_dynode(integrator: str) -> None:
     # Tight tolerances: with dynode's (rtol 1e-6) a step that is accepted or rejected by
@@ -104,6 +105,7 @@ def test_reaction_diffusion_with_500_points_matches_dynode(integrator: str) -> N
     assert_series_close(ours, theirs)
 
 
+@pytest.mark.slow
 def test_lattice_with_rolls_where_clip_and_a_coupled_system_matches_dynode() -> None:
     ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend, "build_lattice", 300), 5.0, 0.1,
                             rtol=1e-10, atol=1e-12)  # fmt: skip
@@ -117,6 +119,7 @@ def test_lattice_with_rolls_where_clip_and_a_coupled_system_matches_dynode() -> 
 # ----------------------------------------------------------------------------- against the element form
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "builder"),
     [(EXAMPLE, "build"), (MODELS, "build_lattice"), (MODELS, "build_springs_and_bank")],
@@ -153,6 +156,7 @@ def test_array_and_element_forms_compute_the_same_functions(path: Path, builder:
         assert not np.any(J_e[~pattern[np.ix_(to_e, to_e)]])
 
 
+@pytest.mark.slow
 def test_array_and_element_forms_give_the_same_trajectories() -> None:
     runs = [run(simulation(MODELS, "build_lattice", 100, arrays=arrays), "dyngen", 3.0, 0.1) for arrays in (True, False)]
     assert relative(runs[0].observed_y, runs[1].observed_y) < 1e-10
@@ -160,6 +164,7 @@ def test_array_and_element_forms_give_the_same_trajectories() -> None:
         assert relative(runs[0].series["1:Lattice"][key], values) < 1e-10, key
 
 
+@pytest.mark.slow
 def test_jacobian_of_the_loops_matches_finite_differences() -> None:
     module = module_of(MODELS, "build_lattice", 70)
     t, y, p = random_point(module, 7)
@@ -182,6 +187,7 @@ def _functions(text: str) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_the_module_is_the_same_loops_for_1000_and_100000_points(tmp_path: Path) -> None:
     texts = {}
     for n in (1000, 100_000):
@@ -202,12 +208,14 @@ def test_the_module_is_the_same_loops_for_1000_and_100000_points(tmp_path: Path)
 # ----------------------------------------------------------------------------- what the array form cannot express
 
 
+@pytest.mark.slow
 def test_an_unsupported_operation_on_a_small_vector_falls_back_to_the_element_form_with_a_warning() -> None:
     with pytest.warns(dyngen.DyngenWarning, match=r"(?s)traced element by element.*item assignment"):
         ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend, "build_filled", 100), 2.0, 0.1)
     assert_same_runs(ours, theirs)
 
 
+@pytest.mark.slow
 def test_a_vector_passed_between_systems_is_composed_into_the_readers_loops() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", dyngen.DyngenWarning)  # no fallback to the element form
@@ -243,6 +251,7 @@ def test_an_unsupported_operation_on_a_large_vector_is_a_clear_error(tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sums_over_a_large_vector_are_loops_and_match_dynode() -> None:
     """np.mean, np.dot with a parameter vector and @: one accumulation loop each; the
     derivatives then depend on every element (a dense Jacobian), which is not generated."""
@@ -261,6 +270,7 @@ def test_sums_over_a_large_vector_are_loops_and_match_dynode() -> None:
             sim.simulate(0.1, 0.1, integrator=method)
 
 
+@pytest.mark.slow
 def test_a_rod_in_array_form_coupled_to_heaters_matches_dynode() -> None:
     """tests/kernels_model.py's rod (500 cells, its mean an output: a sum) with 6 heater
     systems that read single cells and heat the rod through a connection."""
@@ -279,6 +289,7 @@ def test_integrators_with_a_dense_jacobian_refuse_huge_models() -> None:
         sim.simulate(0.1, 0.1, integrator="vode")  # rodas4 factorises it sparse (tests/test_sparse_rodas4.py)
 
 
+@pytest.mark.slow
 def test_solve_ivp_lsoda_gets_a_dense_jacobian_and_bdf_a_sparse_one() -> None:
     """scipy's LSODA accepts only a dense Jacobian (it failed for 100+ states before)."""
     def final(method: str, **tolerances: float) -> np.ndarray:

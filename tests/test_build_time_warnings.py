@@ -53,6 +53,7 @@ def _line(tag: str) -> int:
     return next(i for i, text in enumerate(lines, 1) if f"# <{tag}>" in text)
 
 
+@pytest.mark.slow
 def test_every_build_time_side_effect_is_warned_at_its_line_and_the_model_runs(tmp_path) -> None:
     system = Decay(str(tmp_path / "log.txt"))
     sim = Simulation(cache_dir=tmp_path / "cache")

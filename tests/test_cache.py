@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -146,6 +147,7 @@ def modules_in(folder: Path) -> list[Path]:
 # -- naming and reuse ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_first_simulate_builds_name_hash16_in_the_cache(model, cache: Path) -> None:
     sim = model.make()
     assert not cache.exists() or modules_in(cache) == []
@@ -164,6 +166,7 @@ def test_first_simulate_builds_name_hash16_in_the_cache(model, cache: Path) -> N
     assert modules_in(cache) == [path]
 
 
+@pytest.mark.slow
 def test_a_new_process_reuses_the_module(model_file: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = run_model(model_file, cache, "base")
@@ -206,6 +209,7 @@ def test_all_structural_variants_are_distinct(model, cache: Path) -> None:
     assert len(set(digests.values())) == len(digests), digests
 
 
+@pytest.mark.slow
 def test_changing_a_parameter_needs_no_rebuild(model, cache: Path) -> None:
     sim = model.make()
     build = sim.compile()
@@ -240,6 +244,7 @@ def test_a_structural_change_rebuilds_the_same_simulation(model, cache: Path) ->
     assert sim.compile().digest != after.digest
 
 
+@pytest.mark.slow
 def test_a_second_simulate_does_not_retrace(model, cache: Path) -> None:
     sim = model.make()
     build = sim.compile()
@@ -250,6 +255,7 @@ def test_a_second_simulate_does_not_retrace(model, cache: Path) -> None:
 # -- determinism -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_hash_and_text_do_not_depend_on_the_hash_seed(model_file: Path, tmp_path: Path) -> None:
     shown, digests = {}, {}
     for seed in ("1", "2"):
@@ -274,8 +280,18 @@ def test_hash_and_text_do_not_depend_on_the_hash_seed(model_file: Path, tmp_path
 # -- concurrency -----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def built_alone(tmp_path_factory) -> str:
+    """The module text one process writes building the "base" model alone into a fresh
+    cache (the text does not depend on the model's folder: locations are relative)."""
+    folder = tmp_path_factory.mktemp("alone")
+    (folder / "model.py").write_text(MODEL)
+    return Path(run_model(folder / "model.py", folder / "cache", "base")["path"]).read_text()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", range(3))
-def test_concurrent_builds_of_one_model(model_file: Path, tmp_path: Path, round_: int) -> None:
+def test_concurrent_builds_of_one_model(model_file: Path, tmp_path: Path, round_: int, built_alone: str) -> None:
     cache = tmp_path / f"race-{round_}"
     env = dict(os.environ, DYNGEN_CACHE_DIR=str(cache))
     procs = [
@@ -301,13 +317,13 @@ def test_concurrent_builds_of_one_model(model_file: Path, tmp_path: Path, round_
     ast.parse(text)
     assert f"MODEL_HASH = {reports[0]['digest']!r}" in text
     # complete: the same text as one process building alone into a fresh cache
-    alone = run_model(model_file, tmp_path / f"alone-{round_}", "base")
-    assert Path(alone["path"]).read_text() == text
+    assert built_alone == text
 
 
 # -- cache_dir= ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cache_dir_argument_overrides_the_environment(model, tmp_path: Path, monkeypatch) -> None:
     from_env = tmp_path / "from-env"
     explicit = tmp_path / "explicit"
@@ -333,6 +349,7 @@ def test_environment_variable_is_used_without_cache_dir(model, tmp_path: Path, m
 # -- the structure key: a warm start without tracing ----------------------------------
 
 
+@pytest.mark.slow
 def test_a_new_process_finds_the_module_without_tracing(model_file: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = run_model(model_file, cache, "conn", "--simulate")
@@ -344,22 +361,39 @@ def test_a_new_process_finds_the_module_without_tracing(model_file: Path, tmp_pa
     assert other["reused"] is False and other["digest"] != first["digest"]
 
 
+@pytest.fixture(scope="module")
+def first_state_run(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """The model file, the cache its first run in a new process wrote, and that run's
+    report ("state" variant, simulated): shared by the edits below, each of which runs
+    on a copy of that cache and puts the file back."""
+    folder = tmp_path_factory.mktemp("edited")
+    model_file = folder / "model.py"
+    model_file.write_text(MODEL)
+    first = run_model(model_file, folder / "pristine", "state", "--simulate")
+    assert first["reused"] is False and "trace" in first["stages"]
+    return model_file, folder / "pristine", first
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("old", "new"),
     [("where(x > 0.9, -0.1, 0.0)", "where(x > 0.9, -0.2, 0.0)"),  # a constant in the traced code
      ("np.tanh(x[0])", "np.sin(x[0])"),  # the function it calls
      ("def do_step(self, time):", "def do_step(self, time):\n        pass")],  # lines move
 )  # fmt: skip
-def test_editing_the_model_code_is_a_new_structure(model_file: Path, tmp_path: Path, old: str, new: str) -> None:
+def test_editing_the_model_code_is_a_new_structure(first_state_run, tmp_path: Path, old: str, new: str) -> None:
+    model_file, pristine, first = first_state_run
     cache = tmp_path / "cache"
-    first = run_model(model_file, cache, "state", "--simulate")
+    shutil.copytree(pristine, cache)  # as the first run left it
     text = model_file.read_text()
     assert old in text
-    model_file.write_text(text.replace(old, new))
-    second = run_model(model_file, cache, "state", "--simulate")
+    try:
+        model_file.write_text(text.replace(old, new))
+        second = run_model(model_file, cache, "state", "--simulate")
+    finally:
+        model_file.write_text(text)  # back to the first code: its module again, without tracing
     assert second["reused"] is False and "trace" in second["stages"]
     assert second["digest"] != first["digest"]
-    model_file.write_text(text)  # back to the first code: its module again, without tracing
     third = run_model(model_file, cache, "state", "--simulate")
     assert third["stages"] == ["load"] and third["digest"] == first["digest"] and third["final"] == first["final"]
 
@@ -405,6 +439,28 @@ HELPERS = textwrap.dedent(
 )
 
 
+def run_helped(folder: Path, cache: Path) -> dict:
+    """HELPED_MODEL run in a new process (no bytecode written: an edit within the
+    second of the last run, of the same size, must not meet a stale .pyc)."""
+    env = dict(os.environ, DYNGEN_CACHE_DIR=str(cache), PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run([sys.executable, "model.py"], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def first_helped_run(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """HELPED_MODEL's folder, the cache its first run wrote and that run's report:
+    shared by the edits below, each of which runs on a copy of that cache."""
+    folder = tmp_path_factory.mktemp("helped")
+    (folder / "model.py").write_text(HELPED_MODEL)
+    (folder / "helpers.py").write_text(HELPERS)
+    first = run_helped(folder, folder / "pristine")
+    assert first["x"] == pytest.approx(np.exp(-0.5), rel=1e-8)
+    return folder, folder / "pristine", first
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("file", "old", "new", "rate", "bias"),
     [("helpers.py", "gain = 0.5", "gain = 2.0", 2.0, 0.0),  # a class attribute of a helper object's class
@@ -412,23 +468,20 @@ HELPERS = textwrap.dedent(
      ("model.py", "return 0.0", "return 0.25", 0.5, 0.25)],  # a property of the system
 )  # fmt: skip
 def test_edits_of_code_the_key_does_not_reach_are_a_new_structure(
-    tmp_path: Path, file: str, old: str, new: str, rate: float, bias: float
+    first_helped_run, tmp_path: Path, file: str, old: str, new: str, rate: float, bias: float
 ) -> None:
-    (tmp_path / "model.py").write_text(HELPED_MODEL)
-    (tmp_path / "helpers.py").write_text(HELPERS)
-    env = dict(os.environ, DYNGEN_CACHE_DIR=str(tmp_path / "cache"))
-
-    def run() -> dict:
-        done = subprocess.run([sys.executable, "model.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    first = run()
-    assert first["x"] == pytest.approx(np.exp(-0.5), rel=1e-8)
-    assert run()["stages"] == ["load"]  # unchanged: found by its key
-    edited = tmp_path / file
-    edited.write_text(edited.read_text().replace(old, new))
-    second = run()
+    folder, pristine, first = first_helped_run
+    cache = tmp_path / "cache"
+    shutil.copytree(pristine, cache)  # as the first run left it
+    assert run_helped(folder, cache)["stages"] == ["load"]  # unchanged: found by its key
+    edited = folder / file
+    text = edited.read_text()
+    assert old in text
+    try:
+        edited.write_text(text.replace(old, new))
+        second = run_helped(folder, cache)
+    finally:
+        edited.write_text(text)
     assert "trace" in second["stages"] and second["digest"] != first["digest"]
     expected = bias / rate + (1 - bias / rate) * np.exp(-rate)
     assert second["x"] == pytest.approx(expected, rel=1e-8)
@@ -519,6 +572,7 @@ def test_a_warm_start_repeats_the_warnings_of_the_build(cache: Path) -> None:
             assert sorted(result.timings) == expected_stages
 
 
+@pytest.mark.slow
 def test_structure_keys_do_not_depend_on_the_hash_seed(model_file: Path, tmp_path: Path) -> None:
     entries = []
     for seed in ("1", "2"):
@@ -528,6 +582,7 @@ def test_structure_keys_do_not_depend_on_the_hash_seed(model_file: Path, tmp_pat
     assert entries[0] == entries[1] and len(entries[0]) == 1
 
 
+@pytest.mark.slow
 def test_a_damaged_cache_entry_is_rebuilt(model_file: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     path = Path(run_model(model_file, cache, "base")["path"])

@@ -89,6 +89,7 @@ def numba_file(cache: Path, pattern: str) -> Path:
     return found
 
 
+@pytest.mark.slow
 def test_a_truncated_pyc_is_removed_and_written_again(built) -> None:
     cache = damaged_copy(built, "pyc")
     (pyc,) = (cache / "__pycache__").glob("*.pyc")
@@ -102,6 +103,7 @@ def test_a_truncated_pyc_is_removed_and_written_again(built) -> None:
     assert "Warning" not in stderr, stderr
 
 
+@pytest.mark.slow
 def test_a_truncated_numba_index_is_removed_and_compiled_again(built) -> None:
     cache = damaged_copy(built, "nbi")
     index = numba_file(cache, "*.rhs-*.nbi")
@@ -112,6 +114,7 @@ def test_a_truncated_numba_index_is_removed_and_compiled_again(built) -> None:
     assert index.stat().st_size > len(whole) // 2  # written again by numba
 
 
+@pytest.mark.slow
 def test_garbage_in_a_numba_data_file_is_removed_and_compiled_again(built) -> None:
     cache = damaged_copy(built, "nbc")
     data = numba_file(cache, "*.observe-*.nbc")
@@ -181,6 +184,7 @@ def fail_under(monkeypatch, folder: Path, code: int, where: str) -> None:
         monkeypatch.setattr(os, "fsync", fsync)
 
 
+@pytest.mark.slow
 def test_a_read_only_cache_falls_back_to_a_private_one(tmp_path: Path, monkeypatch) -> None:
     cache = tmp_path / "read-only"
     cache.mkdir()
@@ -214,6 +218,7 @@ def test_a_full_disk_leaves_nothing_half_written(tmp_path: Path, monkeypatch) ->
     assert list(cache.rglob("*")) == []  # the temporary file was removed
 
 
+@pytest.mark.slow
 def test_a_cache_that_is_a_file_falls_back_and_the_private_cache_is_removed_at_exit(built) -> None:
     folder = built[0]
     (folder / "a-file").write_text("not a folder\n")
@@ -263,6 +268,7 @@ LIBRARY_MODEL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_an_edited_method_of_an_installed_library_is_a_new_structure(tmp_path: Path) -> None:
     # an installed package: in the user site-packages of PYTHONUSERBASE (a library root)
     base = tmp_path / "userbase"
@@ -299,6 +305,7 @@ class FastDecay(Decay):
         self.ders.x = -self.rate * self.states.x
 
 
+@pytest.mark.slow
 def test_a_module_no_simulation_holds_is_released(tmp_path: Path, monkeypatch) -> None:
     import gc
     import weakref

@@ -133,6 +133,7 @@ def test_values_edited_through_the_api_keep_the_cheap_check() -> None:
     assert fingerprint(sim.systems) == watch.key  # ... and found the same
 
 
+@pytest.mark.slow
 def test_simulate_checks_without_the_full_fingerprint_until_something_changes(monkeypatch) -> None:
     restore_globals()
     sim, a, b, _ = two_decays()
@@ -167,6 +168,7 @@ class Vector(System):
         self.ders.v = -self.inputs.k * self.states.v
 
 
+@pytest.mark.slow
 def test_in_place_edits_between_runs_are_integrated() -> None:
     sim, system = Simulation(), Vector()
     sim.add_system(system)
@@ -178,6 +180,7 @@ def test_in_place_edits_between_runs_are_integrated() -> None:
     np.testing.assert_allclose(system.states.v, expected, rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_a_state_array_read_after_a_run_follows_the_next_runs_as_in_dynode() -> None:
     """dynode writes the states back into the containers' arrays in place."""
     sim, system = Simulation(), Vector()
@@ -189,6 +192,7 @@ def test_a_state_array_read_after_a_run_follows_the_next_runs_as_in_dynode() -> 
     np.testing.assert_allclose(held, np.exp(-2.0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_simulations_of_the_same_systems_take_turns() -> None:
     restore_globals()
     one, two = Simulation(), Simulation()
@@ -204,6 +208,7 @@ def test_two_simulations_of_the_same_systems_take_turns() -> None:
     assert other.states.x == pytest.approx(np.exp(-1.0), rel=1e-8)
 
 
+@pytest.mark.slow
 def test_states_replaced_between_runs_are_gathered_in_the_layout_order() -> None:
     """A sweep: every run starts from states set anew (floats, lists, arrays) on a tree
     that mixes one-element and vector states; each run integrates what was set."""

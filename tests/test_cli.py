@@ -161,6 +161,7 @@ STANDALONE_CHECK = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_build_writes_a_standalone_module(tmp_path: Path, built: Path) -> None:
     assert built.is_file()
     checker = tmp_path / "check_standalone.py"
@@ -192,6 +193,7 @@ def test_build_writes_a_standalone_module(tmp_path: Path, built: Path) -> None:
         assert [out["Pendulum.ders.theta"], out["Pendulum.ders.omega"]] == pytest.approx(expected, rel=1e-13)
 
 
+@pytest.mark.slow
 def test_build_twice_leaves_the_file_untouched(tmp_path: Path, pendulum: Path, built: Path) -> None:
     before = built.stat()
     text = built.read_text()
@@ -207,6 +209,7 @@ def test_build_twice_leaves_the_file_untouched(tmp_path: Path, pendulum: Path, b
     assert sorted(p.name for p in built.parent.iterdir() if p.name != "__pycache__") == ["model.py"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "stage, marker",
     [("spec", "ModelSpec model"), ("flat", "FlatModel model"), ("kernel", "Kernel model"), ("source", None)],
@@ -229,6 +232,7 @@ def test_build_emit_prints_the_stage(tmp_path: Path, pendulum: Path, stage: str,
         assert "def jac" in result.stdout
 
 
+@pytest.mark.slow
 def test_build_timings(tmp_path: Path, pendulum: Path) -> None:
     result = ok(run_cli(["build", pendulum.name, "-o", "out", "--timings"], tmp_path))
     lines = result.stdout.splitlines()
@@ -238,6 +242,7 @@ def test_build_timings(tmp_path: Path, pendulum: Path) -> None:
     assert all(v >= 0 for v in timed.values())
 
 
+@pytest.mark.slow
 def test_show_prints_what_build_writes(tmp_path: Path, pendulum: Path, built: Path) -> None:
     shown = ok(run_cli(["show", pendulum.name], tmp_path)).stdout
     assert shown == built.read_text()
@@ -248,6 +253,7 @@ def test_show_prints_what_build_writes(tmp_path: Path, pendulum: Path, built: Pa
 # -- run and verify -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_csv_matches_simulate_with_a_recorder(tmp_path: Path, pendulum: Path, monkeypatch) -> None:
     csv_file = tmp_path / "states.csv"
     result = ok(run_cli(["run", pendulum.name, "--t", "2", "--dt", "0.25", "--csv", csv_file.name], tmp_path))
@@ -273,6 +279,7 @@ def test_run_csv_matches_simulate_with_a_recorder(tmp_path: Path, pendulum: Path
     assert values[0, 1:].tolist() == [0.4, -0.3]
 
 
+@pytest.mark.slow
 def test_run_to_stdout(tmp_path: Path, pendulum: Path) -> None:
     result = ok(run_cli(["run", pendulum.name, "--t", "1", "--dt", "0.5"], tmp_path))
     rows = list(csv.reader(result.stdout.splitlines()))
@@ -280,6 +287,7 @@ def test_run_to_stdout(tmp_path: Path, pendulum: Path) -> None:
     assert [float(r[0]) for r in rows[1:]] == [0.0, 0.5, 1.0]
 
 
+@pytest.mark.slow
 def test_verify_passes_on_a_good_model(tmp_path: Path, pendulum: Path) -> None:
     result = ok(run_cli(["verify", pendulum.name, "--t", "2", "--dt", "0.1"], tmp_path))
     assert "max abs diff" in result.stdout and "max rel diff" in result.stdout
@@ -287,6 +295,7 @@ def test_verify_passes_on_a_good_model(tmp_path: Path, pendulum: Path) -> None:
     assert "OK: largest relative difference" in result.stdout
 
 
+@pytest.mark.slow
 def test_run_and_verify_give_dynodes_vector_where_the_module_packs_states(tmp_path: Path) -> None:
     """The ring's module packs the states of its 8 oscillators (x of every one, then
     y); ``run`` still writes dynode's vector in dynode's order, and ``verify`` compares
@@ -360,6 +369,7 @@ ERROR_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, command",
     [(case, "build") for case in sorted(ERROR_CASES)]
@@ -391,6 +401,7 @@ def test_errors_exit_2_without_traceback(tmp_path: Path, case: str, command: str
         assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_run_model_without_states_is_a_clean_error(tmp_path: Path) -> None:
     model = tmp_path / "stateless.py"
     model.write_text(
@@ -420,6 +431,7 @@ def test_run_model_without_states_is_a_clean_error(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: ")
 
 
+@pytest.mark.slow
 def test_build_respects_the_umask(tmp_path: Path, pendulum: Path) -> None:
     env = dict(os.environ, DYNGEN_CACHE_DIR=str(tmp_path / "cache"))
     subprocess.run(

@@ -429,6 +429,7 @@ def assert_safe_module(built: Built, forbidden_starts=("import os", "import sys"
     compile(built.text, str(built.path), "exec")
 
 
+@pytest.mark.slow
 def test_odd_container_keys(build_model) -> None:
     built = build_model(ODD_KEYS_MODEL)
     assert_safe_module(built)
@@ -458,6 +459,7 @@ def test_odd_container_keys(build_model) -> None:
     assert len(observed) == module.N_OBSERVED  # names are unique
 
 
+@pytest.mark.slow
 def test_odd_class_and_system_names(build_model) -> None:
     built = build_model(ODD_NAMES_MODEL)
     assert_safe_module(built)
@@ -482,6 +484,7 @@ def test_odd_class_and_system_names(build_model) -> None:
     assert holder.subsystems[0].states.x == pytest.approx(2.0 * math.exp(-0.3), rel=1e-8)
 
 
+@pytest.mark.slow
 def test_model_file_name_is_escaped(tmp_path: Path) -> None:
     name = "m\nimport os\n#.py"
     (tmp_path / name).write_text(
@@ -544,6 +547,7 @@ def test_block_comments_point_to_the_model(build_model) -> None:
 # -- Jacobian and observe ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jacobian_matches_finite_differences(build_model) -> None:
     built = build_model(NONLINEAR)
     m = built.module

@@ -174,9 +174,22 @@ SETTINGS = {
 }
 
 
-@pytest.mark.parametrize("setting", sorted(SETTINGS))
+# Every example's module with the default setting; the other settings, which exercise
+# the driver (rejections, tolerances, fixed and bounded steps: the same code in every
+# module), on three examples: a small nonlinear one, a kernel ring, and the 400-state
+# array form (the error norm over many elements).
+THOROUGH = ("vanderpol", "oscillator_ring", "reaction_diffusion")
+CASES = [
+    pytest.param(example, setting, id=f"{example.stem}-{setting}",
+                 marks=() if (example.stem, setting) == ("vanderpol", "default") else pytest.mark.slow)
+    for example in EXAMPLES
+    for setting in sorted(SETTINGS)
+    if setting == "default" or example.stem in THOROUGH
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize(("example", "setting"), CASES)
 def test_examples_match_scipy(example: Path, method: str, setting: str) -> None:
     module = module_of(example)
     observer_dt, fixed_step, kwargs = SETTINGS[setting]
@@ -194,6 +207,7 @@ def test_examples_match_scipy(example: Path, method: str, setting: str) -> None:
         assert np.array_equal(run.OUT[k], out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_run_that_does_not_start_at_zero(method: str) -> None:
     """dynode records no initial sample unless t == 0; the intervals start at t0."""
@@ -207,6 +221,7 @@ def test_a_run_that_does_not_start_at_zero(method: str) -> None:
     assert_same_run(reference, run, method)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_run_without_states_kept_takes_the_same_steps(method: str) -> None:
     """simulate() without observers keeps no samples of the state: the run is the
@@ -238,6 +253,7 @@ def test_too_many_steps_fails_like_scipy(method: str) -> None:
     assert isinstance(error, SolverError) and "larger nsteps is needed" in str(error)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixed_step", [False, True])
 @pytest.mark.parametrize("observer_dt", [0.1, 0.5])
 @pytest.mark.parametrize("method", METHODS)
@@ -252,6 +268,7 @@ def test_blow_up_fails_like_scipy(method: str, observer_dt: float, fixed_step: b
     assert 1.0 <= run.t_reached < 1.0 + observer_dt + 1e-12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_the_integrator_raises_scipys_failure(method: str) -> None:
     """CompiledExplicitIntegrator fails where ScipyOdeIntegrator fails, with the same words."""
@@ -284,6 +301,7 @@ def test_the_integrator_raises_scipys_failure(method: str) -> None:
     assert 0.9 < times[0][0] < 1.0 < times[0][2] < times[0][1]
 
 
+@pytest.mark.slow
 def test_stiffness_detection_like_scipy() -> None:
     module = module_of("stiff")
     options = dynode_options(1.0, False, {"nsteps": 100_000})
@@ -294,6 +312,7 @@ def test_stiffness_detection_like_scipy() -> None:
     assert_same_run(reference, run, "dopri5")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_stiff_problem_over_long_intervals_like_scipy(method: str) -> None:
     module = module_of("stiff")
@@ -305,6 +324,7 @@ def test_a_stiff_problem_over_long_intervals_like_scipy(method: str) -> None:
     assert_same_run(reference, run, method)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs, status", [({"nsteps": -1}, -11), ({"safety": 1.5}, -15), ({"beta": 0.3}, -16), ({"safety": 2.0, "beta": 0.3}, -16)]
 )
@@ -320,6 +340,7 @@ def test_inconsistent_options_fail_like_scipy(method: str, kwargs: dict, status:
     assert "input is not consistent" in str(run.error(method, 0.0, 0.1, state_namer(module)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_arrays_that_do_not_fit_the_model_are_refused_before_any_step(method: str) -> None:
     """A standalone module's loops run to N_STATES (a constant): what the module's
@@ -356,6 +377,7 @@ def test_arrays_that_do_not_fit_the_model_are_refused_before_any_step(method: st
         compiled.advance(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_a_state_that_is_not_finite_stops_the_run(method: str) -> None:
     """scipy succeeds with an infinite state here; dyngen stops, naming the state."""

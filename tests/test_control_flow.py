@@ -54,6 +54,7 @@ def step_tolerance(monkeypatch):
     monkeypatch.setattr(dynode_compare, "ATOL", 1e-8)
 
 
+@pytest.mark.slow
 def test_if_elif_else_nested_ifs_early_return_and_builtins_match_dynode(step_tolerance) -> None:
     assert_same_rhs("build")
     ours, theirs = both("build", 60.0, 0.25, rtol=1e-10, atol=1e-12)
@@ -67,6 +68,7 @@ def test_if_elif_else_nested_ifs_early_return_and_builtins_match_dynode(step_tol
     assert h.max() > 0.5 and h.min() < 0.0
 
 
+@pytest.mark.slow
 def test_an_if_on_a_parameter_stays_a_runtime_choice() -> None:
     sim = build_simulation(MODEL, "dyngen")
     thermostat = sim.systems[1]
@@ -84,6 +86,7 @@ def test_an_if_on_a_parameter_stays_a_runtime_choice() -> None:
     assert thermostat.states.T == pytest.approx(reference.y[0, -1], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_numba_helpers_and_a_filled_np_zeros_match_dynode_within_1e10() -> None:
     assert_same_rhs("build_numba")
     ours, theirs = both("build_numba", 10.0, 0.5, rtol=1e-12, atol=1e-14)
@@ -92,6 +95,7 @@ def test_numba_helpers_and_a_filled_np_zeros_match_dynode_within_1e10() -> None:
     assert_same_runs(ours, theirs, signals_from=1)
 
 
+@pytest.mark.slow
 def test_small_vectors_of_traced_values_take_every_vector_operation(step_tolerance) -> None:
     assert_same_rhs("build_vectors")
     ours, theirs = both("build_vectors", 8.0, 0.25, rtol=1e-10, atol=1e-12)
@@ -155,6 +159,7 @@ class SaturatedElements(System):
         self.ders.q = d
 
 
+@pytest.mark.slow
 def test_a_scalar_numba_helper_called_per_element_keeps_its_branches_to_itself(tmp_path) -> None:
     sim = Simulation(cache_dir=tmp_path)
     system = SaturatedElements()
@@ -194,6 +199,7 @@ def test_too_many_branch_combinations_fail_fast_with_the_line(tmp_path) -> None:
     assert "where" in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_few_branches_per_element_are_fine() -> None:
     sim = Simulation()
     system = ManyBranches(4)  # 16 paths
@@ -205,6 +211,7 @@ def test_a_few_branches_per_element_are_fine() -> None:
     np.testing.assert_allclose(system.states.q, expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_model_file_edited_after_import_runs_the_code_python_loaded(tmp_path, monkeypatch) -> None:
     """The tracer compiles functions again from their source; a file edited since it was
     imported must not be traced in place of the code that Python runs."""

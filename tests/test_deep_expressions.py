@@ -55,6 +55,7 @@ class Doubling(System):
         self.ders.s = 1.0
 
 
+@pytest.mark.slow
 def test_a_chain_of_240_where_builds_and_matches_the_closed_form() -> None:
     sim = Simulation()
     chain = Chain()

@@ -199,6 +199,7 @@ def test_get_states_dispatch_states_and_get_ders_walk_the_tree_as_dynode_does() 
     np.testing.assert_array_equal(vectors["dyngen"][2], np.arange(12) * 0.5 - 3.0)
 
 
+@pytest.mark.slow
 def test_dispatch_states_writes_in_place_and_the_next_run_starts_from_it() -> None:
     system = MODELS["dyngen"].Pair()
     sim, _ = _simulate("dyngen", system, 0.5, 0.5)
@@ -352,6 +353,7 @@ def test_a_der_bigger_than_its_state_is_a_runtime_error() -> None:
 # ----------------------------------------------------------------- constant ders
 
 
+@pytest.mark.slow
 def test_a_der_only_init_sets_is_a_constant_derivative_read_at_each_run() -> None:
     """Four copies of Drift (lowered as one loop over the copies) and a vector in array
     form: each constant der is a parameter, so a new value needs no rebuild."""
@@ -424,6 +426,7 @@ def test_any_callable_can_be_added_without_touching_its_attributes() -> None:
         assert strict.call_count == 0 and loose.call_count == 0, lib
 
 
+@pytest.mark.slow
 def test_a_callable_object_a_bound_method_and_a_partial_as_connections_give_dynodes_results() -> None:
     runs = {}
     for lib, models in MODELS.items():

@@ -351,6 +351,7 @@ def test_dependees_order_the_connections_as_in_dynode(via_attribute) -> None:
     assert [f.__name__ for f in theirs.connections] == EXPECTED_ORDER
 
 
+@pytest.mark.slow
 def test_connections_run_in_dependee_order_and_give_dynodes_values() -> None:
     system = Chain()
     log: list[str] = []
@@ -405,6 +406,7 @@ def test_simulate_needs_a_state() -> None:
         sim.simulate(1.0, 0.1)
 
 
+@pytest.mark.slow
 def test_add_observer_rejects_duplicates_and_returns_a_remover() -> None:
     sim, _ = decay_sim()
     kept, dropped = Times(), Times()
@@ -421,6 +423,7 @@ def test_add_observer_rejects_duplicates_and_returns_a_remover() -> None:
     sim.add_observer(dropped)  # may be added again once removed
 
 
+@pytest.mark.slow
 def test_observers_get_time_and_the_flat_state_vector_in_dynodes_layout() -> None:
     import dynode
 
@@ -449,6 +452,7 @@ def test_observers_get_time_and_the_flat_state_vector_in_dynodes_layout() -> Non
     np.testing.assert_allclose(np.array(ours.y)[:, 8], 5 * np.exp(-t), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_observers_see_t0_once_and_a_second_simulate_continues() -> None:
     sim, system = decay_sim()
     obs = Times()
@@ -498,6 +502,7 @@ def test_every_observer_is_called_at_t0_even_after_one_returns_true() -> None:
     assert later.t == [0.0]  # dynode 0.4 gives [0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["decay", "oscillator"])
 def test_fixed_step_is_scipy_dopri5_with_infinite_atol_and_first_step_dt(model) -> None:
     dt, n = 0.2, 10
@@ -537,6 +542,7 @@ def test_fixed_step_is_scipy_dopri5_with_infinite_atol_and_first_step_dt(model) 
     assert abs(obs.y[-1][0] - exact) > 1e-7
 
 
+@pytest.mark.slow
 def test_containers_hold_the_final_values_after_simulate() -> None:
     osc, lag = Oscillator(w=2.0), Lag(tau=0.5)
     osc.add_post_connection(connect_signals(osc.states, "x", lag.inputs, "u"))
@@ -583,6 +589,7 @@ class PhaseOscillator(SystemInterface):
         self.outputs.point = np.array([x, v])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit", ["state", "der", "output", "array output", "state and der"])
 def test_every_entry_holds_the_final_value_whatever_was_set_between_runs(edit) -> None:
     """simulate() places its results again only in the kinds of container written
@@ -623,6 +630,7 @@ def test_changing_a_parameter_or_a_state_needs_no_rebuild() -> None:
     assert sim.module is first.module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_a_matrix_state_set_between_runs_is_read_row_by_row(order) -> None:
     """simulate() joins the states' bytes when it gathers them; a Fortran-ordered
@@ -649,6 +657,7 @@ def test_an_equal_model_reuses_the_cached_module() -> None:
     assert again.module is module
 
 
+@pytest.mark.slow
 def test_adding_or_removing_a_connection_rebuilds() -> None:
     osc, lag = Oscillator(w=2.0), Lag(tau=0.5)
     osc.add_post_connection(connect_signals(osc.states, "x", lag.inputs, "u"))
@@ -676,6 +685,7 @@ def test_adding_or_removing_a_connection_rebuilds() -> None:
     assert lag.states.y == pytest.approx(lag_closed_form(1.5, 2.0, 0.5), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_recorder_layout_and_values_against_the_closed_form() -> None:
     osc = Oscillator(w=2.0)
     sim = Simulation()
@@ -704,6 +714,7 @@ def test_recorder_layout_and_values_against_the_closed_form() -> None:
     assert series["w"] == [2.0] * 21
 
 
+@pytest.mark.slow
 def test_recorder_records_vector_states_and_subsystems_like_dynode() -> None:
     import dynode
 
@@ -745,6 +756,7 @@ def test_recorder_store_rejects_what_does_not_exist() -> None:
         rec.store(Decay(), "nothing.x")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("integrator", ["dopri5", "dop853", "vode", "lsoda"])
 def test_every_integrator_reaches_the_closed_form(integrator) -> None:
     osc = Oscillator(w=2.0)
@@ -770,6 +782,7 @@ def test_an_unknown_integrator_is_a_dyngen_error() -> None:
     assert sim.simulate(0.1, 0.1) == pytest.approx(0.1)  # nothing was advanced
 
 
+@pytest.mark.slow
 def test_non_finite_initial_values_are_allowed_as_in_dynode() -> None:
     system = Decay(x0=1.0, k=0.5)
     system.inputs.limit = np.inf  # an unused parameter, e.g. an open saturation limit

@@ -466,6 +466,7 @@ def test_a_stale_read_warns_and_names_the_signal() -> None:
     assert "dependees" in message
 
 
+@pytest.mark.slow
 def test_a_stale_read_warning_from_simulate_is_attributed_to_the_callers_line() -> None:
     reader, writer = named(Feedthrough(), "reader"), named(Feedthrough(), "writer")
     reader.add_pre_connection(connect_signals(writer.outputs, "y", reader.inputs, "u"))
@@ -490,6 +491,7 @@ def test_an_ordered_model_does_not_warn(recwarn) -> None:
 # ----------------------------------------------------------------- solver errors
 
 
+@pytest.mark.slow
 def test_a_blow_up_is_a_solver_error_naming_the_time() -> None:
     sim = Simulation()
     sim.add_system(named(Squared(), "boom"))
@@ -505,6 +507,7 @@ def test_a_blow_up_is_a_solver_error_naming_the_time() -> None:
     assert reached == pytest.approx(1.0, abs=1e-3)  # the blow-up of x' = x^2, x(0) = 1
 
 
+@pytest.mark.slow
 def test_too_few_steps_is_a_solver_error_saying_so() -> None:
     sim = Simulation()
     sim.add_system(named(Squared(), "boom"))
@@ -523,6 +526,7 @@ def test_a_non_finite_state_is_named_by_its_path() -> None:
     assert "not finite" in message and "t = 0.5" in message
 
 
+@pytest.mark.slow
 def test_a_solver_error_can_be_caught_as_runtime_error_like_dynodes() -> None:
     sim = Simulation()
     sim.add_system(Squared())

@@ -34,6 +34,7 @@ def test_generated_module_is_current(example: Path) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_interpreted_and_compiled_agree(example: Path) -> None:
     simulation = load_model(example)

@@ -54,6 +54,7 @@ def test_porting_is_changing_the_import(example: Path) -> None:
     assert ("where" in before) == after.endswith("; from dyngen import where")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("integrator", ["dopri5", "dop853"])
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
 def test_example_matches_dynode(example: Path, integrator: str) -> None:
@@ -62,6 +63,7 @@ def test_example_matches_dynode(example: Path, integrator: str) -> None:
     assert_same_runs(ours, theirs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
 def test_example_matches_dynode_fixed_step(example: Path) -> None:
     ours, theirs = run_both(lambda backend: build_simulation(example, backend), 5.0, 0.01, fixed_step=True)
@@ -69,6 +71,7 @@ def test_example_matches_dynode_fixed_step(example: Path) -> None:
     assert_same_runs(ours, theirs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
 def test_example_matches_dynode_with_solver_options(example: Path) -> None:
     # Keyword arguments go to scipy's integrator in both.
@@ -102,6 +105,7 @@ def test_continuing_and_changing_a_parameter_matches_dynode() -> None:
     assert_same_runs(ours, theirs)
 
 
+@pytest.mark.slow
 def test_changing_initial_states_between_runs_matches_dynode() -> None:
     """States written into the containers between runs are picked up by both."""
 
@@ -119,6 +123,7 @@ def test_changing_initial_states_between_runs_matches_dynode() -> None:
     assert_same_runs(ours, theirs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
 def test_unprimed_dynode_differs_only_in_its_initial_signals(example: Path) -> None:
     """Without priming, dynode's t0 inputs/outputs/ders are the __init__ values.
@@ -130,6 +135,7 @@ def test_unprimed_dynode_differs_only_in_its_initial_signals(example: Path) -> N
     assert_same_runs(ours, theirs, signals_from=1)
 
 
+@pytest.mark.slow
 def test_dotted_recorder_paths_aliases_and_early_stop_match_dynode() -> None:
     """Recorder paths through subsystems, aliases, and an observer that stops the run."""
     results = {}
@@ -157,6 +163,7 @@ def test_dotted_recorder_paths_aliases_and_early_stop_match_dynode() -> None:
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-8, atol=1e-10, err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("integrator", ["dopri5", "dop853"])
 @pytest.mark.parametrize("builder", ["build_dependees", "build_shared_connection"])
 def test_edge_case_models_match_dynode(builder: str, integrator: str) -> None:
@@ -170,12 +177,14 @@ def test_edge_case_models_match_dynode(builder: str, integrator: str) -> None:
 # Differences from dynode these tests found, now fixed (or, for vode, intended).
 
 
+@pytest.mark.slow
 def test_dynode_readme_model_with_differently_named_ders() -> None:
     model = Path(__file__).resolve().parent / "dynode_readme_model.py"
     ours, theirs = run_both(lambda backend: build_simulation(model, backend), 10.0, 0.1)
     assert_same_runs(ours, theirs)
 
 
+@pytest.mark.slow
 def test_vode_with_the_generated_jacobian_agrees_with_dynodes_vode() -> None:
     # Intended difference: dyngen hands its generated Jacobian to scipy's ode, which
     # makes vode use chord iteration with that Jacobian (MF=11) where dynode, passing
@@ -220,6 +229,7 @@ def build():
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["dict attribute", "class attribute", "module global"])
 def test_constants_changed_between_runs_are_used(tmp_path: Path, change: str) -> None:
     model = tmp_path / "decay.py"

@@ -58,6 +58,7 @@ def functions(text: str) -> dict[str, list[str]]:
 # ----------------------------------------------------------------------------- against dynode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("builder", "args"),
     [
@@ -76,6 +77,7 @@ def test_grid_models_match_dynode(builder: str, args: tuple) -> None:
     assert_same_runs(ours, theirs)
 
 
+@pytest.mark.slow
 def test_small_matrices_in_the_element_form_match_dynode() -> None:
     """N = 7: every signal is under 64 elements, so np.max/np.mean along an axis, @ and
     broadcasting run in the element form."""
@@ -87,6 +89,7 @@ def test_small_matrices_in_the_element_form_match_dynode() -> None:
 # ----------------------------------------------------------------------------- against the element form
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("builder", ["build_gray_scott"])  # grid_ops: 3 minutes in the element form
 def test_array_and_element_forms_compute_the_same_functions(builder: str) -> None:
     arrays, elements = module_of(builder, 12, 10), module_of(builder, 12, 10, arrays=False)
@@ -115,6 +118,7 @@ def test_array_and_element_forms_compute_the_same_functions(builder: str) -> Non
 # ----------------------------------------------------------------------------- the Jacobian
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("builder", "args"), [("build_gray_scott", (12, 10)), ("build_cube", (8,))])
 def test_jacobian_of_grid_stencils_matches_finite_differences(builder: str, args: tuple) -> None:
     module = module_of(builder, *args)
@@ -129,6 +133,7 @@ def test_jacobian_of_grid_stencils_matches_finite_differences(builder: str, args
         assert len(set(zip(module.JAC_ROWS.tolist(), module.JAC_COLS.tolist()))) == module.JAC_NNZ
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["broadcast", "matrix", "einsum"])
 def test_jacobian_through_sums_along_an_axis_matches_finite_differences(form: str) -> None:
     module = module_of("build_kuramoto", 70, form)
@@ -140,6 +145,7 @@ def test_jacobian_through_sums_along_an_axis_matches_finite_differences(form: st
     assert np.count_nonzero(J) == 70 * 70  # all-to-all: dense, as the model is
 
 
+@pytest.mark.slow
 def test_a_sum_over_a_whole_grid_read_by_a_derivative_says_there_is_no_jacobian() -> None:
     module = module_of("build_grid_ops", 12, 10)
     assert "sum over 120 elements (grids_model.py:85)" in module.NO_JACOBIAN

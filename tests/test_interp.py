@@ -91,6 +91,7 @@ def _observe(module, x: np.ndarray) -> np.ndarray:
     return out
 
 
+@pytest.mark.slow
 def test_the_lookup_is_numpys_interp_bit_for_bit(lookups) -> None:
     points = _points()
     for k, (xp, fp, options) in enumerate(CASES):
@@ -114,6 +115,7 @@ def test_the_tables_are_module_data_with_the_model_line(lookups) -> None:
     assert np.array_equal(eval(long_xp, {"np": np, "math": math}), LONG_XP)  # floats printed exactly
 
 
+@pytest.mark.slow
 def test_the_jacobian_is_the_segment_slope(lookups) -> None:
     breaks = _breakpoints()
     p = lookups.DEFAULT_PARAMETERS
@@ -137,12 +139,14 @@ def test_the_jacobian_is_the_segment_slope(lookups) -> None:
     assert np.count_nonzero(J - np.diag(np.diag(J))) == 0
 
 
+@pytest.mark.slow
 def test_a_model_with_tables_matches_dynode() -> None:
     ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend), 4.0, 0.05)
     assert_same_runs(ours, theirs)
     assert np.ptp(ours.series["0:Resistor"]["outputs.R"]) > 0.1  # the table was used
 
 
+@pytest.mark.slow
 def test_the_array_form_interpolates_elementwise_like_dynode() -> None:
     ours, theirs = run_both(lambda backend: build_simulation(MODELS, backend, "build_cells", 100), 2.0, 0.1)
     assert_same_runs(ours, theirs)
@@ -157,6 +161,7 @@ def test_the_array_form_interpolates_elementwise_like_dynode() -> None:
     np.testing.assert_allclose(J, central_differences(module, 0.0, y, module.DEFAULT_PARAMETERS), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_rodas4_with_a_rate_table_matches_radau() -> None:
     sim = build_simulation(MODELS, "dyngen", "build_stiff")
     reaction = sim.systems[0]

@@ -336,6 +336,7 @@ SIMULATED_WITH_DYNODE = [name for name, m in MODELS_BY_NAME.items() if m.dynode]
 EXPECTED_LOOPS = {"ring": 50, "vdp_pairs": 12, "mass_chain": 48, "lag_chain": 49, "stiff_chain": 49, "self_rings": 12, "rod": 6, "tops": 6}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SIMULATED_WITH_DYNODE)
 def test_kernel_form_matches_dynode_and_the_unrolled_form(lab: Lab, tight, name: str) -> None:
     built = lab[name]
@@ -351,6 +352,7 @@ def test_kernel_form_matches_dynode_and_the_unrolled_form(lab: Lab, tight, name:
         assert_same_runs(built.unrolled_run, built.dynode_run)
 
 
+@pytest.mark.slow
 def test_a_group_made_of_smaller_groups_shares_their_loop(lab: Lab) -> None:
     """ders.x of all 24 oscillators is split into the leaders and the followers, whose
     ders.y are groups of 12: rhs is one loop over the 12 pairs (one pass over each
@@ -400,6 +402,7 @@ def test_per_state_tolerances_are_given_in_dynodes_layout(dyngen_cache_dir) -> N
     np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vdp_pairs", "mass_chain", "algebraic_chains", "ring", "tops"])
 def test_packing_gives_every_state_one_slice_and_every_loop_consecutive_states(lab: Lab, name: str) -> None:
     """The packed places tile y, each state's elements stay together, the states of a
@@ -428,6 +431,7 @@ def test_packing_gives_every_state_one_slice_and_every_loop_consecutive_states(l
         assert packed.default_states[start:stop] == flat.default_states[slot.start:slot.stop]
 
 
+@pytest.mark.slow
 def test_stiff_chain_with_the_generated_jacobian_is_the_same_in_both_forms(lab: Lab, tight) -> None:
     built = lab["stiff_chain"]
     assert EXPECTED_LOOPS["stiff_chain"] in loops(lowered(built.kernel_sim._build, True))["rhs"]
@@ -443,6 +447,7 @@ def test_stiff_chain_with_the_generated_jacobian_is_the_same_in_both_forms(lab: 
 JACOBIAN_MODELS = list(MODELS_BY_NAME)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", JACOBIAN_MODELS)
 def test_generated_functions_agree_between_the_forms_and_with_finite_differences(lab: Lab, name: str) -> None:
     model, built = MODELS_BY_NAME[name], lab[name]
@@ -479,6 +484,7 @@ def test_generated_functions_agree_between_the_forms_and_with_finite_differences
 # ----------------------------------------------------------------------------- 4. repeated (row, col) pairs
 
 
+@pytest.mark.slow
 def test_entries_for_the_same_row_and_column_add_up(lab: Lab) -> None:
     """In the second ring, oscillators 12, 15, 18, 21 read themselves as ``left``: their
     connection's derivative and do_step's land on the same entry, which the kernel's
@@ -515,6 +521,7 @@ def test_entries_for_the_same_row_and_column_add_up(lab: Lab) -> None:
 # ----------------------------------------------------------------------------- 5. fallback
 
 
+@pytest.mark.slow
 def test_algebraic_chains_through_one_class_build_and_run(lab: Lab, tight) -> None:
     """outputs.y = states.x + inputs.u, inputs.u from the previous relay's output: the
     relays' output assignments read each other, so one group of them would depend on
@@ -539,6 +546,7 @@ def test_algebraic_chains_through_one_class_build_and_run(lab: Lab, tight) -> No
 # ----------------------------------------------------------------------------- 6. a long vector state
 
 
+@pytest.mark.slow
 def test_a_long_vector_state_next_to_copies_of_a_small_class_builds_as_kernels(lab: Lab) -> None:
     built = lab["rod"]
     kern = built.kernel_module
@@ -550,6 +558,7 @@ def test_a_long_vector_state_next_to_copies_of_a_small_class_builds_as_kernels(l
     assert np.ptp(heat) > 1e-3 and np.all(np.isfinite(built.kernel_run.observed_y))
 
 
+@pytest.mark.slow
 def test_kernel_lowering_of_a_long_vector_state_costs_about_what_unrolled_lowering_does(lab: Lab) -> None:
     """Build time should grow about linearly with model size (DESIGN.md, "Scale"): the
     kernel form of a model that is mostly one 500-element system must not take much
@@ -576,6 +585,7 @@ class _Vector(System):  # a vector state "s" next to scalar states "s": elements
         self.ders.s = -self.inputs.rate * self.states.s + self.gain * np.sin(time)
 
 
+@pytest.mark.slow
 def test_locals_of_fused_straight_line_blocks_never_shadow_vector_elements(tmp_path: Path) -> None:
     """Regression (found by the random-tree test): a scalar state named like a vector's
     element (``s_2`` for the second scalar ``s``) overwrote that element."""

@@ -20,7 +20,7 @@ from dynode_compare import build_simulation
 MODEL = Path(__file__).resolve().parent / "observer_arrays_model.py"
 
 
-@pytest.mark.parametrize("n", [3, 80])
+@pytest.mark.parametrize("n", [3, pytest.param(80, marks=pytest.mark.slow)])
 def test_kept_entries_are_what_dynode_keeps(n: int) -> None:
     sims = {backend: build_simulation(MODEL, backend, "build", n) for backend in ("dyngen", "dynode")}
     for sim in sims.values():

@@ -36,6 +36,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,6 +137,7 @@ def model_plans(draw) -> dict:
     return {"systems": systems, "connections": connections}
 
 
+@pytest.mark.slow
 @settings(
     max_examples=fuzz_examples(15),  # many more: pytest --hypothesis-profile=fuzz (or DYNGEN_FUZZ_EXAMPLES=N)
     deadline=None,
@@ -189,6 +191,7 @@ def test_plans_cover_the_interesting_cases() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_long_feedthrough_chain_matches_dynode() -> None:
     """Outputs with feedthrough passed down a chain of four systems within one evaluation."""
 

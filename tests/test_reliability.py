@@ -39,6 +39,7 @@ def refused(result, *needles: str) -> str:
 # -- 1. data loss: dyngen build never writes over a file it did not generate ----------
 
 
+@pytest.mark.slow
 def test_build_into_the_model_folder_keeps_the_model_file(tmp_path: Path) -> None:
     model = tmp_path / "model.py"
     model.write_text(PENDULUM)
@@ -51,6 +52,7 @@ def test_build_into_the_model_folder_keeps_the_model_file(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir() if p.name not in ("cache", "__pycache__")) == ["model.py"]
 
 
+@pytest.mark.slow
 def test_build_never_writes_over_a_file_the_model_imports(tmp_path: Path) -> None:
     (tmp_path / "model.py").write_text(PENDULUM_WITH_HELPER)
     (tmp_path / "helper.py").write_text(HELPER)
@@ -59,6 +61,7 @@ def test_build_never_writes_over_a_file_the_model_imports(tmp_path: Path) -> Non
     assert (tmp_path / "helper.py").read_text() == HELPER
 
 
+@pytest.mark.slow
 def test_build_never_writes_over_a_file_dyngen_did_not_generate(tmp_path: Path) -> None:
     (tmp_path / "model.py").write_text(PENDULUM)
     (tmp_path / "out").mkdir()
@@ -70,6 +73,7 @@ def test_build_never_writes_over_a_file_dyngen_did_not_generate(tmp_path: Path) 
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["model.py"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_build_replaces_another_models_module_only_with_force(tmp_path: Path) -> None:
     (tmp_path / "model.py").write_text(PENDULUM)
     (tmp_path / "other.py").write_text(PENDULUM.replace("0.25", "0.5"))
@@ -197,6 +201,7 @@ def test_observer_dt_longer_than_t_observes_the_start_as_dynode_does() -> None:
     assert runs["dyngen"] == runs["dynode"] == (0.0, [(0.0, 1.0)], 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, needle",
     [(["--t", "1", "--dt", "0"], "observer_dt = 0.0"), (["--t", "nan", "--dt", "0.1"], "is nan")],
@@ -246,6 +251,7 @@ def test_cli_output_folder_that_cannot_be_written(tmp_path: Path, monkeypatch) -
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_csv_in_a_folder_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "model.py").write_text(PENDULUM)
     (tmp_path / "file").write_text("x\n")
@@ -256,6 +262,7 @@ def test_cli_csv_in_a_folder_that_is_a_file(tmp_path: Path) -> None:
 LONG = "V" + "x" * 319
 
 
+@pytest.mark.slow
 def test_cli_a_320_character_name_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.py").write_text(PENDULUM)
     refused(run_cli(["build", "model.py", "-o", "out", "--name", LONG], tmp_path), "--name is 320 characters")
@@ -306,6 +313,7 @@ class Robertson(System):
         self.ders.c = np.array([-k1 * c1 + k3 * c2 * c3, k1 * c1 - k3 * c2 * c3 - k2 * c2**2, k2 * c2**2])
 
 
+@pytest.mark.slow
 def test_lsoda_failing_on_the_forced_first_step_says_so_and_first_step_overrides_it() -> None:
     from scipy.integrate import solve_ivp
 

@@ -51,6 +51,7 @@ class Modulo(System):
         self.ders.x = -(self.states.x % 0.5) + np.fmod(self.states.x, 0.3)
 
 
+@pytest.mark.slow
 def test_jacobian_of_remainders_is_emitted_and_right() -> None:
     sim = Simulation()
     sim.add_system(Modulo())
@@ -74,6 +75,7 @@ class DictMethods(System):
         self.outputs.update(y=2.0 * x, z=sum(self.inputs.values()))
 
 
+@pytest.mark.slow
 def test_dict_methods_are_traced_not_frozen() -> None:
     sim = Simulation()
     system = DictMethods()
@@ -141,6 +143,7 @@ class Constants(System):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change",
     ["system._k = 2.0", "system.params.k = 2.0", "system.inputs.table['g'] = 2.0", "gain.g = 0.5",
@@ -173,6 +176,7 @@ class Tank(System):
         self.ders.h = self.inputs.inflow
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("integrator", ["dopri5", "rodas4", "lsoda", "BDF"])
 def test_an_observer_that_changes_a_parameter_acts_like_a_controller(integrator: str) -> None:
     sim, tank = Simulation(), Tank()

@@ -92,6 +92,7 @@ def test_large_sparse_models_take_the_sparse_path() -> None:
     assert not stiff.uses_sparse_lu(small.module)  # 128 states: the compiled dense LU
 
 
+@pytest.mark.slow
 def test_sparse_and_dense_rodas4_take_the_same_steps() -> None:
     sim, _ = brusselator(100)
     module, model = sim.module, sim._model
@@ -108,6 +109,7 @@ def test_sparse_and_dense_rodas4_take_the_same_steps() -> None:
     assert ours.stats[1] == dense.stats[1]
 
 
+@pytest.mark.slow
 def test_sparse_rodas4_reaches_the_radau_reference() -> None:
     sim, system = brusselator(100)
     recorder = Recorder()
@@ -138,6 +140,7 @@ class DiffusionDecay(System):
         self.ders.u = self.inputs.d * (left - 2.0 * u + right) - u
 
 
+@pytest.mark.slow
 def test_a_20000_state_sparse_model_runs_with_rodas4() -> None:
     """Refused before (a dense 20000 x 20000 Jacobian: 3.2 GB); the exact solution is exp(t A) u0."""
     n = 20_000
@@ -177,6 +180,7 @@ def test_sparse_rodas4_fails_as_the_dense_one_does(model: str, monkeypatch: pyte
     assert messages[0] == messages[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["BDF", "Radau"])
 def test_bdf_and_radau_factorise_the_sparse_jacobian_as_rodas4_does(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from dyngen.runtime import sparse_stiff

@@ -75,6 +75,7 @@ def chain_reference(n: int, times: np.ndarray) -> np.ndarray:
     return sol.y.T
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["rodas4", "BDF", "Radau", "LSODA"])
 def test_robertson_reaches_the_reference(method: str) -> None:
     sim = Simulation()
@@ -93,6 +94,7 @@ def test_robertson_reaches_the_reference(method: str) -> None:
     assert abs(sum(system.states.c) - 1.0) < 1e-8  # mass is conserved
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["rodas4", "BDF"])
 def test_stiff_chain_reaches_the_reference(method: str) -> None:
     sim, lags = stiff_chain()
@@ -142,6 +144,7 @@ class Blowup(System):
         self.ders.x = self.states.x**2  # x = 1/(1 - t): infinite at t = 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dopri5", "dop853", "rodas4", "BDF"])
 def test_a_blow_up_names_the_time(method: str) -> None:
     sim = Simulation()
@@ -165,6 +168,7 @@ class GoesNaN(System):
         self.ders.bad = np.sqrt(self.states.bad - 1.5)  # NaN from the start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dopri5", "dop853", "rodas4", "BDF", "lsoda"])
 def test_a_non_finite_state_is_named_by_its_system_path(method: str) -> None:
     sim = Simulation()
@@ -191,6 +195,7 @@ class Diffusion(System):
         self.ders.u = self.inputs.d * (left - 2.0 * u + right) - u
 
 
+@pytest.mark.slow
 def test_large_sparse_models_get_a_sparse_jacobian_that_equals_the_dense_one() -> None:
     from scipy import sparse
 
@@ -216,6 +221,7 @@ def test_large_sparse_models_get_a_sparse_jacobian_that_equals_the_dense_one() -
     np.testing.assert_allclose(with_bdf, system.states.u, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("standalone", [False, True])
 def test_rodas4_refuses_arrays_that_do_not_fit_the_model(standalone: bool) -> None:
     sim, _ = stiff_chain(3)

@@ -41,6 +41,7 @@ def reference(times: np.ndarray) -> np.ndarray:
     return sol.y.T
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method",
     [
@@ -83,6 +84,7 @@ def jacobian_calls(method: str, transpose: bool) -> int:
     return calls
 
 
+@pytest.mark.slow
 def test_the_version_check_matches_what_this_scipy_does() -> None:
     """The orientation the check picks for vode is the one this scipy converges with;
     lsoda takes the documented one on every version."""

@@ -96,6 +96,7 @@ def test_wheel_contains_the_templates(wheel: Path) -> None:
     assert shipped == (REPO / "templates" / "module.py.j2").read_text()
 
 
+@pytest.mark.slow
 def test_installed_wheel_builds_a_model_outside_the_repo(venv: Path, tmp_path: Path) -> None:
     work = tmp_path / "elsewhere"
     work.mkdir()
