@@ -186,13 +186,15 @@ def test_a_real_build_reports_every_pipeline_stage_when_slow(monkeypatch, caplog
     """Simulation.compile of a small model, stderr not a terminal, lower made slow."""
     from dynode_readme_model import build  # tests/ is on sys.path (rootdir conftest)
 
-    real_lower = dyngen.pipeline.lower
+    import dyngen.lower  # the pipeline imports it when it builds
+
+    real_lower = dyngen.lower.lower
 
     def slow_lower(*args, **kwargs):
         time.sleep(0.1)
         return real_lower(*args, **kwargs)
 
-    monkeypatch.setattr(dyngen.pipeline, "lower", slow_lower)
+    monkeypatch.setattr(dyngen.lower, "lower", slow_lower)
     monkeypatch.setattr(dyngen.progress, "DELAY", 0.05)
     caplog.set_level(logging.INFO, "dyngen")
     sim = build()
