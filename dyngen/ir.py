@@ -473,5 +473,5 @@ class BuildOptions:
     always_render: bool = False  # lower and render even when the cache has the module
     kernels: bool = True  # loops over instances of equal structure (False: every signal unrolled)
     arrays: bool = True  # large vectors traced and emitted as loops (False: element by element)
-    progress: bool | None = None  # stage lines on stderr for slow builds (None: when stderr is a terminal)
+    progress: bool | None = None  # stage reports of slow builds (None: $DYNGEN_PROGRESS, else live on a terminal, lines otherwise)
     standalone: bool = False  # the module carries the compiled integrators (needs only numpy and numba)
