@@ -134,9 +134,10 @@ class Progress:
         self.delay = DELAY if delay is None else delay
         self.heartbeat = heartbeat
         self.clock = clock
-        self.start = clock()
         self.shown = False
-        self.done: list[tuple[str, float, float]] = []  # finished stages: name, seconds, when it ended
+        # finished stages: name, seconds, and the build's time at its end (the stages' time
+        # added up: a pause between compile() and the first simulate() is not the build's)
+        self.done: list[tuple[str, float, float]] = []
         self.previous = _HISTORY.get(label)  # the latest earlier build of this model
         _HISTORY[label] = self.done
         self._reported = 0  # of ``done``, in the log form
@@ -176,7 +177,7 @@ class Progress:
         while self._reported < len(self.done):
             name, seconds, end = self.done[self._reported]
             self._reported += 1
-            self._log(f"{name}: {_seconds(seconds)} (build {_seconds(end - self.start)} so far{self._left(self._reported)})")
+            self._log(f"{name}: {_seconds(seconds)} (build {_seconds(end)} so far{self._left(self._reported)})")
 
     # -- the timer: reports while a stage runs ------------------------------------
     def _arm(self, wait: float) -> None:
@@ -196,10 +197,14 @@ class Progress:
             self.shown = True
             self._report_done()
             spent = self.clock() - began
-            so_far = self.clock() - self.start
+            so_far = self._busy() + spent
             left = self._left(len(self.done), name, spent)
             self._log(f"{name}: running for {_seconds(spent)} (build {_seconds(so_far)} so far{left})")
             self._arm(self.heartbeat)
+
+    def _busy(self) -> float:
+        """The build's time so far: its finished stages' (lock held)."""
+        return self.done[-1][2] if self.done else 0.0
 
     # -- stages ---------------------------------------------------------------
     @contextmanager
@@ -212,12 +217,13 @@ class Progress:
             began = self.clock()
             self._running = (name, began)
             if self.form == "terminal":
-                if not self.shown and began - self.start >= self.delay:
+                busy = self._busy()
+                if not self.shown and busy >= self.delay:
                     self.shown = True
                 if self.shown:
                     self._print(f"{name} ...")
                 else:
-                    self._arm(self.delay - (began - self.start))
+                    self._arm(self.delay - busy)
             else:
                 self._arm(self.heartbeat)
         failed = True
@@ -235,11 +241,12 @@ class Progress:
 
     def _finished(self, name: str, began: float) -> None:
         """Stage ``name`` ended: its line, if the build is slow (lock held)."""
-        end = self.clock()
-        self.done.append((name, end - began, end))
+        seconds = self.clock() - began
+        busy = self._busy() + seconds
+        self.done.append((name, seconds, busy))
         if self.form == "terminal":
             if self.shown:
-                self._print(f"{name} done ({end - began:.2f} s{self._left(len(self.done))})")
-        elif self.shown or end - self.start >= self.delay:
+                self._print(f"{name} done ({seconds:.2f} s{self._left(len(self.done))})")
+        elif self.shown or busy >= self.delay:
             self.shown = True
             self._report_done()

@@ -223,3 +223,18 @@ def test_many_fast_builds_leave_no_pending_alarms_behind() -> None:
         with progress.stage("load"):
             pass
     assert len(dyngen.progress._ALARMS._due) <= 1001
+
+
+def test_a_pause_between_stages_is_not_build_time(monkeypatch, capsys) -> None:
+    """compile() at once, simulate() a minute later: the first run's stage is not
+    reported as part of a slow build (the build took 0.3 s)."""
+    unconfigured_logging(monkeypatch)
+    clock = Clock()
+    progress = Progress("vdp", clock=clock)
+    run_stages(progress, clock, [("trace", 0.2), ("lower", 0.05)])
+    clock.now += 60.0  # the user does something else
+    run_stages(progress, clock, [("numba compile (first run) and integrate", 0.05)])
+    assert capsys.readouterr().err == ""
+    run_stages(progress, clock, [("more", 1.0)])  # now it is slow: its stages, with the build's own time
+    err = capsys.readouterr().err
+    assert "trace: 0.20 s (build 0.20 s so far" in err and "more: 1.00 s (build 1.30 s so far" in err
