@@ -48,9 +48,9 @@ class Simulation:
     ``arrays=False`` traces and emits large vectors element by element;
     the compiled integrators are dyngen's, compiled once per installation, and a
     model of at most 8 states that has run 5 s in them gets its own, compiled for
-    it, which run it up to 1.4x faster (``runtime/specialize.py``);
+    it, which run it up to 1.5x faster (``runtime/specialize.py``);
     ``standalone=True`` builds the module with them from the start (as ``dyngen
-    build --standalone``: about 2 s more numba compile), ``standalone=False`` never
+    build --standalone``: about 3 s more numba compile), ``standalone=False`` never
     gives it its own.
     """
 

@@ -2,8 +2,8 @@
 
 dyngen's shared integrators (``compiled_methods``) need no compile per model, but call
 the model's functions through a pointer and loop to a length known only at run time:
-on a model of a few states a run takes up to 1.4x as long as with integrators compiled
-for that model (benchmarks/README.md).  Compiling those costs about 2 s per method,
+on a model of a few states a run takes up to 1.5x as long as with integrators compiled
+for that model (benchmarks/README.md).  Compiling those costs about 3 s per method,
 so it is done only for small models that have already spent ``SPECIALIZE_AFTER``
 seconds in the shared integrators in this process: the routines (the templates, as a
 ``--standalone`` module has them) are written beside the cached module as
@@ -22,8 +22,8 @@ from .. import numba_cache
 from ..write import check_module, trailer, write_text_atomic
 
 # Shared-integrator seconds after which a small model gets its own integrators: their
-# compile (about 2 s) pays after some 7 s of runs (a run takes 0.65-0.75 of the time);
-# switching after 5 s never makes the whole take more than about twice the best.
+# compile (about 3 s) pays after some 9 s of runs (a run takes 0.67-0.77 of the time);
+# switching after 5 s never makes the whole take more than about 1.6x the best choice.
 SPECIALIZE_AFTER = 5.0
 # The largest model that gets them: at 16 states the shared ones are as fast (benchmarks/README.md).
 SPECIALIZE_MAX_STATES = 8
