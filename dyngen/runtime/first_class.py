@@ -102,7 +102,7 @@ class ModelFunctions:
 
     def addresses(self, observe: bool = False, jac: bool = False) -> np.ndarray:
         """The array with rhs's entries, and observe's and jac's when asked for."""
-        wanted = ("rhs", "observe", "jac") if jac and observe else ("rhs", "jac") if jac else ("rhs", "observe") if observe else ("rhs",)
+        wanted = ("rhs",) + (("observe",) if observe else ()) + (("jac",) if jac else ())
         if not self._ready.issuperset(wanted):
             with self._lock:
                 for name in wanted:

@@ -43,24 +43,27 @@ def own_integrators(module: ModuleType) -> bool:
     """Whether ``module`` has (now) its own compiled integrators: a ``--standalone``
     module, one already given them, one whose file of them an earlier process wrote,
     or a small one that has run long enough in the shared ones."""
-    state = module.__dict__.get(_OWN)
+    namespace = module.__dict__
+    state = namespace.get(_OWN)
     if state is not None:
         return state
-    if hasattr(module, "run_dopri5"):  # written with them (--standalone)
-        module.__dict__[_OWN] = True
+    if namespace.get(_SECONDS, 0.0) <= SPECIALIZE_AFTER and _LOOKED in namespace:  # the common case, quickly
+        return False
+    if "run_dopri5" in namespace:  # written with them (--standalone)
+        namespace[_OWN] = True
         return True
     path = _path(module)
     if path is None:  # too large to gain, or not a module of dyngen's cache
-        module.__dict__[_OWN] = False
+        namespace[_OWN] = False
         return False
     digest = _digest(module)
-    first_look = _LOOKED not in module.__dict__  # the file is looked for once per process
-    module.__dict__[_LOOKED] = True
-    if (first_look and check_module(path).digest == digest) or module.__dict__.get(_SECONDS, 0.0) > SPECIALIZE_AFTER:
+    first_look = _LOOKED not in namespace  # the file is looked for once per process
+    namespace[_LOOKED] = True
+    if (first_look and check_module(path).digest == digest) or namespace.get(_SECONDS, 0.0) > SPECIALIZE_AFTER:
         with _lock:
-            if module.__dict__.get(_OWN) is None:
-                module.__dict__[_OWN] = _execute(module, path, digest)
-        return module.__dict__[_OWN]
+            if namespace.get(_OWN) is None:
+                namespace[_OWN] = _execute(module, path, digest)
+        return namespace[_OWN]
     return False
 
 
