@@ -117,6 +117,18 @@ def test_the_shared_routines_refuse_arrays_that_do_not_fit_before_any_step() -> 
         y = module.DEFAULT_STATES.copy()
         assert run(functions, 0.0, y, p, 0.1, 10, *settings, True, True, True, *a.values()) == (0, -12, 0.0), name
     assert run(functions, 0.0, module.DEFAULT_STATES.copy(), p[:-1], 0.1, 10, *settings, True, True, True, *good.values())[1] == -12
+    # a function not compiled yet (address 0) is refused, never called
+    without_observe = functions.copy()
+    without_observe[2:4] = 0
+    assert run(without_observe, 0.0, module.DEFAULT_STATES.copy(), p, 0.1, 10, *settings, True, True, True, *good.values())[1] == -12
+    assert run(without_observe, 0.0, module.DEFAULT_STATES.copy(), p, 0.1, 10, *settings, True, True, False, *good.values())[1] == 1
+    without_rhs = functions.copy()
+    without_rhs[0:2] = 0
+    assert advance(without_rhs, 0.0, module.DEFAULT_STATES.copy(), 1.0, p, *settings, work, stats) == (0.0, -12)
+    rodas4 = shared_routine("rodas4_advance")
+    n_ = module.N_STATES
+    rodas4_arrays = (np.zeros((5, n_)), np.zeros((6, n_)), np.zeros((n_, n_)), np.zeros(n_, np.int64), np.zeros(4, np.int64))
+    assert rodas4(functions, 0.0, module.DEFAULT_STATES.copy(), 1.0, p, 0.01, 1e-6, 1e-9, 0.0, 100, *rodas4_arrays)[2] == -12  # no jac yet
     k, status, t = run(functions, 0.0, module.DEFAULT_STATES.copy(), p, 0.1, 10, *settings, True, True, True, *good.values())
     assert (k, status) == (11, 1) and t == pytest.approx(1.0)
 

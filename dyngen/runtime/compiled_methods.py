@@ -104,7 +104,7 @@ def rodas4_advance(functions, t, y, t_end, p, h, rtol, atol, max_step, nsteps, w
     """
     n = y.shape[0]
     if (
-        functions.shape[0] != 9 or n != functions[6] or p.shape[0] != functions[7]
+        functions.shape[0] != 9 or functions[1] == 0 or functions[5] == 0 or n != functions[6] or p.shape[0] != functions[7]
         or work.shape[0] < 5 or work.shape[1] != n or k.shape[0] < 6 or k.shape[1] != n
         or lu.shape[0] != n or lu.shape[1] != n or piv.shape[0] != n or stats.shape[0] < 4
     ):
@@ -441,11 +441,11 @@ def _initial_step(rhs, x, y, p, posneg, f0, f1, y1, order, hmax, rtol, atol):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fits(functions, y, p, work, rows, stats):
-    """Whether functions holds the model's 6 addresses and 3 sizes, y has N_STATES
-    (functions[6]) elements, p N_PARAMETERS (functions[7]), work N_STATES columns
-    and at least rows rows, and stats at least 4 counters."""
+    """Whether functions holds the model's 6 addresses (rhs's set) and 3 sizes, y has
+    N_STATES (functions[6]) elements, p N_PARAMETERS (functions[7]), work N_STATES
+    columns and at least rows rows, and stats at least 4 counters."""
     return (
-        functions.shape[0] == 9 and y.shape[0] == functions[6] and p.shape[0] == functions[7]
+        functions.shape[0] == 9 and functions[1] != 0 and y.shape[0] == functions[6] and p.shape[0] == functions[7]
         and work.shape[0] >= rows and work.shape[1] == y.shape[0] and stats.shape[0] >= 4
     )
 
@@ -882,10 +882,10 @@ def run_dopri5(functions, t0, y, p, observer_dt, n_intervals, rtol, atol, first_
     """
     n_samples = n_intervals + (1 if record_initial else 0)
     if (
-        functions.shape[0] != 9 or y.shape[0] != functions[6] or p.shape[0] != functions[7] or stats.shape[0] < 4
-        or times.shape[0] < n_samples
+        functions.shape[0] != 9 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        or stats.shape[0] < 4 or times.shape[0] < n_samples
         or (with_states and (Y.shape[0] < n_samples or Y.shape[1] != y.shape[0]))
-        or (with_observed and (OUT.shape[0] < n_samples or OUT.shape[1] != functions[8]))
+        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples or OUT.shape[1] != functions[8]))
     ):
         return 0, INTEGRATION_WRONG_SHAPE, t0
     rhs = rhs_function(functions)
@@ -927,10 +927,10 @@ def run_dop853(functions, t0, y, p, observer_dt, n_intervals, rtol, atol, first_
     """
     n_samples = n_intervals + (1 if record_initial else 0)
     if (
-        functions.shape[0] != 9 or y.shape[0] != functions[6] or p.shape[0] != functions[7] or stats.shape[0] < 4
-        or times.shape[0] < n_samples
+        functions.shape[0] != 9 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        or stats.shape[0] < 4 or times.shape[0] < n_samples
         or (with_states and (Y.shape[0] < n_samples or Y.shape[1] != y.shape[0]))
-        or (with_observed and (OUT.shape[0] < n_samples or OUT.shape[1] != functions[8]))
+        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples or OUT.shape[1] != functions[8]))
     ):
         return 0, INTEGRATION_WRONG_SHAPE, t0
     rhs = rhs_function(functions)
