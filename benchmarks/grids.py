@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,13 +68,10 @@ def child(case: str) -> None:
 
 
 def run_child(case: str) -> dict:
+    from child_process import run_json_child
+
     with tempfile.TemporaryDirectory(prefix="dyngen-grids-") as cache:
-        env = dict(os.environ, DYNGEN_CACHE_DIR=cache, DYNGEN_PROGRESS="0", PYTHONWARNINGS="ignore")
-        done = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True, env=env,
-                              cwd=cache, timeout=3600)  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"child {case} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return run_json_child(__file__, ["--child", case], cache)
 
 
 def hand_written() -> dict:

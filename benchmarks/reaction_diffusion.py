@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,12 +62,9 @@ def child(n: int) -> None:
 
 
 def run_child(n: int, cache: str) -> dict:
-    env = dict(os.environ, DYNGEN_CACHE_DIR=cache, DYNGEN_PROGRESS="0", PYTHONWARNINGS="ignore")
-    done = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, env=env,
-                          cwd=cache, timeout=3600)  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"child n={n} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from child_process import run_json_child
+
+    return run_json_child(__file__, ["--child", str(n)], cache)
 
 
 def hand_written() -> tuple:

@@ -88,36 +88,20 @@ def explicit_settings(method: str, options: dict) -> ExplicitSettings:
         return _explicit_settings(method, options)
 
 
-# explicit_settings(...).arguments() by (method, options in their order, their types): a
-# continuation simulate() asks with the same options every time
-_ARGUMENTS: dict[tuple, tuple] = {}
-
-
 def _settings_arguments(method: str, options: Mapping) -> tuple:
-    if type(options) is MappingProxyType:  # read-only: by identity (simulate() keeps its own)
+    """``explicit_settings(method, options).arguments()``; read-only options (simulate()'s
+    stepping path keeps its own) are known by identity, the rest by ``explicit_settings``'s memory."""
+    if type(options) is MappingProxyType:
         last = _LAST_ARGUMENTS[0]
         if last is not None and last[0] is options and last[1] == method:
             return last[2]
-        known = _new_settings_arguments(method, options)
+        known = explicit_settings(method, options).arguments()
         _LAST_ARGUMENTS[0] = (options, method, known)
         return known
-    return _new_settings_arguments(method, options)
+    return explicit_settings(method, options).arguments()
 
 
 _LAST_ARGUMENTS: list = [None]
-
-
-def _new_settings_arguments(method: str, options: Mapping) -> tuple:
-    try:
-        key = (method, tuple(options.items()), tuple(map(type, options.values())))
-        known = _ARGUMENTS.get(key)
-    except TypeError:  # an unhashable option value
-        return explicit_settings(method, options).arguments()
-    if known is None:
-        if len(_ARGUMENTS) >= 64:
-            _ARGUMENTS.clear()
-        known = _ARGUMENTS[key] = explicit_settings(method, options).arguments()
-    return known
 
 
 @lru_cache(maxsize=64)
