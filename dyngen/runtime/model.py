@@ -56,6 +56,7 @@ class CompiledModel:
         layout = _layout(module)
         self.n_states = layout.n_states
         nodes = {n.path: n.system for n in walk(systems)}
+        self.paths = {id(system): path for path, system in nodes.items()}  # system -> its path (Recorder tables)
         self.states = [Entry(nodes[row[0]], *row) for row in layout.states]
         self.parameters = [Entry(nodes[row[0]], *row) for row in layout.parameters]
         self.observed = [Entry(nodes[row[0]], *row) for row in layout.observed]

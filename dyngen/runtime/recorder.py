@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .tables import Table, recorder_table
+
 
 class Recorder:
     """An observer that stores chosen states, ders, inputs and outputs over time.
@@ -20,6 +22,7 @@ class Recorder:
     def __init__(self) -> None:
         self._results: defaultdict = defaultdict(lambda: defaultdict(list))
         self._stores: defaultdict = defaultdict(list)
+        self._paths: dict[int, str] = {}  # id(system) -> its path in the model, learnt when run
 
     @property
     def results(self) -> dict:
@@ -44,12 +47,31 @@ class Recorder:
     def _bind(self, model: Any) -> "BoundRecorder":
         return BoundRecorder(self, model)
 
+    def table(self) -> Table:
+        """The recorded signals as named float arrays (numpy only): ``Table.time`` and
+        ``Table.signals``, named ``"<system path>.<alias>"`` as in the generated module."""
+        return recorder_table(self._results, self._stores, self._paths)
+
+    def to_dataframe(self) -> Any:
+        """The recorded signals as a ``pandas.DataFrame``: index ``time``, columns
+        ``"<system path>.<alias>"`` (``"VanDerPol.states.x"``), one column per element of
+        a vector signal (``"Particle2D.states.q[0]"``). Needs ``pip install "dyngen[tables]"``."""
+        return self.table().to_dataframe("Recorder.to_dataframe()")
+
+    def to_xarray(self) -> Any:
+        """The recorded signals as an ``xarray.Dataset``: coordinate ``time``, one variable
+        per signal named ``"<system path>.<alias>"``, vector signals with dims
+        ``"<name>.dim_0"``, .... Needs ``pip install "dyngen[tables]"``."""
+        return self.table().to_xarray("Recorder.to_xarray()")
+
 
 class BoundRecorder:
     """A Recorder resolved against a compiled model: records straight from y/out."""
 
     def __init__(self, recorder: Recorder, model: Any) -> None:
         self.recorder = recorder
+        paths = getattr(model, "paths", {})
+        recorder._paths.update((id(system), paths[id(system)]) for system in recorder._stores if id(system) in paths)
         # per system: (result key, "y" | "out" | None, entry or None, attribute path)
         self.plan: list[tuple[Any, list[tuple[str, str | None, Any, str]]]] = []
         for system, stores in recorder._stores.items():
