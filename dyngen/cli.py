@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import time
 import warnings
@@ -12,15 +10,24 @@ from typing import Any, Callable
 
 import click
 
-from .errors import DyngenError, DyngenWarning, OutputError
+from .errors import ArgumentError, DyngenError, DyngenWarning, OutputError
 from .ir import BuildOptions
 from .modelfile import load_model
 from .naming import MAX_MODULE_NAME, sanitize
 from .pipeline import BuildResult
 from .pipeline import build as build_pipeline
-from .runtime.integrators import SCIPY_ODE_METHODS
-from .runtime.model import state_names_in_dynode_order
+from .outputs import check_output, csv_text, write_table
+from .overrides import Target, check_parameters, parse_literal, parse_number, resolve, split_assignment
+from .plots import check_plot_file, plot_table
+from .run_progress import RunProgress, simulate_with_progress
+from .runtime.integrators import SCIPY_ODE_METHODS, SOLVE_IVP_METHODS
+from .runtime.recorder import Recorder
+from .runtime.simulation import COMPILED_STIFF_METHODS
+from .runtime.tables import Table
+from .tree import walk
 from .write import write_text_atomic
+
+ALL_METHODS = SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS
 
 STAGES = ("spec", "flat", "kernel", "source")
 
@@ -128,33 +135,125 @@ def show(model: str) -> None:
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--t", "duration", type=float, required=True, help="Time to simulate.")
 @click.option("--dt", "observer_dt", type=float, required=True, help="Output interval (observer_dt).")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write the states here (default: stdout).")
-@click.option("--integrator", type=click.Choice(SCIPY_ODE_METHODS), default="dopri5", show_default=True)
+@click.option(
+    "-o", "--output", "output", type=click.Path(dir_okay=False),
+    help="Write the results here, by the suffix: .csv, .nc (netCDF) or .parquet (default: CSV on stdout).",
+)  # fmt: skip
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write CSV here (whatever the suffix).")
+@click.option("--integrator", type=click.Choice(ALL_METHODS), default="dopri5", show_default=True)
+@click.option("--rtol", type=float, help="Relative tolerance (the integrator's default if not given).")
+@click.option("--atol", type=float, help="Absolute tolerance (the integrator's default if not given).")
 @click.option("--fixed-step", is_flag=True, help="Use DT as the solver's fixed step.")
+@click.option(
+    "--set", "settings", multiple=True, metavar="NAME=VALUE",
+    help="Set a parameter (VanDerPol.inputs.mu=2.5), an initial state (VanDerPol.states.x=1), an element "
+    "(Particle2D.states.q[1]=0.5) or a numeric attribute of a system (Quad.max_tilt=0.3). Repeatable.",
+)  # fmt: skip
+@click.option(
+    "--arg", "build_args", multiple=True, metavar="NAME=VALUE",
+    help="Pass NAME=VALUE to the model file's build() (a Python literal, else a string). Repeatable.",
+)  # fmt: skip
+@click.option("--states-only", is_flag=True, help="Write time and the states only, not inputs and outputs.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Draw the recorded signals into this PNG.")
 @_report_errors
-def run(model: str, duration: float, observer_dt: float, csv_file: str | None, integrator: str, fixed_step: bool) -> None:
-    """Simulate MODEL and write time and every state as CSV."""
-    if csv_file and not Path(csv_file).resolve().parent.is_dir():  # before a long run, not after it
-        raise OutputError(f"cannot write {csv_file}: its folder does not exist or is a file; choose another file with --csv FILE")
-    simulation = load_model(model)
-    rows: list[list[float]] = []
-    simulation.add_observer(lambda t, y: rows.append([t, *y]) and False)
-    simulation.simulate(duration, observer_dt, fixed_step=fixed_step, integrator=integrator)
-    header = ["time", *state_names_in_dynode_order(simulation.module)]  # the observer's y
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(header)
-    writer.writerows([repr(float(v)) for v in row] for row in rows)
-    if not csv_file:
-        sys.stdout.write(text.getvalue())
+def run(
+    model: str, duration: float, observer_dt: float, output: str | None, csv_file: str | None, integrator: str,
+    rtol: float | None, atol: float | None, fixed_step: bool, settings: tuple[str, ...], build_args: tuple[str, ...],
+    states_only: bool, plot_file: str | None,
+) -> None:  # fmt: skip
+    """Simulate MODEL and write time, the states, inputs and outputs (named as the
+    generated module names them: <system path>.states.<key>, ...)."""
+    if output and csv_file:
+        raise OutputError("give -o FILE or --csv FILE, not both")
+    if output:  # before a long run, not after it
+        check_output(output)
+    if csv_file:
+        check_output(str(Path(csv_file).with_suffix(".csv")), "--csv")
+        if Path(csv_file).is_dir():
+            raise OutputError(f"cannot write the CSV to {csv_file}: it is a folder; name a file with --csv FILE")
+    if plot_file:
+        check_plot_file(plot_file)
+    simulation = load_model(model, build_args=_build_arguments(build_args))
+    _apply_settings(simulation, settings)
+    states, signals = _recorders(simulation, states_only)
+    options = {k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None}
+    progress = RunProgress(simulation.model_name or "model", duration)
+    simulate_with_progress(
+        simulation, duration, observer_dt, progress, fixed_step=fixed_step, integrator=integrator, **options
+    )
+    state_table = states.table()
+    table = Table(state_table.time, state_table.signals + signals.table().signals)
+    if plot_file:
+        plot_table(table, plot_file, title=Path(model).name)
+        click.echo(f"drew {len(table.signals)} signals into {plot_file}", err=True)
+    if not output and not csv_file:
+        sys.stdout.write(csv_text(table.columns()))
         return
-    if Path(csv_file).is_dir():
-        raise OutputError(f"cannot write the CSV to {csv_file}: it is a folder; name a file with --csv FILE")
-    try:  # whole or not at all: through a temporary file renamed over csv_file
-        write_text_atomic(Path(csv_file), text.getvalue())
+    if csv_file:
+        _write_csv_anyway(csv_file, table)
+    else:
+        write_table(table, output)
+    columns = len(table.columns())
+    click.echo(f"wrote {len(table.time)} rows x {columns} columns to {output or csv_file}", err=True)
+
+
+def _write_csv_anyway(path: str, table: Table) -> None:
+    """``--csv FILE``: CSV whatever the suffix (as before -o existed)."""
+    try:
+        write_text_atomic(Path(path), csv_text(table.columns()))
     except OSError as exc:
-        raise OutputError(f"cannot write {csv_file}: {exc.strerror or exc}; choose another file with --csv FILE") from None
-    click.echo(f"wrote {len(rows)} rows x {len(header)} columns to {csv_file}", err=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; choose another file with --csv FILE") from None
+
+
+def _build_arguments(build_args: tuple[str, ...]) -> dict[str, Any]:
+    """``--arg NAME=VALUE`` options as keyword arguments of build()."""
+    arguments: dict[str, Any] = {}
+    for text in build_args:
+        name, value = split_assignment(text, "--arg")
+        if not name.isidentifier():
+            raise ArgumentError(f"--arg {text!r}: {name!r} is not a Python argument name")
+        arguments[name] = parse_literal(value)
+    return arguments
+
+
+def _apply_settings(simulation: Any, settings: tuple[str, ...], option: str = "--set") -> list[Target]:
+    """Set every ``--set NAME=VALUE`` on the model's systems, then build and check that
+    every input set is a parameter."""
+    targets = []
+    for text in settings:
+        name, value = split_assignment(text, option)
+        target = resolve(simulation.systems, name, option)
+        target.assign(parse_number(option, name, value), option)
+        targets.append(target)
+    check_parameters(targets, simulation.module.PARAMETERS, option)
+    return targets
+
+
+def _recorders(simulation: Any, states_only: bool) -> tuple[Recorder, Recorder]:
+    """A Recorder of every state (dynode's order: the columns ``run`` always wrote
+    first) and one of every input and output (none with ``states_only``)."""
+    module = simulation.module
+    systems = {node.path: node.system for node in walk(simulation.systems)}
+    states, signals = Recorder(), Recorder()
+    for path, keys in module.STATES.items():
+        for key in keys:
+            _store(states, systems[path], f"states.{key}", path)
+    if not states_only:
+        for path, keys in module.OBSERVED.items():
+            for name in keys:
+                if name.partition(".")[0] in ("inputs", "outputs"):
+                    _store(signals, systems[path], name, path)
+    simulation.add_observer(states)
+    simulation.add_observer(signals)
+    return states, signals
+
+
+def _store(recorder: Recorder, system: Any, attribute: str, path: str) -> None:
+    key = attribute.partition(".")[2]
+    if not key.isidentifier():
+        warnings.warn(f"{path}.{attribute} is not recorded: a key that is not a name cannot be recorded", DyngenWarning)
+        return
+    recorder.store(system, attribute)
 
 
 @main.command()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .cache import import_file
 from .errors import ModelFileError, user_traceback_location
@@ -20,10 +21,12 @@ def _fail(path: Path, what: str, exc: BaseException) -> ModelFileError:
     return ModelFileError(f"{path}: {what} failed{where}:\n    {detail}")
 
 
-def load_model(path: str | Path, cache_dir: str | None = None) -> Simulation:
-    """Import ``path`` and call its ``build()``; returns the Simulation it describes.
+def load_model(path: str | Path, cache_dir: str | None = None, build_args: Mapping[str, Any] | None = None) -> Simulation:
+    """Import ``path`` and call its ``build(**build_args)``; returns the Simulation it describes.
 
     ``build()`` may return a ``Simulation``, one system, or a list of systems.
+    ``build_args`` must name keyword arguments ``build()`` takes (a ``ModelFileError``
+    lists them otherwise).
     """
     path = Path(path)
     if not path.is_file():
@@ -41,14 +44,45 @@ def load_model(path: str | Path, cache_dir: str | None = None) -> Simulation:
             f"{path}: a model file must define build() returning a dyngen.Simulation "
             "(or a System, or a list of systems)"
         )
+    build_args = dict(build_args or {})
+    _check_build_args(path, build, build_args)
     try:
-        result = build()
+        result = build(**build_args)
     except Exception as exc:
         raise _fail(path, "build()", exc) from exc
     simulation = _as_simulation(path, result, cache_dir)
     simulation.model_name = sanitize(path.stem)
     simulation.model_file = str(path)
     return simulation
+
+
+def _check_build_args(path: Path, build: Any, build_args: dict[str, Any]) -> None:
+    """Refuse arguments ``build()`` does not take, saying which it takes."""
+    try:
+        parameters = inspect.signature(build).parameters.values()
+    except (TypeError, ValueError):  # no signature to check: build() will say
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    takes = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [name for name in build_args if name not in takes]
+    if unknown:
+        offered = ", ".join(
+            f"{p.name}={p.default!r}" if p.default is not p.empty else p.name
+            for p in parameters if p.name in takes
+        )  # fmt: skip
+        raise ModelFileError(
+            f"{path}: build() takes no argument {unknown[0]!r}; "
+            + (f"it takes: {offered}" if offered else "it takes no arguments")
+        )
+    missing = [
+        p.name for p in parameters
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in build_args
+    ]  # fmt: skip
+    if missing:
+        raise ModelFileError(
+            f"{path}: build() needs the argument {missing[0]!r}, which has no default; give it a value (on the command line: --arg {missing[0]}=VALUE)"
+        )
 
 
 def _as_simulation(path: Path, result: Any, cache_dir: str | None) -> Simulation:

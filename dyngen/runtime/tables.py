@@ -19,10 +19,13 @@ from ..extras import require
 
 @dataclass(frozen=True)
 class Signal:
-    """One recorded signal: its name and its samples, shape ``(n_times, *shape)``."""
+    """One recorded signal: its name (``"<system>.<key>"``) and its samples, shape
+    ``(n_times, *shape)``."""
 
     name: str
     values: np.ndarray
+    system: str = ""  # the system's path
+    key: str = ""  # the Recorder's alias (e.g. "states.x")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -94,7 +97,7 @@ def recorder_table(results: dict, stores: dict, paths: dict[int, str]) -> Table:
             if name in seen:
                 raise DyngenError(f"two recorded signals are both named {name!r}; give one another alias in store()")
             seen[name] = attribute
-            signals.append(Signal(name, _samples(name, series[alias], len(times))))
+            signals.append(Signal(name, _samples(name, series[alias], len(times)), path, alias))
     if time is None:
         time = np.empty(0)
     return Table(time, tuple(signals))
