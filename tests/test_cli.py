@@ -260,8 +260,10 @@ def test_run_csv_matches_simulate_with_a_recorder(tmp_path: Path, pendulum: Path
     assert result.stdout == ""
     with csv_file.open(newline="") as handle:
         rows = list(csv.reader(handle))
-    header, values = rows[0], np.array(rows[1:], dtype=float)
-    assert header == ["time", "Pendulum.states.theta", "Pendulum.states.omega"]
+    header, values = rows[0], np.array(rows[1:], dtype=float)[:, :3]
+    # the states first (what run wrote before it wrote inputs and outputs), then the inputs and outputs
+    assert header == ["time", "Pendulum.states.theta", "Pendulum.states.omega", "Pendulum.inputs.g",
+                      "Pendulum.inputs.damping", "Pendulum.outputs.energy"]  # fmt: skip
 
     monkeypatch.setenv("DYNGEN_CACHE_DIR", str(tmp_path / "cache-inprocess"))
     sim = load_model(pendulum)
@@ -283,7 +285,7 @@ def test_run_csv_matches_simulate_with_a_recorder(tmp_path: Path, pendulum: Path
 def test_run_to_stdout(tmp_path: Path, pendulum: Path) -> None:
     result = ok(run_cli(["run", pendulum.name, "--t", "1", "--dt", "0.5"], tmp_path))
     rows = list(csv.reader(result.stdout.splitlines()))
-    assert rows[0] == ["time", "Pendulum.states.theta", "Pendulum.states.omega"]
+    assert rows[0][:3] == ["time", "Pendulum.states.theta", "Pendulum.states.omega"]
     assert [float(r[0]) for r in rows[1:]] == [0.0, 0.5, 1.0]
 
 
@@ -305,7 +307,8 @@ def test_run_and_verify_give_dynodes_vector_where_the_module_packs_states(tmp_pa
     ok(run_cli(["run", ring, "--t", "2", "--dt", "0.5", "--csv", csv_file.name], tmp_path))
     with csv_file.open(newline="") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["time", *(f"RingOscillator[{k}].states.{key}" for k in range(8) for key in ("x", "y"))]
+    assert rows[0][:17] == ["time", *(f"RingOscillator[{k}].states.{key}" for k in range(8) for key in ("x", "y"))]
+    rows = [row[:17] for row in rows]
     dynode_sim = build_simulation(ring, "dynode")
     observed: list[list[float]] = []
     dynode_sim.add_observer(lambda t, y: observed.append([t, *y]) and False)
@@ -314,6 +317,27 @@ def test_run_and_verify_give_dynodes_vector_where_the_module_packs_states(tmp_pa
 
     result = ok(run_cli(["verify", ring, "--t", "2", "--dt", "0.1"], tmp_path))
     assert "OK: largest relative difference" in result.stdout
+
+
+@pytest.mark.slow
+def test_run_sets_a_parameter_writes_parquet_and_plots(tmp_path: Path, pendulum: Path) -> None:
+    """The console script end to end: rodas4 with --set and --rtol/--atol, a Parquet file
+    and a PNG; the states equal scipy's solution of the pendulum with g = 3."""
+    pd = pytest.importorskip("pandas")
+    from scipy.integrate import solve_ivp
+
+    result = ok(run_cli(["run", pendulum.name, "--t", "2", "--dt", "0.25", "--integrator", "rodas4", "--rtol", "1e-10",
+                         "--atol", "1e-12", "--set", "Pendulum.inputs.g=3", "-o", "out.parquet", "--plot", "out.png"],
+                        tmp_path))  # fmt: skip
+    assert "wrote 9 rows x 6 columns to out.parquet" in result.stderr
+    frame = pd.read_parquet(tmp_path / "out.parquet")
+    assert frame["Pendulum.inputs.g"].tolist() == [3.0] * 9
+    times = frame.index.to_numpy()
+    exact = solve_ivp(lambda t, y: pendulum_rhs(t, y, g=3.0), (0, 2), [0.4, -0.3], t_eval=times, rtol=1e-12, atol=1e-14,
+                      method="DOP853")  # fmt: skip
+    np.testing.assert_allclose(frame["Pendulum.states.theta"], exact.y[0], rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(frame["Pendulum.states.omega"], exact.y[1], rtol=1e-7, atol=1e-9)
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # -- errors -------------------------------------------------------------------------

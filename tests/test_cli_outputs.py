@@ -1,0 +1,283 @@
+"""``dyngen run``'s files (.csv, .nc, .parquet), --set, --arg, --plot and progress, and
+``Recorder.to_dataframe()``/``to_xarray()``: driven in-process with click's CliRunner
+and compared with the same model run in-process by ``simulate()`` with a Recorder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from dyngen import Recorder
+from dyngen.cli import main
+from dyngen.modelfile import load_model
+from dyngen.run_progress import RunProgress, simulate_with_progress
+
+MODEL = textwrap.dedent(
+    '''\
+    """Damped oscillators with a vector state, a vector output and a plain attribute."""
+
+    import numpy as np
+
+    from dyngen import Simulation, System
+
+
+    class Osc(System):
+        def __init__(self, k):
+            super().__init__()
+            self.gain = 1.0  # a plain attribute (a constant of the build)
+            self.inputs.k = k
+            self.inputs.c = 0.1
+            self.states.q = np.array([1.0, 0.0])
+            self.states.phase = 0.0
+            self.outputs.energy = 0.0
+            self.outputs.velocity = np.zeros(2)
+
+        def do_step(self, time):
+            x, v = self.states.q
+            k = self.inputs.k
+            self.ders.q = np.array([v, -k * x - self.inputs.c * v])
+            self.ders.phase = self.gain
+            self.outputs.energy = 0.5 * (v * v + k * x * x)
+            self.outputs.velocity = np.array([v, -v])
+
+
+    def build(n=1, k=1.0):
+        sim = Simulation()
+        for _ in range(n):
+            sim.add_system(Osc(k))
+        return sim
+    '''
+)
+SIGNALS = ("states.q", "states.phase", "inputs.k", "inputs.c", "outputs.energy", "outputs.velocity")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "osc.py"
+    path.write_text(MODEL)
+    return path
+
+
+def invoke(args: list, cwd: Path) -> Result:
+    """``dyngen ARGS`` in this process (relative paths from the current folder)."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def ok(result: Result) -> Result:
+    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}"
+    return result
+
+
+def reference(model: Path, t: float, dt: float, *, build_args=None, setup=None, **options) -> dict[str, np.ndarray]:
+    """The run in-process: every signal of every system recorded, by column name."""
+    sim = load_model(model, build_args=build_args)
+    if setup:
+        setup(sim.systems)
+    rec = Recorder()
+    for system in sim.systems:
+        for signal in SIGNALS:
+            rec.store(system, signal)
+    sim.add_observer(rec)
+    sim.simulate(t, dt, **options)
+    return dict(rec.table().columns())
+
+
+def set_values(systems) -> None:
+    systems[0].inputs.k = 2.5
+    systems[0].states.q = np.array([0.5, 0.25])
+
+
+SET_ARGS = ["--set", "Osc.inputs.k=2.5", "--set", "Osc.states.q=[0.5, 0.25]"]
+COLUMNS = [
+    "time", "Osc.states.q[0]", "Osc.states.q[1]", "Osc.states.phase", "Osc.inputs.k", "Osc.inputs.c",
+    "Osc.outputs.energy", "Osc.outputs.velocity[0]", "Osc.outputs.velocity[1]",
+]  # fmt: skip
+
+
+def read_back(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".csv":
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        return {name: np.array([float(r[i]) for r in rows[1:]]) for i, name in enumerate(rows[0])}
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        frame = pd.read_parquet(path)
+        return {"time": frame.index.to_numpy(), **{c: frame[c].to_numpy() for c in frame.columns}}
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        columns = {"time": ds["time"].values}
+        for name, variable in ds.data_vars.items():
+            values = variable.values
+            if values.ndim == 1:
+                columns[name] = values
+            else:
+                assert variable.dims == ("time", f"{name}.dim_0")
+                columns.update({f"{name}[{i}]": values[:, i] for i in range(values.shape[1])})
+        return columns
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".nc", ".parquet"])
+def test_each_format_reads_back_as_simulate_with_the_values_set(model: Path, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"run{suffix}"
+    ok(invoke(["run", model, "--t", "3", "--dt", "0.25", *SET_ARGS, "-o", out], tmp_path))
+    got = read_back(out)
+    assert list(got) == COLUMNS
+    expected = reference(model, 3.0, 0.25, setup=set_values)
+    for name in COLUMNS:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)  # the same bits
+    assert got["Osc.inputs.k"][0] == 2.5 and got["Osc.states.q[1]"][0] == 0.25
+    default = reference(model, 3.0, 0.25)
+    assert not np.allclose(default["Osc.states.q[0]"], got["Osc.states.q[0]"])  # --set changed the run
+
+
+def test_stdout_csv_states_first_and_states_only(model: Path, tmp_path: Path) -> None:
+    result = ok(invoke(["run", model, "--t", "1", "--dt", "0.5", "--states-only"], tmp_path))
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == COLUMNS[:4]
+    assert [float(r[0]) for r in rows[1:]] == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("integrator", ["rodas4", "BDF", "lsoda", "dop853"])
+def test_integrators_and_tolerances_as_simulate(model: Path, tmp_path: Path, integrator: str) -> None:
+    out = tmp_path / "run.csv"
+    ok(invoke(["run", model, "--t", "2", "--dt", "0.5", "--integrator", integrator, "--rtol", "1e-9", "--atol",
+               "1e-11", "-o", out], tmp_path))  # fmt: skip
+    got = read_back(out)
+    expected = reference(model, 2.0, 0.5, integrator=integrator, rtol=1e-9, atol=1e-11)
+    for name in COLUMNS:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-14, err_msg=name)
+    # and the solution itself: q = e^(-t/20) (cos wt + sin(wt)/(20 w)), w^2 = 1 - 1/400
+    w = np.sqrt(1 - 1 / 400)
+    time = got["time"]
+    np.testing.assert_allclose(got["Osc.states.q[0]"], np.exp(-time / 20) * (np.cos(w * time) + np.sin(w * time) / (20 * w)),
+                               rtol=1e-6, atol=1e-8)  # fmt: skip
+
+
+def test_set_a_plain_attribute_and_an_element(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run.csv"
+    ok(invoke(["run", model, "--t", "1", "--dt", "0.5", "--set", "Osc.gain=3", "--set", "Osc.states.q[1]=0.5", "-o", out],
+              tmp_path))  # fmt: skip
+    got = read_back(out)
+
+    def setup(systems) -> None:
+        systems[0].gain = 3
+        systems[0].states.q = np.array([1.0, 0.5])
+
+    expected = reference(model, 1.0, 0.5, setup=setup)
+    for name in COLUMNS:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    np.testing.assert_allclose(got["Osc.states.phase"], 3 * got["time"], rtol=1e-12)
+
+
+def test_arg_passes_build_arguments(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run.csv"
+    ok(invoke(["run", model, "--t", "1", "--dt", "0.5", "--arg", "n=2", "--arg", "k=4.0", "-o", out], tmp_path))
+    got = read_back(out)
+    assert "Osc[1].states.q[0]" in got and "Osc[0].inputs.k" in got
+    expected = reference(model, 1.0, 0.5, build_args={"n": 2, "k": 4.0})
+    assert set(got) == set(expected)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(got[name], values, err_msg=name)
+    assert got["Osc[1].inputs.k"].tolist() == [4.0] * 3
+
+
+def test_plot_is_a_png(model: Path, tmp_path: Path) -> None:
+    png = tmp_path / "run.png"
+    result = ok(invoke(["run", model, "--t", "2", "--dt", "0.1", "--plot", png, "-o", tmp_path / "r.csv"], tmp_path))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 5000
+    assert "drew" in result.output
+
+
+ERRORS = {
+    "unknown name": (["--set", "Osc.inputs.kk=1"], "did you mean Osc.inputs.k"),
+    "an output": (["--set", "Osc.outputs.energy=1"], "outputs are computed by the model"),
+    "bad value": (["--set", "Osc.inputs.k=fast"], "'fast' is not a number"),
+    "bad shape": (["--set", "Osc.states.q=[1, 2, 3]"], "shape (2,)"),
+    "no equals": (["--set", "Osc.inputs.k"], "write --set NAME=VALUE"),
+    "unknown suffix": (["-o", "run.txt"], "unknown file format '.txt'"),
+    "plot suffix": (["--plot", "run.jpg"], "name a .png file"),
+    "unknown build argument": (["--arg", "size=3"], "build() takes no argument 'size'; it takes: n=1, k=1.0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_errors(model: Path, tmp_path: Path, case: str, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args, expected = ERRORS[case]
+    result = invoke(["run", model, "--t", "1", "--dt", "0.5", *args], tmp_path)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and expected in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_missing_extra_names_the_pip_command(model: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+    result = invoke(["run", model, "--t", "1", "--dt", "0.5", "-o", tmp_path / "r.parquet"], tmp_path)
+    assert result.exit_code == 2
+    assert 'pip install "dyngen[tables]"' in result.output and "pyarrow" in result.output
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    rec = Recorder()
+    with pytest.raises(ImportError, match=r'Recorder.to_dataframe\(\) needs pandas.*pip install "dyngen\[tables\]"'):
+        rec.to_dataframe()
+
+
+# -- Recorder tables ------------------------------------------------------------------
+
+
+def test_recorder_to_dataframe_and_to_xarray(model: Path) -> None:
+    sim = load_model(model, build_args={"n": 2})
+    first, second = sim.systems
+    rec = Recorder()
+    rec.store(first, "states.q")
+    rec.store(second, "outputs.energy", "E")
+    sim.add_observer(rec)
+    sim.simulate(1.0, 0.25)
+    frame = rec.to_dataframe()
+    assert list(frame.columns) == ["Osc[0].states.q[0]", "Osc[0].states.q[1]", "Osc[1].E"]
+    assert frame.index.name == "time" and frame.index.tolist() == rec.results[first]["time"]
+    np.testing.assert_array_equal(frame["Osc[0].states.q[1]"], [q[1] for q in rec.results[first]["states.q"]])
+    np.testing.assert_array_equal(frame["Osc[1].E"], rec.results[second]["E"])
+    ds = rec.to_xarray()
+    assert ds["Osc[0].states.q"].dims == ("time", "Osc[0].states.q.dim_0")
+    np.testing.assert_array_equal(ds["Osc[0].states.q"].values, np.array(rec.results[first]["states.q"]))
+    np.testing.assert_array_equal(ds["time"].values, rec.results[second]["time"])
+
+
+# -- progress -----------------------------------------------------------------------
+
+
+def test_progress_segments_give_the_same_bits_and_report(model: Path, monkeypatch) -> None:
+    monkeypatch.delenv("DYNGEN_PROGRESS", raising=False)  # a StringIO: the log form
+    def run(segmented: bool) -> tuple[dict, str]:
+        sim = load_model(model)
+        rec = Recorder()
+        rec.store(sim.systems[0], "states.q")
+        rec.store(sim.systems[0], "outputs.energy")
+        sim.add_observer(rec)
+        stream = io.StringIO()
+        if segmented:  # segments of one output interval each
+            progress = RunProgress("osc", 5.0, stream=stream, delay=0.0, every=0.0)
+            simulate_with_progress(sim, 5.0, 0.1, progress, segment_seconds=1e-12)
+        else:
+            sim.simulate(5.0, 0.1)
+        return dict(rec.table().columns()), stream.getvalue()
+
+    whole, _ = run(False)
+    parts, text = run(True)
+    assert list(parts) == list(whole)
+    for name in whole:
+        np.testing.assert_array_equal(parts[name], whole[name], err_msg=name)
+    lines = text.splitlines()
+    assert len(lines) > 40 and lines[-1].startswith("dyngen [osc] run: done, t = 5")
+    assert "100% t = 5 of 5" in lines[-2]
