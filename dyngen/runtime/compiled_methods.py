@@ -954,3 +954,107 @@ def run_dop853(functions, t0, y, p, observer_dt, n_intervals, rtol, atol, first_
         _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
         k += 1
     return k, status, t
+
+
+# ---------------------------------------------------------------------------
+# Ensembles: one run per member j, from (t0, Y0[j]) with parameters P[j], each
+# exactly the run a single simulate() makes (the same routine, so the same
+# numbers, bit for bit).  Member j's samples go to TIMES[j], Y[j] and (with_observed)
+# OUT[j]; COUNT[j] samples stored, STATUS[j] (1 or a failure code), T_REACHED[j];
+# Y0[j] ends as the state reached.  A failed member leaves the others untouched.
+# Returns INTEGRATION_WRONG_SHAPE at once if the member arrays do not have as many
+# rows as Y0, else 1 (each member's own checks give its STATUS).
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_dopri5(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
+    """run_dopri5 for every member (a row of Y0): see above."""
+    m = Y0.shape[0]
+    if (
+        P.shape[0] != m or TIMES.shape[0] != m or Y.shape[0] != m or OUT.shape[0] != m or COUNT.shape[0] != m
+        or STATUS.shape[0] != m or T_REACHED.shape[0] != m or STATS.shape[0] != m
+    ):
+        return INTEGRATION_WRONG_SHAPE
+    for j in range(m):
+        k, status, t = run_dopri5(
+            functions, t0, Y0[j], P[j], observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
+            record_initial, True, with_observed, TIMES[j], Y[j], OUT[j], STATS[j],
+        )
+        COUNT[j] = k
+        STATUS[j] = status
+        T_REACHED[j] = t
+    return 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_dop853(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
+    """run_dop853 for every member (a row of Y0): see above."""
+    m = Y0.shape[0]
+    if (
+        P.shape[0] != m or TIMES.shape[0] != m or Y.shape[0] != m or OUT.shape[0] != m or COUNT.shape[0] != m
+        or STATUS.shape[0] != m or T_REACHED.shape[0] != m or STATS.shape[0] != m
+    ):
+        return INTEGRATION_WRONG_SHAPE
+    for j in range(m):
+        k, status, t = run_dop853(
+            functions, t0, Y0[j], P[j], observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
+            record_initial, True, with_observed, TIMES[j], Y[j], OUT[j], STATS[j],
+        )
+        COUNT[j] = k
+        STATUS[j] = status
+        T_REACHED[j] = t
+    return 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_rodas4(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, atol, max_step, nsteps, record_initial, with_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
+    """simulate()'s loop on rodas4 for every member (a row of Y0): n_intervals calls of
+    rodas4_advance from t to t + observer_dt, the step carried from one to the next
+    (first h0); stops at a member's first failure or non-finite state.  See above."""
+    m = Y0.shape[0]
+    if (
+        P.shape[0] != m or TIMES.shape[0] != m or Y.shape[0] != m or OUT.shape[0] != m or COUNT.shape[0] != m
+        or STATUS.shape[0] != m or T_REACHED.shape[0] != m or STATS.shape[0] != m
+    ):
+        return INTEGRATION_WRONG_SHAPE
+    n = Y0.shape[1]
+    observe = observe_function(functions)
+    work = np.empty((5, n))
+    k_stages = np.empty((6, n))
+    lu = np.empty((n, n))
+    piv = np.empty(n, dtype=np.int64)
+    n_samples = n_intervals + (1 if record_initial else 0)
+    for j in range(m):
+        y = Y0[j]
+        p = P[j]
+        times = TIMES[j]
+        if (
+            times.shape[0] < n_samples or Y.shape[1] < n_samples or Y.shape[2] != n
+            or (with_observed and (functions[3] == 0 or OUT.shape[1] < n_samples or OUT.shape[2] != functions[8]))
+        ):
+            COUNT[j] = 0
+            STATUS[j] = INTEGRATION_WRONG_SHAPE
+            T_REACHED[j] = t0
+            continue
+        stats = STATS[j]
+        t = t0
+        h = h0
+        k = 0
+        if record_initial:
+            _store_sample(observe, k, t, y, p, True, with_observed, times, Y[j], OUT[j])
+            k += 1
+        status = 1
+        for _ in range(n_intervals):
+            t, h, status = rodas4_advance(functions, t, y, t + observer_dt, p, h, rtol, atol, max_step, nsteps, work, k_stages, lu, piv, stats)
+            if status != 1:
+                break
+            if not _all_finite(y):
+                status = INTEGRATION_NOT_FINITE
+                break
+            _store_sample(observe, k, t, y, p, True, with_observed, times, Y[j], OUT[j])
+            k += 1
+        COUNT[j] = k
+        STATUS[j] = status
+        T_REACHED[j] = t
+    return 1

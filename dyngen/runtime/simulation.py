@@ -7,7 +7,7 @@ import sys
 from functools import lru_cache, partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -217,6 +217,50 @@ class Simulation:
         self._progress = None
         with progress.stage("numba compile (first run) and integrate"):
             return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
+
+    def ensemble(
+        self,
+        t: float,
+        observer_dt: float,
+        *,
+        grid: Mapping[str, Any] | None = None,
+        members: Mapping[str, Any] | Callable[[int], Mapping[str, Any]] | None = None,
+        n_members: int | None = None,
+        record: str | Sequence[str] | None = None,
+        integrator: str = "dopri5",
+        fixed_step: bool = False,
+        threads: int | None = None,
+        chunk_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Run the model once per member, each as ``simulate(t, observer_dt, ...)`` would
+        with that member's values, and return the results as an ``xarray.Dataset``.
+
+        Members set initial states and parameters by the module's names
+        (``"VanDerPol.states.x"``, ``"VanDerPol.inputs.mu"``; ``"...[i]"`` for one
+        element of a vector): ``grid={name: values, ...}`` runs every combination (the
+        first name varies slowest), ``members={name: values, ...}`` runs member i with
+        element i of each, ``members=f, n_members=M`` with ``f(i) -> {name: value}``.
+        Every member starts from this simulation's current time and states (which it
+        leaves as they are).  ``record``: the signals kept, by name (default: every
+        state and output; ``"all"``: inputs and ders too).  dopri5, dop853 and rodas4
+        run members in compiled code, in chunks on ``threads`` threads (default: every
+        core); the other integrators member by member in Python.  ``progress(done,
+        total)`` is called after each chunk.  A failed member is reported (an
+        ``EnsembleWarning``; ``status``/``reason`` in the Dataset) and the others kept.
+
+        The Dataset has dims ``member``, ``time`` (and ``<name>.dim_<i>`` for vector
+        signals), a variable per recorded signal, the members' values as coordinates on
+        ``member``, and ``status`` (1: success), ``reason`` and ``t_reached``.  Needs
+        xarray (``pip install "dyngen[tables]"``).
+        """
+        from .ensemble import run_ensemble
+
+        return run_ensemble(
+            self, t, observer_dt, grid, members, n_members, record, integrator, fixed_step, threads, chunk_size,
+            progress, options,
+        )  # fmt: skip
 
     def _simulate(
         self, model: CompiledModel, t: float, observer_dt: float, fixed_step: bool, integrator: str, kwargs: dict
