@@ -17,7 +17,7 @@ from .naming import MAX_MODULE_NAME, sanitize
 from .pipeline import BuildResult
 from .pipeline import build as build_pipeline
 from .outputs import check_output, csv_text, write_table
-from .overrides import Target, check_parameters, parse_literal, parse_number, resolve, split_assignment
+from .overrides import apply_settings, parse_literal, split_assignment
 from .plots import check_plot_file, plot_table
 from .run_progress import RunProgress, simulate_with_progress
 from .runtime.integrators import SCIPY_ODE_METHODS, SOLVE_IVP_METHODS
@@ -174,7 +174,7 @@ def run(
     if plot_file:
         check_plot_file(plot_file)
     simulation = load_model(model, build_args=_build_arguments(build_args))
-    _apply_settings(simulation, settings)
+    apply_settings(simulation, settings)
     states, signals = _recorders(simulation, states_only)
     options = {k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None}
     progress = RunProgress(simulation.model_name or "model", duration)
@@ -216,19 +216,6 @@ def _build_arguments(build_args: tuple[str, ...]) -> dict[str, Any]:
     return arguments
 
 
-def _apply_settings(simulation: Any, settings: tuple[str, ...], option: str = "--set") -> list[Target]:
-    """Set every ``--set NAME=VALUE`` on the model's systems, then build and check that
-    every input set is a parameter."""
-    targets = []
-    for text in settings:
-        name, value = split_assignment(text, option)
-        target = resolve(simulation.systems, name, option)
-        target.assign(parse_number(option, name, value), option)
-        targets.append(target)
-    check_parameters(targets, simulation.module.PARAMETERS, option)
-    return targets
-
-
 def _recorders(simulation: Any, states_only: bool) -> tuple[Recorder, Recorder]:
     """A Recorder of every state (dynode's order: the columns ``run`` always wrote
     first) and one of every input and output (none with ``states_only``)."""
@@ -254,6 +241,48 @@ def _store(recorder: Recorder, system: Any, attribute: str, path: str) -> None:
         warnings.warn(f"{path}.{attribute} is not recorded: a key that is not a name cannot be recorded", DyngenWarning)
         return
     recorder.store(system, attribute)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--t", "duration", type=float, default=10.0, show_default=True, help="Time to simulate.")
+@click.option("--dt", "observer_dt", type=float, default=0.1, show_default=True, help="Output interval (observer_dt).")
+@click.option(
+    "--set", "settings", multiple=True, metavar="NAME=START:STOP:COUNT|V1,V2,...|VALUE",
+    help="Sweep NAME over COUNT values from START to STOP, or over the values listed; a single VALUE sets it "
+    "for every member (as run --set). The grid is every combination (the first name varies slowest). Repeatable.",
+)  # fmt: skip
+@click.option("--arg", "build_args", multiple=True, metavar="NAME=VALUE", help="Pass NAME=VALUE to build(). Repeatable.")
+@click.option("--integrator", type=click.Choice(ALL_METHODS), default="dopri5", show_default=True)
+@click.option("--rtol", type=float, help="Relative tolerance (the integrator's default if not given).")
+@click.option("--atol", type=float, help="Absolute tolerance (the integrator's default if not given).")
+@click.option("--fixed-step", is_flag=True, help="Use DT as the solver's fixed step.")
+@click.option("--record", "record", multiple=True, metavar="NAME",
+              help="Keep only these signals (default: every state and output; 'all': inputs and ders too).")  # fmt: skip
+@click.option("--threads", type=click.IntRange(min=1), help="Threads per process (default: every core).")
+@click.option("--workers", type=click.IntRange(min=1), help="Run on a local Dask cluster of N worker processes.")
+@click.option("--scheduler", metavar="ADDRESS", help="Run on the Dask cluster whose scheduler is at ADDRESS.")
+@click.option(
+    "-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
+    help="Write the results here, by the suffix: .nc (netCDF, the Dataset as it is), .parquet or .csv (long form).",
+)  # fmt: skip
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
+              help="Draw a fan of the time series (one swept name) or heat maps of the final values (two) into this PNG.")  # fmt: skip
+@_report_errors
+def sweep(
+    model: str, duration: float, observer_dt: float, settings: tuple[str, ...], build_args: tuple[str, ...],
+    integrator: str, rtol: float | None, atol: float | None, fixed_step: bool, record: tuple[str, ...],
+    threads: int | None, workers: int | None, scheduler: str | None, output: str, plot_file: str | None,
+) -> None:  # fmt: skip
+    """Run MODEL once per point of a grid of parameters and initial states (Simulation.ensemble)
+    and write the results."""
+    from .sweeps import run_sweep
+
+    run_sweep(
+        model, duration, observer_dt, settings, _build_arguments(build_args), integrator,
+        {k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None}, fixed_step, list(record) or None,
+        threads, workers, scheduler, output, plot_file,
+    )  # fmt: skip
 
 
 @main.command()

@@ -12,7 +12,7 @@ import ast
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -162,3 +162,40 @@ def check_parameters(targets: list[Target], parameters: dict, option: str = "--s
                 f"{option} {target.name}: a connection drives {target.path}.inputs.{target.key}, so it is not a "
                 "parameter (the value would be overwritten); set a parameter or a state of the system that drives it"
             )
+
+
+def parse_sweep(option: str, name: str, text: str) -> np.ndarray | None:
+    """The values of a swept name: ``START:STOP:COUNT`` (``COUNT`` evenly spaced values,
+    both ends included) or ``V1,V2,...``; None for one value (not swept)."""
+    if ":" in text:
+        parts = text.split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+        except ValueError:
+            raise ArgumentError(
+                f"{option} {name}={text}: write a range as START:STOP:COUNT (e.g. {name}=0.5:2.5:5, COUNT a whole number)"
+            ) from None
+        if count < 1:
+            raise ArgumentError(f"{option} {name}={text}: COUNT must be at least 1")
+        return np.linspace(start, stop, count)
+    if "," in text and not text.lstrip().startswith(("[", "(")):
+        try:
+            return np.array([float(v) for v in text.split(",")])
+        except ValueError:
+            raise ArgumentError(f"{option} {name}={text}: write a list of numbers as V1,V2,... (e.g. {name}=1,2.5,4)") from None
+    return None
+
+
+def apply_settings(simulation: Any, settings: Sequence[str], option: str = "--set") -> list[Target]:
+    """Set every ``NAME=VALUE`` of ``settings`` on the simulation's systems, then build
+    and check that every input set is a parameter."""
+    targets = []
+    for text in settings:
+        name, value = split_assignment(text, option)
+        target = resolve(simulation.systems, name, option)
+        target.assign(parse_number(option, name, value), option)
+        targets.append(target)
+    check_parameters(targets, simulation.module.PARAMETERS, option)
+    return targets

@@ -39,7 +39,7 @@ class RunProgress:
         self.every = every
         self.clock = clock
         self.began = clock()
-        self.base = 0.0  # done when the clock was (re)started
+        self._pace_from = (self.began, 0.0)  # (when, done): where the pace is measured from
         self.shown = False
         self._last_line = -float("inf")
         self._lock = threading.Lock()
@@ -48,14 +48,20 @@ class RunProgress:
     def stream(self) -> TextIO:
         return self._stream or sys.stderr
 
-    def restart(self, done: float) -> None:
-        """Time from here (``done`` reached): the first call's numba compile is not the run's pace."""
+    def restart(self, done: float, delay_too: bool = False) -> None:
+        """Measure the pace from here (``done`` reached): the first call's numba compile is
+        not the run's pace.  ``delay_too``: the run's time (shown, and against ``delay``)
+        counts from here too."""
         with self._lock:
-            self.began, self.base = self.clock(), float(done)
+            self._pace_from = (self.clock(), float(done))
+            if delay_too:
+                self.began = self._pace_from[0]
 
     def _text(self, done: float, spent: float) -> tuple[str, float]:
         fraction = min(1.0, done / self.total) if self.total > 0 else 1.0
-        rate = (done - self.base) / spent if spent > 0 else 0.0
+        since, base = self._pace_from
+        elapsed = self.clock() - since
+        rate = (done - base) / elapsed if elapsed > 0 and done > base else 0.0
         left = f", about {_seconds((self.total - done) / rate)} left" if rate > 0 and fraction < 1 else ""
         count = f"{self.unit} = {done:g} of {self.total:g}" if self.unit == "t" else f"{done:g} of {self.total:g} {self.unit}"
         return f"{fraction:4.0%} {count} ({_seconds(spent)}{left})", fraction
@@ -119,7 +125,7 @@ def simulate_with_progress(
             def observe(time_: float, _y: Any) -> None:
                 if first[0]:  # the initial sample; integration (and any compile) starts now
                     first[0] = False
-                    progress.restart(time_ - start)
+                    progress.restart(time_ - start, delay_too=True)
                 progress.update(time_ - start)
 
             remove = simulation.add_observer(observe)
@@ -129,7 +135,7 @@ def simulate_with_progress(
                 remove()
         # one interval first: it holds the numba compile of a new model
         reached = simulation.simulate(1.5 * observer_dt, observer_dt, fixed_step, integrator, **options)
-        progress.restart(reached - start)
+        progress.restart(reached - start, delay_too=True)
         done, size = 1, max(1, n_intervals // 1000)
         while done < n_intervals:
             size = max(1, min(size, n_intervals - done))
