@@ -281,3 +281,76 @@ def test_progress_segments_give_the_same_bits_and_report(model: Path, monkeypatc
     lines = text.splitlines()
     assert len(lines) > 40 and lines[-1].startswith("dyngen [osc] run: done, t = 5")
     assert "100% t = 5 of 5" in lines[-2]
+
+
+# -- sweep ----------------------------------------------------------------------------
+
+SWEEP = ["--t", "2", "--dt", "0.5", "--set", "Osc.inputs.k=1:3:3", "--set", "Osc.states.phase=0,0.5"]
+
+
+def sweep_reference(model: Path):
+    """The same grid by Simulation.ensemble in-process (Osc.inputs.c = 0.2 for every member)."""
+    sim = load_model(model)
+    sim.systems[0].inputs.c = 0.2
+    return sim.ensemble(2.0, 0.5, grid={"Osc.inputs.k": np.linspace(1, 3, 3), "Osc.states.phase": [0.0, 0.5]})
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".parquet", ".csv"])
+def test_sweep_formats_read_back_as_the_ensemble(model: Path, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"sweep{suffix}"
+    result = ok(invoke(["sweep", model, *SWEEP, "--set", "Osc.inputs.c=0.2", "-o", out], tmp_path))
+    assert f"wrote 6 members x 5 samples to {out}" in result.output
+    expected = sweep_reference(model)
+    if suffix == ".nc":
+        import xarray as xr
+
+        with xr.open_dataset(out, engine="h5netcdf") as got:
+            for name in ("Osc.states.q", "Osc.outputs.energy", "status", "Osc.inputs.k", "Osc.states.phase(t0)"):
+                np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=name)
+            assert list(got["Osc.inputs.k"].values) == [1, 1, 2, 2, 3, 3]
+        return
+    import pandas as pd
+
+    frame = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+    assert len(frame) == 6 * 5
+    assert frame["member"].tolist() == [m for m in range(6) for _ in range(5)]
+    np.testing.assert_array_equal(frame["Osc.inputs.k"].to_numpy(), np.repeat(expected["Osc.inputs.k"].values, 5))
+    q = expected["Osc.states.q"].values.reshape(30, 2)
+    np.testing.assert_array_equal(frame["Osc.states.q[1]"].to_numpy(), q[:, 1])
+    np.testing.assert_array_equal(frame["Osc.outputs.energy"].to_numpy(), expected["Osc.outputs.energy"].values.ravel())
+    # a member is the run simulate() makes with its values
+    single = reference(model, 2.0, 0.5, setup=lambda s: (setattr(s[0].inputs, "k", 3.0), setattr(s[0].inputs, "c", 0.2),
+                                                          setattr(s[0].states, "phase", 0.5)))  # fmt: skip
+    last = frame[frame["member"] == 5]
+    np.testing.assert_array_equal(last["Osc.states.q[0]"].to_numpy(), single["Osc.states.q[0]"])
+    np.testing.assert_array_equal(last["Osc.states.phase"].to_numpy(), single["Osc.states.phase"])
+
+
+@pytest.mark.parametrize("swept", [1, 2])
+def test_sweep_plots(model: Path, tmp_path: Path, swept: int) -> None:
+    png = tmp_path / "sweep.png"
+    ok(invoke(["sweep", model, *SWEEP[: 4 + 2 * swept], "-o", tmp_path / "s.nc", "--plot", png], tmp_path))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+SWEEP_ERRORS = {
+    "nothing swept": (["--set", "Osc.inputs.k=2"], "needs at least one swept name"),
+    "bad range": (["--set", "Osc.inputs.k=1:3"], "write a range as START:STOP:COUNT"),
+    "bad list": (["--set", "Osc.inputs.k=1,x"], "write a list of numbers as V1,V2"),
+    "unknown swept name": (["--set", "Osc.inputs.kk=1:2:2"], "Osc.inputs.k"),
+    "three names plotted": (["--set", "Osc.inputs.k=1,2", "--set", "Osc.inputs.c=1,2", "--set", "Osc.states.phase=0,1",
+                             "--plot", "s.png"], "one or two names"),  # fmt: skip
+    "unknown suffix": (["--set", "Osc.inputs.k=1,2", "-o", "s.xlsx"], "unknown file format '.xlsx'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SWEEP_ERRORS))
+def test_sweep_errors(model: Path, tmp_path: Path, case: str, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args, expected = SWEEP_ERRORS[case]
+    if "-o" not in args:
+        args = [*args, "-o", "s.nc"]
+    result = invoke(["sweep", model, "--t", "1", "--dt", "0.5", *args], tmp_path)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and expected in result.output, result.output
+    assert not list(tmp_path.iterdir())
