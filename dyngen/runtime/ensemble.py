@@ -21,7 +21,7 @@ import math
 import os
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
@@ -247,11 +247,15 @@ class Blocks(NamedTuple):
         return Blocks(*(block[start:stop] for block in self))
 
 
-def run_chunk(module: Any, plan: EnsemblePlan, start: int, stop: int, into: Blocks | None = None,
-              fallback: Callable[[int, np.ndarray, np.ndarray, Blocks], None] | None = None) -> Blocks:  # fmt: skip
+def run_chunk(
+    module: Any, plan: EnsemblePlan, start: int, stop: int, into: Blocks | None = None,
+    fallback: Callable[[int, np.ndarray, np.ndarray, Blocks], None] | None = None, specialize: bool = True,
+) -> Blocks:  # fmt: skip
     """Run members ``[start, stop)`` of ``plan`` into ``into`` (their rows of the
     blocks; new blocks when None) and return those rows.  The compiled methods
-    run in one compiled call (GIL released); the others through ``fallback``."""
+    run in one compiled call (GIL released); the others through ``fallback``.
+    ``specialize``: as ``compiled.compiled_routine`` (a small model that has run
+    long enough gets its own integrators, the same numbers faster)."""
     blocks = into if into is not None else Blocks.empty(plan, int(module.N_STATES), int(module.N_OBSERVED), stop - start)
     blocks.y_end[:] = plan.y0[start:stop]
     if not plan.compiled:
@@ -260,7 +264,9 @@ def run_chunk(module: Any, plan: EnsemblePlan, start: int, stop: int, into: Bloc
         for j in range(stop - start):
             fallback(start + j, blocks.y_end[j], plan.p[start + j], blocks.rows(j, j + 1))
         return blocks
-    routine = compiled_routine(module, f"ensemble_{plan.method}", observe=plan.with_observed, jac=plan.method == "rodas4")
+    routine = compiled_routine(
+        module, f"ensemble_{plan.method}", observe=plan.with_observed, jac=plan.method == "rodas4", specialize=specialize
+    )  # fmt: skip
     p = np.ascontiguousarray(plan.p[start:stop])
     begin = time.perf_counter()
     status = routine(
@@ -284,12 +290,13 @@ def chunk_bounds(count: int, threads: int, chunk_size: int | None) -> list[tuple
 
 def run_threads(
     module: Any, plan: EnsemblePlan, blocks: Blocks, threads: int, chunk_size: int | None,
-    progress: Callable[[int, int], None] | None, fallback: Callable | None = None,
+    progress: Callable[[int, int], None] | None, fallback: Callable | None = None, specialize: bool = True,
 ) -> None:  # fmt: skip
     """All members of ``plan`` into ``blocks``, in chunks, on ``threads`` threads."""
     bounds = chunk_bounds(plan.count, threads, chunk_size)
-    # the routine is compiled (or loaded from numba's cache) once, before the threads start
-    run_chunk(module, plan, *bounds[0], blocks.rows(*bounds[0]), fallback)
+    # The routine is chosen (shared or the model's own: ``specialize``) and compiled, or loaded
+    # from numba's cache, once, before the threads start; the threads take the same one.
+    run_chunk(module, plan, *bounds[0], blocks.rows(*bounds[0]), fallback, specialize)
     done = bounds[0][1] - bounds[0][0]
     if progress is not None:
         progress(done, plan.count)
@@ -298,15 +305,13 @@ def run_threads(
         return
     if threads <= 1 or not plan.compiled:  # the Python fallback holds the GIL: threads would not help
         for a, b in rest:
-            run_chunk(module, plan, a, b, blocks.rows(a, b), fallback)
+            run_chunk(module, plan, a, b, blocks.rows(a, b), fallback, False)
             done += b - a
             if progress is not None:
                 progress(done, plan.count)
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dyngen-ensemble") as pool:
-        futures = {pool.submit(run_chunk, module, plan, a, b, blocks.rows(a, b)): (a, b) for a, b in rest}
-        from concurrent.futures import as_completed
-
+        futures = {pool.submit(run_chunk, module, plan, a, b, blocks.rows(a, b), None, False): (a, b) for a, b in rest}
         for future in as_completed(futures):
             future.result()
             a, b = futures[future]
@@ -434,7 +439,10 @@ def run_ensemble(
         rows.count[0], rows.status[0], rows.t_reached[0] = stored, status, solver.t
         rows.y_end[0] = solver.y
 
-    run_threads(module, plan, blocks, threads or default_threads(), chunk_size, progress, one_member)
+    run_threads(
+        module, plan, blocks, threads or default_threads(), chunk_size, progress, one_member,
+        simulation.standalone is not False,
+    )  # fmt: skip
     failed = np.flatnonzero(blocks.status != STATUS_SUCCESS)
     for j in failed:
         if not reasons[j]:
