@@ -39,9 +39,13 @@ def environment() -> jinja2.Environment:
     return env
 
 
-# dyngen's code that cannot change a generated module's text: the runtime, the CLI,
+# dyngen's code that cannot change a generated module's text: the runtime, the CLI and its
+# helpers (model files, --set, result files, plots, run progress, sweeps, optional imports),
 # the cache (and numba's), progress reports, and the dynode import paths of the runtime's classes
-_NOT_GENERATOR = ("runtime", "cli.py", "cache.py", "numba_cache.py", "progress.py", "simulation.py", "recorder.py")
+_NOT_GENERATOR = (
+    "runtime", "cli.py", "modelfile.py", "overrides.py", "outputs.py", "plots.py", "run_progress.py", "sweeps.py",
+    "extras.py", "cache.py", "numba_cache.py", "progress.py", "simulation.py", "recorder.py",
+)  # fmt: skip
 
 
 @lru_cache(maxsize=1)
