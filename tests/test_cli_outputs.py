@@ -354,3 +354,40 @@ def test_sweep_errors(model: Path, tmp_path: Path, case: str, monkeypatch) -> No
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and expected in result.output, result.output
     assert not list(tmp_path.iterdir())
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_run_progress_forms(monkeypatch) -> None:
+    """Silent under a second; then a bar redrawn in place (terminal) or a line every
+    ``every`` seconds (elsewhere); DYNGEN_PROGRESS=0 silences both."""
+    for setting, expected_form in (("1", "terminal"), ("", "log"), ("0", "off")):
+        monkeypatch.setenv("DYNGEN_PROGRESS", setting)
+        stream, clock = io.StringIO(), FakeClock()
+        progress = RunProgress("m", 10.0, stream=stream, every=5.0, clock=clock)
+        assert progress.form == expected_form
+        clock.now = 0.5
+        progress.update(2.0)
+        assert stream.getvalue() == ""  # under a second
+        for now, done in ((1.0, 4.0), (2.0, 5.0), (6.5, 8.0)):
+            clock.now = now
+            progress.update(done)
+        progress.close()
+        text = stream.getvalue()
+        if expected_form == "terminal":
+            assert text.count("\r") == 4 and text.endswith("\n")
+            assert "[" + "#" * 12 + "." * 18 + "]  40% t = 4 of 10 (1.0 s, about 1.5 s left)" in text
+        elif expected_form == "log":
+            assert text.splitlines() == [
+                "dyngen [m] run:  40% t = 4 of 10 (1.0 s, about 1.5 s left)",  # then nothing for 5 s
+                "dyngen [m] run:  80% t = 8 of 10 (6.5 s, about 1.6 s left)",
+                "dyngen [m] run: done, t = 10 in 6.5 s",
+            ]
+        else:
+            assert text == ""
