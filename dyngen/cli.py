@@ -168,9 +168,7 @@ def run(
     if output:  # before a long run, not after it
         check_output(output)
     if csv_file:
-        check_output(str(Path(csv_file).with_suffix(".csv")), "--csv")
-        if Path(csv_file).is_dir():
-            raise OutputError(f"cannot write the CSV to {csv_file}: it is a folder; name a file with --csv FILE")
+        check_output(csv_file, "--csv", suffix=".csv")
     if plot_file:
         check_plot_file(plot_file)
     simulation = load_model(model, build_args=_build_arguments(build_args))

@@ -24,10 +24,10 @@ FORMATS: dict[str, tuple[str, ...]] = {
 }
 
 
-def check_output(path: str, option: str = "-o") -> str:
-    """Before a long run: the format of ``path`` by its suffix (its modules importable),
-    and a folder it can go into. Returns the suffix."""
-    suffix = Path(path).suffix.lower()
+def check_output(path: str, option: str = "-o", suffix: str | None = None) -> str:
+    """Before a long run: the format of ``path`` by its suffix (or ``suffix``, whatever
+    the name), its modules importable, and a folder it can go into. Returns the suffix."""
+    suffix = suffix or Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise OutputError(
             f"{option} {path}: unknown file format {suffix or '(no suffix)'!r}; name the file "

@@ -50,9 +50,10 @@ def plot_table(table: Table, path: str, title: str = "") -> None:
     """A run's signals over time: one panel per system and container (its path and
     ``states``/``inputs``/``outputs`` on the y axis), a line per key (vector signals: a
     line per element, the first ``MAX_LINES``)."""
-    panels: dict[tuple[str, str], list] = {}
+    by_system: dict[str, dict[str, list]] = {}  # system by system (the states come first in a run's table)
     for signal in table.signals:
-        panels.setdefault((signal.system, signal.key.partition(".")[0]), []).append(signal)
+        by_system.setdefault(signal.system, {}).setdefault(signal.key.partition(".")[0], []).append(signal)
+    panels = {(system, kind): signals for system, kinds in by_system.items() for kind, signals in kinds.items()}
     shown = list(panels)[:MAX_PANELS]
     lines = max((sum(min(MAX_LINES, max(1, s.values[0].size if len(s.values) else 1)) for s in panels[p]) for p in shown), default=1)
     figure, axes = _figure(len(shown), height=max(2.0, 0.22 * lines))
