@@ -139,6 +139,8 @@ def test_scipy_methods_run_member_by_member_with_the_same_results():
     sim = model.build()
     ds = sim.ensemble(1.0, 0.5, members={"VanDerPol.inputs.mu": [0.5, 3.0]}, integrator="BDF", record="VanDerPol.states.x")
     assert list(ds.data_vars) == ["VanDerPol.states.x", "status", "reason", "t_reached"]
+    block = ds["VanDerPol.states.x"].values.base  # the one preallocated block holds only what is recorded
+    assert block is not None and block.size == 2 * 3
     for j, mu in enumerate([0.5, 3.0]):
         expected = single_run({"VanDerPol.inputs.mu": mu}, 1.0, 0.5, "BDF")
         np.testing.assert_array_equal(ds["VanDerPol.states.x"].values[j], expected["VanDerPol.states.x"])

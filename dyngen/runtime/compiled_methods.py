@@ -959,28 +959,62 @@ def run_dop853(functions, t0, y, p, observer_dt, n_intervals, rtol, atol, first_
 # ---------------------------------------------------------------------------
 # Ensembles: one run per member j, from (t0, Y0[j]) with parameters P[j], each
 # exactly the run a single simulate() makes (the same routine, so the same
-# numbers, bit for bit).  Member j's samples go to TIMES[j], Y[j] and (with_observed)
-# OUT[j]; COUNT[j] samples stored, STATUS[j] (1 or a failure code), T_REACHED[j];
-# Y0[j] ends as the state reached.  A failed member leaves the others untouched.
-# Returns INTEGRATION_WRONG_SHAPE at once if the member arrays do not have as many
-# rows as Y0, else 1 (each member's own checks give its STATUS).
+# numbers, bit for bit).  Member j's sample times go to TIMES[j], the states
+# keep_states of y to Y[j] and the signals keep_observed of observe's out to OUT[j]
+# (one column each, in the order of those index arrays); COUNT[j] samples stored,
+# STATUS[j] (1 or a failure code), T_REACHED[j]; Y0[j] ends as the state reached.
+# A failed member leaves the others untouched.  Returns INTEGRATION_WRONG_SHAPE at
+# once if an array does not fit (the member arrays must have as many rows as Y0,
+# every index must lie in y or out), else 1.
 # ---------------------------------------------------------------------------
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ensemble_dopri5(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
-    """run_dopri5 for every member (a row of Y0): see above."""
+def _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
+    """Whether the member arrays have a row per member, room for the samples, and the kept columns exist."""
     m = Y0.shape[0]
     if (
         P.shape[0] != m or TIMES.shape[0] != m or Y.shape[0] != m or OUT.shape[0] != m or COUNT.shape[0] != m
-        or STATUS.shape[0] != m or T_REACHED.shape[0] != m or STATS.shape[0] != m
+        or STATUS.shape[0] != m or T_REACHED.shape[0] != m or STATS.shape[0] != m or TIMES.shape[1] < n_samples
+        or Y.shape[1] < n_samples or Y.shape[2] != keep_states.shape[0] or OUT.shape[2] != keep_observed.shape[0]
+        or (keep_observed.shape[0] > 0 and OUT.shape[1] < n_samples)
     ):
+        return False
+    for c in range(keep_states.shape[0]):
+        if keep_states[c] < 0 or keep_states[c] >= Y0.shape[1]:
+            return False
+    for c in range(keep_observed.shape[0]):
+        if keep_observed[c] < 0 or keep_observed[c] >= n_observed:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _keep_samples(j, k, samples, observed, keep_states, keep_observed, Y, OUT):
+    """Member j's first k samples: the kept columns of a run's samples and observed signals."""
+    for s in range(k):
+        for c in range(keep_states.shape[0]):
+            Y[j, s, c] = samples[s, keep_states[c]]
+        for c in range(keep_observed.shape[0]):
+            OUT[j, s, c] = observed[s, keep_observed[c]]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_dopri5(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
+    """run_dopri5 for every member (a row of Y0): see above."""
+    n_samples = n_intervals + (1 if record_initial else 0)
+    n_observed = functions[8]
+    if not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
         return INTEGRATION_WRONG_SHAPE
-    for j in range(m):
+    with_observed = keep_observed.shape[0] > 0
+    samples = np.empty((n_samples, Y0.shape[1]))
+    observed = np.empty((n_samples if with_observed else 0, n_observed))
+    for j in range(Y0.shape[0]):
         k, status, t = run_dopri5(
             functions, t0, Y0[j], P[j], observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
-            record_initial, True, with_observed, TIMES[j], Y[j], OUT[j], STATS[j],
+            record_initial, True, with_observed, TIMES[j], samples, observed, STATS[j],
         )
+        _keep_samples(j, k, samples, observed, keep_states, keep_observed, Y, OUT)
         COUNT[j] = k
         STATUS[j] = status
         T_REACHED[j] = t
@@ -988,19 +1022,21 @@ def ensemble_dopri5(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ensemble_dop853(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
+def ensemble_dop853(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
     """run_dop853 for every member (a row of Y0): see above."""
-    m = Y0.shape[0]
-    if (
-        P.shape[0] != m or TIMES.shape[0] != m or Y.shape[0] != m or OUT.shape[0] != m or COUNT.shape[0] != m
-        or STATUS.shape[0] != m or T_REACHED.shape[0] != m or STATS.shape[0] != m
-    ):
+    n_samples = n_intervals + (1 if record_initial else 0)
+    n_observed = functions[8]
+    if not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
         return INTEGRATION_WRONG_SHAPE
-    for j in range(m):
+    with_observed = keep_observed.shape[0] > 0
+    samples = np.empty((n_samples, Y0.shape[1]))
+    observed = np.empty((n_samples if with_observed else 0, n_observed))
+    for j in range(Y0.shape[0]):
         k, status, t = run_dop853(
             functions, t0, Y0[j], P[j], observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
-            record_initial, True, with_observed, TIMES[j], Y[j], OUT[j], STATS[j],
+            record_initial, True, with_observed, TIMES[j], samples, observed, STATS[j],
         )
+        _keep_samples(j, k, samples, observed, keep_states, keep_observed, Y, OUT)
         COUNT[j] = k
         STATUS[j] = status
         T_REACHED[j] = t
@@ -1008,41 +1044,35 @@ def ensemble_dop853(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ensemble_rodas4(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, atol, max_step, nsteps, record_initial, with_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
+def ensemble_rodas4(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, atol, max_step, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
     """simulate()'s loop on rodas4 for every member (a row of Y0): n_intervals calls of
     rodas4_advance from t to t + observer_dt, the step carried from one to the next
     (first h0); stops at a member's first failure or non-finite state.  See above."""
-    m = Y0.shape[0]
-    if (
-        P.shape[0] != m or TIMES.shape[0] != m or Y.shape[0] != m or OUT.shape[0] != m or COUNT.shape[0] != m
-        or STATUS.shape[0] != m or T_REACHED.shape[0] != m or STATS.shape[0] != m
-    ):
+    n_samples = n_intervals + (1 if record_initial else 0)
+    n_observed = functions[8]
+    if not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
         return INTEGRATION_WRONG_SHAPE
-    n = Y0.shape[1]
+    if keep_observed.shape[0] > 0 and functions[3] == 0:
+        return INTEGRATION_WRONG_SHAPE
     observe = observe_function(functions)
+    with_observed = keep_observed.shape[0] > 0
+    n = Y0.shape[1]
+    samples = np.empty((n_samples, n))
+    observed = np.empty((n_samples if with_observed else 0, n_observed))
     work = np.empty((5, n))
     k_stages = np.empty((6, n))
     lu = np.empty((n, n))
     piv = np.empty(n, dtype=np.int64)
-    n_samples = n_intervals + (1 if record_initial else 0)
-    for j in range(m):
+    for j in range(Y0.shape[0]):
         y = Y0[j]
         p = P[j]
         times = TIMES[j]
-        if (
-            times.shape[0] < n_samples or Y.shape[1] < n_samples or Y.shape[2] != n
-            or (with_observed and (functions[3] == 0 or OUT.shape[1] < n_samples or OUT.shape[2] != functions[8]))
-        ):
-            COUNT[j] = 0
-            STATUS[j] = INTEGRATION_WRONG_SHAPE
-            T_REACHED[j] = t0
-            continue
         stats = STATS[j]
         t = t0
         h = h0
         k = 0
         if record_initial:
-            _store_sample(observe, k, t, y, p, True, with_observed, times, Y[j], OUT[j])
+            _store_sample(observe, k, t, y, p, True, with_observed, times, samples, observed)
             k += 1
         status = 1
         for _ in range(n_intervals):
@@ -1052,8 +1082,9 @@ def ensemble_rodas4(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, at
             if not _all_finite(y):
                 status = INTEGRATION_NOT_FINITE
                 break
-            _store_sample(observe, k, t, y, p, True, with_observed, times, Y[j], OUT[j])
+            _store_sample(observe, k, t, y, p, True, with_observed, times, samples, observed)
             k += 1
+        _keep_samples(j, k, samples, observed, keep_states, keep_observed, Y, OUT)
         COUNT[j] = k
         STATUS[j] = status
         T_REACHED[j] = t

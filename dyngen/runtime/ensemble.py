@@ -202,7 +202,8 @@ class EnsemblePlan:
     observer_dt: float
     n_intervals: int
     record_initial: bool
-    with_observed: bool
+    keep_states: np.ndarray  # int64: the places in y kept at every sample (Blocks.Y's columns)
+    keep_observed: np.ndarray  # int64: the places in observe's out kept (Blocks.OUT's columns)
     y0: np.ndarray  # (members, N_STATES)
     p: np.ndarray  # (members, N_PARAMETERS)
     options: Mapping[str, Any] = field(default_factory=dict)  # for the Python fallback: simulate()'s own
@@ -217,6 +218,10 @@ class EnsemblePlan:
         return self.n_intervals + (1 if self.record_initial else 0)
 
     @property
+    def with_observed(self) -> bool:
+        return self.keep_observed.size > 0
+
+    @property
     def compiled(self) -> bool:
         return self.method in COMPILED_METHODS and bool(self.settings)
 
@@ -225,8 +230,8 @@ class Blocks(NamedTuple):
     """The results of members ``[start, start + len)``: one block per kind."""
 
     times: np.ndarray  # (m, samples)
-    Y: np.ndarray  # (m, samples, N_STATES)
-    OUT: np.ndarray  # (m, samples, N_OBSERVED) or (m, 0, N_OBSERVED) without observed signals
+    Y: np.ndarray  # (m, samples, kept states)
+    OUT: np.ndarray  # (m, samples, kept observed signals) or (m, 0, 0) without observed signals
     count: np.ndarray  # (m,) int64: samples stored
     status: np.ndarray  # (m,) int64: 1, or the failure code
     t_reached: np.ndarray  # (m,)
@@ -234,11 +239,12 @@ class Blocks(NamedTuple):
     stats: np.ndarray  # (m, 4) int64: the method's counters
 
     @classmethod
-    def empty(cls, plan: EnsemblePlan, n_states: int, n_observed: int, m: int | None = None) -> "Blocks":
+    def empty(cls, plan: EnsemblePlan, m: int | None = None) -> "Blocks":
         m = plan.count if m is None else m
-        k = plan.n_samples
-        return cls(
-            np.empty((m, k)), np.empty((m, k, n_states)), np.empty((m, k if plan.with_observed else 0, n_observed)),
+        k, n_states = plan.n_samples, plan.y0.shape[1]
+        return cls(  # the samples: only the kept columns (a 4-signal record of 10,000 x 201 samples is 64 MB)
+            np.empty((m, k)), np.empty((m, k, plan.keep_states.size)),
+            np.empty((m, k if plan.with_observed else 0, plan.keep_observed.size)),
             np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64), np.empty(m), np.empty((m, n_states)),
             np.zeros((m, 4), dtype=np.int64),
         )  # fmt: skip
@@ -256,7 +262,7 @@ def run_chunk(
     run in one compiled call (GIL released); the others through ``fallback``.
     ``specialize``: as ``compiled.compiled_routine`` (a small model that has run
     long enough gets its own integrators, the same numbers faster)."""
-    blocks = into if into is not None else Blocks.empty(plan, int(module.N_STATES), int(module.N_OBSERVED), stop - start)
+    blocks = into if into is not None else Blocks.empty(plan, stop - start)
     blocks.y_end[:] = plan.y0[start:stop]
     if not plan.compiled:
         if fallback is None:
@@ -271,8 +277,8 @@ def run_chunk(
     begin = time.perf_counter()
     status = routine(
         plan.t0, blocks.y_end, p, plan.observer_dt, plan.n_intervals, *plan.settings, plan.record_initial,
-        plan.with_observed, blocks.times, blocks.Y, blocks.OUT, blocks.count, blocks.status, blocks.t_reached,
-        blocks.stats,
+        plan.keep_states, plan.keep_observed, blocks.times, blocks.Y, blocks.OUT, blocks.count, blocks.status,
+        blocks.t_reached, blocks.stats,
     )  # fmt: skip
     add_time(module, time.perf_counter() - begin)
     if status != STATUS_SUCCESS:
@@ -351,6 +357,18 @@ def plan_settings(method: str, options: Mapping[str, Any], fixed_step: bool, obs
     return ()
 
 
+def kept_columns(record: Sequence[Signal]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The places in y and in out that ``record`` keeps (``EnsemblePlan.keep_states`` and
+    ``keep_observed``), and where each recorded signal's first column is in its block."""
+    places: dict[str, list[int]] = {"states": [], "observed": []}
+    offsets = []
+    for signal in record:
+        kept = places[signal.vector]
+        offsets.append(len(kept))
+        kept.extend(range(signal.start, signal.stop))
+    return np.array(places["states"], dtype=np.int64), np.array(places["observed"], dtype=np.int64), offsets
+
+
 def recorded_signals(record: str | Sequence[str] | None, known: Mapping[str, Signal]) -> list[Signal]:
     """The signals to keep: by name, or every state and output (``None``), or every
     state and observed signal (``"all"``: inputs and ders too)."""
@@ -410,11 +428,13 @@ def run_ensemble(
         signal = names.settable[name]
         target = y0 if signal.vector == "states" else p
         target[:, signal.start:signal.stop] = values.reshape(chosen.count, -1)
+    keep_states, keep_observed, _ = kept_columns(signals_kept)
     plan = EnsemblePlan(
-        method, settings, t0, observer_dt, int(t / observer_dt), t0 == 0,
-        any(s.vector == "observed" for s in signals_kept), y0, p, options, fixed_step,
+        method, settings, t0, observer_dt, int(t / observer_dt), t0 == 0, keep_states, keep_observed, y0, p, options,
+        fixed_step,
     )  # fmt: skip
-    blocks = Blocks.empty(plan, model.n_states, int(module.N_OBSERVED))
+    blocks = Blocks.empty(plan)
+    out = np.empty(int(module.N_OBSERVED))
     reasons = [""] * plan.count
 
     def one_member(j: int, y: np.ndarray, p_j: np.ndarray, rows: Blocks) -> None:
@@ -425,9 +445,10 @@ def run_ensemble(
         def keep(time: float, state: np.ndarray, _may_stop: bool) -> bool:
             nonlocal stored
             rows.times[0, stored] = time
-            rows.Y[0, stored] = state
+            rows.Y[0, stored] = state[keep_states]
             if plan.with_observed:
-                module.observe(time, rows.Y[0, stored], p_j, rows.OUT[0, stored])
+                module.observe(time, np.array(state), p_j, out)
+                rows.OUT[0, stored] = out[keep_observed]
             stored += 1
             return False
 

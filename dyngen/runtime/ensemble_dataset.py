@@ -7,7 +7,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from ..errors import DyngenError
-from .ensemble import Blocks, EnsemblePlan, Members, Signal
+from .ensemble import Blocks, EnsemblePlan, Members, Signal, kept_columns
 
 
 def require_xarray() -> Any:
@@ -36,14 +36,15 @@ def to_dataset(
     # each member's sample times differ from these at most by the rounding of its last step
     times = blocks.times[ok[0]] if ok.size else _nominal_times(plan)
     data: dict[str, Any] = {}
-    for signal in record:
+    for signal, first in zip(record, kept_columns(record)[2]):
         if signal.kind == "inputs" and signal.name in members.values:  # swept: the coordinate of that name
             continue
         block = blocks.Y if signal.vector == "states" else blocks.OUT
         if signal.shape == ():
-            values = block[:, :, signal.start]
+            values = block[:, :, first]
         else:
-            values = block[:, :, signal.start:signal.stop].reshape((*block.shape[:2], *signal.shape))
+            width = signal.stop - signal.start
+            values = block[:, :, first:first + width].reshape((*block.shape[:2], *signal.shape))
         dims = ("member", "time", *(f"{signal.name}.dim_{i}" for i in range(len(signal.shape))))
         data[signal.name] = (dims, values)
     data["status"] = ("member", blocks.status)

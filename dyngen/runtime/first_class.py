@@ -136,11 +136,12 @@ _RODAS4 = types.Tuple((_F, _F, _I))(
 )
 ARRAY3 = types.Array(types.float64, 3, "C")
 INDEX_MATRIX = types.Array(types.int64, 2, "C")
-# ensemble_<method>(functions, t0, Y0, P, observer_dt, n_intervals, <options>, record_initial, with_observed,
-#                   TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
+# ensemble_<method>(functions, t0, Y0, P, observer_dt, n_intervals, <options>, record_initial, keep_states,
+#                   keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
 _MEMBER_BLOCKS = (MATRIX, ARRAY3, ARRAY3, INDEX_VECTOR, INDEX_VECTOR, VECTOR, INDEX_MATRIX)
-_ENSEMBLE_EXPLICIT = _I(INDEX_VECTOR, _F, MATRIX, MATRIX, _F, _I, *_EXPLICIT_OPTIONS, _B, _B, *_MEMBER_BLOCKS)
-_ENSEMBLE_RODAS4 = _I(INDEX_VECTOR, _F, MATRIX, MATRIX, _F, _I, _F, _F, _F, _F, _I, _B, _B, *_MEMBER_BLOCKS)
+_KEEP = (INDEX_VECTOR, INDEX_VECTOR)
+_ENSEMBLE_EXPLICIT = _I(INDEX_VECTOR, _F, MATRIX, MATRIX, _F, _I, *_EXPLICIT_OPTIONS, _B, *_KEEP, *_MEMBER_BLOCKS)
+_ENSEMBLE_RODAS4 = _I(INDEX_VECTOR, _F, MATRIX, MATRIX, _F, _I, _F, _F, _F, _F, _I, _B, *_KEEP, *_MEMBER_BLOCKS)
 # The routines of compiled_methods that are called from Python, with the one signature each is compiled for.
 SIGNATURES = {
     "dopri5_advance": _ADVANCE,
