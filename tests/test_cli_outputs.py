@@ -391,3 +391,15 @@ def test_run_progress_forms(monkeypatch) -> None:
             ]
         else:
             assert text == ""
+
+
+def test_sweep_record_threads_and_a_scipy_method(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.nc"
+    ok(invoke(["sweep", model, *SWEEP[:6], "--record", "Osc.outputs.energy", "--threads", "1", "--integrator", "BDF",
+               "--rtol", "1e-8", "-o", out], tmp_path))  # fmt: skip
+    import xarray as xr
+
+    with xr.open_dataset(out, engine="h5netcdf") as got:
+        assert [n for n in got.data_vars if n.startswith("Osc.")] == ["Osc.outputs.energy"]
+        single = reference(model, 2.0, 0.5, setup=lambda s: setattr(s[0].inputs, "k", 2.0), integrator="BDF", rtol=1e-8)
+        np.testing.assert_array_equal(got["Osc.outputs.energy"].values[1], single["Osc.outputs.energy"])
