@@ -340,6 +340,30 @@ def test_run_sets_a_parameter_writes_parquet_and_plots(tmp_path: Path, pendulum:
     assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
+def test_sweep_writes_csv_of_every_member(tmp_path: Path, pendulum: Path) -> None:
+    """The console script: a sweep over g and the damping, in long form; every member
+    equals scipy's solution with its values."""
+    from scipy.integrate import solve_ivp
+
+    result = ok(run_cli(["sweep", pendulum.name, "--t", "1", "--dt", "0.25", "--set", "Pendulum.inputs.g=1:9:3",
+                         "--set", "Pendulum.inputs.damping=0,0.5", "--rtol", "1e-10", "--atol", "1e-12",
+                         "-o", "sweep.csv"], tmp_path))  # fmt: skip
+    assert "wrote 6 members x 5 samples to sweep.csv" in result.stderr
+    with (tmp_path / "sweep.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 30
+    for member in range(6):
+        mine = [r for r in rows if int(r["member"]) == member]
+        g, damping = float(mine[0]["Pendulum.inputs.g"]), float(mine[0]["Pendulum.inputs.damping"])
+        assert (g, damping) == ([1.0, 5.0, 9.0][member // 2], [0.0, 0.5][member % 2])  # the first name slowest
+        times = [float(r["time"]) for r in mine]
+        exact = solve_ivp(lambda t, y: pendulum_rhs(t, y, g, damping), (0, 1), [0.4, -0.3], t_eval=times,
+                          rtol=1e-12, atol=1e-14, method="DOP853")  # fmt: skip
+        np.testing.assert_allclose([float(r["Pendulum.states.theta"]) for r in mine], exact.y[0], rtol=1e-7, atol=1e-9)
+        assert all(r["status"] == "1" and r["reason"] == "" for r in mine)
+
+
 # -- errors -------------------------------------------------------------------------
 
 BAD_IF = textwrap.dedent(
@@ -468,5 +492,5 @@ def test_build_respects_the_umask(tmp_path: Path, pendulum: Path) -> None:
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     result = ok(run_cli(["--help"], tmp_path))
-    for command in ("build", "show", "run", "verify"):
+    for command in ("build", "show", "run", "verify", "sweep"):
         assert command in result.stdout
