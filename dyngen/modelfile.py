@@ -21,7 +21,9 @@ def _fail(path: Path, what: str, exc: BaseException) -> ModelFileError:
     return ModelFileError(f"{path}: {what} failed{where}:\n    {detail}")
 
 
-def load_model(path: str | Path, cache_dir: str | None = None, build_args: Mapping[str, Any] | None = None) -> Simulation:
+def load_model(
+    path: str | Path, cache_dir: str | None = None, build_args: Mapping[str, Any] | None = None
+) -> Simulation:
     """Import ``path`` and call its ``build(**build_args)``; returns the Simulation it describes.
 
     ``build()`` may return a ``Simulation``, one system, or a list of systems.
@@ -81,7 +83,8 @@ def _check_build_args(path: Path, build: Any, build_args: dict[str, Any]) -> Non
     ]  # fmt: skip
     if missing:
         raise ModelFileError(
-            f"{path}: build() needs the argument {missing[0]!r}, which has no default; give it a value (on the command line: --arg {missing[0]}=VALUE)"
+            f"{path}: build() needs the argument {missing[0]!r}, which has no default; give it a value "
+            f"(on the command line: --arg {missing[0]}=VALUE)"
         )
 
 

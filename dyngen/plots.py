@@ -89,7 +89,8 @@ def _fan(dataset: Any, name: str, signals: list[str], path: str, title: str, lef
 
     figure, axes = _figure(len(signals))
     values = np.asarray(dataset[name].values, dtype=float)
-    norm = colors.Normalize(vmin=np.nanmin(values), vmax=np.nanmax(values) if np.nanmax(values) > np.nanmin(values) else np.nanmin(values) + 1)
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    norm = colors.Normalize(vmin=low, vmax=high if high > low else low + 1)
     cmap = cm.viridis
     time = dataset["time"].values
     for ax, signal in zip(axes, signals):
