@@ -403,3 +403,25 @@ def test_sweep_record_threads_and_a_scipy_method(model: Path, tmp_path: Path) ->
         assert [n for n in got.data_vars if n.startswith("Osc.")] == ["Osc.outputs.energy"]
         single = reference(model, 2.0, 0.5, setup=lambda s: setattr(s[0].inputs, "k", 2.0), integrator="BDF", rtol=1e-8)
         np.testing.assert_array_equal(got["Osc.outputs.energy"].values[1], single["Osc.outputs.energy"])
+
+
+@pytest.mark.slow
+def test_sweep_on_a_local_dask_cluster(model: Path, tmp_path: Path) -> None:
+    """--workers 2: a LocalCluster of 2 processes gives the threaded run's numbers (or,
+    while Simulation.ensemble has no Dask path, a clear error)."""
+    import inspect
+
+    from dyngen import Simulation
+
+    out = tmp_path / "dask.nc"
+    result = invoke(["sweep", model, *SWEEP, "--set", "Osc.inputs.c=0.2", "--workers", "2", "-o", out], tmp_path)
+    if "client" not in inspect.signature(Simulation.ensemble).parameters:
+        assert result.exit_code == 2 and "no Dask path yet" in result.output
+        return
+    ok(result)
+    import xarray as xr
+
+    expected = sweep_reference(model)
+    with xr.open_dataset(out, engine="h5netcdf") as got:
+        for name in ("Osc.states.q", "Osc.outputs.energy", "status"):
+            np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=name)
