@@ -1,11 +1,12 @@
-"""Issue 16: vode on a stiff model and scipy 1.17.x (NOT fixed yet, see below).
+"""Issue 16: vode on a stiff model, on every scipy dyngen accepts.
 
-scipy 1.17.0 and 1.17.1 mishandle the Jacobian handed to
-``ode(...).set_integrator("vode")`` (scipy issue 24933, fixed by PR 24934 for 1.18.0,
-described there as a transposition). On Robertson's kinetics vode fails ("Excess work
-done") and handing it ``J.T`` fixes it, but on linear models ``J.T`` is worse than the
-documented ``J`` (last test), so dyngen does not compensate yet: the vode case is an
-expected failure on the affected versions. References: scipy's Radau at rtol 1e-10.
+scipy 1.17.0 and 1.17.1 replaced vode's wrapper by a C translation that fails on stiff
+models: it reads the Jacobian transposed (scipy issue 24933, PR 24934, fixed for
+1.18.0), and even given the transpose, or no Jacobian, its BDF iteration fails where
+1.16 converges (runtime/integrators.py: VODE_BROKEN_RELEASES). Handing it ``J.T``
+cannot compensate, so dyngen's dependencies exclude scipy 1.17.* and vode is refused,
+with what to do, if such a scipy is installed anyway. References: scipy's Radau at
+rtol 1e-10.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pytest
 import scipy
 from scipy.integrate import ode, solve_ivp
 
-from dyngen import Simulation
-from dyngen.runtime.integrators import scipy_release, vode_reads_jacobian_transposed
+from dyngen import DyngenError, Simulation
+from dyngen.runtime import integrators
+from dyngen.runtime.integrators import scipy_release, vode_is_broken
 from test_stiff import Robertson, robertson_rhs
 
 
@@ -42,16 +44,7 @@ def reference(times: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "method",
-    [
-        pytest.param("vode", marks=pytest.mark.xfail(
-            vode_reads_jacobian_transposed(), strict=True,
-            reason="scipy 1.17.x vode: handing it J.T fixes this model but makes linear models worse "
-                   "(test_vode_on_linear_models_prefers_the_documented_orientation), so dyngen does not compensate yet")),
-        "lsoda",
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("method", ["vode", "lsoda"])
 def test_scipy_ode_stiff_methods_solve_robertson(method: str) -> None:
     sim = Simulation()
     system = Robertson()
@@ -85,40 +78,43 @@ def jacobian_calls(method: str, transpose: bool) -> int:
 
 
 @pytest.mark.slow
-def test_the_version_check_matches_what_this_scipy_does() -> None:
-    """The orientation the check picks for vode is the one this scipy converges with;
-    lsoda takes the documented one on every version."""
-    right = vode_reads_jacobian_transposed()
-    assert jacobian_calls("vode", transpose=right) * 20 < jacobian_calls("vode", transpose=not right)
-    assert jacobian_calls("lsoda", transpose=False) * 20 < jacobian_calls("lsoda", transpose=True)
+def test_this_scipy_takes_the_documented_jacobian() -> None:
+    """On the scipy installed (one dyngen accepts), vode and lsoda converge with the
+    documented ``jac[i, j] = d f_i / d y_j`` and need 20x the Jacobians with its transpose."""
+    assert not vode_is_broken()
+    for method in ("vode", "lsoda"):
+        assert jacobian_calls(method, transpose=False) * 20 < jacobian_calls(method, transpose=True)
 
 
 @pytest.mark.parametrize(
-    "version, transposed",
+    "version, broken",
     [("1.16.3", False), ("1.17.0", True), ("1.17.0rc2", True), ("1.17.1", True), ("1.18.0", False),
      ("1.18.0rc1", False), ("1.18.2", False), ("2.0.0", False), ("1.10.1", False)],
 )  # fmt: skip
-def test_affected_versions(version: str, transposed: bool) -> None:
-    assert vode_reads_jacobian_transposed(version) is transposed
+def test_affected_versions(version: str, broken: bool) -> None:
+    assert vode_is_broken(version) is broken
 
 
 def test_installed_scipy_release_is_parsed() -> None:
     assert scipy_release(scipy.__version__) == tuple(int(x) for x in scipy.__version__.split(".")[:2])
 
 
-def test_vode_on_linear_models_prefers_the_documented_orientation() -> None:
-    """Why dyngen does not hand vode J.T yet: on a stiff linear model (lower-triangular,
-    eigenvalues -1 and -1e3) this scipy's vode fails far fewer Newton iterations with
-    the documented J than with J.T, the opposite of Robertson's kinetics above; the
-    examples' mass_spring also ends 100x further from a Radau reference with J.T."""
-    A = np.array([[-1.0, 0.0], [1e3, -1e3]])
+def test_the_dependencies_exclude_the_broken_releases() -> None:
+    """pip never installs a scipy whose vode is broken with dyngen."""
+    import tomllib
+    from pathlib import Path
 
-    def convergence_failures(M: np.ndarray) -> int:
-        solver = ode(lambda t, y: A @ y, lambda t, y: M.copy())
-        solver.set_integrator("vode", method="bdf", rtol=1e-8, atol=1e-12, nsteps=100_000)
-        solver.set_initial_value([1.0, 0.0], 0.0)
-        solver.integrate(5.0)
-        assert solver.successful()
-        return int(solver._integrator.iwork[20])  # NCFN
+    from packaging.requirements import Requirement
 
-    assert convergence_failures(A) * 5 < convergence_failures(np.ascontiguousarray(A.T))
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    scipy_requirement = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "scipy")
+    for version, broken in [("1.16.3", False), ("1.17.0", True), ("1.17.1", True), ("1.18.0", False)]:
+        assert (version in scipy_requirement.specifier) is not broken, version
+
+
+def test_vode_on_a_broken_scipy_is_refused_with_what_to_do(monkeypatch) -> None:
+    monkeypatch.setattr(integrators, "vode_is_broken", lambda version=None: True)
+    sim = Simulation()
+    sim.add_system(Robertson())
+    with pytest.raises(DyngenError, match=r"'vode' is broken in scipy .*pip install \"scipy<1.17\".*'lsoda', 'rodas4'"):
+        sim.simulate(1.0, 0.5, integrator="vode")

@@ -469,7 +469,7 @@ def run_ensemble(
         if not reasons[j]:
             reasons[j] = failure_reason(method, int(blocks.status[j]))
     if failed.size:
-        shown = "; ".join(f"member {j}: {reasons[j]} (t = {blocks.t_reached[j]!r})" for j in failed[:5])
+        shown = "; ".join(f"member {j}: {reasons[j]} (t = {float(blocks.t_reached[j])!r})" for j in failed[:5])
         more = f"; and {failed.size - 5} more" if failed.size > 5 else ""
         warnings.warn(
             f"ensemble: {failed.size} of {plan.count} members failed ({shown}{more}); their samples stop where "

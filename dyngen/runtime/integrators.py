@@ -23,11 +23,18 @@ SPARSE_MIN_STATES = 100
 SPARSE_MAX_DENSITY = 0.1
 DENSE_MAX_STATES = 10_000  # a dense Jacobian of more states takes over 800 MB (and an O(n^3) LU)
 
-# scipy 1.17.0 replaced the f2py wrapper of vode by a C module whose Jacobian callback
-# memcpy's the C-ordered array into DVODE's column-major matrix: vode reads jac[i, j]
-# as d f_j / d y_i (scipy issue 24933; fixed by PR 24934, merged after 1.17.1, first
-# released in 1.18.0). lsoda's wrapper copies with strides and is not affected.
-VODE_TRANSPOSED_JACOBIAN = ((1, 17), (1, 18))  # [first affected, first fixed)
+# scipy 1.17.0 replaced the f2py wrapper of vode by a C translation that is broken on
+# stiff problems: its Jacobian callback memcpy's the C-ordered array into DVODE's
+# column-major matrix (vode reads the transpose: scipy issue 24933, PR 24934, released
+# in 1.18.0), and even given the transpose, or no Jacobian at all (its own finite
+# differences), its BDF iteration fails where 1.16 converges: on y' = A y with
+# A = [[-1, 0], [1e3, -1e3]] to t = 5 at rtol 1e-8, 6,021 steps, 359 convergence
+# failures and 764 Jacobians (finite differences: 9,072 steps), where scipy 1.16.3
+# takes 301 steps, no failure and 6 Jacobians.  Handing it J.T cannot compensate, so
+# dyngen does not accept those releases (pyproject.toml: scipy != 1.17.*) and refuses
+# vode on them if one is installed anyway.  lsoda's wrapper copies with strides and is
+# not affected.
+VODE_BROKEN_RELEASES = ((1, 17), (1, 18))  # [first affected, first fixed)
 
 
 def scipy_release(version: str) -> tuple[int, int]:
@@ -36,15 +43,26 @@ def scipy_release(version: str) -> tuple[int, int]:
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
-def vode_reads_jacobian_transposed(version: str | None = None) -> bool:
-    """Whether this scipy's ``ode(..., jac).set_integrator("vode")`` takes the
-    transpose of the documented ``jac[i, j] = d f_i / d y_j`` (scipy issue 24933)."""
+def vode_is_broken(version: str | None = None) -> bool:
+    """Whether this scipy's ``ode(...).set_integrator("vode")`` is the broken 1.17 one."""
     if version is None:  # scipy is imported by the methods that run in it, not by import dyngen
         import scipy
 
         version = scipy.__version__
-    first_affected, first_fixed = VODE_TRANSPOSED_JACOBIAN
+    first_affected, first_fixed = VODE_BROKEN_RELEASES
     return first_affected <= scipy_release(version) < first_fixed
+
+
+def check_vode_usable(version: str | None = None) -> None:
+    """Refuse vode on the scipy releases whose vode fails on stiff models."""
+    if vode_is_broken(version):
+        import scipy
+
+        raise DyngenError(
+            f"integrator 'vode' is broken in scipy {version or scipy.__version__} (it fails on stiff models "
+            "whatever Jacobian it is given: scipy issue 24933), and dyngen does not accept scipy 1.17.*: "
+            "pip install \"scipy<1.17\" (or >= 1.18), or use 'lsoda', 'rodas4', 'BDF' or 'Radau'"
+        )
 
 
 def non_finite_states(y: np.ndarray, state_name: Callable[[int], str]) -> str:
@@ -244,11 +262,10 @@ def check_dense_jacobian(method: str, n: int, nnz: int | None = None) -> None:
 
 
 def jacobian_callable(
-    module: object, p: np.ndarray, sparse: bool = True, transposed: bool = False
+    module: object, p: np.ndarray, sparse: bool = True
 ) -> Callable[[float, np.ndarray], object]:
     """The generated Jacobian as scipy wants it: dense, or CSC for large sparse models
-    (when the method takes one: ``sparse``); ``transposed`` hands a dense one over as
-    its transpose (for the vode of :func:`vode_reads_jacobian_transposed`)."""
+    (when the method takes one: ``sparse``)."""
     n = int(module.N_STATES)
     if sparse and n >= SPARSE_MIN_STATES and module.JAC_NNZ <= SPARSE_MAX_DENSITY * n * n:
         from scipy.sparse import csc_matrix
@@ -267,8 +284,6 @@ def jacobian_callable(
         module.jac(t, y, p, J)
         return J
 
-    if transposed:
-        return lambda t, y: np.ascontiguousarray(dense(t, y).T)
     return dense
 
 

@@ -27,6 +27,7 @@ from .integrators import (
     ScipyOdeIntegrator,
     SolveIvpIntegrator,
     check_dense_jacobian,
+    check_vode_usable,
     dynode_options,
     forces_first_step,
     jacobian_callable,
@@ -369,10 +370,10 @@ class Simulation:
                 f"unknown integrator {method!r}; choose one of "
                 f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)}"
             )
+        if method == "vode":
+            check_vode_usable()
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states, module.JAC_NNZ)
-        # not yet: J.T fixes vode on Robertson's kinetics with scipy 1.17.1 but makes linear models worse
-        # (tests/test_vode_jacobian.py, test_examples_vs_dynode.py::test_vode_with_...); see vode_reads_jacobian_transposed
         jac = jacobian_callable(module, p, sparse=False)
         forced = None if fixed_step or not forces_first_step(fixed_step, options) else observer_dt  # for the error
         return ScipyOdeIntegrator(
