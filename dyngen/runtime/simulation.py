@@ -27,7 +27,6 @@ from .integrators import (
     ScipyOdeIntegrator,
     SolveIvpIntegrator,
     check_dense_jacobian,
-    check_vode_usable,
     dynode_options,
     forces_first_step,
     jacobian_callable,
@@ -370,8 +369,6 @@ class Simulation:
                 f"unknown integrator {method!r}; choose one of "
                 f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)}"
             )
-        if method == "vode":
-            check_vode_usable()
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states, module.JAC_NNZ)
         jac = jacobian_callable(module, p, sparse=False)
