@@ -62,15 +62,23 @@ def resolve(name: Any, nodes: list[Any]) -> tuple[Any, str, str]:
             return _fail(f"make_parameter({name!r}): the model has no system {path!r}{_close(path, list(systems))} "
                          f"(system paths: {', '.join(list(systems)[:8])}{', ...' if len(systems) > 8 else ''})")
         kind, key = attribute.split(".", 1)
-        return _fail(
-            f"make_parameter({name!r}): {kind}.{key} is an entry of a container, not a plain attribute; "
-            + ("an input that no connection drives is a parameter already (no rebuild when it changes)"
-               if kind == "inputs" else "only plain attributes of a system (self.k = 1.0) can be made parameters")
-        )  # fmt: skip
+        container = getattr(systems[path], kind)
+        if not dict.__contains__(container, key):
+            known = [k for k in dict.keys(container) if isinstance(k, str)]
+            return _fail(
+                f"make_parameter({name!r}): {path} has no {kind} {key!r}{_close(key, known)} "
+                f"(its {kind}: {', '.join(known) or 'none'})"
+            )
+        why = {
+            "inputs": "an input that no connection drives is a parameter already: changing it needs no rebuild",
+            "states": "a state is set before a run (system.states.<key> = ...; see also Simulation.reset()) "
+                      "and needs no rebuild",
+        }.get(kind, "only plain attributes of a system (self.k = 1.0 in __init__) can be made parameters")
+        return _fail(f"make_parameter({name!r}): {kind}.{key} is an entry of a container, not a plain attribute; {why}")
     system = systems[path]
     own = vars(system)
     numbers = sorted(k for k, v in own.items() if not k.startswith("_") and is_number(v))
-    if attribute not in own:
+    if attribute not in own or attribute.startswith("_"):
         cls_value = getattr(type(system), attribute, _MISSING)
         if cls_value is not _MISSING and is_number(cls_value):
             return _fail(
@@ -83,7 +91,7 @@ def resolve(name: Any, nodes: list[Any]) -> tuple[Any, str, str]:
             f"{_close(attribute, numbers)} (its numeric attributes: {', '.join(numbers) or 'none'})"
         )
     value = own[attribute]
-    if not is_number(value) or attribute.startswith("_"):
+    if not is_number(value):
         hint = (
             "an array can be a parameter as an input: self.inputs." + attribute + " = ... (an input no connection "
             "drives is read at every run)" if isinstance(value, (np.ndarray, list, tuple)) else
