@@ -16,7 +16,7 @@ import pytest
 import dyngen
 import dyngen.runtime.simulation as simulation_module
 from dyngen import Recorder, RebuildWarning, UsageError
-from dynode_compare import assert_same_runs, build_simulation, run
+from dynode_compare import assert_same_runs, build_simulation, load_model_source, run
 
 MODEL = Path(__file__).with_name("params_model.py")
 
@@ -148,6 +148,19 @@ def test_make_parameter_changes_take_effect_without_a_rebuild(builds):
     ours = run(sim, "dyngen", 3.0, 0.25)
     assert len(builds) == 2 and sim.module is module  # (1 + the fresh build above)
     assert_same_runs(ours, run(build_simulation(MODEL, "dynode", "build_tilt", 2.0, 0.2), "dynode", 3.0, 0.25))
+
+
+def test_the_parameters_are_part_of_the_build_identity():
+    """Equal models with and without the parameter build to two modules; the structure
+    key finds each one's own (the second with it is loaded without tracing)."""
+    model = load_model_source(MODEL, "dyngen")  # one module: its classes are the same in every build
+    with_it = model.build_tilt()
+    with_it.make_parameter("Tilt.max_tilt")
+    without = model.build_tilt()
+    assert "Tilt.max_tilt" not in without.module.PARAMETER_NAMES
+    again = model.build_tilt()
+    again.make_parameter("Tilt.max_tilt")
+    assert again.module is with_it.module and again._build.front._stages is None  # not traced
 
 
 def test_make_parameter_of_one_copy_of_a_class():

@@ -170,9 +170,9 @@ class Simulation:
 
     def _parameter_names(self, nodes: list[Any]) -> tuple[str, ...]:
         """The names of the attributes traced as parameters, by the systems' paths now
-        (sorted); a system no longer in the model is forgotten."""
+        (sorted); one of a system no longer in the model, or deleted, is forgotten."""
         paths = {id(node.system): node.path for node in nodes}
-        kept = {key: system for key, system in self._parameters.items() if key[0] in paths}
+        kept = {key: system for key, system in self._parameters.items() if key[0] in paths and key[1] in vars(system)}
         if len(kept) != len(self._parameters):
             self._parameters, self._parameter_ids = kept, frozenset(kept)
         return tuple(sorted(f"{paths[key[0]]}.{key[1]}" for key in kept))
