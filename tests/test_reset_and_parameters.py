@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dyngen
 import dyngen.runtime.simulation as simulation_module
 from dyngen import Recorder, RebuildWarning, UsageError
 from dynode_compare import assert_same_runs, build_simulation, load_model_source, run

@@ -187,10 +187,10 @@ class Simulation:
             self._reported.add(key)
             warnings.warn(
                 f"{name} changed ({before[2]!r} -> {value!r}) since the model was built, so dyngen builds it "
-                f"again (traces and compiles it): a plain attribute the model reads is a constant in the "
-                f"generated module. To change it without rebuilding, make it a parameter once: "
-                f"sim.make_parameter({name!r}) (or keep the value in an input, self.inputs.<key>, which is a "
-                "parameter already). This is reported once per attribute.",
+                "again (traces it, and compiles it when the module changes): a plain attribute of a system is "
+                "a constant of the generated module where the model reads it. To change it without "
+                f"rebuilding, make it a parameter once: sim.make_parameter({name!r}) (or keep the value in an "
+                "input, self.inputs.<key>, which is a parameter already). This is reported once per attribute.",
                 RebuildWarning,
                 stacklevel=external_stacklevel(),
             )
@@ -222,11 +222,11 @@ class Simulation:
         except TraceError as error:
             self._parameters, self._parameter_ids, self._watch = before
             raise UsageError(
-                f"make_parameter({', '.join(map(repr, names))}): the model cannot be traced with "
+                f"make_parameter({', '.join(map(repr, names))}): tracing the model with "
                 f"{'this attribute' if len(names) == 1 else 'these attributes'} as a parameter (a value that "
-                "changes at run time): a parameter can be used in arithmetic, comparisons, math/numpy "
+                "changes at run time) failed. A parameter can be used in arithmetic, comparisons, math/numpy "
                 "functions and where(), not where Python needs a number at build time (range(), an index, a "
-                f"shape); keep such a value a plain attribute.\n{error}"
+                f"shape): keep such a value a plain attribute.\n{error}"
             ) from None
         except DyngenError:
             self._parameters, self._parameter_ids, self._watch = before
