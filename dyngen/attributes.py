@@ -31,14 +31,17 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def numeric_attributes(nodes: list[Any]) -> dict[tuple[int, str], tuple[Any, str, Any]]:
-    """Every plain number a system of ``nodes`` (``tree.walk``) holds as an attribute of
-    its own: ``(id(system), name) -> (system, "<path>.<name>", value)``."""
-    found: dict[tuple[int, str], tuple[Any, str, Any]] = {}
-    for node in nodes:
-        for name, value in vars(node.system).items():
-            if not name.startswith("_") and is_number(value):
-                found[(id(node.system), name)] = (node.system, f"{node.path}.{name}", value)
+def numeric_attributes(systems: list[Any]) -> dict[tuple[int, str], tuple[Any, Any]]:
+    """Every plain number a system of the tree (subsystems too) holds as a public
+    attribute of its own: ``(id(system), name) -> (system, value)``."""
+    found: dict[tuple[int, str], tuple[Any, Any]] = {}
+    stack = list(systems)
+    while stack:
+        system = stack.pop()
+        stack.extend(getattr(system, "subsystems", ()))
+        for name, value in vars(system).items():
+            if name[:1] != "_" and is_number(value):
+                found[(id(system), name)] = (system, value)
     return found
 
 

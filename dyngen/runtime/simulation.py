@@ -83,7 +83,7 @@ class Simulation:
         self._parameters: dict[tuple[int, str], Any] = {}
         self._parameter_ids: frozenset[tuple[int, str]] = frozenset()
         # the numeric attributes of the systems at the last build, and those whose change was reported
-        self._numbers: dict[tuple[int, str], tuple[Any, str, Any]] = {}
+        self._numbers: dict[tuple[int, str], tuple[Any, Any]] = {}
         self._reported: set[tuple[int, str]] = set()
         # for reset(): the time and the values before the first simulate() (_remember_initial)
         self._t0: float | None = None
@@ -133,9 +133,8 @@ class Simulation:
             return self._build
         current = StructureWatch(self._systems, self._parameter_ids)
         if self._build is None or watch is None or current.key != watch.key or retrace:
-            nodes = walk(self._systems)
             if self._build is not None and watch is not None and not retrace:
-                self._report_changed_numbers(nodes)
+                self._report_changed_numbers()
             name = self.model_name or default_name(self._systems)
             model_file = self.model_file or _main_file()
             progress = Progress(sanitize(name))
@@ -145,7 +144,7 @@ class Simulation:
                 kernels=self.kernels,
                 arrays=self.arrays,
                 standalone=bool(self.standalone),
-                parameters=self._parameter_names(nodes),
+                parameters=self._parameter_names(),
             )
             self._build = build(
                 self._systems,
@@ -164,29 +163,38 @@ class Simulation:
             )
             self._progress = progress
             self._model = CompiledModel(self._build.module, self._systems)
-            self._numbers = numeric_attributes(nodes)
+            self._numbers = numeric_attributes(self._systems)
         self._watch = current
         return self._build
 
-    def _parameter_names(self, nodes: list[Any]) -> tuple[str, ...]:
+    def _parameter_names(self) -> tuple[str, ...]:
         """The names of the attributes traced as parameters, by the systems' paths now
         (sorted); one of a system no longer in the model, or deleted, is forgotten."""
-        paths = {id(node.system): node.path for node in nodes}
+        if not self._parameters:
+            return ()
+        paths = {id(node.system): node.path for node in walk(self._systems)}
         kept = {key: system for key, system in self._parameters.items() if key[0] in paths and key[1] in vars(system)}
         if len(kept) != len(self._parameters):
             self._parameters, self._parameter_ids = kept, frozenset(kept)
         return tuple(sorted(f"{paths[key[0]]}.{key[1]}" for key in kept))
 
-    def _report_changed_numbers(self, nodes: list[Any]) -> None:
+    def _report_changed_numbers(self) -> None:
         """Warn (RebuildWarning, once per attribute) about each plain numeric attribute
         whose change is (part of) why the model is built again."""
-        for key, (_, name, value) in numeric_attributes(nodes).items():
-            before = self._numbers.get(key)
-            if before is None or key in self._reported or key in self._parameters or repr(before[2]) == repr(value):
-                continue
+        changed = [
+            (key, system, before[1], value)
+            for key, (system, value) in numeric_attributes(self._systems).items()
+            if key not in self._reported and key not in self._parameters
+            and (before := self._numbers.get(key)) is not None and before[0] is system and repr(before[1]) != repr(value)
+        ]  # fmt: skip
+        if not changed:
+            return
+        paths = {id(node.system): node.path for node in walk(self._systems)}
+        for key, system, before, value in changed:
             self._reported.add(key)
+            name = f"{paths[id(system)]}.{key[1]}"
             warnings.warn(
-                f"{name} changed ({before[2]!r} -> {value!r}) since the model was built, so dyngen builds it "
+                f"{name} changed ({before!r} -> {value!r}) since the model was built, so dyngen builds it "
                 "again (traces it, and compiles it when the module changes): a plain attribute of a system is "
                 "a constant of the generated module where the model reads it. To change it without "
                 f"rebuilding, make it a parameter once: sim.make_parameter({name!r}) (or keep the value in an "
@@ -260,7 +268,7 @@ class Simulation:
         present = {id(node.system) for node in walk(self._systems)}
         for system, container, key, value in self._initial.values():
             if value is not _ABSENT and id(system) in present:
-                container.raw_set(key, value if type(value) is float else deepcopy(value))  # the copy stays pristine
+                container.raw_set(key, _copy(value))  # the recorded value stays as it is
         self._t = self._t0
 
     def _remember_initial(self, model: CompiledModel) -> None:
@@ -275,9 +283,7 @@ class Simulation:
             if slot not in initial:
                 container = getattr(entry.system, entry.kind)
                 value = dict.get(container, entry.key, _ABSENT)
-                if type(value) is not float and value is not _ABSENT:
-                    value = deepcopy(value)
-                initial[slot] = (entry.system, container, entry.key, value)
+                initial[slot] = (entry.system, container, entry.key, value if value is _ABSENT else _copy(value))
         self._initial_of = model
 
     @property
@@ -537,6 +543,16 @@ def check_run_arguments(t: Any, observer_dt: Any) -> None:
 
 
 _ABSENT = object()  # a key a container did not hold (reset() leaves it)
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a container's value (state arrays are views of a model's buffer)."""
+    kind = type(value)
+    if kind is float:
+        return value
+    return value.copy() if kind is np.ndarray else deepcopy(value)
+
+
 _KNOWN_METHODS = frozenset(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)
 _FLOAT_MAX = sys.float_info.max
 
