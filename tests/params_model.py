@@ -4,7 +4,7 @@
 ``max_tilt`` read as numbers, ``n`` used as an index (cannot be a parameter),
 ``unused`` never read by the model, ``label`` not a number.  ``Osc``: a chain of four
 copies of one class (emitted as kernels), coupled by ``connect_signals``, each with
-its own ``c``.
+its own ``c``.  ``Holder``: a Tilt as subsystem, and an attribute read across systems.
 """
 
 import numpy as np
@@ -50,6 +50,27 @@ class Osc(System):
         self.ders.x = y
         self.ders.y = -x - 0.1 * y + self.c * (self.inputs.u - x)
         self.outputs.x = x
+
+
+class Holder(System):
+    """A system with a Tilt as subsystem (path "Holder.tilt"), whose do_step reads
+    its own ``gain`` and the subsystem's ``k``: z' = gain * k - z."""
+
+    def __init__(self):
+        super().__init__()
+        self.tilt = Tilt()
+        self.add_subsystem(self.tilt)
+        self.gain = 0.5
+        self.states.z = 0.0
+
+    def do_step(self, time):
+        self.ders.z = self.gain * self.tilt.k - self.states.z
+
+
+def build_holder():
+    sim = Simulation()
+    sim.add_system(Holder())
+    return sim
 
 
 def build_tilt(k=2.0, max_tilt=0.3):

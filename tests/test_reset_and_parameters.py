@@ -81,6 +81,23 @@ def test_reset_is_a_fresh_start_as_in_dynode():
     assert_same_runs(ours, run(dynode_sim, "dynode", 3.0, 0.25))
 
 
+def test_reset_keeps_observers_and_what_they_recorded():
+    sim = build_simulation(MODEL, "dyngen", "build_tilt")
+    tilt = sim.systems[0]
+    recorder = Recorder()
+    recorder.store(tilt, "states.x")
+    sim.add_observer(recorder)
+    seen = []
+    sim.add_observer(lambda t, y: seen.append((t, y[0])))  # not a Recorder: stepped from Python
+    sim.simulate(1.0, 0.5)
+    sim.reset()
+    sim.simulate(1.0, 0.5)
+    assert recorder.results[tilt]["time"] == [0.0, 0.5, 1.0, 0.0, 0.5, 1.0]
+    xs = recorder.results[tilt]["states.x"]
+    assert xs[:3] == xs[3:] and xs[0] == 1.0
+    assert seen[:3] == seen[3:] and [t for t, _ in seen] == [0.0, 0.5, 1.0] * 2
+
+
 def test_reset_before_any_run_and_with_a_system_added_later():
     sim = build_simulation(MODEL, "dyngen", "build_chain")
     sim.reset()  # nothing to do yet
@@ -172,6 +189,22 @@ def test_make_parameter_of_one_copy_of_a_class():
     dynode_sim = build_simulation(MODEL, "dynode", "build_chain")
     dynode_sim.systems[1].c = 2.0
     assert_same_runs(ours, run(dynode_sim, "dynode", 4.0, 0.5))
+
+
+def test_make_parameter_of_a_subsystem_read_by_its_parent():
+    """z' = gain * k - z, z(0) = 0: z(t) = gain * k * (1 - exp(-t)), with Holder.gain and
+    the subsystem's Holder.tilt.k (read by the parent's do_step) as parameters."""
+    sim = build_simulation(MODEL, "dyngen", "build_holder")
+    holder = sim.systems[0]
+    sim.make_parameter("Holder.gain", "Holder.tilt.k")
+    module = sim.module
+    assert {"Holder.gain", "Holder.tilt.k"} <= set(module.PARAMETER_NAMES)
+    for gain, k in ((0.5, 2.0), (1.0, 4.0), (-0.3, 1.5)):
+        holder.gain, holder.tilt.k = gain, k
+        sim.reset()
+        sim.simulate(1.0, 0.5, rtol=1e-10, atol=1e-12)
+        assert holder.states.z == pytest.approx(gain * k * (1 - np.exp(-1.0)), rel=1e-9)
+    assert sim.module is module
 
 
 @pytest.mark.parametrize(
