@@ -7,6 +7,8 @@ copies of one class (emitted as kernels), coupled by ``connect_signals``, each w
 its own ``c``.  ``Holder``: a Tilt as subsystem, and an attribute read across systems.
 """
 
+import math
+
 import numpy as np
 
 from dyngen import Simulation, System, connect_signals
@@ -65,6 +67,27 @@ class Holder(System):
 
     def do_step(self, time):
         self.ders.z = self.gain * self.tilt.k - self.states.z
+
+
+class Switch(System):
+    """x' = -rate x, rate = k above 2.5 and sqrt(k) below: a Python ``if`` on ``self.k``."""
+
+    def __init__(self):
+        super().__init__()
+        self.k = 1.0
+        self.states.x = 1.0
+
+    def do_step(self, time):
+        if self.k > 2.5:
+            self.ders.x = -self.k * self.states.x
+        else:
+            self.ders.x = -math.sqrt(self.k) * self.states.x
+
+
+def build_switch():
+    sim = Simulation()
+    sim.add_system(Switch())
+    return sim
 
 
 def build_holder():

@@ -207,6 +207,19 @@ def test_make_parameter_of_a_subsystem_read_by_its_parent():
     assert sim.module is module
 
 
+def test_a_python_if_on_a_parameter_switches_without_a_rebuild(builds):
+    sim = build_simulation(MODEL, "dyngen", "build_switch")
+    switch = sim.systems[0]
+    sim.make_parameter("Switch.k")
+    for k in (1.0, 4.0, 2.0, 9.0):
+        switch.k = k
+        sim.reset()
+        sim.simulate(1.0, 1.0, rtol=1e-10, atol=1e-12)
+        rate = k if k > 2.5 else np.sqrt(k)
+        assert switch.states.x == pytest.approx(np.exp(-rate), rel=1e-9)
+    assert len(builds) == 1
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
