@@ -18,6 +18,7 @@ from .errors import (
     ModelError,
     ModelFileError,
     OutputError,
+    RebuildWarning,
     SimulationError,
     SolverError,
     TraceError,
@@ -54,5 +55,6 @@ __all__ = [
     "ArgumentError",
     "DyngenWarning",
     "CacheWarning",
+    "RebuildWarning",
     "__version__",
 ]

@@ -185,3 +185,8 @@ class DyngenWarning(UserWarning):
 class CacheWarning(DyngenWarning):
     """dyngen's module cache was damaged (what was removed and built again) or cannot
     be written (the private temporary cache used instead)."""
+
+
+class RebuildWarning(DyngenWarning):
+    """A change of a plain attribute of a system rebuilt the model (once per attribute
+    and Simulation); ``Simulation.make_parameter`` makes such an attribute a parameter."""

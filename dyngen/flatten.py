@@ -19,6 +19,7 @@ from .accumulate import merge
 from .errors import AlgebraicLoopError, ModelError
 from .interp import InterpTable
 from .ir import (
+    ATTRIBUTE_KIND,
     REDUCTION_KIND,
     ArrayAssignment,
     ArrayWrite,
@@ -146,12 +147,13 @@ def _der_origin(spec: ModelSpec, system, key: str, writers) -> str:
 
 
 def _is_parameter(signal: Signal, writers, spec: ModelSpec, der_of: dict[SignalRef, SignalRef]) -> bool:
-    """A runtime parameter: an input or output no function writes, or a der only
-    ``__init__`` sets (a constant derivative), read from its container at each run."""
+    """A runtime parameter: an input or output no function writes, a der only
+    ``__init__`` sets (a constant derivative), read from its container at each run, or
+    an attribute traced as a parameter (``Simulation.make_parameter``)."""
     ref = signal.ref
     if ref in writers or ref not in spec.defaults:
         return False
-    return ref.kind in ("inputs", "outputs") or (ref.kind == "ders" and ref in der_of.values())
+    return ref.kind in ("inputs", "outputs", ATTRIBUTE_KIND) or (ref.kind == "ders" and ref in der_of.values())
 
 
 @dataclass(frozen=True)

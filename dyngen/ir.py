@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # sympy is imported where symbols are made: a warm start need
     import sympy as sp
 
 KINDS = ("states", "ders", "inputs", "outputs")
+# The kind of a plain numeric attribute of a system traced as a parameter
+# (``Simulation.make_parameter``): named ``path.attribute``, read with getattr.
+ATTRIBUTE_KIND = "attributes"
 
 
 @dataclass(frozen=True, order=True)
@@ -30,6 +33,8 @@ class SignalRef:
     key: str
 
     def __str__(self) -> str:
+        if self.kind == ATTRIBUTE_KIND:
+            return f"{self.system}.{self.key}"
         key = f".{self.key}" if self.key.isidentifier() else f"[{self.key!r}]"
         return f"{self.system}.{self.kind}{key}"
 
@@ -475,3 +480,4 @@ class BuildOptions:
     arrays: bool = True  # large vectors traced and emitted as loops (False: element by element)
     progress: bool | None = None  # stage reports of slow builds (None: $DYNGEN_PROGRESS, else live on a terminal, lines otherwise)
     standalone: bool = False  # the module carries the compiled integrators (needs only numpy and numba)
+    parameters: tuple[str, ...] = ()  # "<system path>.<attribute>": plain attributes traced as parameters

@@ -309,8 +309,8 @@ def _constant_ders(flat: FlatModel, tables: _Tables) -> list[Block]:
 
 def _observe(flat: FlatModel, groups: tuple[Group, ...], tables: _Tables) -> KernelFunction:
     blocks = []
-    parameters = [(slot, i) for slot in flat.parameters for i in range(slot.start, slot.stop)]
-    observed_at = {slot.ref: slot.start for slot in flat.observed}
+    observed_at = {slot.ref: slot.start for slot in flat.observed}  # not attributes traced as parameters
+    parameters = [(slot, i) for slot in flat.parameters if slot.ref in observed_at for i in range(slot.start, slot.stop)]
     dst = [observed_at[slot.ref] + i - slot.start for slot, i in parameters]
     if dst:
         index = tables.index(dst, "observed_parameters")

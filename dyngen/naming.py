@@ -21,7 +21,7 @@ _RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
 # Signal identifiers are "<path>__<prefix><key>": they always contain "__", which
 # sanitized parts never do, so they cannot collide with CSE temporaries ("c0", ...)
 # or with the module's own names.
-KIND_PREFIX = {"states": "", "ders": "der_", "inputs": "in_", "outputs": "out_"}
+KIND_PREFIX = {"states": "", "ders": "der_", "inputs": "in_", "outputs": "out_", "attributes": "attr_"}
 
 
 def sanitize(text: str) -> str:

@@ -162,7 +162,7 @@ def _trace_flatten(systems: list[Any], name: str, source_root: str, options: Bui
     from .flatten import flatten
     from .trace import trace
 
-    spec = trace(systems, module_name(name), source_root, options.arrays)
+    spec = trace(systems, module_name(name), source_root, options.arrays, options.parameters)
     return spec, flatten(spec)
 
 
@@ -249,7 +249,7 @@ def _build(
     name = module_name(name)  # it names a file and appears in the module: identifier characters only
     timings: dict[str, float] = {}
     with _timed(timings, "trace", progress):
-        spec = trace(systems, name, source_root, options.arrays)  # system tree -> ModelSpec
+        spec = trace(systems, name, source_root, options.arrays, options.parameters)  # system tree -> ModelSpec
     with _timed(timings, "flatten", progress):
         flat = flatten(spec)  # ModelSpec -> FlatModel
     digest = module_digest(flat.digest, options.kernels, options.standalone)  # the model's hash and the generator's

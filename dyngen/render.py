@@ -13,7 +13,7 @@ import jinja2
 import numpy as np
 
 from .flatten import relative_location
-from .ir import Kernel, ModuleSource, Slot, in_place_order
+from .ir import ATTRIBUTE_KIND, Kernel, ModuleSource, Slot, in_place_order
 from .naming import comment_text
 from .shared import template_dir
 from .printer import NumbaPrinter, float_text, print_expr
@@ -70,7 +70,8 @@ def module_digest(model_digest: str, kernels: bool = True, standalone: bool = Fa
 
 
 def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
-    """A layout table: states by bare key; parameters and observed by "kind.key".
+    """A layout table: states (and attributes traced as parameters) by bare key;
+    parameters and observed by "kind.key".
 
     ``names`` are the entries of the names tuple as source: one quoted name per
     element (in the vector's order), or one generator line for an array in array
@@ -80,7 +81,8 @@ def _layout(name: str, slots: tuple[Slot, ...]) -> dict:
     """
     systems: dict[str, list] = {}
     for slot in slots:
-        key = slot.ref.key if name == "STATES" else f"{slot.ref.kind}.{slot.ref.key}"
+        bare = name == "STATES" or slot.ref.kind == ATTRIBUTE_KIND  # an attribute: "path.attribute"
+        key = slot.ref.key if bare else f"{slot.ref.kind}.{slot.ref.key}"
         systems.setdefault(slot.ref.system, []).append((key, slot.start, slot.stop, slot.shape))
     runs: list[tuple[str, int]] = []  # (name, n): n == 0 names one element, else name[0] .. name[n - 1]
     for slot in in_place_order(slots):

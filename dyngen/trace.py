@@ -14,17 +14,20 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from .attributes import resolve, traced_attributes
 from .containers import FOREIGN_HOOK, ParameterContainer, VariableContainer, set_hook
 from .errors import (
     DyngenError,
     SourceLocation,
     TraceError,
+    UsageError,
     location_boundary,
     user_frame_location,
     user_traceback_location,
 )
 from .arrays import ARRAY_MIN, ArrayContext, ArrayTraceError, Base, Pieces, finish, is_lazy, to_elements
 from .ir import (
+    ATTRIBUTE_KIND,
     ArrayWrite,
     ElementSymbols,
     FunctionInfo,
@@ -87,7 +90,7 @@ class _ForeignContainer:
 class Tracer:
     """The container hook that turns reads and writes into sympy expressions."""
 
-    def __init__(self, nodes: list, arrays: bool = True) -> None:
+    def __init__(self, nodes: list, arrays: bool = True, parameters: tuple[str, ...] = ()) -> None:
         self.arrays = ArrayContext() if arrays else None
         self.names = NameRegistry()
         self.owner: dict[int, tuple[str, str]] = {}
@@ -107,6 +110,14 @@ class Tracer:
                 self.owner[id(container)] = (node.path, kind)
                 self._register_initial(node.path, kind, container)
             self.der_keys[node.path] = [k for k, _ in node.system.ders.raw_items() if isinstance(k, str)]
+        # plain attributes traced as parameters: (system, attribute, ref)
+        self.attributes: list[tuple[Any, str, SignalRef]] = []
+        for name in parameters:
+            system, path, attribute = resolve(name, nodes)
+            ref = SignalRef(path, ATTRIBUTE_KIND, attribute)
+            self._new_signal(ref, ())
+            self.defaults[ref] = (float(vars(system)[attribute]),)
+            self.attributes.append((system, attribute, ref))
 
     # -- signals ------------------------------------------------------------
     def _register_initial(self, path: str, kind: str, container: ParameterContainer) -> None:
@@ -190,6 +201,17 @@ class Tracer:
         if self.signals[ref].array:
             self.base_reads.add(ref)
         return self._present(value, kind, as_attribute)
+
+    def read_attribute(self, ref: SignalRef, value: Any) -> Any:
+        """A read of an attribute traced as a parameter (``attributes.traced_attributes``):
+        its symbol inside a traced function, ``value`` (the attribute's own) elsewhere."""
+        frame = self.frame
+        if frame is None:
+            return value
+        if ref not in frame.reads:
+            frame.reads.append(ref)
+        self.read_ever.add(ref)
+        return self.placeholder(self.signals[ref])
 
     def knows(self, container: ParameterContainer, key: Any) -> bool:
         """Whether ``key`` is a signal of ``container`` now (for ``container.get``)."""
@@ -367,16 +389,20 @@ class Tracer:
         return ArrayWrite(ref, shape, segments, frame.write_locations.get(ref))
 
 
-def trace(systems: list[Any], name: str, source_root: str, arrays: bool = True) -> ModelSpec:
+def trace(
+    systems: list[Any], name: str, source_root: str, arrays: bool = True, parameters: tuple[str, ...] = ()
+) -> ModelSpec:
     """Trace every function of the tree once; see the module docstring.
 
     With ``arrays``, arrays (any shape) of at least ``ARRAY_MIN`` elements are traced in
     array form (``arrays.py``).  When that fails and they are small enough, the model
     is traced element by element instead, with a warning that says why.
+    ``parameters``: names ``"<system path>.<attribute>"`` of plain numeric attributes
+    traced as parameters (symbols) instead of constants (``attributes.py``).
     """
     if not arrays:
-        return _trace(systems, name, source_root, Tracer(walk(systems), arrays=False))
-    tracer = Tracer(walk(systems), arrays=True)
+        return _trace(systems, name, source_root, Tracer(walk(systems), False, parameters))
+    tracer = Tracer(walk(systems), True, parameters)
     try:
         return _trace(systems, name, source_root, tracer)
     except TraceError as error:
@@ -391,7 +417,7 @@ def trace(systems: list[Any], name: str, source_root: str, arrays: bool = True) 
             )
             raise
         reason = str(error)
-    spec = _trace(systems, name, source_root, Tracer(walk(systems), arrays=False))
+    spec = _trace(systems, name, source_root, Tracer(walk(systems), False, parameters))
     notice = (
         f"the large arrays of the model are traced element by element (slower to build and run) "
         f"because the array form cannot express this: {reason}"
@@ -408,12 +434,20 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
     foreign = FOREIGN_HOOK.set(_ForeignContainer())
     session = SESSION.set(TraceSession())
     try:
-        functions = tuple(tracer.run(call, order) for order, call in enumerate(calls))
+        with traced_attributes(tracer.attributes, tracer.read_attribute):
+            functions = tuple(tracer.run(call, order) for order, call in enumerate(calls))
     finally:
         SESSION.reset(session)
         FOREIGN_HOOK.reset(foreign)
         for container in containers:
             set_hook(container, None)
+    unread = [str(ref) for _, _, ref in tracer.attributes if ref not in tracer.read_ever]
+    if unread:
+        raise UsageError(
+            f"make_parameter: the model does not read {', '.join(unread)}: neither do_step nor a connection "
+            "reads it while the model is traced (a value used only in __init__, or in a value computed there, "
+            "is not read by the model; make that computed value the attribute, or compute it in do_step)"
+        )
     _check_array_reads(functions, tracer)
     for ref, error in tracer.early_der_reads.items():
         if ref in tracer.written:

@@ -142,9 +142,9 @@ def test_simulate_checks_without_the_full_fingerprint_until_something_changes(mo
     calls = []
     full = simulation_module.StructureWatch
 
-    def counting(systems):
+    def counting(systems, *parameters):
         calls.append(1)
-        return full(systems)
+        return full(systems, *parameters)
 
     monkeypatch.setattr(simulation_module, "StructureWatch", counting)
     a.states.x = 2.0  # values only

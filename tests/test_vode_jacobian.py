@@ -1,12 +1,13 @@
-"""Issue 16: vode on a stiff model, on every scipy dyngen accepts.
+"""Issue 16: vode on a stiff model (NOT fixed with scipy 1.17.x: see below).
 
 scipy 1.17.0 and 1.17.1 replaced vode's wrapper by a C translation that fails on stiff
 models: it reads the Jacobian transposed (scipy issue 24933, PR 24934, fixed for
 1.18.0), and even given the transpose, or no Jacobian, its BDF iteration fails where
 1.16 converges (runtime/integrators.py: VODE_BROKEN_RELEASES). Handing it ``J.T``
-cannot compensate, so dyngen's dependencies exclude scipy 1.17.* and vode is refused,
-with what to do, if such a scipy is installed anyway. References: scipy's Radau at
-rtol 1e-10.
+cannot compensate, and excluding 1.17 is no way out (dyngen's compiled dopri5/dop853
+reproduce 1.17's translation of those, not 1.16's), so on those releases the vode case
+is an expected failure whose error says why and what to use. References: scipy's
+Radau at rtol 1e-10.
 """
 
 from __future__ import annotations
@@ -44,7 +45,15 @@ def reference(times: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["vode", "lsoda"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param("vode", marks=pytest.mark.xfail(
+            vode_is_broken(), strict=True, raises=DyngenError,
+            reason="scipy 1.17.x's vode fails on stiff models whatever Jacobian it is given")),
+        "lsoda",
+    ],
+)  # fmt: skip
 def test_scipy_ode_stiff_methods_solve_robertson(method: str) -> None:
     sim = Simulation()
     system = Robertson()
@@ -78,12 +87,33 @@ def jacobian_calls(method: str, transpose: bool) -> int:
 
 
 @pytest.mark.slow
-def test_this_scipy_takes_the_documented_jacobian() -> None:
-    """On the scipy installed (one dyngen accepts), vode and lsoda converge with the
-    documented ``jac[i, j] = d f_i / d y_j`` and need 20x the Jacobians with its transpose."""
-    assert not vode_is_broken()
-    for method in ("vode", "lsoda"):
-        assert jacobian_calls(method, transpose=False) * 20 < jacobian_calls(method, transpose=True)
+def test_jacobian_orientation_on_this_scipy() -> None:
+    """lsoda converges with the documented ``jac[i, j] = d f_i / d y_j`` on every
+    version; vode too, except on the broken releases, where neither orientation
+    converges as it should (test_vode_on_the_broken_releases_is_broken_either_way)."""
+    assert jacobian_calls("lsoda", transpose=False) * 20 < jacobian_calls("lsoda", transpose=True)
+    if not vode_is_broken():
+        assert jacobian_calls("vode", transpose=False) * 20 < jacobian_calls("vode", transpose=True)
+
+
+@pytest.mark.skipif(not vode_is_broken(), reason="only the broken scipy releases")
+def test_vode_on_the_broken_releases_is_broken_either_way() -> None:
+    """Why dyngen cannot compensate: on a stiff linear model (lower-triangular,
+    eigenvalues -1 and -1e3) this scipy's vode has hundreds of Newton convergence
+    failures with the documented J, with J.T and with its own finite differences
+    (scipy 1.16.3: none, 301 steps, 6 Jacobians)."""
+    A = np.array([[-1.0, 0.0], [1e3, -1e3]])
+
+    def convergence_failures(M: np.ndarray | None) -> int:
+        solver = ode(lambda t, y: A @ y, None if M is None else (lambda t, y: M.copy()))
+        solver.set_integrator("vode", method="bdf", rtol=1e-8, atol=1e-12, nsteps=100_000, with_jacobian=True)
+        solver.set_initial_value([1.0, 0.0], 0.0)
+        solver.integrate(5.0)
+        assert solver.successful()
+        return int(solver._integrator.iwork[20])  # NCFN
+
+    for M in (A, np.ascontiguousarray(A.T), None):
+        assert convergence_failures(M) > 100
 
 
 @pytest.mark.parametrize(
@@ -99,22 +129,9 @@ def test_installed_scipy_release_is_parsed() -> None:
     assert scipy_release(scipy.__version__) == tuple(int(x) for x in scipy.__version__.split(".")[:2])
 
 
-def test_the_dependencies_exclude_the_broken_releases() -> None:
-    """pip never installs a scipy whose vode is broken with dyngen."""
-    import tomllib
-    from pathlib import Path
-
-    from packaging.requirements import Requirement
-
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
-    scipy_requirement = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "scipy")
-    for version, broken in [("1.16.3", False), ("1.17.0", True), ("1.17.1", True), ("1.18.0", False)]:
-        assert (version in scipy_requirement.specifier) is not broken, version
-
-
-def test_vode_on_a_broken_scipy_is_refused_with_what_to_do(monkeypatch) -> None:
+def test_a_vode_failure_on_the_broken_releases_says_why_and_what_to_use(monkeypatch) -> None:
     monkeypatch.setattr(integrators, "vode_is_broken", lambda version=None: True)
     sim = Simulation()
     sim.add_system(Robertson())
-    with pytest.raises(DyngenError, match=r"'vode' is broken in scipy .*pip install \"scipy<1.17\".*'lsoda', 'rodas4'"):
-        sim.simulate(1.0, 0.5, integrator="vode")
+    with pytest.raises(DyngenError, match=r"vode failed .*fails on stiff models whatever Jacobian.*'lsoda', 'rodas4'"):
+        sim.simulate(1.0, 0.5, integrator="vode", nsteps=5)  # fails on any scipy: too few steps

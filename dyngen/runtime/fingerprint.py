@@ -232,7 +232,10 @@ def _systems(systems: list[Any]) -> Iterator[Any]:
         yield system
 
 
-def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: list | None = None) -> tuple:
+def fingerprint(
+    systems: list[Any], ident: Callable[[Any], Any] = id, volatile: list | None = None,
+    parameters: frozenset[tuple[int, str]] = frozenset(),
+) -> tuple:  # fmt: skip
     """Everything about the tree that would change the generated module.
 
     ``ident`` names the objects the key refers to by identity (systems, containers,
@@ -240,6 +243,9 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
     ``volatile``, when given, receives ``(recompute, key)`` for every part of the
     fingerprint that can change without an edit ``Edits`` counts (see
     ``StructureWatch``).
+    ``parameters``: the ``(id(system), attribute)`` of attributes traced as parameters
+    (``Simulation.make_parameter``): keyed by kind and shape, as numeric inputs are,
+    not by value.
     Written for speed: flat lists, and plain floats and float arrays classified
     without the generic checks.
     """
@@ -280,6 +286,9 @@ def fingerprint(systems: list[Any], ident: Callable[[Any], Any] = id, volatile: 
         for name, value in vars(system).items():
             if name not in _SYSTEM_INTERNALS:
                 append(name)
+                if parameters and (id(system), name) in parameters:  # a parameter: its value is not structure
+                    append(("parameter", _value_key(value, ident)))
+                    continue
                 append(_attribute_key(value, ident))
                 if volatile is not None and not _fixed(value):
                     volatile.append((partial(_attribute_key, value, ident), parts[-1]))
@@ -536,10 +545,10 @@ class StructureWatch:
     as when the fingerprint was taken.
     """
 
-    def __init__(self, systems: list[Any]) -> None:
+    def __init__(self, systems: list[Any], parameters: frozenset[tuple[int, str]] = frozenset()) -> None:
         self._edits = Edits.structure
         self._volatile: list[tuple[Callable[[], Any], Any]] = []
-        self.key = fingerprint(systems, id, self._volatile)
+        self.key = fingerprint(systems, id, self._volatile, parameters)
         # per volatile part: the quick identity test of a function or class watch (or
         # None), then the part computed again when that fails
         self._tests = [
@@ -777,17 +786,19 @@ def sympy_version() -> str:
     return str(sympy.__version__)
 
 
-def structure_key(systems: list[Any], context: tuple) -> str | None:
+def structure_key(
+    systems: list[Any], context: tuple, parameters: frozenset[tuple[int, str]] = frozenset()
+) -> str | None:
     """A hash that names the model's structure across processes, or None when the
     tree holds an object only its identity can describe.
 
     ``context`` is everything else the generated module depends on (its name, the
     model file's folder, the build options).  dyngen's source, the text of the
     user's loaded source files, and the Python, numpy and sympy versions are added
-    here.
+    here.  ``parameters``: as for ``fingerprint`` (their names belong in ``context``).
     """
     try:
-        key = fingerprint(systems, _PersistentIdentity(systems))
+        key = fingerprint(systems, _PersistentIdentity(systems), None, parameters)
     except _Opaque:
         return None
     text = repr((key, context, _dyngen_source_digest(), _user_sources_digest(), sys.version, np.__version__, sympy_version()))

@@ -23,17 +23,18 @@ SPARSE_MIN_STATES = 100
 SPARSE_MAX_DENSITY = 0.1
 DENSE_MAX_STATES = 10_000  # a dense Jacobian of more states takes over 800 MB (and an O(n^3) LU)
 
-# scipy 1.17.0 replaced the f2py wrapper of vode by a C translation that is broken on
-# stiff problems: its Jacobian callback memcpy's the C-ordered array into DVODE's
-# column-major matrix (vode reads the transpose: scipy issue 24933, PR 24934, released
-# in 1.18.0), and even given the transpose, or no Jacobian at all (its own finite
-# differences), its BDF iteration fails where 1.16 converges: on y' = A y with
-# A = [[-1, 0], [1e3, -1e3]] to t = 5 at rtol 1e-8, 6,021 steps, 359 convergence
-# failures and 764 Jacobians (finite differences: 9,072 steps), where scipy 1.16.3
-# takes 301 steps, no failure and 6 Jacobians.  Handing it J.T cannot compensate, so
-# dyngen does not accept those releases (pyproject.toml: scipy != 1.17.*) and refuses
-# vode on them if one is installed anyway.  lsoda's wrapper copies with strides and is
-# not affected.
+# scipy 1.17.0 replaced the f2py wrapper of vode by a C translation that fails on stiff
+# models: its Jacobian callback memcpy's the C-ordered array into DVODE's column-major
+# matrix (vode reads the transpose: scipy issue 24933, PR 24934, released in 1.18.0),
+# and even given the transpose, or no Jacobian at all (its own finite differences), its
+# BDF iteration fails where 1.16 converges: on y' = A y with A = [[-1, 0], [1e3, -1e3]]
+# to t = 5 at rtol 1e-8, 6,021 steps, 359 convergence failures and 764 Jacobians
+# (finite differences: 9,072 steps), where scipy 1.16.3 takes 301 steps, no failure
+# and 6 Jacobians.  Handing it J.T cannot compensate.  Excluding 1.17 is no way out
+# either: dyngen's compiled dopri5/dop853 reproduce 1.17's translation of those, which
+# differs from 1.16's Fortran (other first steps and failure codes).  So vode gets the
+# documented Jacobian, and a vode failure on these releases says why and what to use.
+# lsoda's wrapper copies with strides and is not affected.
 VODE_BROKEN_RELEASES = ((1, 17), (1, 18))  # [first affected, first fixed)
 
 
@@ -53,16 +54,17 @@ def vode_is_broken(version: str | None = None) -> bool:
     return first_affected <= scipy_release(version) < first_fixed
 
 
-def check_vode_usable(version: str | None = None) -> None:
-    """Refuse vode on the scipy releases whose vode fails on stiff models."""
-    if vode_is_broken(version):
-        import scipy
+def vode_hint(method: str) -> str:
+    """What a vode failure on the broken scipy releases should add (else "")."""
+    if method != "vode" or not vode_is_broken():
+        return ""
+    import scipy
 
-        raise DyngenError(
-            f"integrator 'vode' is broken in scipy {version or scipy.__version__} (it fails on stiff models "
-            "whatever Jacobian it is given: scipy issue 24933), and dyngen does not accept scipy 1.17.*: "
-            "pip install \"scipy<1.17\" (or >= 1.18), or use 'lsoda', 'rodas4', 'BDF' or 'Radau'"
-        )
+    return (
+        f"; scipy {scipy.__version__}'s vode fails on stiff models whatever Jacobian it is given (scipy issue "
+        "24933 and more, see VODE_BROKEN_RELEASES in dyngen/runtime/integrators.py): use 'lsoda', 'rodas4', "
+        "'BDF' or 'Radau', or scipy 1.16"
+    )
 
 
 def non_finite_states(y: np.ndarray, state_name: Callable[[int], str]) -> str:
@@ -134,6 +136,7 @@ class ScipyOdeIntegrator:
             raise SolverError(
                 f"{self._method} failed between t = {start!r} and t = {t_end!r} (reached t = {self.t!r}): "
                 f"{reason}{non_finite_states(self._solver.y, self._state_name)}{self._first_step_hint()}"
+                f"{vode_hint(self._method)}"
             )
         if not np.all(np.isfinite(self._solver.y)):
             raise SolverError(

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..containers import Edits
 from ..errors import DyngenError
+from ..ir import ATTRIBUTE_KIND
+from ..attributes import is_number
 from ..shared import numeric_value
 from ..tree import walk
 
@@ -164,6 +166,15 @@ class CompiledModel:
         p = np.empty(_layout(self.module).n_parameters)
         only_floats = True
         for e in self.parameters:
+            if e.kind == ATTRIBUTE_KIND:  # a plain attribute (an assignment is an Edits.signals edit too)
+                raw = getattr(e.system, e.key)
+                if type(raw) is float or is_number(raw):
+                    p[e.start] = raw
+                    continue
+                raise DyngenError(
+                    f"{e.path}.{e.key} holds {raw!r}; it is a parameter of the model (make_parameter), "
+                    "so it must hold a number (int or float)"
+                )
             raw = getattr(e.system, e.kind).raw_get(e.key)
             if e.shape == () and type(raw) is float:  # the common case, fast
                 p[e.start] = raw
@@ -262,7 +273,12 @@ def _read_layout(module: ModuleType) -> _Layout:
         found = []
         for path, signals in table.items():
             for name, (start, stop, shape) in signals.items():
-                entry_kind, key = (kind, name) if kind else name.split(".", 1)
+                if kind:
+                    entry_kind, key = kind, name
+                elif "." in name:
+                    entry_kind, key = name.split(".", 1)
+                else:  # a plain attribute traced as a parameter (Simulation.make_parameter)
+                    entry_kind, key = ATTRIBUTE_KIND, name
                 found.append((path, entry_kind, key, start, stop, tuple(shape)))
         return found
 

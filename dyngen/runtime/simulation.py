@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+from copy import deepcopy
 from functools import lru_cache, partial
 from pathlib import Path
 from types import MappingProxyType
@@ -11,13 +13,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ArgumentError, DyngenError, SimulationError, SolverError, UsageError, user_frame_location
+from ..attributes import numeric_attributes, resolve
+from ..errors import (
+    ArgumentError, DyngenError, RebuildWarning, SimulationError, SolverError, TraceError, UsageError,
+    external_stacklevel, user_frame_location,
+)  # fmt: skip
 from ..ir import BuildOptions
 from ..naming import sanitize
 from ..pipeline import BuildResult, build, default_name
 from ..progress import Progress
 from ..system import TrackedList
-from ..tree import check_not_dynode
+from ..tree import check_not_dynode, walk
 from .compiled import EXPLICIT_METHODS, STATUS_SUCCESS, CompiledExplicitIntegrator, run_recorded
 from .fingerprint import StructureWatch, structure_key
 from .integrators import (
@@ -27,7 +33,6 @@ from .integrators import (
     ScipyOdeIntegrator,
     SolveIvpIntegrator,
     check_dense_jacobian,
-    check_vode_usable,
     dynode_options,
     forces_first_step,
     jacobian_callable,
@@ -74,6 +79,16 @@ class Simulation:
         self._progress: Progress | None = None  # of the last build, until its first run
         # simulate(t, observer_dt) without options: (observer_dt, fixed_step, dynode_options) of the last one
         self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))
+        # attributes traced as parameters (make_parameter): (id(system), name) -> system
+        self._parameters: dict[tuple[int, str], Any] = {}
+        self._parameter_ids: frozenset[tuple[int, str]] = frozenset()
+        # the numeric attributes of the systems at the last build, and those whose change was reported
+        self._numbers: dict[tuple[int, str], tuple[Any, Any]] = {}
+        self._reported: set[tuple[int, str]] = set()
+        # for reset(): the time and the values before the first simulate() (_remember_initial)
+        self._t0: float | None = None
+        self._initial: dict[tuple[int, str, str], tuple[Any, Any, str, Any]] = {}
+        self._initial_of: CompiledModel | None = None  # the model whose entries are all in _initial
 
     @property
     def systems(self) -> list[Any]:
@@ -116,8 +131,10 @@ class Simulation:
         watch = self._watch
         if self._build is not None and not retrace and watch is not None and watch.unchanged():
             return self._build
-        current = StructureWatch(self._systems)
+        current = StructureWatch(self._systems, self._parameter_ids)
         if self._build is None or watch is None or current.key != watch.key or retrace:
+            if self._build is not None and watch is not None and not retrace:
+                self._report_changed_numbers()
             name = self.model_name or default_name(self._systems)
             model_file = self.model_file or _main_file()
             progress = Progress(sanitize(name))
@@ -127,6 +144,7 @@ class Simulation:
                 kernels=self.kernels,
                 arrays=self.arrays,
                 standalone=bool(self.standalone),
+                parameters=self._parameter_names(),
             )
             self._build = build(
                 self._systems,
@@ -136,14 +154,91 @@ class Simulation:
                 options=options,
                 progress=progress,
                 structure=structure_key(
-                    self._systems, (name, source_root, model_file, options.kernels, options.arrays, options.standalone)
+                    self._systems,
+                    (name, source_root, model_file, options.kernels, options.arrays, options.standalone)
+                    + ((options.parameters,) if options.parameters else ()),
+                    self._parameter_ids,
                 ),
                 retrace=retrace,
             )
             self._progress = progress
             self._model = CompiledModel(self._build.module, self._systems)
+            self._numbers = numeric_attributes(self._systems)
         self._watch = current
         return self._build
+
+    def _parameter_names(self) -> tuple[str, ...]:
+        """The names of the attributes traced as parameters, by the systems' paths now
+        (sorted); one of a system no longer in the model, or deleted, is forgotten."""
+        if not self._parameters:
+            return ()
+        paths = {id(node.system): node.path for node in walk(self._systems)}
+        kept = {key: system for key, system in self._parameters.items() if key[0] in paths and key[1] in vars(system)}
+        if len(kept) != len(self._parameters):
+            self._parameters, self._parameter_ids = kept, frozenset(kept)
+        return tuple(sorted(f"{paths[key[0]]}.{key[1]}" for key in kept))
+
+    def _report_changed_numbers(self) -> None:
+        """Warn (RebuildWarning, once per attribute) about each plain numeric attribute
+        whose change is (part of) why the model is built again."""
+        changed = [
+            (key, system, before[1], value)
+            for key, (system, value) in numeric_attributes(self._systems).items()
+            if key not in self._reported and key not in self._parameters
+            and (before := self._numbers.get(key)) is not None and before[0] is system and repr(before[1]) != repr(value)
+        ]  # fmt: skip
+        if not changed:
+            return
+        paths = {id(node.system): node.path for node in walk(self._systems)}
+        for key, system, before, value in changed:
+            self._reported.add(key)
+            name = f"{paths[id(system)]}.{key[1]}"
+            warnings.warn(
+                f"{name} changed ({before!r} -> {value!r}) since the model was built, so dyngen builds it "
+                "again (traces it, and compiles it when the module changes): a plain attribute of a system is "
+                "a constant of the generated module where the model reads it. To change it without "
+                f"rebuilding, make it a parameter once: sim.make_parameter({name!r}) (or keep the value in an "
+                "input, self.inputs.<key>, which is a parameter already). This is reported once per attribute.",
+                RebuildWarning,
+                stacklevel=external_stacklevel(),
+            )
+
+    def make_parameter(self, *names: str) -> None:
+        """Trace plain numeric attributes of systems as parameters, so that changing them
+        needs no rebuild.
+
+        ``name`` is ``"<system path>.<attribute>"``, the system paths as in the generated
+        module's ``SYSTEMS`` (e.g. ``"Quad.max_tilt"``, ``"ForcedVanDerPol[1].k"``). The
+        model is built again once, with the attribute as a symbol; it then appears in
+        the module's ``PARAMETERS``/``PARAMETER_NAMES`` under that name, and every
+        ``simulate()`` reads its current value, as it reads inputs. Raises ``UsageError``
+        (a ValueError) for a name that is not a numeric attribute of a system (with
+        close matches), or an attribute the model does not read; the simulation is then
+        as it was.
+        """
+        nodes = walk(self._systems)
+        found = [resolve(name, nodes) for name in names]
+        new = {(id(system), attribute): system for system, _, attribute in found}
+        if not new.keys() - self._parameters.keys():
+            return
+        before = (self._parameters, self._parameter_ids, self._watch)
+        self._parameters = {**self._parameters, **new}
+        self._parameter_ids = frozenset(self._parameters)
+        self._watch = None  # built again now, with them
+        try:
+            self._compile(retrace=False)
+        except TraceError as error:
+            self._parameters, self._parameter_ids, self._watch = before
+            raise UsageError(
+                f"make_parameter({', '.join(map(repr, names))}): tracing the model with "
+                f"{'this attribute' if len(names) == 1 else 'these attributes'} as a parameter (a value that "
+                "changes at run time) failed. A parameter can be used in arithmetic, comparisons, math/numpy "
+                "functions and where(), not where Python needs a number at build time (range(), an index, a "
+                f"shape): keep such a value a plain attribute.\n{error}"
+            ) from None
+        except DyngenError:
+            self._parameters, self._parameter_ids, self._watch = before
+            raise
 
     def rebuild(self) -> BuildResult:
         """Trace and build again now, whatever the structural check says.
@@ -152,6 +247,44 @@ class Simulation:
         ``dyngen.runtime.fingerprint``).
         """
         return self._compile(retrace=True)
+
+    # -- many runs ---------------------------------------------------------------
+    def reset(self) -> None:
+        """Put the time, every state and every value ``simulate()`` wrote back (ders,
+        outputs, inputs that connections drive) back to where they were before the
+        first ``simulate()``, so that the next run repeats the first one bit for bit.
+
+        What ``simulate()`` does not write is left as it is: inputs that are parameters
+        and attributes (so ``sim.reset(); sys.inputs.mu = 2.0`` and the other order
+        both run with the new value), observers and Recorders with what they recorded
+        (a Recorder records the next run after the previous one: use a new one per run),
+        and keys a run added to a container (a der ``__init__`` did not create keeps its
+        last value). A system added after the first run, or a value a rebuilt model
+        newly writes, goes back to where it was before the first run that included it.
+        Before any ``simulate()`` this does nothing.
+        """
+        if self._t0 is None:
+            return
+        present = {id(node.system) for node in walk(self._systems)}
+        for system, container, key, value in self._initial.values():
+            if value is not _ABSENT and id(system) in present:
+                container.raw_set(key, _copy(value))  # the recorded value stays as it is
+        self._t = self._t0
+
+    def _remember_initial(self, model: CompiledModel) -> None:
+        """Record (copies of) the values of ``model``'s states and written-back signals
+        that are not recorded yet, and the time at the first run: what ``reset()``
+        restores.  Array states are views of the model's buffer after a run: copied."""
+        if self._t0 is None:
+            self._t0 = self._t
+        initial = self._initial
+        for entry in (*model.states, *model.computed):
+            slot = (id(entry.system), entry.kind, entry.key)
+            if slot not in initial:
+                container = getattr(entry.system, entry.kind)
+                value = dict.get(container, entry.key, _ABSENT)
+                initial[slot] = (entry.system, container, entry.key, value if value is _ABSENT else _copy(value))
+        self._initial_of = model
 
     @property
     def module(self) -> Any:
@@ -191,6 +324,8 @@ class Simulation:
         model = self._model
         if model.n_states == 0:
             raise SimulationError("Need at least one state/der combination!")
+        if self._initial_of is not model:  # a new model: values reset() must restore that it may write
+            self._remember_initial(model)
         progress = self._progress
         if progress is None:
             if not kwargs and not self._observers and integrator in EXPLICIT_METHODS:  # stepping from Python
@@ -208,7 +343,7 @@ class Simulation:
                     )  # fmt: skip
                     self._t = reached = run.t_reached
                     if model.write_back(reached, run.y, p):  # new der/output keys: not a change of the model
-                        self._watch = StructureWatch(self._systems)
+                        self._watch = StructureWatch(self._systems, self._parameter_ids)
                     if run.status != STATUS_SUCCESS:
                         raise run.error(integrator, start, observer_dt, model.state_name)
                     return reached
@@ -308,7 +443,7 @@ class Simulation:
             recorder.record_many(run.times, run.Y, run.OUT)
         self._t = run.t_reached  # _finish, inline
         if model.write_back(run.t_reached, run.y, p):  # new der/output keys: not a change of the model
-            self._watch = StructureWatch(self._systems)
+            self._watch = StructureWatch(self._systems, self._parameter_ids)
         if run.status != STATUS_SUCCESS:
             raise run.error(method, start, observer_dt, model.state_name)
         return run.t_reached
@@ -317,7 +452,7 @@ class Simulation:
         """Keep the end time and leave the final values in the containers, as dynode does."""
         self._t = float(t)
         if model.write_back(t, y, p):  # new der/output keys: not a change of the model
-            self._watch = StructureWatch(self._systems)
+            self._watch = StructureWatch(self._systems, self._parameter_ids)
 
     def _integrator(
         self,
@@ -370,8 +505,6 @@ class Simulation:
                 f"unknown integrator {method!r}; choose one of "
                 f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)}"
             )
-        if method == "vode":
-            check_vode_usable()
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states, module.JAC_NNZ)
         jac = jacobian_callable(module, p, sparse=False)
@@ -449,6 +582,17 @@ def check_run_arguments(t: Any, observer_dt: Any) -> None:
         )
     if not np.isfinite(values["t"] / values["observer_dt"]):
         raise ArgumentError(f"simulate(): t / observer_dt = {t!r} / {observer_dt!r} is too many output intervals to count")
+
+
+_ABSENT = object()  # a key a container did not hold (reset() leaves it)
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a container's value (state arrays are views of a model's buffer)."""
+    kind = type(value)
+    if kind is float:
+        return value
+    return value.copy() if kind is np.ndarray else deepcopy(value)
 
 
 _KNOWN_METHODS = frozenset(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)
