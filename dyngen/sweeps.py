@@ -16,7 +16,7 @@ from .errors import ArgumentError, OutputError
 from .extras import require
 from .modelfile import load_model
 from .outputs import check_output, write_dataset
-from .overrides import apply_settings, parse_sweep, split_assignment
+from .overrides import apply_settings, parse_sweep, resolve, split_assignment
 from .plots import check_plot_file, plot_sweep
 from .run_progress import RunProgress
 
@@ -59,6 +59,9 @@ def run_sweep(
         raise ArgumentError("give --workers N (a local Dask cluster) or --scheduler ADDRESS (a running one), not both")
     simulation = load_model(model, build_args=build_args)
     apply_settings(simulation, fixed)
+    attributes = _attributes(simulation, grid)
+    if attributes:  # swept without a rebuild per member: traced as parameters
+        simulation.make_parameter(*attributes)
     count = math.prod(len(values) for values in grid.values())
     progress = RunProgress(simulation.model_name or "model", count, unit="members")
     first = [True]
@@ -90,6 +93,19 @@ def run_sweep(
         plot_sweep(dataset, swept, plot_file, title=Path(model).name)
         click.echo(f"drew the sweep into {plot_file}", err=True)
     return dataset
+
+
+def _attributes(simulation: Any, grid: dict[str, np.ndarray]) -> list[str]:
+    """The swept names that are plain numeric attributes of systems (``"Quad.max_tilt"``)."""
+    found = []
+    for name in grid:
+        try:
+            target = resolve(simulation.systems, name, "--set")
+        except ArgumentError:  # not a state, input or attribute: the ensemble names what it takes
+            continue
+        if target.kind == "attribute":
+            found.append(name)
+    return found
 
 
 def _client(stack: ExitStack, workers: int | None, scheduler: str | None, threads: int | None) -> Any:

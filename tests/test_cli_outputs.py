@@ -425,3 +425,15 @@ def test_sweep_on_a_local_dask_cluster(model: Path, tmp_path: Path) -> None:
     with xr.open_dataset(out, engine="h5netcdf") as got:
         for name in ("Osc.states.q", "Osc.outputs.energy", "status"):
             np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=name)
+
+
+def test_sweep_a_plain_attribute(model: Path, tmp_path: Path) -> None:
+    """Osc.gain (a plain attribute: d phase/dt = gain) is made a parameter and swept."""
+    out = tmp_path / "s.nc"
+    ok(invoke(["sweep", model, "--t", "2", "--dt", "0.5", "--set", "Osc.gain=0.5,1,2", "-o", out], tmp_path))
+    import xarray as xr
+
+    with xr.open_dataset(out, engine="h5netcdf") as got:
+        np.testing.assert_array_equal(got["Osc.gain"].values, [0.5, 1.0, 2.0])
+        time = got["time"].values
+        np.testing.assert_allclose(got["Osc.states.phase"].values, np.outer([0.5, 1.0, 2.0], time), rtol=1e-12)
