@@ -191,7 +191,7 @@ def connected(client: Any, threads: int | None, distributed: Any) -> Iterator[An
         yield client
     elif client == "local":
         with distributed.LocalCluster(
-            n_workers=threads or default_threads(), threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=threads or default_threads(), threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster, distributed.Client(cluster) as local:  # fmt: skip
             yield local
     elif isinstance(client, str):
