@@ -172,6 +172,19 @@ def test_a_method_that_runs_in_python_is_refused_on_dask(cluster):
         model.build().ensemble(1.0, 0.5, grid=GRID, integrator="BDF", client=client)
 
 
+def test_a_worker_refuses_a_module_text_that_fails_its_hash_check(cluster, monkeypatch):
+    sim = model.build()
+    sim.compile()
+    source = ModuleText.of(sim._model.module)
+    other = "e" * 64  # a hash no worker has loaded (they keep modules by hash)
+    text = source.text.replace(source.digest, other).replace("import math\n", "import math  # edited\n", 1)
+    damaged = ModuleText(source.name, other, text)
+    assert "# edited" in text
+    monkeypatch.setattr(ModuleText, "of", classmethod(lambda cls, module: damaged))
+    with pytest.raises(DyngenError, match=r"the module text this worker received is not module vanderpol e{16} \(its text was changed"):
+        sim.ensemble(1.0, 0.5, grid=GRID, client=cluster)  # raised on a worker, re-raised here
+
+
 def test_local_starts_a_cluster_and_closes_it():
     sim = model.build()
     threaded = sim.ensemble(1.0, 0.5, grid=GRID, threads=2)

@@ -161,16 +161,19 @@ def _gather(futures: dict, bounds: list[tuple[int, int]], blocks: Blocks, total:
     """Copy each finished chunk into its rows of ``blocks``, by chunk index."""
     landed: set[int] = set()
     done = 0
-    for future in distributed.as_completed(list(futures)):
+    finished = distributed.as_completed(list(futures), with_results=True, raise_errors=False)
+    for future, outcome in finished:  # the results are fetched in the background, as chunks finish
         i = futures[future]
         a, b = bounds[i]
-        try:
-            index, result = future.result()
-        except distributed.KilledWorker as error:
-            raise DyngenError(
-                f"ensemble: the chunk of members {a}..{b - 1} killed every Dask worker that ran it ({error}); "
-                "see the workers' logs"
-            ) from error
+        if future.status == "error":
+            _, error, traceback = outcome
+            if isinstance(error, distributed.KilledWorker):
+                raise DyngenError(
+                    f"ensemble: the chunk of members {a}..{b - 1} killed every Dask worker that ran it ({error}); "
+                    "see the workers' logs"
+                ) from error
+            raise error.with_traceback(traceback)  # the task's own exception
+        index, result = outcome
         future.release()
         if index != i or i in landed or result.Y.shape[0] != b - a:
             raise DyngenError(f"ensemble: chunk {i} came back as chunk {index} of {result.Y.shape[0]} members; "
