@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -63,16 +64,26 @@ def arguments(sim, members: int) -> dict:
     return dict(grid=grid, record=record, rtol=1e-6, atol=1e-12)
 
 
-def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
-    """Seconds of ``repeats`` rounds of every run in ``runs``, one after the other in each
-    round (a shared machine's load then weighs on all alike), after one warm-up round."""
-    seconds: dict[str, list[float]] = {label: [] for label in runs}
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def interleaved(runs: dict, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU seconds of ``repeats`` rounds of every run in ``runs`` (label -> (run,
+    cpu: the CPU seconds of the processes it uses)), one after the other in each round (a
+    shared machine's load then weighs on all alike), after one warm-up round."""
+    seconds: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label in runs}
     for round_ in range(repeats + 1):
-        for label, run in runs.items():
+        for label, (run, cpu) in runs.items():
+            cpu_before = cpu()
             start = time.perf_counter()
             run()
+            wall = time.perf_counter() - start
             if round_:
-                seconds[label].append(time.perf_counter() - start)
+                seconds[label][0].append(wall)
+                seconds[label][1].append(cpu() - cpu_before)
     return seconds
 
 
@@ -80,7 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dt", type=float, default=DT, help="output interval (less data per member when larger)")
     options = parser.parse_args()
+    dt = options.dt
 
     import distributed
     import xarray as xr
@@ -88,7 +101,7 @@ def main() -> None:
     sim = build()
     kw = arguments(sim, options.members)
     count = int(np.prod([len(v) for v in kw["grid"].values()]))
-    threaded = sim.ensemble(T, DT, threads=2, **kw)  # compiles (or loads) the routine in this process
+    threaded = sim.ensemble(T, dt, threads=2, **kw)  # compiles (or loads) the routine in this process
     once: list[tuple[str, float]] = []
     worker_cache = tempfile.mkdtemp(prefix="cache-dask-w")  # not the client's: the workers write the module there
     try:
@@ -100,31 +113,35 @@ def main() -> None:
             client.wait_for_workers(2)
             once.append(("Dask: LocalCluster start-up", time.perf_counter() - start))
             start = time.perf_counter()
-            first = sim.ensemble(T, DT, client=client, **kw)
+            first = sim.ensemble(T, dt, client=client, **kw)
             once.append(("Dask: first run (module to the workers)", time.perf_counter() - start))
             results = {}
+            def cluster_cpu() -> float:  # this process (with the scheduler) and the workers
+                return cpu_seconds() + sum(client.run(cpu_seconds).values())
+
             runs = {
-                "1 thread": lambda: sim.ensemble(T, DT, threads=1, **kw),
-                "2 threads": lambda: sim.ensemble(T, DT, threads=2, **kw),
-                "Dask: 2 workers": lambda: results.__setitem__("dask", sim.ensemble(T, DT, client=client, **kw)),
-            }
+                "1 thread": (lambda: sim.ensemble(T, dt, threads=1, **kw), cpu_seconds),
+                "2 threads": (lambda: sim.ensemble(T, dt, threads=2, **kw), cpu_seconds),
+                "Dask: 2 workers": (lambda: results.__setitem__("dask", sim.ensemble(T, dt, client=client, **kw)),
+                                    cluster_cpu),
+            }  # fmt: skip
             seconds = interleaved(runs, options.repeats)
         xr.testing.assert_identical(first, threaded)
         xr.testing.assert_identical(results["dask"], threaded)
     finally:
         shutil.rmtree(worker_cache, ignore_errors=True)
 
-    print(f"{count} members of the VdP pair (4 states, dopri5 rtol 1e-6, t = {T:g}, dt = {DT:g}); "
+    print(f"{count} members of the VdP pair (4 states, dopri5 rtol 1e-6, t = {T:g}, dt = {dt:g}); "
           f"{options.repeats} interleaved rounds; Dask Dataset == threaded Dataset bit for bit\n")  # fmt: skip
-    one = seconds["1 thread"]
-    print("| run | median s | min s | µs/member (median) | vs 1 thread (medians) | (minimums) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, times in seconds.items():
+    one = seconds["1 thread"][0]
+    print("| run | median s | min s | µs/member (median) | vs 1 thread (medians) | (minimums) | CPU s (median) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, (times, cpu) in seconds.items():
         median, best = statistics.median(times), min(times)
         print(f"| {label} | {median:.3f} | {best:.3f} | {median / count * 1e6:.1f} | "
-              f"{statistics.median(one) / median:.2f}x | {min(one) / best:.2f}x |")  # fmt: skip
+              f"{statistics.median(one) / median:.2f}x | {min(one) / best:.2f}x | {statistics.median(cpu):.2f} |")  # fmt: skip
     for label, value in once:
-        print(f"| {label} (once, not in the ratios) | {value:.3f} | | | | |")
+        print(f"| {label} (once, not in the ratios) | {value:.3f} | | | | | |")
     print(f"\ncores: {os.cpu_count()}; load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
