@@ -189,9 +189,12 @@ def test_local_starts_a_cluster_and_closes_it():
     sim = model.build()
     threaded = sim.ensemble(1.0, 0.5, grid=GRID, threads=2)
     children = set(multiprocessing.active_children())
-    ds = sim.ensemble(1.0, 0.5, grid=GRID, client="local", threads=2)
+    during = []
+    ds = sim.ensemble(1.0, 0.5, grid=GRID, client="local", threads=2, chunk_size=3,
+                      progress=lambda done, total: during.append(set(multiprocessing.active_children()) - children))  # fmt: skip
     xr.testing.assert_identical(ds, threaded)
-    assert set(multiprocessing.active_children()) <= children  # its worker processes are gone
+    assert [len(new) for new in during] == [2, 2]  # two worker processes ran the chunks...
+    assert set(multiprocessing.active_children()) <= children  # ...and are gone
 
 
 def test_a_bad_client_says_what_to_give():
