@@ -121,11 +121,11 @@ def exit_on_the_first_chunk(marker: str) -> None:
 
     original = ensemble_dask.run_chunk_task
 
-    def dying(source, plan, index):
+    def dying(source, plan, index, *rest):
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            return original(source, plan, index)
+            return original(source, plan, index, *rest)
         os.write(fd, f"{os.getpid()} {index}".encode())
         os.close(fd)
         os._exit(1)
