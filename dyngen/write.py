@@ -131,11 +131,6 @@ def check_module(path: Path) -> ModuleCheck:
     return result
 
 
-def check_text(text: str) -> ModuleCheck:
-    """``check_module`` for a module's text (e.g. sent to another process), not a file."""
-    return _check_text(text.encode("utf-8"))
-
-
 def _check_text(data: bytes) -> ModuleCheck:
     head = data[:4096].decode("utf-8", errors="replace").splitlines()[:_HEADER_LINES]
     header = next((line[len(HASH_LINE_PREFIX):].strip() for line in head if line.startswith(HASH_LINE_PREFIX)), None)

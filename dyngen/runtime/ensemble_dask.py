@@ -25,10 +25,16 @@ from typing import Any, Callable, Iterator
 
 from ..cache import cache_dir, cached_module_path, fall_back, hold, load_module
 from ..errors import ArgumentError, CacheWarning, DyngenError
-from ..write import check_module, check_text, write_text_atomic
+from ..write import ModuleCheck, _check_text, check_module, write_text_atomic
 from .ensemble import COMPILED_METHODS, Blocks, EnsemblePlan, chunk_bounds, default_threads, run_chunk
 
 EXTRA = 'pip install "dyngen[dask]"'
+
+
+def check_text(text: str) -> ModuleCheck:
+    """``write.check_module`` for a module's text, not a file (write.py's own check: that
+    file is part of the generator's hash, so the function is not added there)."""
+    return _check_text(text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
