@@ -172,6 +172,17 @@ def test_a_method_that_runs_in_python_is_refused_on_dask(cluster):
         model.build().ensemble(1.0, 0.5, grid=GRID, integrator="BDF", client=client)
 
 
+def test_rodas4_with_a_sparse_lu_is_refused_on_dask_before_a_cluster_starts(monkeypatch):
+    import dyngen.runtime.ensemble as ensemble
+
+    monkeypatch.setattr(ensemble, "uses_sparse_lu", lambda module: True)  # as for a large sparse model
+    children = set(multiprocessing.active_children())
+    with pytest.raises(DyngenError, match=r"'rodas4' factorises this model's sparse Jacobian with SuperLU.*use a "
+                                          r"compiled method \('dopri5' or 'dop853'\), or run it on threads"):  # fmt: skip
+        model.build().ensemble(1.0, 0.5, grid=GRID, integrator="rodas4", client="local")
+    assert set(multiprocessing.active_children()) == children
+
+
 def test_a_worker_refuses_a_module_text_that_fails_its_hash_check(cluster, monkeypatch):
     sim = model.build()
     sim.compile()
