@@ -413,7 +413,7 @@ def run_ensemble(
     simulation: Any, t: float, observer_dt: float, grid: Mapping[str, Any] | None,
     members: Mapping[str, Any] | Callable[[int], Mapping[str, Any]] | None, n_members: int | None,
     record: str | Sequence[str] | None, integrator: str, fixed_step: bool, threads: int | None,
-    chunk_size: int | None, progress: Callable[[int, int], None] | None, options: dict,
+    chunk_size: int | None, progress: Callable[[int, int], None] | None, options: dict, client: Any = None,
 ) -> Any:  # fmt: skip
     """``Simulation.ensemble``: see its docstring."""
     from .ensemble_dataset import require_xarray, to_dataset
@@ -421,6 +421,10 @@ def run_ensemble(
     from .simulation import _canonical_method, check_run_arguments
 
     require_xarray()  # before any work
+    if client is not None:
+        from .ensemble_dask import require_distributed, run_dask
+
+        require_distributed()
     check_run_arguments(t, observer_dt)
     t, observer_dt = float(t), float(observer_dt)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
@@ -489,10 +493,11 @@ def run_ensemble(
         rows.count[0], rows.status[0], rows.t_reached[0] = stored, status, solver.t
         rows.y_end[0] = solver.y
 
-    run_threads(
-        module, plan, blocks, threads or default_threads(), chunk_size, progress, one_member,
-        simulation.standalone is not False,
-    )  # fmt: skip
+    specialize = simulation.standalone is not False
+    if client is not None:  # chunks as tasks of a Dask cluster (ensemble_dask.py)
+        run_dask(module, plan, blocks, client, threads, chunk_size, progress, specialize)
+    else:
+        run_threads(module, plan, blocks, threads or default_threads(), chunk_size, progress, one_member, specialize)
     failed = np.flatnonzero(blocks.status != STATUS_SUCCESS)
     for j in failed:
         if not reasons[j]:

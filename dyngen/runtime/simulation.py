@@ -368,6 +368,7 @@ class Simulation:
         threads: int | None = None,
         chunk_size: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        client: Any = None,
         **options: Any,
     ) -> Any:
         """Run the model once per member, each as ``simulate(t, observer_dt, ...)`` would
@@ -383,7 +384,10 @@ class Simulation:
         state and output; ``"all"``: inputs and ders too).  dopri5, dop853 and rodas4
         run members in compiled code, in chunks on ``threads`` threads (default: every
         core); the other integrators member by member in Python.  ``progress(done,
-        total)`` is called after each chunk.  A failed member is reported (an
+        total)`` is called after each chunk.  ``client``: run the chunks on a Dask cluster
+        instead (a ``dask.distributed.Client``, a scheduler address, or ``"local"`` for a
+        ``LocalCluster`` of ``threads`` worker processes; compiled methods only; needs
+        ``pip install "dyngen[dask]"``).  A failed member is reported (an
         ``EnsembleWarning``; ``status``/``reason`` in the Dataset) and the others kept.
 
         The Dataset has dims ``member``, ``time`` (and ``<name>.dim_<i>`` for vector
@@ -395,7 +399,7 @@ class Simulation:
 
         return run_ensemble(
             self, t, observer_dt, grid, members, n_members, record, integrator, fixed_step, threads, chunk_size,
-            progress, options,
+            progress, options, client,
         )  # fmt: skip
 
     def _simulate(
