@@ -239,22 +239,27 @@ def _describe_cycle(stuck: set[int], deps: list[set[int]], nodes: list[_Node]) -
 
 
 def _stale_reads(spec: ModelSpec, writers) -> list[str]:
-    warnings = []
+    """One warning per signal and reading line: read before its writer runs (in dynode's
+    order); the systems that read it there are listed (the first few), not one warning each."""
+    found: dict[tuple, list[str]] = {}
     for fn in spec.functions:
         for ref in fn.reads:
             if ref not in writers:
                 continue
             writer, write = writers[ref]
             if writer.info.order >= fn.info.order:
-                warnings.append(
-                    f"{ref} is read by {fn.info.name} of {fn.info.system!r} "
-                    f"({relative_location(fn.info.location, spec.source_root)}) before "
-                    f"{writer.info.name} of {writer.info.system!r} "
-                    f"({relative_location(write.location, spec.source_root)}) writes it; dynode would "
-                    "use the value left over from the previous evaluation, dyngen uses the current "
-                    "value (to silence this, make the writer run first in dynode's order: add systems "
-                    "in dataflow order, use a post-connection, or list it in `dependees`)"
-                )
+                key = (str(ref), fn.info.name, relative_location(fn.info.location, spec.source_root), writer.info.name,
+                       writer.info.system, relative_location(write.location, spec.source_root))  # fmt: skip
+                found.setdefault(key, []).append(fn.info.system)
+    warnings = []
+    for (ref, name, read_at, writer_name, writer_system, write_at), readers in found.items():
+        shown = ", ".join(map(repr, readers[:3])) + (f" and {len(readers) - 3} more systems" if len(readers) > 3 else "")
+        warnings.append(
+            f"{ref} is read by {name} of {shown} ({read_at}) before {writer_name} of {writer_system!r} "
+            f"({write_at}) writes it; dynode would use the value left over from the previous evaluation, "
+            "dyngen uses the current value (to silence this, make the writer run first in dynode's order: "
+            "add systems in dataflow order, use a post-connection, or list it in `dependees`)"
+        )
     return warnings
 
 

@@ -190,3 +190,24 @@ def test_progress_is_called_per_chunk_up_to_the_total():
     done = [d for d, _ in calls]
     assert done[-1] == 7 and done == sorted(done)
     assert sorted(np.diff([0, *done]).tolist()) == [1, 3, 3]  # chunks of 3, 3 and 1, in the order they finish
+
+
+def test_a_plain_attribute_is_swept_as_a_parameter_built_once():
+    """``"<system path>.<attribute>"``: made a parameter (one build), then set per member;
+    each member equals a fresh model built with that value (a constant in its module)."""
+    import params_model
+
+    sim = params_model.build_tilt()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RebuildWarning: nothing is rebuilt per value
+        ds = sim.ensemble(1.0, 0.25, grid={"Tilt.k": [1.0, 2.0, 3.5]}, record="Tilt.states.x")
+    assert "Tilt.k" in sim.module.PARAMETER_NAMES and sim.systems[0].k == 2.0
+    for j, k in enumerate([1.0, 2.0, 3.5]):
+        fresh = params_model.build_tilt()
+        fresh.systems[0].k = k
+        recorder = Recorder()
+        recorder.store(fresh.systems[0], "states.x")
+        fresh.add_observer(recorder)
+        fresh.simulate(1.0, 0.25)
+        assert "Tilt.k" not in fresh.module.PARAMETER_NAMES
+        np.testing.assert_allclose(ds["Tilt.states.x"].values[j], recorder.results[fresh.systems[0]]["states.x"], rtol=1e-13)

@@ -466,6 +466,25 @@ def test_a_stale_read_warns_and_names_the_signal() -> None:
     assert "dependees" in message
 
 
+def test_many_stale_reads_of_one_signal_on_one_line_are_one_warning() -> None:
+    """Readers made in a loop: one warning naming the first few, not one per system."""
+    writer = named(Feedthrough(), "writer")
+    readers = [named(Feedthrough(), f"reader{i}") for i in range(6)]
+    sim = Simulation()
+    for reader in readers:
+        reader.add_pre_connection(connect_signals(writer.outputs, "y", reader.inputs, "u"))  # <stale loop>
+        sim.add_system(reader)
+    sim.add_system(writer)
+    with pytest.warns(DyngenWarning) as record:
+        sim.compile()
+    messages = [str(w.message) for w in record if issubclass(w.category, DyngenWarning)]
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "writer.outputs.y is read by connect_signals of 'reader0', 'reader1', 'reader2' and 3 more systems"
+    )
+    assert at("stale loop") in messages[0]
+
+
 @pytest.mark.slow
 def test_a_stale_read_warning_from_simulate_is_attributed_to_the_callers_line() -> None:
     reader, writer = named(Feedthrough(), "reader"), named(Feedthrough(), "writer")

@@ -369,6 +369,29 @@ def kept_columns(record: Sequence[Signal]) -> tuple[np.ndarray, np.ndarray, list
     return np.array(places["states"], dtype=np.int64), np.array(places["observed"], dtype=np.int64), offsets
 
 
+def _requested_names(grid: Any, members: Any) -> list[str]:
+    """The names an ensemble is asked to set (a function's: those of member 0)."""
+    given = grid if grid is not None else members
+    if callable(given):
+        try:
+            given = given(0)
+        except Exception:  # noqa: BLE001 - member_values calls it again and reports what is wrong
+            return []
+    return [name for name in given if isinstance(name, str)] if isinstance(given, Mapping) else []
+
+
+def _attribute_names(requested: Sequence[str], settable: Mapping[str, Signal], module: Any) -> list[str]:
+    """The requested names that are not the module's but ``"<system path>.<attribute>"``
+    of one of its systems: ``Simulation.make_parameter`` makes them parameters."""
+    systems = set(module.SYSTEMS)
+    found = []
+    for name in requested:
+        path, _, attribute = name.rpartition(".")
+        if name not in settable and path in systems and attribute.isidentifier():
+            found.append(name)
+    return found
+
+
 def recorded_signals(record: str | Sequence[str] | None, known: Mapping[str, Signal]) -> list[Signal]:
     """The signals to keep: by name, or every state and output (``None``), or every
     state and observed signal (``"all"``: inputs and ders too)."""
@@ -390,7 +413,7 @@ def run_ensemble(
     simulation: Any, t: float, observer_dt: float, grid: Mapping[str, Any] | None,
     members: Mapping[str, Any] | Callable[[int], Mapping[str, Any]] | None, n_members: int | None,
     record: str | Sequence[str] | None, integrator: str, fixed_step: bool, threads: int | None,
-    chunk_size: int | None, progress: Callable[[int, int], None] | None, options: dict,
+    chunk_size: int | None, progress: Callable[[int, int], None] | None, options: dict, client: Any = None,
 ) -> Any:  # fmt: skip
     """``Simulation.ensemble``: see its docstring."""
     from .ensemble_dataset import require_xarray, to_dataset
@@ -398,6 +421,10 @@ def run_ensemble(
     from .simulation import _canonical_method, check_run_arguments
 
     require_xarray()  # before any work
+    if client is not None:
+        from .ensemble_dask import require_distributed, run_dask
+
+        require_distributed()
     check_run_arguments(t, observer_dt)
     t, observer_dt = float(t), float(observer_dt)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
@@ -410,6 +437,12 @@ def run_ensemble(
     if model.n_states == 0:
         raise DyngenError("ensemble: the model has no states to integrate")
     names = module_names(module)
+    attributes = _attribute_names(_requested_names(grid, members), names.settable, module)
+    if attributes:  # plain attributes of systems: traced as parameters (one build), then set per member
+        simulation.make_parameter(*attributes)
+        model = simulation._model
+        module = model.module
+        names = module_names(module)
     chosen = member_values(grid, members, n_members, names.settable)
     signals_kept = recorded_signals(record, names.recordable)
     method = _canonical_method(integrator)
@@ -460,10 +493,11 @@ def run_ensemble(
         rows.count[0], rows.status[0], rows.t_reached[0] = stored, status, solver.t
         rows.y_end[0] = solver.y
 
-    run_threads(
-        module, plan, blocks, threads or default_threads(), chunk_size, progress, one_member,
-        simulation.standalone is not False,
-    )  # fmt: skip
+    specialize = simulation.standalone is not False
+    if client is not None:  # chunks as tasks of a Dask cluster (ensemble_dask.py)
+        run_dask(module, plan, blocks, client, threads, chunk_size, progress, specialize)
+    else:
+        run_threads(module, plan, blocks, threads or default_threads(), chunk_size, progress, one_member, specialize)
     failed = np.flatnonzero(blocks.status != STATUS_SUCCESS)
     for j in failed:
         if not reasons[j]:

@@ -368,23 +368,29 @@ class Simulation:
         threads: int | None = None,
         chunk_size: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        client: Any = None,
         **options: Any,
     ) -> Any:
         """Run the model once per member, each as ``simulate(t, observer_dt, ...)`` would
         with that member's values, and return the results as an ``xarray.Dataset``.
 
         Members set initial states and parameters by the module's names
-        (``"VanDerPol.states.x"``, ``"VanDerPol.inputs.mu"``; ``"...[i]"`` for one
-        element of a vector): ``grid={name: values, ...}`` runs every combination (the
-        first name varies slowest), ``members={name: values, ...}`` runs member i with
-        element i of each, ``members=f, n_members=M`` with ``f(i) -> {name: value}``.
-        Every member starts from this simulation's current time and states (which it
-        leaves as they are).  ``record``: the signals kept, by name (default: every
-        state and output; ``"all"``: inputs and ders too).  dopri5, dop853 and rodas4
-        run members in compiled code, in chunks on ``threads`` threads (default: every
-        core); the other integrators member by member in Python.  ``progress(done,
-        total)`` is called after each chunk.  A failed member is reported (an
-        ``EnsembleWarning``; ``status``/``reason`` in the Dataset) and the others kept.
+        (``"VanDerPol.states.x"``, ``"VanDerPol.inputs.mu"``; ``"...[i]"`` for one element
+        of a vector; ``"<system path>.<attribute>"`` for a plain numeric attribute, made a
+        parameter first by ``make_parameter``): ``grid={name: values, ...}`` runs every
+        combination (the first name varies slowest), ``members={name: values, ...}`` runs
+        member i with element i of each, ``members=f, n_members=M`` with
+        ``f(i) -> {name: value}``.  Every member starts from this simulation's current
+        time and states (which it leaves as they are); observers are not called.
+        ``record``: the signals kept, by name (default: every state and output; ``"all"``:
+        inputs and ders too).  dopri5, dop853 and rodas4 run members in compiled code, in
+        chunks on ``threads`` threads (default: every core); the other integrators member
+        by member in Python.  ``progress(done, total)`` is called after each chunk.
+        ``client``: run the chunks on a Dask cluster instead (a ``dask.distributed.Client``,
+        a scheduler address, or ``"local"`` for a ``LocalCluster`` of ``threads`` worker
+        processes; compiled methods only; needs ``pip install "dyngen[dask]"``).  A failed
+        member is reported (an ``EnsembleWarning``; ``status``/``reason`` in the Dataset)
+        and the others kept.
 
         The Dataset has dims ``member``, ``time`` (and ``<name>.dim_<i>`` for vector
         signals), a variable per recorded signal, the members' values as coordinates on
@@ -395,7 +401,7 @@ class Simulation:
 
         return run_ensemble(
             self, t, observer_dt, grid, members, n_members, record, integrator, fixed_step, threads, chunk_size,
-            progress, options,
+            progress, options, client,
         )  # fmt: skip
 
     def _simulate(
