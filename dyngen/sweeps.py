@@ -1,11 +1,9 @@
-"""``dyngen sweep``: a grid of parameters and initial states run by
+"""``dyngen sweep``: a grid of parameters, initial states and numeric attributes run by
 ``Simulation.ensemble``, on threads or a Dask cluster, written to a file and drawn."""
 
 from __future__ import annotations
 
-import inspect
 import math
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +14,7 @@ from .errors import ArgumentError, OutputError
 from .extras import require
 from .modelfile import load_model
 from .outputs import check_output, write_dataset
-from .overrides import apply_settings, parse_sweep, resolve, split_assignment
+from .overrides import apply_settings, parse_sweep, split_assignment
 from .plots import check_plot_file, plot_sweep
 from .run_progress import RunProgress
 
@@ -57,11 +55,13 @@ def run_sweep(
             raise OutputError(f"--plot draws a sweep over one or two names; this one sweeps {len(grid)}: {', '.join(grid)}")
     if workers and scheduler:
         raise ArgumentError("give --workers N (a local Dask cluster) or --scheduler ADDRESS (a running one), not both")
+    if workers and threads:
+        raise ArgumentError("--threads is for a run on threads in this process; --workers N starts N one-thread worker "
+                            "processes: give one of them")  # fmt: skip
+    if workers or scheduler:
+        require("distributed", "dask", "--workers/--scheduler")
     simulation = load_model(model, build_args=build_args)
     apply_settings(simulation, fixed)
-    attributes = _attributes(simulation, grid)
-    if attributes:  # swept without a rebuild per member: traced as parameters
-        simulation.make_parameter(*attributes)
     count = math.prod(len(values) for values in grid.values())
     progress = RunProgress(simulation.model_name or "model", count, unit="members")
     first = [True]
@@ -76,15 +76,14 @@ def run_sweep(
         grid=grid, record="all" if record == ["all"] else record, integrator=integrator, fixed_step=fixed_step,
         threads=threads, progress=report, **options,
     )  # fmt: skip
-    with ExitStack() as stack:
-        if workers or scheduler:
-            if "client" not in inspect.signature(simulation.ensemble).parameters:
-                raise ArgumentError("this dyngen's Simulation.ensemble has no Dask path yet; leave out --workers/--scheduler")
-            arguments["client"] = _client(stack, workers, scheduler, threads)
-        try:
-            dataset = simulation.ensemble(duration, observer_dt, **arguments)
-        finally:
-            progress.close()
+    if workers:  # a LocalCluster of that many one-thread worker processes, closed after the run
+        arguments.update(client="local", threads=workers)
+    elif scheduler:
+        arguments["client"] = scheduler
+    try:
+        dataset = simulation.ensemble(duration, observer_dt, **arguments)
+    finally:
+        progress.close()
     write_dataset(dataset, output)
     n_times = dataset.sizes["time"]
     click.echo(f"wrote {count} members x {n_times} samples to {output}", err=True)
@@ -93,30 +92,3 @@ def run_sweep(
         plot_sweep(dataset, swept, plot_file, title=Path(model).name)
         click.echo(f"drew the sweep into {plot_file}", err=True)
     return dataset
-
-
-def _attributes(simulation: Any, grid: dict[str, np.ndarray]) -> list[str]:
-    """The swept names that are plain numeric attributes of systems (``"Quad.max_tilt"``)."""
-    found = []
-    for name in grid:
-        try:
-            target = resolve(simulation.systems, name, "--set")
-        except ArgumentError:  # not a state, input or attribute: the ensemble names what it takes
-            continue
-        if target.kind == "attribute":
-            found.append(name)
-    return found
-
-
-def _client(stack: ExitStack, workers: int | None, scheduler: str | None, threads: int | None) -> Any:
-    """A Dask client: of a new LocalCluster of ``workers`` processes, or of ``scheduler``."""
-    distributed = require("distributed", "dask", "--workers/--scheduler")
-    if scheduler:
-        try:
-            return stack.enter_context(distributed.Client(scheduler, timeout="20s"))
-        except (OSError, TimeoutError) as exc:
-            raise ArgumentError(f"--scheduler {scheduler}: cannot connect ({exc}); is a Dask scheduler running there?") from None
-    cluster = stack.enter_context(
-        distributed.LocalCluster(n_workers=workers, threads_per_worker=threads or 1, processes=True, dashboard_address=None)
-    )  # fmt: skip
-    return stack.enter_context(distributed.Client(cluster))

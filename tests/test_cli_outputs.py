@@ -407,24 +407,27 @@ def test_sweep_record_threads_and_a_scipy_method(model: Path, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_sweep_on_a_local_dask_cluster(model: Path, tmp_path: Path) -> None:
-    """--workers 2: a LocalCluster of 2 processes gives the threaded run's numbers (or,
-    while Simulation.ensemble has no Dask path, a clear error)."""
-    import inspect
-
-    from dyngen import Simulation
-
+    """--workers 2: a LocalCluster of 2 worker processes gives the threaded run's numbers."""
     out = tmp_path / "dask.nc"
-    result = invoke(["sweep", model, *SWEEP, "--set", "Osc.inputs.c=0.2", "--workers", "2", "-o", out], tmp_path)
-    if "client" not in inspect.signature(Simulation.ensemble).parameters:
-        assert result.exit_code == 2 and "no Dask path yet" in result.output
-        return
-    ok(result)
+    ok(invoke(["sweep", model, *SWEEP, "--set", "Osc.inputs.c=0.2", "--workers", "2", "-o", out], tmp_path))
     import xarray as xr
 
     expected = sweep_reference(model)
     with xr.open_dataset(out, engine="h5netcdf") as got:
-        for name in ("Osc.states.q", "Osc.outputs.energy", "status"):
+        for name in ("Osc.states.q", "Osc.outputs.energy", "status", "Osc.inputs.k", "Osc.states.phase(t0)"):
             np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=name)
+
+
+def test_sweep_dask_options_are_checked_before_running(model: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    both = invoke(["sweep", model, *SWEEP, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "-o", "s.nc"], tmp_path)
+    assert both.exit_code == 2 and "not both" in both.output
+    threads = invoke(["sweep", model, *SWEEP, "--workers", "2", "--threads", "2", "-o", "s.nc"], tmp_path)
+    assert threads.exit_code == 2 and "give one of them" in threads.output
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    missing = invoke(["sweep", model, *SWEEP, "--workers", "2", "-o", "s.nc"], tmp_path)
+    assert missing.exit_code == 2 and 'pip install "dyngen[dask]"' in missing.output
+    assert not list(tmp_path.iterdir())
 
 
 def test_sweep_a_plain_attribute(model: Path, tmp_path: Path) -> None:
