@@ -30,6 +30,6 @@ def require(module_name: str, extra: str, purpose: str | None = None) -> ModuleT
         missing = getattr(exc, "name", None) or top
         needed = f"{purpose} needs {top}" if purpose else f"{top} is needed"
         raise MissingExtraError(
-            f"{needed}, which is not installed (import of {missing!r} failed: {exc}); install the extra
-            f'with  pip install "dyngen[{extra}]"'
+            f"{needed}, which is not installed (import of {missing!r} failed: {exc}); install the extra "
+            f'with pip install "dyngen[{extra}]"'
         ) from None
