@@ -211,3 +211,11 @@ def test_a_plain_attribute_is_swept_as_a_parameter_built_once():
         fresh.simulate(1.0, 0.25)
         assert "Tilt.k" not in fresh.module.PARAMETER_NAMES
         np.testing.assert_allclose(ds["Tilt.states.x"].values[j], recorder.results[fresh.systems[0]]["states.x"], rtol=1e-13)
+
+
+def test_without_xarray_the_error_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "xarray", None)  # import xarray raises ImportError
+    with pytest.raises(DyngenError, match=r'Simulation.ensemble .*needs xarray, which is not installed.*pip install "dyngen\[tables\]"'):
+        model.build().ensemble(1.0, 0.5, grid={"VanDerPol.inputs.mu": [1.0]})

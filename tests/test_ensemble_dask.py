@@ -215,5 +215,5 @@ def test_a_bad_client_says_what_to_give():
 
 def test_without_dask_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
-    with pytest.raises(DyngenError, match=r'dask.distributed is not installed: pip install "dyngen\[dask\]"'):
+    with pytest.raises(DyngenError, match=r'ensemble\(client=...\) .*needs distributed, which is not installed.*pip install "dyngen\[dask\]"'):
         model.build().ensemble(1.0, 0.5, grid=GRID, client="local")

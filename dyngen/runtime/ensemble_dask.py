@@ -25,10 +25,10 @@ from typing import Any, Callable, Iterator
 
 from ..cache import cache_dir, cached_module_path, fall_back, hold, load_module
 from ..errors import ArgumentError, CacheWarning, DyngenError
+from ..extras import require
 from ..write import ModuleCheck, _check_text, check_module, write_text_atomic
 from .ensemble import COMPILED_METHODS, Blocks, EnsemblePlan, chunk_bounds, default_threads, run_chunk
 
-EXTRA = 'pip install "dyngen[dask]"'
 
 
 def check_text(text: str) -> ModuleCheck:
@@ -64,11 +64,7 @@ class ModuleText:
 
 def require_distributed() -> Any:
     """``dask.distributed``, or the error that names the extra to install."""
-    try:
-        import distributed
-    except ImportError:
-        raise DyngenError(f"ensemble(client=...) runs on Dask, and dask.distributed is not installed: {EXTRA}") from None
-    return distributed
+    return require("distributed", "dask", "ensemble(client=...) (it runs on Dask)")
 
 
 # --------------------------------------------------------------------------------------

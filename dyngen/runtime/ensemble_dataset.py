@@ -6,19 +6,13 @@ from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DyngenError
+from ..extras import require
 from .ensemble import Blocks, EnsemblePlan, Members, Signal, kept_columns
 
 
 def require_xarray() -> Any:
     """xarray, or the error that names the extra to install."""
-    try:
-        import xarray
-    except ImportError:
-        raise DyngenError(
-            'ensembles return an xarray.Dataset, and xarray is not installed: pip install "dyngen[tables]"'
-        ) from None
-    return xarray
+    return require("xarray", "tables", "Simulation.ensemble (it returns an xarray.Dataset)")
 
 
 def to_dataset(
