@@ -73,6 +73,14 @@ class Simulation:
         self._progress: Progress | None = None  # of the last build, until its first run
         # simulate(t, observer_dt) without options: (observer_dt, fixed_step, dynode_options) of the last one
         self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))
+        self._event_log: list = []  # EventRecords of every run (runtime/events.py)
+
+    @property
+    def events(self) -> list:
+        """Every event that fired in this simulation's runs, in order: ``EventRecord``s
+        with ``time``, ``system`` (path), ``event`` (name) and the values the action
+        wrote ``before`` and ``after`` it (see the README's "Events")."""
+        return self._event_log
 
     @property
     def systems(self) -> list[Any]:
@@ -192,7 +200,7 @@ class Simulation:
             raise SimulationError("Need at least one state/der combination!")
         progress = self._progress
         if progress is None:
-            if not kwargs and not self._observers and integrator in EXPLICIT_METHODS:  # stepping from Python
+            if not kwargs and not self._observers and integrator in EXPLICIT_METHODS and not _has_events(model):  # stepping from Python
                 p = model.peek_parameters()  # read only: by the run and the write-back
                 options = self._stepping_options
                 if options[0] != observer_dt or options[1] is not fixed_step:  # dynode_options, remembered
@@ -221,6 +229,10 @@ class Simulation:
     def _simulate(
         self, model: CompiledModel, t: float, observer_dt: float, fixed_step: bool, integrator: str, kwargs: dict
     ) -> float:
+        if _has_events(model):
+            from .events import simulate_with_events
+
+            return simulate_with_events(self, model, t, observer_dt, fixed_step, _canonical_method(integrator), kwargs)
         y0 = model.gather_states()
         p = model.gather_parameters()
         if kwargs:
@@ -408,6 +420,11 @@ def check_run_arguments(t: Any, observer_dt: Any) -> None:
 
 _KNOWN_METHODS = frozenset(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)
 _FLOAT_MAX = sys.float_info.max
+
+
+def _has_events(model: CompiledModel) -> bool:
+    """Whether the model has events (System.add_event): runtime/events.py runs it."""
+    return bool(getattr(model.module, "N_EVENTS", 0))
 
 
 def _canonical_method(name: str) -> str:
