@@ -9,6 +9,7 @@ event.
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def _trace_event(tracer: "Tracer", node: "SystemNode", event: Any, order: int) -
 def _trace_condition(tracer: "Tracer", node: "SystemNode", event: Any, order: int) -> sp.Basic:
     info = FunctionInfo(node.path, "event condition", callable_name(event.condition), function_location(event.condition), order)
     result = SignalRef(node.path, _RESULT_KIND, event.name)
-    target = entry_point(event.condition)
+    target = _entry(event.condition, node.system)
 
     def condition(system: Any, time: Any) -> None:
         value = target(system, time)
@@ -98,7 +99,7 @@ def _trace_action(tracer: "Tracer", node: "SystemNode", event: Any, order: int) 
             f"the event action {info.name} writes {ref}: {problem}", hint, user_frame_location()
         )
 
-    frame = _explore(tracer, info, entry_point(event.action), node.system, check)
+    frame = _explore(tracer, info, _entry(event.action, node.system), node.system, check)
     resets = []
     for ref, value in frame.local.items():
         signal = tracer.signals[ref]
@@ -120,6 +121,15 @@ def _trace_action(tracer: "Tracer", node: "SystemNode", event: Any, order: int) 
             )
         resets.append((ref, tuple(exprs)))
     return tuple(resets)
+
+
+def _entry(func: Any, system: Any) -> Any:
+    """What the tracer calls as ``func(system, time)``: a bound method of the system
+    itself (``self.add_event(self.hit_ground, self.bounce)``) is called as ``method(time)``."""
+    target = entry_point(func)
+    if isinstance(func, MethodType) and func.__self__ is system:
+        return lambda _system, time: target(time)
+    return target
 
 
 def _explore(tracer: "Tracer", info: FunctionInfo, target: Any, system: Any, check: Any) -> Any:

@@ -207,7 +207,8 @@ class System(ABC):
     ) -> Callable[[], None]:
         """Add an event: ``condition(system, time)`` returns a scalar whose zero
         crossing is the event; ``action(system, time)`` (optional) then writes states
-        and parameter inputs (a reset, a mode flipped).  ``direction`` +1 fires only
+        and parameter inputs (a reset, a mode flipped).  Bound methods of this system
+        are called as ``method(time)``.  ``direction`` +1 fires only
         on rising crossings, -1 only on falling ones, 0 on both; ``terminal`` stops
         the run at the event.  Both functions are traced like connections.
 
@@ -232,8 +233,9 @@ class System(ABC):
                 f"condition of this {type(self).__name__}; add each event once)",
                 where,
             )
-        label = name or _default_event_name(condition)
-        if any(e.name == label for e in self._events.values()):
+        taken = {e.name for e in self._events.values()}
+        label = name or _default_event_name(condition, taken)
+        if label in taken:
             raise UsageError(
                 f"this {type(self).__name__} already has an event named {label!r}; give add_event a distinct name=",
                 where,
@@ -303,10 +305,15 @@ def callable_name(func: Any) -> str:
     return f"{type(func).__qualname__}.__call__"
 
 
-def _default_event_name(condition: Any) -> str:
-    """An event's name when add_event gets none: the condition function's name."""
+def _default_event_name(condition: Any, taken: set[str]) -> str:
+    """An event's name when add_event gets none: the condition function's name (a
+    lambda's: ``event<k>``), numbered when another event of the system has it."""
     name = getattr(condition, "__name__", None)
-    return name if isinstance(name, str) and name.isidentifier() else callable_name(condition)
+    base = name if isinstance(name, str) and name.isidentifier() else f"event{len(taken)}"
+    label, k = base, 1
+    while label in taken:
+        label, k = f"{base}_{k}", k + 1
+    return label
 
 
 def connect_signals(

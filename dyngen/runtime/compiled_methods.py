@@ -581,12 +581,12 @@ def _sum_of_squares(x, n):
 # (capacity,)) the times, log_i (int64) the events, log_v (float64, (capacity,
 # 2 * (N_STATES + N_PARAMETERS))) y and p before, then y and p after the action.
 # Extra status codes: 2 a terminal event stopped the run; 3 the log is full (call
-# again to go on from the time reached); -7 more than EVENT_REPEAT_MAX events in a
-# row at the same time (an action that makes a condition cross again at once).
+# again to go on from the time reached); -7 EVENT_REPEAT_MAX events in a row less than
+# EVENT_SAME_TIME apart (an action that makes a condition cross again at once).
 # ---------------------------------------------------------------------------
 EVENT_WORK_ROWS = 15
 EVENT_REPEAT_MAX = 100
-EVENT_SAME_TIME = 8.0 * 2.220446049250313e-16  # events closer than this (relative) are at the same time
+EVENT_SAME_TIME = 1e-10  # events closer than this times max(1, |t|) count as "at once" (chattering)
 EVENT_TERMINAL = 2
 EVENT_LOG_FULL = 3
 EVENT_CHATTER = -7
@@ -629,7 +629,8 @@ def _dense_state(eight, theta, ew, out, n):
 def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
     """The earliest crossing that counts in the step from x to x + h: (event, theta),
     theta in (0, 1] on the crossed side of the root (to about 4 ulp of the time), or
-    (-1, 2.0).  eg[2] is scratch; ew[14] receives the interpolated states."""
+    (-1, 2.0).  Illinois steps, with a bisection when they stall.  eg[2] is scratch;
+    ew[14] receives the interpolated states."""
     which = -1
     best = 2.0
     ytheta = ew[14]
@@ -643,10 +644,15 @@ def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
         b = 1.0
         side = 0
         if fb != 0.0:
-            for _ in range(200):
+            width = 1.0
+            for it in range(200):
                 if b - a <= tol:
                     break
                 c = (a * fb - b * fa) / (fb - fa)
+                if it % 4 == 3:  # every 4th step: bisect if the last ones did not halve the bracket
+                    if b - a > 0.5 * width:
+                        c = 0.5 * (a + b)
+                    width = b - a
                 if not (a < c < b):
                     c = 0.5 * (a + b)
                 _dense_state(eight, c, ew, ytheta, n)

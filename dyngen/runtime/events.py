@@ -25,11 +25,11 @@ from .specialize import add_time
 from .stiff import check_rodas4_result, rodas4_settings, uses_sparse_lu
 
 EVENT_METHODS = (*EXPLICIT_METHODS, "rodas4", *SOLVE_IVP_METHODS)
-LOG_CAPACITY = 64  # events one compiled call logs before it returns to have its log read
+LOG_CAPACITY = 256  # events one compiled call logs before it returns to have its log read (> EVENT_REPEAT_MAX)
 EVENT_WORK_ROWS = 15
 _TERMINAL, _LOG_FULL, _CHATTER = 2, 3, -7
 _REPEAT_MAX = 100  # templates/integrators.py.j2: EVENT_REPEAT_MAX
-_SAME_TIME = 8.0 * 2.220446049250313e-16
+_SAME_TIME = 1e-10  # templates/integrators.py.j2: EVENT_SAME_TIME
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _chatter_error(method: str, t: float, records: list[EventRecord]) -> SolverE
     last = records[-1] if records else None
     which = f" ({last.system}.{last.event})" if last else ""
     return SolverError(
-        f"{method}: {_REPEAT_MAX} events in a row at t = {t!r}{which}: an action makes a condition cross zero "
+        f"{method}: {_REPEAT_MAX} events in a row at t = {float(t)!r}{which}: an action makes a condition cross zero "
         "again at once (chattering, or a Zeno point such as a ball coming to rest); let the action move the "
         "state clear of the condition's zero (e.g. set a mode input that switches the condition), or use a "
         "terminal event to stop there"
@@ -177,14 +177,19 @@ class CompiledEventIntegrator:
 
 def _illinois(g: Callable[[float], float], a: float, fa: float, b: float, fb: float, tol: float) -> float:
     """A root of g in [a, b] (g(a) = fa, g(b) = fb of opposite signs, or fb == 0) by the
-    Illinois method, returned on b's side (where the condition has crossed)."""
-    side = 0
+    Illinois method (bisecting when it stalls), returned on b's side (where the condition
+    has crossed); the same steps as the compiled _locate_event."""
+    side, width = 0, b - a
     if fb == 0.0:
         return b
-    for _ in range(200):
+    for it in range(200):
         if b - a <= tol:
             break
         c = (a * fb - b * fa) / (fb - fa)
+        if it % 4 == 3:  # every 4th step: bisect if the last ones did not halve the bracket
+            if b - a > 0.5 * width:
+                c = 0.5 * (a + b)
+            width = b - a
         if not a < c < b:
             c = 0.5 * (a + b)
         fc = g(c)
