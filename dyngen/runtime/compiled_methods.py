@@ -343,7 +343,11 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
                     events(t, y, p, eg[0])
                     if t >= t_end:
                         return t, h_new, 1, count
-                    h = h_new
+                    # a fresh first step, as a new integration would take (see the explicit methods)
+                    rhs(t, y, p, f0)
+                    stats[2] += 2
+                    hmax = max_step if max_step > 0.0 else t_end - t
+                    h = _initial_step(rhs, t, y, p, 1.0, f0, fx, scratch, 4, hmax, rtol, atol)
                     continue
             for i in range(eg.shape[1]):
                 eg[0, i] = eg[1, i]
@@ -1151,7 +1155,10 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
                         break
                     last = False
                     reject = False
-                    h = posneg * _fmin(abs(hnew), hmax)
+                    # a fresh first step, as a new integration would take: a step as long as the one
+                    # before could hold a whole excursion of a condition (a ball's next flight) unseen
+                    h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
+                    nfcn += 1
                     continue
             for i in range(eg.shape[1]):
                 eg[0, i] = eg[1, i]
@@ -1609,7 +1616,10 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
                         break
                     last = False
                     reject = False
-                    h = posneg * _fmin(abs(hnew), hmax)
+                    # a fresh first step, as a new integration would take: a step as long as the one
+                    # before could hold a whole excursion of a condition (a ball's next flight) unseen
+                    h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
+                    nfcn += 1
                     continue
             for i in range(eg.shape[1]):
                 eg[0, i] = eg[1, i]
@@ -1666,6 +1676,115 @@ def dop853_advance_events(functions, t, y, t_end, p, rtol, atol, first_step, max
     events = events_function(functions)
     apply_event = apply_function(functions)
     return _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v)
+
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_dopri5_events(functions, t0, t_next, y, p, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_states, with_observed, times, Y, OUT, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """run_dopri5 with the model's events (see "Events" above), in machine code.
+
+    The first interval ends at t_next when t_next > t0 (a run resumed after its event
+    log filled), else at t0 + observer_dt.  A terminal event stores a last sample at
+    its time (after its action) and stops.  Returns (samples stored, status, time
+    reached, events logged, intervals completed, end of the current interval); with
+    status EVENT_LOG_FULL the run stopped inside that interval: read the log and call
+    again from the time reached with t_next = that end and the intervals left.
+    """
+    n_samples = n_intervals + (1 if record_initial else 0)
+    if (
+        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        or stats.shape[0] < 4 or times.shape[0] < n_samples + 1
+        or (with_states and (Y.shape[0] < n_samples + 1 or Y.shape[1] != y.shape[0]))
+        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples + 1 or OUT.shape[1] != functions[8]))
+        or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+    ):
+        return 0, INTEGRATION_WRONG_SHAPE, t0, 0, 0, t0
+    rhs = rhs_function(functions)
+    observe = observe_function(functions)
+    events = events_function(functions)
+    apply_event = apply_function(functions)
+    work = np.empty((DOPRI5_WORK_ROWS, y.shape[0]))
+    k = 0
+    t = t0
+    if record_initial:
+        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+    status = 1
+    logged = 0
+    done = 0
+    t_end = t_next if t_next > t0 else t0 + observer_dt
+    while done < n_intervals:
+        t, status, count = _dopri5_advance_events(
+            rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats,
+            kinds, ew, eg, log_t[logged:], log_i[logged:], log_v[logged:]
+        )
+        logged += count
+        if status == EVENT_LOG_FULL or status < 0:
+            break
+        if not _all_finite(y):
+            status = INTEGRATION_NOT_FINITE
+            break
+        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+        if status == EVENT_TERMINAL:
+            break
+        done += 1
+        t_end = t + observer_dt
+    return k, status, t, logged, done, t_end
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_dop853_events(functions, t0, t_next, y, p, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_states, with_observed, times, Y, OUT, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """run_dop853 with the model's events (see "Events" above), in machine code.
+
+    The first interval ends at t_next when t_next > t0 (a run resumed after its event
+    log filled), else at t0 + observer_dt.  A terminal event stores a last sample at
+    its time (after its action) and stops.  Returns (samples stored, status, time
+    reached, events logged, intervals completed, end of the current interval); with
+    status EVENT_LOG_FULL the run stopped inside that interval: read the log and call
+    again from the time reached with t_next = that end and the intervals left.
+    """
+    n_samples = n_intervals + (1 if record_initial else 0)
+    if (
+        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        or stats.shape[0] < 4 or times.shape[0] < n_samples + 1
+        or (with_states and (Y.shape[0] < n_samples + 1 or Y.shape[1] != y.shape[0]))
+        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples + 1 or OUT.shape[1] != functions[8]))
+        or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+    ):
+        return 0, INTEGRATION_WRONG_SHAPE, t0, 0, 0, t0
+    rhs = rhs_function(functions)
+    observe = observe_function(functions)
+    events = events_function(functions)
+    apply_event = apply_function(functions)
+    work = np.empty((DOP853_WORK_ROWS, y.shape[0]))
+    k = 0
+    t = t0
+    if record_initial:
+        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+    status = 1
+    logged = 0
+    done = 0
+    t_end = t_next if t_next > t0 else t0 + observer_dt
+    while done < n_intervals:
+        t, status, count = _dop853_advance_events(
+            rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats,
+            kinds, ew, eg, log_t[logged:], log_i[logged:], log_v[logged:]
+        )
+        logged += count
+        if status == EVENT_LOG_FULL or status < 0:
+            break
+        if not _all_finite(y):
+            status = INTEGRATION_NOT_FINITE
+            break
+        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+        if status == EVENT_TERMINAL:
+            break
+        done += 1
+        t_end = t + observer_dt
+    return k, status, t, logged, done, t_end
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

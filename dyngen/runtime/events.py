@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -32,15 +31,14 @@ _REPEAT_MAX = 100  # templates/integrators.py.j2: EVENT_REPEAT_MAX
 _SAME_TIME = 1e-10  # templates/integrators.py.j2: EVENT_SAME_TIME
 
 
-@dataclass(frozen=True)
-class EventRecord:
+class EventRecord(NamedTuple):
     """One event that fired: when, whose, and the values its action wrote (before and after)."""
 
     time: float
     system: str  # the system's path
     event: str  # the event's name
-    before: dict[str, Any] = field(default_factory=dict)  # "path.states.key" -> value before the action
-    after: dict[str, Any] = field(default_factory=dict)  # ... and after it
+    before: dict[str, Any]  # "path.states.key" / "path.inputs.key" -> its value before the action
+    after: dict[str, Any]  # ... and after it
     terminal: bool = False
 
     def __str__(self) -> str:
@@ -65,19 +63,34 @@ class EventTable:
         for path, entries in module.PARAMETERS.items():
             for key, (start, stop, shape) in entries.items():
                 places[f"{path}.{key}"] = ("p", start, stop, tuple(shape))
-        self.writes = [[(name, places[name]) for name in e[5] if name in places] for e in self.events]
+        n, m = self.n, self.m
+        # per event: (name, place before, place after, shape or None for a scalar) in a log row
+        self.writes = [
+            [(name, (start if vector == "y" else n + start), (n + m + start if vector == "y" else 2 * n + m + start),
+              stop - start, None if shape in ((), (1,)) else shape)
+             for name in e[5] if name in places for vector, start, stop, shape in (places[name],)]
+            for e in self.events
+        ]  # fmt: skip
+        self.labels = [(e[0], e[1], bool(e[3])) for e in self.events]
 
     def record(self, t: float, which: int, values: np.ndarray) -> EventRecord:
         """The EventRecord of a row of the compiled log: y, p before; y, p after."""
-        n, m = self.n, self.m
-        halves = ((values[:n], values[n:n + m]), (values[n + m:2 * n + m], values[2 * n + m:]))
         before, after = {}, {}
-        for name, (vector, start, stop, shape) in self.writes[which]:
-            for target, (y, p) in zip((before, after), halves):
-                chunk = (y if vector == "y" else p)[start:stop]
-                target[name] = float(chunk[0]) if shape in ((), (1,)) else chunk.reshape(shape).copy()
-        system, name, _, terminal = self.events[which][:4]
-        return EventRecord(float(t), system, name, before, after, bool(terminal))
+        for name, b, a, size, shape in self.writes[which]:
+            if shape is None:
+                before[name], after[name] = float(values[b]), float(values[a])
+            else:
+                before[name], after[name] = values[b:b + size].reshape(shape).copy(), values[a:a + size].reshape(shape).copy()
+        system, name, terminal = self.labels[which]
+        return EventRecord(float(t), system, name, before, after, terminal)
+
+
+def event_table(module: Any) -> EventTable:
+    """The module's EventTable (read once per loaded module)."""
+    table = module.__dict__.get("_dyngen_event_table")
+    if table is None:
+        table = module.__dict__.setdefault("_dyngen_event_table", EventTable(module))
+    return table
 
 
 class _Log:
@@ -93,8 +106,8 @@ class _Log:
         return self.table.kinds, ew, eg, self.t, self.which, self.values
 
     def drain(self, count: int, into: list[EventRecord]) -> None:
-        for k in range(int(count)):
-            into.append(self.table.record(self.t[k], int(self.which[k]), self.values[k]))
+        record = self.table.record
+        into.extend(map(record, self.t[:count].tolist(), self.which[:count].tolist(), self.values[:count]))
 
 
 def _chatter_error(method: str, t: float, records: list[EventRecord]) -> SolverError:
@@ -119,7 +132,7 @@ class CompiledEventIntegrator:
         n = int(module.N_STATES)
         self._module, self._method, self._p, self._state_name = module, method, p, state_name
         self._records = records
-        self._log = _Log(EventTable(module))
+        self._log = _Log(event_table(module))
         self._ew = np.zeros((EVENT_WORK_ROWS, n))
         self._eg = np.zeros((3, len(self._log.table.events)))
         self.t = float(t0)
@@ -246,7 +259,7 @@ class SolveIvpEventIntegrator:
         except TypeError as exc:
             raise DyngenError(f"integrator {method!r} does not take these options: {exc}") from None
         self._module, self._p, self._method, self._state_name = module, p, method, state_name
-        self._table = EventTable(module)
+        self._table = event_table(module)
         self._records = records
         self._g = np.zeros(len(self._table.events))
         self._g0 = self._conditions(t0, self._solver.y)
@@ -382,6 +395,10 @@ def simulate_with_events(
         for _ in range(int(t / observer_dt)):
             t_bound += observer_dt
         solver = SolveIvpEventIntegrator(module, p, start, y0, t_bound, method, kwargs, model.state_name, records)
+    recorders = sim._plain_recorders(model) if sim._observers else []
+    if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
+        options = dynode_options(observer_dt, fixed_step, kwargs)
+        return _run_compiled(sim, model, method, options, recorders, y0, p, p_before, start, t, observer_dt, records)
     notify = sim._notifier(model, p, None)
     try:
         if start == 0:
@@ -399,3 +416,54 @@ def simulate_with_events(
         raise SolverError(f"{error}{model.explain_failure(solver.t, p)}") from None
     sim._finish(model, solver.t, solver.y, p)
     return solver.t
+
+
+def _run_compiled(
+    sim: Any, model: CompiledModel, method: str, options: dict, recorders: list, y0: np.ndarray, p: np.ndarray,
+    p_before: np.ndarray, start: float, duration: float, observer_dt: float, records: list[EventRecord],
+) -> float:  # fmt: skip
+    """The whole run in compiled code (``run_<method>_events``), Recorders filled from its
+    samples; called again only when more than LOG_CAPACITY events fired since the last call."""
+    module = model.module
+    settings = explicit_settings(method, options).arguments()
+    with_observed = any(r.needs_observed for r in recorders)
+    with_states = bool(recorders)
+    run = compiled_routine(
+        module, f"run_{method}_events", observe=with_observed, specialize=sim.standalone is not False, events=True
+    )  # fmt: skip
+    n, n_observed = int(module.N_STATES), int(module.N_OBSERVED)
+    remaining = int(duration / observer_dt)
+    record_initial = start == 0
+    rows = remaining + (1 if record_initial else 0) + 1  # + 1: the sample at a terminal event
+    times = np.empty(rows)
+    Y = np.empty((rows, n)) if with_states else np.empty((0, n))
+    OUT = np.empty((rows, n_observed)) if with_observed else np.empty((0, n_observed))
+    log = _Log(event_table(module))
+    ew, eg = np.zeros((EVENT_WORK_ROWS, n)), np.zeros((3, len(log.table.events)))
+    stats = np.zeros(4, dtype=np.int64)
+    y = np.array(y0, dtype=np.float64)
+    t, t_next, stored = start, start, 0
+    while True:
+        begin = time.perf_counter()
+        k, status, t, logged, done, t_next = run(
+            t, t_next, y, p, observer_dt, remaining, *settings, record_initial, with_states, with_observed,
+            times[stored:], Y[stored:] if with_states else Y, OUT[stored:] if with_observed else OUT, stats,
+            *log.arguments(ew, eg),
+        )  # fmt: skip
+        add_time(module, time.perf_counter() - begin)
+        log.drain(logged, records)
+        stored, remaining, record_initial = stored + int(k), remaining - int(done), False
+        if status != _LOG_FULL:
+            break
+    for recorder in recorders:
+        recorder.record_many(times[:stored], Y[:stored] if with_states else None, OUT[:stored] if with_observed else None)
+    t = float(t)
+    sim._finish(model, t, y, p)
+    write_parameters(model, p, p_before)
+    if status == _CHATTER:
+        raise SolverError(f"{_chatter_error(method, t, records)}{model.explain_failure(t, p)}")
+    if status not in (1, _TERMINAL):
+        interval_start = float(times[stored - 1]) if stored else start
+        error = failure(method, int(status), interval_start, interval_start + observer_dt, t, y, model.state_name)
+        raise SolverError(f"{error}{model.explain_failure(t, p)}")
+    return t

@@ -160,6 +160,10 @@ _INDEX_MATRIX = types.Array(types.int64, 2, "C")
 _EVENT_ARGUMENTS = (_INDEX_MATRIX, MATRIX, MATRIX, VECTOR, INDEX_VECTOR, MATRIX)  # kinds ew eg log_t log_i log_v
 _ADVANCE_EVENTS = types.Tuple((_F, _I, _I))(*_ADVANCE.args, *_EVENT_ARGUMENTS)
 _RODAS4_EVENTS = types.Tuple((_F, _F, _I, _I))(*_RODAS4.args, *_EVENT_ARGUMENTS)
+_RUN_EVENTS = types.Tuple((_I, _I, _F, _I, _I, _F))(
+    INDEX_VECTOR, _F, _F, VECTOR, VECTOR, _F, _I, *_EXPLICIT_OPTIONS, _B, _B, _B, VECTOR, MATRIX, MATRIX, INDEX_VECTOR,
+    *_EVENT_ARGUMENTS,
+)
 # The routines of compiled_methods that are called from Python, with the one signature each is compiled for.
 SIGNATURES = {
     "dopri5_advance": _ADVANCE,
@@ -170,6 +174,8 @@ SIGNATURES = {
     "dopri5_advance_events": _ADVANCE_EVENTS,
     "dop853_advance_events": _ADVANCE_EVENTS,
     "rodas4_advance_events": _RODAS4_EVENTS,
+    "run_dopri5_events": _RUN_EVENTS,
+    "run_dop853_events": _RUN_EVENTS,
 }
 _shared: dict[str, object] = {}
 _shared_lock = threading.Lock()
