@@ -290,10 +290,45 @@ class Untraceable(Ball):
         return np.linalg.norm(system.states.h, ord=1)  # the line the error names: not traceable
 
 
+class Driven(System):
+    """An action that writes an input a connection drives, and a condition that writes an output."""
+
+    def __init__(self, writes_output: bool) -> None:
+        super().__init__()
+        self.states.x = 1.0
+        self.ders.x = 0.0
+        self.inputs.u = 0.0
+        self.outputs.y = 0.0
+        self.add_pre_connection(Driven.drive)
+        if writes_output:
+            self.add_event(Driven.writes_in_condition)
+        else:
+            self.add_event(lambda s, t: s.states.x - 0.5, Driven.set_driven)
+
+    @staticmethod
+    def drive(system, time):
+        system.inputs.u = -system.states.x
+
+    def do_step(self, time):
+        self.ders.x = self.inputs.u
+        self.outputs.y = self.states.x
+
+    @staticmethod
+    def writes_in_condition(system, time):
+        system.outputs.y = 1.0  # the line the error names
+        return system.states.x
+
+    @staticmethod
+    def set_driven(system, time):
+        system.inputs.u = 1.0  # the line the error names
+
+
 @pytest.mark.parametrize(
     "system, message",
     [
         (WritesDer, r"writes WritesDer\.ders\.v: ders are what do_step computes"),
+        (lambda: Driven(False), r"writes Driven\.inputs\.u: that input is driven by a connection"),
+        (lambda: Driven(True), r"the event condition .*writes_in_condition writes Driven\.outputs\.y"),
         (VectorCondition, r"returns a value of shape \(2,\); a condition is one number"),
         (Untraceable, r"cannot trace Untraceable.ground(.|\n)*np.linalg.norm is traced only"),
     ],

@@ -1033,6 +1033,7 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     count = 0
     repeats = 0
     t_event = -math.inf
+    nstep_restart = 0  # nsteps counts from the last restart (an event)
     hmax = abs(hmax)
     if h == 0.0:
         h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
@@ -1047,7 +1048,7 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     nonsti = 0
 
     while True:
-        if nstep > nmax:
+        if nstep - nstep_restart > nmax:
             status = -2
             break
         if 0.1 * abs(h) <= abs(x) * _UROUND:
@@ -1155,6 +1156,7 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
                         break
                     last = False
                     reject = False
+                    nstep_restart = nstep
                     # a fresh first step, as a new integration would take: a step as long as the one
                     # before could hold a whole excursion of a condition (a ball's next flight) unseen
                     h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
@@ -1470,6 +1472,7 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     count = 0
     repeats = 0
     t_event = -math.inf
+    nstep_restart = 0  # nsteps counts from the last restart (an event)
     hmax = abs(hmax)
     if h == 0.0:
         h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
@@ -1484,7 +1487,7 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     nonsti = 0
 
     while True:
-        if nstep > nmax:
+        if nstep - nstep_restart > nmax:
             status = -2
             break
         if 0.1 * abs(h) <= abs(x) * _UROUND:
@@ -1616,6 +1619,7 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
                         break
                     last = False
                     reject = False
+                    nstep_restart = nstep
                     # a fresh first step, as a new integration would take: a step as long as the one
                     # before could hold a whole excursion of a condition (a ball's next flight) unseen
                     h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
