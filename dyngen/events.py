@@ -42,8 +42,9 @@ def trace_events(tracer: "Tracer", nodes: list["SystemNode"], order: int) -> tup
 def _trace_event(tracer: "Tracer", node: "SystemNode", event: Any, order: int) -> EventSpec:
     condition = _trace_condition(tracer, node, event, order)
     resets: tuple = ()
+    locations: tuple = ()
     if event.action is not None:
-        resets = _trace_action(tracer, node, event, order)
+        resets, locations = _trace_action(tracer, node, event, order)
     return EventSpec(
         system=node.path,
         name=event.name,
@@ -54,6 +55,7 @@ def _trace_event(tracer: "Tracer", node: "SystemNode", event: Any, order: int) -
         location=function_location(event.condition),
         action_location=function_location(event.action) if event.action is not None else None,
         added_at=event.location,
+        reset_locations=locations,
     )
 
 
@@ -80,7 +82,8 @@ def _trace_condition(tracer: "Tracer", node: "SystemNode", event: Any, order: in
 
 
 @location_boundary
-def _trace_action(tracer: "Tracer", node: "SystemNode", event: Any, order: int) -> tuple:
+def _trace_action(tracer: "Tracer", node: "SystemNode", event: Any, order: int) -> tuple[tuple, tuple]:
+    """What the action writes, (ref, expressions) each, and where it writes each."""
     info = FunctionInfo(node.path, "event action", callable_name(event.action), function_location(event.action), order)
 
     def check(ref: SignalRef) -> None:
@@ -120,7 +123,7 @@ def _trace_action(tracer: "Tracer", node: "SystemNode", event: Any, order: int) 
                 frame.write_locations.get(ref),
             )
         resets.append((ref, tuple(exprs)))
-    return tuple(resets)
+    return tuple(resets), tuple(frame.write_locations.get(ref) for ref, _ in resets)
 
 
 def _entry(func: Any, system: Any) -> Any:

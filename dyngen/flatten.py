@@ -394,6 +394,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
 def _event_text(event: EventSpec, memo: dict, root: str) -> str:
     """The digest's text of one event."""
     resets = [(str(ref), [_structure(e, memo) for e in exprs]) for ref, exprs in event.resets]
+    resets += [relative_location(where, root) for where in event.reset_locations]
     return (
         f"event {event.system} {event.name} {event.direction} {event.terminal} {_structure(event.condition, memo)} "
         f"{resets} {relative_location(event.location, root)} {relative_location(event.action_location, root)}"

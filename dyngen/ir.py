@@ -215,6 +215,7 @@ class EventSpec:
     location: SourceLocation | None  # the condition function's
     action_location: SourceLocation | None  # the action function's (None: no action)
     added_at: SourceLocation | None = None  # the add_event call
+    reset_locations: tuple[SourceLocation | None, ...] = ()  # where the action writes each of resets
 
     def __str__(self) -> str:
         kind = {1: "rising", -1: "falling", 0: "both"}[self.direction] + (", terminal" if self.terminal else "")

@@ -384,13 +384,14 @@ def with_events(kernel: Kernel) -> Kernel:
         if event.action_location is None:
             continue
         resets = []
-        for ref, exprs in event.resets:
+        for n, (ref, exprs) in enumerate(event.resets):
+            where = event.reset_locations[n] if n < len(event.reset_locations) else None
             slot, vector = (states[ref], _Y) if ref in states else (parameters.get(ref), _P)
             if slot is None:
                 raise CodegenError(f"the action of event {event.system}.{event.name} writes {ref}, which is not a parameter")
             for i, expr in enumerate(exprs):
                 label = str(ref) + (f"[{i}]" if len(exprs) > 1 else "")
-                resets.append((vector[slot.start + i], expr, f"{label} ({relative_location(event.action_location, root)})"))
+                resets.append((vector[slot.start + i], expr, f"{label} ({relative_location(where or event.action_location, root)})"))
         functions.append(_function(
             flat, defs, f"apply_event_{k}", ("t", "y", "p"),
             f"The action of event {k} ({event.system}: {event.name}): reset ``y`` and ``p`` in place.",
