@@ -386,3 +386,29 @@ def test_more_events_than_one_compiled_call_logs(observer: str) -> None:
         assert recorder.results[saw]["time"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     if observer == "function":
         assert seen == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.slow  # a standalone module: numba compiles its own integrators
+@pytest.mark.parametrize("integrator", ["dopri5", "rodas4"])
+def test_a_standalone_module_locates_events_as_the_shared_integrators_do(integrator: str) -> None:
+    runs = []
+    for standalone in (False, True):
+        ball = Ball()
+        simulation = simulated(ball)
+        simulation.standalone = standalone
+        recorder = Recorder()
+        recorder.store(ball, "states.h")
+        simulation.add_observer(recorder)
+        simulation.simulate(10.0, 0.25, integrator=integrator, rtol=1e-9, atol=1e-9)
+        runs.append(([r.time for r in simulation.events], recorder.results[ball]["states.h"]))
+    (shared_times, shared_h), (own_times, own_h) = runs
+    assert len(shared_times) == 6 and shared_times == own_times and np.array_equal(shared_h, own_h)  # bit for bit
+
+
+def test_verify_compares_a_model_with_events_up_to_its_first_event() -> None:
+    from dyngen.interpreted import verify
+
+    simulation = simulated(Ball())
+    report = verify(simulation, 5.0, 0.1)
+    assert report.samples == 15  # t = 0.0 .. 1.4, before the first bounce at 1.428
+    assert report.max_rel_state < 1e-9 and report.max_rel_signal < 1e-9 and simulation.events == []
