@@ -24,6 +24,7 @@ from .ir import (
     ArrayAssignment,
     ArrayWrite,
     Assignment,
+    EventSpec,
     FlatModel,
     ModelSpec,
     Signal,
@@ -372,6 +373,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
     parts += [f"system {s.path} {s.class_name} {relative_location(s.location, spec.source_root)}" for s in spec.systems]
     parts += [f"constant {ref} {text}" for ref, text in spec.constants]
     parts += [f"warning {w}" for w in warnings]
+    parts += [_event_text(e, memo, spec.source_root) for e in spec.events]  # (none: the digest of a model without events)
 
     return FlatModel(
         name=spec.name,
@@ -392,4 +394,15 @@ def flatten(spec: ModelSpec) -> FlatModel:
         array_ders=array_ders,
         reductions=tuple(reductions),
         offsets=dict(spec.offsets),
+        events=spec.events,
+    )
+
+
+def _event_text(event: EventSpec, memo: dict, root: str) -> str:
+    """The digest's text of one event."""
+    resets = [(str(ref), [_structure(e, memo) for e in exprs]) for ref, exprs in event.resets]
+    resets += [relative_location(where, root) for where in event.reset_locations]
+    return (
+        f"event {event.system} {event.name} {event.direction} {event.terminal} {_structure(event.condition, memo)} "
+        f"{resets} {relative_location(event.location, root)} {relative_location(event.action_location, root)}"
     )

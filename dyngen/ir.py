@@ -206,6 +206,30 @@ class SystemInfo:
 
 
 @dataclass(frozen=True)
+class EventSpec:
+    """One event of one system, traced: ``condition`` crosses zero, then the action
+    writes ``resets`` (states and parameter inputs, as expressions of the values
+    before the event)."""
+
+    system: str
+    name: str
+    direction: int  # +1 rising, -1 falling, 0 both
+    terminal: bool
+    condition: sp.Basic
+    resets: tuple[tuple[SignalRef, tuple[sp.Basic, ...]], ...]
+    location: SourceLocation | None  # the condition function's
+    action_location: SourceLocation | None  # the action function's (None: no action)
+    added_at: SourceLocation | None = None  # the add_event call
+    reset_locations: tuple[SourceLocation | None, ...] = ()  # where the action writes each of resets
+
+    def __str__(self) -> str:
+        kind = {1: "rising", -1: "falling", 0: "both"}[self.direction] + (", terminal" if self.terminal else "")
+        lines = [f"  event {self.system}.{self.name} ({kind}): {self.condition} = 0"]
+        lines += [f"    then {ref} = {_show(exprs, (len(exprs),))}" for ref, exprs in self.resets]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Every system's traced equations, before flattening."""
 
@@ -219,6 +243,7 @@ class ModelSpec:
     offsets: dict[sp.Symbol, Offset] = field(default_factory=dict, hash=False)  # relative symbols
     notices: tuple[str, ...] = ()  # what the trace warns about (becomes a FlatModel warning)
     reductions: tuple[Reduction, ...] = ()  # sums over large vectors, in creation order
+    events: tuple[EventSpec, ...] = ()  # every system's events, in state order and order added
 
     def __str__(self) -> str:
         lines = [f"ModelSpec {self.name}: {len(self.systems)} systems, {len(self.functions)} functions"]
@@ -235,6 +260,7 @@ class ModelSpec:
                     lines.append(f"    writes {write.ref} = {_show(write.exprs, write.shape)}")
         for reduction in self.reductions:
             lines.append(f"  {reduction}")
+        lines += [str(event) for event in self.events]
         return "\n".join(lines)
 
 
@@ -324,6 +350,7 @@ class FlatModel:
     array_ders: dict[SignalRef, SignalRef] = field(default_factory=dict, hash=False)  # array state -> der
     reductions: tuple[tuple[int, Reduction], ...] = ()  # (number of assignments before it, sum)
     offsets: dict[sp.Symbol, Offset] = field(default_factory=dict, hash=False)
+    events: tuple[EventSpec, ...] = ()  # resets of inputs only of parameters (flatten checks it)
 
     @property
     def n_states(self) -> int:
@@ -353,6 +380,7 @@ class FlatModel:
             lines.append(f"  d/dt {state} = {der}")
         for slot in self.observed:
             lines.append(f"  out[{slot.start}:{slot.stop}] {slot.ref}")
+        lines += [str(event) for event in self.events]
         for warning in self.warnings:
             lines.append(f"  warning: {warning}")
         return "\n".join(lines)

@@ -307,7 +307,7 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
         if groups and max(g.n for g in groups) >= KERNEL_MIN_INSTANCES:
             flat, groups = pack_states(flat, groups)  # in both forms: one layout per model
             if kernels:
-                return lower_groups(flat, groups, _clean_derivative)
+                return with_events(lower_groups(flat, groups, _clean_derivative))
     defs = _Definitions(flat)
     states_in_place = in_place_order(flat.states)
     starts = [slot.start for slot in states_in_place]
@@ -352,5 +352,49 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
         "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
         observe_targets, "observed signals", array_observe(flat),
     )  # fmt: skip
-    return Kernel(flat, (rhs, jac_values, observe), tuple(entries), jac_blocks=tuple(array_jac.jac_blocks),
-                  no_jacobian=no_jacobian)  # fmt: skip
+    return with_events(Kernel(flat, (rhs, jac_values, observe), tuple(entries), jac_blocks=tuple(array_jac.jac_blocks),
+                              no_jacobian=no_jacobian))  # fmt: skip
+
+
+_G = sp.IndexedBase("g")
+
+
+def with_events(kernel: Kernel) -> Kernel:
+    """The kernel with the functions of the model's events, if it has any:
+    ``events(t, y, p, g)`` (every condition into ``g``) and one ``apply_event_<k>(t, y, p)``
+    per event with an action (its resets, computed from the values before any is written).
+    Conditions and actions are few lines: always emitted unrolled, in the module's layout."""
+    flat = kernel.flat
+    if not flat.events:
+        return kernel
+    defs = _Definitions(flat)
+    root = flat.source_root
+    targets = [
+        (_G[k], event.condition, f"{event.system}: {event.name} ({relative_location(event.location, root)})")
+        for k, event in enumerate(flat.events)
+    ]
+    functions = [_function(
+        flat, defs, "events", ("t", "y", "p", "g"),
+        "Write the value of every event condition (layout: EVENTS) at ``(t, y)`` into ``g``.",
+        targets, "event conditions",
+    )]  # fmt: skip
+    states = {slot.ref: slot for slot in flat.states}
+    parameters = {slot.ref: slot for slot in flat.parameters}
+    for k, event in enumerate(flat.events):
+        if event.action_location is None:
+            continue
+        resets = []
+        for n, (ref, exprs) in enumerate(event.resets):
+            where = event.reset_locations[n] if n < len(event.reset_locations) else None
+            slot, vector = (states[ref], _Y) if ref in states else (parameters.get(ref), _P)
+            if slot is None:
+                raise CodegenError(f"the action of event {event.system}.{event.name} writes {ref}, which is not a parameter")
+            for i, expr in enumerate(exprs):
+                label = str(ref) + (f"[{i}]" if len(exprs) > 1 else "")
+                resets.append((vector[slot.start + i], expr, f"{label} ({relative_location(where or event.action_location, root)})"))
+        functions.append(_function(
+            flat, defs, f"apply_event_{k}", ("t", "y", "p"),
+            f"The action of event {k} ({event.system}: {event.name}): reset ``y`` and ``p`` in place.",
+            resets, "resets (every value is computed from the values before the event)",
+        ))  # fmt: skip
+    return replace(kernel, functions=kernel.functions + tuple(functions))

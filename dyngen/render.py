@@ -275,6 +275,14 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None, standalon
         constants=[(name, float_array(values), comment) for name, values, comment in kernel.constants],
         interp_tables=_interp_tables(printer, flat.source_root),
         functions=functions,
+        events=[
+            {"index": k, "system": e.system, "name": e.name, "direction": e.direction, "terminal": e.terminal,
+             "action": e.action_location is not None,
+             "writes": tuple(f"{ref.system}.{ref.kind}.{ref.key}" for ref, _ in e.resets),
+             "where": f"{relative_location(e.location, flat.source_root)}"
+                      + (f", action {relative_location(e.action_location, flat.source_root)}" if e.action_location else "")}
+            for k, e in enumerate(flat.events)
+        ],  # fmt: skip
         standalone=standalone,
         generic=False,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from functools import partial, wraps
 from graphlib import TopologicalSorter
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -56,6 +56,7 @@ class System(ABC):
         self._outputs = ParameterContainer()
         self._pre_connections: dict[Callable, list[Callable]] = {}
         self._post_connections: dict[Callable, list[Callable]] = {}
+        self._events: dict[Callable, Event] = {}
 
     @property
     def states(self) -> VariableContainer:
@@ -195,6 +196,59 @@ class System(ABC):
         """
         return self._add_connection(self._post_connections, "post", connection_func, dependees)
 
+    # Events -----------------------------------------------------------------
+    def add_event(
+        self,
+        condition: Callable,
+        action: Callable | None = None,
+        direction: int = 0,
+        terminal: bool = False,
+        name: str | None = None,
+    ) -> Callable[[], None]:
+        """Add an event: ``condition(system, time)`` returns a scalar whose zero
+        crossing is the event; ``action(system, time)`` (optional) then writes states
+        and parameter inputs (a reset, a mode flipped).  Bound methods of this system
+        are called as ``method(time)``.  ``direction`` +1 fires only
+        on rising crossings, -1 only on falling ones, 0 on both; ``terminal`` stops
+        the run at the event.  Both functions are traced like connections.
+
+        Returns a function that removes the event again.
+        """
+        where = user_frame_location()
+        if not callable(condition):
+            raise UsageError(f"add_event: condition must be a function condition(system, time), not {condition!r}", where)
+        if action is not None and not callable(action):
+            raise UsageError(f"add_event: action must be a function action(system, time) or None, not {action!r}", where)
+        if direction not in (-1, 0, 1) or isinstance(direction, bool):
+            raise UsageError(
+                f"add_event: direction must be +1 (rising), -1 (falling) or 0 (both), not {direction!r}", where
+            )
+        if not isinstance(terminal, (bool, np.bool_)):
+            raise UsageError(f"add_event: terminal must be True or False, not {terminal!r}", where)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise UsageError(f"add_event: name must be a non-empty string, not {name!r}", where)
+        if condition in self._events:
+            raise UsageError(
+                f"This event has already been added! ({callable_name(condition)} is already an event "
+                f"condition of this {type(self).__name__}; add each event once)",
+                where,
+            )
+        taken = {e.name for e in self._events.values()}
+        label = name or _default_event_name(condition, taken)
+        if label in taken:
+            raise UsageError(
+                f"this {type(self).__name__} already has an event named {label!r}; give add_event a distinct name=",
+                where,
+            )
+        self._events[condition] = Event(condition, action, int(direction), bool(terminal), label, where)
+        Edits.note_structure()
+
+        def _remove() -> None:
+            del self._events[condition]
+            Edits.note_structure()
+
+        return _remove
+
     @property
     def pre_connections(self) -> list[Callable]:
         """Pre-connections in dynode's execution order (topologically sorted)."""
@@ -228,6 +282,17 @@ class System(ABC):
 SystemInterface = System
 
 
+class Event(NamedTuple):
+    """One ``add_event``: the condition, the action and how the crossing counts."""
+
+    condition: Callable
+    action: Callable | None
+    direction: int  # +1 rising, -1 falling, 0 both
+    terminal: bool
+    name: str
+    location: Any  # where add_event was called (a SourceLocation, or None)
+
+
 def callable_name(func: Any) -> str:
     """A readable name of any callable: a function's or bound method's qualified name,
     ``partial(f)``, or ``Class.__call__`` for a callable object.  Reads only what it
@@ -238,6 +303,17 @@ def callable_name(func: Any) -> str:
     if isinstance(name, str):
         return name
     return f"{type(func).__qualname__}.__call__"
+
+
+def _default_event_name(condition: Any, taken: set[str]) -> str:
+    """An event's name when add_event gets none: the condition function's name (a
+    lambda's: ``event<k>``), numbered when another event of the system has it."""
+    name = getattr(condition, "__name__", None)
+    base = name if isinstance(name, str) and name.isidentifier() else f"event{len(taken)}"
+    label, k = base, 1
+    while label in taken:
+        label, k = f"{base}_{k}", k + 1
+    return label
 
 
 def connect_signals(

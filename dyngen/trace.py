@@ -43,6 +43,7 @@ from .calls import SESSION, TraceSession, check_receivers, entry_point
 from .naming import NameRegistry, signal_identifier
 from .shared import numeric_value
 from .symbolic import Sym, SymArray, as_object_array, flatten_traced, select, symbols_like
+from .events import trace_events
 from .tree import FunctionCall, evaluation_order, function_location, function_name, walk
 
 TIME = sp.Symbol("t", real=True)
@@ -104,6 +105,7 @@ class Tracer:
         self.array_values: dict[SignalRef, Any] = {}  # arrays written in array form so far
         self.base_reads: set[SignalRef] = set()  # arrays read as themselves (not yet written)
         self.early_der_reads: dict[SignalRef, TraceError] = {}  # ders read before any write
+        self.event_check: Any = None  # while an event function is traced: what it may write (events.py)
         for node in nodes:
             for kind in ("states", "ders", "inputs", "outputs"):
                 container = getattr(node.system, kind)
@@ -228,7 +230,9 @@ class Tracer:
     def write(self, container: ParameterContainer, key: Any, value: Any) -> None:
         path, kind = self.owner[id(container)]
         ref = SignalRef(path, kind, str(key))
-        if kind == "states":
+        if self.event_check is not None:  # an event's condition or action (events.py)
+            self.event_check(ref)
+        elif kind == "states":
             raise TraceError(
                 f"writes {ref}: states are set by the integrator",
                 f"assign the derivative instead: self.ders.{key} = ...",
@@ -269,11 +273,14 @@ class Tracer:
             location=function_location(call.func),
             order=order,
         )
-        target = entry_point(call.func)
-        system = call.node.system
+        self.frame = self.explore(info, entry_point(call.func), call.node.system)
+        return self._finish()
+
+    def explore(self, info: FunctionInfo, target: Any, system: Any) -> _Frame:
+        """Run ``target(system, t)`` on every path of its decisions; its writes, merged."""
         session = SESSION.get()
         try:
-            self.frame = explore(lambda path: self._run_path(info, target, system, path, session), self._merge)
+            return explore(lambda path: self._run_path(info, target, system, path, session), self._merge)
         except TraceError as error:
             error.context = f"{info.name} of system {info.system!r}"
             if error.location is None:
@@ -290,7 +297,6 @@ class Tracer:
             )
             error.context = f"{info.name} of system {info.system!r}"
             raise error from exc
-        return self._finish()
 
     def _run_path(
         self, info: FunctionInfo, target: Any, system: Any, path: list[bool], session: TraceSession | None
@@ -436,6 +442,7 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
     try:
         with traced_attributes(tracer.attributes, tracer.read_attribute):
             functions = tuple(tracer.run(call, order) for order, call in enumerate(calls))
+            events = trace_events(tracer, nodes, len(calls))
     finally:
         SESSION.reset(session)
         FOREIGN_HOOK.reset(foreign)
@@ -475,6 +482,7 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
         constants=constants,
         offsets=dict(tracer.arrays.offsets) if tracer.arrays is not None else {},
         reductions=tuple(tracer.arrays.reductions) if tracer.arrays is not None else (),
+        events=events,
     )
 
 

@@ -135,7 +135,7 @@ def _explicit_settings(method: str, options: dict) -> ExplicitSettings:
 
 
 def compiled_routine(
-    module: object, name: str, observe: bool = False, jac: bool = False, specialize: bool = True
+    module: object, name: str, observe: bool = False, jac: bool = False, specialize: bool = True, events: bool = False
 ) -> Callable:
     """``name`` (``dopri5_advance``, ``run_dop853``, ``rodas4_advance``...) for this module,
     called with the arguments of the standalone module's routine: the module's own
@@ -151,12 +151,12 @@ def compiled_routine(
     routines = namespace.get(_SHARED_ROUTINES)
     if routines is None:
         routines = namespace.setdefault(_SHARED_ROUTINES, {})
-    key = (name, observe, jac)
+    key = (name, observe, jac, events)
     routine = routines.get(key)
     if routine is None:
         from .first_class import model_functions, shared_routine
 
-        routine = partial(shared_routine(name), model_functions(module).addresses(observe=observe, jac=jac))
+        routine = partial(shared_routine(name), model_functions(module).addresses(observe=observe, jac=jac, events=events))
         routines[key] = routine  # the module keeps its dispatchers, so the addresses, alive
     return routine
 

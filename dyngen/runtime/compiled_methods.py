@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .first_class import jac_function, observe_function, rhs_function
+from .first_class import apply_function, events_function, jac_function, observe_function, rhs_function
 
 
 # ---------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def rodas4_advance(functions, t, y, t_end, p, h, rtol, atol, max_step, nsteps, w
     """
     n = y.shape[0]
     if (
-        functions.shape[0] != 9 or functions[1] == 0 or functions[5] == 0 or n != functions[6] or p.shape[0] != functions[7]
+        functions.shape[0] != 14 or functions[1] == 0 or functions[5] == 0 or n != functions[6] or p.shape[0] != functions[7]
         or work.shape[0] < 5 or work.shape[1] != n or k.shape[0] < 6 or k.shape[1] != n
         or lu.shape[0] != n or lu.shape[1] != n or piv.shape[0] != n or stats.shape[0] < 4
     ):
@@ -201,6 +201,174 @@ def rodas4_advance(functions, t, y, t_end, p, h, rtol, atol, max_step, nsteps, w
     return t, h, 1
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, nsteps, work, k, lu, piv, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """Integrate ``y`` in place from ``t`` to exactly ``t_end`` with RODAS4.
+
+    ``h`` is the step to try first (carried between calls); returns
+    ``(t_reached, h_next, status)``.  With n = N_STATES, ``work`` is (5, n), ``k`` is
+    (6, n), ``lu`` is (n, n), ``piv`` is int64 (n,), ``p`` has N_PARAMETERS elements
+    (else status -12, before any step); ``stats`` counts [steps, rejected, rhs, jac].  (The check costs nothing
+    measurable here; a checking wrapper around an unchecked core, as for the
+    explicit methods, made the first rodas4 run compile 0.9 s longer.)
+    Output times are hit exactly by shortening the last step (no interpolation).
+    With the model's events (see "Events" in the explicit integrators), located on
+    the cubic Hermite interpolant of each step (one more rhs call for a step in
+    which a condition crosses); returns (t_reached, h_next, status, events logged).
+    """
+    n = y.shape[0]
+    if (
+        functions.shape[0] != 14 or functions[1] == 0 or functions[5] == 0 or n != functions[6] or p.shape[0] != functions[7]
+        or work.shape[0] < 5 or work.shape[1] != n or k.shape[0] < 6 or k.shape[1] != n
+        or lu.shape[0] != n or lu.shape[1] != n or piv.shape[0] != n or stats.shape[0] < 4
+    ):
+        return t, h, INTEGRATION_WRONG_SHAPE, 0
+    rhs = rhs_function(functions)
+    jac = jac_function(functions)
+    if not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v):
+        return t, h, INTEGRATION_WRONG_SHAPE, 0
+    events = events_function(functions)
+    apply_event = apply_function(functions)
+    uround = 2.3e-16
+    f0, fx, ynew, stage, scratch = work[0], work[1], work[2], work[3], work[4]
+    steps = 0
+    reject = False
+    h = min(abs(h), max_step) if max_step > 0.0 else abs(h)
+    events(t, y, p, eg[0])
+    count = 0
+    repeats = 0
+    t_event = -math.inf
+    while t < t_end:
+        if steps >= nsteps:
+            return t, h, -2, count
+        if 0.1 * h <= abs(t) * uround:
+            return t, h, -3, count
+        last = False
+        h_unclipped = h
+        if t + 1.01 * h >= t_end:
+            h = t_end - t
+            last = True
+        steps += 1
+        stats[0] += 1
+        rhs(t, y, p, f0)
+        jac(t, y, p, lu)
+        stats[2] += 1
+        stats[3] += 1
+        # time derivative of f by a forward difference (zero for autonomous models)
+        delta = math.sqrt(uround * max(1.0e-5, abs(t)))
+        rhs(t + delta, y, p, fx)
+        stats[2] += 1
+        for i in range(n):
+            fx[i] = (fx[i] - f0[i]) / delta
+        # iteration matrix E = I/(h*gamma) - J
+        fac = 1.0 / (h * RODAS4_GAMMA)
+        for i in range(n):
+            for j in range(n):
+                lu[i, j] = -lu[i, j]
+            lu[i, i] += fac
+        if not _lu_factor(lu, piv):
+            return t, h, -5, count
+        for s in range(6):
+            if s == 0:
+                for i in range(n):
+                    scratch[i] = f0[i]
+            else:
+                for i in range(n):
+                    if s < 5:
+                        acc = y[i]
+                        for j in range(s):
+                            acc += RODAS4_A[s - 1, j] * k[j, i]
+                        stage[i] = acc
+                    else:
+                        stage[i] += k[4, i]
+                rhs(t + RODAS4_STAGE_TIME[s] * h, stage, p, scratch)
+                stats[2] += 1
+            for i in range(n):
+                acc = scratch[i] + h * RODAS4_D[s] * fx[i]
+                for j in range(s):
+                    acc += RODAS4_C[s - 1, j] / h * k[j, i]
+                k[s, i] = acc
+            _lu_solve(lu, piv, k[s])
+        # solution and error estimate: the last stage is the embedded difference
+        err = 0.0
+        finite = True
+        for i in range(n):
+            ynew[i] = stage[i] + k[5, i]
+            scale = atol + rtol * max(abs(y[i]), abs(ynew[i]))
+            err += (k[5, i] / scale) ** 2
+            if not math.isfinite(ynew[i]):
+                finite = False
+        err = math.sqrt(err / n)
+        if not math.isfinite(err):
+            finite = False
+            err = 2.0
+        factor = max(1.0 / 6.0, min(5.0, err ** 0.25 / 0.9))
+        h_new = h / factor if finite else h / 5.0
+        if err <= 1.0 and finite:
+            # -- events: a crossing in this step is located on its cubic Hermite interpolant
+            t_new = t_end if last else t + h
+            events(t_new, ynew, p, eg[1])
+            if _any_crossing(kinds, eg):
+                rhs(t_new, ynew, p, fx)  # f at the end of the step (fx is recomputed by the next step)
+                stats[2] += 1
+                for i in range(n):
+                    ydiff = ynew[i] - y[i]
+                    bspl = h * f0[i] - ydiff
+                    ew[0, i] = y[i]
+                    ew[1, i] = ydiff
+                    ew[2, i] = bspl
+                    ew[3, i] = ydiff - h * fx[i] - bspl
+                    ew[4, i] = 0.0
+                which, theta = _locate_event(events, t, h, p, ew, False, kinds, eg, n)
+                if which >= 0:
+                    if theta >= 1.0:
+                        t = t_new
+                        for i in range(n):
+                            y[i] = ynew[i]
+                    else:
+                        t = t + theta * h
+                        _dense_state(False, theta, ew, y, n)
+                    _fire_event(apply_event, which, t, y, p, log_t, log_i, log_v, count)
+                    count += 1
+                    repeats = repeats + 1 if t - t_event <= EVENT_SAME_TIME * max(1.0, abs(t)) else 0
+                    t_event = t
+                    status = _after_event(kinds, which, count, log_t.shape[0], repeats)
+                    if reject:
+                        h_new = min(h_new, h)
+                    reject = False
+                    if max_step > 0.0:
+                        h_new = min(h_new, max_step)
+                    if status != 0:
+                        return t, h_new, status, count
+                    events(t, y, p, eg[0])
+                    if t >= t_end:
+                        return t, h_new, 1, count
+                    # a fresh first step, as a new integration would take (see the explicit methods)
+                    rhs(t, y, p, f0)
+                    stats[2] += 2
+                    hmax = max_step if max_step > 0.0 else t_end - t
+                    h = _initial_step(rhs, t, y, p, 1.0, f0, fx, scratch, 4, hmax, rtol, atol)
+                    continue
+            for i in range(eg.shape[1]):
+                eg[0, i] = eg[1, i]
+            for i in range(n):
+                y[i] = ynew[i]
+            t = t_end if last else t + h
+            if reject:
+                h_new = min(h_new, h)
+            reject = False
+            if max_step > 0.0:
+                h_new = min(h_new, max_step)
+            if last:  # the clipped step was fine: go on with the step planned before it
+                return t, (max(h_new, h_unclipped) if h_new >= h else h_new), 1, count
+            h = h_new
+        else:
+            stats[1] += 1
+            reject = True
+            h = h_new
+    return t, h, 1, count
+
+
 # ---------------------------------------------------------------------------
 # Compiled explicit integrators
 # ---------------------------------------------------------------------------
@@ -266,6 +434,14 @@ _DOPRI5_E4 = 0.03697916666666667  # 71/1920
 _DOPRI5_E5 = -0.05086379716981132  # -17253/339200
 _DOPRI5_E6 = 0.0419047619047619  # 22/525
 _DOPRI5_E7 = -0.025  # -1/40
+
+# DOPRI5's continuous extension (Hairer's CONTD5), for locating events.
+_DOPRI5_D1 = -1.1270175653862835  # -12715105075/11282082432
+_DOPRI5_D3 = 2.675424484351598  # 87487479700/32700410799
+_DOPRI5_D4 = -5.685526961588504  # -10690763975/1880347072
+_DOPRI5_D5 = 3.5219323679207912  # 701980252875/199316789632
+_DOPRI5_D6 = -1.7672812570757455  # -1453857185/822651844
+_DOPRI5_D7 = 2.382468931778144  # 69997945/29380423
 
 # Dormand & Prince 8(5,3), coefficients of Hairer's DOP853.
 _DOP853_C2 = 0.05260015195876773
@@ -395,6 +571,176 @@ def _sum_of_squares(x, n):
     return s
 
 
+# ---------------------------------------------------------------------------
+# Events (System.add_event): after every accepted step the conditions are
+# evaluated; a sign change that counts (kinds[k, 0]: +1 rising, -1 falling, 0
+# both; a condition exactly 0 at the start of a step does not count) is located on
+# the step's continuous extension by the Illinois method to near machine
+# precision, the state there is logged, the action applied and logged, and the
+# integration restarts from there (the earliest crossing wins; the others are
+# found again after it).  kinds[k, 1] != 0: a terminal event, which stops the run.
+#
+# _event_arguments: kinds (int64, (N_EVENTS, 2)); ew (float64, (EVENT_WORK_ROWS,
+# N_STATES)) scratch; eg (float64, (3, N_EVENTS)) scratch; the log log_t (float64,
+# (capacity,)) the times, log_i (int64) the events, log_v (float64, (capacity,
+# 2 * (N_STATES + N_PARAMETERS))) y and p before, then y and p after the action.
+# Extra status codes: 2 a terminal event stopped the run; 3 the log is full (call
+# again to go on from the time reached); -7 EVENT_REPEAT_MAX events in a row less than
+# EVENT_SAME_TIME apart (an action that makes a condition cross again at once).
+# ---------------------------------------------------------------------------
+EVENT_WORK_ROWS = 15
+EVENT_REPEAT_MAX = 100
+EVENT_SAME_TIME = 1e-10  # events closer than this times max(1, |t|) count as "at once" (chattering)
+EVENT_TERMINAL = 2
+EVENT_LOG_FULL = 3
+EVENT_CHATTER = -7
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _crossing(g0, g1, direction):
+    """Whether a condition going from g0 to g1 in one step is a crossing that counts."""
+    if g0 < 0.0 and g1 >= 0.0:
+        return direction >= 0
+    if g0 > 0.0 and g1 <= 0.0:
+        return direction <= 0
+    return False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _any_crossing(kinds, eg):
+    """Whether any condition crossed in the step (eg[0]: at its start, eg[1]: at its end)."""
+    for k in range(kinds.shape[0]):
+        if _crossing(eg[0, k], eg[1, k], kinds[k, 0]):
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dense_state(eight, theta, ew, out, n):
+    """The state at x + theta * h on the step's continuous extension: DOP853's (eight:
+    ew[0] y, ew[1:8] its seven rows) or DOPRI5's form (ew[0] y, ew[1:5]; a cubic
+    Hermite interpolant when ew[4] is 0)."""
+    th1 = 1.0 - theta
+    if eight:
+        for i in range(n):
+            out[i] = ew[0, i] + theta * (ew[1, i] + th1 * (ew[2, i] + theta * (ew[3, i] + th1 * (ew[4, i] + theta * (ew[5, i] + th1 * (ew[6, i] + theta * ew[7, i]))))))
+    else:
+        for i in range(n):
+            out[i] = ew[0, i] + theta * (ew[1, i] + th1 * (ew[2, i] + theta * (ew[3, i] + th1 * ew[4, i])))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
+    """The earliest crossing that counts in the step from x to x + h: (event, theta),
+    theta in (0, 1] on the crossed side of the root (to about 4 ulp of the time), or
+    (-1, 2.0).  Illinois steps, with a bisection when they stall.  eg[2] is scratch;
+    ew[14] receives the interpolated states."""
+    which = -1
+    best = 2.0
+    ytheta = ew[14]
+    tol = _fmax(4.0 * _UROUND * _fmax(abs(x), abs(x + h)) / abs(h), 4.0 * _UROUND)
+    for k in range(kinds.shape[0]):
+        fa = eg[0, k]
+        fb = eg[1, k]
+        if not _crossing(fa, fb, kinds[k, 0]):
+            continue
+        a = 0.0
+        b = 1.0
+        side = 0
+        if fb != 0.0:
+            width = 1.0
+            for it in range(200):
+                if b - a <= tol:
+                    break
+                c = (a * fb - b * fa) / (fb - fa)
+                if it % 4 == 3:  # every 4th step: bisect if the last ones did not halve the bracket
+                    if b - a > 0.5 * width:
+                        c = 0.5 * (a + b)
+                    width = b - a
+                if not (a < c < b):
+                    c = 0.5 * (a + b)
+                _dense_state(eight, c, ew, ytheta, n)
+                events(x + c * h, ytheta, p, eg[2])
+                fc = eg[2, k]
+                if fc == 0.0:
+                    b = c
+                    break
+                if (fc > 0.0) == (fb > 0.0):
+                    b = c
+                    fb = fc
+                    if side == -1:
+                        fa *= 0.5
+                    side = -1
+                else:
+                    a = c
+                    fa = fc
+                    if side == 1:
+                        fb *= 0.5
+                    side = 1
+        if b < best:
+            best = b
+            which = k
+    return which, best
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fire_event(apply_event, which, t, y, p, log_t, log_i, log_v, count):
+    """Log event ``which`` at (t, y, p), apply its action, and log y and p after it."""
+    n = y.shape[0]
+    m = p.shape[0]
+    log_t[count] = t
+    log_i[count] = which
+    row = log_v[count]
+    for i in range(n):
+        row[i] = y[i]
+    for i in range(m):
+        row[n + i] = p[i]
+    apply_event(which, t, y, p)
+    for i in range(n):
+        row[n + m + i] = y[i]
+    for i in range(m):
+        row[2 * n + m + i] = p[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _after_event(kinds, which, count, capacity, repeats):
+    """0 to go on after an event, else the status to stop with."""
+    if kinds[which, 1] != 0:
+        return EVENT_TERMINAL
+    if repeats >= EVENT_REPEAT_MAX:
+        return EVENT_CHATTER
+    if count >= capacity:
+        return EVENT_LOG_FULL
+    return 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dop853_dense(rhs, x, h, y, p, k1, k4, k5, k8, k9, k10, k2, k3, ew, n):
+    """DOP853's continuous extension of the accepted step from (x, y) to (x + h, k5)
+    into ew[0:8] (ew[8], ew[9]: stages 6 and 7; ew[10]: scratch; ew[11:14]: the three
+    extra stages).  Returns the number of rhs evaluations (3)."""
+    for i in range(n):
+        ew[10, i] = y[i] + h * (0.056167502283047954 * k1[i] + 0.25350021021662483 * ew[9][i] + -0.2462390374708025 * k8[i] + -0.12419142326381637 * k9[i] + 0.15329179827876568 * k10[i] + 0.00820105229563469 * k2[i] + 0.007567897660545699 * k3[i] + -0.008298 * k4[i])
+    rhs(x + 0.1 * h, ew[10], p, ew[11])
+    for i in range(n):
+        ew[10, i] = y[i] + h * (0.03183464816350214 * k1[i] + 0.028300909672366776 * ew[8][i] + 0.053541988307438566 * ew[9][i] + -0.05492374857139099 * k8[i] + -0.00010834732869724932 * k2[i] + 0.0003825710908356584 * k3[i] + -0.00034046500868740456 * k4[i] + 0.1413124436746325 * ew[11][i])
+    rhs(x + 0.2 * h, ew[10], p, ew[12])
+    for i in range(n):
+        ew[10, i] = y[i] + h * (-0.42889630158379194 * k1[i] + -4.697621415361164 * ew[8][i] + 7.683421196062599 * ew[9][i] + 4.06898981839711 * k8[i] + 0.3567271874552811 * k9[i] + -0.0013990241651590145 * k4[i] + 2.9475147891527724 * ew[11][i] + -9.15095847217987 * ew[12][i])
+    rhs(x + 0.7777777777777778 * h, ew[10], p, ew[13])
+    for i in range(n):
+        ydiff = k5[i] - y[i]
+        ew[0, i] = y[i]
+        ew[1, i] = ydiff
+        ew[2, i] = h * k1[i] - ydiff
+        ew[3, i] = 2.0 * ydiff - h * (k4[i] + k1[i])
+        ew[4, i] = h * (-8.428938276109013 * k1[i] + 0.5667149535193777 * ew[8][i] + -3.0689499459498917 * ew[9][i] + 2.38466765651207 * k8[i] + 2.117034582445028 * k9[i] + -0.871391583777973 * k10[i] + 2.2404374302607883 * k2[i] + 0.6315787787694688 * k3[i] + -0.08899033645133331 * k4[i] + 18.148505520854727 * ew[11][i] + -9.194632392478356 * ew[12][i] + -4.436036387594894 * ew[13][i])
+        ew[5, i] = h * (10.427508642579134 * k1[i] + 242.28349177525817 * ew[8][i] + 165.20045171727028 * ew[9][i] + -374.5467547226902 * k8[i] + -22.113666853125306 * k9[i] + 7.733432668472264 * k10[i] + -30.674084731089398 * k2[i] + -9.332130526430229 * k3[i] + 15.697238121770845 * k4[i] + -31.139403219565178 * ew[11][i] + -9.35292435884448 * ew[12][i] + 35.81684148639408 * ew[13][i])
+        ew[6, i] = h * (19.985053242002433 * k1[i] + -387.0373087493518 * ew[8][i] + -189.17813819516758 * ew[9][i] + 527.8081592054236 * k8[i] + -11.57390253995963 * k9[i] + 6.8812326946963 * k10[i] + -1.0006050966910838 * k2[i] + 0.7777137798053443 * k3[i] + -2.778205752353508 * k4[i] + -60.19669523126412 * ew[11][i] + 84.32040550667716 * ew[12][i] + 11.99229113618279 * ew[13][i])
+        ew[7, i] = h * (-25.69393346270375 * k1[i] + -154.18974869023643 * ew[8][i] + -231.5293791760455 * ew[9][i] + 357.6391179106141 * k8[i] + 93.40532418362432 * k9[i] + -37.45832313645163 * k10[i] + 104.0996495089623 * k2[i] + 29.8402934266605 * k3[i] + -43.53345659001114 * k4[i] + 96.32455395918828 * ew[11][i] + -39.17726167561544 * ew[12][i] + -149.72683625798564 * ew[13][i])
+    return 3
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _initial_step(rhs, x, y, p, posneg, f0, f1, y1, order, hmax, rtol, atol):
     """Hairer's HINIT: a first step size from f0 = f(x, y) and one Euler step.
@@ -441,11 +787,11 @@ def _initial_step(rhs, x, y, p, posneg, f0, f1, y1, order, hmax, rtol, atol):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fits(functions, y, p, work, rows, stats):
-    """Whether functions holds the model's 6 addresses (rhs's set) and 3 sizes, y has
+    """Whether functions holds the model's 6 addresses (rhs's set), 3 sizes and the events' (functions[9:14]), y has
     N_STATES (functions[6]) elements, p N_PARAMETERS (functions[7]), work N_STATES
     columns and at least rows rows, and stats at least 4 counters."""
     return (
-        functions.shape[0] == 9 and functions[1] != 0 and y.shape[0] == functions[6] and p.shape[0] == functions[7]
+        functions.shape[0] == 14 and functions[1] != 0 and y.shape[0] == functions[6] and p.shape[0] == functions[7]
         and work.shape[0] >= rows and work.shape[1] == y.shape[0] and stats.shape[0] >= 4
     )
 
@@ -628,6 +974,222 @@ def _dopri5_advance(rhs, t, y, t_end, p, rtol, atol, first_step, max_step, safet
     stats[2] += naccept
     stats[3] += nreject
     return x, status
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """Integrate ``y`` in place from ``t`` to ``t_end`` as ONE scipy ode("dopri5").integrate(t_end).
+
+    The options mean what they mean to scipy's ode; 0 selects the routine's
+    default (nsteps 100000, safety 0.9, dfactor 0.2, ifactor 10, beta 0.04,
+    max_step t_end - t, first_step an automatic guess).  ``work`` is scratch
+    space of shape (DOPRI5_WORK_ROWS, N_STATES); ``stats`` (int64, 4) adds up
+    right-hand-side evaluations, steps, accepted and rejected steps.
+    With events (``_event_arguments``): returns (t_reached, status, events logged).
+    """
+    # -- the options, checked as the routine checks them (the last error wins)
+    status = 0
+    nmax = nsteps
+    if nsteps == 0:
+        nmax = 100000
+    elif nsteps < 0:
+        status = -11
+    nstiff = 1000  # an accepted-step interval between stiffness tests
+    safe = safety
+    if safety == 0.0:
+        safe = 0.9
+    elif safety <= 1e-4 or safety >= 1.0:
+        status = -15
+    fac1 = dfactor if dfactor != 0.0 else 0.2
+    fac2 = ifactor if ifactor != 0.0 else 10.0
+    if beta <= 0.0:
+        beta = 0.0 if beta < 0.0 else 0.04
+    elif beta > 0.2:
+        status = -16
+    hmax = max_step if max_step != 0.0 else t_end - t
+    h = first_step
+    if status != 0:
+        return t, status, 0
+
+    y1 = work[0]    # stage input; on acceptance the new solution
+    k1 = work[1]
+    k2 = work[2]    # after stage 7: f(x + h, y1), the next step's k1
+    k3 = work[3]
+    k4 = work[4]    # after stage 7: the local error estimate, scaled
+    k5 = work[5]
+    k6 = work[6]
+    ysti = work[7]  # the input of stage 6, kept for the stiffness test
+    n = y.shape[0]
+
+    facold = 1.0e-4
+    expo1 = 0.2 - beta * 0.75
+    facc1 = 1.0 / fac1
+    facc2 = 1.0 / fac2
+    posneg = math.copysign(1.0, t_end - t)
+    x = t
+    rhs(x, y, p, k1)
+    nfcn = 1
+    events(x, y, p, eg[0])
+    count = 0
+    repeats = 0
+    t_event = -math.inf
+    nstep_restart = 0  # nsteps counts from the last restart (an event)
+    hmax = abs(hmax)
+    if h == 0.0:
+        h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
+        nfcn += 1
+    nstep = 0
+    naccept = 0
+    nreject = 0
+    last = False
+    reject = False
+    hlamb = 0.0
+    iasti = 0
+    nonsti = 0
+
+    while True:
+        if nstep - nstep_restart > nmax:
+            status = -2
+            break
+        if 0.1 * abs(h) <= abs(x) * _UROUND:
+            status = -3
+            break
+        if (x + 1.01 * h - t_end) * posneg > 0.0:
+            # the last step: land on t_end
+            h = t_end - x
+            last = True
+        nstep += 1
+
+        # -- the seven stages (the first one, k1, is f at the start of the step)
+        for i in range(n):
+            y1[i] = y[i] + h * _DOPRI5_A21 * k1[i]
+        rhs(x + _DOPRI5_C2 * h, y1, p, k2)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOPRI5_A31 * k1[i] + _DOPRI5_A32 * k2[i])
+        rhs(x + _DOPRI5_C3 * h, y1, p, k3)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOPRI5_A41 * k1[i] + _DOPRI5_A42 * k2[i] + _DOPRI5_A43 * k3[i])
+        rhs(x + _DOPRI5_C4 * h, y1, p, k4)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOPRI5_A51 * k1[i] + _DOPRI5_A52 * k2[i] + _DOPRI5_A53 * k3[i] + _DOPRI5_A54 * k4[i])
+        rhs(x + _DOPRI5_C5 * h, y1, p, k5)
+        for i in range(n):
+            ysti[i] = y[i] + h * (_DOPRI5_A61 * k1[i] + _DOPRI5_A62 * k2[i] + _DOPRI5_A63 * k3[i] + _DOPRI5_A64 * k4[i] + _DOPRI5_A65 * k5[i])
+        xph = x + h
+        rhs(xph, ysti, p, k6)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOPRI5_A71 * k1[i] + _DOPRI5_A73 * k3[i] + _DOPRI5_A74 * k4[i] + _DOPRI5_A75 * k5[i] + _DOPRI5_A76 * k6[i])
+        rhs(xph, y1, p, k2)
+        nfcn += 6
+        for i in range(n):  # the 5th row of the step's continuous extension (before k4 is overwritten)
+            ew[4, i] = h * (_DOPRI5_D1 * k1[i] + _DOPRI5_D3 * k3[i] + _DOPRI5_D4 * k4[i] + _DOPRI5_D5 * k5[i] + _DOPRI5_D6 * k6[i] + _DOPRI5_D7 * k2[i])
+
+        # -- the error: an rms norm of the local error estimate scaled by atol + rtol * |y|
+        for i in range(n):
+            sk = atol + rtol * _fmax(abs(y[i]), abs(y1[i]))
+            k4[i] = ((_DOPRI5_E1 * k1[i] + _DOPRI5_E3 * k3[i] + _DOPRI5_E4 * k4[i] + _DOPRI5_E5 * k5[i] + _DOPRI5_E6 * k6[i] + _DOPRI5_E7 * k2[i]) * h) / sk
+        err = math.sqrt(_sum_of_squares(k4, n) / n)
+
+        # -- the next step size: PI control (Lund stabilisation), within fac1 <= hnew/h <= fac2
+        fac11 = math.pow(err, expo1)
+        fac = fac11 / math.pow(facold, beta)
+        fac = _fmax(facc2, _fmin(facc1, fac / safe))
+        hnew = h / fac
+
+        if err <= 1.0:
+            # the step is accepted
+            facold = _fmax(err, 1.0e-4)
+            naccept += 1
+            if naccept % nstiff == 0 or iasti > 0:
+                # stiffness detection
+                stnum = 0.0
+                stden = 0.0
+                for i in range(n):
+                    d = k2[i] - k6[i]
+                    stnum += d * d
+                    d = y1[i] - ysti[i]
+                    stden += d * d
+                if stden > 0.0:
+                    hlamb = h * math.sqrt(stnum / stden)
+                if hlamb > 3.25:
+                    nonsti = 0
+                    iasti += 1
+                    if iasti == 15:
+                        status = -4
+                        break
+                else:
+                    nonsti += 1
+                    if nonsti == 6:
+                        iasti = 0
+            # -- events: a crossing in this step is located on its continuous extension
+            events(xph, y1, p, eg[1])
+            if _any_crossing(kinds, eg):
+                for i in range(n):
+                    ydiff = y1[i] - y[i]
+                    bspl = h * k1[i] - ydiff
+                    ew[0, i] = y[i]
+                    ew[1, i] = ydiff
+                    ew[2, i] = bspl
+                    ew[3, i] = ydiff - h * k2[i] - bspl
+                which, theta = _locate_event(events, x, h, p, ew, False, kinds, eg, n)
+                if which >= 0:
+                    if theta >= 1.0:
+                        x = xph
+                        for i in range(n):
+                            y[i] = y1[i]
+                    else:
+                        x = x + theta * h
+                        _dense_state(False, theta, ew, y, n)
+                    _fire_event(apply_event, which, x, y, p, log_t, log_i, log_v, count)
+                    count += 1
+                    repeats = repeats + 1 if x - t_event <= EVENT_SAME_TIME * _fmax(1.0, abs(x)) else 0
+                    t_event = x
+                    status = _after_event(kinds, which, count, log_t.shape[0], repeats)
+                    if status != 0:
+                        break
+                    # restart the integration at the event: f and the conditions after the action
+                    rhs(x, y, p, k1)
+                    nfcn += 1
+                    events(x, y, p, eg[0])
+                    if (x - t_end) * posneg >= 0.0:
+                        status = 1
+                        break
+                    last = False
+                    reject = False
+                    nstep_restart = nstep
+                    # a fresh first step, as a new integration would take: a step as long as the one
+                    # before could hold a whole excursion of a condition (a ball's next flight) unseen
+                    h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
+                    nfcn += 1
+                    continue
+            for i in range(eg.shape[1]):
+                eg[0, i] = eg[1, i]
+            for i in range(n):
+                k1[i] = k2[i]
+                y[i] = y1[i]
+            x = xph
+            if last:
+                status = 1
+                break
+            if abs(hnew) > hmax:
+                hnew = posneg * hmax
+            if reject:
+                hnew = posneg * _fmin(abs(hnew), abs(h))
+            reject = False
+        else:
+            # the step is rejected
+            hnew = h / _fmin(facc1, fac11 / safe)
+            reject = True
+            if naccept >= 1:
+                nreject += 1
+            last = False
+        h = hnew
+
+    stats[0] += nfcn
+    stats[1] += nstep
+    stats[2] += naccept
+    stats[3] += nreject
+    return x, status, count
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -847,6 +1409,404 @@ def _dop853_advance(rhs, t, y, t_end, p, rtol, atol, first_step, max_step, safet
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """Integrate ``y`` in place from ``t`` to ``t_end`` as ONE scipy ode("dop853").integrate(t_end).
+
+    The options mean what they mean to scipy's ode; 0 selects the routine's
+    default (nsteps 100000, safety 0.9, dfactor 1/3, ifactor 6, beta 0,
+    max_step t_end - t, first_step an automatic guess).  ``work`` is scratch
+    space of shape (DOP853_WORK_ROWS, N_STATES); ``stats`` (int64, 4) adds up
+    right-hand-side evaluations, steps, accepted and rejected steps.
+    With events (``_event_arguments``): returns (t_reached, status, events logged).
+
+    (scipy's build may call f(x, y) once more per step -- its C translation
+    tests an uninitialised flag -- which recomputes the same k1, so only its
+    count of evaluations differs from this one.)
+    """
+    # -- the options, checked as the routine checks them (the last error wins)
+    status = 0
+    nmax = nsteps
+    if nsteps == 0:
+        nmax = 100000
+    elif nsteps < 0:
+        status = -11
+    nstiff = 1000  # an accepted-step interval between stiffness tests
+    safe = safety
+    if safety == 0.0:
+        safe = 0.9
+    elif safety <= 1e-4 or safety >= 1.0:
+        status = -15
+    fac1 = dfactor if dfactor != 0.0 else 1.0 / 3.0
+    fac2 = ifactor if ifactor != 0.0 else 6.0
+    if beta <= 0.0:
+        beta = 0.0
+    elif beta > 0.2:
+        status = -16
+    hmax = max_step if max_step != 0.0 else t_end - t
+    h = first_step
+    if status != 0:
+        return t, status, 0
+
+    k1 = work[0]
+    k2 = work[1]
+    k3 = work[2]
+    k4 = work[3]    # after stage 12: the 8th-order increment; then f at the new solution
+    k5 = work[4]    # after stage 12: the new solution
+    k6 = work[5]
+    k7 = work[6]
+    k8 = work[7]
+    k9 = work[8]
+    k10 = work[9]
+    y1 = work[10]   # stage input
+    n = y.shape[0]
+
+    facold = 1.0e-4
+    expo1 = 1.0 / 8.0 - beta * 0.2
+    facc1 = 1.0 / fac1
+    facc2 = 1.0 / fac2
+    posneg = math.copysign(1.0, t_end - t)
+    x = t
+    rhs(x, y, p, k1)
+    nfcn = 1
+    events(x, y, p, eg[0])
+    count = 0
+    repeats = 0
+    t_event = -math.inf
+    nstep_restart = 0  # nsteps counts from the last restart (an event)
+    hmax = abs(hmax)
+    if h == 0.0:
+        h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
+        nfcn += 1
+    nstep = 0
+    naccept = 0
+    nreject = 0
+    last = False
+    reject = False
+    hlamb = 0.0
+    iasti = 0
+    nonsti = 0
+
+    while True:
+        if nstep - nstep_restart > nmax:
+            status = -2
+            break
+        if 0.1 * abs(h) <= abs(x) * _UROUND:
+            status = -3
+            break
+        if (x + 1.01 * h - t_end) * posneg > 0.0:
+            # the last step: land on t_end
+            h = t_end - x
+            last = True
+        nstep += 1
+
+        # -- the twelve stages (the first one, k1, is f at the start of the step)
+        for i in range(n):
+            y1[i] = y[i] + h * _DOP853_A21 * k1[i]
+        rhs(x + _DOP853_C2 * h, y1, p, k2)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A31 * k1[i] + _DOP853_A32 * k2[i])
+        rhs(x + _DOP853_C3 * h, y1, p, k3)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A41 * k1[i] + _DOP853_A43 * k3[i])
+        rhs(x + _DOP853_C4 * h, y1, p, k4)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A51 * k1[i] + _DOP853_A53 * k3[i] + _DOP853_A54 * k4[i])
+        rhs(x + _DOP853_C5 * h, y1, p, k5)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A61 * k1[i] + _DOP853_A64 * k4[i] + _DOP853_A65 * k5[i])
+        rhs(x + _DOP853_C6 * h, y1, p, k6)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A71 * k1[i] + _DOP853_A74 * k4[i] + _DOP853_A75 * k5[i] + _DOP853_A76 * k6[i])
+        rhs(x + _DOP853_C7 * h, y1, p, k7)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A81 * k1[i] + _DOP853_A84 * k4[i] + _DOP853_A85 * k5[i] + _DOP853_A86 * k6[i] + _DOP853_A87 * k7[i])
+        rhs(x + _DOP853_C8 * h, y1, p, k8)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A91 * k1[i] + _DOP853_A94 * k4[i] + _DOP853_A95 * k5[i] + _DOP853_A96 * k6[i] + _DOP853_A97 * k7[i] + _DOP853_A98 * k8[i])
+        rhs(x + _DOP853_C9 * h, y1, p, k9)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A101 * k1[i] + _DOP853_A104 * k4[i] + _DOP853_A105 * k5[i] + _DOP853_A106 * k6[i] + _DOP853_A107 * k7[i] + _DOP853_A108 * k8[i] + _DOP853_A109 * k9[i])
+        rhs(x + _DOP853_C10 * h, y1, p, k10)
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A111 * k1[i] + _DOP853_A114 * k4[i] + _DOP853_A115 * k5[i] + _DOP853_A116 * k6[i] + _DOP853_A117 * k7[i] + _DOP853_A118 * k8[i] + _DOP853_A119 * k9[i] + _DOP853_A1110 * k10[i])
+        rhs(x + _DOP853_C11 * h, y1, p, k2)
+        xph = x + h
+        for i in range(n):
+            y1[i] = y[i] + h * (_DOP853_A121 * k1[i] + _DOP853_A124 * k4[i] + _DOP853_A125 * k5[i] + _DOP853_A126 * k6[i] + _DOP853_A127 * k7[i] + _DOP853_A128 * k8[i] + _DOP853_A129 * k9[i] + _DOP853_A1210 * k10[i] + _DOP853_A1211 * k2[i])
+        rhs(xph, y1, p, k3)
+        nfcn += 11
+        for i in range(n):
+            k4[i] = _DOP853_B1 * k1[i] + _DOP853_B6 * k6[i] + _DOP853_B7 * k7[i] + _DOP853_B8 * k8[i] + _DOP853_B9 * k9[i] + _DOP853_B10 * k10[i] + _DOP853_B11 * k2[i] + _DOP853_B12 * k3[i]
+            k5[i] = y[i] + h * k4[i]
+
+        for i in range(n):  # stages 6 and 7, for the continuous extension (k6 and k7 receive the error)
+            ew[8, i] = k6[i]
+            ew[9, i] = k7[i]
+        # -- the error: the 5th- and 3rd-order estimates combined, scaled by atol + rtol * |y|
+        # (k6 and k7 are not read again in this step: they receive the scaled estimates)
+        for i in range(n):
+            sk = atol + rtol * _fmax(abs(y[i]), abs(k5[i]))
+            err3 = (k4[i] - _DOP853_BHH1 * k1[i] - _DOP853_BHH2 * k9[i] - _DOP853_BHH3 * k3[i]) / sk
+            err5 = (_DOP853_ER1 * k1[i] + _DOP853_ER6 * k6[i] + _DOP853_ER7 * k7[i] + _DOP853_ER8 * k8[i] + _DOP853_ER9 * k9[i] + _DOP853_ER10 * k10[i] + _DOP853_ER11 * k2[i] + _DOP853_ER12 * k3[i]) / sk
+            k6[i] = err3
+            k7[i] = err5
+        err2 = _sum_of_squares(k6, n)
+        err = _sum_of_squares(k7, n)
+        deno = err + 0.01 * err2
+        if deno <= 0.0:
+            deno = 1.0
+        err = abs(h) * err * math.sqrt(1.0 / (n * deno))
+
+        # -- the next step size: PI control (Lund stabilisation), within fac1 <= hnew/h <= fac2
+        fac11 = math.pow(err, expo1)
+        fac = fac11 / math.pow(facold, beta)
+        fac = _fmax(facc2, _fmin(facc1, fac / safe))
+        hnew = h / fac
+
+        if err <= 1.0:
+            # the step is accepted
+            facold = _fmax(err, 1.0e-4)
+            naccept += 1
+            rhs(xph, k5, p, k4)
+            nfcn += 1
+            if naccept % nstiff == 0 or iasti > 0:
+                # stiffness detection
+                stnum = 0.0
+                stden = 0.0
+                for i in range(n):
+                    d = k4[i] - k3[i]
+                    stnum = stnum + d * d
+                    d = k5[i] - y1[i]
+                    stden = stden + d * d
+                if stden > 0.0:
+                    hlamb = abs(h) * math.sqrt(stnum / stden)
+                if hlamb > 6.1:
+                    nonsti = 0
+                    iasti += 1
+                    if iasti == 15:
+                        status = -4
+                        break
+                else:
+                    nonsti += 1
+                    if nonsti == 6:
+                        iasti = 0
+            # -- events: a crossing in this step is located on its continuous extension
+            events(xph, k5, p, eg[1])
+            if _any_crossing(kinds, eg):
+                nfcn += _dop853_dense(rhs, x, h, y, p, k1, k4, k5, k8, k9, k10, k2, k3, ew, n)
+                which, theta = _locate_event(events, x, h, p, ew, True, kinds, eg, n)
+                if which >= 0:
+                    if theta >= 1.0:
+                        x = xph
+                        for i in range(n):
+                            y[i] = k5[i]
+                    else:
+                        x = x + theta * h
+                        _dense_state(True, theta, ew, y, n)
+                    _fire_event(apply_event, which, x, y, p, log_t, log_i, log_v, count)
+                    count += 1
+                    repeats = repeats + 1 if x - t_event <= EVENT_SAME_TIME * _fmax(1.0, abs(x)) else 0
+                    t_event = x
+                    status = _after_event(kinds, which, count, log_t.shape[0], repeats)
+                    if status != 0:
+                        break
+                    # restart the integration at the event: f and the conditions after the action
+                    rhs(x, y, p, k1)
+                    nfcn += 1
+                    events(x, y, p, eg[0])
+                    if (x - t_end) * posneg >= 0.0:
+                        status = 1
+                        break
+                    last = False
+                    reject = False
+                    nstep_restart = nstep
+                    # a fresh first step, as a new integration would take: a step as long as the one
+                    # before could hold a whole excursion of a condition (a ball's next flight) unseen
+                    h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
+                    nfcn += 1
+                    continue
+            for i in range(eg.shape[1]):
+                eg[0, i] = eg[1, i]
+            for i in range(n):
+                k1[i] = k4[i]
+                y[i] = k5[i]
+            x = xph
+            if last:
+                status = 1
+                break
+            if abs(hnew) > hmax:
+                hnew = posneg * hmax
+            if reject:
+                hnew = posneg * _fmin(abs(hnew), abs(h))
+            reject = False
+        else:
+            # the step is rejected (scipy's C translation shrinks by facc1 here, whatever the error)
+            hnew = h / _fmin(facc1, facc1 / safe)
+            reject = True
+            if naccept >= 1:
+                nreject += 1
+            last = False
+        h = hnew
+
+    stats[0] += nfcn
+    stats[1] += nstep
+    stats[2] += naccept
+    stats[3] += nreject
+    return x, status, count
+
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dopri5_advance_events(functions, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """``dopri5_advance`` that also locates and applies the model's events (see
+    "Events" above); returns (t_reached, status, events logged).  Arrays that do not
+    fit the model are refused (status INTEGRATION_WRONG_SHAPE) before any step."""
+    if not _fits(functions, y, p, work, DOPRI5_WORK_ROWS, stats) or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v):
+        return t, INTEGRATION_WRONG_SHAPE, 0
+    rhs = rhs_function(functions)
+    events = events_function(functions)
+    apply_event = apply_function(functions)
+    return _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dop853_advance_events(functions, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """``dop853_advance`` that also locates and applies the model's events (see
+    "Events" above); returns (t_reached, status, events logged).  Arrays that do not
+    fit the model are refused (status INTEGRATION_WRONG_SHAPE) before any step."""
+    if not _fits(functions, y, p, work, DOP853_WORK_ROWS, stats) or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v):
+        return t, INTEGRATION_WRONG_SHAPE, 0
+    rhs = rhs_function(functions)
+    events = events_function(functions)
+    apply_event = apply_function(functions)
+    return _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v)
+
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_dopri5_events(functions, t0, t_next, y, p, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_states, with_observed, times, Y, OUT, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """run_dopri5 with the model's events (see "Events" above), in machine code.
+
+    The first interval ends at t_next when t_next > t0 (a run resumed after its event
+    log filled), else at t0 + observer_dt.  A terminal event stores a last sample at
+    its time (after its action) and stops.  Returns (samples stored, status, time
+    reached, events logged, intervals completed, end of the current interval); with
+    status EVENT_LOG_FULL the run stopped inside that interval: read the log and call
+    again from the time reached with t_next = that end and the intervals left.
+    """
+    n_samples = n_intervals + (1 if record_initial else 0)
+    if (
+        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        or stats.shape[0] < 4 or times.shape[0] < n_samples + 1
+        or (with_states and (Y.shape[0] < n_samples + 1 or Y.shape[1] != y.shape[0]))
+        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples + 1 or OUT.shape[1] != functions[8]))
+        or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+    ):
+        return 0, INTEGRATION_WRONG_SHAPE, t0, 0, 0, t0
+    rhs = rhs_function(functions)
+    observe = observe_function(functions)
+    events = events_function(functions)
+    apply_event = apply_function(functions)
+    work = np.empty((DOPRI5_WORK_ROWS, y.shape[0]))
+    k = 0
+    t = t0
+    if record_initial:
+        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+    status = 1
+    logged = 0
+    done = 0
+    t_end = t_next if t_next > t0 else t0 + observer_dt
+    while done < n_intervals:
+        t, status, count = _dopri5_advance_events(
+            rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats,
+            kinds, ew, eg, log_t[logged:], log_i[logged:], log_v[logged:]
+        )
+        logged += count
+        if status == EVENT_LOG_FULL or status < 0:
+            break
+        if not _all_finite(y):
+            status = INTEGRATION_NOT_FINITE
+            break
+        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+        if status == EVENT_TERMINAL:
+            break
+        done += 1
+        t_end = t + observer_dt
+    return k, status, t, logged, done, t_end
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_dop853_events(functions, t0, t_next, y, p, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_states, with_observed, times, Y, OUT, stats, kinds, ew, eg, log_t, log_i, log_v):
+    """run_dop853 with the model's events (see "Events" above), in machine code.
+
+    The first interval ends at t_next when t_next > t0 (a run resumed after its event
+    log filled), else at t0 + observer_dt.  A terminal event stores a last sample at
+    its time (after its action) and stops.  Returns (samples stored, status, time
+    reached, events logged, intervals completed, end of the current interval); with
+    status EVENT_LOG_FULL the run stopped inside that interval: read the log and call
+    again from the time reached with t_next = that end and the intervals left.
+    """
+    n_samples = n_intervals + (1 if record_initial else 0)
+    if (
+        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        or stats.shape[0] < 4 or times.shape[0] < n_samples + 1
+        or (with_states and (Y.shape[0] < n_samples + 1 or Y.shape[1] != y.shape[0]))
+        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples + 1 or OUT.shape[1] != functions[8]))
+        or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+    ):
+        return 0, INTEGRATION_WRONG_SHAPE, t0, 0, 0, t0
+    rhs = rhs_function(functions)
+    observe = observe_function(functions)
+    events = events_function(functions)
+    apply_event = apply_function(functions)
+    work = np.empty((DOP853_WORK_ROWS, y.shape[0]))
+    k = 0
+    t = t0
+    if record_initial:
+        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+    status = 1
+    logged = 0
+    done = 0
+    t_end = t_next if t_next > t0 else t0 + observer_dt
+    while done < n_intervals:
+        t, status, count = _dop853_advance_events(
+            rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats,
+            kinds, ew, eg, log_t[logged:], log_i[logged:], log_v[logged:]
+        )
+        logged += count
+        if status == EVENT_LOG_FULL or status < 0:
+            break
+        if not _all_finite(y):
+            status = INTEGRATION_NOT_FINITE
+            break
+        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+        if status == EVENT_TERMINAL:
+            break
+        done += 1
+        t_end = t + observer_dt
+    return k, status, t, logged, done, t_end
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v):
+    """Whether functions holds the events' addresses and N_EVENTS (functions[13]) and
+    the event arrays fit (see "Events" above)."""
+    n_events = kinds.shape[0]
+    if functions[10] == 0 or functions[12] == 0 or n_events != functions[13]:
+        return False
+    capacity = log_t.shape[0]
+    return (
+        kinds.shape[1] >= 2 and ew.shape[0] >= EVENT_WORK_ROWS and ew.shape[1] == y.shape[0]
+        and eg.shape[0] >= 3 and eg.shape[1] == n_events and capacity >= 1 and log_i.shape[0] == capacity
+        and log_v.shape[0] == capacity and log_v.shape[1] == 2 * (y.shape[0] + p.shape[0])
+    )
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _all_finite(y):
     """True when no element of y is inf or NaN."""
     for i in range(y.shape[0]):
@@ -882,7 +1842,7 @@ def run_dopri5(functions, t0, y, p, observer_dt, n_intervals, rtol, atol, first_
     """
     n_samples = n_intervals + (1 if record_initial else 0)
     if (
-        functions.shape[0] != 9 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
         or stats.shape[0] < 4 or times.shape[0] < n_samples
         or (with_states and (Y.shape[0] < n_samples or Y.shape[1] != y.shape[0]))
         or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples or OUT.shape[1] != functions[8]))
@@ -927,7 +1887,7 @@ def run_dop853(functions, t0, y, p, observer_dt, n_intervals, rtol, atol, first_
     """
     n_samples = n_intervals + (1 if record_initial else 0)
     if (
-        functions.shape[0] != 9 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
         or stats.shape[0] < 4 or times.shape[0] < n_samples
         or (with_states and (Y.shape[0] < n_samples or Y.shape[1] != y.shape[0]))
         or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples or OUT.shape[1] != functions[8]))

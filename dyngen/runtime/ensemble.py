@@ -436,6 +436,11 @@ def run_ensemble(
     module = model.module
     if model.n_states == 0:
         raise DyngenError("ensemble: the model has no states to integrate")
+    if module.__dict__.get("N_EVENTS"):
+        raise DyngenError(
+            "ensemble: this model has events (System.add_event), which ensembles do not run yet (they would be "
+            "missed); run the members with simulate() in a loop (Simulation.reset() between them)"
+        )
     names = module_names(module)
     attributes = _attribute_names(_requested_names(grid, members), names.settable, module)
     if attributes:  # plain attributes of systems: traced as parameters (one build), then set per member

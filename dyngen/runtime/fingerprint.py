@@ -76,7 +76,7 @@ _MAX_DEPTH = 6
 _LIBRARIES = ("numpy", "scipy", "sympy", "numba", "math", "builtins", "dyngen", "dynode", "collections", "functools")
 # A System's own bookkeeping; its contents are fingerprinted separately.
 _SYSTEM_INTERNALS = frozenset(
-    ("_subs", "_states", "_ders", "_inputs", "_outputs", "_pre_connections", "_post_connections")
+    ("_subs", "_states", "_ders", "_inputs", "_outputs", "_pre_connections", "_post_connections", "_events")
 )
 
 
@@ -283,6 +283,19 @@ def fingerprint(
                 append(key)
                 append(tuple(map(ident, dependees)))
             append("|")
+        for event in getattr(system, "_events", {}).values():  # System.add_event: functions as connections
+            for func in (event.condition, event.action):
+                if func is None:
+                    append(None)
+                    continue
+                key = functions.get(id(func))
+                if key is None:
+                    key, watch = _known_key(func, ident, False)
+                    functions[id(func)] = key
+                    if volatile is not None and not _is_dyngen_function(func):
+                        volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
+                append(key)
+            append((event.direction, event.terminal, event.name))
         for name, value in vars(system).items():
             if name not in _SYSTEM_INTERNALS:
                 append(name)

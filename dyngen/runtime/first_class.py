@@ -32,9 +32,17 @@ RHS_SIGNATURE = types.none(types.float64, VECTOR, VECTOR, VECTOR)
 JAC_SIGNATURE = types.none(types.float64, VECTOR, VECTOR, MATRIX)
 RHS_TYPE = types.FunctionType(RHS_SIGNATURE)
 JAC_TYPE = types.FunctionType(JAC_SIGNATURE)
+# events(t, y, p, g) has rhs's signature; apply_event(index, t, y, p)
+APPLY_SIGNATURE = types.none(types.int64, types.float64, VECTOR, VECTOR)
+APPLY_TYPE = types.FunctionType(APPLY_SIGNATURE)
 
 # Where each function's two entries are in ModelFunctions.addresses.
-_SLOTS = {"rhs": 0, "observe": 2, "jac": 4}
+_SLOTS = {"rhs": 0, "observe": 2, "jac": 4, "events": 9, "apply_event": 11}
+_SIGNATURES = {"rhs": RHS_SIGNATURE, "observe": RHS_SIGNATURE, "jac": JAC_SIGNATURE, "events": RHS_SIGNATURE,
+               "apply_event": APPLY_SIGNATURE}  # fmt: skip
+# The length of ModelFunctions.addresses: six entries, N_STATES, N_PARAMETERS, N_OBSERVED,
+# the events' four entries and N_EVENTS.
+ADDRESSES_SIZE = 14
 
 
 @intrinsic
@@ -71,6 +79,18 @@ def jac_function(functions):  # noqa: ANN001, ANN201
     return _function_at(functions[4], functions[5], JAC_TYPE)
 
 
+@njit(cache=True, nogil=True)
+def events_function(functions):  # noqa: ANN001, ANN201
+    """The model's events (its conditions), from ``functions`` (ModelFunctions.addresses)."""
+    return _function_at(functions[9], functions[10], RHS_TYPE)
+
+
+@njit(cache=True, nogil=True)
+def apply_function(functions):  # noqa: ANN001, ANN201
+    """The model's apply_event (its actions), from ``functions`` (ModelFunctions.addresses)."""
+    return _function_at(functions[11], functions[12], APPLY_TYPE)
+
+
 def _entries(dispatcher, signature) -> tuple[int, int]:  # noqa: ANN001
     """The addresses of the C wrapper and of the native entry of ``dispatcher``
     compiled (or loaded from numba's cache) for ``signature``."""
@@ -87,29 +107,31 @@ class ModelFunctions:
     """The addresses of a generated module's compiled rhs, observe and jac, each
     compiled (or loaded from numba's cache) the first time an integrator needs it.
 
-    ``addresses(observe=..., jac=...)`` is the int64 array the shared integrators
-    take: the entries of rhs, observe and jac (0 for those not asked for yet), then
-    N_STATES, N_PARAMETERS and N_OBSERVED, which they check the arrays against.
+    ``addresses(observe=..., jac=..., events=...)`` is the int64 array the shared
+    integrators take: the entries of rhs, observe and jac (0 for those not asked for
+    yet), N_STATES, N_PARAMETERS and N_OBSERVED, which they check the arrays against,
+    then the entries of events and apply_event and N_EVENTS (0 for a model without events).
     The module's dispatchers keep the code alive: hold the module while using them.
     """
 
     def __init__(self, module: ModuleType) -> None:
         self.module = module
-        self._addresses = np.zeros(9, dtype=np.int64)
-        self._addresses[6:] = (int(module.N_STATES), int(module.N_PARAMETERS), int(module.N_OBSERVED))
+        self._addresses = np.zeros(ADDRESSES_SIZE, dtype=np.int64)
+        self._addresses[6:9] = (int(module.N_STATES), int(module.N_PARAMETERS), int(module.N_OBSERVED))
+        self._addresses[13] = int(getattr(module, "N_EVENTS", 0))
         self._ready: set[str] = set()
         self._lock = threading.Lock()
 
-    def addresses(self, observe: bool = False, jac: bool = False) -> np.ndarray:
-        """The array with rhs's entries, and observe's and jac's when asked for."""
+    def addresses(self, observe: bool = False, jac: bool = False, events: bool = False) -> np.ndarray:
+        """The array with rhs's entries, and observe's, jac's and the events' when asked for."""
         wanted = ("rhs",) + (("observe",) if observe else ()) + (("jac",) if jac else ())
+        wanted += ("events", "apply_event") if events else ()
         if not self._ready.issuperset(wanted):
             with self._lock:
                 for name in wanted:
                     if name not in self._ready:
-                        signature = JAC_SIGNATURE if name == "jac" else RHS_SIGNATURE
                         slot = _SLOTS[name]
-                        self._addresses[slot : slot + 2] = _entries(getattr(self.module, name), signature)
+                        self._addresses[slot : slot + 2] = _entries(getattr(self.module, name), _SIGNATURES[name])
                         self._ready.add(name)
         return self._addresses
 
@@ -142,6 +164,13 @@ _MEMBER_BLOCKS = (MATRIX, ARRAY3, ARRAY3, INDEX_VECTOR, INDEX_VECTOR, VECTOR, IN
 _KEEP = (INDEX_VECTOR, INDEX_VECTOR)
 _ENSEMBLE_EXPLICIT = _I(INDEX_VECTOR, _F, MATRIX, MATRIX, _F, _I, *_EXPLICIT_OPTIONS, _B, *_KEEP, *_MEMBER_BLOCKS)
 _ENSEMBLE_RODAS4 = _I(INDEX_VECTOR, _F, MATRIX, MATRIX, _F, _I, _F, _F, _F, _F, _I, _B, *_KEEP, *_MEMBER_BLOCKS)
+_EVENT_ARGUMENTS = (INDEX_MATRIX, MATRIX, MATRIX, VECTOR, INDEX_VECTOR, MATRIX)  # kinds ew eg log_t log_i log_v
+_ADVANCE_EVENTS = types.Tuple((_F, _I, _I))(*_ADVANCE.args, *_EVENT_ARGUMENTS)
+_RODAS4_EVENTS = types.Tuple((_F, _F, _I, _I))(*_RODAS4.args, *_EVENT_ARGUMENTS)
+_RUN_EVENTS = types.Tuple((_I, _I, _F, _I, _I, _F))(
+    INDEX_VECTOR, _F, _F, VECTOR, VECTOR, _F, _I, *_EXPLICIT_OPTIONS, _B, _B, _B, VECTOR, MATRIX, MATRIX, INDEX_VECTOR,
+    *_EVENT_ARGUMENTS,
+)
 # The routines of compiled_methods that are called from Python, with the one signature each is compiled for.
 SIGNATURES = {
     "dopri5_advance": _ADVANCE,
@@ -152,6 +181,11 @@ SIGNATURES = {
     "ensemble_dopri5": _ENSEMBLE_EXPLICIT,
     "ensemble_dop853": _ENSEMBLE_EXPLICIT,
     "ensemble_rodas4": _ENSEMBLE_RODAS4,
+    "dopri5_advance_events": _ADVANCE_EVENTS,
+    "dop853_advance_events": _ADVANCE_EVENTS,
+    "rodas4_advance_events": _RODAS4_EVENTS,
+    "run_dopri5_events": _RUN_EVENTS,
+    "run_dop853_events": _RUN_EVENTS,
 }
 _shared: dict[str, object] = {}
 _shared_lock = threading.Lock()

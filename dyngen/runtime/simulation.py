@@ -89,6 +89,14 @@ class Simulation:
         self._t0: float | None = None
         self._initial: dict[tuple[int, str, str], tuple[Any, Any, str, Any]] = {}
         self._initial_of: CompiledModel | None = None  # the model whose entries are all in _initial
+        self._event_log: list = []  # EventRecords of every run (runtime/events.py)
+
+    @property
+    def events(self) -> list:
+        """Every event that fired in this simulation's runs, in order: ``EventRecord``s
+        with ``time``, ``system`` (path), ``event`` (name) and the values the action
+        wrote ``before`` and ``after`` it (see the README's "Events")."""
+        return self._event_log
 
     @property
     def systems(self) -> list[Any]:
@@ -328,7 +336,7 @@ class Simulation:
             self._remember_initial(model)
         progress = self._progress
         if progress is None:
-            if not kwargs and not self._observers and integrator in EXPLICIT_METHODS:  # stepping from Python
+            if not kwargs and not self._observers and integrator in EXPLICIT_METHODS and not _has_events(model):  # stepping from Python
                 p = model.peek_parameters()  # read only: by the run and the write-back
                 options = self._stepping_options
                 if options[0] != observer_dt or options[1] is not fixed_step:  # dynode_options, remembered
@@ -407,6 +415,10 @@ class Simulation:
     def _simulate(
         self, model: CompiledModel, t: float, observer_dt: float, fixed_step: bool, integrator: str, kwargs: dict
     ) -> float:
+        if _has_events(model):
+            from .events import simulate_with_events
+
+            return simulate_with_events(self, model, t, observer_dt, fixed_step, _canonical_method(integrator), kwargs)
         y0 = model.gather_states()
         p = model.gather_parameters()
         if kwargs:
@@ -603,6 +615,11 @@ def _copy(value: Any) -> Any:
 
 _KNOWN_METHODS = frozenset(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)
 _FLOAT_MAX = sys.float_info.max
+
+
+def _has_events(model: CompiledModel) -> bool:
+    """Whether the model has events (System.add_event): runtime/events.py runs it."""
+    return bool(model.module.__dict__.get("N_EVENTS"))  # (a dict lookup: getattr's miss costs a µs per call)
 
 
 def _canonical_method(name: str) -> str:
