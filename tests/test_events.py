@@ -266,6 +266,18 @@ def test_an_action_sets_a_mode_input_that_the_model_reads_and_the_inputs_keep() 
     assert room.inputs.on == (0.0 if len(simulation.events) % 2 else 1.0)
 
 
+def test_reset_puts_a_mode_an_action_wrote_back_so_the_next_run_repeats_the_first() -> None:
+    room = Thermostat()
+    simulation = simulated(room)
+    simulation.simulate(21.0, 1.0, rtol=1e-10, atol=1e-10)
+    first = [(e.time, e.event) for e in simulation.events]
+    assert len(first) == 5 and room.inputs.on == 0.0  # the run ended with the heating off
+    simulation.reset()
+    assert room.inputs.on == 1.0 and room.states.T == 18.0
+    simulation.simulate(21.0, 1.0, rtol=1e-10, atol=1e-10)
+    assert [(e.time, e.event) for e in simulation.events[len(first):]] == first  # the log keeps both runs
+
+
 # -- bad input ----------------------------------------------------------------------------
 class WritesDer(Ball):
     @staticmethod

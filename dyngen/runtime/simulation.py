@@ -263,8 +263,9 @@ class Simulation:
         first ``simulate()``, so that the next run repeats the first one bit for bit.
 
         What ``simulate()`` does not write is left as it is: inputs that are parameters
-        and attributes (so ``sim.reset(); sys.inputs.mu = 2.0`` and the other order
-        both run with the new value), observers and Recorders with what they recorded
+        (unless an event's action writes them: a mode goes back too) and attributes (so
+        ``sim.reset(); sys.inputs.mu = 2.0`` and the other order both run with the new
+        value), observers, Recorders and ``sim.events`` with what they recorded
         (a Recorder records the next run after the previous one: use a new one per run),
         and keys a run added to a container (a der ``__init__`` did not create keeps its
         last value). A system added after the first run, or a value a rebuilt model
@@ -286,7 +287,10 @@ class Simulation:
         if self._t0 is None:
             self._t0 = self._t
         initial = self._initial
-        for entry in (*model.states, *model.computed):
+        # parameters are the user's, except the inputs an event's action writes (a mode)
+        written = {name for event in model.module.__dict__.get("EVENTS", ()) for name in event[5]}
+        by_actions = [e for e in model.parameters if f"{e.path}.{e.kind}.{e.key}" in written]
+        for entry in (*model.states, *model.computed, *by_actions):
             slot = (id(entry.system), entry.kind, entry.key)
             if slot not in initial:
                 container = getattr(entry.system, entry.kind)
