@@ -114,8 +114,11 @@ def simulate_with_progress(
     The other integrators step from Python: an observer reports their progress.
     Returns the time reached.
     """
+    from .runtime.simulation import check_run_arguments
+
+    check_run_arguments(t, observer_dt)  # before counting intervals (t = nan, observer_dt = 0)
     start = float(simulation._t)
-    n_intervals = int(t / observer_dt) if observer_dt > 0 else 0
+    n_intervals = int(t / observer_dt)
     try:
         if integrator not in EXPLICIT_METHODS or n_intervals <= 1:
             if integrator in EXPLICIT_METHODS:  # one interval: nothing to report between
