@@ -366,6 +366,8 @@ def flatten(spec: ModelSpec) -> FlatModel:
     parts += [f"offset {symbol.name} {o.ref} {o.index}" for symbol, o in sorted(spec.offsets.items(), key=lambda x: x[0].name)]
     parts += [f"system {s.path} {s.class_name} {relative_location(s.location, spec.source_root)}" for s in spec.systems]
     parts += [f"constant {ref} {text}" for ref, text in spec.constants]
+    parts += [f"constant array {c.name} {c.shape} {c.key} {c.origin} {relative_location(c.location, spec.source_root)}"
+              for c in spec.constant_arrays]
     parts += [f"warning {w}" for w in warnings]
 
     return FlatModel(
@@ -387,4 +389,5 @@ def flatten(spec: ModelSpec) -> FlatModel:
         array_ders=array_ders,
         reductions=tuple(reductions),
         offsets=dict(spec.offsets),
+        constant_arrays=spec.constant_arrays,
     )

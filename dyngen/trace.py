@@ -475,6 +475,7 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
         constants=constants,
         offsets=dict(tracer.arrays.offsets) if tracer.arrays is not None else {},
         reductions=tuple(tracer.arrays.reductions) if tracer.arrays is not None else (),
+        constant_arrays=_read_constants(functions, tracer),
     )
 
 
@@ -492,3 +493,14 @@ def _check_array_reads(functions: tuple[TracedFunction, ...], tracer: Tracer) ->
                     "make the writer run first: add its system first, or read it in a post-connection",
                     fn.info.location,
                 )
+
+
+def _read_constants(functions: tuple[TracedFunction, ...], tracer: Tracer) -> tuple:
+    """The constant arrays (module data) that the traced values read, in creation order."""
+    if tracer.arrays is None or not tracer.arrays.constant_arrays:
+        return ()
+    exprs = [g.expr for fn in functions for w in fn.writes if isinstance(w, ArrayWrite) for g in w.segments]
+    exprs += [g.expr for r in tracer.arrays.reductions for g in r.segments]
+    offsets = tracer.arrays.offsets
+    read = {o.ref for e in exprs for s in e.free_symbols if (o := offsets.get(s)) is not None}
+    return tuple(c for c in tracer.arrays.constant_arrays if c.ref in read)
