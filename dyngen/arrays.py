@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import numbers
 import sys
+from contextvars import ContextVar
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -67,6 +68,11 @@ LOOP_NAMES = "ijklmn"  # the loop indices of axes 0, 1, ... (in symbol names and
 
 class ArrayTraceError(TraceError):
     """The array form cannot express an operation (the element form may)."""
+
+
+# The array context of the model being traced, when it has arrays in array form
+# (``trace._trace`` sets it): numeric constants combined with traced scalars use it.
+ACTIVE_ARRAYS: ContextVar["ArrayContext | None"] = ContextVar("dyngen_active_arrays", default=None)
 
 
 def _error(problem: str, hint: str) -> ArrayTraceError:
@@ -118,8 +124,8 @@ class ArrayContext:
             return known[0]
         taken = {c.name for c in self.constant_arrays}
         base = "CONST_" + sanitize(origin.rsplit(".", 1)[-1]).upper() if origin else "CONST"
-        name, k = base, 2
-        while name in taken or name == "CONST":
+        name, k = (base, 2) if origin else (f"CONST_{len(taken)}", len(taken) + 1)
+        while name in taken:
             name, k = f"{base}_{k}", k + 1
         data = flat.copy()
         data.flags.writeable = False
@@ -303,10 +309,27 @@ def as_constant(ctx: ArrayContext, value: Any) -> "LazyArray | None":
     return ctx.constant(array, _origin(value))
 
 
-def elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
+def with_large_constant(fn: Callable[..., sp.Basic], args: tuple) -> Any:
+    """``fn`` of traced scalars and a numeric constant array of at least ``ARRAY_MIN``
+    values (``k * W``) in array form, when the model being traced has arrays in array
+    form; None otherwise (the element form then makes one expression per element)."""
+    ctx = ACTIVE_ARRAYS.get()
+    if ctx is None:
+        return None
+    constants = [numeric_constant(a) for a in args if isinstance(a, (np.ndarray, list, tuple))]
+    if not constants or any(c is None for c in constants) or max(c.size for c in constants) < ARRAY_MIN:
+        return None
+    try:
+        int(np.prod(np.broadcast_shapes(*(c.shape for c in constants))))
+    except ValueError:
+        return None  # numpy's error, from the element form
+    return elementwise(fn, *args, ctx=ctx)
+
+
+def elementwise(fn: Callable[..., sp.Basic], *args: Any, ctx: ArrayContext | None = None) -> Any:
     """``fn`` applied elementwise to lazy arrays, scalars and small arrays (numpy broadcasting);
     constant numeric arrays of more than ``INLINE_CONSTANT_MAX`` values are module data."""
-    ctx = next(a.ctx for a in args if isinstance(a, LazyArray))
+    ctx = ctx if ctx is not None else next(a.ctx for a in args if isinstance(a, LazyArray))
     shapes = [a.shape if isinstance(a, LazyArray) else np.shape(a) for a in args
               if isinstance(a, (LazyArray, np.ndarray, list, tuple))]  # fmt: skip
     try:
