@@ -330,8 +330,8 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any, ctx: ArrayContext | Non
     """``fn`` applied elementwise to lazy arrays, scalars and small arrays (numpy broadcasting);
     constant numeric arrays of more than ``INLINE_CONSTANT_MAX`` values are module data."""
     ctx = ctx if ctx is not None else next(a.ctx for a in args if isinstance(a, LazyArray))
-    shapes = [a.shape if isinstance(a, LazyArray) else np.shape(a) for a in args
-              if isinstance(a, (LazyArray, np.ndarray, list, tuple))]  # fmt: skip
+    shapes = [a.shape if isinstance(a, (LazyArray, np.ndarray)) else np.asarray(a, dtype=object).shape
+              for a in args if isinstance(a, (LazyArray, np.ndarray, list, tuple))]  # fmt: skip
     try:
         large = int(np.prod(np.broadcast_shapes(*shapes))) >= ARRAY_MIN
     except ValueError:

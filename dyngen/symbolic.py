@@ -432,7 +432,7 @@ def _einsum_cost(args: tuple) -> int:
         return 0
     extents: dict[str, int] = {}
     for term, operand in zip(subscripts.split("->")[0].split(","), operands):
-        extents.update(zip(term.strip(), np.shape(operand)))
+        extents.update(zip(term.strip(), np.asarray(operand, dtype=object).shape))
     return int(np.prod(list(extents.values()))) if extents else 0
 
 
@@ -463,10 +463,10 @@ def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
         _spend(2 * _PRODUCTS[func](args), f"np.{func.__name__}", ahead=True)
     if func in _STRUCTURAL_FUNCTIONS:
         result = func(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
+        if func in (np.size, np.shape, np.ndim):  # plain ints (a shape is not traced values)
+            return result
         if isinstance(result, (list, tuple)):
             return type(result)(wrap_result(r) for r in result)
-        if isinstance(result, (int, tuple)) and func in (np.size, np.shape, np.ndim):
-            return result
         return wrap_result(result)
     name = getattr(func, "__name__", repr(func))
     raise TraceError(

@@ -12,7 +12,8 @@ array form it becomes module data of the generated module (``CONST_<name>``).
   ``"broadcast"`` (a constant matrix elementwise with ``sin(theta[None, :] - theta[:, None])``,
   summed along axis 1), ``"scaled"`` (``(k * self.W) @ np.sin(theta)``: a traced scalar
   times the constant matrix), ``"strided"`` (``theta[::-1]``: not in the array form; at n = 300
-  the element form would be 90,000 products, so the build must stop at once).
+  the element form would be 90,000 products, so the build must stop at once),
+  ``"late_strided"`` (the same after the product: refused before the element form starts).
 - ``build_scaled(n)``: a constant vector times a traced vector (``K * x``), a constant
   added (``OMEGA + ...``), a constant concatenated, a reduction of a constant product.
 """
@@ -68,8 +69,10 @@ class Kuramoto(System):
         elif self.form == "broadcast":
             # sum_j W[i, j] sin(theta_j - theta_i): the constant matrix elementwise with a traced grid
             self.ders.theta = self.omega + k * np.sum(self.W * np.sin(th[None, :] - th[:, None]), axis=1)
-        else:  # "strided": reversed order (a strided slice is not in the array form)
+        elif self.form == "strided":  # reversed order (a strided slice is not in the array form)
             self.ders.theta = self.omega + k * (self.W @ np.sin(th[::-1]))
+        else:  # "late_strided": the same after the matrix product
+            self.ders.theta = self.omega + k * (self.W @ np.sin(th))[::-1]
 
 
 def build_kuramoto(n=70, form="global"):
