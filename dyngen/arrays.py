@@ -51,7 +51,7 @@ from .ir import (
     SignalRef,
 )
 from .naming import sanitize
-from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, numeric, to_expr
+from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, is_symbolic, numeric, to_expr
 
 ARRAY_MIN = 64  # arrays of at least this many elements are traced in array form
 SMALL_PART = 64  # element-form (object) arrays up to this size may be combined with an array
@@ -260,9 +260,11 @@ def numeric_constant(value: Any) -> np.ndarray | None:
             return None
         array = value
     elif isinstance(value, (list, tuple)):
+        if is_symbolic(value):
+            return None
         try:
             array = np.asarray(value)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError):  # ragged
             return None
         if array.dtype.kind not in "biuf":
             return None
@@ -289,9 +291,12 @@ def _origin(value: Any) -> str:
         return ""
     scopes: list[tuple[str, dict]] = [("", frame.f_locals)]
     for local, obj in list(frame.f_locals.items()):
-        if hasattr(obj, "__dict__") and not isinstance(obj, type) and not isinstance(obj, LazyArray):
-            scopes.append((f"{local}.", vars(obj)))
-            scopes.append((f"{local}.", vars(type(obj))))
+        if isinstance(obj, (type, LazyArray, np.ndarray)):
+            continue
+        try:
+            scopes += [(f"{local}.", vars(obj)), (f"{local}.", vars(type(obj)))]
+        except TypeError:  # no __dict__
+            continue
     scopes.append(("", frame.f_globals))
     for prefix, scope in scopes:
         for name, obj in scope.items():
@@ -330,12 +335,12 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any, ctx: ArrayContext | Non
     """``fn`` applied elementwise to lazy arrays, scalars and small arrays (numpy broadcasting);
     constant numeric arrays of more than ``INLINE_CONSTANT_MAX`` values are module data."""
     ctx = ctx if ctx is not None else next(a.ctx for a in args if isinstance(a, LazyArray))
-    shapes = [a.shape if isinstance(a, (LazyArray, np.ndarray)) else np.asarray(a, dtype=object).shape
-              for a in args if isinstance(a, (LazyArray, np.ndarray, list, tuple))]  # fmt: skip
     try:
+        shapes = [a.shape if isinstance(a, (LazyArray, np.ndarray)) else np.asarray(a, dtype=object).shape
+                  for a in args if isinstance(a, (LazyArray, np.ndarray, list, tuple))]  # fmt: skip
         large = int(np.prod(np.broadcast_shapes(*shapes))) >= ARRAY_MIN
-    except ValueError:
-        large = False  # reported below
+    except (ValueError, TraceError):
+        large = False  # reported below (shapes that do not broadcast, a list holding a traced array)
     operands: list[Any] = []
     for a in args:
         if isinstance(a, LazyArray):

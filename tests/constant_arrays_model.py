@@ -8,6 +8,7 @@ array form it becomes module data of the generated module (``CONST_<name>``).
   weight matrix; ``form`` picks where the constants live and how the coupling is written:
   ``"global"`` (module globals, ``W @ np.sin(theta)``: the model of issue 15),
   ``"attribute"`` (``self.W``, ``np.dot`` and traced ``@`` constant transposed),
+  ``"matvec"`` (``self.W @ np.sin(theta)``: the issue's model at any n, for benchmarks),
   ``"closure"`` (a helper made by a factory closes over the matrix: ``np.einsum``),
   ``"broadcast"`` (a constant matrix elementwise with ``sin(theta[None, :] - theta[:, None])``,
   summed along axis 1), ``"scaled"`` (``(k * self.W) @ np.sin(theta)``: a traced scalar
@@ -64,6 +65,8 @@ class Kuramoto(System):
             self.ders.theta = self.omega + k * half
         elif self.form == "closure":
             self.ders.theta = type(self).CLASS_OMEGA + k * self.coupling(np.sin(th))
+        elif self.form == "matvec":  # the issue's model, with the constants held by the system
+            self.ders.theta = self.omega + k * (self.W @ np.sin(th))
         elif self.form == "scaled":  # a traced scalar times the constant matrix, then @
             self.ders.theta = self.omega + (k * self.W) @ np.sin(th)
         elif self.form == "broadcast":

@@ -164,3 +164,15 @@ def test_what_the_array_form_cannot_express_next_to_a_large_matrix_fails_fast(fo
     assert "strided slice" in message and "use slices with step 1" in message
     assert why in message and "cannot be traced element by element in reasonable time" in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_editing_a_constant_array_in_place_rebuilds_the_module() -> None:
+    model = load_model_source(MODELS, "dyngen")
+    sim = model.build_kuramoto(70, "global")
+    sim.simulate(0.5, 0.5)
+    first = sim.compile().module.MODEL_HASH
+    sim.systems[0].states.theta = model.THETA0.copy()
+    model.W *= 0.0  # in place: the coupling is gone, theta moves at its own frequency
+    sim.simulate(0.5, 0.5, rtol=1e-12, atol=1e-12)
+    assert sim.compile().module.MODEL_HASH != first
+    np.testing.assert_allclose(sim.systems[0].states.theta, model.THETA0 + 0.5 * model.OMEGA, rtol=0, atol=1e-12)
