@@ -314,9 +314,9 @@ def _apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
             user_frame_location(),
         )
     if method == "__call__" and ufunc is np.matmul:
-        operands = [as_object_array(a) for a in inputs]
-        _spend(2 * _product_cost(*operands), "a matrix product", ahead=True)
-        return wrap_result(np.matmul(*operands))
+        if ELEMENT_BUDGET.get() is not None:  # before a large constant becomes one Sym per element
+            _spend(2 * _product_cost(*inputs), "a matrix product", ahead=True)
+        return wrap_result(np.matmul(*(as_object_array(a) for a in inputs)))
     if method == "__call__" and ufunc in UFUNCS:
         return _elementwise(UFUNCS[ufunc], *inputs)
     if method == "reduce" and ufunc in (np.add, np.multiply):
@@ -422,8 +422,15 @@ _STRUCTURAL_FUNCTIONS = {
 
 def _product_cost(a: Any, b: Any) -> int:
     """The multiplications of ``a @ b`` (``np.dot``): one per element of ``a`` and column of ``b``."""
-    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
-    return int(a.size * (b.shape[-1] if b.ndim >= 2 else 1)) if a.ndim and b.ndim else int(max(a.size, b.size))
+    a_shape, b_shape = _shape(a), _shape(b)
+    a_size, b_size = int(np.prod(a_shape)), int(np.prod(b_shape))
+    if not a_shape or not b_shape:
+        return max(a_size, b_size)
+    return a_size * (b_shape[-1] if len(b_shape) >= 2 else 1)
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return value.shape if isinstance(value, np.ndarray) else np.asarray(value, dtype=object).shape
 
 
 def _einsum_cost(args: tuple) -> int:
@@ -432,16 +439,16 @@ def _einsum_cost(args: tuple) -> int:
         return 0
     extents: dict[str, int] = {}
     for term, operand in zip(subscripts.split("->")[0].split(","), operands):
-        extents.update(zip(term.strip(), np.asarray(operand, dtype=object).shape))
+        extents.update(zip(term.strip(), _shape(operand)))
     return int(np.prod(list(extents.values()))) if extents else 0
 
 
 _PRODUCTS: dict[Callable, Callable[[tuple], int]] = {
     np.dot: lambda args: _product_cost(args[0], args[1]),
     np.matmul: lambda args: _product_cost(args[0], args[1]),
-    np.inner: lambda args: _product_cost(args[0], np.asarray(args[1], dtype=object).T),
-    np.outer: lambda args: int(np.size(args[0]) * np.size(args[1])),
-    np.kron: lambda args: int(np.size(args[0]) * np.size(args[1])),
+    np.inner: lambda args: _product_cost(args[0], np.asarray(args[1], dtype=object).T),  # (small: a copy is cheap)
+    np.outer: lambda args: int(np.prod(_shape(args[0])) * np.prod(_shape(args[1]))),
+    np.kron: lambda args: int(np.prod(_shape(args[0])) * np.prod(_shape(args[1]))),
     np.einsum: _einsum_cost,
 }
 
