@@ -16,7 +16,8 @@ array form it becomes module data of the generated module (``CONST_<name>``).
   the element form would be 90,000 products, so the build must stop at once),
   ``"late_strided"`` (the same after the product: refused before the element form starts).
 - ``build_scaled(n)``: a constant vector times a traced vector (``K * x``), a constant
-  added (``OMEGA + ...``), a constant concatenated, a reduction of a constant product.
+  added (``OMEGA + ...``), a constant concatenated, a reduction of a constant product, a
+  boolean constant as the condition of ``np.where``.
 """
 
 import numpy as np
@@ -97,13 +98,15 @@ class Scaled(System):
         self.OMEGA = np.sin(5.0 * x)  # a constant forcing per cell
         self.EDGE = np.full(n - 2, 0.25)  # equal values: one number, not data
         self.WALL = np.array([0.5, -0.5])
+        self.MASK = x > 0.5  # a boolean constant: a condition per cell
         self.outputs.total = 0.0
         self.outputs.flux = np.zeros(n)
 
     def do_step(self, time):
         u = self.states.u
         inner = np.concatenate(([u[1] - u[0]], u[2:] - 2.0 * u[1:-1] + u[:-2], [u[-2] - u[-1]]))
-        self.ders.u = self.OMEGA - self.K * u + inner + self.WALL[0] * np.concatenate(([0.0], self.EDGE * u[1:-1], [0.0]))
+        damping = np.where(self.MASK, 0.3 * u, 0.0)
+        self.ders.u = self.OMEGA - self.K * u + inner + self.WALL[0] * np.concatenate(([0.0], self.EDGE * u[1:-1], [0.0])) - damping
         self.outputs.total = np.sum(self.K * u)
         self.outputs.flux = np.concatenate((self.K[:1], self.K[1:] * np.tanh(u[1:])))
 

@@ -129,10 +129,11 @@ def test_constants_from_attributes_closures_and_broadcasting(form: str, tmp_path
 
 def test_constant_vectors_elementwise_with_a_traced_vector_match_dynode(tmp_path: Path) -> None:
     """K * u, OMEGA + ..., a constant of equal values (one number, no data), a constant
-    in np.concatenate, np.sum of a constant times a traced vector (an output)."""
+    in np.concatenate, np.sum of a constant times a traced vector (an output), a boolean
+    constant in np.where."""
     result = built("build_scaled", 120, tmp_path=tmp_path)
     text = result.source.text
-    assert "CONST_K = " in text and "CONST_OMEGA = " in text and "CONST_EDGE" not in text
+    assert "CONST_K = " in text and "CONST_OMEGA = " in text and "CONST_MASK = " in text and "CONST_EDGE" not in text
     assert not hasattr(result.module, "NO_JACOBIAN")
     ours = run(build_simulation(MODELS, "dyngen", "build_scaled", 120), "dyngen", 1.0, 0.25)
     theirs = run(build_simulation(MODELS, "dynode", "build_scaled", 120), "dynode", 1.0, 0.25)
