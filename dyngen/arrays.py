@@ -307,11 +307,41 @@ def _origin(value: Any) -> str:
 
 def as_constant(ctx: ArrayContext, value: Any) -> "LazyArray | None":
     """``value`` as a lazy node when it is a numeric constant array of more than
-    ``INLINE_CONSTANT_MAX`` values (module data, or one number); None otherwise."""
+    ``INLINE_CONSTANT_MAX`` values (module data, or one number); None otherwise.
+    A transpose or a slice (step 1) of another array is read from that array's data."""
     array = numeric_constant(value)
     if array is None or array.size <= INLINE_CONSTANT_MAX:
         return None
+    view = _view_of_base(ctx, value)
+    if view is not None:
+        return view
     return ctx.constant(array, _origin(value))
+
+
+def _view_of_base(ctx: ArrayContext, value: Any) -> "LazyArray | None":
+    """``value`` as ``base.T`` or ``base[a:b, c:d, ...]`` of the C-contiguous array it views
+    (``W.T``, ``K[1:]``), so that the module holds the data once; None for anything else."""
+    base = value.base if isinstance(value, np.ndarray) else None
+    if not isinstance(base, np.ndarray) or base.dtype != value.dtype or not base.flags.c_contiguous:
+        return None
+    if numeric_constant(base) is None or base.ndim != value.ndim or base.size <= INLINE_CONSTANT_MAX:
+        return None
+    offset = value.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    if value.ndim > 1 and offset == 0 and value.shape == base.shape[::-1] and value.strides == base.strides[::-1]:
+        source = ctx.constant(numeric_constant(base), _origin(base))
+        return source.transpose() if isinstance(source, LazyArray) else None
+    if value.strides != base.strides or offset < 0:
+        return None
+    starts = []
+    for stride in base.strides:  # C order: the offset's digits along each axis
+        start, offset = divmod(offset, stride) if stride else (0, offset)
+        starts.append(start)
+    if offset or any(a + n > m for a, n, m in zip(starts, value.shape, base.shape)):
+        return None
+    source = ctx.constant(numeric_constant(base), _origin(base))
+    if isinstance(source, Fill):
+        return Fill(ctx, value.shape, source.value)
+    return Slice(source, tuple(starts), tuple(value.shape))
 
 
 def with_large_constant(fn: Callable[..., sp.Basic], args: tuple) -> Any:
