@@ -15,6 +15,7 @@ one sympy expression per element:
     Map(fn, args, shape)      an elementwise operation over arrays of one shape and scalars
     Fill(shape, expr)         one value everywhere (np.zeros_like, ones_like, full_like)
     Small(values)             a small constant or element-form array, element by element
+    Base(constant signal)     a larger constant numpy array: module data read by index
 
 ``pieces()`` lowers a node to ``(box, expr)`` pairs: for every index ``(i, j, ...)``
 in the box, the element is ``expr``, in which a *relative symbol* stands for a read
@@ -26,20 +27,36 @@ instead; the tracer then traces small arrays element by element (``trace.py``).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import numbers
+import sys
+from contextvars import ContextVar
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy as sp
 
-from .errors import CodegenError, TraceError, user_frame_location
+from .errors import _BOUNDARIES, CodegenError, TraceError, is_model_code, user_frame_location
 from .interp import np_interp
-from .ir import REDUCTION_KIND, ElementSymbols, Offset, Reduction, Segment, Signal, SignalRef
-from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, numeric, to_expr
+from .ir import (
+    CONSTANT_KIND,
+    REDUCTION_KIND,
+    ConstantArray,
+    ElementSymbols,
+    Offset,
+    Reduction,
+    Segment,
+    Signal,
+    SignalRef,
+)
+from .naming import sanitize
+from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, is_symbolic, numeric, to_expr
 
 ARRAY_MIN = 64  # arrays of at least this many elements are traced in array form
-SMALL_PART = 64  # constant arrays up to this size may be combined with an array
+SMALL_PART = 64  # element-form (object) arrays up to this size may be combined with an array
+INLINE_CONSTANT_MAX = 8  # numeric constant arrays up to this size are inlined (numbers, one box each);
+# larger ones are module data (``ArrayContext.constant``), read by index in the loops
 MATERIALIZE_REPEATS = 8  # an array broadcast to this many times its size is computed once first
 
 Box = tuple[tuple[int, int], ...]  # (lo, hi) per axis
@@ -51,6 +68,11 @@ LOOP_NAMES = "ijklmn"  # the loop indices of axes 0, 1, ... (in symbol names and
 
 class ArrayTraceError(TraceError):
     """The array form cannot express an operation (the element form may)."""
+
+
+# The array context of the model being traced, when it has arrays in array form
+# (``trace._trace`` sets it): numeric constants combined with traced scalars use it.
+ACTIVE_ARRAYS: ContextVar["ArrayContext | None"] = ContextVar("dyngen_active_arrays", default=None)
 
 
 def _error(problem: str, hint: str) -> ArrayTraceError:
@@ -82,8 +104,39 @@ class ArrayContext:
     def __init__(self) -> None:
         self.offsets: dict[sp.Symbol, Offset] = {}
         self.reductions: list[Reduction] = []
+        self.constant_arrays: list[ConstantArray] = []
+        self.work = 0  # elements of the elementwise operations and reductions built (the element form's cost)
         self._relative: dict[tuple[SignalRef, Index], sp.Symbol] = {}
         self._signals: dict[SignalRef, Signal] = {}
+        self._constants: dict[str, tuple["LazyArray", np.ndarray]] = {}  # data key -> (node, values)
+        self._constant_values: dict[SignalRef, np.ndarray] = {}
+
+    def constant(self, values: np.ndarray, origin: str = "") -> "LazyArray":
+        """A constant numeric array as module data (one array per distinct content), or
+        one number everywhere when its values are all equal."""
+        flat = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        bits = flat.view(np.uint64)
+        if flat.size and (bits == bits[0]).all():  # every value the same (bit for bit): a number
+            return Fill(self, tuple(values.shape), sp.Float(float(flat[0])))
+        digest = hashlib.sha256(repr(values.shape).encode("ascii") + flat.astype("<f8").tobytes()).hexdigest()
+        known = self._constants.get(digest)
+        if known is not None:
+            return known[0]
+        taken = {c.name for c in self.constant_arrays}
+        base = "CONST_" + sanitize(origin.rsplit(".", 1)[-1]).upper() if origin else "CONST"
+        name, k = (base, 2) if origin else (f"CONST_{len(taken)}", len(taken) + 1)
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        data = flat.copy()
+        data.flags.writeable = False
+        constant = ConstantArray(name, tuple(values.shape), data, digest, origin, user_frame_location())
+        self.constant_arrays.append(constant)
+        signal = Signal(constant.ref, constant.shape, ElementSymbols(name, constant.size))
+        self._signals[signal.ref] = signal
+        self._constant_values[signal.ref] = data
+        node = Base(self, signal)
+        self._constants[digest] = (node, data)
+        return node
 
     def reduction(self, value: "LazyArray", op: str = "sum") -> sp.Symbol:
         """A scalar symbol for ``op`` over every element of ``value``, the reduced values kept as boxes."""
@@ -113,6 +166,8 @@ class ArrayContext:
             flat = 0
             for (_, k), extent in zip(index, signal.shape):
                 flat = flat * extent + k
+            if signal.ref.kind == CONSTANT_KIND:  # an element of a constant: its number
+                return sp.Float(float(self._constant_values[signal.ref][flat]))
             return signal.symbols[flat]
         symbol = self._relative.get((signal.ref, index))
         if symbol is None:
@@ -197,15 +252,132 @@ def _small_array(a: Any) -> np.ndarray:
     return array
 
 
-def elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
-    """``fn`` applied elementwise to lazy arrays, scalars and small arrays (numpy broadcasting)."""
-    ctx = next(a.ctx for a in args if isinstance(a, LazyArray))
+def numeric_constant(value: Any) -> np.ndarray | None:
+    """``value`` as a float64 array when it is a constant numeric array (or list of
+    numbers) that float64 holds exactly; None otherwise (traced values, objects, complex)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            return None
+        array = value
+    elif isinstance(value, (list, tuple)):
+        if is_symbolic(value):
+            return None
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):  # ragged
+            return None
+        if array.dtype.kind not in "biuf":
+            return None
+    else:
+        return None
+    if array.dtype.kind in "iu":
+        as_float = array.astype(np.float64)
+        if not (as_float == array).all():  # an integer beyond 2**53
+            return None
+        return as_float
+    return array.astype(np.float64, copy=False)
+
+
+def _origin(value: Any) -> str:
+    """What the model's code calls ``value`` (``W``, ``self.W``), found by identity among
+    the locals, the attributes of the locals (and their classes) and the globals of the
+    innermost model frame; "" when it is a value the model computed."""
+    frame = sys._getframe(1)
+    while frame is not None and not is_model_code(frame.f_code.co_filename):
+        if frame.f_code in _BOUNDARIES:
+            return ""
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    scopes: list[tuple[str, dict]] = [("", frame.f_locals)]
+    for local, obj in list(frame.f_locals.items()):
+        if isinstance(obj, (type, LazyArray, np.ndarray)):
+            continue
+        try:
+            scopes += [(f"{local}.", vars(obj)), (f"{local}.", vars(type(obj)))]
+        except TypeError:  # no __dict__
+            continue
+    scopes.append(("", frame.f_globals))
+    for prefix, scope in scopes:
+        for name, obj in scope.items():
+            if obj is value and isinstance(name, str) and not name.startswith("__"):
+                return prefix + name
+    return ""
+
+
+def as_constant(ctx: ArrayContext, value: Any) -> "LazyArray | None":
+    """``value`` as a lazy node when it is a numeric constant array of more than
+    ``INLINE_CONSTANT_MAX`` values (module data, or one number); None otherwise.
+    A transpose or a slice (step 1) of another array is read from that array's data."""
+    array = numeric_constant(value)
+    if array is None or array.size <= INLINE_CONSTANT_MAX:
+        return None
+    view = _view_of_base(ctx, value)
+    if view is not None:
+        return view
+    return ctx.constant(array, _origin(value))
+
+
+def _view_of_base(ctx: ArrayContext, value: Any) -> "LazyArray | None":
+    """``value`` as ``base.T`` or ``base[a:b, c:d, ...]`` of the C-contiguous array it views
+    (``W.T``, ``K[1:]``), so that the module holds the data once; None for anything else."""
+    base = value.base if isinstance(value, np.ndarray) else None
+    if not isinstance(base, np.ndarray) or base.dtype != value.dtype or not base.flags.c_contiguous:
+        return None
+    if numeric_constant(base) is None or base.ndim != value.ndim or base.size <= INLINE_CONSTANT_MAX:
+        return None
+    offset = value.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    if value.ndim > 1 and offset == 0 and value.shape == base.shape[::-1] and value.strides == base.strides[::-1]:
+        source = ctx.constant(numeric_constant(base), _origin(base))
+        return source.transpose() if isinstance(source, LazyArray) else None
+    if value.strides != base.strides or offset < 0:
+        return None
+    starts = []
+    for stride in base.strides:  # C order: the offset's digits along each axis
+        start, offset = divmod(offset, stride) if stride else (0, offset)
+        starts.append(start)
+    if offset or any(a + n > m for a, n, m in zip(starts, value.shape, base.shape)):
+        return None
+    source = ctx.constant(numeric_constant(base), _origin(base))
+    if isinstance(source, Fill):
+        return Fill(ctx, value.shape, source.value)
+    return Slice(source, tuple(starts), tuple(value.shape))
+
+
+def with_large_constant(fn: Callable[..., sp.Basic], args: tuple) -> Any:
+    """``fn`` of traced scalars and a numeric constant array of at least ``ARRAY_MIN``
+    values (``k * W``) in array form, when the model being traced has arrays in array
+    form; None otherwise (the element form then makes one expression per element)."""
+    ctx = ACTIVE_ARRAYS.get()
+    if ctx is None:
+        return None
+    constants = [numeric_constant(a) for a in args if isinstance(a, (np.ndarray, list, tuple))]
+    if not constants or any(c is None for c in constants) or max(c.size for c in constants) < ARRAY_MIN:
+        return None
+    try:
+        int(np.prod(np.broadcast_shapes(*(c.shape for c in constants))))
+    except ValueError:
+        return None  # numpy's error, from the element form
+    return elementwise(fn, *args, ctx=ctx)
+
+
+def elementwise(fn: Callable[..., sp.Basic], *args: Any, ctx: ArrayContext | None = None) -> Any:
+    """``fn`` applied elementwise to lazy arrays, scalars and small arrays (numpy broadcasting);
+    constant numeric arrays of more than ``INLINE_CONSTANT_MAX`` values are module data."""
+    ctx = ctx if ctx is not None else next(a.ctx for a in args if isinstance(a, LazyArray))
+    try:
+        shapes = [a.shape if isinstance(a, (LazyArray, np.ndarray)) else np.asarray(a, dtype=object).shape
+                  for a in args if isinstance(a, (LazyArray, np.ndarray, list, tuple))]  # fmt: skip
+        large = int(np.prod(np.broadcast_shapes(*shapes))) >= ARRAY_MIN
+    except (ValueError, TraceError):
+        large = False  # reported below (shapes that do not broadcast, a list holding a traced array)
     operands: list[Any] = []
     for a in args:
         if isinstance(a, LazyArray):
             operands.append(a)
         elif isinstance(a, (np.ndarray, list, tuple)) and np.size(a) != 1:
-            operands.append(_small_array(a))
+            constant = as_constant(ctx, a) if large else None
+            operands.append(constant if constant is not None else _small_array(a))
         elif isinstance(a, (np.ndarray, list, tuple)):
             operands.append(Fill(ctx, np.shape(a), _scalar(a)))
         else:
@@ -220,6 +392,7 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
             user_frame_location(),
         ) from None
     size = int(np.prod(shape))
+    ctx.work += size
     if size < ARRAY_MIN:  # small: element form, as any object array
         from .symbolic import _elementwise
 
@@ -229,9 +402,10 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
         if isinstance(o, np.ndarray):
             if o.size > SMALL_PART:
                 raise _error(
-                    f"a constant array of shape {o.shape} combined elementwise with a traced large array",
-                    "make it an input (self.inputs.c = array): a large input is a parameter array, "
-                    "read element by element in the loop (and can be changed between runs)",
+                    f"an array of {o.size} traced elements (element form, shape {o.shape}) combined "
+                    "elementwise with a traced large array",
+                    "build it with array operations on the large array (slices, np.concatenate, "
+                    "elementwise maths), or keep it a constant numpy array (module data)",
                 )
             o = Small(ctx, o)
         if isinstance(o, LazyArray) and o.size * MATERIALIZE_REPEATS <= size and _costly(o):
@@ -765,13 +939,25 @@ def _as_part(ctx: ArrayContext, item: Any, what: str) -> LazyArray:
             "wrap it in a list: np.concatenate(([u[-1]], u, [u[0]]))",
             user_frame_location(),
         )
+    constant = as_constant(ctx, item)
+    if constant is not None:
+        return constant
     array = _small_array(item)
     if array.size > SMALL_PART:
         raise _error(
-            f"{what} of a constant array of {array.size} elements with a traced array",
-            "make it an input (self.inputs.c = array) so that it becomes a parameter array",
+            f"{what} of an array of {array.size} traced elements (element form) with a traced large array",
+            "build it with array operations on the large array, or keep it a constant numpy array (module data)",
         )
     return Small(ctx, array)
+
+
+def _operand(ctx: ArrayContext, value: Any) -> Any:
+    """An operand of a product: lazy as it is, a larger numeric constant as module data,
+    anything else as a small (object) array."""
+    if isinstance(value, LazyArray):
+        return value
+    constant = as_constant(ctx, value)
+    return constant if constant is not None else _small_array(value)
 
 
 def _concatenate(arrays: Any, axis: Any = 0, out: Any = None, **kwargs: Any) -> LazyArray:
@@ -837,6 +1023,7 @@ def _reduce(op: str) -> Callable[..., Any]:
         axes = tuple(sorted({_axis(x, a.ndim, f"np.{op}") for x in axes}))
         if a.size < ARRAY_MIN:  # small: the reduction of its elements
             return _small_reduction(op, a, axes)
+        a.ctx.work += a.size
         if len(axes) < a.ndim:
             return a.ctx.partial_reduction(a, op, axes)
         return Sym(a.ctx.reduction(a, op))
@@ -877,8 +1064,8 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
         raise _error("np.dot(..., out=...) of a traced array", "assign the result instead")
     if any(np.ndim(x) == 0 and not isinstance(x, LazyArray) for x in (a, b)):
         return a * b  # numpy: a scalar times an array
-    a = a if isinstance(a, LazyArray) else _small_array(a)
-    b = b if isinstance(b, LazyArray) else _small_array(b)
+    ctx = _context((a, b))
+    a, b = _operand(ctx, a), _operand(ctx, b)
     if a.ndim > 2 or b.ndim > 2:
         raise _error("a matrix product of arrays of more than 2 dimensions", "use np.einsum with explicit subscripts")
     inner_a, inner_b = a.shape[-1], b.shape[0]
@@ -914,8 +1101,9 @@ def _einsum(subscripts: Any, *operands: Any, **kwargs: Any) -> Any:
     summed = sorted({c for t in terms for c in t} - set(output))
     order = list(output) + summed
     product: Any = None
+    ctx = _context(operands)
     for term, operand in zip(terms, operands):
-        value = operand if isinstance(operand, LazyArray) else _small_array(operand)
+        value = _operand(ctx, operand)
         if value.ndim != len(term):
             raise TraceError(f"np.einsum: the term {term!r} does not match an operand of shape {value.shape}",
                              "give one letter per axis", user_frame_location())  # fmt: skip

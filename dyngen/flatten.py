@@ -372,6 +372,8 @@ def flatten(spec: ModelSpec) -> FlatModel:
     parts += [f"offset {symbol.name} {o.ref} {o.index}" for symbol, o in sorted(spec.offsets.items(), key=lambda x: x[0].name)]
     parts += [f"system {s.path} {s.class_name} {relative_location(s.location, spec.source_root)}" for s in spec.systems]
     parts += [f"constant {ref} {text}" for ref, text in spec.constants]
+    parts += [f"constant array {c.name} {c.shape} {c.key} {c.origin} {relative_location(c.location, spec.source_root)}"
+              for c in spec.constant_arrays]
     parts += [f"warning {w}" for w in warnings]
     parts += [_event_text(e, memo, spec.source_root) for e in spec.events]  # (none: the digest of a model without events)
 
@@ -395,6 +397,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
         reductions=tuple(reductions),
         offsets=dict(spec.offsets),
         events=spec.events,
+        constant_arrays=spec.constant_arrays,
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import SourceLocation
 
 if TYPE_CHECKING:  # sympy is imported where symbols are made: a warm start needs none
+    import numpy as np
     import sympy as sp
 
 KINDS = ("states", "ders", "inputs", "outputs")
@@ -159,6 +160,34 @@ class ArrayWrite:
 
 REDUCTION_OPS = ("sum", "prod", "max", "min")
 REDUCTION_KIND = "reduction"  # the kind of the SignalRef of an array a reduction along axes computes
+CONSTANT_KIND = "constant"  # the kind of the SignalRef of a constant array held as module data
+
+
+@dataclass(frozen=True)
+class ConstantArray:
+    """A constant numpy array the model combines with arrays in array form (``W @ x``,
+    ``OMEGA + ...``): module data ``name`` (float64, flattened in C order), read as
+    ``name[flat index]`` in the loops.  ``origin`` is what the model calls it (``W``,
+    ``self.W``) when the tracer could tell; ``key`` the SHA-256 of its shape and data."""
+
+    name: str
+    shape: tuple[int, ...]
+    values: "np.ndarray" = field(compare=False, hash=False, repr=False)  # float64, read-only, flat
+    key: str = ""
+    origin: str = ""
+    location: SourceLocation | None = None
+
+    @property
+    def ref(self) -> SignalRef:
+        return SignalRef("", CONSTANT_KIND, self.name)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __str__(self) -> str:
+        where = f" ({self.location})" if self.location else ""
+        return f"{self.name} = constant {self.origin or 'array'} of shape {self.shape}, sha256 {self.key[:16]}{where}"
 
 
 @dataclass(frozen=True)
@@ -244,6 +273,7 @@ class ModelSpec:
     notices: tuple[str, ...] = ()  # what the trace warns about (becomes a FlatModel warning)
     reductions: tuple[Reduction, ...] = ()  # sums over large vectors, in creation order
     events: tuple[EventSpec, ...] = ()  # every system's events, in state order and order added
+    constant_arrays: tuple[ConstantArray, ...] = ()  # constant arrays read in array form (module data)
 
     def __str__(self) -> str:
         lines = [f"ModelSpec {self.name}: {len(self.systems)} systems, {len(self.functions)} functions"]
@@ -261,6 +291,8 @@ class ModelSpec:
         for reduction in self.reductions:
             lines.append(f"  {reduction}")
         lines += [str(event) for event in self.events]
+        for constant in self.constant_arrays:
+            lines.append(f"  {constant}")
         return "\n".join(lines)
 
 
@@ -351,6 +383,7 @@ class FlatModel:
     reductions: tuple[tuple[int, Reduction], ...] = ()  # (number of assignments before it, sum)
     offsets: dict[sp.Symbol, Offset] = field(default_factory=dict, hash=False)
     events: tuple[EventSpec, ...] = ()  # resets of inputs only of parameters (flatten checks it)
+    constant_arrays: tuple[ConstantArray, ...] = ()  # module data the array loops read
 
     @property
     def n_states(self) -> int:
@@ -378,6 +411,8 @@ class FlatModel:
                 lines.append(f"  dy[{i}] = {der}")
         for state, der in self.array_ders.items():
             lines.append(f"  d/dt {state} = {der}")
+        for constant in self.constant_arrays:
+            lines.append(f"  {constant}")
         for slot in self.observed:
             lines.append(f"  out[{slot.start}:{slot.stop}] {slot.ref}")
         lines += [str(event) for event in self.events]

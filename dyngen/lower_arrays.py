@@ -21,7 +21,7 @@ import sympy as sp
 
 from .arrays import LOOP_NAMES, Box, box_size, combine, index_text, merge
 from .flatten import relative_location
-from .ir import REDUCTION_KIND, ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement
+from .ir import CONSTANT_KIND, REDUCTION_KIND, ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement
 from .shallow import cse
 
 INDEX = sp.Symbol("i", integer=True)
@@ -76,6 +76,9 @@ class Places:
             if reduction.shape:
                 ref = reduction_ref(reduction)
                 self.vector[ref] = (sp.IndexedBase(reduction.symbol.name), Slot(ref, 0, reduction.shape, ()))
+        self.constants = {c.ref: c.values for c in flat.constant_arrays}
+        for c in flat.constant_arrays:  # module data, flattened: CONST_W[n*i + j]
+            self.vector[c.ref] = (sp.IndexedBase(c.name), Slot(c.ref, 0, c.shape, ()))
 
     def relative(self, offset: Offset) -> sp.Symbol:
         """The relative symbol of a read (made here when the trace did not make it)."""
@@ -109,7 +112,10 @@ class Places:
             if o is not None:
                 base, slot = self.vector[o.ref]
                 flat = flat_index(slot.shape, [k + (cell[a] if a >= 0 else 0) for a, k in o.index])
-                subs[s] = base[flat] if o.ref.kind == REDUCTION_KIND else slot.symbols[int(flat)]
+                if o.ref.kind == CONSTANT_KIND:  # an element of a constant: its number
+                    subs[s] = sp.Float(float(self.constants[o.ref][int(flat)]))
+                else:
+                    subs[s] = base[flat] if o.ref.kind == REDUCTION_KIND else slot.symbols[int(flat)]
         return expr.xreplace(subs) if subs else expr
 
     def indexed(self, offset: Offset, loop: Sequence[sp.Basic]) -> sp.Indexed:

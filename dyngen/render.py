@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -217,6 +218,40 @@ def _interp_tables(printer: NumbaPrinter, source_root: str) -> list[dict]:
     return tables
 
 
+CONSTANT_LITERAL_MAX = 1000  # a constant array of more values is base64 data, not float literals
+
+
+def constant_data(values: np.ndarray) -> tuple[str, bool]:
+    """A constant array's values (float64, flat) as exact source, and whether it needs zlib:
+    float literals up to ``CONSTANT_LITERAL_MAX`` values (readable), else base64 of the
+    little-endian bytes (25 characters a value as literals, 10.7 as base64; fast to import),
+    compressed with zlib when that halves it (a sparse or structured matrix)."""
+    if values.size <= CONSTANT_LITERAL_MAX:
+        return float_array(tuple(float(v) for v in values)), False
+    raw = np.asarray(values, dtype="<f8").tobytes()
+    packed = zlib.compress(raw, 6)
+    compressed = len(packed) * 2 <= len(raw)
+    data = base64.b64encode(packed if compressed else raw).decode("ascii")
+    lines = "\n    ".join(f'"{data[k:k + 96]}"' for k in range(0, len(data), 96))
+    decoded = "zlib.decompress(base64.b64decode(\n    " + lines + "\n))" if compressed else \
+        "base64.b64decode(\n    " + lines + "\n)"
+    return f'np.frombuffer({decoded}, dtype="<f8")', compressed
+
+
+def _constant_arrays(flat) -> list[dict]:  # noqa: ANN001
+    """The constant arrays the loops read, as module data with a comment on where they come from."""
+    out = []
+    for c in flat.constant_arrays:
+        text, compressed = constant_data(c.values)
+        where = relative_location(c.location, flat.source_root) if c.location else "?"
+        shape = "x".join(map(str, c.shape))
+        what = f"{c.origin} (shape {shape}" if c.origin else f"a constant array (shape {shape}"
+        flat_note = ", flattened in C order" if len(c.shape) > 1 else ""
+        out.append({"name": c.name, "data": text, "zlib": compressed,
+                    "comment": f"{what}{flat_note}) read at {where}"})  # fmt: skip
+    return out
+
+
 def _derivative_keys(flat) -> list:  # noqa: ANN001
     systems: dict[str, list] = {}
     for path, state_key, der_key in flat.der_keys:
@@ -274,6 +309,7 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None, standalon
         tables=[(name, int_array(values)) for name, values in kernel.tables],
         constants=[(name, float_array(values), comment) for name, values, comment in kernel.constants],
         interp_tables=_interp_tables(printer, flat.source_root),
+        constant_arrays=_constant_arrays(flat),
         functions=functions,
         events=[
             {"index": k, "system": e.system, "name": e.name, "direction": e.direction, "terminal": e.terminal,

@@ -12,6 +12,7 @@ instead.
 from __future__ import annotations
 
 import numbers
+from contextvars import ContextVar
 from typing import Any, Callable
 
 import numpy as np
@@ -112,6 +113,46 @@ def wrap_result(value: Any) -> Any:
     return as_sym(value)
 
 
+# ------------------------------------------------------------------ the element form's cost
+
+
+class ElementFormTooLarge(TraceError):
+    """The element form (a fallback from the array form) would build too many expressions."""
+
+
+class ElementBudget:
+    """How many scalar operations the element form may build while it stands in for the
+    array form (``trace.trace``): past ``limit`` it stops with ``ElementFormTooLarge``,
+    before the work that would take minutes (tracing, then the Jacobian and CSE of every
+    element) is done."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, n: int, what: str = "", ahead: bool = False) -> None:
+        """Count ``n`` operations (``ahead``: only check that ``n`` more would fit, for an
+        operation whose scalar steps are counted one by one as they run)."""
+        if not ahead:
+            self.used += n
+        if self.used + (n if ahead else 0) > self.limit:
+            raise ElementFormTooLarge(
+                f"the element form would build more than {self.limit:,} scalar operations"
+                + (f" ({what})" if what else ""),
+                "",
+                user_frame_location(),
+            )
+
+
+ELEMENT_BUDGET: ContextVar[ElementBudget | None] = ContextVar("dyngen_element_budget", default=None)
+
+
+def _spend(n: int, what: str = "", ahead: bool = False) -> None:
+    budget = ELEMENT_BUDGET.get()
+    if budget is not None:
+        budget.spend(n, what, ahead)
+
+
 # ------------------------------------------------------------------ elementwise maths
 
 
@@ -126,8 +167,16 @@ def _elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
 
         return elementwise(fn, *args)
     if not any(isinstance(a, (np.ndarray, list, tuple)) for a in args):
+        _spend(1)
         return Sym(fn(*(to_expr(a) for a in args)))
+    if any(isinstance(a, Sym) for a in args) and not any(isinstance(a, SymArray) for a in args):
+        from .arrays import with_large_constant  # k * W: a large constant array in array form
+
+        result = with_large_constant(fn, args)
+        if result is not None:
+            return result
     arrays = np.broadcast_arrays(*(as_object_array(a) for a in args))
+    _spend(arrays[0].size, f"an elementwise operation on {arrays[0].size} elements")
     out = np.empty(arrays[0].shape, dtype=object)
     for index in np.ndindex(out.shape):
         out[index] = Sym(fn(*(a[index].expr for a in arrays)))
@@ -265,6 +314,8 @@ def _apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
             user_frame_location(),
         )
     if method == "__call__" and ufunc is np.matmul:
+        if ELEMENT_BUDGET.get() is not None:  # before a large constant becomes one Sym per element
+            _spend(2 * _product_cost(*inputs), "a matrix product", ahead=True)
         return wrap_result(np.matmul(*(as_object_array(a) for a in inputs)))
     if method == "__call__" and ufunc in UFUNCS:
         return _elementwise(UFUNCS[ufunc], *inputs)
@@ -369,6 +420,39 @@ _STRUCTURAL_FUNCTIONS = {
 }  # fmt: skip
 
 
+def _product_cost(a: Any, b: Any) -> int:
+    """The multiplications of ``a @ b`` (``np.dot``): one per element of ``a`` and column of ``b``."""
+    a_shape, b_shape = _shape(a), _shape(b)
+    a_size, b_size = int(np.prod(a_shape)), int(np.prod(b_shape))
+    if not a_shape or not b_shape:
+        return max(a_size, b_size)
+    return a_size * (b_shape[-1] if len(b_shape) >= 2 else 1)
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return value.shape if isinstance(value, np.ndarray) else np.asarray(value, dtype=object).shape
+
+
+def _einsum_cost(args: tuple) -> int:
+    subscripts, *operands = args
+    if not isinstance(subscripts, str) or "." in subscripts:
+        return 0
+    extents: dict[str, int] = {}
+    for term, operand in zip(subscripts.split("->")[0].split(","), operands):
+        extents.update(zip(term.strip(), _shape(operand)))
+    return int(np.prod(list(extents.values()))) if extents else 0
+
+
+_PRODUCTS: dict[Callable, Callable[[tuple], int]] = {
+    np.dot: lambda args: _product_cost(args[0], args[1]),
+    np.matmul: lambda args: _product_cost(args[0], args[1]),
+    np.inner: lambda args: _product_cost(args[0], np.asarray(args[1], dtype=object).T),  # (small: a copy is cheap)
+    np.outer: lambda args: int(np.prod(_shape(args[0])) * np.prod(_shape(args[1]))),
+    np.kron: lambda args: int(np.prod(_shape(args[0])) * np.prod(_shape(args[1]))),
+    np.einsum: _einsum_cost,
+}
+
+
 def _plain(value: Any, nested: bool = False) -> Any:
     if isinstance(value, SymArray) or (isinstance(value, Sym) and not nested):
         return as_object_array(value)
@@ -382,12 +466,14 @@ def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
         return NotImplemented  # numpy then asks the large vector (arrays.LazyArray)
     if func in _CUSTOM_FUNCTIONS:
         return _CUSTOM_FUNCTIONS[func](*args, **kwargs)
+    if func in _PRODUCTS and len(args) >= 2 and ELEMENT_BUDGET.get() is not None:
+        _spend(2 * _PRODUCTS[func](args), f"np.{func.__name__}", ahead=True)
     if func in _STRUCTURAL_FUNCTIONS:
         result = func(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
+        if func in (np.size, np.shape, np.ndim):  # plain ints (a shape is not traced values)
+            return result
         if isinstance(result, (list, tuple)):
             return type(result)(wrap_result(r) for r in result)
-        if isinstance(result, (int, tuple)) and func in (np.size, np.shape, np.ndim):
-            return result
         return wrap_result(result)
     name = getattr(func, "__name__", repr(func))
     raise TraceError(
