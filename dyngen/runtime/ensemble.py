@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -98,17 +97,18 @@ def _unknown_name(name: str, known: Iterable[str], what: str) -> ArgumentError:
 
 @dataclass
 class Members:
-    """The members' values: ``values[name]`` is (members, *shape); ``swept`` the names in
-    the order given; ``grid`` the names of a product grid (empty for zipped members)."""
+    """The members' values: ``values[name]`` is (members, *shape), in the order given;
+    ``grid`` the names of a product grid (empty for zipped members); ``states`` the
+    names that are initial states (the others are parameters)."""
 
     count: int
     values: dict[str, np.ndarray]
     grid: tuple[str, ...] = ()
+    states: frozenset[str] = frozenset()
 
-    @property
-    def states(self) -> frozenset[str]:
-        """The names that are initial states."""
-        return frozenset(name for name in self.values if ".states." in name)
+    @classmethod
+    def of(cls, count: int, values: dict[str, np.ndarray], known: Mapping[str, Signal], grid: tuple[str, ...] = ()) -> "Members":
+        return cls(count, values, grid, frozenset(name for name in values if known[name].vector == "states"))
 
 
 def member_values(
@@ -134,7 +134,7 @@ def member_values(
                     f"as members(0): {names}"
                 )
         table = {name: [row[name] for row in rows] for name in names}
-        return Members(int(n_members), _checked(table, known, int(n_members)))
+        return Members.of(int(n_members), _checked(table, known, int(n_members)), known)
     if n_members is not None:
         raise ArgumentError("ensemble: n_members= goes with members=<a function of the index> only")
     given = grid if grid is not None else members
@@ -145,13 +145,13 @@ def member_values(
         if len(set(lengths.values())) != 1:
             raise ArgumentError(f"ensemble: members= needs as many values for every name; got {lengths}")
         count = next(iter(lengths.values()))
-        return Members(count, _checked(dict(given), known, count))
+        return Members.of(count, _checked(dict(given), known, count), known)
     axes = {name: _grid_axis(name, values, known) for name, values in given.items()}
-    count = math.prod(len(axis) for axis in axes.values())
-    points = itertools.product(*(range(len(axis)) for axis in axes.values()))
-    index = np.array(list(points), dtype=np.intp).reshape(count, len(axes))
-    table = {name: axis[index[:, i]] for i, (name, axis) in enumerate(axes.items())}
-    return Members(count, _checked(table, known, count), tuple(axes))
+    shape = tuple(len(axis) for axis in axes.values())
+    count = math.prod(shape)
+    index = np.unravel_index(np.arange(count), shape)  # C order: the first name varies slowest
+    table = {name: axis[index[i]] for i, (name, axis) in enumerate(axes.items())}
+    return Members.of(count, _checked(table, known, count), known, tuple(axes))
 
 
 def _grid_axis(name: str, values: Any, known: Mapping[str, Signal]) -> np.ndarray:
