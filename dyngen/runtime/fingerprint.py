@@ -253,6 +253,17 @@ def fingerprint(
     classes: dict[type, Any] = {}
     functions: dict[int, Any] = {}  # one connection function is often shared by many systems
     append = parts.append
+
+    def function_key(func: Callable) -> Any:
+        """A connection's or an event's function, keyed once per fingerprint."""
+        key = functions.get(id(func))
+        if key is None:
+            key, watch = _known_key(func, ident, False)
+            functions[id(func)] = key
+            if volatile is not None and not _is_dyngen_function(func):
+                volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
+        return key
+
     for system in _systems(systems):
         if not isinstance(system, System):  # the build reports it
             append(("not a system", ident(system)))
@@ -274,27 +285,12 @@ def fingerprint(
             append("|")
         for table in (system._pre_connections, system._post_connections):
             for func, dependees in table.items():
-                key = functions.get(id(func))
-                if key is None:
-                    key, watch = _known_key(func, ident, False)
-                    functions[id(func)] = key
-                    if volatile is not None and not _is_dyngen_function(func):
-                        volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
-                append(key)
+                append(function_key(func))
                 append(tuple(map(ident, dependees)))
             append("|")
         for event in getattr(system, "_events", {}).values():  # System.add_event: functions as connections
             for func in (event.condition, event.action):
-                if func is None:
-                    append(None)
-                    continue
-                key = functions.get(id(func))
-                if key is None:
-                    key, watch = _known_key(func, ident, False)
-                    functions[id(func)] = key
-                    if volatile is not None and not _is_dyngen_function(func):
-                        volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
-                append(key)
+                append(None if func is None else function_key(func))
             append((event.direction, event.terminal, event.name))
         for name, value in vars(system).items():
             if name not in _SYSTEM_INTERNALS:
