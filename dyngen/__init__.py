@@ -18,6 +18,7 @@ from .errors import (
     ModelError,
     ModelFileError,
     OutputError,
+    EnsembleWarning,
     RebuildWarning,
     SimulationError,
     SolverError,
@@ -55,6 +56,7 @@ __all__ = [
     "ArgumentError",
     "DyngenWarning",
     "CacheWarning",
+    "EnsembleWarning",
     "RebuildWarning",
     "__version__",
 ]

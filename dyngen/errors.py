@@ -187,6 +187,10 @@ class CacheWarning(DyngenWarning):
     be written (the private temporary cache used instead)."""
 
 
+class EnsembleWarning(DyngenWarning):
+    """Some members of an ensemble failed (the others' results are kept; see the Dataset's status)."""
+
+
 class RebuildWarning(DyngenWarning):
     """A change of a plain attribute of a system rebuilt the model (once per attribute
     and Simulation); ``Simulation.make_parameter`` makes such an attribute a parameter."""

@@ -14,7 +14,7 @@ import pytest
 
 import ensemble_model as model
 from dyngen import ArgumentError, DyngenError, Recorder
-from dyngen.runtime.ensemble import EnsembleWarning
+from dyngen import EnsembleWarning
 
 pytestmark = pytest.mark.slow  # numba compiles the ensemble routines
 

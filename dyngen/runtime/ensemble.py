@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from ..errors import ArgumentError, DyngenError, DyngenWarning, SolverError
+from ..errors import ArgumentError, DyngenError, EnsembleWarning, SolverError
 from .compiled import EXPLICIT_METHODS, REASONS, STATUS_SUCCESS, _settings_arguments, compiled_routine
 from .specialize import add_time
 from .stiff import _REASONS as RODAS4_REASONS
@@ -35,10 +35,6 @@ from .stiff import rodas4_settings, uses_sparse_lu
 COMPILED_METHODS = (*EXPLICIT_METHODS, "rodas4")
 # A member the Python fallback (scipy's methods, rodas4 with a sparse LU) saw fail
 STATUS_SOLVER_ERROR = -100
-
-
-class EnsembleWarning(DyngenWarning):
-    """Some members of an ensemble failed (the others' results are kept)."""
 
 
 class Signal(NamedTuple):
