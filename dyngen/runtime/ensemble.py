@@ -295,14 +295,14 @@ def run_threads(
     progress: Callable[[int, int], None] | None, fallback: Callable | None = None, specialize: bool = True,
 ) -> None:  # fmt: skip
     """All members of ``plan`` into ``blocks``, in chunks, on ``threads`` threads."""
-    bounds = chunk_bounds(plan.count, threads, chunk_size)
-    # The routine is chosen (shared or the model's own: ``specialize``) and compiled, or loaded
-    # from numba's cache, once, before the threads start; the threads take the same one.
-    run_chunk(module, plan, *bounds[0], blocks.rows(*bounds[0]), fallback, specialize)
-    done = bounds[0][1] - bounds[0][0]
+    # Member 0 alone first: the routine is chosen (shared or the model's own: ``specialize``)
+    # and compiled, or loaded from numba's cache, once, before the threads start (a whole
+    # chunk here would run while the other threads wait); the threads take the same one.
+    run_chunk(module, plan, 0, 1, blocks.rows(0, 1), fallback, specialize)
+    done = 1
     if progress is not None:
         progress(done, plan.count)
-    rest = bounds[1:]
+    rest = [(a + 1, b + 1) for a, b in chunk_bounds(plan.count - 1, threads, chunk_size)]
     if not rest:
         return
     if threads <= 1 or not plan.compiled:  # the Python fallback holds the GIL: threads would not help
