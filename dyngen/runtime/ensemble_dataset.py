@@ -42,7 +42,7 @@ def to_dataset(
         dims = ("member", "time", *(f"{signal.name}.dim_{i}" for i in range(len(signal.shape))))
         data[signal.name] = (dims, values)
     data["status"] = ("member", blocks.status)
-    data["reason"] = ("member", np.array(reasons, dtype=str) if len(reasons) else np.full(plan.count, "", dtype=str))
+    data["reason"] = ("member", np.array(reasons, dtype=str))
     data["t_reached"] = ("member", blocks.t_reached)
     coords: dict[str, Any] = {"member": np.arange(plan.count), "time": times}
     for name, values in members.values.items():
