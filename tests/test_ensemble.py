@@ -219,3 +219,17 @@ def test_without_xarray_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "xarray", None)  # import xarray raises ImportError
     with pytest.raises(DyngenError, match=r'Simulation.ensemble .*needs xarray, which is not installed.*pip install "dyngen\[tables\]"'):
         model.build().ensemble(1.0, 0.5, grid={"VanDerPol.inputs.mu": [1.0]})
+
+
+def test_a_function_of_the_member_index_is_called_once_per_member():
+    """A Monte-Carlo function drawing from a generator gives each member one draw."""
+    rng = np.random.default_rng(7)
+    calls = []
+
+    def draw(i):
+        calls.append(i)
+        return {"VanDerPol.inputs.mu": rng.uniform(0.5, 2.0)}
+
+    ds = model.build().ensemble(0.5, 0.5, members=draw, n_members=4, record="VanDerPol.states.x")
+    assert calls == [0, 1, 2, 3]
+    np.testing.assert_array_equal(ds.coords["VanDerPol.inputs.mu"].values, np.random.default_rng(7).uniform(0.5, 2.0, 4))

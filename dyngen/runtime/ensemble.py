@@ -21,7 +21,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -108,29 +108,15 @@ class Members:
 
 
 def member_values(
-    grid: Mapping[str, Any] | None,
-    members: Mapping[str, Any] | Callable[[int], Mapping[str, Any]] | None,
-    n_members: int | None,
+    grid: Mapping[str, Any] | None, members: Mapping[str, Any] | None, n_members: int | None,
     known: Mapping[str, Signal],
 ) -> Members:
-    """The members ``Simulation.ensemble`` was given, checked against the module's names."""
+    """The members ``Simulation.ensemble`` was given (a function of the index already
+    called: ``called_members``), checked against the module's names."""
     if grid is not None and members is not None:
         raise ArgumentError("ensemble: give grid= (every combination) or members= (member by member), not both")
     if grid is None and members is None:
         raise ArgumentError("ensemble: give grid={name: values, ...} or members={name: values, ...} (or a function of the index)")
-    if callable(members):
-        if n_members is None or isinstance(n_members, bool) or not isinstance(n_members, (int, np.integer)) or n_members < 1:
-            raise ArgumentError(f"ensemble: members= is a function; give n_members= (a positive integer), not {n_members!r}")
-        rows = [members(i) for i in range(int(n_members))]
-        names = list(rows[0]) if rows else []
-        for i, row in enumerate(rows):
-            if not isinstance(row, Mapping) or list(row) != names:
-                raise ArgumentError(
-                    f"ensemble: members({i}) returned {row!r}; every call must return a dict with the same names "
-                    f"as members(0): {names}"
-                )
-        table = {name: [row[name] for row in rows] for name in names}
-        return Members.of(int(n_members), _checked(table, known, int(n_members)), known)
     if n_members is not None:
         raise ArgumentError("ensemble: n_members= goes with members=<a function of the index> only")
     given = grid if grid is not None else members
@@ -148,6 +134,22 @@ def member_values(
     index = np.unravel_index(np.arange(count), shape)  # C order: the first name varies slowest
     table = {name: axis[index[i]] for i, (name, axis) in enumerate(axes.items())}
     return Members.of(count, _checked(table, known, count), known, tuple(axes))
+
+
+def called_members(members: Callable[[int], Mapping[str, Any]], n_members: Any) -> dict[str, list]:
+    """``members(i)`` for every member, once each (a function that draws random values
+    gives each member one draw), as ``{name: [value of member i, ...]}``."""
+    if n_members is None or isinstance(n_members, bool) or not isinstance(n_members, (int, np.integer)) or n_members < 1:
+        raise ArgumentError(f"ensemble: members= is a function; give n_members= (a positive integer), not {n_members!r}")
+    rows = [members(i) for i in range(int(n_members))]
+    names = list(rows[0]) if isinstance(rows[0], Mapping) else []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or list(row) != names:
+            raise ArgumentError(
+                f"ensemble: members({i}) returned {row!r}; every call must return a dict with the same names "
+                f"as members(0): {names}"
+            )
+    return {name: [row[name] for row in rows] for name in names}
 
 
 def _grid_axis(name: str, values: Any, known: Mapping[str, Signal]) -> np.ndarray:
@@ -202,8 +204,6 @@ class EnsemblePlan:
     keep_observed: np.ndarray  # int64: the places in observe's out kept (Blocks.OUT's columns)
     y0: np.ndarray  # (members, N_STATES)
     p: np.ndarray  # (members, N_PARAMETERS)
-    options: Mapping[str, Any] = field(default_factory=dict)  # for the Python fallback: simulate()'s own
-    fixed_step: bool = False
 
     @property
     def count(self) -> int:
@@ -365,17 +365,6 @@ def kept_columns(record: Sequence[Signal]) -> tuple[np.ndarray, np.ndarray, list
     return np.array(places["states"], dtype=np.int64), np.array(places["observed"], dtype=np.int64), offsets
 
 
-def _requested_names(grid: Any, members: Any) -> list[str]:
-    """The names an ensemble is asked to set (a function's: those of member 0)."""
-    given = grid if grid is not None else members
-    if callable(given):
-        try:
-            given = given(0)
-        except Exception:  # noqa: BLE001 - member_values calls it again and reports what is wrong
-            return []
-    return [name for name in given if isinstance(name, str)] if isinstance(given, Mapping) else []
-
-
 def _attribute_names(requested: Sequence[str], settable: Mapping[str, Signal], module: Any) -> list[str]:
     """The requested names that are not the module's but ``"<system path>.<attribute>"``
     of one of its systems: ``Simulation.make_parameter`` makes them parameters."""
@@ -437,8 +426,10 @@ def run_ensemble(
             "ensemble: this model has events (System.add_event), which ensembles do not run yet (they would be "
             "missed); run the members with simulate() in a loop (Simulation.reset() between them)"
         )
+    if callable(members):  # called once per member, here: its names may be attributes to promote
+        members, n_members = called_members(members, n_members), None
     names = module_names(module)
-    attributes = _attribute_names(_requested_names(grid, members), names.settable, module)
+    attributes = _attribute_names([*(grid if grid is not None else members or {})], names.settable, module)
     if attributes:  # plain attributes of systems: traced as parameters (one build), then set per member
         simulation.make_parameter(*attributes)
         model = simulation._model
@@ -464,9 +455,8 @@ def run_ensemble(
         target[:, signal.start:signal.stop] = values.reshape(chosen.count, -1)
     keep_states, keep_observed, _ = kept_columns(signals_kept)
     plan = EnsemblePlan(
-        method, settings, t0, observer_dt, int(t / observer_dt), t0 == 0, keep_states, keep_observed, y0, p, options,
-        fixed_step,
-    )  # fmt: skip
+        method, settings, t0, observer_dt, int(t / observer_dt), t0 == 0, keep_states, keep_observed, y0, p
+    )
     blocks = Blocks.empty(plan)
     out = np.empty(int(module.N_OBSERVED))
     reasons = [""] * plan.count
