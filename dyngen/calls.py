@@ -31,6 +31,7 @@ import builtins
 import copy
 import functools
 import inspect
+import linecache
 import logging
 import math
 import sys
@@ -127,7 +128,7 @@ def _converted_code_in(filename: str, code: types.CodeType) -> tuple[types.CodeT
     if code.co_flags & _UNCONVERTIBLE or code.co_name == "<lambda>":
         return None
     try:
-        lines, first = inspect.getsourcelines(code)
+        lines, first = _source_lines(code)
         tree = ast.parse(textwrap.dedent("".join(lines)))
     except (OSError, TypeError, SyntaxError, IndentationError):
         return None
@@ -147,6 +148,21 @@ def _converted_code_in(filename: str, code: types.CodeType) -> tuple[types.CodeT
     if inner is None:
         return None
     return inner.replace(co_qualname=code.co_qualname), assigned_globals
+
+
+def _source_lines(code: types.CodeType) -> tuple[list[str], int]:
+    """``inspect.getsourcelines(code)``, read through ``linecache`` when the file is there:
+    ``inspect`` first maps every loaded module to its file (``getmodule``: about 70 ms
+    at the first call in a process with numpy, sympy and numba loaded), which only a
+    module without a file on disk needs."""
+    linecache.checkcache(code.co_filename)  # an edited file is read again
+    lines = linecache.getlines(code.co_filename)
+    if not lines:
+        return inspect.getsourcelines(code)
+    first = code.co_firstlineno  # 3.11: the first decorator's line, as inspect uses it
+    if not 0 < first <= len(lines):
+        raise OSError("line number out of range")
+    return inspect.getblock(lines[first - 1 :]), first
 
 
 def _fingerprint(code: types.CodeType) -> tuple:

@@ -13,11 +13,13 @@ import jinja2
 
 import numpy as np
 
+from .cache import cache_dir
 from .flatten import relative_location
 from .ir import ATTRIBUTE_KIND, Kernel, ModuleSource, Slot, in_place_order
 from .naming import comment_text
 from .shared import template_dir
 from .printer import NumbaPrinter, float_text, print_expr
+from .template_cache import TemplateCodeCache
 from .version import __version__
 from .write import trailer
 
@@ -34,6 +36,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        bytecode_cache=TemplateCodeCache(Path(__file__).parent / "__pycache__", cache_dir() / "templates"),
     )
     env.filters["pyrepr"] = repr
     env.filters["comment"] = comment_text
@@ -45,7 +48,7 @@ def environment() -> jinja2.Environment:
 # the cache (and numba's), progress reports, and the dynode import paths of the runtime's classes
 _NOT_GENERATOR = (
     "runtime", "cli.py", "modelfile.py", "overrides.py", "outputs.py", "plots.py", "run_progress.py", "sweeps.py",
-    "extras.py", "cache.py", "numba_cache.py", "progress.py", "simulation.py", "recorder.py",
+    "extras.py", "cache.py", "template_cache.py", "numba_cache.py", "progress.py", "simulation.py", "recorder.py",
 )  # fmt: skip
 
 
