@@ -18,7 +18,7 @@ from .deep import deep_retry
 from .errors import CacheWarning, DyngenError, DyngenWarning, OutputError, external_stacklevel
 from .ir import BuildOptions, FlatModel, Kernel, ModelSpec, ModuleSource
 from .naming import module_name, sanitize
-from .progress import Progress
+from .progress import Progress, history_file
 from .runtime.fingerprint import dependencies_unchanged, library_dependencies
 from .write import check_module, check_output, module_hash, write_module
 
@@ -124,7 +124,9 @@ def build(
     """
     if options.output_dir is not None:  # a user's folder: never over a file dyngen did not write
         _check_output(name, source_root, model_file, options)
-    progress = progress or Progress(module_name(name), options.progress)
+    if progress is None:
+        label = module_name(name)
+        progress = Progress(label, options.progress, history=history_file(str(cache_dir(options.cache_dir)), label, model_file))
     cached = None if retrace else _by_structure(name, options, structure, progress)
     if cached is not None:
         module, path, timings = cached

@@ -7,11 +7,15 @@ seconds.  From then on:
   it ends;
 - elsewhere (a notebook, a log file, CI), every stage is one line when it ends (its
   name, its time, the build's time so far and, when an earlier build of the same
-  model in this process ran the same stages, about how long the rest takes), plus a
+  model ran the same stages, about how long the rest takes), plus a
   "running" line every ``heartbeat`` seconds of a long stage, so that a log never
   stays silent for minutes.  The lines are INFO records of the ``dyngen`` logger; when
   the application configured no logging they are plain stderr lines (set the
   ``dyngen`` logger's level to WARNING to silence them).  No carriage returns.
+
+The estimates come from the latest earlier build of the same model: in this process,
+or (a slow one) in an earlier process, kept as a small JSON file in the module cache
+(``history_file``), so that the build after an edit says how long it will take.
 
 ``DYNGEN_PROGRESS=0`` silences both; ``DYNGEN_PROGRESS=1`` prints the terminal form
 on any stream.
@@ -19,14 +23,18 @@ on any stream.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import logging
+import math
 import os
 import sys
 import threading
 import time
 from contextlib import contextmanager
-from functools import partial
+from functools import lru_cache, partial
+from pathlib import Path
 from typing import Callable, Iterator, Literal, TextIO
 
 LOGGER = logging.getLogger("dyngen")
@@ -101,6 +109,34 @@ def progress_wanted(stream: TextIO | None = None) -> bool:
     return progress_form(stream) == "terminal"
 
 
+@lru_cache(maxsize=256)
+def history_file(cache: str, label: str, place: str) -> Path:
+    """Where the stage times of the slow builds of model ``label`` defined at ``place``
+    (its model file) are kept, in the module cache ``cache``."""
+    return Path(cache) / "progress" / f"{label}_{hashlib.sha256(place.encode('utf-8')).hexdigest()[:12]}.json"
+
+
+def _read_history(path: Path) -> list[tuple[str, float, float]] | None:
+    """The stages a ``history_file`` holds; None when there is none or it is damaged."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        stages = [(str(name), float(seconds), float(end)) for name, seconds, end in rows]
+    except (OSError, ValueError, TypeError):
+        return None
+    if not all(math.isfinite(x) and x >= 0 for _, seconds, end in stages for x in (seconds, end)):
+        return None
+    return stages
+
+
+def _write_history(path: Path, stages: list[tuple[str, float, float]]) -> None:
+    from .write import write_text_atomic
+
+    try:
+        write_text_atomic(path, json.dumps(stages))
+    except OSError:
+        pass  # the next build has no estimate: nothing else depends on it
+
+
 def _seconds(value: float) -> str:
     return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
 
@@ -111,6 +147,8 @@ class Progress:
     ``enabled``: None decides by ``progress_form``; False is silent; True reports in
     the form the stream suits (the terminal form on a terminal, log lines elsewhere).
     ``delay`` defaults to ``DELAY``; ``clock`` is the time source (``time.perf_counter``; tests pass a fake one).
+    ``history``: the model's ``history_file``, read when this process has not built it
+    yet and written when this build is slow.
     """
 
     def __init__(
@@ -122,6 +160,7 @@ class Progress:
         *,
         heartbeat: float = 15.0,
         clock: Callable[[], float] = time.perf_counter,
+        history: Path | None = None,
     ) -> None:
         self.label = label
         self._stream = stream
@@ -139,6 +178,9 @@ class Progress:
         # added up: a pause between compile() and the first simulate() is not the build's)
         self.done: list[tuple[str, float, float]] = []
         self.previous = _HISTORY.get(label)  # the latest earlier build of this model
+        self._history = history if self.enabled else None
+        if self.previous is None and self._history is not None:
+            self.previous = _read_history(self._history)  # one in an earlier process
         _HISTORY[label] = self.done
         self._reported = 0  # of ``done``, in the log form
         self._running: tuple[str, float] | None = None  # the stage that runs: name, when it began
@@ -244,6 +286,8 @@ class Progress:
         seconds = self.clock() - began
         busy = self._busy() + seconds
         self.done.append((name, seconds, busy))
+        if self._history is not None and busy >= self.delay:
+            _write_history(self._history, self.done)
         if self.form == "terminal":
             if self.shown:
                 self._print(f"{name} done ({seconds:.2f} s{self._left(len(self.done))})")

@@ -147,6 +147,41 @@ def test_the_next_build_of_the_same_model_says_what_is_left(caplog) -> None:
     assert messages(caplog) == ["dyngen [other] trace: 1.50 s (build 1.50 s so far)"]
 
 
+def test_the_first_build_in_a_new_process_says_what_is_left_from_the_last_slow_one(caplog, monkeypatch, tmp_path) -> None:
+    caplog.set_level(logging.INFO, "dyngen")
+    clock = Clock()
+    history = dyngen.progress.history_file(str(tmp_path), "vdp", "/models/vdp.py")
+    stages = [("trace", 1.0), ("lower", 4.0), ("numba compile", 15.0)]
+    run_stages(Progress("vdp", clock=clock, stream=io.StringIO(), history=history), clock, stages)
+    assert history.is_file()
+    monkeypatch.setattr(dyngen.progress, "_HISTORY", {})  # a new process
+    caplog.clear()
+    run_stages(Progress("vdp", clock=clock, stream=io.StringIO(), history=history), clock, [("trace", 2.0)])
+    assert messages(caplog) == ["dyngen [vdp] trace: 2.00 s (build 2.00 s so far, about 19 s left)"]
+    # the same name defined in another file has its own history
+    other = dyngen.progress.history_file(str(tmp_path), "vdp", "/elsewhere/vdp.py")
+    assert other != history and not other.exists()
+
+
+@pytest.mark.parametrize("content", ["", "not json", "[[1, 2]]", '[["trace", -1.0, 2.0]]', '[["trace", NaN, 1.0]]'])
+def test_a_damaged_history_gives_no_estimate_and_is_replaced(caplog, monkeypatch, tmp_path, content: str) -> None:
+    caplog.set_level(logging.INFO, "dyngen")
+    clock = Clock()
+    history = dyngen.progress.history_file(str(tmp_path), "vdp", "/models/vdp.py")
+    history.parent.mkdir(parents=True)
+    history.write_text(content)
+    run_stages(Progress("vdp", clock=clock, stream=io.StringIO(), history=history), clock, [("trace", 2.0)])
+    assert messages(caplog) == ["dyngen [vdp] trace: 2.00 s (build 2.00 s so far)"]
+    assert dyngen.progress._read_history(history) == [("trace", 2.0, 2.0)]
+
+
+def test_fast_builds_leave_no_history(tmp_path) -> None:
+    clock = Clock()
+    history = dyngen.progress.history_file(str(tmp_path), "vdp", "/models/vdp.py")
+    run_stages(Progress("vdp", clock=clock, stream=io.StringIO(), history=history), clock, [("trace", 0.2), ("lower", 0.3)])
+    assert not history.exists()
+
+
 def test_a_long_stage_is_reported_while_it_runs_never_minutes_of_silence(caplog) -> None:
     caplog.set_level(logging.INFO, "dyngen")
     progress = Progress("big", stream=io.StringIO(), delay=0.05, heartbeat=0.1)
