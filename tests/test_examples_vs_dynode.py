@@ -37,7 +37,7 @@ IDS = [p.stem for p in EXAMPLES]
 
 
 def test_the_examples_exist() -> None:
-    assert set(IDS) == {"vanderpol", "coupled_vanderpol", "hierarchy", "mass_spring", "vector_outputs", "oscillator_ring", "reaction_diffusion"}
+    assert set(IDS) == {"vanderpol", "coupled_vanderpol", "hierarchy", "mass_spring", "vector_outputs", "oscillator_ring", "reaction_diffusion", "gray_scott_2d"}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
