@@ -126,7 +126,7 @@ def build(
         _check_output(name, source_root, model_file, options)
     if progress is None:
         label = module_name(name)
-        progress = Progress(label, options.progress, history=history_file(str(cache_dir(options.cache_dir)), label, model_file))
+        progress = Progress(label, options.progress, history=history_file(options.cache_dir, label, model_file))
     cached = None if retrace else _by_structure(name, options, structure, progress)
     if cached is not None:
         module, path, timings = cached

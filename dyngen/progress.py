@@ -109,11 +109,18 @@ def progress_wanted(stream: TextIO | None = None) -> bool:
     return progress_form(stream) == "terminal"
 
 
-@lru_cache(maxsize=256)
-def history_file(cache: str, label: str, place: str) -> Path:
+def history_file(cache: str | os.PathLike | None, label: str, place: str) -> Path:
     """Where the stage times of the slow builds of model ``label`` defined at ``place``
-    (its model file) are kept, in the module cache ``cache``."""
-    return Path(cache) / "progress" / f"{label}_{hashlib.sha256(place.encode('utf-8')).hexdigest()[:12]}.json"
+    (its model file) are kept: in the module cache ``cache`` (None: the default one)."""
+    return _history_file(None if cache is None else os.fspath(cache), os.environ.get("DYNGEN_CACHE_DIR"), label, place)
+
+
+@lru_cache(maxsize=256)
+def _history_file(cache: str | None, environment: str | None, label: str, place: str) -> Path:
+    from .cache import cache_dir  # (``environment``: what cache_dir reads, for the memo)
+
+    name = f"{label}_{hashlib.sha256(place.encode('utf-8')).hexdigest()[:12]}.json"
+    return cache_dir(cache) / "progress" / name
 
 
 def _read_history(path: Path) -> list[tuple[str, float, float]] | None:

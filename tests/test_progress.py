@@ -150,7 +150,7 @@ def test_the_next_build_of_the_same_model_says_what_is_left(caplog) -> None:
 def test_the_first_build_in_a_new_process_says_what_is_left_from_the_last_slow_one(caplog, monkeypatch, tmp_path) -> None:
     caplog.set_level(logging.INFO, "dyngen")
     clock = Clock()
-    history = dyngen.progress.history_file(str(tmp_path), "vdp", "/models/vdp.py")
+    history = dyngen.progress.history_file(tmp_path, "vdp", "/models/vdp.py")
     stages = [("trace", 1.0), ("lower", 4.0), ("numba compile", 15.0)]
     run_stages(Progress("vdp", clock=clock, stream=io.StringIO(), history=history), clock, stages)
     assert history.is_file()
@@ -159,7 +159,7 @@ def test_the_first_build_in_a_new_process_says_what_is_left_from_the_last_slow_o
     run_stages(Progress("vdp", clock=clock, stream=io.StringIO(), history=history), clock, [("trace", 2.0)])
     assert messages(caplog) == ["dyngen [vdp] trace: 2.00 s (build 2.00 s so far, about 19 s left)"]
     # the same name defined in another file has its own history
-    other = dyngen.progress.history_file(str(tmp_path), "vdp", "/elsewhere/vdp.py")
+    other = dyngen.progress.history_file(tmp_path, "vdp", "/elsewhere/vdp.py")
     assert other != history and not other.exists()
 
 
@@ -167,7 +167,7 @@ def test_the_first_build_in_a_new_process_says_what_is_left_from_the_last_slow_o
 def test_a_damaged_history_gives_no_estimate_and_is_replaced(caplog, monkeypatch, tmp_path, content: str) -> None:
     caplog.set_level(logging.INFO, "dyngen")
     clock = Clock()
-    history = dyngen.progress.history_file(str(tmp_path), "vdp", "/models/vdp.py")
+    history = dyngen.progress.history_file(tmp_path, "vdp", "/models/vdp.py")
     history.parent.mkdir(parents=True)
     history.write_text(content)
     run_stages(Progress("vdp", clock=clock, stream=io.StringIO(), history=history), clock, [("trace", 2.0)])
@@ -177,7 +177,7 @@ def test_a_damaged_history_gives_no_estimate_and_is_replaced(caplog, monkeypatch
 
 def test_fast_builds_leave_no_history(tmp_path) -> None:
     clock = Clock()
-    history = dyngen.progress.history_file(str(tmp_path), "vdp", "/models/vdp.py")
+    history = dyngen.progress.history_file(tmp_path, "vdp", "/models/vdp.py")
     run_stages(Progress("vdp", clock=clock, stream=io.StringIO(), history=history), clock, [("trace", 0.2), ("lower", 0.3)])
     assert not history.exists()
 
@@ -237,6 +237,9 @@ def test_a_real_build_reports_every_pipeline_stage_when_slow(monkeypatch, caplog
     sim.compile()
     stages = [re.match(r"dyngen \[\w+\] ([\w ()]+): ", m).group(1) for m in messages(caplog)]
     assert stages == ["trace", "flatten", "lower", "render", "write", "load"]
+    # the slow build's stage times are in the module cache: a new process estimates from them
+    (history,) = (tmp_path / "progress").glob("*.json")
+    assert [name for name, _, _ in dyngen.progress._read_history(history)] == stages
 
 
 def test_a_stage_that_raises_has_no_line_and_the_error_goes_through(caplog) -> None:

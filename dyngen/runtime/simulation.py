@@ -21,7 +21,6 @@ from ..errors import (
 from ..ir import BuildOptions
 from ..naming import sanitize
 from ..pipeline import BuildResult, build, default_name
-from ..cache import cache_dir
 from ..progress import Progress, history_file
 from ..system import TrackedList
 from ..tree import check_not_dynode, walk
@@ -147,7 +146,7 @@ class Simulation:
             name = self.model_name or default_name(self._systems)
             model_file = self.model_file or _main_file()
             label = sanitize(name)
-            progress = Progress(label, history=history_file(str(cache_dir(self.cache_dir)), label, str(model_file)))
+            progress = Progress(label, history=history_file(self.cache_dir, label, str(model_file)))
             source_root, model_file = _source_place(model_file)
             options = BuildOptions(
                 cache_dir=None if self.cache_dir is None else str(self.cache_dir),
