@@ -58,6 +58,9 @@ SMALL_PART = 64  # element-form (object) arrays up to this size may be combined 
 INLINE_CONSTANT_MAX = 8  # numeric constant arrays up to this size are inlined (numbers, one box each);
 # larger ones are module data (``ArrayContext.constant``), read by index in the loops
 MATERIALIZE_REPEATS = 8  # an array broadcast to this many times its size is computed once first
+# a vector signal of at least this many elements (under ARRAY_MIN) whose elements meet the array
+# form is traced in array form too (PromoteSignals); smaller ones are boxes of one element each
+PROMOTE_MIN = 8
 
 Box = tuple[tuple[int, int], ...]  # (lo, hi) per axis
 Index = tuple[tuple[int, int], ...]  # per axis of a signal: (loop axis, k) or (-1, k): see ir.Offset
@@ -101,7 +104,13 @@ def index_text(index: Index) -> str:
 class ArrayContext:
     """The relative symbols of one trace: ``symbol <-> (signal, index)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, array_min: int = ARRAY_MIN) -> None:
+        # values of at least this many elements stay in array form (the tracer's threshold;
+        # lower when small vectors are promoted: trace._trace_promoted)
+        self.array_min = array_min
+        # element symbol -> size of its signal, for the vector signals traced element by element
+        # (under array_min): one of them meeting the array form is promoted (PromoteSignals)
+        self.small_signals: dict[sp.Symbol, int] = {}
         self.offsets: dict[sp.Symbol, Offset] = {}
         self.reductions: list[Reduction] = []
         self.constant_arrays: list[ConstantArray] = []
@@ -245,11 +254,31 @@ def broadcast_to(value: "LazyArray", shape: tuple[int, ...]) -> "LazyArray":
     return Broadcast(value, shape)
 
 
-def _small_array(a: Any) -> np.ndarray:
+def _small_array(ctx: ArrayContext, a: Any) -> np.ndarray:
+    """An element-form (object) array that meets the array form; raises ``PromoteSignals``
+    when it is computed from small vector signals, which the array form can read as well."""
     array = a.view(np.ndarray) if isinstance(a, SymArray) else np.asarray(a, dtype=object)
     if any(isinstance(x, LazyArray) for x in array.flat):
         raise _error("a list holding a traced large array", "use np.concatenate or np.stack to join arrays")
+    if ctx.small_signals and array.size >= PROMOTE_MIN:
+        sizes = {
+            ctx.small_signals[symbol]
+            for x in array.flat if isinstance(x, Sym)
+            for symbol in x.expr.free_symbols if symbol in ctx.small_signals
+        }  # fmt: skip
+        if sizes:
+            raise PromoteSignals(min(sizes))
     return array
+
+
+class PromoteSignals(Exception):
+    """A small vector signal (under the array form's threshold, traced element by element)
+    meets the array form: the model is traced again with signals of at least ``size``
+    elements in array form (``trace.trace``).  Never reaches the user."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
 def numeric_constant(value: Any) -> np.ndarray | None:
@@ -352,7 +381,7 @@ def with_large_constant(fn: Callable[..., sp.Basic], args: tuple) -> Any:
     if ctx is None:
         return None
     constants = [numeric_constant(a) for a in args if isinstance(a, (np.ndarray, list, tuple))]
-    if not constants or any(c is None for c in constants) or max(c.size for c in constants) < ARRAY_MIN:
+    if not constants or any(c is None for c in constants) or max(c.size for c in constants) < ctx.array_min:
         return None
     try:
         int(np.prod(np.broadcast_shapes(*(c.shape for c in constants))))
@@ -368,7 +397,7 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any, ctx: ArrayContext | Non
     try:
         shapes = [a.shape if isinstance(a, (LazyArray, np.ndarray)) else np.asarray(a, dtype=object).shape
                   for a in args if isinstance(a, (LazyArray, np.ndarray, list, tuple))]  # fmt: skip
-        large = int(np.prod(np.broadcast_shapes(*shapes))) >= ARRAY_MIN
+        large = int(np.prod(np.broadcast_shapes(*shapes))) >= ctx.array_min
     except (ValueError, TraceError):
         large = False  # reported below (shapes that do not broadcast, a list holding a traced array)
     operands: list[Any] = []
@@ -377,7 +406,7 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any, ctx: ArrayContext | Non
             operands.append(a)
         elif isinstance(a, (np.ndarray, list, tuple)) and np.size(a) != 1:
             constant = as_constant(ctx, a) if large else None
-            operands.append(constant if constant is not None else _small_array(a))
+            operands.append(constant if constant is not None else _small_array(ctx, a))
         elif isinstance(a, (np.ndarray, list, tuple)):
             operands.append(Fill(ctx, np.shape(a), _scalar(a)))
         else:
@@ -393,7 +422,7 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any, ctx: ArrayContext | Non
         ) from None
     size = int(np.prod(shape))
     ctx.work += size
-    if size < ARRAY_MIN:  # small: element form, as any object array
+    if size < ctx.array_min:  # small: element form, as any object array
         from .symbolic import _elementwise
 
         return _elementwise(fn, *[to_elements(o) if isinstance(o, LazyArray) else o for o in operands])
@@ -942,7 +971,7 @@ def _as_part(ctx: ArrayContext, item: Any, what: str) -> LazyArray:
     constant = as_constant(ctx, item)
     if constant is not None:
         return constant
-    array = _small_array(item)
+    array = _small_array(ctx, item)
     if array.size > SMALL_PART:
         raise _error(
             f"{what} of an array of {array.size} traced elements (element form) with a traced large array",
@@ -957,7 +986,7 @@ def _operand(ctx: ArrayContext, value: Any) -> Any:
     if isinstance(value, LazyArray):
         return value
     constant = as_constant(ctx, value)
-    return constant if constant is not None else _small_array(value)
+    return constant if constant is not None else _small_array(ctx, value)
 
 
 def _concatenate(arrays: Any, axis: Any = 0, out: Any = None, **kwargs: Any) -> LazyArray:
@@ -1021,7 +1050,7 @@ def _reduce(op: str) -> Callable[..., Any]:
             raise _error(f"np.{op} of a traced array with dtype, out, keepdims, initial or where", f"np.{op}(u) or np.{op}(u, axis=k)")
         axes = tuple(range(a.ndim)) if axis is None else axis if isinstance(axis, tuple) else (axis,)
         axes = tuple(sorted({_axis(x, a.ndim, f"np.{op}") for x in axes}))
-        if a.size < ARRAY_MIN:  # small: the reduction of its elements
+        if a.size < a.ctx.array_min:  # small: the reduction of its elements
             return _small_reduction(op, a, axes)
         a.ctx.work += a.size
         if len(axes) < a.ndim:

@@ -25,7 +25,10 @@ from .errors import (
     user_frame_location,
     user_traceback_location,
 )
-from .arrays import ACTIVE_ARRAYS, ARRAY_MIN, ArrayContext, ArrayTraceError, Base, Pieces, finish, is_lazy, to_elements
+from .arrays import (
+    ACTIVE_ARRAYS, ARRAY_MIN, PROMOTE_MIN, ArrayContext, ArrayTraceError, Base, Pieces, PromoteSignals, finish, is_lazy,
+    to_elements,
+)  # fmt: skip
 from .ir import (
     ATTRIBUTE_KIND,
     ArrayWrite,
@@ -107,8 +110,11 @@ class _ForeignContainer:
 class Tracer:
     """The container hook that turns reads and writes into sympy expressions."""
 
-    def __init__(self, nodes: list, arrays: bool = True, parameters: tuple[str, ...] = ()) -> None:
-        self.arrays = ArrayContext() if arrays else None
+    def __init__(
+        self, nodes: list, arrays: bool = True, parameters: tuple[str, ...] = (), array_min: int = ARRAY_MIN
+    ) -> None:
+        self.arrays = ArrayContext(array_min) if arrays else None
+        self.array_min = array_min  # signals of at least this many elements are traced in array form
         self.names = NameRegistry()
         self.owner: dict[int, tuple[str, str]] = {}
         self.signals: dict[SignalRef, Signal] = {}
@@ -154,7 +160,9 @@ class Tracer:
                 continue
             if kind == "states" and array.ndim == 0:
                 array = array.reshape(1)
-            self._new_signal(ref, array.shape, array=array.ndim >= 1 and array.size >= ARRAY_MIN)
+            signal = self._new_signal(ref, array.shape, array=array.ndim >= 1 and array.size >= self.array_min)
+            if self.arrays is not None and not signal.array and array.ndim >= 1 and array.size >= PROMOTE_MIN:
+                self.arrays.small_signals.update(dict.fromkeys(signal.symbols, array.size))
             self.defaults[ref] = tuple(array.ravel().tolist())
 
     def _new_signal(self, ref: SignalRef, shape: tuple[int, ...], array: bool = False) -> Signal:
@@ -302,7 +310,7 @@ class Tracer:
             if error.location is None:
                 error.location = user_traceback_location(sys.exc_info()[2]) or info.location
             raise
-        except DyngenError:
+        except (DyngenError, PromoteSignals):
             raise
         except Exception as exc:  # the user's code failed on a traced value
             error = TraceError(
@@ -356,7 +364,7 @@ class Tracer:
         frame = self.frame
         writes = []
         for ref, value in frame.local.items():
-            if is_lazy(value) and value.size < ARRAY_MIN:
+            if is_lazy(value) and value.size < self.array_min:
                 value = to_elements(value)
             if is_lazy(value):
                 writes.append(self._array_write(ref, value))
@@ -424,20 +432,25 @@ def trace(
     """
     if not arrays:
         return _trace(systems, name, source_root, Tracer(walk(systems), False, parameters))
-    tracer = Tracer(walk(systems), True, parameters)
-    try:
-        return _trace(systems, name, source_root, tracer)
-    except TraceError as error:
-        if not tracer.array_elements:
-            raise
-        work = tracer.arrays.work + sum(c.size for c in tracer.arrays.constant_arrays)
-        if tracer.array_elements > ELEMENT_FALLBACK_MAX or work > ELEMENT_WORK_MAX:
-            if not isinstance(error, ArrayTraceError):  # the model's own mistake, whatever the form
-                raise
-            size = (f"large arrays ({tracer.array_elements} elements here)" if tracer.array_elements > ELEMENT_FALLBACK_MAX
-                    else f"operations on {work:,} array elements so far")  # fmt: skip
-            raise _too_large(error, f"{size} are traced in array form") from None
-        array_error = error
+    array_min = ARRAY_MIN
+    while True:  # a small vector signal meeting the array form: traced again with it in array form
+        tracer = Tracer(walk(systems), True, parameters, array_min)
+        try:
+            return _trace(systems, name, source_root, tracer)
+        except PromoteSignals as promote:
+            array_min = promote.size  # (smaller each time: signals of array_min or more are lazy already)
+        except TraceError as error:
+            array_error = error
+            break
+    if not tracer.array_elements:
+        raise array_error
+    work = tracer.arrays.work + sum(c.size for c in tracer.arrays.constant_arrays)
+    if tracer.array_elements > ELEMENT_FALLBACK_MAX or work > ELEMENT_WORK_MAX:
+        if not isinstance(array_error, ArrayTraceError):  # the model's own mistake, whatever the form
+            raise array_error
+        size = (f"large arrays ({tracer.array_elements} elements here)" if tracer.array_elements > ELEMENT_FALLBACK_MAX
+                else f"operations on {work:,} array elements so far")  # fmt: skip
+        raise _too_large(array_error, f"{size} are traced in array form") from None
     budget = ElementBudget(ELEMENT_WORK_MAX)
     token = ELEMENT_BUDGET.set(budget)
     try:

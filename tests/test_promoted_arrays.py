@@ -1,0 +1,68 @@
+"""Small vectors against large arrays (issue 15): Kuramoto with 40 oscillators and a 40 x 40
+weight matrix.
+
+The weight matrix (1,600 values) is traced in array form, the 40 phases (under the
+array form's 64 elements) element by element; ``theta[None, :] - theta[:, None]`` then
+made 1,600 element expressions that the array form cannot take as an operand, and the
+model failed to build (the element form would build more than 5,000 operations).  Now
+the tracer traces such a model again with its small vectors in array form too.
+
+Checked against dynode 0.4 on the same model file, central finite differences of the
+generated rhs (the all-to-all Jacobian, dense as the model is), and the module's shape.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import dyngen
+from dynode_compare import assert_same_runs, build_simulation, run
+from finite_differences import central_differences
+
+MODELS = Path(__file__).resolve().parent / "grids_model.py"
+FORMS = ["broadcast", "matrix", "einsum"]
+
+
+def module_of(n: int, form: str) -> Any:
+    sim = build_simulation(MODELS, "dyngen", "build_kuramoto", n, form)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dyngen.DyngenWarning)  # no "traced element by element" notice
+        return sim.compile().module
+
+
+def rhs_lines(module: Any) -> list[str]:
+    text = Path(module.__file__).read_text(encoding="utf-8")
+    return text.split("\ndef rhs(")[1].split("\n\n\n")[0].splitlines()
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_forty_oscillators_against_a_weight_matrix_match_dynode(form: str) -> None:
+    ours = run(build_simulation(MODELS, "dyngen", "build_kuramoto", 40, form), "dyngen", 2.0, 0.5)
+    theirs = run(build_simulation(MODELS, "dynode", "build_kuramoto", 40, form), "dynode", 2.0, 0.5)
+    assert_same_runs(ours, theirs)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_jacobian_is_all_to_all_and_matches_finite_differences(form: str) -> None:
+    module = module_of(40, form)
+    assert getattr(module, "NO_JACOBIAN", None) is None
+    rng = np.random.default_rng(7)
+    y = module.DEFAULT_STATES + rng.normal(0.0, 0.3, module.N_STATES)
+    p = module.DEFAULT_PARAMETERS * rng.uniform(0.8, 1.2, module.N_PARAMETERS)
+    J = np.full((module.N_STATES, module.N_STATES), np.nan)
+    module.jac(0.7, y, p, J)
+    expected = central_differences(module, 0.7, y, p)
+    assert np.max(np.abs(J - expected)) / np.max(np.abs(expected)) < 1e-6
+    assert np.count_nonzero(J) == 40 * 40
+
+
+def test_the_small_vectors_are_loops_not_forty_lines() -> None:
+    small, larger = module_of(40, "broadcast"), module_of(50, "broadcast")
+    assert any(line.strip().startswith("for j in range(") for line in rhs_lines(small))
+    assert not any("omega_39" in line for line in rhs_lines(small))
+    assert len(rhs_lines(small)) == len(rhs_lines(larger))
