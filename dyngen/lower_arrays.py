@@ -31,6 +31,7 @@ _P = sp.IndexedBase("p")
 _DY = sp.IndexedBase("dy")
 _OUT = sp.IndexedBase("out")
 _VALUES = sp.IndexedBase("values")
+_U = sp.IndexedBase("U")
 
 Gradient = Callable[[sp.Symbol], dict[int, sp.Basic]]
 Target = Callable[[tuple[sp.Basic, ...]], sp.Basic]  # the loop indices of a box -> where its element goes
@@ -279,6 +280,9 @@ def _emit(
     code.blocks.append(Block(title, tuple(body_statements), loops=loops))
 
 
+emit = _emit  # (lower_lowrank writes its loops with it)
+
+
 def _array_target(base: sp.IndexedBase, slot_start: int, shape: Sequence[int]) -> Target:
     return lambda loop: base[slot_start + flat_index(shape, loop)]
 
@@ -396,17 +400,22 @@ def array_observe(flat: FlatModel) -> ArrayCode:
     return code
 
 
-def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basic], sp.Basic], first: int) -> ArrayCode:
+def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basic], sp.Basic], first: int,
+                   n_states: int | None = None, lowrank: bool = False) -> ArrayCode:  # fmt: skip
     """The loops that write the Jacobian entries of the array derivatives into ``values``.
 
     Entries are numbered from ``first`` (after the element entries), block by block;
     within a block, in the C order of its box's cells (the order of the loop nest).
+    A gradient column ``n_states + k`` is sum ``k`` of the low-rank part
+    (``lower_lowrank``): skipped here, and with ``lowrank`` the only entries written,
+    added into ``U[row, k]`` instead.
     """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     state_arrays = {slot.ref for slot in flat.states}
     der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
-    chain = _ReductionChain(flat, places, temporaries, gradient, clean, code)
+    chain = _ReductionChain(flat, places, temporaries, gradient, clean, code, n_states)
+    virtual = n_states if n_states is not None else float("inf")
     position = first
     for members, boxes in _fused(ders):
         for fused in boxes:
@@ -424,7 +433,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                 row = state.start + sum(s * lo for s, (lo, _) in zip(der_strides, box))
                 for symbol in sorted(expr.free_symbols, key=lambda s: s.name):  # through reductions along axes
                     offset = places.offsets.get(symbol)
-                    if offset is not None and offset.ref.kind == REDUCTION_KIND:
+                    if offset is not None and offset.ref.kind == REDUCTION_KIND and not lowrank:
                         partial = clean(sp.diff(expr, symbol))
                         if partial != 0:
                             position = chain.entries(symbol, partial, box, state, position)
@@ -432,19 +441,31 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                 for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
                     offset = places.offsets.get(symbol)
                     if offset is not None:
-                        if offset.ref not in state_arrays:
+                        if offset.ref not in state_arrays or lowrank:
                             continue  # a parameter array (a constant), or a reduction (above)
                         column, column_strides = places.column(offset, box)
                         columns = [(column, column_strides, sp.S.One)]
                         read = f"{offset.ref}[{index_text(offset.index)}]"
                     else:
-                        columns = [(j, (0,) * len(box), g) for j, g in sorted(gradient(symbol).items())]
+                        columns = [(j, (0,) * len(box), g) for j, g in sorted(gradient(symbol).items())
+                                   if (j >= virtual) == lowrank]  # fmt: skip
                     if not columns:
                         continue
                     partial = clean(sp.diff(expr, symbol))
                     if partial == 0:
                         continue
                     for column, column_strides, g in columns:
+                        if lowrank:  # U[row, k] += d(d/dt x)/d(m_k)
+                            row_of = _array_target(_U, state.start, state.shape)
+
+                            def u_entry(loop: tuple[sp.Basic, ...], rows: Target = row_of, k: int = column - virtual) -> sp.Basic:
+                                return sp.IndexedBase("U")[rows(loop).indices[0], k]
+
+                            accumulator = sp.Symbol("jac_acc", real=True)
+                            label = f"U[:, {column - virtual}] += d(d/dt {_element_comment(state.ref, len(box))})/d(sum {column - virtual})"
+                            _emit(places, temporaries, label, box, [(u_entry, accumulator + partial * g, "")], code,
+                                  accumulator, u_entry)  # fmt: skip
+                            continue
                         label_read = read if offset is not None else f"y[{column}]"
                         rows_text = _element_comment(state.ref, len(box)) if not single else f"{state.ref}[{', '.join(map(str, cell))}]"
                         label = f"d(d/dt {rows_text})/d({label_read})"
@@ -474,8 +495,9 @@ class _ReductionChain:
     """
 
     def __init__(self, flat: FlatModel, places: Places, temporaries: Temporaries, gradient: Gradient,
-                 clean: Callable[[sp.Basic], sp.Basic], code: ArrayCode) -> None:  # fmt: skip
+                 clean: Callable[[sp.Basic], sp.Basic], code: ArrayCode, n_states: int | None = None) -> None:  # fmt: skip
         self.flat, self.places, self.temporaries = flat, places, temporaries
+        self.n_states = n_states
         self.gradient, self.clean, self.code = gradient, clean, code
         self.state_arrays = {slot.ref for slot in flat.states}
 
@@ -524,6 +546,11 @@ class _ReductionChain:
             columns = [(column, column_strides, sp.S.One, f"{offset.ref}[{index_text(offset.index)}]")]
         else:
             columns = [(j, (0,) * len(sub_box), g, f"y[{j}]") for j, g in sorted(self.gradient(read).items())]
+            if self.n_states is not None and any(j >= self.n_states for j, *_ in columns):
+                from .lower_lowrank import NoJacobian  # (that module builds on this one)
+
+                raise NoJacobian(f"the summand of a sum along an axis read by d/dt {state.ref} reads a sum over a whole "
+                                 "array (nested reductions): dyngen has no Jacobian for it yet")  # fmt: skip
         derivative = self.clean(sp.diff(summand, read))
         if derivative == 0:
             return position
