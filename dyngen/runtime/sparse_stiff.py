@@ -74,16 +74,21 @@ class LowRankSolve:
     ``x = A⁻¹b + W C⁻¹ Vᵀ A⁻¹b`` with ``W = A⁻¹U`` and ``C = I - Vᵀ W`` (r x r)."""
 
     def __init__(self, lu: object, U: np.ndarray, V: np.ndarray) -> None:
-        self.lu, self.V = lu, V
-        self.W = lu.solve(np.asfortranarray(U))  # type: ignore[attr-defined]
-        C = np.eye(U.shape[1]) - V.T @ self.W
+        # Rows of Wᵀ and Vᵀ, contiguous; products by einsum: BLAS's gemv on these thin
+        # matrices took 10 ms a solve at 20,000 states on the shared 2-core machine.
+        self.lu, self.Vt = lu, np.ascontiguousarray(V.T)
+        self.Wt = np.ascontiguousarray(lu.solve(np.asfortranarray(U)).T)  # type: ignore[attr-defined]
+        C = np.eye(U.shape[1]) - np.einsum("ki,li->kl", self.Vt, self.Wt)
         if not np.all(np.isfinite(C)) or np.linalg.cond(C) > 1.0 / _UROUND:
             raise RuntimeError("the capacitance matrix of the low-rank part is singular")
         self.C = C
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         x = self.lu.solve(b)  # type: ignore[attr-defined]
-        return x + self.W @ np.linalg.solve(self.C, self.V.T @ x)
+        z = np.linalg.solve(self.C, np.einsum("ki,i->k", self.Vt, x))
+        for k in range(z.size):
+            x += z[k] * self.Wt[k]
+        return x
 
 
 class SparseRosenbrockIntegrator:
