@@ -510,6 +510,14 @@ class _ReductionChain:
             (o := self.places.offsets.get(s)) is None or o.ref.kind != REDUCTION_KIND
             for _, e in summands for s in e.free_symbols
         )  # fmt: skip
+        broadcast = (
+            reduction.op == "sum" and readable and (offset.index != identity or reduction.shape != state.shape)
+            and len({a for a, _ in offset.index if a >= 0}) == sum(1 for a, _ in offset.index if a >= 0)
+            and all((a >= 0 and k == 0 and reduction.shape[d] == state.shape[a]) or (a < 0 and 0 <= k < reduction.shape[d])
+                    for d, (a, k) in enumerate(offset.index))
+        )  # fmt: skip
+        if broadcast:  # a sum along axes read broadcast (``u.mean(axis=1)[:, None]``): dense blocks
+            return self._broadcast(offset, reduction, summands, partial, box, state, position)
         if reduction.op != "sum" or offset.index != identity or reduction.shape != state.shape or not readable:
             self.gradient(symbol)  # raises NoJacobian, which says why
         kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
@@ -534,6 +542,75 @@ class _ReductionChain:
                 row_strides[a] = st
             for read in sorted(summand.free_symbols, key=lambda s: s.name):
                 position = self._read(read, summand, factor, sub_box, kept, row, tuple(row_strides), position, state)
+        return position
+
+    def _broadcast(self, offset: Offset, reduction: Reduction, summands: list, partial: sp.Basic, box: Box, state: Slot,
+                   position: int) -> int:  # fmt: skip
+        """``d/dt x[i, j] = f(T[i])`` with ``T = sum(S, axis=1)``: for each cell of the
+        derivative and each reduced cell of the summand read at the derivative's kept
+        indices, one entry ``f'(T[i]) dS(i, j')/du`` (a dense block per row).  One loop
+        nest over the derivative's box and the reduced axes; summands that read states
+        through relative reads only (anything else: no Jacobian, with the reason)."""
+        n_der = len(box)
+        kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
+        # summand axis -> derivative axis; the others (reduced, or kept but read at a constant) get loops of their own
+        der_axis = {a: offset.index[d][0] for d, a in enumerate(kept) if offset.index[d][0] >= 0}
+        fixed = {a: offset.index[d][1] for d, a in enumerate(kept) if offset.index[d][0] < 0}
+        reduced = [a for a in range(len(kept) + len(reduction.axes)) if a not in der_axis]
+        der_strides = strides(state.shape)
+        self.code.roots.append(partial)
+        for segment, summand in summands:
+            combined = list(box)
+            for a, d in der_axis.items():  # the derivative cells whose kept index is in the segment
+                combined[d] = (max(box[d][0], segment.lo[a]), min(box[d][1], segment.hi[a]))
+            combined += [(max(segment.lo[a], fixed[a]), min(segment.hi[a], fixed[a] + 1)) if a in fixed
+                         else (segment.lo[a], segment.hi[a]) for a in reduced]  # fmt: skip
+            if any(hi <= lo for lo, hi in combined):
+                continue
+            combined_box = tuple(combined)
+            if box_size(combined_box) == 0:
+                continue
+            loop = _loop_indices(combined_box)
+            summand_loop = [loop[der_axis[a]] if a in der_axis else loop[n_der + reduced.index(a)]
+                            for a in range(len(segment.lo))]  # fmt: skip
+            factor = partial.xreplace({
+                s: self.places.indexed(o, loop[:n_der]) for s in partial.free_symbols if (o := self.places.offsets.get(s)) is not None
+            })  # fmt: skip
+            shape = tuple(hi - lo for lo, hi in combined_box)
+            row = state.start + sum(st * lo for st, (lo, _) in zip(der_strides, combined_box))
+            row_strides = tuple(der_strides) + (0,) * len(reduced)
+            for read in sorted(summand.free_symbols, key=lambda s: s.name):
+                o = self.places.offsets.get(read)
+                if o is not None and o.ref not in self.state_arrays:
+                    continue  # a parameter array: a constant
+                derivative = self.clean(sp.diff(summand, read))
+                if derivative == 0:
+                    continue
+                if o is None or any(a < 0 for a, _ in o.index):
+                    self.gradient(sp.Symbol(reduction.symbol.name))  # raises NoJacobian (a read dyngen does not place)
+                    raise AssertionError("unreachable")
+                slot = self.places.vector[o.ref][1]
+                slot_strides = strides(slot.shape)
+                column = slot.start + sum(st * (k + combined_box[der_axis[a] if a in der_axis else n_der + reduced.index(a)][0])
+                                          for st, (a, k) in zip(slot_strides, o.index))  # fmt: skip
+                column_strides = [0] * len(combined_box)
+                for st, (a, _) in zip(slot_strides, o.index):
+                    column_strides[der_axis[a] if a in der_axis else n_der + reduced.index(a)] += st
+                value = (factor * derivative).xreplace({
+                    s: self.places.indexed(q, summand_loop) for s in derivative.free_symbols
+                    if (q := self.places.offsets.get(s)) is not None
+                })  # fmt: skip
+                block_strides = strides(shape)
+
+                def target(cells: tuple[sp.Basic, ...], at: int = position, st: tuple = block_strides,
+                           b: Box = combined_box) -> sp.Basic:  # fmt: skip
+                    return _VALUES[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, cells, b)))]
+
+                label = (f"d(d/dt {_element_comment(state.ref, n_der)})/d({o.ref}[{index_text(o.index)}]) "
+                         f"through a sum along axis {', '.join(map(str, reduction.axes))}, broadcast")  # fmt: skip
+                _emit(self.places, self.temporaries, label, combined_box, [(target, value, "")], self.code)
+                self.code.jac_blocks.append(JacBlock(row, column, shape, row_strides, tuple(column_strides)))
+                position += box_size(combined_box)
         return position
 
     def _read(self, read: sp.Symbol, summand: sp.Basic, factor: sp.Basic, sub_box: Box, kept: list[int], row: int,

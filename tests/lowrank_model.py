@@ -6,9 +6,11 @@ their Jacobian is J = S + U Vᵀ (a sparse part and one low-rank term per sum).
   weighted sum ``np.sum(w * u**2)`` (a summand that is not linear) and a second
   sum in the derivatives (two low-rank terms).
 - ``build_grid_mean(n, m)``: a periodic 2-D grid relaxing to its mean, scaled by a sum
-  over a sub-grid (``np.sum(u[1:-1, 2:] ** 2)``); with ``rows``, to its row means
-  (``u.mean(axis=1)[:, None]``: one sum per row, broadcast: no Jacobian yet).
-- ``build_max_field(n)``: like the first, but through ``np.max``: no Jacobian.
+  over a sub-grid (``np.sum(u[1:-1, 2:] ** 2)``); with ``axis=1``, to its row means
+  (``u.mean(axis=1)[:, None]``: one sum per row, broadcast: a dense block per row in
+  the sparse part), with ``axis=0`` to its column means (``np.sum(u, axis=0)[None, :]``).
+- ``build_max_field(n, nested)``: a diffusion relaxing to ``np.max(u)``, or with
+  ``nested`` to the variance (a sum of a sum): no Jacobian, a notice naming the construct.
 """
 
 import numpy as np
@@ -38,7 +40,7 @@ class MeanField(System):
 
 
 class GridMean(System):
-    def __init__(self, n, m, rows=False):
+    def __init__(self, n, m, axis=None):
         super().__init__()
         x = np.linspace(0.0, 1.0, n)[:, None]
         y = np.linspace(0.0, 1.0, m)[None, :]
@@ -46,28 +48,35 @@ class GridMean(System):
         self.ders.u = np.zeros((n, m))
         self.inputs.D = 0.3
         self.inputs.k = 1.5
-        self.rows = rows
+        self.axis = axis
 
     def do_step(self, time):
         u = self.states.u
         lap = np.roll(u, 1, axis=0) + np.roll(u, -1, axis=0) + np.roll(u, 1, axis=1) + np.roll(u, -1, axis=1) - 4 * u
         inner = np.sum(u[1:-1, 2:] ** 2)  # a sum over a sub-grid: V is zero outside it
-        if self.rows:
+        if self.axis == 1:
             mean = u.mean(axis=1)[:, None]  # each row's mean, broadcast over the columns
+        elif self.axis == 0:
+            mean = np.sum(u, axis=0)[None, :] / u.shape[0]  # each column's mean, broadcast over the rows
         else:
             mean = u.mean()
         self.ders.u = self.inputs.D * lap - self.inputs.k * (u - mean) * (1.0 + 0.01 * inner) - 0.5 * u**3
 
 
 class MaxField(System):
-    def __init__(self, n):
+    def __init__(self, n, nested=False):
         super().__init__()
         self.states.u = np.linspace(-1.0, 1.0, n)
         self.ders.u = np.zeros(n)
+        self.nested = nested
 
     def do_step(self, time):
         u = self.states.u
-        self.ders.u = np.roll(u, 1) - 2.0 * u + np.roll(u, -1) - (u - np.max(u))
+        if self.nested:  # a sum of a sum: the variance
+            coupling = np.mean((u - np.mean(u)) ** 2)
+        else:
+            coupling = np.max(u)
+        self.ders.u = np.roll(u, 1) - 2.0 * u + np.roll(u, -1) - (u - coupling)
 
 
 def build_mean_field(n=200):
@@ -76,13 +85,13 @@ def build_mean_field(n=200):
     return sim
 
 
-def build_grid_mean(n=12, m=10, rows=False):
+def build_grid_mean(n=12, m=10, axis=None):
     sim = Simulation()
-    sim.add_system(GridMean(n, m, rows))
+    sim.add_system(GridMean(n, m, axis))
     return sim
 
 
-def build_max_field(n=100):
+def build_max_field(n=100, nested=False):
     sim = Simulation()
-    sim.add_system(MaxField(n))
+    sim.add_system(MaxField(n, nested))
     return sim

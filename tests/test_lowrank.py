@@ -10,8 +10,11 @@ Checked against independent references:
   and a 2-D grid with a whole-grid mean and a sum over a sub-grid;
 - scipy's ``solve_ivp`` (DOP853 at rtol 1e-10) on the same equations written by hand,
   for rodas4 on the sparse LU with Woodbury and for solve_ivp(BDF) through dyngen;
-- what is still not derived (np.max, a row mean broadcast over a grid) keeps the
-  "no Jacobian" notice, which names the construct.
+- what is still not derived (np.max, a sum of sums) keeps the "no Jacobian" notice,
+  which names the construct.
+
+A sum along an axis broadcast back over the grid (``u.mean(axis=1)[:, None]``) is not
+low rank: its entries are dense blocks (one per row) in the sparse part.
 """
 
 from __future__ import annotations
@@ -68,13 +71,21 @@ def sparse_plus_lowrank(module: Any, t: float, y: np.ndarray, p: np.ndarray) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("builder", "args", "rank"), [("build_mean_field", (80,), 2), ("build_grid_mean", (12, 10), 2)],
-                         ids=["mean_field_1d", "grid_mean_2d"])  # fmt: skip
-def test_the_jacobian_through_sums_matches_finite_differences(builder: str, args: tuple, rank: int) -> None:
+@pytest.mark.parametrize(
+    ("builder", "args", "rank", "blocks"),
+    [
+        ("build_mean_field", (80,), 2, 0),
+        ("build_grid_mean", (12, 10), 2, 0),
+        ("build_grid_mean", (12, 10, 1), 1, 12 * 10 * 10),  # row means: a dense 10 x 10 block per row in S
+        ("build_grid_mean", (12, 10, 0), 1, 10 * 12 * 12),  # column means: a 12 x 12 block per column
+    ],
+    ids=["mean_field_1d", "grid_mean_2d", "row_means_2d", "column_means_2d"],
+)
+def test_the_jacobian_through_sums_matches_finite_differences(builder: str, args: tuple, rank: int, blocks: int) -> None:
     module = module_of(builder, *args)
     assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == rank
     n = module.N_STATES
-    assert module.JAC_NNZ < 6 * n  # S stays sparse: the stencil, not the dense coupling
+    assert module.JAC_NNZ - blocks < 6 * n  # S: the stencil (and the blocks of sums along an axis), not the dense coupling
     for seed in (1, 2):
         t, y, p = random_point(module, seed)
         reference = central_differences(module, t, y, p)
@@ -83,7 +94,7 @@ def test_the_jacobian_through_sums_matches_finite_differences(builder: str, args
         assert relative(J, reference) < 1e-7
         S, U, V = sparse_plus_lowrank(module, t, y, p)
         assert relative(S + U @ V.T, reference) < 1e-7
-        assert np.count_nonzero(reference) > 0.9 * n * n  # the sums really couple everything
+        assert np.count_nonzero(reference) > 0.6 * n * n  # the sums really couple (almost) everything
 
 
 def test_the_low_rank_terms_are_loops_whatever_the_size() -> None:
@@ -168,8 +179,8 @@ def test_what_is_not_derived_says_which_construct() -> None:
     module = module_of("build_max_field", 100)
     assert "np.max over 100 elements (lowrank_model.py:" in module.NO_JACOBIAN
     assert "not through np.prod, np.max or np.min" in module.NO_JACOBIAN
-    rows = module_of("build_grid_mean", 12, 10, True)
-    assert "np.sum along axis 1 over 120 elements (lowrank_model.py:" in rows.NO_JACOBIAN
+    nested = module_of("build_max_field", 100, True)
+    assert "sum over 100 elements (lowrank_model.py:" in nested.NO_JACOBIAN and "nested reductions" in nested.NO_JACOBIAN
 
 
 def test_scipy_gets_no_dense_jacobian_it_cannot_afford() -> None:
