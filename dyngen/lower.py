@@ -2,7 +2,9 @@
 
 Builds the generated functions as statement lists: ``rhs`` (the derivatives),
 ``jac_values`` (the non-zero entries of the analytic Jacobian, by the chain rule
-through the flattened assignments) and ``observe`` (every input, output and der).
+through the flattened assignments) and ``observe`` (every input, output and der);
+with ``lowrank_values`` (``lower_lowrank``) when derivatives read sums over whole
+arrays: then J = S + U Vᵀ, ``jac_values`` holding S.
 The dense ``jac`` wrapper is boilerplate in the template.
 Each function computes only what it needs, with sympy's CSE over its expressions.
 """
