@@ -104,6 +104,8 @@ def build(
         click.echo(str(getattr(result, emit)))
     flat = result.flat
     jacobian = "no Jacobian" if result.kernel.no_jacobian else f"{result.kernel.jac_nnz} Jacobian entries"
+    if result.kernel.n_lowrank:
+        jacobian += f" + a rank-{result.kernel.n_lowrank} term (sums over whole arrays)"
     click.echo(
         f"{'wrote' if result.written else 'unchanged'} {result.path}: {flat.n_states} states, {len(flat.default_parameters)} parameters, "
         f"{jacobian} ({total:.2f} s)",

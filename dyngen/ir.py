@@ -492,6 +492,7 @@ class Kernel:
     tables: tuple[tuple[str, tuple[int, ...]], ...] = ()  # index arrays of the loops
     jac_blocks: tuple[JacBlock, ...] = ()  # array loops' entries, after jac_sparsity's
     no_jacobian: str | None = None  # why the module has no analytic Jacobian (None: it has one)
+    n_lowrank: int = 0  # rank of the Jacobian's low-rank part U V^T (sums over whole arrays; lower_lowrank)
     constants: tuple[tuple[str, tuple[float, ...], str], ...] = ()  # per-instance constants: name, values, what
 
     @property

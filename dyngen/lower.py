@@ -2,7 +2,9 @@
 
 Builds the generated functions as statement lists: ``rhs`` (the derivatives),
 ``jac_values`` (the non-zero entries of the analytic Jacobian, by the chain rule
-through the flattened assignments) and ``observe`` (every input, output and der).
+through the flattened assignments) and ``observe`` (every input, output and der);
+with ``lowrank_values`` (``lower_lowrank``) when derivatives read sums over whole
+arrays: then J = S + U Vᵀ, ``jac_values`` holding S.
 The dense ``jac`` wrapper is boilerplate in the template.
 Each function computes only what it needs, with sympy's CSE over its expressions.
 """
@@ -23,6 +25,7 @@ from .layout import pack_states
 from .ir import REDUCTION_KIND, Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement, in_place_order
 from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import lower_groups
+from .lower_lowrank import LowRank, NoJacobian, weight_code
 from .shallow import cse
 
 _PIECEWISE_CONSTANT = (sp.floor, sp.ceiling, sp.sign)
@@ -53,18 +56,6 @@ def _clean_derivative(expr: sp.Basic) -> sp.Basic:
 
     expr = expr.replace(lambda e: isinstance(e, sp.Derivative), derivative)
     return expr.replace(lambda e: isinstance(e, sp.Subs), lambda e: e.doit())
-
-
-class NoJacobian(Exception):
-    """A derivative depends on a sum over a large vector: its Jacobian would be dense."""
-
-    def __init__(self, reduction: Reduction, source_root: str) -> None:
-        self.note = (
-            f"a derivative depends on a sum over {reduction.size} elements "
-            f"({relative_location(reduction.location, source_root)}), whose Jacobian is dense; dyngen "
-            "does not generate it for arrays in array form yet"
-        )
-        super().__init__(self.note)
 
 
 class _Definitions:
@@ -135,8 +126,9 @@ class _StateIndex:
         return found
 
 
-def _gradient(flat: FlatModel, defs: _Definitions):  # noqa: ANN202 - a closure
-    """``gradient(symbol)``: {state index: d symbol / d y[index]} by the chain rule."""
+def _gradient(flat: FlatModel, defs: _Definitions, lowrank: LowRank):  # noqa: ANN202 - a closure
+    """``gradient(symbol)``: {state index: d symbol / d y[index]} by the chain rule; a sum
+    over a whole array is a variable of its own, the virtual column ``lowrank.column``."""
     state_index = _StateIndex(flat)
     memo: dict[sp.Symbol, dict[int, sp.Basic]] = {}
 
@@ -144,7 +136,11 @@ def _gradient(flat: FlatModel, defs: _Definitions):  # noqa: ANN202 - a closure
         if symbol in memo:
             return memo[symbol]
         if symbol in defs.reduction or symbol in defs.alias:
-            raise NoJacobian(defs.reduction[defs.alias.get(symbol, symbol)], flat.source_root)
+            reduction = defs.reduction[defs.alias.get(symbol, symbol)]
+            if symbol in defs.alias:  # a read of an array along axes from element code
+                reduction = replace(reduction, shape=reduction.shape or (1,))
+            memo[symbol] = {lowrank.column(reduction): sp.S.One}
+            return memo[symbol]
         position = state_index.get(symbol) if symbol not in defs.expr else None
         if position is not None:
             result = {position: sp.S.One}
@@ -323,13 +319,19 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
         rhs_targets, "derivatives", array_rhs(flat),
     )  # fmt: skip
 
-    gradient = _gradient(flat, defs)
+    n_states = len(flat.derivatives)
+    lowrank = LowRank(flat, n_states)
+    gradient = _gradient(flat, defs, lowrank)
     jac_doc = "Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``."
+    lowrank_fn = None
     try:
-        entries = _jacobian(flat, gradient)
-        array_jac = array_jacobian(flat, gradient, _clean_derivative, len(entries))
+        every = _jacobian(flat, gradient)
+        entries = {(i, j): v for (i, j), v in every.items() if j < n_states}
+        array_jac = array_jacobian(flat, gradient, _clean_derivative, len(entries), n_states)
+        if lowrank:
+            lowrank_fn = _lowrank_function(flat, defs, gradient, lowrank, every, state_label)
     except NoJacobian as missing:
-        entries, array_jac, no_jacobian = {}, ArrayCode(), missing.note
+        entries, array_jac, no_jacobian, lowrank = {}, ArrayCode(), missing.note, LowRank(flat, n_states)
         jac_values = KernelFunction("jac_values", ("t", "y", "p", "values"), jac_doc, (), raises=no_jacobian)
     else:
         no_jacobian = None
@@ -352,8 +354,30 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
         "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
         observe_targets, "observed signals", array_observe(flat),
     )  # fmt: skip
-    return with_events(Kernel(flat, (rhs, jac_values, observe), tuple(entries), jac_blocks=tuple(array_jac.jac_blocks),
-                              no_jacobian=no_jacobian))  # fmt: skip
+    functions = (rhs, jac_values, observe) + ((lowrank_fn,) if lowrank_fn is not None else ())
+    return with_events(Kernel(flat, functions, tuple(entries), jac_blocks=tuple(array_jac.jac_blocks),
+                              no_jacobian=no_jacobian, n_lowrank=len(lowrank)))  # fmt: skip
+
+
+_U = sp.IndexedBase("U")
+
+
+def _lowrank_function(flat: FlatModel, defs: _Definitions, gradient, lowrank: LowRank,  # noqa: ANN001
+                      every: dict[tuple[int, int], sp.Basic], state_label) -> KernelFunction:  # noqa: ANN001 # fmt: skip
+    """``lowrank_values(t, y, p, U, V)``: adds the columns of ``U`` and ``V`` (zeroed by the
+    caller) of the Jacobian's low-rank part ``U Vᵀ`` (``lower_lowrank``)."""
+    n = lowrank.n_states
+    targets = [
+        (_U[i, j - n], value, f"d(d/dt {state_label(i)})/d(sum {j - n})")
+        for (i, j), value in every.items() if j >= n
+    ]  # fmt: skip
+    u_code = array_jacobian(flat, gradient, _clean_derivative, 0, n, lowrank=True)
+    v_code = weight_code(flat, lowrank, gradient, _clean_derivative)
+    tail = ArrayCode(u_code.blocks + v_code.blocks, u_code.roots + v_code.roots)
+    sums = "; ".join(f"sum {k}: {relative_location(r.location, flat.source_root)}" for k, r in enumerate(lowrank.reductions))
+    doc = (f"Add the low-rank part of the Jacobian, J = S + U V^T (S: jac_values), into ``U`` and ``V`` (zeroed): "
+           f"U[:, k] = d(dy)/d(sum k), V[:, k] = d(sum k)/dy ({sums}).")  # fmt: skip
+    return _function(flat, defs, "lowrank_values", ("t", "y", "p", "U", "V"), doc, targets, "U: element derivatives", tail)
 
 
 _G = sp.IndexedBase("g")

@@ -31,6 +31,7 @@ _P = sp.IndexedBase("p")
 _DY = sp.IndexedBase("dy")
 _OUT = sp.IndexedBase("out")
 _VALUES = sp.IndexedBase("values")
+_U = sp.IndexedBase("U")
 
 Gradient = Callable[[sp.Symbol], dict[int, sp.Basic]]
 Target = Callable[[tuple[sp.Basic, ...]], sp.Basic]  # the loop indices of a box -> where its element goes
@@ -279,6 +280,9 @@ def _emit(
     code.blocks.append(Block(title, tuple(body_statements), loops=loops))
 
 
+emit = _emit  # (lower_lowrank writes its loops with it)
+
+
 def _array_target(base: sp.IndexedBase, slot_start: int, shape: Sequence[int]) -> Target:
     return lambda loop: base[slot_start + flat_index(shape, loop)]
 
@@ -396,17 +400,22 @@ def array_observe(flat: FlatModel) -> ArrayCode:
     return code
 
 
-def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basic], sp.Basic], first: int) -> ArrayCode:
+def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basic], sp.Basic], first: int,
+                   n_states: int | None = None, lowrank: bool = False) -> ArrayCode:  # fmt: skip
     """The loops that write the Jacobian entries of the array derivatives into ``values``.
 
     Entries are numbered from ``first`` (after the element entries), block by block;
     within a block, in the C order of its box's cells (the order of the loop nest).
+    A gradient column ``n_states + k`` is sum ``k`` of the low-rank part
+    (``lower_lowrank``): skipped here, and with ``lowrank`` the only entries written,
+    added into ``U[row, k]`` instead.
     """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     state_arrays = {slot.ref for slot in flat.states}
     der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
-    chain = _ReductionChain(flat, places, temporaries, gradient, clean, code)
+    chain = _ReductionChain(flat, places, temporaries, gradient, clean, code, n_states)
+    virtual = n_states if n_states is not None else float("inf")
     position = first
     for members, boxes in _fused(ders):
         for fused in boxes:
@@ -424,7 +433,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                 row = state.start + sum(s * lo for s, (lo, _) in zip(der_strides, box))
                 for symbol in sorted(expr.free_symbols, key=lambda s: s.name):  # through reductions along axes
                     offset = places.offsets.get(symbol)
-                    if offset is not None and offset.ref.kind == REDUCTION_KIND:
+                    if offset is not None and offset.ref.kind == REDUCTION_KIND and not lowrank:
                         partial = clean(sp.diff(expr, symbol))
                         if partial != 0:
                             position = chain.entries(symbol, partial, box, state, position)
@@ -432,19 +441,31 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                 for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
                     offset = places.offsets.get(symbol)
                     if offset is not None:
-                        if offset.ref not in state_arrays:
+                        if offset.ref not in state_arrays or lowrank:
                             continue  # a parameter array (a constant), or a reduction (above)
                         column, column_strides = places.column(offset, box)
                         columns = [(column, column_strides, sp.S.One)]
                         read = f"{offset.ref}[{index_text(offset.index)}]"
                     else:
-                        columns = [(j, (0,) * len(box), g) for j, g in sorted(gradient(symbol).items())]
+                        columns = [(j, (0,) * len(box), g) for j, g in sorted(gradient(symbol).items())
+                                   if (j >= virtual) == lowrank]  # fmt: skip
                     if not columns:
                         continue
                     partial = clean(sp.diff(expr, symbol))
                     if partial == 0:
                         continue
                     for column, column_strides, g in columns:
+                        if lowrank:  # U[row, k] += d(d/dt x)/d(m_k)
+                            row_of = _array_target(_U, state.start, state.shape)
+
+                            def u_entry(loop: tuple[sp.Basic, ...], rows: Target = row_of, k: int = column - virtual) -> sp.Basic:
+                                return sp.IndexedBase("U")[rows(loop).indices[0], k]
+
+                            accumulator = sp.Symbol("jac_acc", real=True)
+                            label = f"U[:, {column - virtual}] += d(d/dt {_element_comment(state.ref, len(box))})/d(sum {column - virtual})"
+                            _emit(places, temporaries, label, box, [(u_entry, accumulator + partial * g, "")], code,
+                                  accumulator, u_entry)  # fmt: skip
+                            continue
                         label_read = read if offset is not None else f"y[{column}]"
                         rows_text = _element_comment(state.ref, len(box)) if not single else f"{state.ref}[{', '.join(map(str, cell))}]"
                         label = f"d(d/dt {rows_text})/d({label_read})"
@@ -474,8 +495,9 @@ class _ReductionChain:
     """
 
     def __init__(self, flat: FlatModel, places: Places, temporaries: Temporaries, gradient: Gradient,
-                 clean: Callable[[sp.Basic], sp.Basic], code: ArrayCode) -> None:  # fmt: skip
+                 clean: Callable[[sp.Basic], sp.Basic], code: ArrayCode, n_states: int | None = None) -> None:  # fmt: skip
         self.flat, self.places, self.temporaries = flat, places, temporaries
+        self.n_states = n_states
         self.gradient, self.clean, self.code = gradient, clean, code
         self.state_arrays = {slot.ref for slot in flat.states}
 
@@ -488,6 +510,14 @@ class _ReductionChain:
             (o := self.places.offsets.get(s)) is None or o.ref.kind != REDUCTION_KIND
             for _, e in summands for s in e.free_symbols
         )  # fmt: skip
+        broadcast = (
+            reduction.op == "sum" and readable and (offset.index != identity or reduction.shape != state.shape)
+            and len({a for a, _ in offset.index if a >= 0}) == sum(1 for a, _ in offset.index if a >= 0)
+            and all((a >= 0 and k == 0 and reduction.shape[d] == state.shape[a]) or (a < 0 and 0 <= k < reduction.shape[d])
+                    for d, (a, k) in enumerate(offset.index))
+        )  # fmt: skip
+        if broadcast:  # a sum along axes read broadcast (``u.mean(axis=1)[:, None]``): dense blocks
+            return self._broadcast(offset, reduction, summands, partial, box, state, position)
         if reduction.op != "sum" or offset.index != identity or reduction.shape != state.shape or not readable:
             self.gradient(symbol)  # raises NoJacobian, which says why
         kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
@@ -514,6 +544,75 @@ class _ReductionChain:
                 position = self._read(read, summand, factor, sub_box, kept, row, tuple(row_strides), position, state)
         return position
 
+    def _broadcast(self, offset: Offset, reduction: Reduction, summands: list, partial: sp.Basic, box: Box, state: Slot,
+                   position: int) -> int:  # fmt: skip
+        """``d/dt x[i, j] = f(T[i])`` with ``T = sum(S, axis=1)``: for each cell of the
+        derivative and each reduced cell of the summand read at the derivative's kept
+        indices, one entry ``f'(T[i]) dS(i, j')/du`` (a dense block per row).  One loop
+        nest over the derivative's box and the reduced axes; summands that read states
+        through relative reads only (anything else: no Jacobian, with the reason)."""
+        n_der = len(box)
+        kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
+        # summand axis -> derivative axis; the others (reduced, or kept but read at a constant) get loops of their own
+        der_axis = {a: offset.index[d][0] for d, a in enumerate(kept) if offset.index[d][0] >= 0}
+        fixed = {a: offset.index[d][1] for d, a in enumerate(kept) if offset.index[d][0] < 0}
+        reduced = [a for a in range(len(kept) + len(reduction.axes)) if a not in der_axis]
+        der_strides = strides(state.shape)
+        self.code.roots.append(partial)
+        for segment, summand in summands:
+            combined = list(box)
+            for a, d in der_axis.items():  # the derivative cells whose kept index is in the segment
+                combined[d] = (max(box[d][0], segment.lo[a]), min(box[d][1], segment.hi[a]))
+            combined += [(max(segment.lo[a], fixed[a]), min(segment.hi[a], fixed[a] + 1)) if a in fixed
+                         else (segment.lo[a], segment.hi[a]) for a in reduced]  # fmt: skip
+            if any(hi <= lo for lo, hi in combined):
+                continue
+            combined_box = tuple(combined)
+            if box_size(combined_box) == 0:
+                continue
+            loop = _loop_indices(combined_box)
+            summand_loop = [loop[der_axis[a]] if a in der_axis else loop[n_der + reduced.index(a)]
+                            for a in range(len(segment.lo))]  # fmt: skip
+            factor = partial.xreplace({
+                s: self.places.indexed(o, loop[:n_der]) for s in partial.free_symbols if (o := self.places.offsets.get(s)) is not None
+            })  # fmt: skip
+            shape = tuple(hi - lo for lo, hi in combined_box)
+            row = state.start + sum(st * lo for st, (lo, _) in zip(der_strides, combined_box))
+            row_strides = tuple(der_strides) + (0,) * len(reduced)
+            for read in sorted(summand.free_symbols, key=lambda s: s.name):
+                o = self.places.offsets.get(read)
+                if o is not None and o.ref not in self.state_arrays:
+                    continue  # a parameter array: a constant
+                derivative = self.clean(sp.diff(summand, read))
+                if derivative == 0:
+                    continue
+                if o is None or any(a < 0 for a, _ in o.index):
+                    self.gradient(sp.Symbol(reduction.symbol.name))  # raises NoJacobian (a read dyngen does not place)
+                    raise AssertionError("unreachable")
+                slot = self.places.vector[o.ref][1]
+                slot_strides = strides(slot.shape)
+                column = slot.start + sum(st * (k + combined_box[der_axis[a] if a in der_axis else n_der + reduced.index(a)][0])
+                                          for st, (a, k) in zip(slot_strides, o.index))  # fmt: skip
+                column_strides = [0] * len(combined_box)
+                for st, (a, _) in zip(slot_strides, o.index):
+                    column_strides[der_axis[a] if a in der_axis else n_der + reduced.index(a)] += st
+                value = (factor * derivative).xreplace({
+                    s: self.places.indexed(q, summand_loop) for s in derivative.free_symbols
+                    if (q := self.places.offsets.get(s)) is not None
+                })  # fmt: skip
+                block_strides = strides(shape)
+
+                def target(cells: tuple[sp.Basic, ...], at: int = position, st: tuple = block_strides,
+                           b: Box = combined_box) -> sp.Basic:  # fmt: skip
+                    return _VALUES[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, cells, b)))]
+
+                label = (f"d(d/dt {_element_comment(state.ref, n_der)})/d({o.ref}[{index_text(o.index)}]) "
+                         f"through a sum along axis {', '.join(map(str, reduction.axes))}, broadcast")  # fmt: skip
+                _emit(self.places, self.temporaries, label, combined_box, [(target, value, "")], self.code)
+                self.code.jac_blocks.append(JacBlock(row, column, shape, row_strides, tuple(column_strides)))
+                position += box_size(combined_box)
+        return position
+
     def _read(self, read: sp.Symbol, summand: sp.Basic, factor: sp.Basic, sub_box: Box, kept: list[int], row: int,
               row_strides: tuple[int, ...], position: int, state: Slot) -> int:  # fmt: skip
         offset = self.places.offsets.get(read)
@@ -524,6 +623,11 @@ class _ReductionChain:
             columns = [(column, column_strides, sp.S.One, f"{offset.ref}[{index_text(offset.index)}]")]
         else:
             columns = [(j, (0,) * len(sub_box), g, f"y[{j}]") for j, g in sorted(self.gradient(read).items())]
+            if self.n_states is not None and any(j >= self.n_states for j, *_ in columns):
+                from .lower_lowrank import NoJacobian  # (that module builds on this one)
+
+                raise NoJacobian(f"the summand of a sum along an axis read by d/dt {state.ref} reads a sum over a whole "
+                                 "array (nested reductions): dyngen has no Jacobian for it yet")  # fmt: skip
         derivative = self.clean(sp.diff(summand, read))
         if derivative == 0:
             return position

@@ -306,6 +306,7 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None, standalon
         derivative_keys=_derivative_keys(flat),
         defaults_at_end=any(slot.array for slot in (*flat.states, *flat.parameters)),
         no_jacobian=kernel.no_jacobian,
+        n_lowrank=kernel.n_lowrank,
         jac_nnz=kernel.jac_nnz,
         jac_rows=jac_rows,
         jac_cols=jac_cols,

@@ -270,6 +270,15 @@ def jacobian_callable(
     """The generated Jacobian as scipy wants it: dense, or CSC for large sparse models
     (when the method takes one: ``sparse``)."""
     n = int(module.N_STATES)
+    if getattr(module, "N_LOWRANK", 0):  # J = S + U V^T is dense: scipy gets it dense, if affordable
+        if n > DENSE_MAX_STATES:
+            raise DyngenError(
+                f"this model's derivatives read sums over whole arrays, so its Jacobian is dense ({n} x {n}: "
+                f"a sparse part plus a rank-{module.N_LOWRANK} term); scipy's solvers take it only as a matrix, which "
+                f"is unaffordable above {DENSE_MAX_STATES} states: use 'rodas4' (sparse LU with the low-rank "
+                "term, Woodbury) or 'dopri5'/'dop853' (explicit)"
+            )  # fmt: skip
+        sparse = False
     if sparse and n >= SPARSE_MIN_STATES and module.JAC_NNZ <= SPARSE_MAX_DENSITY * n * n:
         from scipy.sparse import csc_matrix
 

@@ -1,0 +1,97 @@
+"""Models whose derivatives read sums over whole arrays, for tests/test_lowrank.py:
+their Jacobian is J = S + U Vᵀ (a sparse part and one low-rank term per sum).
+
+- ``build_mean_field(n)``: mean-field Allen–Cahn on a periodic 1-D grid,
+  ``du = D lap(u) + u - u³ - k (u - mean(u))``, plus a scalar state driven by a
+  weighted sum ``np.sum(w * u**2)`` (a summand that is not linear) and a second
+  sum in the derivatives (two low-rank terms).
+- ``build_grid_mean(n, m)``: a periodic 2-D grid relaxing to its mean, scaled by a sum
+  over a sub-grid (``np.sum(u[1:-1, 2:] ** 2)``); with ``axis=1``, to its row means
+  (``u.mean(axis=1)[:, None]``: one sum per row, broadcast: a dense block per row in
+  the sparse part), with ``axis=0`` to its column means (``np.sum(u, axis=0)[None, :]``).
+- ``build_max_field(n, nested)``: a diffusion relaxing to ``np.max(u)``, or with
+  ``nested`` to the variance (a sum of a sum): no Jacobian, a notice naming the construct.
+"""
+
+import numpy as np
+
+from dyngen import Simulation, System
+
+
+class MeanField(System):
+    def __init__(self, n):
+        super().__init__()
+        x = np.linspace(0.0, 1.0, n, endpoint=False)
+        self.states.u = 0.6 * np.sin(2 * np.pi * x) + 0.3 * np.cos(6 * np.pi * x)
+        self.states.e = 0.1
+        self.ders.u = np.zeros(n)
+        self.ders.e = 0.0
+        self.inputs.D = 0.5 * n * n / 400.0
+        self.inputs.k = 2.0
+        self.inputs.w = np.linspace(0.5, 1.5, n)
+
+    def do_step(self, time):
+        u = self.states.u
+        lap = np.roll(u, 1) - 2.0 * u + np.roll(u, -1)
+        m = u.mean()
+        energy = np.sum(self.inputs.w * u**2) / u.size
+        self.ders.u = self.inputs.D * lap + u - u**3 - self.inputs.k * (u - m) - 0.1 * energy * u
+        self.ders.e = energy - self.states.e
+
+
+class GridMean(System):
+    def __init__(self, n, m, axis=None):
+        super().__init__()
+        x = np.linspace(0.0, 1.0, n)[:, None]
+        y = np.linspace(0.0, 1.0, m)[None, :]
+        self.states.u = np.sin(3 * x + 2 * y) + 0.2 * np.cos(5 * x * y)
+        self.ders.u = np.zeros((n, m))
+        self.inputs.D = 0.3
+        self.inputs.k = 1.5
+        self.axis = axis
+
+    def do_step(self, time):
+        u = self.states.u
+        lap = np.roll(u, 1, axis=0) + np.roll(u, -1, axis=0) + np.roll(u, 1, axis=1) + np.roll(u, -1, axis=1) - 4 * u
+        inner = np.sum(u[1:-1, 2:] ** 2)  # a sum over a sub-grid: V is zero outside it
+        if self.axis == 1:
+            mean = u.mean(axis=1)[:, None]  # each row's mean, broadcast over the columns
+        elif self.axis == 0:
+            mean = np.sum(u, axis=0)[None, :] / u.shape[0]  # each column's mean, broadcast over the rows
+        else:
+            mean = u.mean()
+        self.ders.u = self.inputs.D * lap - self.inputs.k * (u - mean) * (1.0 + 0.01 * inner) - 0.5 * u**3
+
+
+class MaxField(System):
+    def __init__(self, n, nested=False):
+        super().__init__()
+        self.states.u = np.linspace(-1.0, 1.0, n)
+        self.ders.u = np.zeros(n)
+        self.nested = nested
+
+    def do_step(self, time):
+        u = self.states.u
+        if self.nested:  # a sum of a sum: the variance
+            coupling = np.mean((u - np.mean(u)) ** 2)
+        else:
+            coupling = np.max(u)
+        self.ders.u = np.roll(u, 1) - 2.0 * u + np.roll(u, -1) - (u - coupling)
+
+
+def build_mean_field(n=200):
+    sim = Simulation()
+    sim.add_system(MeanField(n))
+    return sim
+
+
+def build_grid_mean(n=12, m=10, axis=None):
+    sim = Simulation()
+    sim.add_system(GridMean(n, m, axis))
+    return sim
+
+
+def build_max_field(n=100, nested=False):
+    sim = Simulation()
+    sim.add_system(MaxField(n, nested))
+    return sim
