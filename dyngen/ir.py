@@ -493,6 +493,7 @@ class Kernel:
     jac_blocks: tuple[JacBlock, ...] = ()  # array loops' entries, after jac_sparsity's
     no_jacobian: str | None = None  # why the module has no analytic Jacobian (None: it has one)
     constants: tuple[tuple[str, tuple[float, ...], str], ...] = ()  # per-instance constants: name, values, what
+    notes: tuple[str, ...] = ()  # build notices of the lowering (why a faster form was not possible)
 
     @property
     def jac_nnz(self) -> int:

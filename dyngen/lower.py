@@ -302,7 +302,19 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
     array_form = flat.array_assignments or flat.reductions or any(
         slot.array for slot in (*flat.states, *flat.parameters, *flat.observed)
     )
-    if not array_form:  # (the loops over instances know no array form yet)
+    notes: tuple[str, ...] = ()
+    if array_form and flat.assignments:  # loops over instances next to the array loops
+        from .lower_mixed import lower_mixed
+
+        mixed = lower_mixed(flat, kernels, _clean_derivative)
+        if isinstance(mixed, Kernel):
+            return with_events(mixed)
+        if isinstance(mixed, str):
+            notes = (f"{flat.name}: no loops over instances next to the arrays in array form, every signal gets its own "
+                     f"lines: {mixed}",)  # fmt: skip
+        else:
+            flat = mixed
+    if not array_form:
         groups = group(flat)
         if groups and max(g.n for g in groups) >= KERNEL_MIN_INSTANCES:
             flat, groups = pack_states(flat, groups)  # in both forms: one layout per model
@@ -353,7 +365,7 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
         observe_targets, "observed signals", array_observe(flat),
     )  # fmt: skip
     return with_events(Kernel(flat, (rhs, jac_values, observe), tuple(entries), jac_blocks=tuple(array_jac.jac_blocks),
-                              no_jacobian=no_jacobian))  # fmt: skip
+                              no_jacobian=no_jacobian, notes=notes))  # fmt: skip
 
 
 _G = sp.IndexedBase("g")

@@ -275,6 +275,8 @@ def _build(
                         return BuildResult(_Front((spec, flat)), None, None, path, module, True, False, timings)
     with _timed(timings, "lower", progress):
         kernel = lower(flat, options.kernels)  # FlatModel -> Kernel
+    for message in kernel.notes:
+        warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
     with _timed(timings, "render", progress):
         source = render(kernel, model_file, digest, options.standalone)  # Kernel -> ModuleSource
     with _timed(timings, "write", progress):

@@ -1,0 +1,436 @@
+"""lower, mixed: loops over instances next to the loop nests of arrays in array form.
+
+A model with many copies of a small class and a large array (200 oscillators and a
+2,000-cell rod) gets both: the element assignments are grouped (``groups``) and
+emitted as loops over instances (``lower_groups``), the array system as loop nests
+(``lower_arrays``), in one function.  What joins them:
+
+- an element of an array in array form read by element code (``u[11]``) is a
+  single-value operand of the reading group, at its place in ``y`` or ``p``;
+- a sum over an array (``np.sum(u)``) read by element code is computed by its loop
+  and stored in the scratch vector ``v`` after the signals (``v[N_OBSERVED + k]``),
+  where the groups that read it find it; groups and sums run in dataflow order;
+- the array loops run last and read the scalars they need (signals the groups wrote
+  into ``v``, states, parameters) as locals loaded before them.
+
+The Jacobian is the groups' blocks (``lower_groups``) followed by the array loops'
+(``lower_arrays``), whose chain rule through element signals is computed unrolled
+(few lines: the scalars the loops read).  A derivative that depends on a sum over an
+array has no analytic Jacobian (the notice of ``lower.NoJacobian``).
+
+``lower_mixed`` returns a reason instead of a kernel when the two cannot combine
+(element code reading an array of a reduction along axes or an element of an
+array computed in array form, a group that must run both before and after a sum,
+a cycle between groups); ``lower`` then emits the model unrolled with that reason
+as a build notice.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import replace
+from typing import Callable, Iterable
+
+import sympy as sp
+
+from .flatten import relative_location
+from .groups import KERNEL_MIN_INSTANCES, Group, group
+from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, SignalRef, Statement
+from .layout import pack_states
+from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
+from .lower_groups import _ARRAYS, _Composer, _constant_ders, _Names, _signal_loops, _Tables, _title, _jac_values
+
+SUMS = "sums"  # the kind of the SignalRef of a sum over an array, read by element code
+_V = _ARRAYS["v"]
+_OUT = _ARRAYS["out"]
+_Y = _ARRAYS["y"]
+_P = _ARRAYS["p"]
+
+Unit = tuple[str, int]  # ("g", index into groups) or ("r", index into flat.reductions)
+
+
+class _Interface:
+    """What the element assignments read of the array part, as single values."""
+
+    def __init__(self, flat: FlatModel) -> None:
+        self.sum_place: dict[sp.Symbol, int] = {}  # scalar sum -> its place in v
+        n = flat.n_observed
+        for _, r in flat.reductions:
+            if not r.shape:
+                self.sum_place[r.symbol] = n + len(self.sum_place)
+        self.extra: dict[SignalRef, tuple[str, int, sp.Symbol]] = {}
+        self.ref_of: dict[sp.Symbol, SignalRef] = {}
+        self.reason: str | None = None
+        elements = {}
+        for source, slots in (("y", flat.states), ("p", flat.parameters)):
+            for slot in slots:
+                if slot.array:
+                    for k, symbol in slot.symbols.created.items():
+                        elements[symbol] = (source, slot, k)
+        computed = {s: slot for slot in flat.observed if slot.array for s in slot.symbols.created.values()}
+        for a in flat.assignments:
+            for symbol in sorted({s for e in a.exprs for s in e.free_symbols}, key=lambda s: s.name):
+                if symbol in self.ref_of:
+                    continue
+                where = relative_location(a.location, flat.source_root)
+                if symbol in flat.offsets:
+                    self.reason = f"{a.ref} ({where}) reads the array of a reduction along axes"
+                elif symbol in computed:
+                    self.reason = f"{a.ref} ({where}) reads an element of {computed[symbol].ref}, an array computed in array form"
+                elif symbol in elements:
+                    source, slot, k = elements[symbol]
+                    ref = SignalRef(slot.ref.system, slot.ref.kind, f"{slot.ref.key}[{k}]")
+                    self.extra[ref] = (source, slot.start + k, symbol)
+                    self.ref_of[symbol] = ref
+                elif symbol in self.sum_place:
+                    ref = SignalRef("(sums)", SUMS, symbol.name)
+                    self.extra[ref] = ("v", self.sum_place[symbol], symbol)
+                    self.ref_of[symbol] = ref
+
+    def reads(self, a: Assignment, arrays: set[SignalRef]) -> tuple[SignalRef, ...]:
+        """``a.reads`` with each array in array form replaced by the elements ``a`` reads,
+        and the sums it reads after them (the groups' operand order)."""
+        used = [self.ref_of[s] for e in a.exprs for s in e.free_symbols if s in self.ref_of]
+        if not used:
+            return a.reads
+        elements: dict[SignalRef, list[SignalRef]] = {}
+        sums = []
+        for ref in used:
+            if ref.kind == SUMS:
+                sums.append(ref)
+            else:
+                elements.setdefault(SignalRef(ref.system, ref.kind, ref.key.split("[")[0]), []).append(ref)
+        refs: list[SignalRef] = []
+        for ref in a.reads:
+            if ref in arrays:
+                refs += sorted(set(elements.pop(ref, ())), key=lambda r: self.extra[r][1])
+            else:
+                refs.append(ref)
+        for rest in elements.values():
+            refs += sorted(set(rest), key=lambda r: self.extra[r][1])
+        return tuple(refs) + tuple(sorted(set(sums), key=lambda r: r.key))
+
+
+def _order(flat: FlatModel, groups: tuple[Group, ...], sums: dict[int, int]) -> tuple[list[Unit], str | None]:
+    """Groups and reductions in dataflow order (groups first whenever they can run);
+    a reason when there is no such order."""
+    writer = {start: k for k, g in enumerate(groups) for start in g.out_starts}
+    symbol_writer = {}
+    for k, g in enumerate(groups):
+        for a in g.assignments:
+            for symbol in a.symbols:
+                symbol_writer[symbol] = k
+    reductions = [r for _, r in flat.reductions]
+    deps: dict[Unit, set[Unit]] = {}
+    for k, g in enumerate(groups):
+        ops = [op for op in g.operands if op.source == "v"]
+        if g.terms is not None:
+            ops += [op for op in g.terms.operands if op.source == "v"]
+        found: set[Unit] = set()
+        for op in ops:
+            for s in op.starts:
+                if s in writer:
+                    found.add(("g", writer[s]))
+                elif s in sums:
+                    found.add(("r", sums[s]))
+        found.discard(("g", k))
+        deps[("g", k)] = found
+    for q, r in enumerate(reductions):
+        found = {("r", p) for p in range(q)}  # (in their order: one may read another)
+        for segment in r.segments:
+            found |= {("g", symbol_writer[s]) for s in segment.expr.free_symbols if s in symbol_writer}
+        deps[("r", q)] = found
+    users: dict[Unit, list[Unit]] = {u: [] for u in deps}
+    for u, d in deps.items():
+        for w in d:
+            users[w].append(u)
+    remaining = {u: len(d) for u, d in deps.items()}
+    ready = [(0 if u[0] == "g" else 1, u[1], u) for u, n in remaining.items() if not n]
+    heapq.heapify(ready)
+    order: list[Unit] = []
+    while ready:
+        u = heapq.heappop(ready)[2]
+        order.append(u)
+        for w in users[u]:
+            remaining[w] -= 1
+            if not remaining[w]:
+                heapq.heappush(ready, (0 if w[0] == "g" else 1, w[1], w))
+    if len(order) == len(deps):
+        return order, None
+    stuck = [u for u in deps if remaining[u]]
+    g = next((groups[k] for kind, k in stuck if kind == "g"), None)
+    r = next((reductions[k] for kind, k in stuck if kind == "r"), None)
+    what = _title(flat, g) if g is not None else "a group"
+    where = relative_location(r.location, flat.source_root) if r is not None else "?"
+    return [], f"the loop over instances {what} would have to run both before and after the sum over the array at {where}"
+
+
+class _Loads:
+    """Statements that load the scalars non-group code reads: signals from ``v`` (or
+    ``out``), states from ``y``, parameters from ``p``; each once per function."""
+
+    def __init__(self, flat: FlatModel, signals: sp.IndexedBase | None) -> None:
+        self.place: dict[sp.Symbol, tuple[sp.Basic, str]] = {}
+        observed = {slot.ref: slot for slot in flat.observed}
+        for a in flat.assignments if signals is not None else ():  # (None: the function computes them)
+            slot = observed[a.ref]
+            for k, symbol in enumerate(a.symbols):
+                self.place[symbol] = (signals[slot.start + k], str(a.ref) + (f"[{k}]" if len(a.symbols) > 1 else ""))
+        self.slots = [(_Y, slot) for slot in flat.states] + [(_P, slot) for slot in flat.parameters]
+        for base, slot in self.slots:
+            if not slot.array:
+                for k, symbol in enumerate(slot.symbols):
+                    self.place[symbol] = (base[slot.start + k], str(slot.ref) + (f"[{k}]" if len(slot.symbols) > 1 else ""))
+        self.done: set[sp.Symbol] = set()
+
+    def __call__(self, exprs: Iterable[sp.Basic]) -> list[Block]:
+        for base, slot in self.slots:  # elements of arrays made since
+            if slot.array:
+                for k, symbol in slot.symbols.created.items():
+                    self.place.setdefault(symbol, (base[slot.start + k], f"{slot.ref}[{k}]"))
+        wanted = sorted({s for e in exprs for s in e.free_symbols if s in self.place and s not in self.done}, key=lambda s: s.name)
+        self.done.update(wanted)
+        if not wanted:
+            return []
+        return [Block("what the loops below read", tuple(Statement(s, self.place[s][0], self.place[s][1]) for s in wanted))]
+
+
+def _roots(blocks: Iterable[Block]) -> list[sp.Basic]:
+    return [st.expr for b in blocks for st in b.statements]
+
+
+def _sequence(
+    flat: FlatModel,
+    groups: tuple[Group, ...],
+    order: list[Unit],
+    emitted: list[tuple[Group, dict]],
+    reductions_needed: set[int],
+    stored_sums: set[int],
+    composer: _Composer,
+    tables: _Tables,
+    loads: _Loads,
+) -> list[Block]:
+    """The group loops and reduction loops of one function, in ``order``."""
+    targets = {g.name: t for g, t in emitted}
+    reductions = [r for _, r in flat.reductions]
+    places, sum_temporaries, names = Places(flat), Temporaries("s"), _Names()
+    blocks: list[Block] = []
+    batch: list[tuple[Group, dict]] = []
+    sum_index = {r.symbol: n for n, r in enumerate(r for r in reductions if not r.shape)}
+    for kind, k in order:
+        if kind == "g":
+            g = groups[k]
+            if g.name in targets:
+                batch.append((g, targets[g.name]))
+            continue
+        if k not in reductions_needed:
+            continue
+        if batch:
+            blocks += _signal_loops(flat, batch, composer, tables, "v", names)
+            batch = []
+        r = reductions[k]
+        code = reduction_blocks(flat, r, places, sum_temporaries)
+        blocks += loads(_roots(code)) + code
+        if k in stored_sums:
+            place = flat.n_observed + sum_index[r.symbol]
+            where = relative_location(r.location, flat.source_root)
+            blocks.append(Block(f"{r.symbol}, for the loops that read it", (Statement(_V[place], r.symbol, f"sum ({where})"),)))
+    if batch:
+        blocks += _signal_loops(flat, batch, composer, tables, "v", names)
+    return blocks
+
+
+def _needed_reductions(flat: FlatModel, roots: Iterable[sp.Basic], read_by_groups: set[int]) -> set[int]:
+    """Reductions the function needs: read by the groups it runs, by the array loops'
+    ``roots``, and by those (a reduction reading another)."""
+    reductions = [r for _, r in flat.reductions]
+    by_symbol = {r.symbol: q for q, r in enumerate(reductions)}
+    by_name = {r.symbol.name: q for q, r in enumerate(reductions)}
+
+    def reads(exprs: Iterable[sp.Basic]) -> set[int]:
+        found = set()
+        for e in exprs:
+            for s in e.free_symbols:
+                if s in by_symbol:
+                    found.add(by_symbol[s])
+                o = flat.offsets.get(s)
+                if o is not None and o.ref.key in by_name:
+                    found.add(by_name[o.ref.key])
+        return found
+
+    needed = set(read_by_groups) | reads(roots)
+    stack = list(needed)
+    while stack:
+        q = stack.pop()
+        for p in reads(seg.expr for seg in reductions[q].segments):
+            if p not in needed:
+                needed.add(p)
+                stack.append(p)
+    return needed
+
+
+def lower_mixed(flat: FlatModel, kernels: bool, clean: Callable[[sp.Basic], sp.Basic]) -> Kernel | FlatModel | str:
+    """The kernel of a model with both groups and arrays in array form; see the module
+    docstring.  Returns the (packed) flat model when it has no group large enough (or
+    ``kernels`` is off): lower it as usual; a reason string when the two cannot combine."""
+    interface = _Interface(flat)
+    arrays = {slot.ref for slot in (*flat.states, *flat.parameters) if slot.array}
+    flat_reads = replace(flat, assignments=tuple(replace(a, reads=interface.reads(a, arrays)) for a in flat.assignments))
+    if interface.reason is not None:  # a reason only where loops over instances were possible
+        sites = Counter((a.function.location, a.ref.kind, a.ref.key) for a in flat.assignments)
+        return interface.reason if max(sites.values()) >= KERNEL_MIN_INSTANCES else flat
+    groups = group(flat_reads, interface.extra)
+    if groups is None:
+        return "grouping the instances' assignments makes a cycle between the loops"
+    if not groups or max(g.n for g in groups) < KERNEL_MIN_INSTANCES:
+        return flat
+    flat, groups = pack_states(flat, groups)  # the kernel's flat: the original reads (the unrolled form's)
+    if not kernels:
+        return flat
+    sums = {p: q for q, (_, r) in enumerate(flat.reductions) if (p := interface.sum_place.get(r.symbol)) is not None}
+    order, reason = _order(flat, groups, sums)
+    if reason is not None:
+        return reason
+    tables = _Tables()
+    n_scratch = flat.n_observed + len(interface.sum_place)
+    reads_sum: dict[str, set[int]] = {
+        g.name: {sums[s] for op in g.operands if op.source == "v" for s in op.starts if s in sums} for g in groups
+    }  # fmt: skip
+    rhs = _rhs(flat, groups, order, reads_sum, sums, tables, n_scratch)
+    jac_values, sparsity, jac_blocks, missing = _jacobian(flat, groups, tables, clean, sums)
+    observe = _observe(flat, groups, order, reads_sum, tables, n_scratch)
+    return Kernel(flat, (rhs, jac_values, observe), tuple(sparsity), tables.items(), jac_blocks=tuple(jac_blocks),
+                  no_jacobian=missing, constants=tables.constant_items())  # fmt: skip
+
+
+def _symbol_writers(groups: tuple[Group, ...]) -> dict[sp.Symbol, Group]:
+    return {symbol: g for g in groups for a in g.assignments for symbol in a.symbols}
+
+
+def _rhs(flat: FlatModel, groups, order, reads_sum, sums, tables: _Tables, n_scratch: int) -> KernelFunction:  # noqa: ANN001
+    tail = array_rhs(flat)
+    symbol_writer = _symbol_writers(groups)
+    writer = {start: g for g in groups for start in g.out_starts}
+    reductions = [r for _, r in flat.reductions]
+    # what the array loops and the sums read of the groups: their signals go to v
+    external: set[str] = {symbol_writer[s].name for e in tail.roots for s in e.free_symbols if s in symbol_writer}
+    needed = {g.name for g in groups if g.state_starts is not None} | external
+    sums_needed = _needed_reductions(flat, tail.roots, set())
+    readers: dict[str, list] = {}
+    changed = True
+    while changed:  # the closure over groups and sums
+        changed = False
+        for g in reversed(groups):
+            if g.name not in needed:
+                continue
+            for q in reads_sum[g.name]:
+                if q not in sums_needed:
+                    sums_needed |= _needed_reductions(flat, (), {q})
+                    changed = True
+            for op in g.operands:
+                if op.source == "v" and op.starts[0] in writer:
+                    h = writer[op.starts[0]]
+                    ops = readers.setdefault(h.name, [])
+                    if all(o is not op for o in ops):
+                        ops.append(op)
+                    if h.name not in needed:
+                        needed.add(h.name)
+                        changed = True
+        for q in sorted(sums_needed):
+            for seg in reductions[q].segments:
+                for s in seg.expr.free_symbols:
+                    if s in symbol_writer and symbol_writer[s].name not in external:
+                        external.add(symbol_writer[s].name)
+                        needed.add(symbol_writer[s].name)
+                        changed = True
+    inlined = {
+        name for name, ops in readers.items()
+        if len(ops) == 1 and len(set(ops[0].starts)) == len(ops[0].starts)
+    }  # fmt: skip
+    inlined -= {g.name for g in groups if g.state_starts is not None or g.terms is not None} | external
+    composer = _Composer(groups, lambda h: h.name in inlined)
+    emitted = []
+    for g in groups:
+        if g.name not in needed or g.name in inlined:
+            continue
+        targets: dict = {}
+        if g.state_starts is not None:
+            targets["dy"] = g.state_starts
+        if g.name in readers or g.name in external:
+            targets["v"] = g.out_starts
+        emitted.append((g, targets))
+    stored = {q for g, _ in emitted for q in reads_sum[g.name]}
+    loads = _Loads(flat, _V)
+    blocks = _constant_ders(flat, tables)
+    blocks += _sequence(flat, groups, order, emitted, sums_needed, stored, composer, tables, loads)
+    blocks += loads(tail.roots) + tail.blocks
+    return KernelFunction(
+        "rhs", ("t", "y", "p", "dy"),
+        "Write the time derivatives of the states ``y`` at time ``t`` into ``dy``.",
+        tuple(blocks), n_scratch,
+    )  # fmt: skip
+
+
+def _observe(flat: FlatModel, groups, order, reads_sum, tables: _Tables, n_scratch: int) -> KernelFunction:  # noqa: ANN001
+    blocks = []
+    observed_at = {slot.ref: slot.start for slot in flat.observed}
+    pairs = [(observed_at[slot.ref] + i - slot.start, i) for slot in flat.parameters
+             if slot.ref in observed_at and not slot.array for i in range(slot.start, slot.stop)]  # fmt: skip
+    if pairs:
+        n = len(pairs)
+        dst = tables.index([d for d, _ in pairs], "observed_parameters")
+        src = tables.index([s for _, s in pairs], "observed_parameter_places")
+        statement = Statement(sp.Indexed(_OUT, dst), sp.Indexed(_P, src))
+        blocks.append(Block("parameters (inputs and outputs no function writes)", (statement,), n if n > 1 else 0))
+    tail = array_observe(flat)
+    composer = _Composer(groups, lambda h: False)
+    emitted = [(g, {"out": g.out_starts, "v": g.out_starts}) for g in groups]
+    all_sums = set(range(len(flat.reductions)))
+    stored = {q for g in groups for q in reads_sum[g.name]}
+    loads = _Loads(flat, _V)
+    blocks += _sequence(flat, groups, order, emitted, all_sums, stored, composer, tables, loads)
+    blocks += loads(tail.roots) + tail.blocks
+    return KernelFunction(
+        "observe", ("t", "y", "p", "out"),
+        "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
+        tuple(blocks), n_scratch,
+    )  # fmt: skip
+
+
+def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums):  # noqa: ANN001, ANN202
+    """(jac_values, the groups' sparsity, the array loops' blocks, why there is none)."""
+    from .lower import NoJacobian, _Definitions, _gradient  # (lower imports this module)
+
+    doc = "Write the Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]`` (entries with the same row and column add up)."
+    defs = _Definitions(flat)
+    reductions = [r for _, r in flat.reductions]
+    try:
+        composer = _Composer(groups, lambda h: h.terms is None)
+        for g in groups:  # a derivative loop that reads a sum over an array: a dense row
+            if g.state_starts is not None:
+                for source, starts, _ in composer.of(g)[1]:
+                    if source == "v" and starts[0] in sums:
+                        raise NoJacobian(reductions[sums[starts[0]]], flat.source_root)
+        kernel_jac, sparsity = _jac_values(flat, groups, tables, clean)
+        array_jac = array_jacobian(flat, _gradient(flat, defs), clean, len(sparsity))
+    except NoJacobian as missing:
+        fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, (), raises=missing.note)
+        return fn, [], [], missing.note
+    blocks = list(kernel_jac.blocks)
+    if array_jac.blocks:  # the element signals the array loops' entries read, unrolled (few)
+        places, temporaries = Places(flat), Temporaries("s")
+        loads = _Loads(flat, None)
+        element: list = []
+        for symbol in defs.closure(array_jac.roots):
+            if symbol in defs.reduction:
+                code = reduction_blocks(flat, defs.reduction[symbol], places, temporaries)
+                blocks += loads(_roots(code)) + code
+                continue
+            a, index = defs.origin[symbol]
+            blocks += loads([defs.expr[symbol]])
+            element.append(Statement(symbol, defs.expr[symbol], f"{a.ref} ({relative_location(a.location, flat.source_root)})"))
+            blocks.append(Block(f"{a.function.system}: {a.function.name}", (element.pop(),)))
+        blocks += loads(array_jac.roots) + array_jac.blocks
+    fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, tuple(blocks), kernel_jac.scratch)
+    return fn, sparsity, array_jac.jac_blocks, None
