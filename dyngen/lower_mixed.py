@@ -38,6 +38,7 @@ from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, Group, group
 from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, SignalRef, Statement
 from .layout import pack_states
+from .naming import sanitize
 from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import _ARRAYS, _Composer, _constant_ders, _Names, _signal_loops, _Tables, _title, _jac_values
 
@@ -221,7 +222,12 @@ def _sequence(
     for kind, k in order:
         if kind == "g":
             g = groups[k]
-            if g.name in targets:
+            if g.name in targets and plain_sum(g):
+                if batch:
+                    blocks += _signal_loops(flat, batch, composer, tables, "v", names)
+                    batch = []
+                blocks += _sum_loop(flat, g, targets[g.name], tables, names)
+            elif g.name in targets:
                 batch.append((g, targets[g.name]))
             continue
         if k not in reductions_needed:
@@ -239,6 +245,35 @@ def _sequence(
     if batch:
         blocks += _signal_loops(flat, batch, composer, tables, "v", names)
     return blocks
+
+
+def plain_sum(g: Group) -> bool:
+    """Whether ``g`` is one signal that adds up many others (``sum(o.outputs.power for o
+    in oscillators)``): emitted as a loop over its terms, not one line per term."""
+    if g.n != 1 or g.terms is not None or g.size != 1 or len(g.operands) < KERNEL_MIN_INSTANCES:
+        return False
+    if any(op.size != 1 or op.source != g.operands[0].source for op in g.operands) or g.operands[0].source == "c":
+        return False
+    expr = g.exprs[0]
+    return isinstance(expr, sp.Add) and len(expr.args) == len(g.operands) and set(expr.args) == {op.symbols()[0] for op in g.operands}
+
+
+def _sum_loop(flat: FlatModel, g: Group, targets: dict, tables: _Tables, names: _Names) -> list[Block]:
+    """``total = 0.0``, ``total += source[TERMS[i]]`` over the terms, then the stores."""
+    ops, ref = g.operands, g.refs[0]
+    total = sp.Symbol(names.registry.unique(f"sum_{sanitize(ref.key)}"), real=True)
+    index = tables.index([op.starts[0] for op in ops], f"{g.name}_terms_{ref.key}")
+    source = _ARRAYS[ops[0].source]
+    where = relative_location(g.assignments[0].location, flat.source_root)
+    title = f"{_title(flat, g)}: a sum of {len(ops)} signals"
+    first = f"{ops[0].ref}" + (", ..." if len(ops) > 1 else "")
+    stores = tuple(Statement(sp.Indexed(_ARRAYS[array], starts[0]), total, f"{ref.kind}.{ref.key} ({where})")
+                   for array, starts in targets.items())  # fmt: skip
+    return [
+        Block(title, (Statement(total, sp.Float(0.0)),)),
+        Block(f"{ref}: add each term", (Statement(total, total + sp.Indexed(source, index), f"{first} (i = 0)"),), len(ops)),
+        Block(f"{ref}: the sum", stores),
+    ]
 
 
 def _needed_reductions(flat: FlatModel, roots: Iterable[sp.Basic], read_by_groups: set[int]) -> set[int]:
@@ -348,7 +383,7 @@ def _rhs(flat: FlatModel, groups, order, reads_sum, sums, tables: _Tables, n_scr
         name for name, ops in readers.items()
         if len(ops) == 1 and len(set(ops[0].starts)) == len(ops[0].starts)
     }  # fmt: skip
-    inlined -= {g.name for g in groups if g.state_starts is not None or g.terms is not None} | external
+    inlined -= {g.name for g in groups if g.state_starts is not None or g.terms is not None or plain_sum(g)} | external
     composer = _Composer(groups, lambda h: h.name in inlined)
     emitted = []
     for g in groups:
@@ -360,7 +395,7 @@ def _rhs(flat: FlatModel, groups, order, reads_sum, sums, tables: _Tables, n_scr
         if g.name in readers or g.name in external:
             targets["v"] = g.out_starts
         emitted.append((g, targets))
-    stored = {q for g, _ in emitted for q in reads_sum[g.name]}
+    stored = {q for q in sums_needed if not reductions[q].shape}  # (a group may read it through one inlined)
     loads = _Loads(flat, _V)
     blocks = _constant_ders(flat, tables)
     blocks += _sequence(flat, groups, order, emitted, sums_needed, stored, composer, tables, loads)
@@ -387,7 +422,7 @@ def _observe(flat: FlatModel, groups, order, reads_sum, tables: _Tables, n_scrat
     composer = _Composer(groups, lambda h: False)
     emitted = [(g, {"out": g.out_starts, "v": g.out_starts}) for g in groups]
     all_sums = set(range(len(flat.reductions)))
-    stored = {q for g in groups for q in reads_sum[g.name]}
+    stored = {q for q, (_, r) in enumerate(flat.reductions) if not r.shape}
     loads = _Loads(flat, _V)
     blocks += _sequence(flat, groups, order, emitted, all_sums, stored, composer, tables, loads)
     blocks += loads(tail.roots) + tail.blocks
