@@ -297,7 +297,9 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
     structurally equal assignments is lowered as loops over instances
     (``lower_groups``); otherwise every signal gets its own lines.  Such a model's
     states are packed group by group (``layout.pack_states``), in either form; the
-    returned kernel's ``flat`` has the places.
+    returned kernel's ``flat`` has the places.  A model with arrays in array form gets
+    its loops over instances next to the array loops (``lower_mixed``); where the two
+    cannot combine, it is unrolled with a build notice (``Kernel.notes``) saying why.
     """
     array_form = flat.array_assignments or flat.reductions or any(
         slot.array for slot in (*flat.states, *flat.parameters, *flat.observed)

@@ -114,7 +114,8 @@ class _Interface:
 
 
 def _order(flat: FlatModel, groups: tuple[Group, ...], sums: dict[int, int]) -> tuple[list[Unit], str | None]:
-    """Groups and reductions in dataflow order (groups first whenever they can run);
+    """Groups and reductions in dataflow order (a sum as soon as it can run: the
+    loops over instances after it then fuse into fewer passes);
     a reason when there is no such order."""
     writer = {start: k for k, g in enumerate(groups) for start in g.out_starts}
     symbol_writer = {}
@@ -147,7 +148,7 @@ def _order(flat: FlatModel, groups: tuple[Group, ...], sums: dict[int, int]) -> 
         for w in d:
             users[w].append(u)
     remaining = {u: len(d) for u, d in deps.items()}
-    ready = [(0 if u[0] == "g" else 1, u[1], u) for u, n in remaining.items() if not n]
+    ready = [(0 if u[0] == "r" else 1, u[1], u) for u, n in remaining.items() if not n]
     heapq.heapify(ready)
     order: list[Unit] = []
     while ready:
@@ -156,7 +157,7 @@ def _order(flat: FlatModel, groups: tuple[Group, ...], sums: dict[int, int]) -> 
         for w in users[u]:
             remaining[w] -= 1
             if not remaining[w]:
-                heapq.heappush(ready, (0 if w[0] == "g" else 1, w[1], w))
+                heapq.heappush(ready, (0 if w[0] == "r" else 1, w[1], w))
     if len(order) == len(deps):
         return order, None
     stuck = [u for u in deps if remaining[u]]

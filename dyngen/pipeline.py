@@ -155,7 +155,8 @@ def build(
         )  # fmt: skip
     if structure is not None and options.output_dir is None:
         # next to the module: in the private cache when the cache folder cannot be written
-        remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings),
+        notes = list(result.kernel.notes) if result.kernel is not None else []  # (a module loaded from the cache: none)
+        remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings) + notes,
                         library_dependencies(called))  # fmt: skip
     return result
 
