@@ -36,17 +36,19 @@ import sympy as sp
 
 from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, Group, group
-from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, SignalRef, Statement
+from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, SignalRef, Statement
 from .layout import pack_states
 from .naming import sanitize
-from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
-from .lower_groups import _ARRAYS, _Composer, _constant_ders, _Names, _signal_loops, _Tables, _title, _jac_values
+from .lower_arrays import Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
+from .lower_groups import _ARRAYS, _I, _Composer, _constant_ders, _Loop, _Names, _signal_loops, _Tables, _title, _jac_values
 
 SUMS = "sums"  # the kind of the SignalRef of a sum over an array, read by element code
 _V = _ARRAYS["v"]
 _OUT = _ARRAYS["out"]
 _Y = _ARRAYS["y"]
 _P = _ARRAYS["p"]
+_VALUES = _ARRAYS["values"]
+_SHIFT = sp.Symbol("shift", integer=True)  # (the chain's count, known at its end)
 
 Unit = tuple[str, int]  # ("g", index into groups) or ("r", index into flat.reductions)
 
@@ -57,9 +59,12 @@ class _Interface:
     def __init__(self, flat: FlatModel) -> None:
         self.sum_place: dict[sp.Symbol, int] = {}  # scalar sum -> its place in v
         n = flat.n_observed
+        self.summed: dict[sp.Symbol, str] = {}  # what each sum adds up, for comments
         for _, r in flat.reductions:
             if not r.shape:
                 self.sum_place[r.symbol] = n + len(self.sum_place)
+                refs = sorted({str(o.ref) for g in r.segments for s in g.expr.free_symbols if (o := flat.offsets.get(s))})
+                self.summed[r.symbol] = f"{r.op} over {', '.join(refs) or 'an array'}"
         self.extra: dict[SignalRef, tuple[str, int, sp.Symbol]] = {}
         self.ref_of: dict[sp.Symbol, SignalRef] = {}
         self.reason: str | None = None
@@ -85,7 +90,7 @@ class _Interface:
                     self.extra[ref] = (source, slot.start + k, symbol)
                     self.ref_of[symbol] = ref
                 elif symbol in self.sum_place:
-                    ref = SignalRef("(sums)", SUMS, symbol.name)
+                    ref = SignalRef(f"({self.summed[symbol]})", SUMS, symbol.name)
                     self.extra[ref] = ("v", self.sum_place[symbol], symbol)
                     self.ref_of[symbol] = ref
 
@@ -333,9 +338,9 @@ def lower_mixed(flat: FlatModel, kernels: bool, clean: Callable[[sp.Basic], sp.B
     reads_sum: dict[str, set[int]] = {
         g.name: {sums[s] for op in g.operands if op.source == "v" for s in op.starts if s in sums} for g in groups
     }  # fmt: skip
-    rhs = _rhs(flat, groups, order, reads_sum, sums, tables, n_scratch)
+    rhs = _rhs(flat, groups, order, reads_sum, tables, n_scratch)
     jac_values, sparsity, jac_blocks, missing = _jacobian(flat, groups, tables, clean, sums)
-    observe = _observe(flat, groups, order, reads_sum, tables, n_scratch)
+    observe = _observe(flat, groups, order, tables, n_scratch)
     return Kernel(flat, (rhs, jac_values, observe), tuple(sparsity), tables.items(), jac_blocks=tuple(jac_blocks),
                   no_jacobian=missing, constants=tables.constant_items())  # fmt: skip
 
@@ -344,7 +349,7 @@ def _symbol_writers(groups: tuple[Group, ...]) -> dict[sp.Symbol, Group]:
     return {symbol: g for g in groups for a in g.assignments for symbol in a.symbols}
 
 
-def _rhs(flat: FlatModel, groups, order, reads_sum, sums, tables: _Tables, n_scratch: int) -> KernelFunction:  # noqa: ANN001
+def _rhs(flat: FlatModel, groups, order, reads_sum, tables: _Tables, n_scratch: int) -> KernelFunction:  # noqa: ANN001
     tail = array_rhs(flat)
     symbol_writer = _symbol_writers(groups)
     writer = {start: g for g in groups for start in g.out_starts}
@@ -408,7 +413,7 @@ def _rhs(flat: FlatModel, groups, order, reads_sum, sums, tables: _Tables, n_scr
     )  # fmt: skip
 
 
-def _observe(flat: FlatModel, groups, order, reads_sum, tables: _Tables, n_scratch: int) -> KernelFunction:  # noqa: ANN001
+def _observe(flat: FlatModel, groups, order, tables: _Tables, n_scratch: int) -> KernelFunction:  # noqa: ANN001
     blocks = []
     observed_at = {slot.ref: slot.start for slot in flat.observed}
     pairs = [(observed_at[slot.ref] + i - slot.start, i) for slot in flat.parameters
@@ -449,10 +454,14 @@ def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums):  # noqa: A
                     if source == "v" and starts[0] in sums:
                         raise NoJacobian(reductions[sums[starts[0]]], flat.source_root)
         kernel_jac, sparsity = _jac_values(flat, groups, tables, clean)
-        array_jac = array_jacobian(flat, _gradient(flat, defs), clean, len(sparsity))
+        through = _SumChain(flat, groups, clean, _gradient(flat, defs))
+        array_jac = array_jacobian(flat, through.gradient, clean, len(sparsity))
     except NoJacobian as missing:
         fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, (), raises=missing.note)
         return fn, [], [], missing.note
+    chain_blocks, jac_blocks = through.entries(array_jac, len(sparsity), sparsity, tables)
+    array_jac.blocks, array_jac.jac_blocks = through.shifted(array_jac.blocks), jac_blocks
+    sparsity = list(sparsity) + through.pattern
     blocks = list(kernel_jac.blocks)
     if array_jac.blocks:  # the element signals the array loops' entries read, unrolled (few)
         places, temporaries = Places(flat), Temporaries("s")
@@ -467,6 +476,128 @@ def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums):  # noqa: A
             blocks += loads([defs.expr[symbol]])
             element.append(Statement(symbol, defs.expr[symbol], f"{a.ref} ({relative_location(a.location, flat.source_root)})"))
             blocks.append(Block(f"{a.function.system}: {a.function.name}", (element.pop(),)))
-        blocks += loads(array_jac.roots) + array_jac.blocks
+        blocks += loads(array_jac.roots) + array_jac.blocks + chain_blocks
     fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, tuple(blocks), kernel_jac.scratch)
     return fn, sparsity, array_jac.jac_blocks, None
+
+
+class _SumChain:
+    """Jacobian entries of the array loops through a plain sum of instance signals
+    (``heat = sum(o.outputs.power for o in oscillators)``) as loops over the terms.
+
+    ``gradient`` gives such a sum a column of its own (a placeholder, negative), so the
+    array loops write ``d(der cell)/d(sum)`` once per cell; ``entries`` then adds, after
+    the array loops, ``d(der cell)/d(sum) * d(term)/d(state)`` for every term in a loop
+    (the chain rule), and sets the placeholder entries to zero (their pattern becomes
+    the cells' diagonal: a structural zero).  The chain's entries are numbered right
+    after the groups' (``shifted`` moves the array loops' past them).
+    """
+
+    def __init__(self, flat: FlatModel, groups: tuple[Group, ...], clean: Callable[[sp.Basic], sp.Basic], gradient) -> None:  # noqa: ANN001
+        self.flat, self.clean, self.base = flat, clean, gradient
+        self.composer = _Composer(groups, lambda h: h.terms is None)
+        writer = {start: (g, i) for g in groups for i, start in enumerate(g.out_starts)}
+        self.sums: dict[sp.Symbol, tuple[Group, list[tuple[Group, list[int]]]]] = {}
+        for g in groups:
+            if not plain_sum(g) or g.operands[0].source != "v":
+                continue
+            by_writer: dict[str, tuple[Group, list[int]]] = {}
+            for op in g.operands:
+                h, instance = writer.get(op.starts[0], (None, None))
+                if h is None or h.terms is not None or h.size != 1:
+                    break
+                by_writer.setdefault(h.name, (h, []))[1].append(instance)
+            else:
+                if all(source in ("y", "p", "c") for h, _ in by_writer.values() for source, _, _ in self.composer.of(h)[1]):
+                    self.sums[g.assignments[0].symbols[0]] = (g, list(by_writer.values()))
+        self.column = {symbol: -1 - k for k, symbol in enumerate(self.sums)}
+        self.shift = 0
+        self.pattern: list[tuple[int, int]] = []  # (row, col) of the chain's entries
+
+    def gradient(self, symbol: sp.Symbol) -> dict[int, sp.Basic]:
+        if symbol in self.column:
+            return {self.column[symbol]: sp.S.One}
+        return self.base(symbol)
+
+    def entries(self, code, first: int, sparsity: list, tables: _Tables) -> tuple[list[Block], list]:  # noqa: ANN001
+        """The chain's loops (appending their pattern to ``sparsity``) and the array loops'
+        blocks with the placeholders' pattern on the diagonal."""
+        by_column = {column: symbol for symbol, column in self.column.items()}
+        names = _Names()
+        j = sp.Symbol(names.registry.unique("j"), integer=True)
+        pending, blocks_out, position = [], [], first
+        for b in code.jac_blocks:
+            if b.col < 0:
+                pending.append((b, position))
+            position += b.n
+        chain: list[Block] = []
+        count = 0
+        for b, at in pending:
+            g, writers = self.sums[by_column[b.col]]
+            cells = [sum(r * c for r, c in zip(b.row_strides, cell)) + b.row for cell in _cells(b.shape)]
+            for h, instances in writers:
+                (expr,), places = self.composer.of(h)
+                for (source, starts, size), (symbols, ref) in places.items():
+                    if source != "y":
+                        continue
+                    for e, symbol in enumerate(symbols):
+                        d = self.clean(sp.diff(expr, symbol))
+                        if d == 0:
+                            continue
+                        m = len(instances)
+                        loop = _Loop(f"{g.name}_{h.name}", m, f"{_title(self.flat, h)}\n  through {_title(self.flat, g)}", names)
+                        sub = {(src, tuple(st[u] for u in instances), sz): (syms, r)
+                               for (src, st, sz), (syms, r) in places.items()}  # fmt: skip
+                        (d_loop,) = loop.add((d,), sub)
+                        start = len(sparsity) + count  # (numbered before the array loops' entries)
+                        index = start + (j * m if len(cells) > 1 else 0) + (_I if m > 1 else 0)
+                        factor = _VALUES[at + _SHIFT + (j if len(cells) > 1 else 0)]
+                        label = f"d(d/dt {self._state(cells[0])})/d({ref}) through {g.refs[0]} (i = 0)"
+                        loop.outputs.append((factor * d_loop, [_VALUES[index]], label))
+                        body = loop.block(tables, "v")
+                        nest = ((j.name, 0, len(cells)),) if len(cells) > 1 else ()
+                        nest += (("i", 0, m),) if m > 1 else ()
+                        chain.append(Block(body.title, body.statements, loops=nest))
+                        cols = [st + e for st in (starts[u] for u in instances)]
+                        count += len(cells) * m
+                        self.pattern += [(row, col) for row in cells for col in cols]
+            zero = Statement(_VALUES[at + _SHIFT + (j if len(cells) > 1 else 0)], sp.Float(0.0), "used above: a structural zero")
+            chain.append(Block(f"d(d/dt cells)/d({g.refs[0]})", (zero,), loops=((j.name, 0, len(cells)),) if len(cells) > 1 else ()))
+        self.shift = count
+        chain = [replace(b, statements=tuple(replace(st, target=st.target.xreplace({_SHIFT: count}), expr=st.expr.xreplace({_SHIFT: count}))
+                                             for st in b.statements)) for b in chain]  # fmt: skip
+        for b in code.jac_blocks:
+            blocks_out.append(replace(b, col=b.row, col_strides=b.row_strides) if b.col < 0 else b)
+        return chain, blocks_out
+
+    def _state(self, index: int) -> str:
+        for slot in self.flat.states:
+            if slot.start <= index < slot.stop:
+                return str(slot.ref) + (f"[{index - slot.start}]" if len(slot.symbols) > 1 else "")
+        return f"y[{index}]"
+
+    def shifted(self, blocks: list[Block]) -> list[Block]:
+        """The array loops' statements with their ``values`` places moved past the chain's
+        (and the placeholders' comments naming the sum)."""
+        if not self.shift:
+            return blocks
+        named = {f"/d(y[{column}])": f"/d({self.sums[symbol][0].refs[0]}), used below" for symbol, column in self.column.items()}
+
+        def move(e: sp.Basic) -> sp.Basic:
+            return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == _VALUES,
+                             lambda x: _VALUES[x.indices[0] + self.shift])  # fmt: skip
+
+        def comment(text: str) -> str:
+            for placeholder, name in named.items():
+                text = text.replace(placeholder, name)
+            return text
+
+        return [replace(b, statements=tuple(replace(st, target=move(st.target), expr=move(st.expr), comment=comment(st.comment))
+                                            for st in b.statements)) for b in blocks]  # fmt: skip
+
+
+def _cells(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The cells of a box of ``shape``, C order."""
+    import itertools
+
+    return list(itertools.product(*(range(n) for n in shape)))

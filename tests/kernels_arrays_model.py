@@ -8,7 +8,8 @@ heat equation with insulated ends: array form).  Each oscillator is driven by th
 temperature of one cell of the rod (a connection that reads one element) and by the
 rod's mean temperature (a sum over the array that a ``Meter`` computes, read by every
 oscillator); the rod is heated at one end by the sum of the oscillators' outputs.  With ``coupled_mean=False``
-the oscillators do not read the mean (the model then has an analytic Jacobian).
+the oscillators do not read the mean (the model then has an analytic Jacobian); with
+``spread=True`` the heat enters every cell of the rod.
 """
 
 import numpy as np
@@ -19,8 +20,9 @@ from dyngen import Simulation, System
 class Rod(System):
     """u' = D (u[j-1] - 2 u[j] + u[j+1]) - loss u, insulated ends; heat enters cell 0."""
 
-    def __init__(self, n_cells):
+    def __init__(self, n_cells, spread=False):
         super().__init__()
+        self.spread = spread
         self.inputs.D = 0.4
         self.inputs.loss = 0.05
         self.inputs.heat = 0.0
@@ -32,6 +34,8 @@ class Rod(System):
         inner = u[:-2] - 2.0 * u[1:-1] + u[2:]
         laplacian = np.concatenate([np.array([u[1] - u[0]]), inner, np.array([u[-2] - u[-1]])])
         source = np.concatenate([np.array([self.inputs.heat]), 0.0 * u[1:]])
+        if self.spread:  # the heat enters every cell, more where it is warm
+            source = 0.1 * self.inputs.heat * (1.0 + 0.5 * np.tanh(u))
         self.ders.u = self.inputs.D * laplacian - self.inputs.loss * u + source
 
 
@@ -82,8 +86,8 @@ def read_cell(index, coupled_mean):
     return connect
 
 
-def build(n_oscillators=20, n_cells=200, coupled_mean=True):
-    rod = Rod(n_cells)
+def build(n_oscillators=20, n_cells=200, coupled_mean=True, spread=False):
+    rod = Rod(n_cells, spread)
     meter = Meter(rod)
     oscillators = []
     for k in range(n_oscillators):

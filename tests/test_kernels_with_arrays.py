@@ -146,10 +146,8 @@ def test_a_derivative_reading_a_sum_over_the_array_has_no_jacobian_and_says_why(
 def test_the_module_has_the_same_lines_at_two_sizes(coupled_mean: bool) -> None:
     small, large = functions(module_of(20, 200, coupled_mean)), functions(module_of(40, 400, coupled_mean))
     assert sorted(small) == sorted(large)
-    grows = {"jac_values", "jac"} if not coupled_mean else set()  # the rod's heat by the chain rule: a column per oscillator
-    for name in small:
-        if name not in grows:
-            assert len(small[name]) == len(large[name]), name
+    for name in small:  # (with coupled_mean=False: the chain rule through the rod's heat is a loop too)
+        assert len(small[name]) == len(large[name]), name
     unrolled = functions(module_of(20, 200, coupled_mean, kernels=False))
     assert len(unrolled["rhs"]) > 2 * len(small["rhs"])
 
@@ -167,3 +165,21 @@ def test_a_loop_that_must_run_before_and_after_a_sum_is_unrolled_with_a_notice()
     point = random_point(module, 0)
     for ours, theirs in zip(evaluate(module, *point), evaluate(unrolled, *point)):
         assert relative(ours, theirs) < 1e-14
+
+
+@pytest.mark.slow
+def test_heat_into_every_cell_gives_a_loop_nest_of_chain_rule_entries() -> None:
+    """The rod's heat (a sum of the oscillators' outputs) enters every cell: the entries
+    d(d/dt u[j])/d(x_i) are one loop nest over cells and oscillators, not a line each."""
+    module = module_of(6, 100, False, True)
+    jac_values = "\n".join(functions(module)["jac_values"])
+    assert "for j in range(98):" in jac_values and "through Rod.inputs.heat" in jac_values
+    t, y, p = random_point(module, 3)
+    J = np.full((module.N_STATES, module.N_STATES), np.nan)
+    module.jac(t, y, p, J)
+    reference = central_differences(module, t, y, p)
+    assert np.max(np.abs(J - reference)) < 1e-7 * max(1.0, np.max(np.abs(reference)))
+    unrolled = module_of(6, 100, False, True, kernels=False)
+    theirs = np.full_like(J, np.nan)
+    unrolled.jac(t, y, p, theirs)
+    np.testing.assert_allclose(J, theirs, rtol=1e-13, atol=1e-15)
