@@ -15,8 +15,10 @@ emitted as loops over instances (``lower_groups``), the array system as loop nes
 
 The Jacobian is the groups' blocks (``lower_groups``) followed by the array loops'
 (``lower_arrays``), whose chain rule through element signals is computed unrolled
-(few lines: the scalars the loops read).  A derivative that depends on a sum over an
-array has no analytic Jacobian (the notice of ``lower.NoJacobian``).
+(few lines: the scalars the loops read), except through a plain sum of many instance
+signals (the rod's heat), which is a loop over the terms (``_SumChain``).  A
+derivative that depends on a sum over an array has no analytic Jacobian (the notice
+of ``lower.NoJacobian``).
 
 ``lower_mixed`` returns a reason instead of a kernel when the two cannot combine
 (element code reading an array of a reduction along axes or an element of an
@@ -320,10 +322,10 @@ def lower_mixed(flat: FlatModel, kernels: bool, clean: Callable[[sp.Basic], sp.B
     flat_reads = replace(flat, assignments=tuple(replace(a, reads=interface.reads(a, arrays)) for a in flat.assignments))
     if interface.reason is not None:  # a reason only where loops over instances were possible
         sites = Counter((a.function.location, a.ref.kind, a.ref.key) for a in flat.assignments)
-        return interface.reason if max(sites.values()) >= KERNEL_MIN_INSTANCES else flat
+        return interface.reason if kernels and max(sites.values()) >= KERNEL_MIN_INSTANCES else flat
     groups = group(flat_reads, interface.extra)
     if groups is None:
-        return "grouping the instances' assignments makes a cycle between the loops"
+        return "grouping the instances' assignments makes a cycle between the loops" if kernels else flat
     if not groups or max(g.n for g in groups) < KERNEL_MIN_INSTANCES:
         return flat
     flat, groups = pack_states(flat, groups)  # the kernel's flat: the original reads (the unrolled form's)
