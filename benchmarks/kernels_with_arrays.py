@@ -2,9 +2,10 @@
 
     python benchmarks/kernels_with_arrays.py [--oscillators 200] [--cells 2000] [--repeats 3]
 
-Model: ``tests/kernels_arrays_model.py`` -- damped oscillators, each reading one cell of
-a rod and the rod's mean (a sum over the array), the rod (a 1-D heat equation in
-array form) heated by the sum of the oscillators' outputs.
+Model: ``tests/kernels_arrays_model.py`` (``build(n, cells, coupled_mean=False)``) --
+damped oscillators, each reading one cell of a rod, the rod (a 1-D heat equation in
+array form) heated by the sum of the oscillators' outputs; the model has an analytic
+Jacobian, whose ``jac_values`` lines are counted too.
 
 For each form, in a child process with an empty module cache (median of ``repeats``):
 
@@ -13,8 +14,8 @@ For each form, in a child process with an empty module cache (median of ``repeat
 - **after**: ``kernels=True`` -- loops over the oscillators next to the rod's loops.
 
 Columns: the build (trace, flatten, lower, render, write, load), the numba compilation
-of ``rhs`` (its first call), the lines of the generated ``rhs`` and of the whole
-module, and one ``rhs`` call (median of 2,000).  The two forms' ``rhs`` agree to
+of ``rhs`` (its first call), the lines of the generated ``rhs``, ``jac_values`` and of the
+whole module, and one ``rhs`` call (median of 2,000).  The two forms' ``rhs`` agree to
 rounding (checked here; tests/test_kernels_with_arrays.py checks both against dynode).
 """
 
@@ -41,7 +42,7 @@ def child(oscillators: int, cells: int, kernels: bool) -> None:
     """In a child: build and compile the model; print the figures as JSON."""
     from dynode_compare import build_simulation
 
-    sim = build_simulation(MODEL, "dyngen", "build", oscillators, cells)
+    sim = build_simulation(MODEL, "dyngen", "build", oscillators, cells, False)  # (with an analytic Jacobian)
     sim.kernels = kernels
     start = time.perf_counter()
     result = sim.compile()
@@ -61,9 +62,10 @@ def child(oscillators: int, cells: int, kernels: bool) -> None:
         calls.append(time.perf_counter() - t0)
     text = Path(module.__file__).read_text()
     rhs = re.search(r"^def rhs\(.*?(?=^\S)", text, re.S | re.M)[0]
+    jac = re.search(r"^def jac_values\(.*?(?=^\S)", text, re.S | re.M)[0]
     print(json.dumps({
         "build": built - start, "stages": dict(result.timings), "rhs_compile": compiled - built,
-        "rhs_lines": len(rhs.rstrip().splitlines()), "module_lines": text.count("\n"),
+        "rhs_lines": len(rhs.rstrip().splitlines()), "jac_lines": len(jac.rstrip().splitlines()), "module_lines": text.count("\n"),
         "rhs_call": float(np.median(calls)), "dy": dy.tolist(),
     }))  # fmt: skip
 
@@ -92,7 +94,7 @@ def main() -> None:
     agreement = float(np.max(np.abs(dy_before - dy_after)) / np.max(np.abs(dy_before)))
     print(f"{args.oscillators} oscillators + a {args.cells}-cell rod ({2 * args.oscillators + args.cells} states), "
           f"median of {args.repeats} cold builds; the two rhs agree to {agreement:.1e}")  # fmt: skip
-    header = f"{'form':<36}{'build s':>9}{'lower s':>9}{'render s':>10}{'rhs compile s':>15}{'rhs lines':>11}{'module lines':>14}{'rhs call us':>13}"
+    header = f"{'form':<36}{'build s':>9}{'lower s':>9}{'render s':>10}{'rhs compile s':>15}{'rhs lines':>11}{'jac lines':>11}{'module lines':>14}{'rhs call us':>13}"
     print(header)
     print("-" * len(header))
     for label, runs in rows.items():
@@ -100,7 +102,7 @@ def main() -> None:
         lower = float(np.median([r["stages"].get("lower", 0.0) for r in runs]))
         render = float(np.median([r["stages"].get("render", 0.0) for r in runs]))
         print(f"{label:<36}{med['build']:>9.2f}{lower:>9.2f}{render:>10.2f}{med['rhs_compile']:>15.2f}"
-              f"{runs[0]['rhs_lines']:>11,}{runs[0]['module_lines']:>14,}{med['rhs_call'] * 1e6:>13.1f}")  # fmt: skip
+              f"{runs[0]['rhs_lines']:>11,}{runs[0]['jac_lines']:>11,}{runs[0]['module_lines']:>14,}{med['rhs_call'] * 1e6:>13.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":
