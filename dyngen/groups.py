@@ -123,7 +123,7 @@ def local_registry() -> NameRegistry:
 class _Layout:
     """Where every signal lives: y (states), p (parameters) or v (written signals)."""
 
-    def __init__(self, flat: FlatModel) -> None:
+    def __init__(self, flat: FlatModel, extra: dict[SignalRef, tuple[str, int, sp.Symbol]] | None = None) -> None:
         self.source: dict[SignalRef, tuple[str, int]] = {}
         for slot in flat.states:
             self.source[slot.ref] = ("y", slot.start)
@@ -134,14 +134,19 @@ class _Layout:
             self.source[a.ref] = ("v", self.out_start[a.ref])
         self.owner: dict[sp.Symbol, SignalRef] = {}
         for slot in (*flat.states, *flat.parameters, *flat.observed):
-            for symbol in slot.symbols:
-                self.owner[symbol] = slot.ref
+            if not slot.array:  # (an element of an array in array form: one of ``extra``)
+                for symbol in slot.symbols:
+                    self.owner[symbol] = slot.ref
         state_start = {slot.ref: slot.start for slot in flat.states}
         self.der_state = {
             SignalRef(path, "ders", der_key): state_start[SignalRef(path, "states", state_key)]
             for path, state_key, der_key in flat.der_keys
         }
         self.symbols = {slot.ref: slot.symbols for slot in (*flat.states, *flat.parameters, *flat.observed)}
+        for ref, (source, start, symbol) in (extra or {}).items():  # single values no slot holds
+            self.source[ref] = (source, start)
+            self.owner[symbol] = ref
+            self.symbols[ref] = (symbol,)
         self.at = {place: ref for ref, place in self.source.items()}
 
     def plain(self, ref: SignalRef) -> bool:
@@ -209,9 +214,14 @@ def _with_floats(expr: sp.Basic, names: dict[sp.Symbol, str], memo: dict, floats
     return expr.func(*args)
 
 
-def group(flat: FlatModel) -> tuple[Group, ...] | None:
-    """Group the assignments; None when the model must be lowered unrolled."""
-    layout = _Layout(flat)
+def group(flat: FlatModel, extra: dict[SignalRef, tuple[str, int, sp.Symbol]] | None = None) -> tuple[Group, ...] | None:
+    """Group the assignments; None when the model must be lowered unrolled.
+
+    ``extra``: single values that no slot of ``flat`` holds -- an element of an array in
+    array form, a sum over one (``lower_mixed``) -- by the ref the assignments' ``reads``
+    name them with: (source, start, symbol).
+    """
+    layout = _Layout(flat, extra)
     reads: dict[SignalRef, list[SignalRef]] = {}
     for a in flat.assignments:
         refs = _operand_refs(a, layout, flat.time)

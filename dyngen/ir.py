@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,9 @@ KINDS = ("states", "ders", "inputs", "outputs")
 ATTRIBUTE_KIND = "attributes"
 
 
+_ELEMENT = re.compile(r"[A-Za-z_]\w*\[\d+\]")  # an element of an array signal (lower_mixed): u[11]
+
+
 @dataclass(frozen=True, order=True)
 class SignalRef:
     """One entry of one container of one system: ``path.kind[key]``."""
@@ -36,7 +40,7 @@ class SignalRef:
     def __str__(self) -> str:
         if self.kind == ATTRIBUTE_KIND:
             return f"{self.system}.{self.key}"
-        key = f".{self.key}" if self.key.isidentifier() else f"[{self.key!r}]"
+        key = f".{self.key}" if self.key.isidentifier() or _ELEMENT.fullmatch(self.key) else f"[{self.key!r}]"
         return f"{self.system}.{self.kind}{key}"
 
 
@@ -494,6 +498,7 @@ class Kernel:
     no_jacobian: str | None = None  # why the module has no analytic Jacobian (None: it has one)
     n_lowrank: int = 0  # rank of the Jacobian's low-rank part U V^T (sums over whole arrays; lower_lowrank)
     constants: tuple[tuple[str, tuple[float, ...], str], ...] = ()  # per-instance constants: name, values, what
+    notes: tuple[str, ...] = ()  # build notices of the lowering (why a faster form was not possible)
 
     @property
     def jac_nnz(self) -> int:

@@ -13,7 +13,9 @@ states as dynode would and the runtime can give observers dynode's vector.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import replace
+from typing import Callable
 
 from .groups import Group
 from .ir import FlatModel, SignalRef, Slot
@@ -45,7 +47,12 @@ def pack_states(flat: FlatModel, groups: tuple[Group, ...]) -> tuple[FlatModel, 
         position += len(slot.symbols)
     if all(place[slot.ref] == slot.start for slot in flat.states):
         return flat, groups
+    old_starts = sorted(slot.start for slot in flat.states if slot.symbols)
     new_start = {slot.start: place[slot.ref] for slot in flat.states if slot.symbols}
+
+    def moved_index(index: int) -> int:  # an element of an array: its array moved (lower_mixed)
+        start = old_starts[bisect_right(old_starts, index) - 1]
+        return new_start[start] + index - start
 
     def moved(values: tuple) -> tuple:
         result = list(values)
@@ -60,14 +67,14 @@ def pack_states(flat: FlatModel, groups: tuple[Group, ...]) -> tuple[FlatModel, 
         default_states=moved(flat.default_states),
         derivatives=moved(flat.derivatives),
     )
-    return packed, tuple(_moved_group(g, new_start) for g in groups)
+    return packed, tuple(_moved_group(g, moved_index) for g in groups)
 
 
-def _moved_group(g: Group, new_start: dict[int, int]) -> Group:
-    state_starts = None if g.state_starts is None else tuple(new_start[s] for s in g.state_starts)
+def _moved_group(g: Group, new_start: Callable[[int], int]) -> Group:
+    state_starts = None if g.state_starts is None else tuple(new_start(s) for s in g.state_starts)
     terms = None if g.terms is None else replace(g.terms, operands=_moved(g.terms.operands, new_start))
     return replace(g, operands=_moved(g.operands, new_start), state_starts=state_starts, terms=terms)
 
 
-def _moved(operands: tuple, new_start: dict[int, int]) -> tuple:
-    return tuple(replace(op, starts=tuple(new_start[s] for s in op.starts)) if op.source == "y" else op for op in operands)
+def _moved(operands: tuple, new_start: Callable[[int], int]) -> tuple:
+    return tuple(replace(op, starts=tuple(new_start(s) for s in op.starts)) if op.source == "y" else op for op in operands)

@@ -293,12 +293,26 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
     structurally equal assignments is lowered as loops over instances
     (``lower_groups``); otherwise every signal gets its own lines.  Such a model's
     states are packed group by group (``layout.pack_states``), in either form; the
-    returned kernel's ``flat`` has the places.
+    returned kernel's ``flat`` has the places.  A model with arrays in array form gets
+    its loops over instances next to the array loops (``lower_mixed``); where the two
+    cannot combine, it is unrolled with a build notice (``Kernel.notes``) saying why.
     """
     array_form = flat.array_assignments or flat.reductions or any(
         slot.array for slot in (*flat.states, *flat.parameters, *flat.observed)
     )
-    if not array_form:  # (the loops over instances know no array form yet)
+    notes: tuple[str, ...] = ()
+    if array_form and flat.assignments:  # loops over instances next to the array loops
+        from .lower_mixed import lower_mixed
+
+        mixed = lower_mixed(flat, kernels, _clean_derivative)
+        if isinstance(mixed, Kernel):
+            return with_events(mixed)
+        if isinstance(mixed, str):
+            notes = (f"{flat.name}: no loops over instances next to the arrays in array form, every signal gets its own "
+                     f"lines: {mixed}",)  # fmt: skip
+        else:
+            flat = mixed
+    if not array_form:
         groups = group(flat)
         if groups and max(g.n for g in groups) >= KERNEL_MIN_INSTANCES:
             flat, groups = pack_states(flat, groups)  # in both forms: one layout per model
@@ -356,7 +370,7 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
     )  # fmt: skip
     functions = (rhs, jac_values, observe) + ((lowrank_fn,) if lowrank_fn is not None else ())
     return with_events(Kernel(flat, functions, tuple(entries), jac_blocks=tuple(array_jac.jac_blocks),
-                              no_jacobian=no_jacobian, n_lowrank=len(lowrank)))  # fmt: skip
+                              no_jacobian=no_jacobian, n_lowrank=len(lowrank), notes=notes))  # fmt: skip
 
 
 _U = sp.IndexedBase("U")

@@ -108,7 +108,7 @@ class _Composer:
         subs: dict[sp.Symbol, sp.Basic] = {}
         inlined: list[Group] = []
         for op in g.operands:
-            h = self.writer[op.starts[0]][0] if op.source == "v" else None
+            h = self.writer.get(op.starts[0], (None,))[0] if op.source == "v" else None  # (None: a sum, lower_mixed)
             if h is None or not self.inline(h):
                 subs.update(zip(op.symbols(), symbols_at((op.source, op.starts, op.size), op.ref)))
                 continue

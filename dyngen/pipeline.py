@@ -155,7 +155,8 @@ def build(
         )  # fmt: skip
     if structure is not None and options.output_dir is None:
         # next to the module: in the private cache when the cache folder cannot be written
-        remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings),
+        notes = list(result.kernel.notes) if result.kernel is not None else []  # (a module loaded from the cache: none)
+        remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings) + notes,
                         library_dependencies(called))  # fmt: skip
     return result
 
@@ -275,6 +276,8 @@ def _build(
                         return BuildResult(_Front((spec, flat)), None, None, path, module, True, False, timings)
     with _timed(timings, "lower", progress):
         kernel = lower(flat, options.kernels)  # FlatModel -> Kernel
+    for message in kernel.notes:
+        warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
     with _timed(timings, "render", progress):
         source = render(kernel, model_file, digest, options.standalone)  # Kernel -> ModuleSource
     with _timed(timings, "write", progress):

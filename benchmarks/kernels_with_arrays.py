@@ -1,0 +1,109 @@
+"""Issue 15: kernels and the array form combined -- many small components next to a large array.
+
+    python benchmarks/kernels_with_arrays.py [--oscillators 200] [--cells 2000] [--repeats 3]
+
+Model: ``tests/kernels_arrays_model.py`` (``build(n, cells, coupled_mean=False)``) --
+damped oscillators, each reading one cell of a rod, the rod (a 1-D heat equation in
+array form) heated by the sum of the oscillators' outputs; the model has an analytic
+Jacobian, whose ``jac_values`` lines are counted too.
+
+For each form, in a child process with an empty module cache (median of ``repeats``):
+
+- **before**: ``kernels=False`` -- what a model with arrays got until now: every
+  oscillator signal unrolled, one line each (the rod still in array form);
+- **after**: ``kernels=True`` -- loops over the oscillators next to the rod's loops.
+
+Columns: the build (trace, flatten, lower, render, write, load), the numba compilation
+of ``rhs`` (its first call), the lines of the generated ``rhs``, ``jac_values`` and of the
+whole module, and one ``rhs`` call (median of 2,000).  The two forms' ``rhs`` agree to
+rounding (checked here; tests/test_kernels_with_arrays.py checks both against dynode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MODEL = ROOT / "tests" / "kernels_arrays_model.py"
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def child(oscillators: int, cells: int, kernels: bool) -> None:
+    """In a child: build and compile the model; print the figures as JSON."""
+    from dynode_compare import build_simulation
+
+    sim = build_simulation(MODEL, "dyngen", "build", oscillators, cells, False)  # (with an analytic Jacobian)
+    sim.kernels = kernels
+    start = time.perf_counter()
+    result = sim.compile()
+    built = time.perf_counter()
+    module = result.module
+    y, p = module.DEFAULT_STATES.copy(), module.DEFAULT_PARAMETERS.copy()
+    dy = np.empty(module.N_STATES)
+    module.rhs(0.0, y, p, dy)
+    compiled = time.perf_counter()
+    rng = np.random.default_rng(1)
+    y_random = y + rng.normal(0.0, 0.1, y.size)
+    module.rhs(0.3, y_random, p, dy)
+    calls = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        module.rhs(0.3, y, p, dy)
+        calls.append(time.perf_counter() - t0)
+    text = Path(module.__file__).read_text()
+    rhs = re.search(r"^def rhs\(.*?(?=^\S)", text, re.S | re.M)[0]
+    jac = re.search(r"^def jac_values\(.*?(?=^\S)", text, re.S | re.M)[0]
+    print(json.dumps({
+        "build": built - start, "stages": dict(result.timings), "rhs_compile": compiled - built,
+        "rhs_lines": len(rhs.rstrip().splitlines()), "jac_lines": len(jac.rstrip().splitlines()), "module_lines": text.count("\n"),
+        "rhs_call": float(np.median(calls)), "dy": dy.tolist(),
+    }))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--oscillators", type=int, default=200)
+    parser.add_argument("--cells", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], bool(args.child[2]))
+        return
+    from child_process import run_json_child
+
+    rows = {}
+    for label, kernels in (("before: kernels=False (unrolled)", 0), ("after: kernels=True (loops)", 1)):
+        runs = []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as cache:
+                runs.append(run_json_child(__file__, ["--child", str(args.oscillators), str(args.cells), str(kernels)], cache))
+        rows[label] = runs
+    (before, after) = rows.values()
+    dy_before, dy_after = np.array(before[0]["dy"]), np.array(after[0]["dy"])
+    agreement = float(np.max(np.abs(dy_before - dy_after)) / np.max(np.abs(dy_before)))
+    print(f"{args.oscillators} oscillators + a {args.cells}-cell rod ({2 * args.oscillators + args.cells} states), "
+          f"median of {args.repeats} cold builds; the two rhs agree to {agreement:.1e}")  # fmt: skip
+    header = f"{'form':<36}{'build s':>9}{'lower s':>9}{'render s':>10}{'rhs compile s':>15}{'rhs lines':>11}{'jac lines':>11}{'module lines':>14}{'rhs call us':>13}"
+    print(header)
+    print("-" * len(header))
+    for label, runs in rows.items():
+        med = {key: float(np.median([r[key] for r in runs])) for key in ("build", "rhs_compile", "rhs_call")}
+        lower = float(np.median([r["stages"].get("lower", 0.0) for r in runs]))
+        render = float(np.median([r["stages"].get("render", 0.0) for r in runs]))
+        print(f"{label:<36}{med['build']:>9.2f}{lower:>9.2f}{render:>10.2f}{med['rhs_compile']:>15.2f}"
+              f"{runs[0]['rhs_lines']:>11,}{runs[0]['jac_lines']:>11,}{runs[0]['module_lines']:>14,}{med['rhs_call'] * 1e6:>13.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

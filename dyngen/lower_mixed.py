@@ -1,0 +1,605 @@
+"""lower, mixed: loops over instances next to the loop nests of arrays in array form.
+
+A model with many copies of a small class and a large array (200 oscillators and a
+2,000-cell rod) gets both: the element assignments are grouped (``groups``) and
+emitted as loops over instances (``lower_groups``), the array system as loop nests
+(``lower_arrays``), in one function.  What joins them:
+
+- an element of an array in array form read by element code (``u[11]``) is a
+  single-value operand of the reading group, at its place in ``y`` or ``p``;
+- a sum over an array (``np.sum(u)``) read by element code is computed by its loop
+  and stored in the scratch vector ``v`` after the signals (``v[N_OBSERVED + k]``),
+  where the groups that read it find it; groups and sums run in dataflow order;
+- the array loops run last and read the scalars they need (signals the groups wrote
+  into ``v``, states, parameters) as locals loaded before them.
+
+The Jacobian is the groups' blocks (``lower_groups``) followed by the array loops'
+(``lower_arrays``), whose chain rule through element signals is computed unrolled
+(few lines: the scalars the loops read), except through a plain sum of many instance
+signals (the rod's heat), which is a loop over the terms (``_SumChain``).  A
+derivative that depends on a sum over an array has no analytic Jacobian (the notice
+of ``lower.NoJacobian``).
+
+``lower_mixed`` returns a reason instead of a kernel when the two cannot combine
+(element code reading an array of a reduction along axes or an element of an
+array computed in array form, a group that must run both before and after a sum,
+a cycle between groups); ``lower`` then emits the model unrolled with that reason
+as a build notice.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import replace
+from typing import Callable, Iterable
+
+import sympy as sp
+
+from .flatten import relative_location
+from .groups import KERNEL_MIN_INSTANCES, Group, group
+from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, SignalRef, Statement
+from .layout import pack_states
+from .naming import sanitize
+from .lower_arrays import Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
+from .lower_groups import _ARRAYS, _I, _Composer, _constant_ders, _Loop, _Names, _signal_loops, _Tables, _title, _jac_values
+
+SUMS = "sums"  # the kind of the SignalRef of a sum over an array, read by element code
+_V = _ARRAYS["v"]
+_OUT = _ARRAYS["out"]
+_Y = _ARRAYS["y"]
+_P = _ARRAYS["p"]
+_VALUES = _ARRAYS["values"]
+_SHIFT = sp.Symbol("shift", integer=True)  # (the chain's count, known at its end)
+
+Unit = tuple[str, int]  # ("g", index into groups) or ("r", index into flat.reductions)
+
+
+class _Interface:
+    """What the element assignments read of the array part, as single values."""
+
+    def __init__(self, flat: FlatModel) -> None:
+        self.sum_place: dict[sp.Symbol, int] = {}  # scalar sum -> its place in v
+        n = flat.n_observed
+        self.summed: dict[sp.Symbol, str] = {}  # what each sum adds up, for comments
+        for _, r in flat.reductions:
+            if not r.shape:
+                self.sum_place[r.symbol] = n + len(self.sum_place)
+                refs = sorted({str(o.ref) for g in r.segments for s in g.expr.free_symbols if (o := flat.offsets.get(s))})
+                self.summed[r.symbol] = f"{r.op} over {', '.join(refs) or 'an array'}"
+        self.extra: dict[SignalRef, tuple[str, int, sp.Symbol]] = {}
+        self.ref_of: dict[sp.Symbol, SignalRef] = {}
+        self.reason: str | None = None
+        elements = {}
+        for source, slots in (("y", flat.states), ("p", flat.parameters)):
+            for slot in slots:
+                if slot.array:
+                    for k, symbol in slot.symbols.created.items():
+                        elements[symbol] = (source, slot, k)
+        computed = {s: slot for slot in flat.observed if slot.array for s in slot.symbols.created.values()}
+        for a in flat.assignments:
+            for symbol in sorted({s for e in a.exprs for s in e.free_symbols}, key=lambda s: s.name):
+                if symbol in self.ref_of:
+                    continue
+                where = relative_location(a.location, flat.source_root)
+                if symbol in flat.offsets:
+                    self.reason = f"{a.ref} ({where}) reads the array of a reduction along axes"
+                elif symbol in computed:
+                    self.reason = f"{a.ref} ({where}) reads an element of {computed[symbol].ref}, an array computed in array form"
+                elif symbol in elements:
+                    source, slot, k = elements[symbol]
+                    ref = SignalRef(slot.ref.system, slot.ref.kind, f"{slot.ref.key}[{k}]")
+                    self.extra[ref] = (source, slot.start + k, symbol)
+                    self.ref_of[symbol] = ref
+                elif symbol in self.sum_place:
+                    ref = SignalRef(f"({self.summed[symbol]})", SUMS, symbol.name)
+                    self.extra[ref] = ("v", self.sum_place[symbol], symbol)
+                    self.ref_of[symbol] = ref
+
+    def reads(self, a: Assignment, arrays: set[SignalRef]) -> tuple[SignalRef, ...]:
+        """``a.reads`` with each array in array form replaced by the elements ``a`` reads,
+        and the sums it reads after them (the groups' operand order)."""
+        used = [self.ref_of[s] for e in a.exprs for s in e.free_symbols if s in self.ref_of]
+        if not used:
+            return a.reads
+        elements: dict[SignalRef, list[SignalRef]] = {}
+        sums = []
+        for ref in used:
+            if ref.kind == SUMS:
+                sums.append(ref)
+            else:
+                elements.setdefault(SignalRef(ref.system, ref.kind, ref.key.split("[")[0]), []).append(ref)
+        refs: list[SignalRef] = []
+        for ref in a.reads:
+            if ref in arrays:
+                refs += sorted(set(elements.pop(ref, ())), key=lambda r: self.extra[r][1])
+            else:
+                refs.append(ref)
+        for rest in elements.values():
+            refs += sorted(set(rest), key=lambda r: self.extra[r][1])
+        return tuple(refs) + tuple(sorted(set(sums), key=lambda r: r.key))
+
+
+def _order(flat: FlatModel, groups: tuple[Group, ...], sums: dict[int, int]) -> tuple[list[Unit], str | None]:
+    """Groups and reductions in dataflow order (a sum as soon as it can run: the
+    loops over instances after it then fuse into fewer passes);
+    a reason when there is no such order."""
+    writer = {start: k for k, g in enumerate(groups) for start in g.out_starts}
+    symbol_writer = {}
+    for k, g in enumerate(groups):
+        for a in g.assignments:
+            for symbol in a.symbols:
+                symbol_writer[symbol] = k
+    reductions = [r for _, r in flat.reductions]
+    deps: dict[Unit, set[Unit]] = {}
+    for k, g in enumerate(groups):
+        ops = [op for op in g.operands if op.source == "v"]
+        if g.terms is not None:
+            ops += [op for op in g.terms.operands if op.source == "v"]
+        found: set[Unit] = set()
+        for op in ops:
+            for s in op.starts:
+                if s in writer:
+                    found.add(("g", writer[s]))
+                elif s in sums:
+                    found.add(("r", sums[s]))
+        found.discard(("g", k))
+        deps[("g", k)] = found
+    for q, r in enumerate(reductions):
+        found = {("r", p) for p in range(q)}  # (in their order: one may read another)
+        for segment in r.segments:
+            found |= {("g", symbol_writer[s]) for s in segment.expr.free_symbols if s in symbol_writer}
+        deps[("r", q)] = found
+    users: dict[Unit, list[Unit]] = {u: [] for u in deps}
+    for u, d in deps.items():
+        for w in d:
+            users[w].append(u)
+    remaining = {u: len(d) for u, d in deps.items()}
+    ready = [(0 if u[0] == "r" else 1, u[1], u) for u, n in remaining.items() if not n]
+    heapq.heapify(ready)
+    order: list[Unit] = []
+    while ready:
+        u = heapq.heappop(ready)[2]
+        order.append(u)
+        for w in users[u]:
+            remaining[w] -= 1
+            if not remaining[w]:
+                heapq.heappush(ready, (0 if w[0] == "r" else 1, w[1], w))
+    if len(order) == len(deps):
+        return order, None
+    stuck = [u for u in deps if remaining[u]]
+    g = next((groups[k] for kind, k in stuck if kind == "g"), None)
+    r = next((reductions[k] for kind, k in stuck if kind == "r"), None)
+    what = _title(flat, g) if g is not None else "a group"
+    where = relative_location(r.location, flat.source_root) if r is not None else "?"
+    return [], f"the loop over instances {what} would have to run both before and after the sum over the array at {where}"
+
+
+class _Loads:
+    """Statements that load the scalars non-group code reads: signals from ``v`` (or
+    ``out``), states from ``y``, parameters from ``p``; each once per function."""
+
+    def __init__(self, flat: FlatModel, signals: sp.IndexedBase | None) -> None:
+        self.place: dict[sp.Symbol, tuple[sp.Basic, str]] = {}
+        observed = {slot.ref: slot for slot in flat.observed}
+        for a in flat.assignments if signals is not None else ():  # (None: the function computes them)
+            slot = observed[a.ref]
+            for k, symbol in enumerate(a.symbols):
+                self.place[symbol] = (signals[slot.start + k], str(a.ref) + (f"[{k}]" if len(a.symbols) > 1 else ""))
+        self.slots = [(_Y, slot) for slot in flat.states] + [(_P, slot) for slot in flat.parameters]
+        for base, slot in self.slots:
+            if not slot.array:
+                for k, symbol in enumerate(slot.symbols):
+                    self.place[symbol] = (base[slot.start + k], str(slot.ref) + (f"[{k}]" if len(slot.symbols) > 1 else ""))
+        self.done: set[sp.Symbol] = set()
+
+    def __call__(self, exprs: Iterable[sp.Basic]) -> list[Block]:
+        for base, slot in self.slots:  # elements of arrays made since
+            if slot.array:
+                for k, symbol in slot.symbols.created.items():
+                    self.place.setdefault(symbol, (base[slot.start + k], f"{slot.ref}[{k}]"))
+        wanted = sorted({s for e in exprs for s in e.free_symbols if s in self.place and s not in self.done}, key=lambda s: s.name)
+        self.done.update(wanted)
+        if not wanted:
+            return []
+        return [Block("what the loops below read", tuple(Statement(s, self.place[s][0], self.place[s][1]) for s in wanted))]
+
+
+def _roots(blocks: Iterable[Block]) -> list[sp.Basic]:
+    return [st.expr for b in blocks for st in b.statements]
+
+
+def _sequence(
+    flat: FlatModel,
+    groups: tuple[Group, ...],
+    order: list[Unit],
+    emitted: list[tuple[Group, dict]],
+    reductions_needed: set[int],
+    stored_sums: set[int],
+    composer: _Composer,
+    tables: _Tables,
+    loads: _Loads,
+) -> list[Block]:
+    """The group loops and reduction loops of one function, in ``order``."""
+    targets = {g.name: t for g, t in emitted}
+    reductions = [r for _, r in flat.reductions]
+    places, sum_temporaries, names = Places(flat), Temporaries("s"), _Names()
+    blocks: list[Block] = []
+    batch: list[tuple[Group, dict]] = []
+    sum_index = {r.symbol: n for n, r in enumerate(r for r in reductions if not r.shape)}
+    for kind, k in order:
+        if kind == "g":
+            g = groups[k]
+            if g.name in targets and plain_sum(g):
+                if batch:
+                    blocks += _signal_loops(flat, batch, composer, tables, "v", names)
+                    batch = []
+                blocks += _sum_loop(flat, g, targets[g.name], tables, names)
+            elif g.name in targets:
+                batch.append((g, targets[g.name]))
+            continue
+        if k not in reductions_needed:
+            continue
+        if batch:
+            blocks += _signal_loops(flat, batch, composer, tables, "v", names)
+            batch = []
+        r = reductions[k]
+        code = reduction_blocks(flat, r, places, sum_temporaries)
+        blocks += loads(_roots(code)) + code
+        if k in stored_sums:
+            place = flat.n_observed + sum_index[r.symbol]
+            where = relative_location(r.location, flat.source_root)
+            blocks.append(Block(f"{r.symbol}, for the loops that read it", (Statement(_V[place], r.symbol, f"sum ({where})"),)))
+    if batch:
+        blocks += _signal_loops(flat, batch, composer, tables, "v", names)
+    return blocks
+
+
+def plain_sum(g: Group) -> bool:
+    """Whether ``g`` is one signal that adds up many others (``sum(o.outputs.power for o
+    in oscillators)``): emitted as a loop over its terms, not one line per term."""
+    if g.n != 1 or g.terms is not None or g.size != 1 or len(g.operands) < KERNEL_MIN_INSTANCES:
+        return False
+    if any(op.size != 1 or op.source != g.operands[0].source for op in g.operands) or g.operands[0].source == "c":
+        return False
+    expr = g.exprs[0]
+    return isinstance(expr, sp.Add) and len(expr.args) == len(g.operands) and set(expr.args) == {op.symbols()[0] for op in g.operands}
+
+
+def _sum_loop(flat: FlatModel, g: Group, targets: dict, tables: _Tables, names: _Names) -> list[Block]:
+    """``total = 0.0``, ``total += source[TERMS[i]]`` over the terms, then the stores."""
+    ops, ref = g.operands, g.refs[0]
+    total = sp.Symbol(names.registry.unique(f"sum_{sanitize(ref.key)}"), real=True)
+    index = tables.index([op.starts[0] for op in ops], f"{g.name}_terms_{ref.key}")
+    source = _ARRAYS[ops[0].source]
+    where = relative_location(g.assignments[0].location, flat.source_root)
+    title = f"{_title(flat, g)}: a sum of {len(ops)} signals"
+    first = f"{ops[0].ref}" + (", ..." if len(ops) > 1 else "")
+    stores = tuple(Statement(sp.Indexed(_ARRAYS[array], starts[0]), total, f"{ref.kind}.{ref.key} ({where})")
+                   for array, starts in targets.items())  # fmt: skip
+    return [
+        Block(title, (Statement(total, sp.Float(0.0)),)),
+        Block(f"{ref}: add each term", (Statement(total, total + sp.Indexed(source, index), f"{first} (i = 0)"),), len(ops)),
+        Block(f"{ref}: the sum", stores),
+    ]
+
+
+def _needed_reductions(flat: FlatModel, roots: Iterable[sp.Basic], read_by_groups: set[int]) -> set[int]:
+    """Reductions the function needs: read by the groups it runs, by the array loops'
+    ``roots``, and by those (a reduction reading another)."""
+    reductions = [r for _, r in flat.reductions]
+    by_symbol = {r.symbol: q for q, r in enumerate(reductions)}
+    by_name = {r.symbol.name: q for q, r in enumerate(reductions)}
+
+    def reads(exprs: Iterable[sp.Basic]) -> set[int]:
+        found = set()
+        for e in exprs:
+            for s in e.free_symbols:
+                if s in by_symbol:
+                    found.add(by_symbol[s])
+                o = flat.offsets.get(s)
+                if o is not None and o.ref.key in by_name:
+                    found.add(by_name[o.ref.key])
+        return found
+
+    needed = set(read_by_groups) | reads(roots)
+    stack = list(needed)
+    while stack:
+        q = stack.pop()
+        for p in reads(seg.expr for seg in reductions[q].segments):
+            if p not in needed:
+                needed.add(p)
+                stack.append(p)
+    return needed
+
+
+def lower_mixed(flat: FlatModel, kernels: bool, clean: Callable[[sp.Basic], sp.Basic]) -> Kernel | FlatModel | str:
+    """The kernel of a model with both groups and arrays in array form; see the module
+    docstring.  Returns the (packed) flat model when it has no group large enough (or
+    ``kernels`` is off): lower it as usual; a reason string when the two cannot combine."""
+    interface = _Interface(flat)
+    arrays = {slot.ref for slot in (*flat.states, *flat.parameters) if slot.array}
+    flat_reads = replace(flat, assignments=tuple(replace(a, reads=interface.reads(a, arrays)) for a in flat.assignments))
+    if interface.reason is not None:  # a reason only where loops over instances were possible
+        sites = Counter((a.function.location, a.ref.kind, a.ref.key) for a in flat.assignments)
+        return interface.reason if kernels and max(sites.values()) >= KERNEL_MIN_INSTANCES else flat
+    groups = group(flat_reads, interface.extra)
+    if groups is None:
+        return "grouping the instances' assignments makes a cycle between the loops" if kernels else flat
+    if not groups or max(g.n for g in groups) < KERNEL_MIN_INSTANCES:
+        return flat
+    flat, groups = pack_states(flat, groups)  # the kernel's flat: the original reads (the unrolled form's)
+    if not kernels:
+        return flat
+    sums = {p: q for q, (_, r) in enumerate(flat.reductions) if (p := interface.sum_place.get(r.symbol)) is not None}
+    order, reason = _order(flat, groups, sums)
+    if reason is not None:
+        return reason
+    tables = _Tables()
+    n_scratch = flat.n_observed + len(interface.sum_place)
+    reads_sum: dict[str, set[int]] = {
+        g.name: {sums[s] for op in g.operands if op.source == "v" for s in op.starts if s in sums} for g in groups
+    }  # fmt: skip
+    rhs = _rhs(flat, groups, order, reads_sum, tables, n_scratch)
+    jac_values, sparsity, jac_blocks, missing = _jacobian(flat, groups, tables, clean, sums)
+    observe = _observe(flat, groups, order, tables, n_scratch)
+    return Kernel(flat, (rhs, jac_values, observe), tuple(sparsity), tables.items(), jac_blocks=tuple(jac_blocks),
+                  no_jacobian=missing, constants=tables.constant_items())  # fmt: skip
+
+
+def _symbol_writers(groups: tuple[Group, ...]) -> dict[sp.Symbol, Group]:
+    return {symbol: g for g in groups for a in g.assignments for symbol in a.symbols}
+
+
+def _rhs(flat: FlatModel, groups, order, reads_sum, tables: _Tables, n_scratch: int) -> KernelFunction:  # noqa: ANN001
+    tail = array_rhs(flat)
+    symbol_writer = _symbol_writers(groups)
+    writer = {start: g for g in groups for start in g.out_starts}
+    reductions = [r for _, r in flat.reductions]
+    # what the array loops and the sums read of the groups: their signals go to v
+    external: set[str] = {symbol_writer[s].name for e in tail.roots for s in e.free_symbols if s in symbol_writer}
+    needed = {g.name for g in groups if g.state_starts is not None} | external
+    sums_needed = _needed_reductions(flat, tail.roots, set())
+    readers: dict[str, list] = {}
+    changed = True
+    while changed:  # the closure over groups and sums
+        changed = False
+        for g in reversed(groups):
+            if g.name not in needed:
+                continue
+            for q in reads_sum[g.name]:
+                if q not in sums_needed:
+                    sums_needed |= _needed_reductions(flat, (), {q})
+                    changed = True
+            for op in g.operands:
+                if op.source == "v" and op.starts[0] in writer:
+                    h = writer[op.starts[0]]
+                    ops = readers.setdefault(h.name, [])
+                    if all(o is not op for o in ops):
+                        ops.append(op)
+                    if h.name not in needed:
+                        needed.add(h.name)
+                        changed = True
+        for q in sorted(sums_needed):
+            for seg in reductions[q].segments:
+                for s in seg.expr.free_symbols:
+                    if s in symbol_writer and symbol_writer[s].name not in external:
+                        external.add(symbol_writer[s].name)
+                        needed.add(symbol_writer[s].name)
+                        changed = True
+    inlined = {
+        name for name, ops in readers.items()
+        if len(ops) == 1 and len(set(ops[0].starts)) == len(ops[0].starts)
+    }  # fmt: skip
+    inlined -= {g.name for g in groups if g.state_starts is not None or g.terms is not None or plain_sum(g)} | external
+    composer = _Composer(groups, lambda h: h.name in inlined)
+    emitted = []
+    for g in groups:
+        if g.name not in needed or g.name in inlined:
+            continue
+        targets: dict = {}
+        if g.state_starts is not None:
+            targets["dy"] = g.state_starts
+        if g.name in readers or g.name in external:
+            targets["v"] = g.out_starts
+        emitted.append((g, targets))
+    stored = {q for q in sums_needed if not reductions[q].shape}  # (a group may read it through one inlined)
+    loads = _Loads(flat, _V)
+    blocks = _constant_ders(flat, tables)
+    blocks += _sequence(flat, groups, order, emitted, sums_needed, stored, composer, tables, loads)
+    blocks += loads(tail.roots) + tail.blocks
+    return KernelFunction(
+        "rhs", ("t", "y", "p", "dy"),
+        "Write the time derivatives of the states ``y`` at time ``t`` into ``dy``.",
+        tuple(blocks), n_scratch,
+    )  # fmt: skip
+
+
+def _observe(flat: FlatModel, groups, order, tables: _Tables, n_scratch: int) -> KernelFunction:  # noqa: ANN001
+    blocks = []
+    observed_at = {slot.ref: slot.start for slot in flat.observed}
+    pairs = [(observed_at[slot.ref] + i - slot.start, i) for slot in flat.parameters
+             if slot.ref in observed_at and not slot.array for i in range(slot.start, slot.stop)]  # fmt: skip
+    if pairs:
+        n = len(pairs)
+        dst = tables.index([d for d, _ in pairs], "observed_parameters")
+        src = tables.index([s for _, s in pairs], "observed_parameter_places")
+        statement = Statement(sp.Indexed(_OUT, dst), sp.Indexed(_P, src))
+        blocks.append(Block("parameters (inputs and outputs no function writes)", (statement,), n if n > 1 else 0))
+    tail = array_observe(flat)
+    composer = _Composer(groups, lambda h: False)
+    emitted = [(g, {"out": g.out_starts, "v": g.out_starts}) for g in groups]
+    all_sums = set(range(len(flat.reductions)))
+    stored = {q for q, (_, r) in enumerate(flat.reductions) if not r.shape}
+    loads = _Loads(flat, _V)
+    blocks += _sequence(flat, groups, order, emitted, all_sums, stored, composer, tables, loads)
+    blocks += loads(tail.roots) + tail.blocks
+    return KernelFunction(
+        "observe", ("t", "y", "p", "out"),
+        "Write every input, output and der (layout: OBSERVED) at ``(t, y)`` into ``out``.",
+        tuple(blocks), n_scratch,
+    )  # fmt: skip
+
+
+def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums):  # noqa: ANN001, ANN202
+    """(jac_values, the groups' sparsity, the array loops' blocks, why there is none)."""
+    from .lower import NoJacobian, _Definitions, _gradient  # (lower imports this module)
+
+    doc = "Write the Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]`` (entries with the same row and column add up)."
+    defs = _Definitions(flat)
+    reductions = [r for _, r in flat.reductions]
+    try:
+        composer = _Composer(groups, lambda h: h.terms is None)
+        for g in groups:  # a derivative loop that reads a sum over an array: a dense row
+            if g.state_starts is not None:
+                for source, starts, _ in composer.of(g)[1]:
+                    if source == "v" and starts[0] in sums:
+                        raise NoJacobian(reductions[sums[starts[0]]], flat.source_root)
+        kernel_jac, sparsity = _jac_values(flat, groups, tables, clean)
+        through = _SumChain(flat, groups, clean, _gradient(flat, defs))
+        array_jac = array_jacobian(flat, through.gradient, clean, len(sparsity))
+    except NoJacobian as missing:
+        fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, (), raises=missing.note)
+        return fn, [], [], missing.note
+    chain_blocks, jac_blocks = through.entries(array_jac, len(sparsity), sparsity, tables)
+    array_jac.blocks, array_jac.jac_blocks = through.shifted(array_jac.blocks), jac_blocks
+    sparsity = list(sparsity) + through.pattern
+    blocks = list(kernel_jac.blocks)
+    if array_jac.blocks:  # the element signals the array loops' entries read, unrolled (few)
+        places, temporaries = Places(flat), Temporaries("s")
+        loads = _Loads(flat, None)
+        element: list = []
+        for symbol in defs.closure(array_jac.roots):
+            if symbol in defs.reduction:
+                code = reduction_blocks(flat, defs.reduction[symbol], places, temporaries)
+                blocks += loads(_roots(code)) + code
+                continue
+            a, index = defs.origin[symbol]
+            blocks += loads([defs.expr[symbol]])
+            element.append(Statement(symbol, defs.expr[symbol], f"{a.ref} ({relative_location(a.location, flat.source_root)})"))
+            blocks.append(Block(f"{a.function.system}: {a.function.name}", (element.pop(),)))
+        blocks += loads(array_jac.roots) + array_jac.blocks + chain_blocks
+    fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, tuple(blocks), kernel_jac.scratch)
+    return fn, sparsity, array_jac.jac_blocks, None
+
+
+class _SumChain:
+    """Jacobian entries of the array loops through a plain sum of instance signals
+    (``heat = sum(o.outputs.power for o in oscillators)``) as loops over the terms.
+
+    ``gradient`` gives such a sum a column of its own (a placeholder, negative), so the
+    array loops write ``d(der cell)/d(sum)`` once per cell; ``entries`` then adds, after
+    the array loops, ``d(der cell)/d(sum) * d(term)/d(state)`` for every term in a loop
+    (the chain rule), and sets the placeholder entries to zero (their pattern becomes
+    the cells' diagonal: a structural zero).  The chain's entries are numbered right
+    after the groups' (``shifted`` moves the array loops' past them).
+    """
+
+    def __init__(self, flat: FlatModel, groups: tuple[Group, ...], clean: Callable[[sp.Basic], sp.Basic], gradient) -> None:  # noqa: ANN001
+        self.flat, self.clean, self.base = flat, clean, gradient
+        self.composer = _Composer(groups, lambda h: h.terms is None)
+        writer = {start: (g, i) for g in groups for i, start in enumerate(g.out_starts)}
+        self.sums: dict[sp.Symbol, tuple[Group, list[tuple[Group, list[int]]]]] = {}
+        for g in groups:
+            if not plain_sum(g) or g.operands[0].source != "v":
+                continue
+            by_writer: dict[str, tuple[Group, list[int]]] = {}
+            for op in g.operands:
+                h, instance = writer.get(op.starts[0], (None, None))
+                if h is None or h.terms is not None or h.size != 1:
+                    break
+                by_writer.setdefault(h.name, (h, []))[1].append(instance)
+            else:
+                if all(source in ("y", "p", "c") for h, _ in by_writer.values() for source, _, _ in self.composer.of(h)[1]):
+                    self.sums[g.assignments[0].symbols[0]] = (g, list(by_writer.values()))
+        self.column = {symbol: -1 - k for k, symbol in enumerate(self.sums)}
+        self.shift = 0
+        self.pattern: list[tuple[int, int]] = []  # (row, col) of the chain's entries
+
+    def gradient(self, symbol: sp.Symbol) -> dict[int, sp.Basic]:
+        if symbol in self.column:
+            return {self.column[symbol]: sp.S.One}
+        return self.base(symbol)
+
+    def entries(self, code, first: int, sparsity: list, tables: _Tables) -> tuple[list[Block], list]:  # noqa: ANN001
+        """The chain's loops (appending their pattern to ``sparsity``) and the array loops'
+        blocks with the placeholders' pattern on the diagonal."""
+        by_column = {column: symbol for symbol, column in self.column.items()}
+        names = _Names()
+        j = sp.Symbol(names.registry.unique("j"), integer=True)
+        pending, blocks_out, position = [], [], first
+        for b in code.jac_blocks:
+            if b.col < 0:
+                pending.append((b, position))
+            position += b.n
+        chain: list[Block] = []
+        count = 0
+        for b, at in pending:
+            g, writers = self.sums[by_column[b.col]]
+            cells = [sum(r * c for r, c in zip(b.row_strides, cell)) + b.row for cell in _cells(b.shape)]
+            for h, instances in writers:
+                (expr,), places = self.composer.of(h)
+                for (source, starts, size), (symbols, ref) in places.items():
+                    if source != "y":
+                        continue
+                    for e, symbol in enumerate(symbols):
+                        d = self.clean(sp.diff(expr, symbol))
+                        if d == 0:
+                            continue
+                        m = len(instances)
+                        loop = _Loop(f"{g.name}_{h.name}", m, f"{_title(self.flat, h)}\n  through {_title(self.flat, g)}", names)
+                        sub = {(src, tuple(st[u] for u in instances), sz): (syms, r)
+                               for (src, st, sz), (syms, r) in places.items()}  # fmt: skip
+                        (d_loop,) = loop.add((d,), sub)
+                        start = len(sparsity) + count  # (numbered before the array loops' entries)
+                        index = start + (j * m if len(cells) > 1 else 0) + (_I if m > 1 else 0)
+                        factor = _VALUES[at + _SHIFT + (j if len(cells) > 1 else 0)]
+                        label = f"d(d/dt {self._state(cells[0])})/d({ref}) through {g.refs[0]} (i = 0)"
+                        loop.outputs.append((factor * d_loop, [_VALUES[index]], label))
+                        body = loop.block(tables, "v")
+                        nest = ((j.name, 0, len(cells)),) if len(cells) > 1 else ()
+                        nest += (("i", 0, m),) if m > 1 else ()
+                        chain.append(Block(body.title, body.statements, loops=nest))
+                        cols = [st + e for st in (starts[u] for u in instances)]
+                        count += len(cells) * m
+                        self.pattern += [(row, col) for row in cells for col in cols]
+            zero = Statement(_VALUES[at + _SHIFT + (j if len(cells) > 1 else 0)], sp.Float(0.0), "used above: a structural zero")
+            chain.append(Block(f"d(d/dt cells)/d({g.refs[0]})", (zero,), loops=((j.name, 0, len(cells)),) if len(cells) > 1 else ()))
+        self.shift = count
+        chain = [replace(b, statements=tuple(replace(st, target=st.target.xreplace({_SHIFT: count}), expr=st.expr.xreplace({_SHIFT: count}))
+                                             for st in b.statements)) for b in chain]  # fmt: skip
+        for b in code.jac_blocks:
+            blocks_out.append(replace(b, col=b.row, col_strides=b.row_strides) if b.col < 0 else b)
+        return chain, blocks_out
+
+    def _state(self, index: int) -> str:
+        for slot in self.flat.states:
+            if slot.start <= index < slot.stop:
+                return str(slot.ref) + (f"[{index - slot.start}]" if len(slot.symbols) > 1 else "")
+        return f"y[{index}]"
+
+    def shifted(self, blocks: list[Block]) -> list[Block]:
+        """The array loops' statements with their ``values`` places moved past the chain's
+        (and the placeholders' comments naming the sum)."""
+        if not self.shift:
+            return blocks
+        named = {f"/d(y[{column}])": f"/d({self.sums[symbol][0].refs[0]}), used below" for symbol, column in self.column.items()}
+
+        def move(e: sp.Basic) -> sp.Basic:
+            return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == _VALUES,
+                             lambda x: _VALUES[x.indices[0] + self.shift])  # fmt: skip
+
+        def comment(text: str) -> str:
+            for placeholder, name in named.items():
+                text = text.replace(placeholder, name)
+            return text
+
+        return [replace(b, statements=tuple(replace(st, target=move(st.target), expr=move(st.expr), comment=comment(st.comment))
+                                            for st in b.statements)) for b in blocks]  # fmt: skip
+
+
+def _cells(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The cells of a box of ``shape``, C order."""
+    import itertools
+
+    return list(itertools.product(*(range(n) for n in shape)))

@@ -1,0 +1,185 @@
+"""Kernels and the array form combined (issue 15): loops over instances next to array loops.
+
+A model with many copies of a small class and one large array
+(``tests/kernels_arrays_model.py``: damped oscillators, each reading one cell of a rod
+and the rod's mean, the rod heated by the sum of the oscillators' outputs) gets loops
+over the oscillators and loop nests over the rod, in one ``rhs``.  Checked against:
+
+- dynode 0.4 running the same model file (every state, der, input and output);
+- the unrolled form (``kernels=False``) of the same model: functions at random points
+  and trajectories;
+- central finite differences of the generated rhs for the Jacobian (the kernel blocks,
+  the rod's bands and the chain rule from the rod's heat to the oscillators' states);
+- the module's shape: the same functions, with the same number of lines, for 20
+  oscillators and 200 cells as for 40 and 400;
+- a model whose loop over instances would have to run both before and after a sum
+  over the array: unrolled, with a build notice that says why.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import dyngen
+from dynode_compare import Run, build_simulation, run, run_both
+from finite_differences import central_differences
+
+MODEL = Path(__file__).resolve().parent / "kernels_arrays_model.py"
+
+
+def simulation(*args: Any, kernels: bool = True, builder: str = "build") -> Any:
+    sim = build_simulation(MODEL, "dyngen", builder, *args)
+    sim.kernels = kernels
+    return sim
+
+
+def module_of(*args: Any, kernels: bool = True) -> Any:
+    return simulation(*args, kernels=kernels).compile().module
+
+
+def functions(module: Any) -> dict[str, list[str]]:
+    """The generated functions' lines, by name."""
+    text = Path(module.__file__).read_text()
+    found = {}
+    for match in re.finditer(r"^def (\w+)\(.*?(?=^\S)", text, re.S | re.M):
+        found[match[1]] = match[0].splitlines()
+    return found
+
+
+def relative(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-300))
+
+
+def random_point(module: Any, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = module.DEFAULT_STATES + rng.normal(0.0, 0.3, module.N_STATES)
+    p = module.DEFAULT_PARAMETERS * rng.uniform(0.8, 1.2, module.N_PARAMETERS)
+    return 0.7, y, p
+
+
+def evaluate(module: Any, t: float, y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dy = np.full(module.N_STATES, np.nan)
+    module.rhs(t, y, p, dy)
+    out = np.full(module.N_OBSERVED, np.nan)
+    module.observe(t, y, p, out)
+    return dy, out
+
+
+def assert_series_close(ours: Run, theirs: Run, bound: float = 1e-9) -> None:
+    assert np.array_equal(ours.observed_t, theirs.observed_t)
+    assert relative(ours.observed_y, theirs.observed_y) < bound
+    for path in ours.paths:
+        assert sorted(ours.series[path]) == sorted(theirs.series[path])
+        for key, expected in theirs.series[path].items():
+            assert relative(ours.series[path][key], expected) < bound, (path, key)
+
+
+@pytest.mark.slow
+def test_oscillators_and_a_rod_match_dynode_with_loops_over_both() -> None:
+    ours, theirs = run_both(lambda backend: build_simulation(MODEL, backend, "build", 20, 200), 4.0, 0.2,
+                            rtol=1e-10, atol=1e-12)  # fmt: skip
+    assert_series_close(ours, theirs)
+    rhs = functions(module_of(20, 200))["rhs"]
+    text = "\n".join(rhs)
+    assert "    for i in range(20):" in text  # the oscillators: one loop over instances
+    assert "    for i in range(1, 199):" in text  # the rod's inner cells: one array loop
+    assert "    for i in range(200):" in text  # the rod's mean: a sum over the array
+    assert not re.search(r"Oscillator\[7\]", text)  # no instance has lines of its own
+    # dataflow: the mean before the oscillators that read it, their outputs before the rod's heat
+    at = {what: next(k for k, line in enumerate(rhs) if what in line)
+          for what in ("r0 = 0.0", "-> ders.v of 20 systems", "-> outputs.power of 20 systems", "sum_heat = 0.0",
+                       "d/dt Rod.states.u[i]")}  # fmt: skip
+    assert at["r0 = 0.0"] < at["-> ders.v of 20 systems"]
+    assert at["-> outputs.power of 20 systems"] < at["sum_heat = 0.0"] < at["d/dt Rod.states.u[i]"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coupled_mean", [True, False])
+def test_kernels_and_the_unrolled_form_compute_the_same(coupled_mean: bool) -> None:
+    kernel, unrolled = module_of(12, 150, coupled_mean), module_of(12, 150, coupled_mean, kernels=False)
+    assert len(functions(kernel)["rhs"]) < len(functions(unrolled)["rhs"]) / 2
+    assert list(kernel.STATES) == list(unrolled.STATES)  # one layout in both forms
+    for seed in range(3):
+        point = random_point(kernel, seed)
+        for ours, theirs in zip(evaluate(kernel, *point), evaluate(unrolled, *point)):
+            assert relative(ours, theirs) < 1e-13
+    sims = [simulation(12, 150, coupled_mean, kernels=k) for k in (True, False)]
+    runs = [run(sim, "dyngen", 3.0, 0.3, rtol=1e-10, atol=1e-12) for sim in sims]
+    assert_series_close(*runs, bound=1e-12)
+
+
+@pytest.mark.slow
+def test_jacobian_of_the_loops_matches_finite_differences() -> None:
+    module = module_of(10, 120, False)
+    assert getattr(module, "NO_JACOBIAN", None) is None
+    unrolled = module_of(10, 120, False, kernels=False)
+    for seed in range(2):
+        t, y, p = random_point(module, seed)
+        J = np.full((module.N_STATES, module.N_STATES), np.nan)
+        module.jac(t, y, p, J)
+        reference = central_differences(module, t, y, p)
+        assert np.max(np.abs(J - reference)) < 1e-7 * max(1.0, np.max(np.abs(reference)))
+        theirs = np.full_like(J, np.nan)
+        unrolled.jac(t, y, p, theirs)
+        np.testing.assert_allclose(J, theirs, rtol=1e-13, atol=1e-15)
+    # a stiff method on that Jacobian: the same trajectory as the unrolled form's
+    sims = [simulation(10, 120, False, kernels=k) for k in (True, False)]
+    runs = [run(sim, "dyngen", 2.0, 0.5, integrator="rodas4", rtol=1e-8, atol=1e-10) for sim in sims]
+    assert_series_close(*runs, bound=1e-10)
+
+
+def test_a_derivative_reading_a_sum_over_the_array_has_no_jacobian_and_says_why() -> None:
+    module = module_of(6, 100, True)
+    assert "sum over 100 elements" in module.NO_JACOBIAN and "kernels_arrays_model.py:" in module.NO_JACOBIAN
+    with pytest.raises(dyngen.DyngenError, match="sum over 100 elements.*use 'dopri5'"):
+        simulation(6, 100, True).simulate(0.1, 0.1, integrator="rodas4")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coupled_mean", [True, False])
+def test_the_module_has_the_same_lines_at_two_sizes(coupled_mean: bool) -> None:
+    small, large = functions(module_of(20, 200, coupled_mean)), functions(module_of(40, 400, coupled_mean))
+    assert sorted(small) == sorted(large)
+    for name in small:  # (with coupled_mean=False: the chain rule through the rod's heat is a loop too)
+        assert len(small[name]) == len(large[name]), name
+    unrolled = functions(module_of(20, 200, coupled_mean, kernels=False))
+    assert len(unrolled["rhs"]) > 2 * len(small["rhs"])
+
+
+def test_a_loop_that_must_run_before_and_after_a_sum_is_unrolled_with_a_notice() -> None:
+    sim = simulation(8, 100, builder="build_loop")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = sim.compile().module
+    notices = [str(w.message) for w in caught if issubclass(w.category, dyngen.DyngenWarning)]
+    assert any("no loops over instances" in n and "both before and after the sum over the array at kernels_arrays_model.py:" in n
+               for n in notices), notices  # fmt: skip
+    assert "Lamp[5]" in "\n".join(functions(module)["rhs"])  # unrolled: each lamp has its lines
+    unrolled = simulation(8, 100, builder="build_loop", kernels=False).compile().module
+    point = random_point(module, 0)
+    for ours, theirs in zip(evaluate(module, *point), evaluate(unrolled, *point)):
+        assert relative(ours, theirs) < 1e-14
+
+
+@pytest.mark.slow
+def test_heat_into_every_cell_gives_a_loop_nest_of_chain_rule_entries() -> None:
+    """The rod's heat (a sum of the oscillators' outputs) enters every cell: the entries
+    d(d/dt u[j])/d(x_i) are one loop nest over cells and oscillators, not a line each."""
+    module = module_of(6, 100, False, True)
+    jac_values = "\n".join(functions(module)["jac_values"])
+    assert "for j in range(98):" in jac_values and "through Rod.inputs.heat" in jac_values
+    t, y, p = random_point(module, 3)
+    J = np.full((module.N_STATES, module.N_STATES), np.nan)
+    module.jac(t, y, p, J)
+    reference = central_differences(module, t, y, p)
+    assert np.max(np.abs(J - reference)) < 1e-7 * max(1.0, np.max(np.abs(reference)))
+    unrolled = module_of(6, 100, False, True, kernels=False)
+    theirs = np.full_like(J, np.nan)
+    unrolled.jac(t, y, p, theirs)
+    np.testing.assert_allclose(J, theirs, rtol=1e-13, atol=1e-15)
