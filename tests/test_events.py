@@ -442,17 +442,25 @@ def test_the_shared_event_routines_refuse_arrays_that_do_not_fit_and_unset_funct
     def run(functions: np.ndarray, **changed: np.ndarray) -> tuple:
         y = module.DEFAULT_STATES.copy()
         arrays = {**good, **changed}
+        ctl = np.zeros(11)
+        ctl[7] = 2.0  # the first output time
+        samples = dict(times=np.zeros(1), Y=np.zeros((1, n)), OUT=np.zeros((1, 0)))
+        samples = {k: v for k, v in {**samples, **changed}.items() if k in samples}
         return advance(functions, 0.0, y, 2.0, module.DEFAULT_PARAMETERS.copy(), *settings,
-                       np.empty((work_rows("dopri5"), n)), np.zeros(4, dtype=np.int64), *arrays.values())  # fmt: skip
+                       np.empty((work_rows("dopri5"), n)), np.zeros(4, dtype=np.int64),
+                       *(arrays[k] for k in good), changed.get("ctl", ctl), 1, 2.0, True, False,
+                       *samples.values())  # fmt: skip
 
-    t, status, count = run(functions)
+    t, status, count, stored = run(functions)
     assert status == 1 and count == 1 and good["log_t"][0] == pytest.approx(math.sqrt(2 * H0 / G), rel=1e-9)
+    assert stored == 1 and t == 2.0
     for name, bad in [("log_v", np.zeros((8, 2 * (n + m) - 1))), ("eg", np.zeros((3, 2))), ("ew", np.zeros((14, n))),
-                      ("kinds", np.zeros((2, 2), dtype=np.int64)), ("log_i", np.zeros(7, dtype=np.int64))]:  # fmt: skip
+                      ("kinds", np.zeros((2, 2), dtype=np.int64)), ("log_i", np.zeros(7, dtype=np.int64)),
+                      ("ctl", np.zeros(10)), ("Y", np.zeros((1, n + 1))), ("times", np.zeros(0))]:  # fmt: skip
         assert run(functions, **{name: bad})[1] == -12, name
     unset = functions.copy()
     unset[9:13] = 0  # the events' functions not compiled yet: refused, never called
-    assert run(unset) == (0.0, -12, 0)
+    assert run(unset) == (0.0, -12, 0, 0)
 
 
 def test_an_ensemble_of_a_model_with_events_is_refused_not_run_without_them() -> None:
