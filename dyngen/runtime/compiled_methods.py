@@ -45,6 +45,12 @@ RODAS4_C = np.array([
 ])
 RODAS4_STAGE_TIME = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])
 RODAS4_D = np.array([0.25, -0.1043, 0.1035, -0.03620000000000023, 0.0, 0.0])
+# RODAS4's continuous extension (Hairer's CONTRO, order 3): with s = theta,
+# y(t + s h) = (1 - s) y + s (ynew + (1 - s) (sum_j H[0, j] k_j + s sum_j H[1, j] k_j)).
+RODAS4_H = np.array([
+    [10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823, 1.025137723295662],
+    [-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386, -6.594389125716872],
+])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -213,8 +219,8 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
     explicit methods, made the first rodas4 run compile 0.9 s longer.)
     Output times are hit exactly by shortening the last step (no interpolation).
     With the model's events (see "Events" in the explicit integrators), located on
-    the cubic Hermite interpolant of each step (one more rhs call for a step in
-    which a condition crosses); returns (t_reached, h_next, status, events logged).
+    each step's continuous extension (RODAS4_H); returns (t_reached, h_next, status,
+    events logged).
     """
     n = y.shape[0]
     if (
@@ -235,6 +241,7 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
     reject = False
     h = min(abs(h), max_step) if max_step > 0.0 else abs(h)
     events(t, y, p, eg[0])
+    retried = False  # the step was shortened to end just past an event
     count = 0
     repeats = 0
     t_event = -math.inf
@@ -305,21 +312,26 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
         factor = max(1.0 / 6.0, min(5.0, err ** 0.25 / 0.9))
         h_new = h / factor if finite else h / 5.0
         if err <= 1.0 and finite:
-            # -- events: a crossing in this step is located on its cubic Hermite interpolant
+            # -- events: a crossing in this step is located on its continuous extension
             t_new = t_end if last else t + h
             events(t_new, ynew, p, eg[1])
             if _any_crossing(kinds, eg):
-                rhs(t_new, ynew, p, fx)  # f at the end of the step (fx is recomputed by the next step)
-                stats[2] += 1
-                for i in range(n):
-                    ydiff = ynew[i] - y[i]
-                    bspl = h * f0[i] - ydiff
+                for i in range(n):  # (_dense_state's form)
                     ew[0, i] = y[i]
-                    ew[1, i] = ydiff
-                    ew[2, i] = bspl
-                    ew[3, i] = ydiff - h * fx[i] - bspl
+                    ew[1, i] = ynew[i] - y[i]
+                    ew[2, i] = (RODAS4_H[0, 0] * k[0, i] + RODAS4_H[0, 1] * k[1, i] + RODAS4_H[0, 2] * k[2, i]
+                                + RODAS4_H[0, 3] * k[3, i] + RODAS4_H[0, 4] * k[4, i])
+                    ew[3, i] = (RODAS4_H[1, 0] * k[0, i] + RODAS4_H[1, 1] * k[1, i] + RODAS4_H[1, 2] * k[2, i]
+                                + RODAS4_H[1, 3] * k[3, i] + RODAS4_H[1, 4] * k[4, i])
                     ew[4, i] = 0.0
                 which, theta = _locate_event(events, t, h, p, ew, False, kinds, eg, n)
+                if which >= 0 and theta < 0.99 and not retried:
+                    # the extension's error is largest inside the step and nil at its end: the
+                    # step again, ending just past the root, locates it there (within 1e-3 of it)
+                    retried = True
+                    h = h * (theta + 1e-3)
+                    continue
+                retried = False
                 if which >= 0:
                     if theta >= 1.0:
                         t = t_new
@@ -351,6 +363,7 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
                     continue
             for i in range(eg.shape[1]):
                 eg[0, i] = eg[1, i]
+            retried = False
             for i in range(n):
                 y[i] = ynew[i]
             t = t_end if last else t + h
@@ -772,6 +785,112 @@ def _dop853_dense(rhs, x, h, y, p, k1, k4, k5, k8, k9, k10, k2, k3, ew, n):
         ew[6, i] = h * (19.985053242002433 * k1[i] + -387.0373087493518 * ew[8][i] + -189.17813819516758 * ew[9][i] + 527.8081592054236 * k8[i] + -11.57390253995963 * k9[i] + 6.8812326946963 * k10[i] + -1.0006050966910838 * k2[i] + 0.7777137798053443 * k3[i] + -2.778205752353508 * k4[i] + -60.19669523126412 * ew[11][i] + 84.32040550667716 * ew[12][i] + 11.99229113618279 * ew[13][i])
         ew[7, i] = h * (-25.69393346270375 * k1[i] + -154.18974869023643 * ew[8][i] + -231.5293791760455 * ew[9][i] + 357.6391179106141 * k8[i] + 93.40532418362432 * k9[i] + -37.45832313645163 * k10[i] + 104.0996495089623 * k2[i] + 29.8402934266605 * k3[i] + -43.53345659001114 * k4[i] + 96.32455395918828 * ew[11][i] + -39.17726167561544 * ew[12][i] + -149.72683625798564 * ew[13][i])
     return 3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dop853_step(rhs, x, y, p, h, work):
+    """One DOP853 step of length h from (x, y), k1 = work[0] = f(x, y): the new state in
+    work[4] (the rows k2..k10 and y1 are overwritten).  Returns the rhs evaluations (11)."""
+    k1 = work[0]
+    k2 = work[1]
+    k3 = work[2]
+    k4 = work[3]
+    k5 = work[4]
+    k6 = work[5]
+    k7 = work[6]
+    k8 = work[7]
+    k9 = work[8]
+    k10 = work[9]
+    y1 = work[10]
+    n = y.shape[0]
+    for i in range(n):
+        y1[i] = y[i] + h * _DOP853_A21 * k1[i]
+    rhs(x + _DOP853_C2 * h, y1, p, k2)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A31 * k1[i] + _DOP853_A32 * k2[i])
+    rhs(x + _DOP853_C3 * h, y1, p, k3)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A41 * k1[i] + _DOP853_A43 * k3[i])
+    rhs(x + _DOP853_C4 * h, y1, p, k4)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A51 * k1[i] + _DOP853_A53 * k3[i] + _DOP853_A54 * k4[i])
+    rhs(x + _DOP853_C5 * h, y1, p, k5)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A61 * k1[i] + _DOP853_A64 * k4[i] + _DOP853_A65 * k5[i])
+    rhs(x + _DOP853_C6 * h, y1, p, k6)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A71 * k1[i] + _DOP853_A74 * k4[i] + _DOP853_A75 * k5[i] + _DOP853_A76 * k6[i])
+    rhs(x + _DOP853_C7 * h, y1, p, k7)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A81 * k1[i] + _DOP853_A84 * k4[i] + _DOP853_A85 * k5[i] + _DOP853_A86 * k6[i] + _DOP853_A87 * k7[i])
+    rhs(x + _DOP853_C8 * h, y1, p, k8)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A91 * k1[i] + _DOP853_A94 * k4[i] + _DOP853_A95 * k5[i] + _DOP853_A96 * k6[i] + _DOP853_A97 * k7[i] + _DOP853_A98 * k8[i])
+    rhs(x + _DOP853_C9 * h, y1, p, k9)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A101 * k1[i] + _DOP853_A104 * k4[i] + _DOP853_A105 * k5[i] + _DOP853_A106 * k6[i] + _DOP853_A107 * k7[i] + _DOP853_A108 * k8[i] + _DOP853_A109 * k9[i])
+    rhs(x + _DOP853_C10 * h, y1, p, k10)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A111 * k1[i] + _DOP853_A114 * k4[i] + _DOP853_A115 * k5[i] + _DOP853_A116 * k6[i] + _DOP853_A117 * k7[i] + _DOP853_A118 * k8[i] + _DOP853_A119 * k9[i] + _DOP853_A1110 * k10[i])
+    rhs(x + _DOP853_C11 * h, y1, p, k2)
+    xph = x + h
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A121 * k1[i] + _DOP853_A124 * k4[i] + _DOP853_A125 * k5[i] + _DOP853_A126 * k6[i] + _DOP853_A127 * k7[i] + _DOP853_A128 * k8[i] + _DOP853_A129 * k9[i] + _DOP853_A1210 * k10[i] + _DOP853_A1211 * k2[i])
+    rhs(xph, y1, p, k3)
+    for i in range(n):
+        k4[i] = _DOP853_B1 * k1[i] + _DOP853_B6 * k6[i] + _DOP853_B7 * k7[i] + _DOP853_B8 * k8[i] + _DOP853_B9 * k9[i] + _DOP853_B10 * k10[i] + _DOP853_B11 * k2[i] + _DOP853_B12 * k3[i]
+        k5[i] = y[i] + h * k4[i]
+    return 11
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dop853_refine(rhs, events, x, h, theta, y, p, work, ew, eg, which, kinds, n):
+    """The time of event ``which`` located on DOP853's continuous extension (theta),
+    refined by secant steps on the condition along real steps from (x, y) (whose error
+    the step size control bounds; the 7th-order extension's is larger on long steps),
+    on the crossed side of the root; its state in work[4].  Returns (theta, rhs
+    evaluations), theta < 0 when it finds no better root (then use the extension's)."""
+    g = eg[2]
+    tol = _fmax(4.0 * _UROUND * _fmax(abs(x), abs(x + h)) / abs(h), 4.0 * _UROUND)
+    nfcn = _dop853_step(rhs, x, y, p, theta * h, work)
+    events(x + theta * h, work[4], p, g)
+    gb = g[which]
+    # a second point: the extension's slope of the condition at theta
+    ta = theta - _fmax(1e-6, 1e3 * tol)
+    if ta <= 0.0:
+        return -1.0, nfcn
+    _dense_state(True, ta, ew, ew[14], n)
+    events(x + ta * h, ew[14], p, g)
+    ga = g[which]
+    _dense_state(True, theta, ew, ew[14], n)
+    events(x + theta * h, ew[14], p, g)
+    ga = gb - (g[which] - ga)  # the real condition's value at ta, if its slope is the extension's
+    tb = theta
+    for _ in range(8):
+        if gb == ga:
+            break
+        tc = tb - gb * (tb - ta) / (gb - ga)
+        if not (0.0 < tc <= 1.0):
+            return -1.0, nfcn
+        if abs(tc - tb) <= tol:
+            break
+        ta = tb
+        ga = gb
+        tb = tc
+        nfcn += _dop853_step(rhs, x, y, p, tb * h, work)
+        events(x + tb * h, work[4], p, g)
+        gb = g[which]
+    # on the crossed side: a few ulp later if need be
+    for _ in range(16):
+        if _crossing(eg[0, which], gb, kinds[which, 0]):
+            return tb, nfcn
+        if tb >= 1.0:
+            break
+        tb = _fmin(1.0, tb + tol)
+        nfcn += _dop853_step(rhs, x, y, p, tb * h, work)
+        events(x + tb * h, work[4], p, g)
+        gb = g[which]
+    return -1.0, nfcn
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1740,6 +1859,15 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
             hold = h
             if crossed:
                 which, theta = _locate_event(events, x, h, p, ew, True, kinds, eg, n)
+                if which >= 0 and theta < 1.0:
+                    refined, used = _dop853_refine(rhs, events, x, h, theta, y, p, work, ew, eg, which, kinds, n)
+                    nfcn += used
+                    if 0.0 < refined < 1.0:
+                        x = x + refined * h
+                        for i in range(n):
+                            y[i] = k5[i]  # (work[4]: the state of the refining step)
+                        pending = which
+                        continue
                 if which >= 0:
                     if theta >= 1.0:
                         x = x_new
