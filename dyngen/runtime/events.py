@@ -207,10 +207,9 @@ class CompiledEventIntegrator:
                 )  # fmt: skip
                 self._x = float(t)
                 if stored:  # the output time
-                    self.t, self.y = float(self._times[0]), self._Y[0].copy()
+                    t, self.y = self._times[0], self._Y[0].copy()
                 else:  # an event that stops the run, or a failure: where the stepper is
-                    self.t, self.y = self._x, self._y.copy()
-                t = self.t
+                    self.y = self._y.copy()
             add_time(self._module, time.perf_counter() - begin)
             self.t = float(t)
             self._log.drain(count, self._records)
