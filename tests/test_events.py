@@ -542,3 +542,27 @@ def test_an_observer_that_changes_a_parameter_restarts_the_integration_there() -
     g = G / 4
     impact = 1.0 + (-v1 - math.sqrt(v1 * v1 + 2 * g * h1)) / -g  # h1 + v1 s - g s^2 / 2 = 0
     assert [r.time for r in simulation.events] == [pytest.approx(impact, rel=1e-10)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["dopri5", "dop853", "rodas4"])
+def test_thermostat_samples_between_switches_match_the_closed_form(integrator: str) -> None:
+    """Samples read from the steps' continuous extensions (dopri5, dop853: one integration
+    over the run) are as accurate as the steps: T(t) in closed form, switches every 10 ln 1.5."""
+    tau = 10 * math.log(1.5)
+
+    def exact(t: float) -> float:
+        j = int(t // tau)
+        s = t - j * tau
+        return 30.0 - 12.0 * math.exp(-0.1 * s) if j % 2 == 0 else 10.0 + 12.0 * math.exp(-0.1 * s)
+
+    room = Thermostat()
+    simulation = simulated(room)
+    recorder = Recorder()
+    recorder.store(room, "states.T")
+    simulation.add_observer(recorder)
+    simulation.simulate(60.0, 0.5, integrator=integrator, rtol=1e-10, atol=1e-10)
+    results = recorder.results[room]
+    assert len(results["time"]) == 121
+    assert max(abs(T - exact(t)) for t, T in zip(results["time"], results["states.T"])) < 1e-8
+    assert [r.time for r in simulation.events] == pytest.approx([k * tau for k in range(1, 15)], rel=1e-10)
