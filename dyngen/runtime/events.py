@@ -2,8 +2,10 @@
 them, the event log, and dynode's observer loop around them.
 
 ``dopri5``, ``dop853`` and ``rodas4`` locate events in compiled code (the
-``*_advance_events`` routines, see "Events" in templates/integrators.py.j2), one
-compiled call per observer interval; scipy's ``solve_ivp`` methods locate them on
+``*_advance_events`` routines, see "Events" in templates/integrators.py.j2);
+``dopri5`` and ``dop853`` step continuously over the whole run (the samples come from
+the steps' continuous extensions, only an action restarts them), as one compiled call
+when every observer is a Recorder, else one per observer interval; scipy's ``solve_ivp`` methods locate them on
 the solver's dense output with the same bracketing method, calling the module's
 compiled ``events`` and ``apply_event``.
 """
@@ -404,8 +406,9 @@ def write_parameters(model: CompiledModel, p: np.ndarray, before: np.ndarray) ->
 def simulate_with_events(
     sim: Any, model: CompiledModel, t: float, observer_dt: float, fixed_step: bool, integrator: str, kwargs: dict
 ) -> float:
-    """``Simulation.simulate`` for a model with events: dynode's observer loop, one
-    advance per observer interval, the events logged into ``sim.events``; a terminal
+    """``Simulation.simulate`` for a model with events: dynode's observer loop (one
+    compiled call for the whole run when every observer is a Recorder), the events
+    logged into ``sim.events``; a terminal
     event ends the run at its time (observers see that last state) and its time is
     returned."""
     method = integrator
