@@ -1290,6 +1290,9 @@ def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
             y1[i] = y[i] + h * (_DOPRI5_A71 * k1[i] + _DOPRI5_A73 * k3[i] + _DOPRI5_A74 * k4[i] + _DOPRI5_A75 * k5[i] + _DOPRI5_A76 * k6[i])
         rhs(xph, y1, p, k2)
         nfcn += 6
+        # the conditions at the step's end, here rather than after the error test: at the
+        # acceptance (the same call) the event routine took 1.6x as long (benchmarks/README.md)
+        events(xph, y1, p, eg[1])
         for i in range(n):  # the 5th row of the step's continuous extension (before k4 is overwritten)
             ew[4, i] = h * (_DOPRI5_D1 * k1[i] + _DOPRI5_D3 * k3[i] + _DOPRI5_D4 * k4[i] + _DOPRI5_D5 * k5[i] + _DOPRI5_D6 * k6[i] + _DOPRI5_D7 * k2[i])
 
@@ -1331,7 +1334,6 @@ def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
                     if nonsti == 6:
                         iasti = 0
             # -- the step's continuous extension, for the output times in it and a crossing located on it
-            events(xph, y1, p, eg[1])
             x_new = t_end if last else xph
             crossed = _any_crossing(kinds, eg)
             if crossed or (k_out < n_out and t_next < x_new):
@@ -1798,6 +1800,7 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
             k4[i] = _DOP853_B1 * k1[i] + _DOP853_B6 * k6[i] + _DOP853_B7 * k7[i] + _DOP853_B8 * k8[i] + _DOP853_B9 * k9[i] + _DOP853_B10 * k10[i] + _DOP853_B11 * k2[i] + _DOP853_B12 * k3[i]
             k5[i] = y[i] + h * k4[i]
 
+        events(xph, k5, p, eg[1])  # the conditions at the step's end (see _dopri5_advance_events)
         for i in range(n):  # stages 6 and 7, for the continuous extension (k6 and k7 receive the error)
             ew[8, i] = k6[i]
             ew[9, i] = k7[i]
@@ -1850,7 +1853,6 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
                     if nonsti == 6:
                         iasti = 0
             # -- the step's continuous extension, for the output times in it and a crossing located on it
-            events(xph, k5, p, eg[1])
             x_new = t_end if last else xph
             crossed = _any_crossing(kinds, eg)
             if crossed or (k_out < n_out and t_next < x_new):
