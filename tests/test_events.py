@@ -566,3 +566,26 @@ def test_thermostat_samples_between_switches_match_the_closed_form(integrator: s
     assert len(results["time"]) == 121
     assert max(abs(T - exact(t)) for t, T in zip(results["time"], results["states.T"])) < 1e-8
     assert [r.time for r in simulation.events] == pytest.approx([k * tau for k in range(1, 15)], rel=1e-10)
+
+
+@pytest.mark.slow  # (the observer path's compiled routine)
+def test_a_function_observer_sees_an_event_on_an_output_time_after_it_and_a_terminal_stop() -> None:
+    """The observer path keeps the stepper between calls: an event exactly on an output
+    time shows in that sample; a terminal event ends the run at its time, observed."""
+    timer = Timer(1.0)
+    simulation = simulated(timer)
+    seen: list = []
+    simulation.add_observer(lambda t, y: seen.append((t, y[0])))
+    simulation.simulate(2.0, 0.5)
+    assert [t for t, _ in seen] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert [x for _, x in seen] == pytest.approx([0.0, 0.5, 0.0, 0.5, 1.0], abs=1e-12)
+
+    ball = Ball()
+    ball.bounces()
+    ball.add_event(lambda s, t: s.states.h - 5.0, terminal=True, name="half_way")
+    simulation = simulated(ball)
+    seen = []
+    simulation.add_observer(lambda t, y: seen.append((t, y[0])))
+    stop = simulation.simulate(10.0, 0.5)
+    assert stop == pytest.approx(math.sqrt(2 * 5.0 / G), rel=1e-12)
+    assert [t for t, _ in seen[:-1]] == [0.0, 0.5, 1.0] and seen[-1] == (stop, pytest.approx(5.0, abs=1e-12))
