@@ -6,7 +6,7 @@
 Rows (medians of ``--repeats`` runs, after one warm-up run that builds and compiles):
 
 - bouncing ball (restitution 0.9, 50 bounces, rtol = atol = 1e-10): every bounce time
-  against the closed form, and the time of one run: dyngen's dopri5 (the compiled
+  against the closed form, and the time of one run: dyngen's dopri5, dop853 and rodas4 (the compiled
   module built, a fresh ``Simulation`` per run, timed from ``simulate()`` on) against
   ``solve_ivp(RK45)`` (the same method) with the event function and the right-hand
   side in Python, restarted after each bounce with the velocity reset.
@@ -243,14 +243,14 @@ def main() -> None:
     error = max(abs(a - b) / b for a, b in zip(scipy_times, exact))
     print(f"  solve_ivp RK45 (Python rhs and event): {len(scipy_times)} bounces, max relative error {error:.1e}, "
           f"{theirs * 1e3:.1f} ms")  # fmt: skip
-    for intervals in (256, 8):  # simulate() runs int(t / observer_dt) intervals, as dynode does
-        dt = t_end / intervals
-        dyngen_run(Ball, dt * intervals, dt, "dopri5", rtol=1e-10, atol=1e-10)  # warm-up
-        runs = [dyngen_run(Ball, dt * intervals, dt, "dopri5", rtol=1e-10, atol=1e-10) for _ in range(repeats)]
+    for integrator, intervals in (("dopri5", 256), ("dopri5", 8), ("dop853", 256), ("rodas4", 256)):
+        dt = t_end / intervals  # simulate() runs int(t / observer_dt) intervals, as dynode does
+        dyngen_run(Ball, dt * intervals, dt, integrator, rtol=1e-10, atol=1e-10)  # warm-up
+        runs = [dyngen_run(Ball, dt * intervals, dt, integrator, rtol=1e-10, atol=1e-10) for _ in range(repeats)]
         ours, times = statistics.median(r[0] for r in runs), runs[0][1]
         error = max(abs(a - b) / b for a, b in zip(times, exact))
-        print(f"  dyngen dopri5, {intervals} observer intervals: {len(times)} bounces, max relative error {error:.1e}, "
-              f"{ours * 1e3:.3f} ms, {theirs / ours:.0f}x faster")  # fmt: skip
+        print(f"  dyngen {integrator}, {intervals} observer intervals: {len(times)} bounces, max relative error "
+              f"{error:.1e}, {ours * 1e3:.3f} ms, {theirs / ours:.0f}x faster")  # fmt: skip
 
     for name, system_class, reference, t_stop, dt in (
         ("thermostat", Thermostat, thermostat_scipy, 200.0, 1.0),

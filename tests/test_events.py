@@ -442,20 +442,150 @@ def test_the_shared_event_routines_refuse_arrays_that_do_not_fit_and_unset_funct
     def run(functions: np.ndarray, **changed: np.ndarray) -> tuple:
         y = module.DEFAULT_STATES.copy()
         arrays = {**good, **changed}
+        ctl = np.zeros(11)
+        ctl[7] = 2.0  # the first output time
+        samples = dict(times=np.zeros(1), Y=np.zeros((1, n)), OUT=np.zeros((1, 0)))
+        samples = {k: v for k, v in {**samples, **changed}.items() if k in samples}
         return advance(functions, 0.0, y, 2.0, module.DEFAULT_PARAMETERS.copy(), *settings,
-                       np.empty((work_rows("dopri5"), n)), np.zeros(4, dtype=np.int64), *arrays.values())  # fmt: skip
+                       np.empty((work_rows("dopri5"), n)), np.zeros(4, dtype=np.int64),
+                       *(arrays[k] for k in good), changed.get("ctl", ctl), 1, 2.0, True, False,
+                       *samples.values())  # fmt: skip
 
-    t, status, count = run(functions)
+    t, status, count, stored = run(functions)
     assert status == 1 and count == 1 and good["log_t"][0] == pytest.approx(math.sqrt(2 * H0 / G), rel=1e-9)
+    assert stored == 1 and t == 2.0
     for name, bad in [("log_v", np.zeros((8, 2 * (n + m) - 1))), ("eg", np.zeros((3, 2))), ("ew", np.zeros((14, n))),
-                      ("kinds", np.zeros((2, 2), dtype=np.int64)), ("log_i", np.zeros(7, dtype=np.int64))]:  # fmt: skip
+                      ("kinds", np.zeros((2, 2), dtype=np.int64)), ("log_i", np.zeros(7, dtype=np.int64)),
+                      ("ctl", np.zeros(10)), ("Y", np.zeros((1, n + 1))), ("times", np.zeros(0))]:  # fmt: skip
         assert run(functions, **{name: bad})[1] == -12, name
     unset = functions.copy()
     unset[9:13] = 0  # the events' functions not compiled yet: refused, never called
-    assert run(unset) == (0.0, -12, 0)
+    assert run(unset) == (0.0, -12, 0, 0)
 
 
 def test_an_ensemble_of_a_model_with_events_is_refused_not_run_without_them() -> None:
     """Ensembles do not locate events yet: a clear error instead of members that miss them."""
     with pytest.raises(DyngenError, match=r"ensemble: this model has events .*simulate\(\) in a loop"):
         simulated(Ball()).ensemble(1.0, 0.5, grid={"Ball.inputs.e": [0.5, 0.9]})
+
+
+def ball_height(t: float, h0: float = H0) -> float:
+    """The closed form of the ball's height at t: the flight that t falls in."""
+    impacts = [0.0] + bounce_times(h0, 200)
+    k = max(i for i, s in enumerate(impacts) if s <= t)
+    v0 = 0.0 if k == 0 else math.sqrt(2 * G * h0) * E**k  # upwards after impact k
+    return (h0 if k == 0 else 0.0) + v0 * (t - impacts[k]) - 0.5 * G * (t - impacts[k]) ** 2
+
+
+@pytest.mark.slow  # (dop853's and rodas4's event routines compile once per installation)
+@pytest.mark.parametrize("integrator", ["dopri5", "dop853", "rodas4", "Radau"])
+def test_fifty_bounces_at_every_output_time_match_the_closed_form(integrator: str) -> None:
+    """dopri5 and dop853 step continuously (samples from the steps' continuous extensions,
+    a restart only at a bounce): every bounce time and every sample against the closed form."""
+    exact = bounce_times(H0, 51)
+    t_end = 0.5 * (exact[49] + exact[50])
+    dt = t_end / 256
+    ball = Ball()
+    simulation = simulated(ball)
+    recorder = Recorder()
+    recorder.store(ball, "states.h")
+    simulation.add_observer(recorder)
+    simulation.simulate(dt * 256, dt, integrator=integrator, rtol=1e-10, atol=1e-10)
+    times = [r.time for r in simulation.events]
+    assert len(times) == 50
+    assert max(abs(a - b) / b for a, b in zip(times, exact)) < 1e-9
+    results = recorder.results[ball]
+    assert len(results["time"]) == 257
+    heights = np.array([ball_height(t) for t in results["time"]])
+    assert np.max(np.abs(np.array(results["states.h"]) - heights)) < 1e-7  # the heights: 10 m down to 1e-3 m
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["dopri5", "dop853"])
+def test_a_function_observer_sees_the_samples_a_recorder_gets_bit_for_bit(integrator: str) -> None:
+    """The stepper is kept between observer calls: Python observers, or a Recorder filled
+    by one compiled call, see the same continuous integration."""
+    runs = []
+    for observer in ("recorder", "function"):
+        ball = Ball()
+        simulation = simulated(ball)
+        seen: list = []
+        if observer == "recorder":
+            recorder = Recorder()
+            recorder.store(ball, "states.h")
+            recorder.store(ball, "states.v")
+            simulation.add_observer(recorder)
+        else:
+            simulation.add_observer(lambda t, y: seen.append((t, *y)))
+        simulation.simulate(5.0, 0.1, integrator=integrator, rtol=1e-10, atol=1e-10)
+        if observer == "recorder":
+            r = recorder.results[ball]
+            seen = list(zip(r["time"], r["states.h"], r["states.v"]))
+        runs.append((seen, [r.time for r in simulation.events], ball.states.h))
+    assert runs[0] == runs[1]
+    assert len(runs[0][0]) == 51 and len(runs[0][1]) == 2
+
+
+def test_an_observer_that_changes_a_parameter_restarts_the_integration_there() -> None:
+    """The stepper runs ahead of the output time; a parameter an observer sets there
+    applies from there on (as in dynode), so the integration starts afresh at it."""
+    ball = Ball()
+    simulation = simulated(ball)
+
+    def lighter(t: float, y: np.ndarray) -> None:
+        if abs(t - 1.0) < 1e-9:
+            ball.inputs.g = G / 4  # from t = 1 on, before the first impact (t = 1.43)
+
+    simulation.add_observer(lighter)
+    simulation.simulate(2.0, 0.5, rtol=1e-10, atol=1e-10)
+    h1, v1 = H0 - 0.5 * G, -G  # at t = 1
+    g = G / 4
+    impact = 1.0 + (-v1 - math.sqrt(v1 * v1 + 2 * g * h1)) / -g  # h1 + v1 s - g s^2 / 2 = 0
+    assert [r.time for r in simulation.events] == [pytest.approx(impact, rel=1e-10)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["dopri5", "dop853", "rodas4"])
+def test_thermostat_samples_between_switches_match_the_closed_form(integrator: str) -> None:
+    """Samples read from the steps' continuous extensions (dopri5, dop853: one integration
+    over the run) are as accurate as the steps: T(t) in closed form, switches every 10 ln 1.5."""
+    tau = 10 * math.log(1.5)
+
+    def exact(t: float) -> float:
+        j = int(t // tau)
+        s = t - j * tau
+        return 30.0 - 12.0 * math.exp(-0.1 * s) if j % 2 == 0 else 10.0 + 12.0 * math.exp(-0.1 * s)
+
+    room = Thermostat()
+    simulation = simulated(room)
+    recorder = Recorder()
+    recorder.store(room, "states.T")
+    simulation.add_observer(recorder)
+    simulation.simulate(60.0, 0.5, integrator=integrator, rtol=1e-10, atol=1e-10)
+    results = recorder.results[room]
+    assert len(results["time"]) == 121
+    assert max(abs(T - exact(t)) for t, T in zip(results["time"], results["states.T"])) < 1e-8
+    assert [r.time for r in simulation.events] == pytest.approx([k * tau for k in range(1, 15)], rel=1e-10)
+
+
+@pytest.mark.slow  # (the observer path's compiled routine)
+def test_a_function_observer_sees_an_event_on_an_output_time_after_it_and_a_terminal_stop() -> None:
+    """The observer path keeps the stepper between calls: an event exactly on an output
+    time shows in that sample; a terminal event ends the run at its time, observed."""
+    timer = Timer(1.0)
+    simulation = simulated(timer)
+    seen: list = []
+    simulation.add_observer(lambda t, y: seen.append((t, y[0])))
+    simulation.simulate(2.0, 0.5)
+    assert [t for t, _ in seen] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert [x for _, x in seen] == pytest.approx([0.0, 0.5, 0.0, 0.5, 1.0], abs=1e-12)
+
+    ball = Ball()
+    ball.bounces()
+    ball.add_event(lambda s, t: s.states.h - 5.0, terminal=True, name="half_way")
+    simulation = simulated(ball)
+    seen = []
+    simulation.add_observer(lambda t, y: seen.append((t, y[0])))
+    stop = simulation.simulate(10.0, 0.5)
+    assert stop == pytest.approx(math.sqrt(2 * 5.0 / G), rel=1e-12)
+    assert [t for t, _ in seen[:-1]] == [0.0, 0.5, 1.0] and seen[-1] == (stop, pytest.approx(5.0, abs=1e-12))

@@ -45,6 +45,12 @@ RODAS4_C = np.array([
 ])
 RODAS4_STAGE_TIME = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])
 RODAS4_D = np.array([0.25, -0.1043, 0.1035, -0.03620000000000023, 0.0, 0.0])
+# RODAS4's continuous extension (Hairer's CONTRO, order 3): with s = theta,
+# y(t + s h) = (1 - s) y + s (ynew + (1 - s) (sum_j H[0, j] k_j + s sum_j H[1, j] k_j)).
+RODAS4_H = np.array([
+    [10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823, 1.025137723295662],
+    [-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386, -6.594389125716872],
+])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -213,8 +219,8 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
     explicit methods, made the first rodas4 run compile 0.9 s longer.)
     Output times are hit exactly by shortening the last step (no interpolation).
     With the model's events (see "Events" in the explicit integrators), located on
-    the cubic Hermite interpolant of each step (one more rhs call for a step in
-    which a condition crosses); returns (t_reached, h_next, status, events logged).
+    each step's continuous extension (RODAS4_H); returns (t_reached, h_next, status,
+    events logged).
     """
     n = y.shape[0]
     if (
@@ -235,6 +241,7 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
     reject = False
     h = min(abs(h), max_step) if max_step > 0.0 else abs(h)
     events(t, y, p, eg[0])
+    retried = False  # the step was shortened to end just past an event
     count = 0
     repeats = 0
     t_event = -math.inf
@@ -305,21 +312,26 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
         factor = max(1.0 / 6.0, min(5.0, err ** 0.25 / 0.9))
         h_new = h / factor if finite else h / 5.0
         if err <= 1.0 and finite:
-            # -- events: a crossing in this step is located on its cubic Hermite interpolant
+            # -- events: a crossing in this step is located on its continuous extension
             t_new = t_end if last else t + h
             events(t_new, ynew, p, eg[1])
             if _any_crossing(kinds, eg):
-                rhs(t_new, ynew, p, fx)  # f at the end of the step (fx is recomputed by the next step)
-                stats[2] += 1
-                for i in range(n):
-                    ydiff = ynew[i] - y[i]
-                    bspl = h * f0[i] - ydiff
+                for i in range(n):  # (_dense_state's form)
                     ew[0, i] = y[i]
-                    ew[1, i] = ydiff
-                    ew[2, i] = bspl
-                    ew[3, i] = ydiff - h * fx[i] - bspl
+                    ew[1, i] = ynew[i] - y[i]
+                    ew[2, i] = (RODAS4_H[0, 0] * k[0, i] + RODAS4_H[0, 1] * k[1, i] + RODAS4_H[0, 2] * k[2, i]
+                                + RODAS4_H[0, 3] * k[3, i] + RODAS4_H[0, 4] * k[4, i])
+                    ew[3, i] = (RODAS4_H[1, 0] * k[0, i] + RODAS4_H[1, 1] * k[1, i] + RODAS4_H[1, 2] * k[2, i]
+                                + RODAS4_H[1, 3] * k[3, i] + RODAS4_H[1, 4] * k[4, i])
                     ew[4, i] = 0.0
                 which, theta = _locate_event(events, t, h, p, ew, False, kinds, eg, n)
+                if which >= 0 and theta < 0.99 and not retried:
+                    # the extension's error is largest inside the step and nil at its end: the
+                    # step again, ending just past the root, locates it there (within 1e-3 of it)
+                    retried = True
+                    h = h * (theta + 1e-3)
+                    continue
+                retried = False
                 if which >= 0:
                     if theta >= 1.0:
                         t = t_new
@@ -351,6 +363,7 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
                     continue
             for i in range(eg.shape[1]):
                 eg[0, i] = eg[1, i]
+            retried = False
             for i in range(n):
                 y[i] = ynew[i]
             t = t_end if last else t + h
@@ -594,6 +607,25 @@ EVENT_SAME_TIME = 1e-10  # events closer than this times max(1, |t|) count as "a
 EVENT_TERMINAL = 2
 EVENT_LOG_FULL = 3
 EVENT_CHATTER = -7
+# A run with events steps continuously from its start to its end (t_end): the samples at
+# the output times (ctl[_CTL_T_NEXT], then every observer_dt) come from the steps'
+# continuous extensions, and only an event's action restarts the integration.  ctl
+# (float64, (EVENT_CTL_SIZE,)) keeps the stepper between calls: a call returns after
+# n_out samples (or an event that stops it) and the next call goes on from there
+# (ctl[_CTL_MODE] != 0; 0: a fresh start at (t, y)).  ew[0:8] hold the last step's
+# continuous extension, work and eg[0] the stepper's state at ctl[_CTL_X] (in y).
+EVENT_CTL_SIZE = 11
+_CTL_MODE = 0
+_CTL_X = 1
+_CTL_H = 2
+_CTL_FACOLD = 3
+_CTL_XOLD = 4
+_CTL_HOLD = 5
+_CTL_PENDING = 6
+_CTL_T_NEXT = 7
+_CTL_REPEATS = 8
+_CTL_T_EVENT = 9
+_CTL_REJECT = 10
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -684,6 +716,20 @@ def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _event_sample(observe, eight, k, t_s, x, xold, hold, y, ew, p, with_states, with_observed, times, Y, OUT, n):
+    """Sample k at t_s, in (xold, x]: y itself at x, else the step's continuous extension."""
+    times[k] = t_s
+    out = Y[k] if with_states else ew[14]
+    if t_s == x:
+        for i in range(n):
+            out[i] = y[i]
+    else:
+        _dense_state(eight, (t_s - xold) / hold, ew, out, n)
+    if with_observed:
+        observe(t_s, out, p, OUT[k])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _fire_event(apply_event, which, t, y, p, log_t, log_i, log_v, count):
     """Log event ``which`` at (t, y, p), apply its action, and log y and p after it."""
     n = y.shape[0]
@@ -739,6 +785,112 @@ def _dop853_dense(rhs, x, h, y, p, k1, k4, k5, k8, k9, k10, k2, k3, ew, n):
         ew[6, i] = h * (19.985053242002433 * k1[i] + -387.0373087493518 * ew[8][i] + -189.17813819516758 * ew[9][i] + 527.8081592054236 * k8[i] + -11.57390253995963 * k9[i] + 6.8812326946963 * k10[i] + -1.0006050966910838 * k2[i] + 0.7777137798053443 * k3[i] + -2.778205752353508 * k4[i] + -60.19669523126412 * ew[11][i] + 84.32040550667716 * ew[12][i] + 11.99229113618279 * ew[13][i])
         ew[7, i] = h * (-25.69393346270375 * k1[i] + -154.18974869023643 * ew[8][i] + -231.5293791760455 * ew[9][i] + 357.6391179106141 * k8[i] + 93.40532418362432 * k9[i] + -37.45832313645163 * k10[i] + 104.0996495089623 * k2[i] + 29.8402934266605 * k3[i] + -43.53345659001114 * k4[i] + 96.32455395918828 * ew[11][i] + -39.17726167561544 * ew[12][i] + -149.72683625798564 * ew[13][i])
     return 3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dop853_step(rhs, x, y, p, h, work):
+    """One DOP853 step of length h from (x, y), k1 = work[0] = f(x, y): the new state in
+    work[4] (the rows k2..k10 and y1 are overwritten).  Returns the rhs evaluations (11)."""
+    k1 = work[0]
+    k2 = work[1]
+    k3 = work[2]
+    k4 = work[3]
+    k5 = work[4]
+    k6 = work[5]
+    k7 = work[6]
+    k8 = work[7]
+    k9 = work[8]
+    k10 = work[9]
+    y1 = work[10]
+    n = y.shape[0]
+    for i in range(n):
+        y1[i] = y[i] + h * _DOP853_A21 * k1[i]
+    rhs(x + _DOP853_C2 * h, y1, p, k2)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A31 * k1[i] + _DOP853_A32 * k2[i])
+    rhs(x + _DOP853_C3 * h, y1, p, k3)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A41 * k1[i] + _DOP853_A43 * k3[i])
+    rhs(x + _DOP853_C4 * h, y1, p, k4)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A51 * k1[i] + _DOP853_A53 * k3[i] + _DOP853_A54 * k4[i])
+    rhs(x + _DOP853_C5 * h, y1, p, k5)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A61 * k1[i] + _DOP853_A64 * k4[i] + _DOP853_A65 * k5[i])
+    rhs(x + _DOP853_C6 * h, y1, p, k6)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A71 * k1[i] + _DOP853_A74 * k4[i] + _DOP853_A75 * k5[i] + _DOP853_A76 * k6[i])
+    rhs(x + _DOP853_C7 * h, y1, p, k7)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A81 * k1[i] + _DOP853_A84 * k4[i] + _DOP853_A85 * k5[i] + _DOP853_A86 * k6[i] + _DOP853_A87 * k7[i])
+    rhs(x + _DOP853_C8 * h, y1, p, k8)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A91 * k1[i] + _DOP853_A94 * k4[i] + _DOP853_A95 * k5[i] + _DOP853_A96 * k6[i] + _DOP853_A97 * k7[i] + _DOP853_A98 * k8[i])
+    rhs(x + _DOP853_C9 * h, y1, p, k9)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A101 * k1[i] + _DOP853_A104 * k4[i] + _DOP853_A105 * k5[i] + _DOP853_A106 * k6[i] + _DOP853_A107 * k7[i] + _DOP853_A108 * k8[i] + _DOP853_A109 * k9[i])
+    rhs(x + _DOP853_C10 * h, y1, p, k10)
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A111 * k1[i] + _DOP853_A114 * k4[i] + _DOP853_A115 * k5[i] + _DOP853_A116 * k6[i] + _DOP853_A117 * k7[i] + _DOP853_A118 * k8[i] + _DOP853_A119 * k9[i] + _DOP853_A1110 * k10[i])
+    rhs(x + _DOP853_C11 * h, y1, p, k2)
+    xph = x + h
+    for i in range(n):
+        y1[i] = y[i] + h * (_DOP853_A121 * k1[i] + _DOP853_A124 * k4[i] + _DOP853_A125 * k5[i] + _DOP853_A126 * k6[i] + _DOP853_A127 * k7[i] + _DOP853_A128 * k8[i] + _DOP853_A129 * k9[i] + _DOP853_A1210 * k10[i] + _DOP853_A1211 * k2[i])
+    rhs(xph, y1, p, k3)
+    for i in range(n):
+        k4[i] = _DOP853_B1 * k1[i] + _DOP853_B6 * k6[i] + _DOP853_B7 * k7[i] + _DOP853_B8 * k8[i] + _DOP853_B9 * k9[i] + _DOP853_B10 * k10[i] + _DOP853_B11 * k2[i] + _DOP853_B12 * k3[i]
+        k5[i] = y[i] + h * k4[i]
+    return 11
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dop853_refine(rhs, events, x, h, theta, y, p, work, ew, eg, which, kinds, n):
+    """The time of event ``which`` located on DOP853's continuous extension (theta),
+    refined by secant steps on the condition along real steps from (x, y) (whose error
+    the step size control bounds; the 7th-order extension's is larger on long steps),
+    on the crossed side of the root; its state in work[4].  Returns (theta, rhs
+    evaluations), theta < 0 when it finds no better root (then use the extension's)."""
+    g = eg[2]
+    tol = _fmax(4.0 * _UROUND * _fmax(abs(x), abs(x + h)) / abs(h), 4.0 * _UROUND)
+    nfcn = _dop853_step(rhs, x, y, p, theta * h, work)
+    events(x + theta * h, work[4], p, g)
+    gb = g[which]
+    # a second point: the extension's slope of the condition at theta
+    ta = theta - _fmax(1e-6, 1e3 * tol)
+    if ta <= 0.0:
+        return -1.0, nfcn
+    _dense_state(True, ta, ew, ew[14], n)
+    events(x + ta * h, ew[14], p, g)
+    ga = g[which]
+    _dense_state(True, theta, ew, ew[14], n)
+    events(x + theta * h, ew[14], p, g)
+    ga = gb - (g[which] - ga)  # the real condition's value at ta, if its slope is the extension's
+    tb = theta
+    for _ in range(8):
+        if gb == ga:
+            break
+        tc = tb - gb * (tb - ta) / (gb - ga)
+        if not (0.0 < tc <= 1.0):
+            return -1.0, nfcn
+        if abs(tc - tb) <= tol:
+            break
+        ta = tb
+        ga = gb
+        tb = tc
+        nfcn += _dop853_step(rhs, x, y, p, tb * h, work)
+        events(x + tb * h, work[4], p, g)
+        gb = g[which]
+    # on the crossed side: a few ulp later if need be
+    for _ in range(16):
+        if _crossing(eg[0, which], gb, kinds[which, 0]):
+            return tb, nfcn
+        if tb >= 1.0:
+            break
+        tb = _fmin(1.0, tb + tol)
+        nfcn += _dop853_step(rhs, x, y, p, tb * h, work)
+        events(x + tb * h, work[4], p, g)
+        gb = g[which]
+    return -1.0, nfcn
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -977,7 +1129,7 @@ def _dopri5_advance(rhs, t, y, t_end, p, rtol, atol, first_step, max_step, safet
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v):
+def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v, ctl, n_out, observer_dt, with_states, with_observed, times, Y, OUT):
     """Integrate ``y`` in place from ``t`` to ``t_end`` as ONE scipy ode("dopri5").integrate(t_end).
 
     The options mean what they mean to scipy's ode; 0 selects the routine's
@@ -985,7 +1137,10 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     max_step t_end - t, first_step an automatic guess).  ``work`` is scratch
     space of shape (DOPRI5_WORK_ROWS, N_STATES); ``stats`` (int64, 4) adds up
     right-hand-side evaluations, steps, accepted and rejected steps.
-    With events (``_event_arguments``): returns (t_reached, status, events logged).
+    With events (``_event_arguments``), stepping on from the stepper kept in ctl (see
+    "Events" above) to t_end, the end of the run, and storing the samples at the
+    output times: returns (t_reached, status, events logged, samples stored) after
+    n_out samples, at t_end, or at an event that stops it.
     """
     # -- the options, checked as the routine checks them (the last error wins)
     status = 0
@@ -1009,7 +1164,7 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     hmax = max_step if max_step != 0.0 else t_end - t
     h = first_step
     if status != 0:
-        return t, status, 0
+        return t, status, 0, 0
 
     y1 = work[0]    # stage input; on acceptance the new solution
     k1 = work[1]
@@ -1027,27 +1182,81 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     facc2 = 1.0 / fac2
     posneg = math.copysign(1.0, t_end - t)
     x = t
-    rhs(x, y, p, k1)
-    nfcn = 1
-    events(x, y, p, eg[0])
-    count = 0
-    repeats = 0
-    t_event = -math.inf
-    nstep_restart = 0  # nsteps counts from the last restart (an event)
-    hmax = abs(hmax)
-    if h == 0.0:
-        h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
-        nfcn += 1
     nstep = 0
     naccept = 0
     nreject = 0
     last = False
-    reject = False
     hlamb = 0.0
     iasti = 0
     nonsti = 0
+    nfcn = 0
+    count = 0
+    k_out = 0
+    nstep_restart = 0  # nsteps counts from the last output time or restart
+    t_next = ctl[_CTL_T_NEXT]
+    hmax = abs(hmax)
+    if ctl[_CTL_MODE] != 0.0:  # go on where the last call stopped
+        x = ctl[_CTL_X]
+        h = ctl[_CTL_H]
+        facold = ctl[_CTL_FACOLD]
+        xold = ctl[_CTL_XOLD]
+        hold = ctl[_CTL_HOLD]
+        pending = int(ctl[_CTL_PENDING])
+        repeats = int(ctl[_CTL_REPEATS])
+        t_event = ctl[_CTL_T_EVENT]
+        reject = ctl[_CTL_REJECT] != 0.0
+    else:  # a fresh start at (t, y)
+        rhs(x, y, p, k1)
+        nfcn = 1
+        events(x, y, p, eg[0])
+        xold = x
+        hold = 0.0
+        pending = -1  # an event located at x, its action not applied yet
+        repeats = 0
+        t_event = -math.inf
+        reject = False
+        if h == 0.0:
+            h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
+            nfcn += 1
 
     while True:
+        # -- the output times the last step reached (before a pending event's time, not at it)
+        while k_out < n_out and (t_next < x or (t_next == x and pending < 0)):
+            _event_sample(observe, False, k_out, t_next, x, xold, hold, y, ew, p, with_states, with_observed, times, Y, OUT, n)
+            k_out += 1
+            t_next = t_next + observer_dt
+            nstep_restart = nstep
+        if k_out >= n_out:
+            status = 1
+            break
+        if pending >= 0:
+            # -- the event located in the last step: its action, and a restart at its time
+            which = pending
+            pending = -1
+            _fire_event(apply_event, which, x, y, p, log_t, log_i, log_v, count)
+            count += 1
+            repeats = repeats + 1 if x - t_event <= EVENT_SAME_TIME * _fmax(1.0, abs(x)) else 0
+            t_event = x
+            rhs(x, y, p, k1)
+            events(x, y, p, eg[0])
+            nfcn += 1
+            xold = x
+            hold = 0.0
+            last = False
+            reject = False
+            nstep_restart = nstep
+            if x < t_end:
+                # a fresh first step, as a new integration would take: a step as long as the one
+                # before could hold a whole excursion of a condition (a ball's next flight) unseen
+                h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
+                nfcn += 1
+            status = _after_event(kinds, which, count, log_t.shape[0], repeats)
+            if status != 0:
+                break
+            continue
+        if x >= t_end:
+            status = 1
+            break
         if nstep - nstep_restart > nmax:
             status = -2
             break
@@ -1081,6 +1290,9 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
             y1[i] = y[i] + h * (_DOPRI5_A71 * k1[i] + _DOPRI5_A73 * k3[i] + _DOPRI5_A74 * k4[i] + _DOPRI5_A75 * k5[i] + _DOPRI5_A76 * k6[i])
         rhs(xph, y1, p, k2)
         nfcn += 6
+        # the conditions at the step's end, here rather than after the error test: at the
+        # acceptance (the same call) the event routine took 1.6x as long (benchmarks/README.md)
+        events(xph, y1, p, eg[1])
         for i in range(n):  # the 5th row of the step's continuous extension (before k4 is overwritten)
             ew[4, i] = h * (_DOPRI5_D1 * k1[i] + _DOPRI5_D3 * k3[i] + _DOPRI5_D4 * k4[i] + _DOPRI5_D5 * k5[i] + _DOPRI5_D6 * k6[i] + _DOPRI5_D7 * k2[i])
 
@@ -1121,9 +1333,10 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
                     nonsti += 1
                     if nonsti == 6:
                         iasti = 0
-            # -- events: a crossing in this step is located on its continuous extension
-            events(xph, y1, p, eg[1])
-            if _any_crossing(kinds, eg):
+            # -- the step's continuous extension, for the output times in it and a crossing located on it
+            x_new = t_end if last else xph
+            crossed = _any_crossing(kinds, eg)
+            if crossed or (k_out < n_out and t_next < x_new):
                 for i in range(n):
                     ydiff = y1[i] - y[i]
                     bspl = h * k1[i] - ydiff
@@ -1131,46 +1344,26 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
                     ew[1, i] = ydiff
                     ew[2, i] = bspl
                     ew[3, i] = ydiff - h * k2[i] - bspl
+            xold = x
+            hold = h
+            if crossed:
                 which, theta = _locate_event(events, x, h, p, ew, False, kinds, eg, n)
                 if which >= 0:
                     if theta >= 1.0:
-                        x = xph
+                        x = x_new
                         for i in range(n):
                             y[i] = y1[i]
                     else:
                         x = x + theta * h
                         _dense_state(False, theta, ew, y, n)
-                    _fire_event(apply_event, which, x, y, p, log_t, log_i, log_v, count)
-                    count += 1
-                    repeats = repeats + 1 if x - t_event <= EVENT_SAME_TIME * _fmax(1.0, abs(x)) else 0
-                    t_event = x
-                    status = _after_event(kinds, which, count, log_t.shape[0], repeats)
-                    if status != 0:
-                        break
-                    # restart the integration at the event: f and the conditions after the action
-                    rhs(x, y, p, k1)
-                    nfcn += 1
-                    events(x, y, p, eg[0])
-                    if (x - t_end) * posneg >= 0.0:
-                        status = 1
-                        break
-                    last = False
-                    reject = False
-                    nstep_restart = nstep
-                    # a fresh first step, as a new integration would take: a step as long as the one
-                    # before could hold a whole excursion of a condition (a ball's next flight) unseen
-                    h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 5, hmax, rtol, atol)
-                    nfcn += 1
+                    pending = which  # applied at the top of the loop, after the samples before it
                     continue
             for i in range(eg.shape[1]):
                 eg[0, i] = eg[1, i]
             for i in range(n):
                 k1[i] = k2[i]
                 y[i] = y1[i]
-            x = xph
-            if last:
-                status = 1
-                break
+            x = x_new
             if abs(hnew) > hmax:
                 hnew = posneg * hmax
             if reject:
@@ -1189,7 +1382,18 @@ def _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     stats[1] += nstep
     stats[2] += naccept
     stats[3] += nreject
-    return x, status, count
+    ctl[_CTL_MODE] = 1.0
+    ctl[_CTL_X] = x
+    ctl[_CTL_H] = h
+    ctl[_CTL_FACOLD] = facold
+    ctl[_CTL_XOLD] = xold
+    ctl[_CTL_HOLD] = hold
+    ctl[_CTL_PENDING] = pending
+    ctl[_CTL_T_NEXT] = t_next
+    ctl[_CTL_REPEATS] = repeats
+    ctl[_CTL_T_EVENT] = t_event
+    ctl[_CTL_REJECT] = 1.0 if reject else 0.0
+    return x, status, count, k_out
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1409,7 +1613,7 @@ def _dop853_advance(rhs, t, y, t_end, p, rtol, atol, first_step, max_step, safet
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v):
+def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v, ctl, n_out, observer_dt, with_states, with_observed, times, Y, OUT):
     """Integrate ``y`` in place from ``t`` to ``t_end`` as ONE scipy ode("dop853").integrate(t_end).
 
     The options mean what they mean to scipy's ode; 0 selects the routine's
@@ -1417,7 +1621,10 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     max_step t_end - t, first_step an automatic guess).  ``work`` is scratch
     space of shape (DOP853_WORK_ROWS, N_STATES); ``stats`` (int64, 4) adds up
     right-hand-side evaluations, steps, accepted and rejected steps.
-    With events (``_event_arguments``): returns (t_reached, status, events logged).
+    With events (``_event_arguments``), stepping on from the stepper kept in ctl (see
+    "Events" above) to t_end, the end of the run, and storing the samples at the
+    output times: returns (t_reached, status, events logged, samples stored) after
+    n_out samples, at t_end, or at an event that stops it.
 
     (scipy's build may call f(x, y) once more per step -- its C translation
     tests an uninitialised flag -- which recomputes the same k1, so only its
@@ -1445,7 +1652,7 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     hmax = max_step if max_step != 0.0 else t_end - t
     h = first_step
     if status != 0:
-        return t, status, 0
+        return t, status, 0, 0
 
     k1 = work[0]
     k2 = work[1]
@@ -1466,27 +1673,81 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     facc2 = 1.0 / fac2
     posneg = math.copysign(1.0, t_end - t)
     x = t
-    rhs(x, y, p, k1)
-    nfcn = 1
-    events(x, y, p, eg[0])
-    count = 0
-    repeats = 0
-    t_event = -math.inf
-    nstep_restart = 0  # nsteps counts from the last restart (an event)
-    hmax = abs(hmax)
-    if h == 0.0:
-        h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
-        nfcn += 1
     nstep = 0
     naccept = 0
     nreject = 0
     last = False
-    reject = False
     hlamb = 0.0
     iasti = 0
     nonsti = 0
+    nfcn = 0
+    count = 0
+    k_out = 0
+    nstep_restart = 0  # nsteps counts from the last output time or restart
+    t_next = ctl[_CTL_T_NEXT]
+    hmax = abs(hmax)
+    if ctl[_CTL_MODE] != 0.0:  # go on where the last call stopped
+        x = ctl[_CTL_X]
+        h = ctl[_CTL_H]
+        facold = ctl[_CTL_FACOLD]
+        xold = ctl[_CTL_XOLD]
+        hold = ctl[_CTL_HOLD]
+        pending = int(ctl[_CTL_PENDING])
+        repeats = int(ctl[_CTL_REPEATS])
+        t_event = ctl[_CTL_T_EVENT]
+        reject = ctl[_CTL_REJECT] != 0.0
+    else:  # a fresh start at (t, y)
+        rhs(x, y, p, k1)
+        nfcn = 1
+        events(x, y, p, eg[0])
+        xold = x
+        hold = 0.0
+        pending = -1  # an event located at x, its action not applied yet
+        repeats = 0
+        t_event = -math.inf
+        reject = False
+        if h == 0.0:
+            h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
+            nfcn += 1
 
     while True:
+        # -- the output times the last step reached (before a pending event's time, not at it)
+        while k_out < n_out and (t_next < x or (t_next == x and pending < 0)):
+            _event_sample(observe, True, k_out, t_next, x, xold, hold, y, ew, p, with_states, with_observed, times, Y, OUT, n)
+            k_out += 1
+            t_next = t_next + observer_dt
+            nstep_restart = nstep
+        if k_out >= n_out:
+            status = 1
+            break
+        if pending >= 0:
+            # -- the event located in the last step: its action, and a restart at its time
+            which = pending
+            pending = -1
+            _fire_event(apply_event, which, x, y, p, log_t, log_i, log_v, count)
+            count += 1
+            repeats = repeats + 1 if x - t_event <= EVENT_SAME_TIME * _fmax(1.0, abs(x)) else 0
+            t_event = x
+            rhs(x, y, p, k1)
+            events(x, y, p, eg[0])
+            nfcn += 1
+            xold = x
+            hold = 0.0
+            last = False
+            reject = False
+            nstep_restart = nstep
+            if x < t_end:
+                # a fresh first step, as a new integration would take: a step as long as the one
+                # before could hold a whole excursion of a condition (a ball's next flight) unseen
+                h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
+                nfcn += 1
+            status = _after_event(kinds, which, count, log_t.shape[0], repeats)
+            if status != 0:
+                break
+            continue
+        if x >= t_end:
+            status = 1
+            break
         if nstep - nstep_restart > nmax:
             status = -2
             break
@@ -1539,6 +1800,7 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
             k4[i] = _DOP853_B1 * k1[i] + _DOP853_B6 * k6[i] + _DOP853_B7 * k7[i] + _DOP853_B8 * k8[i] + _DOP853_B9 * k9[i] + _DOP853_B10 * k10[i] + _DOP853_B11 * k2[i] + _DOP853_B12 * k3[i]
             k5[i] = y[i] + h * k4[i]
 
+        events(xph, k5, p, eg[1])  # the conditions at the step's end (see _dopri5_advance_events)
         for i in range(n):  # stages 6 and 7, for the continuous extension (k6 and k7 receive the error)
             ew[8, i] = k6[i]
             ew[9, i] = k7[i]
@@ -1590,50 +1852,40 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
                     nonsti += 1
                     if nonsti == 6:
                         iasti = 0
-            # -- events: a crossing in this step is located on its continuous extension
-            events(xph, k5, p, eg[1])
-            if _any_crossing(kinds, eg):
+            # -- the step's continuous extension, for the output times in it and a crossing located on it
+            x_new = t_end if last else xph
+            crossed = _any_crossing(kinds, eg)
+            if crossed or (k_out < n_out and t_next < x_new):
                 nfcn += _dop853_dense(rhs, x, h, y, p, k1, k4, k5, k8, k9, k10, k2, k3, ew, n)
+            xold = x
+            hold = h
+            if crossed:
                 which, theta = _locate_event(events, x, h, p, ew, True, kinds, eg, n)
+                if which >= 0 and theta < 1.0:
+                    refined, used = _dop853_refine(rhs, events, x, h, theta, y, p, work, ew, eg, which, kinds, n)
+                    nfcn += used
+                    if 0.0 < refined < 1.0:
+                        x = x + refined * h
+                        for i in range(n):
+                            y[i] = k5[i]  # (work[4]: the state of the refining step)
+                        pending = which
+                        continue
                 if which >= 0:
                     if theta >= 1.0:
-                        x = xph
+                        x = x_new
                         for i in range(n):
                             y[i] = k5[i]
                     else:
                         x = x + theta * h
                         _dense_state(True, theta, ew, y, n)
-                    _fire_event(apply_event, which, x, y, p, log_t, log_i, log_v, count)
-                    count += 1
-                    repeats = repeats + 1 if x - t_event <= EVENT_SAME_TIME * _fmax(1.0, abs(x)) else 0
-                    t_event = x
-                    status = _after_event(kinds, which, count, log_t.shape[0], repeats)
-                    if status != 0:
-                        break
-                    # restart the integration at the event: f and the conditions after the action
-                    rhs(x, y, p, k1)
-                    nfcn += 1
-                    events(x, y, p, eg[0])
-                    if (x - t_end) * posneg >= 0.0:
-                        status = 1
-                        break
-                    last = False
-                    reject = False
-                    nstep_restart = nstep
-                    # a fresh first step, as a new integration would take: a step as long as the one
-                    # before could hold a whole excursion of a condition (a ball's next flight) unseen
-                    h = _initial_step(rhs, x, y, p, posneg, k1, k2, k3, 8, hmax, rtol, atol)
-                    nfcn += 1
+                    pending = which  # applied at the top of the loop, after the samples before it
                     continue
             for i in range(eg.shape[1]):
                 eg[0, i] = eg[1, i]
             for i in range(n):
                 k1[i] = k4[i]
                 y[i] = k5[i]
-            x = xph
-            if last:
-                status = 1
-                break
+            x = x_new
             if abs(hnew) > hmax:
                 hnew = posneg * hmax
             if reject:
@@ -1652,143 +1904,180 @@ def _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol,
     stats[1] += nstep
     stats[2] += naccept
     stats[3] += nreject
-    return x, status, count
+    ctl[_CTL_MODE] = 1.0
+    ctl[_CTL_X] = x
+    ctl[_CTL_H] = h
+    ctl[_CTL_FACOLD] = facold
+    ctl[_CTL_XOLD] = xold
+    ctl[_CTL_HOLD] = hold
+    ctl[_CTL_PENDING] = pending
+    ctl[_CTL_T_NEXT] = t_next
+    ctl[_CTL_REPEATS] = repeats
+    ctl[_CTL_T_EVENT] = t_event
+    ctl[_CTL_REJECT] = 1.0 if reject else 0.0
+    return x, status, count, k_out
 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def dopri5_advance_events(functions, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v):
-    """``dopri5_advance`` that also locates and applies the model's events (see
-    "Events" above); returns (t_reached, status, events logged).  Arrays that do not
-    fit the model are refused (status INTEGRATION_WRONG_SHAPE) before any step."""
-    if not _fits(functions, y, p, work, DOPRI5_WORK_ROWS, stats) or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v):
-        return t, INTEGRATION_WRONG_SHAPE, 0
-    rhs = rhs_function(functions)
-    events = events_function(functions)
-    apply_event = apply_function(functions)
-    return _dopri5_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def dop853_advance_events(functions, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v):
-    """``dop853_advance`` that also locates and applies the model's events (see
-    "Events" above); returns (t_reached, status, events logged).  Arrays that do not
-    fit the model are refused (status INTEGRATION_WRONG_SHAPE) before any step."""
-    if not _fits(functions, y, p, work, DOP853_WORK_ROWS, stats) or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v):
-        return t, INTEGRATION_WRONG_SHAPE, 0
-    rhs = rhs_function(functions)
-    events = events_function(functions)
-    apply_event = apply_function(functions)
-    return _dop853_advance_events(rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v)
-
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def run_dopri5_events(functions, t0, t_next, y, p, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_states, with_observed, times, Y, OUT, stats, kinds, ew, eg, log_t, log_i, log_v):
-    """run_dopri5 with the model's events (see "Events" above), in machine code.
-
-    The first interval ends at t_next when t_next > t0 (a run resumed after its event
-    log filled), else at t0 + observer_dt.  A terminal event stores a last sample at
-    its time (after its action) and stops.  Returns (samples stored, status, time
-    reached, events logged, intervals completed, end of the current interval); with
-    status EVENT_LOG_FULL the run stopped inside that interval: read the log and call
-    again from the time reached with t_next = that end and the intervals left.
-    """
-    n_samples = n_intervals + (1 if record_initial else 0)
+def dopri5_advance_events(functions, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v, ctl, n_out, observer_dt, with_states, with_observed, times, Y, OUT):
+    """``_dopri5_advance_events`` for callers from outside (see "Events" above):
+    the stepper kept in ctl and work goes on to the next n_out output times, t_end (the
+    end of the run) or an event that stops it; returns (t_reached, status, events logged,
+    samples stored).  Arrays that do not fit the model are refused (status
+    INTEGRATION_WRONG_SHAPE) before any step."""
     if (
-        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
-        or stats.shape[0] < 4 or times.shape[0] < n_samples + 1
-        or (with_states and (Y.shape[0] < n_samples + 1 or Y.shape[1] != y.shape[0]))
-        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples + 1 or OUT.shape[1] != functions[8]))
-        or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+        not _fits(functions, y, p, work, DOPRI5_WORK_ROWS, stats) or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+        or not _samples_fit(functions, y, ctl, n_out, with_states, with_observed, times, Y, OUT)
     ):
-        return 0, INTEGRATION_WRONG_SHAPE, t0, 0, 0, t0
+        return t, INTEGRATION_WRONG_SHAPE, 0, 0
     rhs = rhs_function(functions)
     observe = observe_function(functions)
     events = events_function(functions)
     apply_event = apply_function(functions)
-    work = np.empty((DOPRI5_WORK_ROWS, y.shape[0]))
-    k = 0
-    t = t0
-    if record_initial:
-        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
-        k += 1
-    status = 1
-    logged = 0
-    done = 0
-    t_end = t_next if t_next > t0 else t0 + observer_dt
-    while done < n_intervals:
-        t, status, count = _dopri5_advance_events(
-            rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats,
-            kinds, ew, eg, log_t[logged:], log_i[logged:], log_v[logged:]
-        )
-        logged += count
-        if status == EVENT_LOG_FULL or status < 0:
-            break
-        if not _all_finite(y):
-            status = INTEGRATION_NOT_FINITE
-            break
-        _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
-        k += 1
-        if status == EVENT_TERMINAL:
-            break
-        done += 1
-        t_end = t + observer_dt
-    return k, status, t, logged, done, t_end
+    return _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v, ctl, n_out, observer_dt, with_states, with_observed, times, Y, OUT)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def run_dop853_events(functions, t0, t_next, y, p, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_states, with_observed, times, Y, OUT, stats, kinds, ew, eg, log_t, log_i, log_v):
-    """run_dop853 with the model's events (see "Events" above), in machine code.
-
-    The first interval ends at t_next when t_next > t0 (a run resumed after its event
-    log filled), else at t0 + observer_dt.  A terminal event stores a last sample at
-    its time (after its action) and stops.  Returns (samples stored, status, time
-    reached, events logged, intervals completed, end of the current interval); with
-    status EVENT_LOG_FULL the run stopped inside that interval: read the log and call
-    again from the time reached with t_next = that end and the intervals left.
-    """
-    n_samples = n_intervals + (1 if record_initial else 0)
+def dop853_advance_events(functions, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v, ctl, n_out, observer_dt, with_states, with_observed, times, Y, OUT):
+    """``_dop853_advance_events`` for callers from outside (see "Events" above):
+    the stepper kept in ctl and work goes on to the next n_out output times, t_end (the
+    end of the run) or an event that stops it; returns (t_reached, status, events logged,
+    samples stored).  Arrays that do not fit the model are refused (status
+    INTEGRATION_WRONG_SHAPE) before any step."""
     if (
-        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
-        or stats.shape[0] < 4 or times.shape[0] < n_samples + 1
-        or (with_states and (Y.shape[0] < n_samples + 1 or Y.shape[1] != y.shape[0]))
-        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples + 1 or OUT.shape[1] != functions[8]))
-        or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+        not _fits(functions, y, p, work, DOP853_WORK_ROWS, stats) or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+        or not _samples_fit(functions, y, ctl, n_out, with_states, with_observed, times, Y, OUT)
     ):
-        return 0, INTEGRATION_WRONG_SHAPE, t0, 0, 0, t0
+        return t, INTEGRATION_WRONG_SHAPE, 0, 0
     rhs = rhs_function(functions)
     observe = observe_function(functions)
     events = events_function(functions)
     apply_event = apply_function(functions)
-    work = np.empty((DOP853_WORK_ROWS, y.shape[0]))
+    return _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats, kinds, ew, eg, log_t, log_i, log_v, ctl, n_out, observer_dt, with_states, with_observed, times, Y, OUT)
+
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_dopri5_events(functions, t0, y, p, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_states, with_observed, times, Y, OUT, stats, kinds, ew, eg, log_t, log_i, log_v, ctl, work):
+    """run_dopri5 with the model's events (see "Events" above), in machine code: one
+    integration from t0 to the last output time, the samples read from its continuous
+    extension, restarted only by events' actions.
+
+    ctl[_CTL_T_NEXT] is the first output time; with ctl[_CTL_MODE] != 0 the run goes on
+    from the stepper ctl and work keep (a run whose event log filled), n_intervals
+    the output times left.  A terminal event stores a last sample at its time (after
+    its action) and stops.  Returns (samples stored, status, time reached, events
+    logged); with status EVENT_LOG_FULL: read the log and call again with the same
+    ctl and work, and the output times left.
+    """
+    n_samples = n_intervals + (1 if record_initial else 0)
+    if (
+        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        or stats.shape[0] < 4 or times.shape[0] < n_samples + 1 or work.shape[0] < DOPRI5_WORK_ROWS
+        or work.shape[1] != y.shape[0] or ctl.shape[0] < EVENT_CTL_SIZE
+        or (with_states and (Y.shape[0] < n_samples + 1 or Y.shape[1] != y.shape[0]))
+        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples + 1 or OUT.shape[1] != functions[8]))
+        or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+    ):
+        return 0, INTEGRATION_WRONG_SHAPE, t0, 0
+    rhs = rhs_function(functions)
+    observe = observe_function(functions)
+    events = events_function(functions)
+    apply_event = apply_function(functions)
     k = 0
-    t = t0
     if record_initial:
+        _store_sample(observe, k, t0, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+    if n_intervals <= 0:
+        return k, 1, t0, 0
+    t_end = ctl[_CTL_T_NEXT]  # the last output time, added up as the output times are
+    for _ in range(n_intervals - 1):
+        t_end = t_end + observer_dt
+    first = k if with_states else 0
+    Y_rest = Y[first:]
+    first = k if with_observed else 0
+    OUT_rest = OUT[first:]
+    t, status, logged, stored = _dopri5_advance_events(
+        rhs, events, apply_event, observe, t0, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats,
+        kinds, ew, eg, log_t, log_i, log_v, ctl, n_intervals, observer_dt, with_states, with_observed, times[k:], Y_rest, OUT_rest
+    )
+    k += stored
+    if status == EVENT_TERMINAL:  # the state after its action, at its time
         _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
         k += 1
-    status = 1
-    logged = 0
-    done = 0
-    t_end = t_next if t_next > t0 else t0 + observer_dt
-    while done < n_intervals:
-        t, status, count = _dop853_advance_events(
-            rhs, events, apply_event, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats,
-            kinds, ew, eg, log_t[logged:], log_i[logged:], log_v[logged:]
-        )
-        logged += count
-        if status == EVENT_LOG_FULL or status < 0:
-            break
+    elif status == 1:
+        t = times[k - 1]
         if not _all_finite(y):
             status = INTEGRATION_NOT_FINITE
-            break
+    return k, status, t, logged
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_dop853_events(functions, t0, y, p, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, with_states, with_observed, times, Y, OUT, stats, kinds, ew, eg, log_t, log_i, log_v, ctl, work):
+    """run_dop853 with the model's events (see "Events" above), in machine code: one
+    integration from t0 to the last output time, the samples read from its continuous
+    extension, restarted only by events' actions.
+
+    ctl[_CTL_T_NEXT] is the first output time; with ctl[_CTL_MODE] != 0 the run goes on
+    from the stepper ctl and work keep (a run whose event log filled), n_intervals
+    the output times left.  A terminal event stores a last sample at its time (after
+    its action) and stops.  Returns (samples stored, status, time reached, events
+    logged); with status EVENT_LOG_FULL: read the log and call again with the same
+    ctl and work, and the output times left.
+    """
+    n_samples = n_intervals + (1 if record_initial else 0)
+    if (
+        functions.shape[0] != 14 or functions[1] == 0 or y.shape[0] != functions[6] or p.shape[0] != functions[7]
+        or stats.shape[0] < 4 or times.shape[0] < n_samples + 1 or work.shape[0] < DOP853_WORK_ROWS
+        or work.shape[1] != y.shape[0] or ctl.shape[0] < EVENT_CTL_SIZE
+        or (with_states and (Y.shape[0] < n_samples + 1 or Y.shape[1] != y.shape[0]))
+        or (with_observed and (functions[3] == 0 or OUT.shape[0] < n_samples + 1 or OUT.shape[1] != functions[8]))
+        or not _events_fit(functions, y, p, kinds, ew, eg, log_t, log_i, log_v)
+    ):
+        return 0, INTEGRATION_WRONG_SHAPE, t0, 0
+    rhs = rhs_function(functions)
+    observe = observe_function(functions)
+    events = events_function(functions)
+    apply_event = apply_function(functions)
+    k = 0
+    if record_initial:
+        _store_sample(observe, k, t0, y, p, with_states, with_observed, times, Y, OUT)
+        k += 1
+    if n_intervals <= 0:
+        return k, 1, t0, 0
+    t_end = ctl[_CTL_T_NEXT]  # the last output time, added up as the output times are
+    for _ in range(n_intervals - 1):
+        t_end = t_end + observer_dt
+    first = k if with_states else 0
+    Y_rest = Y[first:]
+    first = k if with_observed else 0
+    OUT_rest = OUT[first:]
+    t, status, logged, stored = _dop853_advance_events(
+        rhs, events, apply_event, observe, t0, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats,
+        kinds, ew, eg, log_t, log_i, log_v, ctl, n_intervals, observer_dt, with_states, with_observed, times[k:], Y_rest, OUT_rest
+    )
+    k += stored
+    if status == EVENT_TERMINAL:  # the state after its action, at its time
         _store_sample(observe, k, t, y, p, with_states, with_observed, times, Y, OUT)
         k += 1
-        if status == EVENT_TERMINAL:
-            break
-        done += 1
-        t_end = t + observer_dt
-    return k, status, t, logged, done, t_end
+    elif status == 1:
+        t = times[k - 1]
+        if not _all_finite(y):
+            status = INTEGRATION_NOT_FINITE
+    return k, status, t, logged
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _samples_fit(functions, y, ctl, n_out, with_states, with_observed, times, Y, OUT):
+    """Whether ctl and the sample arrays fit n_out samples of the model."""
+    if with_observed and (functions[3] == 0 or OUT.shape[1] != functions[8]):
+        return False
+    return (
+        ctl.shape[0] >= EVENT_CTL_SIZE and n_out >= 0 and times.shape[0] >= n_out
+        and (not with_states or (Y.shape[0] >= n_out and Y.shape[1] == y.shape[0]))
+        and (not with_observed or OUT.shape[0] >= n_out)
+    )
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

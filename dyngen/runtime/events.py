@@ -2,8 +2,10 @@
 them, the event log, and dynode's observer loop around them.
 
 ``dopri5``, ``dop853`` and ``rodas4`` locate events in compiled code (the
-``*_advance_events`` routines, see "Events" in templates/integrators.py.j2), one
-compiled call per observer interval; scipy's ``solve_ivp`` methods locate them on
+``*_advance_events`` routines, see "Events" in templates/integrators.py.j2);
+``dopri5`` and ``dop853`` step continuously over the whole run (the samples come from
+the steps' continuous extensions, only an action restarts them), as one compiled call
+when every observer is a Recorder, else one per observer interval; scipy's ``solve_ivp`` methods locate them on
 the solver's dense output with the same bracketing method, calling the module's
 compiled ``events`` and ``apply_event``.
 """
@@ -26,6 +28,8 @@ from .stiff import check_rodas4_result, rodas4_settings, uses_sparse_lu
 EVENT_METHODS = (*EXPLICIT_METHODS, "rodas4", *SOLVE_IVP_METHODS)
 LOG_CAPACITY = 256  # events one compiled call logs before it returns to have its log read (> EVENT_REPEAT_MAX)
 EVENT_WORK_ROWS = 15
+EVENT_CTL_SIZE = 11  # templates/integrators.py.j2: the stepper kept between calls
+_CTL_MODE, _CTL_T_NEXT = 0, 7
 _TERMINAL, _LOG_FULL, _CHATTER = 2, 3, -7
 _REPEAT_MAX = 100  # templates/integrators.py.j2: EVENT_REPEAT_MAX
 _SAME_TIME = 1e-10  # templates/integrators.py.j2: EVENT_SAME_TIME
@@ -109,6 +113,19 @@ class _Log:
         record = self.table.record
         into.extend(map(record, self.t[:count].tolist(), self.which[:count].tolist(), self.values[:count]))
 
+    def defer(self, count: int, sim: Any) -> None:
+        """Keep the log's first ``count`` rows in ``sim._event_chunks``, made EventRecords
+        only when ``sim.events`` is read (50 records cost a whole ball's run)."""
+        if count:
+            sim._event_chunks.append((self.table, self.t[:count].copy(), self.which[:count].copy(), self.values[:count].copy()))
+
+
+def flush_event_chunks(sim: Any) -> None:
+    """Make the compiled runs' deferred log rows EventRecords, in ``sim._event_log``."""
+    chunks, sim._event_chunks = sim._event_chunks, []
+    for table, t, which, values in chunks:
+        sim._event_log.extend(map(table.record, t.tolist(), which.tolist(), values))
+
 
 def _chatter_error(method: str, t: float, records: list[EventRecord]) -> SolverError:
     last = records[-1] if records else None
@@ -123,11 +140,18 @@ def _chatter_error(method: str, t: float, records: list[EventRecord]) -> SolverE
 
 class CompiledEventIntegrator:
     """dopri5/dop853/rodas4 with the model's events, compiled: ``advance`` is one compiled
-    call per observer interval (more only when more than LOG_CAPACITY events fire in it)."""
+    call per observer interval (more only when more than LOG_CAPACITY events fire in it).
+
+    dopri5 and dop853 step on continuously from ``t0`` to ``t_stop`` (the run's last
+    output time): each ``advance`` goes on with the stepper the last one left and reads
+    the state at the output time from the step's continuous extension; an event's
+    action, or ``restart()`` (an observer changed a parameter), starts afresh.  rodas4
+    shortens its last step to land on each output time."""
 
     def __init__(
         self, module: Any, p: np.ndarray, t0: float, y0: np.ndarray, method: str, options: dict,
         state_name: Callable[[int], str], records: list[EventRecord], specialize: bool = True,
+        t_stop: float = math.inf, observer_dt: float = math.inf,
     ) -> None:  # fmt: skip
         n = int(module.N_STATES)
         self._module, self._method, self._p, self._state_name = module, method, p, state_name
@@ -154,6 +178,19 @@ class CompiledEventIntegrator:
             self._routine = compiled_routine(module, f"{method}_advance_events", specialize=specialize, events=True)
             self._work = np.empty((work_rows(method), n))
             self.stats = np.zeros(4, dtype=np.int64)
+            self._t_stop, self._observer_dt = float(t_stop), float(observer_dt)
+            self._ctl = np.zeros(EVENT_CTL_SIZE)
+            self._ctl[_CTL_T_NEXT] = self.t + self._observer_dt
+            self._x = self.t  # the stepper's time, and its state (ahead of the last output time)
+            self._y = self.y.copy()
+            self._times, self._Y, self._OUT = np.empty(1), np.empty((1, n)), np.empty((1, 0))
+
+    def restart(self) -> None:
+        """Start afresh from the last output (an observer changed a parameter there)."""
+        if self._method != "rodas4":
+            self._ctl[_CTL_MODE] = 0.0
+            self._x = self.t
+            self._y[:] = self.y
 
     def advance(self, t_end: float) -> None:
         start, t_end = self.t, float(t_end)
@@ -165,10 +202,16 @@ class CompiledEventIntegrator:
                     *self._arrays, self.stats, *self._log.arguments(self._ew, self._eg),
                 )  # fmt: skip
             else:
-                t, status, count = self._routine(
-                    self.t, self.y, t_end, self._p, *self._settings, self._work, self.stats,
-                    *self._log.arguments(self._ew, self._eg),
+                t, status, count, stored = self._routine(
+                    self._x, self._y, self._t_stop, self._p, *self._settings, self._work, self.stats,
+                    *self._log.arguments(self._ew, self._eg), self._ctl, 1, self._observer_dt, True, False,
+                    self._times, self._Y, self._OUT,
                 )  # fmt: skip
+                self._x = float(t)
+                if stored:  # the output time
+                    t, self.y = self._times[0], self._Y[0].copy()
+                else:  # an event that stops the run, or a failure: where the stepper is
+                    self.y = self._y.copy()
             add_time(self._module, time.perf_counter() - begin)
             self.t = float(t)
             self._log.drain(count, self._records)
@@ -363,8 +406,9 @@ def write_parameters(model: CompiledModel, p: np.ndarray, before: np.ndarray) ->
 def simulate_with_events(
     sim: Any, model: CompiledModel, t: float, observer_dt: float, fixed_step: bool, integrator: str, kwargs: dict
 ) -> float:
-    """``Simulation.simulate`` for a model with events: dynode's observer loop, one
-    advance per observer interval, the events logged into ``sim.events``; a terminal
+    """``Simulation.simulate`` for a model with events: dynode's observer loop (one
+    compiled call for the whole run when every observer is a Recorder), the events
+    logged into ``sim.events``; a terminal
     event ends the run at its time (observers see that last state) and its time is
     returned."""
     method = integrator
@@ -378,13 +422,20 @@ def simulate_with_events(
     if kwargs:
         kwargs = model.options_in_module_layout(kwargs)
     start = float(sim._t)
-    records = sim._event_log
+    records = sim.events  # (earlier runs' deferred rows first)
     module = model.module
     specialize = sim.standalone is not False
+    recorders = sim._plain_recorders(model) if sim._observers else []
+    if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
+        options = _continuous_options(observer_dt, fixed_step, kwargs)
+        return _run_compiled(sim, model, method, options, recorders, y0, p, p_before, start, t, observer_dt)
     if method in EXPLICIT_METHODS:
+        t_stop = start
+        for _ in range(int(t / observer_dt)):  # the output times, added up as the compiled loop adds them
+            t_stop += observer_dt
         solver = CompiledEventIntegrator(
-            module, p, start, y0, method, dynode_options(observer_dt, fixed_step, kwargs), model.state_name, records,
-            specialize,
+            module, p, start, y0, method, _continuous_options(observer_dt, fixed_step, kwargs), model.state_name,
+            records, specialize, t_stop, observer_dt,
         )  # fmt: skip
     elif fixed_step:
         raise DyngenError(f"fixed_step=True needs dopri5 or dop853, not {method!r}")
@@ -395,11 +446,7 @@ def simulate_with_events(
         for _ in range(int(t / observer_dt)):
             t_bound += observer_dt
         solver = SolveIvpEventIntegrator(module, p, start, y0, t_bound, method, kwargs, model.state_name, records)
-    recorders = sim._plain_recorders(model) if sim._observers else []
-    if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
-        options = dynode_options(observer_dt, fixed_step, kwargs)
-        return _run_compiled(sim, model, method, options, recorders, y0, p, p_before, start, t, observer_dt, records)
-    notify = sim._notifier(model, p, None)
+    notify = sim._notifier(model, p, getattr(solver, "restart", None))
     try:
         if start == 0:
             notify(start, solver.y, False)
@@ -418,9 +465,19 @@ def simulate_with_events(
     return solver.t
 
 
+def _continuous_options(observer_dt: float, fixed_step: bool, kwargs: dict) -> dict:
+    """dynode's options for one integration over the whole run: its first step is
+    observer_dt (as dynode's first interval); with fixed_step, every step is
+    observer_dt long (max_step), as dynode's intervals are."""
+    options = dynode_options(observer_dt, fixed_step, kwargs)
+    if fixed_step and not options.get("max_step"):
+        options["max_step"] = observer_dt
+    return options
+
+
 def _run_compiled(
     sim: Any, model: CompiledModel, method: str, options: dict, recorders: list, y0: np.ndarray, p: np.ndarray,
-    p_before: np.ndarray, start: float, duration: float, observer_dt: float, records: list[EventRecord],
+    p_before: np.ndarray, start: float, duration: float, observer_dt: float,
 ) -> float:  # fmt: skip
     """The whole run in compiled code (``run_<method>_events``), Recorders filled from its
     samples; called again only when more than LOG_CAPACITY events fired since the last call."""
@@ -441,18 +498,21 @@ def _run_compiled(
     log = _Log(event_table(module))
     ew, eg = np.zeros((EVENT_WORK_ROWS, n)), np.zeros((3, len(log.table.events)))
     stats = np.zeros(4, dtype=np.int64)
+    ctl, work = np.zeros(EVENT_CTL_SIZE), np.empty((work_rows(method), n))
+    ctl[_CTL_T_NEXT] = start + observer_dt
     y = np.array(y0, dtype=np.float64)
-    t, t_next, stored = start, start, 0
+    t, stored = start, 0
     while True:
         begin = time.perf_counter()
-        k, status, t, logged, done, t_next = run(
-            t, t_next, y, p, observer_dt, remaining, *settings, record_initial, with_states, with_observed,
+        k, status, t, logged = run(
+            t, y, p, observer_dt, remaining, *settings, record_initial, with_states, with_observed,
             times[stored:], Y[stored:] if with_states else Y, OUT[stored:] if with_observed else OUT, stats,
-            *log.arguments(ew, eg),
+            *log.arguments(ew, eg), ctl, work,
         )  # fmt: skip
         add_time(module, time.perf_counter() - begin)
-        log.drain(logged, records)
-        stored, remaining, record_initial = stored + int(k), remaining - int(done), False
+        log.defer(logged, sim)
+        stored, remaining = stored + int(k), remaining - (int(k) - (1 if record_initial else 0))
+        record_initial = False
         if status != _LOG_FULL:
             break
     for recorder in recorders:
@@ -461,7 +521,7 @@ def _run_compiled(
     sim._finish(model, t, y, p)
     write_parameters(model, p, p_before)
     if status == _CHATTER:
-        raise SolverError(f"{_chatter_error(method, t, records)}{model.explain_failure(t, p)}")
+        raise SolverError(f"{_chatter_error(method, t, sim.events)}{model.explain_failure(t, p)}")
     if status not in (1, _TERMINAL):
         interval_start = float(times[stored - 1]) if stored else start
         error = failure(method, int(status), interval_start, interval_start + observer_dt, t, y, model.state_name)

@@ -165,11 +165,14 @@ _KEEP = (INDEX_VECTOR, INDEX_VECTOR)
 _ENSEMBLE_EXPLICIT = _I(INDEX_VECTOR, _F, MATRIX, MATRIX, _F, _I, *_EXPLICIT_OPTIONS, _B, *_KEEP, *_MEMBER_BLOCKS)
 _ENSEMBLE_RODAS4 = _I(INDEX_VECTOR, _F, MATRIX, MATRIX, _F, _I, _F, _F, _F, _F, _I, _B, *_KEEP, *_MEMBER_BLOCKS)
 _EVENT_ARGUMENTS = (INDEX_MATRIX, MATRIX, MATRIX, VECTOR, INDEX_VECTOR, MATRIX)  # kinds ew eg log_t log_i log_v
-_ADVANCE_EVENTS = types.Tuple((_F, _I, _I))(*_ADVANCE.args, *_EVENT_ARGUMENTS)
+# ... then ctl n_out observer_dt with_states with_observed times Y OUT (the samples of a continuous run)
+_ADVANCE_EVENTS = types.Tuple((_F, _I, _I, _I))(
+    *_ADVANCE.args, *_EVENT_ARGUMENTS, VECTOR, _I, _F, _B, _B, VECTOR, MATRIX, MATRIX
+)
 _RODAS4_EVENTS = types.Tuple((_F, _F, _I, _I))(*_RODAS4.args, *_EVENT_ARGUMENTS)
-_RUN_EVENTS = types.Tuple((_I, _I, _F, _I, _I, _F))(
-    INDEX_VECTOR, _F, _F, VECTOR, VECTOR, _F, _I, *_EXPLICIT_OPTIONS, _B, _B, _B, VECTOR, MATRIX, MATRIX, INDEX_VECTOR,
-    *_EVENT_ARGUMENTS,
+_RUN_EVENTS = types.Tuple((_I, _I, _F, _I))(
+    INDEX_VECTOR, _F, VECTOR, VECTOR, _F, _I, *_EXPLICIT_OPTIONS, _B, _B, _B, VECTOR, MATRIX, MATRIX, INDEX_VECTOR,
+    *_EVENT_ARGUMENTS, VECTOR, MATRIX,
 )
 # The routines of compiled_methods that are called from Python, with the one signature each is compiled for.
 SIGNATURES = {

@@ -90,12 +90,17 @@ class Simulation:
         self._initial: dict[tuple[int, str, str], tuple[Any, Any, str, Any]] = {}
         self._initial_of: CompiledModel | None = None  # the model whose entries are all in _initial
         self._event_log: list = []  # EventRecords of every run (runtime/events.py)
+        self._event_chunks: list = []  # compiled runs' logs not made EventRecords yet (read when asked for)
 
     @property
     def events(self) -> list:
         """Every event that fired in this simulation's runs, in order: ``EventRecord``s
         with ``time``, ``system`` (path), ``event`` (name) and the values the action
         wrote ``before`` and ``after`` it (see the README's "Events")."""
+        if self._event_chunks:
+            from .events import flush_event_chunks
+
+            flush_event_chunks(self)
         return self._event_log
 
     @property
