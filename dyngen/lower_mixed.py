@@ -441,9 +441,19 @@ def _observe(flat: FlatModel, groups, order, tables: _Tables, n_scratch: int) ->
     )  # fmt: skip
 
 
+def _dense_row(flat: FlatModel, reduction) -> str:  # noqa: ANN001
+    """Why a model with loops over instances has no Jacobian: a derivative reads a sum over an array."""
+    return (
+        f"a derivative depends on a sum over {reduction.size} elements "
+        f"({relative_location(reduction.location, flat.source_root)}) in a model with loops over instances; "
+        "dyngen derives such sums (a low-rank term) only in models without instance loops yet"
+    )  # fmt: skip
+
+
 def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums):  # noqa: ANN001, ANN202
     """(jac_values, the groups' sparsity, the array loops' blocks, why there is none)."""
     from .lower import NoJacobian, _Definitions, _gradient  # (lower imports this module)
+    from .lower_lowrank import LowRank
 
     doc = "Write the Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]`` (entries with the same row and column add up)."
     defs = _Definitions(flat)
@@ -454,14 +464,17 @@ def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums):  # noqa: A
             if g.state_starts is not None:
                 for source, starts, _ in composer.of(g)[1]:
                     if source == "v" and starts[0] in sums:
-                        raise NoJacobian(reductions[sums[starts[0]]], flat.source_root)
+                        raise NoJacobian(_dense_row(flat, reductions[sums[starts[0]]]))
         kernel_jac, sparsity = _jac_values(flat, groups, tables, clean)
-        through = _SumChain(flat, groups, clean, _gradient(flat, defs))
-        array_jac = array_jacobian(flat, through.gradient, clean, len(sparsity))
+        lowrank = LowRank(flat, len(flat.derivatives))  # its terms are not combined with instance loops yet
+        through = _SumChain(flat, groups, clean, _gradient(flat, defs, lowrank))
+        array_jac = array_jacobian(flat, through.gradient, clean, len(sparsity), len(flat.derivatives))
+        chain_blocks, jac_blocks = through.entries(array_jac, len(sparsity), sparsity, tables)
+        if lowrank:
+            raise NoJacobian(_dense_row(flat, lowrank.reductions[0]))
     except NoJacobian as missing:
         fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, (), raises=missing.note)
         return fn, [], [], missing.note
-    chain_blocks, jac_blocks = through.entries(array_jac, len(sparsity), sparsity, tables)
     array_jac.blocks, array_jac.jac_blocks = through.shifted(array_jac.blocks), jac_blocks
     sparsity = list(sparsity) + through.pattern
     blocks = list(kernel_jac.blocks)
