@@ -106,7 +106,7 @@ class ArrayContext:
 
     def __init__(self, array_min: int = ARRAY_MIN) -> None:
         # values of at least this many elements stay in array form (the tracer's threshold;
-        # lower when small vectors are promoted: trace._trace_promoted)
+        # lower when small vectors are promoted: PromoteSignals, trace.trace)
         self.array_min = array_min
         # element symbol -> size of its signal, for the vector signals traced element by element
         # (under array_min): one of them meeting the array form is promoted (PromoteSignals)

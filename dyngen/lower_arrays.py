@@ -459,7 +459,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                             row_of = _array_target(_U, state.start, state.shape)
 
                             def u_entry(loop: tuple[sp.Basic, ...], rows: Target = row_of, k: int = column - virtual) -> sp.Basic:
-                                return sp.IndexedBase("U")[rows(loop).indices[0], k]
+                                return _U[rows(loop).indices[0], k]
 
                             accumulator = sp.Symbol("jac_acc", real=True)
                             label = f"U[:, {column - virtual}] += d(d/dt {_element_comment(state.ref, len(box))})/d(sum {column - virtual})"

@@ -129,9 +129,14 @@ class _Composer:
 class _Names:
     """The locals of one generated function: every name assigned once, across its loops."""
 
-    def __init__(self) -> None:
+    def __init__(self, flat: FlatModel) -> None:
         self.registry = local_registry()
         self.temps = sp.numbered_symbols("c")
+        # the signal at each place, for the comment of a load (an inlined group's operands
+        # keep the ref of that group's first instance, whichever instance is read)
+        self.ref_at = {(source, slot.start): slot.ref
+                       for source, slots in (("y", flat.states), ("p", flat.parameters), ("v", flat.observed))
+                       for slot in slots}  # fmt: skip
 
 
 class _Loop:
@@ -150,6 +155,7 @@ class _Loop:
         rename: dict[sp.Basic, sp.Basic] = {}
         for place, (dummies, ref) in places.items():
             if place not in self.symbols:
+                ref = self.names.ref_at.get((place[0], place[1][0]), ref)
                 op = Operand(local_name(ref, self.names.registry, place[2]), place[0], place[2], place[1], ref)
                 self.symbols[place] = (op.symbols(), ref)
             rename.update(zip(dummies, self.symbols[place][0]))
@@ -157,7 +163,14 @@ class _Loop:
 
     def block(self, tables: _Tables, v_name: str) -> Block:
         loads = []
+        outputs = self.outputs
+        literals = {symbols[0]: sp.Float(starts[0]) for (source, starts, _), (symbols, _) in self.symbols.items()
+                    if source == "c" and len(starts) == 1}
+        if literals:  # one instance (a group's constant read through another group): the number itself
+            outputs = [(e.xreplace(literals), targets, comment) for e, targets, comment in outputs]
         for (source, starts, size), (symbols, ref) in self.symbols.items():
+            if symbols[0] in literals:
+                continue
             if source == "c":  # a constant of the function, one value per instance
                 function = ref.system.split(" (")[0].split(".")[-1]  # its name without the qualifying path
                 label = f"{function} constant {ref.key}"
@@ -167,7 +180,7 @@ class _Loop:
             array = _ARRAYS[v_name if source == "v" else source]
             for j, symbol in enumerate(symbols):
                 loads.append((symbol, sp.Indexed(array, base + j), _label(ref, self.n) + (f"[{j}]" if size > 1 else "")))
-        statements = _body(loads, self.outputs, self.names.temps)
+        statements = _body(loads, outputs, self.names.temps)
         return Block("\n".join(self.titles), tuple(statements), self.n if self.n > 1 else 0)
 
 
@@ -215,7 +228,7 @@ def _signal_loops(
     then one loop over all terms that adds each into its instance's signal.
     """
     loops: list[_Loop] = []
-    names = names or _Names()
+    names = names or _Names(flat)
     for g, targets in groups:
         exprs, places = composer.of(g)
         reads_v = {s + k for (source, starts, _size), _ in places.items() if source == "v" for s in starts for k in range(_size)}
@@ -333,7 +346,7 @@ def _jac_values(
     composer = _Composer(groups, lambda h: h.terms is None)
     sums = {start: (h, k) for h in groups if h.terms is not None for k, start in enumerate(h.out_starts)}
     blocks, sparsity = [], []
-    names = _Names()
+    names = _Names(flat)
     offset = 0
     state_label = {i: f"{slot.ref}" + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")
                    for slot in flat.states for i in range(slot.start, slot.stop)}  # fmt: skip

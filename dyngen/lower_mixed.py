@@ -223,7 +223,7 @@ def _sequence(
     """The group loops and reduction loops of one function, in ``order``."""
     targets = {g.name: t for g, t in emitted}
     reductions = [r for _, r in flat.reductions]
-    places, sum_temporaries, names = Places(flat), Temporaries("s"), _Names()
+    places, sum_temporaries, names = Places(flat), Temporaries("s"), _Names(flat)
     blocks: list[Block] = []
     batch: list[tuple[Group, dict]] = []
     sum_index = {r.symbol: n for n, r in enumerate(r for r in reductions if not r.shape)}
@@ -538,7 +538,7 @@ class _SumChain:
         """The chain's loops (appending their pattern to ``sparsity``) and the array loops'
         blocks with the placeholders' pattern on the diagonal."""
         by_column = {column: symbol for symbol, column in self.column.items()}
-        names = _Names()
+        names = _Names(self.flat)
         j = sp.Symbol(names.registry.unique("j"), integer=True)
         pending, blocks_out, position = [], [], first
         for b in code.jac_blocks:

@@ -60,3 +60,24 @@ def build(n=N):
         osc.add_pre_connection(lambda sys, t, src=left, w=0.2 - 0.03 * k: sys.inputs.__setitem__("u_lambda", w * src.states.x * sys.states.x))
         sim.add_system(osc)
     return sim
+
+
+class Probe(System):
+    """Low-pass of one oscillator's ``u_factory``: one system reading one instance of a loop."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+        self.states.z = 0.0
+        self.ders.z = 0.0
+
+    def do_step(self, time):
+        self.ders.z = -self.states.z + self.source.inputs.u_factory
+
+
+def build_with_probe(n=N, watched=1):
+    """``build(n)`` and a probe of oscillator ``watched``: its weight, a number of the
+    closures' loop, is read outside the loop (CI failure, 2026-12-04)."""
+    sim = build(n)
+    sim.add_system(Probe(sim.systems[watched]))
+    return sim

@@ -85,6 +85,26 @@ def test_closure_forms_match_dynode() -> None:
     assert_same_runs(ours, theirs)
 
 
+def test_one_system_reading_one_instance_of_a_loop_with_per_instance_numbers() -> None:
+    # A probe reads oscillator 1's u_factory = w_1 tanh(x_0): outside the loop over the
+    # six couplings, w_1 is a number, not COUPLING_CONSTANT_0[i] with no i (CI, 2026-12-04:
+    # "Variable 'i' is not defined" in a random tree); its loads name oscillator 1's signals.
+    sims = {backend: build_simulation(CLOSURES, backend, "build_with_probe") for backend in ("dyngen", "dynode")}
+    ours, theirs = (run(sim, backend, 10.0, 0.5) for backend, sim in sims.items())
+    assert_same_runs(ours, theirs)
+    module = sims["dyngen"].module
+    text = _model_functions(module.__loader__.get_source(module.__name__))
+    jac_values = text[text.index("def jac_values("):text.index("def observe(")]
+    probe = jac_values[jac_values.index("# Probe:"):]
+    w = -0.4 * (1.0 + 0.01)  # the weight of oscillator 1's coupling (closures_model.build)
+    assert f"{-w!r}*math.tanh" in probe and "CONSTANT" not in probe
+    assert "# Oscillator[0].states.x" in probe  # the one oscillator 1's coupling reads
+    y, p = module.DEFAULT_STATES + np.linspace(-1.0, 1.0, module.N_STATES), module.DEFAULT_PARAMETERS.copy()
+    J = np.empty((module.N_STATES, module.N_STATES))
+    module.jac(0.0, y, p, J)
+    np.testing.assert_allclose(J, central_differences(module, 0.0, y, p), rtol=1e-6, atol=1e-8)
+
+
 def test_hh_network_matches_dynode() -> None:
     # 8 neurons with 2, 3 or 4 synapses: one loop over the 23 terms of all neurons
     sims = {backend: build_simulation(HH, backend, "build", 8) for backend in ("dyngen", "dynode")}

@@ -429,10 +429,10 @@ def simulate_with_events(
     if method in EXPLICIT_METHODS and recorders is not None and not any(r.needs_sync for r in recorders):
         options = _continuous_options(observer_dt, fixed_step, kwargs)
         return _run_compiled(sim, model, method, options, recorders, y0, p, p_before, start, t, observer_dt)
+    t_stop = start
+    for _ in range(int(t / observer_dt)):  # the last output time, added up as the compiled loop adds them
+        t_stop += observer_dt
     if method in EXPLICIT_METHODS:
-        t_stop = start
-        for _ in range(int(t / observer_dt)):  # the output times, added up as the compiled loop adds them
-            t_stop += observer_dt
         solver = CompiledEventIntegrator(
             module, p, start, y0, method, _continuous_options(observer_dt, fixed_step, kwargs), model.state_name,
             records, specialize, t_stop, observer_dt,
@@ -442,10 +442,7 @@ def simulate_with_events(
     elif method == "rodas4":
         solver = CompiledEventIntegrator(module, p, start, y0, method, kwargs, model.state_name, records, specialize)
     else:
-        t_bound = start
-        for _ in range(int(t / observer_dt)):
-            t_bound += observer_dt
-        solver = SolveIvpEventIntegrator(module, p, start, y0, t_bound, method, kwargs, model.state_name, records)
+        solver = SolveIvpEventIntegrator(module, p, start, y0, t_stop, method, kwargs, model.state_name, records)
     notify = sim._notifier(model, p, getattr(solver, "restart", None))
     try:
         if start == 0:
