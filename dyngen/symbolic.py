@@ -18,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 from sympy.codegen import cfunctions
-from sympy.logic.boolalg import Boolean, BooleanAtom
+from sympy.functions.elementary.piecewise import piecewise_fold
+from sympy.logic.boolalg import ITE, Boolean, BooleanAtom
 
 from .errors import TraceError, user_frame_location
 from .expr_size import check_conditional
@@ -56,15 +57,36 @@ def numeric(expr: sp.Basic) -> sp.Expr:
     if isinstance(expr, BooleanAtom):
         return sp.Integer(1) if expr else sp.Integer(0)
     if _is_condition(expr):
-        return sp.Piecewise((sp.Integer(1), expr), (sp.Integer(0), True))
+        return sp.Piecewise((sp.Integer(1), unfolded(expr)), (sp.Integer(0), True))
     return expr
 
 
 def boolean(expr: sp.Basic) -> sp.Basic:
     """A number used as a condition is true when non-zero, as in numpy."""
     if _is_condition(expr):
-        return expr
-    return sp.Ne(expr, 0)
+        return unfolded(expr)
+    return unfolded(sp.Ne(expr, 0))
+
+
+def unfolded(condition: sp.Basic) -> sp.Basic:
+    """``condition`` with no Piecewise inside: what sympy makes of a Piecewise's
+    condition, made quickly.
+
+    A condition on a conditional value (``where(a > 0, a, b) > 1``) becomes a
+    Piecewise of conditions (``piecewise_fold``), which sympy's ``ExprCondPair``
+    then rewrites as nested ``ITE`` by a general method that grows steeply with the
+    arms' size (8 s for one condition on a sum of two clipped ``where``s).  The
+    folded arms are tried in order, so the nested ``ITE`` is built here directly.
+    """
+    if not isinstance(condition, sp.Basic) or not condition.has(sp.Piecewise):
+        return condition
+    folded = piecewise_fold(condition)
+    if not isinstance(folded, sp.Piecewise):
+        return folded
+    result: sp.Basic = sp.false  # no arm holds (a fold of a Piecewise without a default)
+    for arm, holds in reversed(folded.args):
+        result = arm if holds == sp.true else ITE(holds, arm, result)
+    return result
 
 
 def _is_condition(expr: sp.Basic) -> bool:
@@ -732,4 +754,4 @@ def select(condition: sp.Basic, if_true: Any, if_false: Any) -> Any:
 def _pick(condition: sp.Basic, a: sp.Basic, b: sp.Basic) -> sp.Basic:
     if a == b:
         return a
-    return check_conditional(sp.Piecewise((numeric(a), condition), (numeric(b), True)))
+    return check_conditional(sp.Piecewise((numeric(a), unfolded(condition)), (numeric(b), True)))
