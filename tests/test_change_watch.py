@@ -227,3 +227,18 @@ def test_states_replaced_between_runs_are_gathered_in_the_layout_order() -> None
         # Decay: x' = -x + u with u = 0 (no connection): x(1) = x(0) / e
         assert decay.states.x == pytest.approx(-start * np.exp(-1.0), rel=1e-8)
         assert sim.systems[1].states.x == pytest.approx(start * np.exp(-1.0), rel=1e-8)
+
+
+@pytest.mark.parametrize(("first", "second"), [([1, 2], [1.0, 2.0]), ([0.0, 1.0], [-0.0, 1.0]), ([1, 0], [True, False])])
+def test_number_lists_that_compare_equal_but_read_differently_are_different_structures(first, second) -> None:
+    """structure_key remembers its hash by the key: equal keys must mean equal text."""
+    from dyngen.runtime.fingerprint import structure_key
+
+    def key(weights: list) -> str | None:
+        system = Decay()
+        system.weights = weights
+        return structure_key([system], ("context",))
+
+    assert first == second
+    assert key(first) == key(list(first)) != key(second)
+    assert key([]) is not None and key([]) != key(())

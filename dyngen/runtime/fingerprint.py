@@ -96,8 +96,13 @@ def _attribute_key(value: Any, ident: Callable[[Any], Any], depth: int = 0, seen
         return repr(value)
     if isinstance(value, np.ndarray) and value.dtype != object:
         return (value.shape, str(value.dtype), hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest())
-    if type(value) in (tuple, list) and set(map(type, value)) <= _PLAIN_NUMBERS:
-        return (type(value).__name__, tuple(value))  # compared at C speed, any length
+    if type(value) in (tuple, list):
+        kinds = set(map(type, value))
+        if kinds <= _PLAIN_NUMBERS:
+            if len(kinds) <= 1 and not (float in kinds and 0.0 in value):  # compared at C speed, any length
+                return (type(value).__name__, kinds.pop().__name__ if kinds else "", tuple(value))
+            # 1 == 1.0 == True and -0.0 == 0.0: equal tuples must mean equal text (structure_key)
+            return (type(value).__name__, tuple(map(repr, value)))
     if depth < _MAX_DEPTH:
         if isinstance(value, (tuple, list, set, frozenset)) and len(value) <= _MAX_ITEMS:
             items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
@@ -810,5 +815,15 @@ def structure_key(
         key = fingerprint(systems, _PersistentIdentity(systems), None, parameters)
     except _Opaque:
         return None
-    text = repr((key, context, _dyngen_source_digest(), _user_sources_digest(), sys.version, np.__version__, sympy_version()))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    whole = (key, context, _dyngen_source_digest(), _user_sources_digest(), sys.version, np.__version__, sympy_version())
+    known = _STRUCTURE_HASHES.get(whole)  # a fresh Simulation of a model keyed before: no repr, no sha256
+    if known is None:
+        if len(_STRUCTURE_HASHES) >= 256:
+            _STRUCTURE_HASHES.clear()
+        known = _STRUCTURE_HASHES[whole] = hashlib.sha256(repr(whole).encode("utf-8")).hexdigest()
+    return known
+
+
+# structure_key's hashes by the key itself: equal keys have equal text (numbers whose
+# equality is looser than their text, 1 == 1.0 or -0.0 == 0.0, are keyed by repr)
+_STRUCTURE_HASHES: dict[tuple, str] = {}
