@@ -1,6 +1,7 @@
 """Models for tests/test_ensemble_events.py: a bouncing ball (restitution ``inputs.e``,
-height ``states.h``) whose bounce is an event, and a terminal event that stops the run
-when the ball's height first falls below ``inputs.floor`` after ``inputs.t_arm``."""
+height ``states.h``) whose bounce is an event, optionally with a terminal event at
+``inputs.t_end``; and a sawtooth whose action puts ``states.x`` back to
+``inputs.reset`` each time it falls to 0 (a reset near 0 chatters)."""
 
 from dyngen import Simulation, System
 
@@ -8,18 +9,18 @@ G = 9.81
 
 
 class Ball(System):
-    def __init__(self, h0: float = 10.0, e: float = 0.9, stop_below: bool = False) -> None:
+    def __init__(self, h0: float = 10.0, e: float = 0.9, stop: bool = False) -> None:
         super().__init__()
         self.states.h = h0
         self.states.v = 0.0
         self.ders.h = 0.0
         self.ders.v = 0.0
         self.inputs.e = e
-        self.inputs.floor = 0.5
+        self.inputs.t_end = 5.0
         self.outputs.energy = 0.0
         self.add_event(self.ground, self.bounce, direction=-1)
-        if stop_below:
-            self.add_event(self.low_apex, direction=-1, terminal=True)
+        if stop:
+            self.add_event(self.time_is_up, direction=1, terminal=True)
 
     def do_step(self, t):
         self.ders.h = self.states.v
@@ -32,12 +33,37 @@ class Ball(System):
     def bounce(self, t):
         self.states.v = -self.inputs.e * self.states.v
 
-    def low_apex(self, t):
-        """Falls to zero when the energy (per unit mass) drops below G * floor: after a bounce."""
-        return 0.5 * self.states.v**2 + G * self.states.h - G * self.inputs.floor
+    def time_is_up(self, t):
+        return t - self.inputs.t_end
 
 
-def build(stop_below: bool = False) -> Simulation:
+class Sawtooth(System):
+    """x' = -1; at x = 0 the action sets x = reset: an event every ``reset`` time units."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.x = 1.0
+        self.ders.x = 0.0
+        self.inputs.reset = 1.0
+        self.add_event(self.zero, self.back, direction=-1)
+
+    def do_step(self, t):
+        self.ders.x = -1.0
+
+    def zero(self, t):
+        return self.states.x
+
+    def back(self, t):
+        self.states.x = self.inputs.reset
+
+
+def build(stop: bool = False) -> Simulation:
     sim = Simulation()
-    sim.add_system(Ball(stop_below=stop_below))
+    sim.add_system(Ball(stop=stop))
+    return sim
+
+
+def build_sawtooth() -> Simulation:
+    sim = Simulation()
+    sim.add_system(Sawtooth())
     return sim
