@@ -1,7 +1,8 @@
 """Models for tests/test_ensemble_events.py: a bouncing ball (restitution ``inputs.e``,
 height ``states.h``) whose bounce is an event, optionally with a terminal event at
 ``inputs.t_end``; and a sawtooth whose action puts ``states.x`` back to
-``inputs.reset`` each time it falls to 0 (a reset near 0 chatters)."""
+``inputs.reset`` each time it falls to 0 (a reset near 0 chatters); a thermostat
+whose heater mode is a parameter the actions write."""
 
 from dyngen import Simulation, System
 
@@ -55,6 +56,35 @@ class Sawtooth(System):
 
     def back(self, t):
         self.states.x = self.inputs.reset
+
+
+class Thermostat(System):
+    """T' = -0.1 (T - 10) + power * on; the heater mode ``on`` (a parameter only the
+    actions write) switches off at 22 and on at 18 degrees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.T = 18.0
+        self.ders.T = 0.0
+        self.inputs.on = 1.0
+        self.inputs.power = 2.0
+        self.add_event(lambda s, t: s.states.T - 22.0, self.switch_off, direction=1)
+        self.add_event(lambda s, t: s.states.T - 18.0, self.switch_on, direction=-1)
+
+    def do_step(self, t):
+        self.ders.T = -0.1 * (self.states.T - 10.0) + self.inputs.power * self.inputs.on
+
+    def switch_off(self, t):
+        self.inputs.on = 0.0
+
+    def switch_on(self, t):
+        self.inputs.on = 1.0
+
+
+def build_thermostat() -> Simulation:
+    sim = Simulation()
+    sim.add_system(Thermostat())
+    return sim
 
 
 def build(stop: bool = False) -> Simulation:

@@ -20,6 +20,7 @@ from dyngen import DyngenError, EnsembleWarning, Recorder, SolverError
 
 SIGNALS = ("states.h", "states.v", "outputs.energy")
 TOL = dict(rtol=1e-10, atol=1e-10)
+RECORDED = {"Sawtooth": ("states.x",), "Thermostat": ("states.T", "inputs.on")}
 
 
 def single_run(build, values: dict, t: float, dt: float, integrator: str = "dopri5", **options) -> tuple[dict, list, float]:
@@ -31,7 +32,7 @@ def single_run(build, values: dict, t: float, dt: float, integrator: str = "dopr
         _, kind, key = name.split(".")
         getattr(system, kind)[key] = float(value)
     recorder = Recorder()
-    for attribute in SIGNALS if isinstance(system, model.Ball) else ("states.x",):
+    for attribute in SIGNALS if isinstance(system, model.Ball) else RECORDED[type(system).__name__]:
         recorder.store(system, attribute)
     sim.add_observer(recorder)
     try:
@@ -132,6 +133,18 @@ def test_a_chattering_member_fails_with_its_reason_and_the_others_are_kept() -> 
         expected, events, _ = single_run(model.build_sawtooth, {"Sawtooth.inputs.reset": resets[j]}, 3.0, 0.5)
         assert_member_is_the_single_run(ds, j, expected, events, signals=("states.x",), system="Sawtooth")
     np.testing.assert_allclose(ds["event_time"].values[2, :4], [1.0, 1.5, 2.0, 2.5], rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_modes_that_actions_write_are_each_members_own() -> None:
+    sim = model.build_thermostat()
+    powers = [2.0, 3.0, 1.5]
+    ds = sim.ensemble(60.0, 0.5, members={"Thermostat.inputs.power": powers}, record="all", threads=2, chunk_size=1)
+    assert sim.systems[0].inputs.on == 1.0  # the simulation's own mode is left as it was
+    assert (ds["status"].values == 1).all() and (ds["event_count"].values > 3).all()
+    for j, power in enumerate(powers):
+        expected, events, _ = single_run(model.build_thermostat, {"Thermostat.inputs.power": power}, 60.0, 0.5)
+        assert_member_is_the_single_run(ds, j, expected, events, signals=RECORDED["Thermostat"], system="Thermostat")
 
 
 def test_more_events_than_max_events_keeps_the_first_and_counts_all() -> None:
