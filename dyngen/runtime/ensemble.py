@@ -29,8 +29,8 @@ import numpy as np
 from ..errors import ArgumentError, DyngenError, EnsembleWarning, SolverError
 from .compiled import EXPLICIT_METHODS, REASONS, STATUS_SUCCESS, _settings_arguments, compiled_routine
 from .ensemble_events import (
-    DEFAULT_MAX_EVENTS, STATUS_CHATTER, STATUS_TERMINAL, add_event_variables, chatter_reason, check_event_ensemble,
-    event_settings, has_events, last_events, warn_truncated,
+    DEFAULT_MAX_EVENTS, STATUS_CHATTER, STATUS_TERMINAL, chatter_reason, check_event_ensemble, event_settings,
+    event_variables, has_events, last_events, warn_truncated,
 )
 from .specialize import add_time
 from .stiff import _REASONS as RODAS4_REASONS
@@ -525,10 +525,8 @@ def run_ensemble(
         "model": str(module.MODEL_NAME), "model_hash": str(module.MODEL_HASH), "integrator": method,
         "t0": t0, "observer_dt": observer_dt, "fixed_step": int(fixed_step),
     }  # fmt: skip
-    dataset = to_dataset(plan, chosen, blocks, signals_kept, reasons, attrs)
+    extra: tuple[dict, dict] = ({}, {})
     if events:
         warn_truncated(blocks.event_count, plan.max_events)
-        dataset = add_event_variables(
-            dataset, module, blocks.event_t, blocks.event_i, blocks.event_count, blocks.status, blocks.t_reached
-        )  # fmt: skip
-    return dataset
+        extra = event_variables(module, blocks.event_t, blocks.event_i, blocks.event_count, blocks.status, blocks.t_reached)
+    return to_dataset(plan, chosen, blocks, signals_kept, reasons, attrs, extra)

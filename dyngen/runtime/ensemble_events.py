@@ -10,7 +10,7 @@ that run, bit for bit.  This module
   Dask are refused with what to use instead) and makes the routine's settings;
 * gives a chunk its scratch (the event work arrays and a log, as a single run has);
 * says why a member failed (chattering: the events' own error);
-* adds the per-member event information to the Dataset: ``event_time`` and
+* makes the per-member event information of the Dataset: ``event_time`` and
   ``event_id`` (member, event), the ``event_name`` coordinate, ``event_count``,
   ``stopped`` and ``t_stop``.
 """
@@ -95,9 +95,10 @@ def last_events(event_i: np.ndarray, event_count: np.ndarray) -> np.ndarray:
     return last
 
 
-def add_event_variables(dataset: Any, module: Any, event_t: np.ndarray, event_i: np.ndarray,
-                        event_count: np.ndarray, status: np.ndarray, t_reached: np.ndarray) -> Any:  # fmt: skip
-    """The Dataset with the members' events: ``event_time``/``event_id`` (member, event;
+def event_variables(module: Any, event_t: np.ndarray, event_i: np.ndarray, event_count: np.ndarray,
+                    status: np.ndarray, t_reached: np.ndarray) -> tuple[dict, dict]:  # fmt: skip
+    """The Dataset's variables and coordinates of the members' events (``to_dataset``'s
+    ``extra``): ``event_time``/``event_id`` (member, event;
     NaN / -1 past a member's last), the ``event_name`` coordinate (``event_id`` indexes
     it), ``event_count`` (every event, also those past ``max_events``), ``stopped`` (a
     terminal event ended the member) and ``t_stop`` (when the member's run ended: its
@@ -108,11 +109,12 @@ def add_event_variables(dataset: Any, module: Any, event_t: np.ndarray, event_i:
     past = np.arange(width)[None, :] >= kept[:, None]
     times[past], ids[past] = np.nan, -1
     finished = (status == 1) | (status == STATUS_TERMINAL)
-    return dataset.assign(
-        event_time=(("member", "event"), times), event_id=(("member", "event"), ids),
-        event_count=("member", event_count.copy()), stopped=("member", status == STATUS_TERMINAL),
-        t_stop=("member", np.where(finished, t_reached, np.nan)),
-    ).assign_coords(event_name=("event_name", np.array(event_names(module), dtype=str)))  # fmt: skip
+    variables = {
+        "event_time": (("member", "event"), times), "event_id": (("member", "event"), ids),
+        "event_count": ("member", event_count), "stopped": ("member", status == STATUS_TERMINAL),
+        "t_stop": ("member", np.where(finished, t_reached, np.nan)),
+    }  # fmt: skip
+    return variables, {"event_name": ("event_name", np.array(event_names(module), dtype=str))}
 
 
 def warn_truncated(event_count: np.ndarray, max_events: int) -> None:
