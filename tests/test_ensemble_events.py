@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,7 +162,7 @@ def test_more_events_than_max_events_keeps_the_first_and_counts_all() -> None:
     [
         (dict(integrator="rodas4"), r"integrator 'rodas4' does not run a model with events .* use integrator='dopri5'"),
         (dict(integrator="BDF"), r"integrator 'BDF' does not run a model with events .*sim\.reset\(\)"),
-        (dict(client="local"), r"ensembles on Dask \(client=\) do not run events yet; leave out client="),
+        (dict(client="local"), r"ensembles on Dask \(client=; dyngen sweep --workers/--scheduler\) do not run events yet; leave out client="),
     ],
 )
 def test_what_ensembles_of_event_models_do_not_run_yet_is_refused(arguments: dict, words: str) -> None:
@@ -186,3 +187,24 @@ def test_tables_say_they_leave_out_the_per_event_arrays_and_netcdf_keeps_them(tm
     np.testing.assert_array_equal(back["event_time"].values, ds["event_time"].values)
     np.testing.assert_array_equal(back["event_count"].values, ds["event_count"].values)
     assert list(back["event_name"].values) == ["Sawtooth.zero"]
+
+
+@pytest.mark.slow
+def test_dyngen_sweep_of_a_model_with_events_writes_them_to_netcdf_and_warns_for_csv(tmp_path) -> None:
+    """``dyngen sweep``'s work (``run_sweep``): the ensemble's event arrays in the .nc
+    file, equal to an ensemble's; a .csv says it leaves them out."""
+    xr = pytest.importorskip("xarray")
+    from dyngen.sweeps import run_sweep
+
+    path = str(Path(model.__file__))
+    arguments = dict(build_args={}, integrator="dopri5", options={}, fixed_step=False, record=None, threads=1,
+                     workers=None, scheduler=None, plot_file=None)  # fmt: skip
+    run_sweep(path, 3.0, 0.5, ["Ball.inputs.e=0.5:0.9:3"], output=str(tmp_path / "s.nc"), **arguments)
+    back = xr.load_dataset(tmp_path / "s.nc", engine="h5netcdf")
+    direct = model.build().ensemble(3.0, 0.5, grid={"Ball.inputs.e": np.linspace(0.5, 0.9, 3)})
+    np.testing.assert_array_equal(back["event_time"].values, direct["event_time"].values)
+    np.testing.assert_array_equal(back["Ball.states.h"].values, direct["Ball.states.h"].values)
+    with pytest.warns(EnsembleWarning, match=r"no place for event_time"):
+        run_sweep(path, 3.0, 0.5, ["Ball.inputs.e=0.5:0.9:3"], output=str(tmp_path / "s.csv"), **arguments)
+    header = (tmp_path / "s.csv").read_text().splitlines()[0].split(",")
+    assert {"event_count", "t_stop", "stopped"} <= set(header) and "event_time" not in header

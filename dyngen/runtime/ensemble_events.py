@@ -41,8 +41,9 @@ def check_event_ensemble(method: str, client: Any, max_events: Any) -> int:
     returns ``max_events`` checked."""
     if client is not None:
         raise DyngenError(
-            "ensemble: this model has events (System.add_event), and ensembles on Dask (client=) do not run "
-            "events yet; leave out client= to run the members on threads in this process (dopri5 or dop853)"
+            "ensemble: this model has events (System.add_event), and ensembles on Dask (client=; dyngen sweep "
+            "--workers/--scheduler) do not run events yet; leave out client= (--workers, --scheduler) to run the "
+            "members on threads in this process (dopri5 or dop853)"
         )
     if method not in EXPLICIT_METHODS:
         raise DyngenError(
