@@ -1,7 +1,8 @@
 """Simulation.ensemble of models with events: every member is the run a single
 simulate() makes, bit for bit (samples, event times, stop time), the bounce times
-match the closed form, a chattering member fails alone, and what is not supported
-yet is refused with what to use instead.
+match the closed form, a terminal event stops its member alone, a chattering member
+fails alone, a Dask cluster gives the threaded run's Dataset, files keep or name the
+event arrays, and what is not supported yet is refused with what to use instead.
 
 The reference for each member is a fresh model with that member's values set on the
 systems, a Recorder on ``simulate()`` and its ``sim.events``.
@@ -162,13 +163,31 @@ def test_more_events_than_max_events_keeps_the_first_and_counts_all() -> None:
     [
         (dict(integrator="rodas4"), r"integrator 'rodas4' does not run a model with events .* use integrator='dopri5'"),
         (dict(integrator="BDF"), r"integrator 'BDF' does not run a model with events .*sim\.reset\(\)"),
-        (dict(client="local"), r"ensembles on Dask \(client=; dyngen sweep --workers/--scheduler\) do not run events yet; leave out client="),
     ],
 )
 def test_what_ensembles_of_event_models_do_not_run_yet_is_refused(arguments: dict, words: str) -> None:
     sim = model.build_sawtooth()
     with pytest.raises(DyngenError, match=words):
         sim.ensemble(1.0, 0.5, members={"Sawtooth.inputs.reset": [1.0]}, **arguments)
+
+
+@pytest.mark.slow
+def test_on_a_dask_cluster_the_members_and_their_events_are_the_threaded_runs(tmp_path) -> None:
+    """Two worker processes (their own module cache): chunks of members with bounces and
+    terminal events come back as the threaded run's Dataset, bit for bit."""
+    distributed = pytest.importorskip("distributed")
+    sim = model.build(stop=True)
+    members = {"Ball.inputs.e": np.linspace(0.8, 0.95, 12), "Ball.inputs.t_end": np.linspace(2.0, 9.0, 12)}
+    threaded = sim.ensemble(6.0, 0.25, members=members, threads=2, **TOL)
+    assert 0 < threaded["stopped"].values.sum() < 12
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
+        env={"DYNGEN_CACHE_DIR": str(tmp_path)}, silence_logs=50,
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        on_dask = sim.ensemble(6.0, 0.25, members=members, client=client, chunk_size=5, **TOL)
+    assert set(on_dask.data_vars) == set(threaded.data_vars)
+    for name in threaded.data_vars:
+        np.testing.assert_array_equal(on_dask[name].values, threaded[name].values, err_msg=name)
 
 
 @pytest.mark.slow

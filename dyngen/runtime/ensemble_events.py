@@ -6,8 +6,9 @@ integrators.py.j2) calls ``run_<method>_events`` once per member, exactly as a s
 ``simulate()`` of the model calls it (``events._run_compiled``), so every member is
 that run, bit for bit.  This module
 
-* checks what can run (dopri5 and dop853 on threads; rodas4, scipy's methods and
-  Dask are refused with what to use instead) and makes the routine's settings;
+* checks what can run (dopri5 and dop853, on threads or on Dask as ``ensemble_dask``
+  sends any chunk; rodas4 and scipy's methods are refused with what to use instead)
+  and makes the routine's settings;
 * gives a chunk its scratch (the event work arrays and a log, as a single run has);
 * says why a member failed (chattering: the events' own error);
 * makes the per-member event information of the Dataset: ``event_time`` and
@@ -36,19 +37,13 @@ def has_events(module: Any) -> bool:
     return bool(module.__dict__.get("N_EVENTS"))
 
 
-def check_event_ensemble(method: str, client: Any, max_events: Any) -> int:
+def check_event_ensemble(method: str, max_events: Any) -> int:
     """Refuse what ensembles of a model with events cannot run yet, saying what to use;
     returns ``max_events`` checked."""
-    if client is not None:
-        raise DyngenError(
-            "ensemble: this model has events (System.add_event), and ensembles on Dask (client=; dyngen sweep "
-            "--workers/--scheduler) do not run events yet; leave out client= (--workers, --scheduler) to run the "
-            "members on threads in this process (dopri5 or dop853)"
-        )
     if method not in EXPLICIT_METHODS:
         raise DyngenError(
             f"ensemble: integrator {method!r} does not run a model with events (System.add_event) in an ensemble "
-            "yet; use integrator='dopri5' or 'dop853' (compiled, on threads), or simulate() in a loop with "
+            "yet; use integrator='dopri5' or 'dop853' (compiled: on threads or Dask), or simulate() in a loop with "
             f"sim.reset() between the runs for {method!r}"
         )
     if isinstance(max_events, bool) or not isinstance(max_events, (int, np.integer)) or max_events < 0:

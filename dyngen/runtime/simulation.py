@@ -417,7 +417,7 @@ class Simulation:
         xarray (``pip install "dyngen[tables]"``).
 
         A model with events (``System.add_event``) runs on dopri5 or dop853, on threads
-        (not rodas4, scipy's methods or Dask yet: refused).  Its Dataset adds
+        or Dask (rodas4 and scipy's methods are refused for now).  Its Dataset adds
         ``event_time`` and ``event_id`` (dims member, event: each member's first
         ``max_events`` events, default 100; NaN / -1 after its last), the coordinate
         ``event_name`` that ``event_id`` indexes, ``event_count``, ``stopped`` (a
