@@ -2473,3 +2473,78 @@ def ensemble_rodas4(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, at
         STATUS[j] = status
         T_REACHED[j] = t
     return 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_rodas4_events(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, atol, max_step, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT):
+    """simulate()'s loop on rodas4 for a model with events, for every member (a row of
+    Y0), as ensemble_rodas4 with rodas4_advance_events: each observer interval one call
+    from t to t + observer_dt (again while the event log fills), the step carried on
+    (first h0), the arrays fresh (zero) per member as a single run's are.  The events,
+    a terminal event and the statuses: as ensemble_dopri5_events."""
+    n_samples = n_intervals + (1 if record_initial else 0)
+    n_observed = functions[8]
+    m = Y0.shape[0]
+    if (
+        not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
+        or EVENT_T.shape[0] != m or EVENT_I.shape[0] != m or EVENT_COUNT.shape[0] != m or EVENT_I.shape[1] != EVENT_T.shape[1]
+    ):
+        return INTEGRATION_WRONG_SHAPE
+    if keep_observed.shape[0] > 0 and functions[3] == 0:
+        return INTEGRATION_WRONG_SHAPE
+    observe = observe_function(functions)
+    with_observed = keep_observed.shape[0] > 0
+    n = Y0.shape[1]
+    samples = np.empty((n_samples, n))
+    observed = np.empty((n_samples if with_observed else 0, n_observed))
+    work = np.empty((5, n))
+    k_stages = np.empty((6, n))
+    lu = np.empty((n, n))
+    piv = np.empty(n, dtype=np.int64)
+    room = EVENT_T.shape[1]
+    for j in range(m):
+        y = Y0[j]
+        p = P[j]
+        times = TIMES[j]
+        stats = STATS[j]
+        work[:, :] = 0.0
+        k_stages[:, :] = 0.0
+        lu[:, :] = 0.0
+        piv[:] = 0
+        ew[:, :] = 0.0
+        eg[:, :] = 0.0
+        t = t0
+        h = h0
+        k = 0
+        n_logged = 0
+        if record_initial:
+            _store_sample(observe, k, t, y, p, True, with_observed, times, samples, observed)
+            k += 1
+        status = 1
+        for _ in range(n_intervals):
+            t_end = t + observer_dt
+            while True:
+                t, h, status, logged = rodas4_advance_events(
+                    functions, t, y, t_end, p, h, rtol, atol, max_step, nsteps, work, k_stages, lu, piv, stats,
+                    kinds, ew, eg, log_t, log_i, log_v,
+                )
+                for e in range(logged):
+                    if n_logged + e < room:
+                        EVENT_T[j, n_logged + e] = log_t[e]
+                        EVENT_I[j, n_logged + e] = log_i[e]
+                n_logged += logged
+                if status != EVENT_LOG_FULL:
+                    break
+            if status != 1:  # EVENT_TERMINAL (at t, after its action), or a failure
+                break
+            if not _all_finite(y):
+                status = INTEGRATION_NOT_FINITE
+                break
+            _store_sample(observe, k, t, y, p, True, with_observed, times, samples, observed)
+            k += 1
+        _keep_samples(j, k, samples, observed, keep_states, keep_observed, Y, OUT)
+        COUNT[j] = k
+        STATUS[j] = status
+        T_REACHED[j] = t
+        EVENT_COUNT[j] = n_logged
+    return 1

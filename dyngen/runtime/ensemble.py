@@ -452,8 +452,8 @@ def run_ensemble(
     method = _canonical_method(integrator)
     options = model.options_in_module_layout(options) if options else {}
     events = has_events(module)
-    if events:  # ensemble_events.py: dopri5/dop853 only, with simulate()'s settings for events
-        max_events = check_event_ensemble(method, DEFAULT_MAX_EVENTS if max_events is None else max_events)
+    if events:  # ensemble_events.py: the compiled methods only, with simulate()'s settings for events
+        max_events = check_event_ensemble(method, module, DEFAULT_MAX_EVENTS if max_events is None else max_events)
         settings: tuple = event_settings(method, options, fixed_step, observer_dt)
     elif method == "rodas4" and not getattr(module, "NO_JACOBIAN", None) and uses_sparse_lu(module):
         settings = ()  # SuperLU, member by member (sparse_stiff.py)

@@ -3,12 +3,13 @@ adds for them.
 
 The member loop itself is compiled: ``ensemble_<method>_events`` (templates/
 integrators.py.j2) calls ``run_<method>_events`` once per member, exactly as a single
-``simulate()`` of the model calls it (``events._run_compiled``), so every member is
-that run, bit for bit.  This module
+``simulate()`` of the model calls it (``events._run_compiled``), and
+``ensemble_rodas4_events`` calls ``rodas4_advance_events`` per observer interval as
+``events.CompiledEventIntegrator`` does, so every member is that run, bit for bit.  This module
 
-* checks what can run (dopri5 and dop853, on threads or on Dask as ``ensemble_dask``
-  sends any chunk; rodas4 and scipy's methods are refused with what to use instead)
-  and makes the routine's settings;
+* checks what can run (dopri5, dop853 and rodas4 with a dense LU, on threads or on
+  Dask as ``ensemble_dask`` sends any chunk; scipy's methods are refused with what to
+  use instead) and makes the routine's settings;
 * gives a chunk its scratch (the event work arrays and a log, as a single run has);
 * says why a member failed (chattering: the events' own error);
 * makes the per-member event information of the Dataset: ``event_time`` and
@@ -25,8 +26,10 @@ import numpy as np
 
 from ..errors import ArgumentError, DyngenError, EnsembleWarning
 from .compiled import EXPLICIT_METHODS, explicit_settings
+from .stiff import uses_sparse_lu
 from .events import EVENT_WORK_ROWS, LOG_CAPACITY, EventRecord, _chatter_error, _continuous_options, event_table
 
+COMPILED_EVENT_METHODS = (*EXPLICIT_METHODS, "rodas4")
 STATUS_TERMINAL = 2  # templates/integrators.py.j2: EVENT_TERMINAL (a terminal event stopped the member)
 STATUS_CHATTER = -7  # EVENT_CHATTER
 DEFAULT_MAX_EVENTS = 100
@@ -37,14 +40,19 @@ def has_events(module: Any) -> bool:
     return bool(module.__dict__.get("N_EVENTS"))
 
 
-def check_event_ensemble(method: str, max_events: Any) -> int:
+def check_event_ensemble(method: str, module: Any, max_events: Any) -> int:
     """Refuse what ensembles of a model with events cannot run yet, saying what to use;
     returns ``max_events`` checked."""
-    if method not in EXPLICIT_METHODS:
+    if method not in COMPILED_EVENT_METHODS:
         raise DyngenError(
             f"ensemble: integrator {method!r} does not run a model with events (System.add_event) in an ensemble "
-            "yet; use integrator='dopri5' or 'dop853' (compiled: on threads or Dask), or simulate() in a loop with "
-            f"sim.reset() between the runs for {method!r}"
+            "yet; use integrator='dopri5', 'dop853' or 'rodas4' (compiled: on threads or Dask), or simulate() in a "
+            f"loop with sim.reset() between the runs for {method!r}"
+        )
+    if method == "rodas4" and uses_sparse_lu(module):  # as simulate() with events
+        raise DyngenError(
+            "ensemble: rodas4 with events needs the dense LU (fewer than 150 states, or a dense Jacobian); "
+            "use 'dopri5' or 'dop853' for this model's ensemble, or BDF/Radau with simulate() in a loop"
         )
     if isinstance(max_events, bool) or not isinstance(max_events, (int, np.integer)) or max_events < 0:
         raise ArgumentError(f"ensemble: max_events must be a non-negative integer, not {max_events!r}")
@@ -53,7 +61,12 @@ def check_event_ensemble(method: str, max_events: Any) -> int:
 
 def event_settings(method: str, options: Mapping[str, Any], fixed_step: bool, observer_dt: float) -> tuple:
     """The compiled routine's option arguments, as ``simulate()`` makes them for a model
-    with events (one continuous integration over the run: ``events._continuous_options``)."""
+    with events (dopri5/dop853: one continuous integration over the run,
+    ``events._continuous_options``; rodas4: as without events)."""
+    if method == "rodas4":
+        from .ensemble import plan_settings
+
+        return plan_settings(method, options, fixed_step, observer_dt)
     return explicit_settings(method, _continuous_options(observer_dt, fixed_step, dict(options))).arguments()
 
 

@@ -176,6 +176,7 @@ _RUN_EVENTS = types.Tuple((_I, _I, _F, _I))(
 )
 # ensemble_<method>_events(... as ensemble_<method> ..., kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT)
 _ENSEMBLE_EVENTS = _I(*_ENSEMBLE_EXPLICIT.args, *_EVENT_ARGUMENTS, MATRIX, INDEX_MATRIX, INDEX_VECTOR)
+_ENSEMBLE_RODAS4_EVENTS = _I(*_ENSEMBLE_RODAS4.args, *_EVENT_ARGUMENTS, MATRIX, INDEX_MATRIX, INDEX_VECTOR)
 # The routines of compiled_methods that are called from Python, with the one signature each is compiled for.
 SIGNATURES = {
     "dopri5_advance": _ADVANCE,
@@ -193,6 +194,7 @@ SIGNATURES = {
     "run_dop853_events": _RUN_EVENTS,
     "ensemble_dopri5_events": _ENSEMBLE_EVENTS,
     "ensemble_dop853_events": _ENSEMBLE_EVENTS,
+    "ensemble_rodas4_events": _ENSEMBLE_RODAS4_EVENTS,
 }
 _shared: dict[str, object] = {}
 _shared_lock = threading.Lock()
