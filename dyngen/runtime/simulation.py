@@ -416,8 +416,8 @@ class Simulation:
         ``member``, and ``status`` (1: success), ``reason`` and ``t_reached``.  Needs
         xarray (``pip install "dyngen[tables]"``).
 
-        A model with events (``System.add_event``) runs on dopri5 or dop853, on threads
-        or Dask (rodas4 and scipy's methods are refused for now).  Its Dataset adds
+        A model with events (``System.add_event``) runs on dopri5, dop853 or rodas4 (dense
+        LU), on threads or Dask (scipy's methods are refused for now).  Its Dataset adds
         ``event_time`` and ``event_id`` (dims member, event: each member's first
         ``max_events`` events, default 100; NaN / -1 after its last), the coordinate
         ``event_name`` that ``event_id`` indexes, ``event_count``, ``stopped`` (a
