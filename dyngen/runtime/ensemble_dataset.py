@@ -23,7 +23,8 @@ def to_dataset(
     the axes of vector signals); one variable per recorded signal, (member, time,
     *shape), NaN past a failed member's last sample; the swept values as coordinates on
     ``member`` (an initial state's as ``"<name>(t0)"``; a swept parameter is not repeated
-    as a variable); ``status``, ``reason`` and ``t_reached`` per member; ``extra``: more
+    as a variable); ``status`` (1; 2: a terminal event stopped the member; else the
+    failure code), ``reason`` and ``t_reached`` per member; ``extra``: more
     variables and coordinates (a model's events: ``ensemble_events.event_variables``),
     in the one Dataset built."""
     xr = require_xarray()
