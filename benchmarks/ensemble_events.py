@@ -1,6 +1,6 @@
 """Ensembles of a model with events (issues 18 and 19): 1000 bouncing balls.
 
-    python benchmarks/ensemble_events.py [--members M] [--repeats R] [--loop L]
+    python benchmarks/ensemble_events.py [--members M] [--repeats R] [--loop L] [--integrator dopri5|dop853|rodas4]
 
 The ball of ``events.py`` (g = 9.81, the bounce an event with direction -1 whose action
 sets v = -e v), t = 8, a sample every 0.1, rtol = atol = 1e-10, DOPRI5.  Member j has
@@ -115,7 +115,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loop", type=int, default=100, help="members run by the Python loops and scipy")
+    parser.add_argument("--integrator", default="dopri5", choices=["dopri5", "dop853", "rodas4"])
     args = parser.parse_args()
+    method = dict(integrator=args.integrator, rtol=TOL, atol=TOL)
     restitution = np.linspace(0.85, 0.95, args.members)
     heights = np.linspace(5.0, 15.0, args.members)
     members = {E: restitution, H: heights}
@@ -127,12 +129,12 @@ def main() -> None:
     sim.compile()
     build_time = time.perf_counter() - begin
     begin = time.perf_counter()
-    first = sim.ensemble(T, DT, members={E: restitution[:2], H: heights[:2]}, threads=1, rtol=TOL, atol=TOL)
+    first = sim.ensemble(T, DT, members={E: restitution[:2], H: heights[:2]}, threads=1, **method)
     first_time = time.perf_counter() - begin
     assert (first["status"].values == 1).all()
 
     def ensemble(threads: int):
-        return sim.ensemble(T, DT, members=members, threads=threads, rtol=TOL, atol=TOL)
+        return sim.ensemble(T, DT, members=members, threads=threads, **method)
 
     reference = ensemble(2)
     assert (reference["status"].values == 1).all(), reference["reason"].values
@@ -151,7 +153,7 @@ def main() -> None:
         for j in picked:
             s = build()
             s.systems[0].inputs.e, s.systems[0].states.h = float(restitution[j]), float(heights[j])
-            s.simulate(T, DT, rtol=TOL, atol=TOL)
+            s.simulate(T, DT, **method)
             check(j, s.events)
 
     one = build()
@@ -162,7 +164,7 @@ def main() -> None:
             one.reset()
             one.events.clear()
             ball.inputs.e, ball.states.h = float(restitution[j]), float(heights[j])
-            one.simulate(T, DT, rtol=TOL, atol=TOL)
+            one.simulate(T, DT, **method)
             check(j, one.events)
 
     def scipy_loop() -> None:
@@ -181,7 +183,7 @@ def main() -> None:
         rows["loop with sim.reset()"].append(median_per_member(reset_loop, 1, loop))
         rows["solve_ivp(RK45), event in Python"].append(median_per_member(scipy_loop, 1, loop))
 
-    print(f"{args.members} bouncing balls, t = {T}, dt = {DT}, rtol = atol = {TOL}: {int(counts.min())}..{int(counts.max())} "
+    print(f"{args.members} bouncing balls, {args.integrator}, t = {T}, dt = {DT}, rtol = atol = {TOL}: {int(counts.min())}..{int(counts.max())} "
           f"bounces per member ({int(counts.sum())} in all); build {build_time:.2f} s, first ensemble call "
           f"{first_time:.2f} s; medians of {args.repeats} rounds; loops and scipy over {loop} members")  # fmt: skip
     print(f"bounce times vs the closed form: max relative error {worst:.1e}; the loops' equal the ensemble's bit for bit")
