@@ -139,8 +139,9 @@ def main() -> None:
     reference = ensemble(2)
     assert (reference["status"].values == 1).all(), reference["reason"].values
     counts = reference["event_count"].values
+    found = reference["event_time"].values
     worst = max(
-        float(np.max(np.abs(reference["event_time"].values[j, : counts[j]] / closed_form(restitution[j], heights[j], T) - 1)))
+        float(np.max(np.abs(found[j, : counts[j]] / closed_form(restitution[j], heights[j], T) - 1)))
         for j in range(args.members)
     )  # fmt: skip
 
@@ -183,8 +184,8 @@ def main() -> None:
         rows["loop with sim.reset()"].append(median_per_member(reset_loop, 1, loop))
         rows["solve_ivp(RK45), event in Python"].append(median_per_member(scipy_loop, 1, loop))
 
-    print(f"{args.members} bouncing balls, {args.integrator}, t = {T}, dt = {DT}, rtol = atol = {TOL}: {int(counts.min())}..{int(counts.max())} "
-          f"bounces per member ({int(counts.sum())} in all); build {build_time:.2f} s, first ensemble call "
+    print(f"{args.members} bouncing balls, {args.integrator}, t = {T}, dt = {DT}, rtol = atol = {TOL}: "
+          f"{int(counts.min())}..{int(counts.max())} bounces per member ({int(counts.sum())} in all); build {build_time:.2f} s, first ensemble call "
           f"{first_time:.2f} s; medians of {args.repeats} rounds; loops and scipy over {loop} members")  # fmt: skip
     print(f"bounce times vs the closed form: max relative error {worst:.1e}; the loops' equal the ensemble's bit for bit")
     base = statistics.median(rows["ensemble, 1 thread"])

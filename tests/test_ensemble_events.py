@@ -25,7 +25,9 @@ TOL = dict(rtol=1e-10, atol=1e-10)
 RECORDED = {"Sawtooth": ("states.x",), "Thermostat": ("states.T", "inputs.on")}
 
 
-def single_run(build, values: dict, t: float, dt: float, integrator: str = "dopri5", **options) -> tuple[dict, list, float]:
+def single_run(
+    build, values: dict, t: float, dt: float, integrator: str = "dopri5", **options
+) -> tuple[dict, list, float]:
     """One simulate() of a fresh model with ``values`` (``"Ball.inputs.e"``...) set: its
     recorded series (and "time"), its event log and the time it returned."""
     sim = build()

@@ -528,5 +528,7 @@ def run_ensemble(
     extra: tuple[dict, dict] = ({}, {})
     if events:
         warn_truncated(blocks.event_count, plan.max_events)
-        extra = event_variables(module, blocks.event_t, blocks.event_i, blocks.event_count, blocks.status, blocks.t_reached)
+        extra = event_variables(
+            module, blocks.event_t, blocks.event_i, blocks.event_count, blocks.status, blocks.t_reached
+        )  # fmt: skip
     return to_dataset(plan, chosen, blocks, signals_kept, reasons, attrs, extra)
