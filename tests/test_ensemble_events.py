@@ -159,6 +159,11 @@ def test_more_events_than_max_events_keeps_the_first_and_counts_all() -> None:
     assert ds.sizes["event"] == 2
     np.testing.assert_array_equal(ds["event_count"].values, [8, 2])  # at 1, 1.25, ..., 2.75 and at 1, 2
     np.testing.assert_allclose(ds["event_time"].values, [[1.0, 1.25], [1.0, 2.0]], rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # max_events=0: the counts alone, as asked
+        counts = sim.ensemble(3.0, 0.5, members={"Sawtooth.inputs.reset": [0.25, 1.0]}, max_events=0, threads=1)
+    assert counts.sizes["event"] == 0
+    np.testing.assert_array_equal(counts["event_count"].values, [8, 2])
 
 
 @pytest.mark.parametrize(

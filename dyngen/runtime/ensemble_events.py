@@ -127,9 +127,10 @@ def event_variables(module: Any, event_t: np.ndarray, event_i: np.ndarray, event
 
 
 def warn_truncated(event_count: np.ndarray, max_events: int) -> None:
-    """Say when members had more events than ``max_events`` keeps (their count is whole)."""
+    """Say when members had more events than ``max_events`` keeps (their count is whole;
+    ``max_events=0`` asked for the counts alone: nothing to say)."""
     over = np.flatnonzero(event_count > max_events)
-    if over.size:
+    if over.size and max_events > 0:
         warnings.warn(
             f"ensemble: {over.size} members had more than max_events={max_events} events (member {int(over[0])}: "
             f"{int(event_count[over[0]])}); event_time and event_id keep each member's first {max_events}, "
