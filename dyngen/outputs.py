@@ -8,10 +8,11 @@ import csv
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import OutputError
+from .errors import EnsembleWarning, OutputError
 from .extras import require
 from .runtime.tables import Table
 from .write import write_text_atomic
@@ -85,7 +86,10 @@ def write_dataset(dataset: Any, path: str, option: str = "-o") -> None:
 def long_frame(dataset: Any) -> Any:
     """A Dataset with dims ``member``, ``time`` (and vector dims) as a flat DataFrame:
     columns ``member``, ``time``, the member coordinates, then one column per element
-    (``name`` or ``name[i]``) of every variable over (member, time)."""
+    (``name`` or ``name[i]``) of every variable over (member, time), and the variables
+    per member.  Variables over other dims (an ensemble with events: ``event_time`` and
+    ``event_id`` over (member, event)) have no place in it: an ``EnsembleWarning`` names
+    them (``.nc`` keeps them)."""
     pd = require("pandas", "tables", "writing an ensemble as a table")
     np = require("numpy", "tables")
     n_members, n_times = dataset.sizes["member"], dataset.sizes["time"]
@@ -96,6 +100,7 @@ def long_frame(dataset: Any) -> Any:
     for name, coord in dataset.coords.items():
         if name not in ("member", "time") and coord.dims == ("member",):
             columns[str(name)] = np.repeat(coord.values, n_times)
+    left_out: list[str] = []
     for name, variable in dataset.data_vars.items():
         if variable.dims[:2] == ("member", "time"):
             flat = variable.values.reshape(n_members * n_times, -1)
@@ -106,6 +111,14 @@ def long_frame(dataset: Any) -> Any:
                     columns[f"{name}[{i}]"] = flat[:, i]
         elif variable.dims == ("member",):  # status, reason, t_reached: per member
             columns[str(name)] = np.repeat(variable.values, n_times)
+        else:
+            left_out.append(f"{name} {variable.dims}")
+    if left_out:
+        warnings.warn(
+            f"a table of one row per member and time has no place for {', '.join(left_out)}: they are not written; "
+            "write a .nc file to keep them (or save dataset[[...]].to_dataframe() yourself)",
+            EnsembleWarning, stacklevel=3,
+        )  # fmt: skip
     return pd.DataFrame(columns)
 
 

@@ -2292,6 +2292,141 @@ def ensemble_dop853(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, 
     return 1
 
 
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT):
+    """run_dopri5_events for every member (a row of Y0, see above), each exactly the
+    run a single simulate() of a model with events makes (the same calls: a fresh
+    stepper per member, called again while its event log fills).  kinds ... log_v: as
+    run_dopri5_events takes them (log_t's length is the log's capacity), scratch
+    shared by the members.  Member j's first EVENT_T.shape[1] events go to EVENT_T[j]
+    (times) and EVENT_I[j] (which event); EVENT_COUNT[j] counts all of them.  STATUS[j]
+    is EVENT_TERMINAL when a terminal event stopped the member: T_REACHED[j] is its
+    time, Y0[j] the state after its action, and COUNT[j] the samples before it (the
+    sample run_dopri5_events stores at the event is not kept)."""
+    n_samples = n_intervals + (1 if record_initial else 0)
+    n_observed = functions[8]
+    m = Y0.shape[0]
+    if (
+        not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
+        or EVENT_T.shape[0] != m or EVENT_I.shape[0] != m or EVENT_COUNT.shape[0] != m or EVENT_I.shape[1] != EVENT_T.shape[1]
+    ):
+        return INTEGRATION_WRONG_SHAPE
+    with_observed = keep_observed.shape[0] > 0
+    n = Y0.shape[1]
+    times = np.empty(n_samples + 1)
+    samples = np.empty((n_samples + 1, n))
+    observed = np.empty((n_samples + 1 if with_observed else 0, n_observed))
+    ctl = np.empty(EVENT_CTL_SIZE)
+    work = np.empty((DOPRI5_WORK_ROWS, n))
+    room = EVENT_T.shape[1]
+    for j in range(m):
+        y = Y0[j]
+        p = P[j]
+        ctl[:] = 0.0
+        ctl[_CTL_T_NEXT] = t0 + observer_dt
+        ew[:, :] = 0.0
+        eg[:, :] = 0.0
+        t = t0
+        stored = 0
+        remaining = n_intervals
+        initial = record_initial
+        n_logged = 0
+        while True:
+            k, status, t, logged = run_dopri5_events(
+                functions, t, y, p, observer_dt, remaining, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
+                initial, True, with_observed, times[stored:], samples[stored:], observed[stored:] if with_observed else observed,
+                STATS[j], kinds, ew, eg, log_t, log_i, log_v, ctl, work,
+            )
+            for e in range(logged):
+                if n_logged + e < room:
+                    EVENT_T[j, n_logged + e] = log_t[e]
+                    EVENT_I[j, n_logged + e] = log_i[e]
+            n_logged += logged
+            stored += k
+            remaining -= k - (1 if initial else 0)
+            initial = False
+            if status != EVENT_LOG_FULL:
+                break
+        if status == EVENT_TERMINAL:
+            stored -= 1
+        for s in range(stored):
+            TIMES[j, s] = times[s]
+        _keep_samples(j, stored, samples, observed, keep_states, keep_observed, Y, OUT)
+        COUNT[j] = stored
+        STATUS[j] = status
+        T_REACHED[j] = t
+        EVENT_COUNT[j] = n_logged
+    return 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_dop853_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT):
+    """run_dop853_events for every member (a row of Y0, see above), each exactly the
+    run a single simulate() of a model with events makes (the same calls: a fresh
+    stepper per member, called again while its event log fills).  kinds ... log_v: as
+    run_dop853_events takes them (log_t's length is the log's capacity), scratch
+    shared by the members.  Member j's first EVENT_T.shape[1] events go to EVENT_T[j]
+    (times) and EVENT_I[j] (which event); EVENT_COUNT[j] counts all of them.  STATUS[j]
+    is EVENT_TERMINAL when a terminal event stopped the member: T_REACHED[j] is its
+    time, Y0[j] the state after its action, and COUNT[j] the samples before it (the
+    sample run_dop853_events stores at the event is not kept)."""
+    n_samples = n_intervals + (1 if record_initial else 0)
+    n_observed = functions[8]
+    m = Y0.shape[0]
+    if (
+        not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
+        or EVENT_T.shape[0] != m or EVENT_I.shape[0] != m or EVENT_COUNT.shape[0] != m or EVENT_I.shape[1] != EVENT_T.shape[1]
+    ):
+        return INTEGRATION_WRONG_SHAPE
+    with_observed = keep_observed.shape[0] > 0
+    n = Y0.shape[1]
+    times = np.empty(n_samples + 1)
+    samples = np.empty((n_samples + 1, n))
+    observed = np.empty((n_samples + 1 if with_observed else 0, n_observed))
+    ctl = np.empty(EVENT_CTL_SIZE)
+    work = np.empty((DOP853_WORK_ROWS, n))
+    room = EVENT_T.shape[1]
+    for j in range(m):
+        y = Y0[j]
+        p = P[j]
+        ctl[:] = 0.0
+        ctl[_CTL_T_NEXT] = t0 + observer_dt
+        ew[:, :] = 0.0
+        eg[:, :] = 0.0
+        t = t0
+        stored = 0
+        remaining = n_intervals
+        initial = record_initial
+        n_logged = 0
+        while True:
+            k, status, t, logged = run_dop853_events(
+                functions, t, y, p, observer_dt, remaining, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
+                initial, True, with_observed, times[stored:], samples[stored:], observed[stored:] if with_observed else observed,
+                STATS[j], kinds, ew, eg, log_t, log_i, log_v, ctl, work,
+            )
+            for e in range(logged):
+                if n_logged + e < room:
+                    EVENT_T[j, n_logged + e] = log_t[e]
+                    EVENT_I[j, n_logged + e] = log_i[e]
+            n_logged += logged
+            stored += k
+            remaining -= k - (1 if initial else 0)
+            initial = False
+            if status != EVENT_LOG_FULL:
+                break
+        if status == EVENT_TERMINAL:
+            stored -= 1
+        for s in range(stored):
+            TIMES[j, s] = times[s]
+        _keep_samples(j, stored, samples, observed, keep_states, keep_observed, Y, OUT)
+        COUNT[j] = stored
+        STATUS[j] = status
+        T_REACHED[j] = t
+        EVENT_COUNT[j] = n_logged
+    return 1
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def ensemble_rodas4(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, atol, max_step, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
     """simulate()'s loop on rodas4 for every member (a row of Y0): n_intervals calls of
@@ -2337,4 +2472,79 @@ def ensemble_rodas4(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, at
         COUNT[j] = k
         STATUS[j] = status
         T_REACHED[j] = t
+    return 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_rodas4_events(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, atol, max_step, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT):
+    """simulate()'s loop on rodas4 for a model with events, for every member (a row of
+    Y0), as ensemble_rodas4 with rodas4_advance_events: each observer interval one call
+    from t to t + observer_dt (again while the event log fills), the step carried on
+    (first h0), the arrays fresh (zero) per member as a single run's are.  The events,
+    a terminal event and the statuses: as ensemble_dopri5_events."""
+    n_samples = n_intervals + (1 if record_initial else 0)
+    n_observed = functions[8]
+    m = Y0.shape[0]
+    if (
+        not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
+        or EVENT_T.shape[0] != m or EVENT_I.shape[0] != m or EVENT_COUNT.shape[0] != m or EVENT_I.shape[1] != EVENT_T.shape[1]
+    ):
+        return INTEGRATION_WRONG_SHAPE
+    if keep_observed.shape[0] > 0 and functions[3] == 0:
+        return INTEGRATION_WRONG_SHAPE
+    observe = observe_function(functions)
+    with_observed = keep_observed.shape[0] > 0
+    n = Y0.shape[1]
+    samples = np.empty((n_samples, n))
+    observed = np.empty((n_samples if with_observed else 0, n_observed))
+    work = np.empty((5, n))
+    k_stages = np.empty((6, n))
+    lu = np.empty((n, n))
+    piv = np.empty(n, dtype=np.int64)
+    room = EVENT_T.shape[1]
+    for j in range(m):
+        y = Y0[j]
+        p = P[j]
+        times = TIMES[j]
+        stats = STATS[j]
+        work[:, :] = 0.0
+        k_stages[:, :] = 0.0
+        lu[:, :] = 0.0
+        piv[:] = 0
+        ew[:, :] = 0.0
+        eg[:, :] = 0.0
+        t = t0
+        h = h0
+        k = 0
+        n_logged = 0
+        if record_initial:
+            _store_sample(observe, k, t, y, p, True, with_observed, times, samples, observed)
+            k += 1
+        status = 1
+        for _ in range(n_intervals):
+            t_end = t + observer_dt
+            while True:
+                t, h, status, logged = rodas4_advance_events(
+                    functions, t, y, t_end, p, h, rtol, atol, max_step, nsteps, work, k_stages, lu, piv, stats,
+                    kinds, ew, eg, log_t, log_i, log_v,
+                )
+                for e in range(logged):
+                    if n_logged + e < room:
+                        EVENT_T[j, n_logged + e] = log_t[e]
+                        EVENT_I[j, n_logged + e] = log_i[e]
+                n_logged += logged
+                if status != EVENT_LOG_FULL:
+                    break
+            if status != 1:  # EVENT_TERMINAL (at t, after its action), or a failure
+                break
+            if not _all_finite(y):
+                status = INTEGRATION_NOT_FINITE
+                break
+            _store_sample(observe, k, t, y, p, True, with_observed, times, samples, observed)
+            k += 1
+        _keep_samples(j, k, samples, observed, keep_states, keep_observed, Y, OUT)
+        COUNT[j] = k
+        STATUS[j] = status
+        T_REACHED[j] = t
+        EVENT_COUNT[j] = n_logged
     return 1

@@ -28,6 +28,10 @@ import numpy as np
 
 from ..errors import ArgumentError, DyngenError, EnsembleWarning, SolverError
 from .compiled import EXPLICIT_METHODS, REASONS, STATUS_SUCCESS, _settings_arguments, compiled_routine
+from .ensemble_events import (
+    DEFAULT_MAX_EVENTS, STATUS_CHATTER, STATUS_TERMINAL, chatter_reason, check_event_ensemble, event_settings,
+    event_variables, has_events, last_events, warn_truncated,
+)
 from .specialize import add_time
 from .stiff import _REASONS as RODAS4_REASONS
 from .stiff import rodas4_settings, uses_sparse_lu
@@ -204,6 +208,8 @@ class EnsemblePlan:
     keep_observed: np.ndarray  # int64: the places in observe's out kept (Blocks.OUT's columns)
     y0: np.ndarray  # (members, N_STATES)
     p: np.ndarray  # (members, N_PARAMETERS)
+    events: bool = False  # the model has events: ensemble_<method>_events (ensemble_events.py)
+    max_events: int = 0  # events kept per member (Blocks.event_t's columns)
 
     @property
     def count(self) -> int:
@@ -233,6 +239,9 @@ class Blocks(NamedTuple):
     t_reached: np.ndarray  # (m,)
     y_end: np.ndarray  # (m, N_STATES): the state reached
     stats: np.ndarray  # (m, 4) int64: the method's counters
+    event_t: np.ndarray  # (m, max_events): the times of a member's first events ((m, 0) without events)
+    event_i: np.ndarray  # (m, max_events) int64: which event (the module's EVENTS order)
+    event_count: np.ndarray  # (m,) int64: every event of the member
 
     @classmethod
     def empty(cls, plan: EnsemblePlan, m: int | None = None) -> "Blocks":
@@ -242,7 +251,8 @@ class Blocks(NamedTuple):
             np.empty((m, k)), np.empty((m, k, plan.keep_states.size)),
             np.empty((m, k if plan.with_observed else 0, plan.keep_observed.size)),
             np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64), np.empty(m), np.empty((m, n_states)),
-            np.zeros((m, 4), dtype=np.int64),
+            np.zeros((m, 4), dtype=np.int64), np.empty((m, plan.max_events)),
+            np.empty((m, plan.max_events), dtype=np.int64), np.zeros(m, dtype=np.int64),
         )  # fmt: skip
 
     def rows(self, start: int, stop: int) -> "Blocks":
@@ -266,15 +276,21 @@ def run_chunk(
         for j in range(stop - start):
             fallback(start + j, blocks.y_end[j], plan.p[start + j], blocks.rows(j, j + 1))
         return blocks
+    name = f"ensemble_{plan.method}" + ("_events" if plan.events else "")
     routine = compiled_routine(
-        module, f"ensemble_{plan.method}", observe=plan.with_observed, jac=plan.method == "rodas4", specialize=specialize
+        module, name, observe=plan.with_observed, jac=plan.method == "rodas4", specialize=specialize, events=plan.events
     )  # fmt: skip
-    p = np.ascontiguousarray(plan.p[start:stop])
+    p = np.array(plan.p[start:stop])  # a copy: events' actions may write parameters (modes)
+    events: tuple = ()
+    if plan.events:
+        from .ensemble_events import chunk_scratch
+
+        events = (*chunk_scratch(module), blocks.event_t, blocks.event_i, blocks.event_count)
     begin = time.perf_counter()
     status = routine(
         plan.t0, blocks.y_end, p, plan.observer_dt, plan.n_intervals, *plan.settings, plan.record_initial,
         plan.keep_states, plan.keep_observed, blocks.times, blocks.Y, blocks.OUT, blocks.count, blocks.status,
-        blocks.t_reached, blocks.stats,
+        blocks.t_reached, blocks.stats, *events,
     )  # fmt: skip
     add_time(module, time.perf_counter() - begin)
     if status != STATUS_SUCCESS:
@@ -399,6 +415,7 @@ def run_ensemble(
     members: Mapping[str, Any] | Callable[[int], Mapping[str, Any]] | None, n_members: int | None,
     record: str | Sequence[str] | None, integrator: str, fixed_step: bool, threads: int | None,
     chunk_size: int | None, progress: Callable[[int, int], None] | None, options: dict, client: Any = None,
+    max_events: int | None = None,
 ) -> Any:  # fmt: skip
     """``Simulation.ensemble``: see its docstring."""
     from .ensemble_dataset import require_xarray, to_dataset
@@ -421,11 +438,6 @@ def run_ensemble(
     module = model.module
     if model.n_states == 0:
         raise DyngenError("ensemble: the model has no states to integrate")
-    if module.__dict__.get("N_EVENTS"):
-        raise DyngenError(
-            "ensemble: this model has events (System.add_event), which ensembles do not run yet (they would be "
-            "missed); run the members with simulate() in a loop (Simulation.reset() between them)"
-        )
     if callable(members):  # called once per member, here: its names may be attributes to promote
         members, n_members = called_members(members, n_members), None
     names = module_names(module)
@@ -439,8 +451,12 @@ def run_ensemble(
     signals_kept = recorded_signals(record, names.recordable)
     method = _canonical_method(integrator)
     options = model.options_in_module_layout(options) if options else {}
-    if method == "rodas4" and not getattr(module, "NO_JACOBIAN", None) and uses_sparse_lu(module):
-        settings: tuple = ()  # SuperLU, member by member (sparse_stiff.py)
+    events = has_events(module)
+    if events:  # ensemble_events.py: the compiled methods only, with simulate()'s settings for events
+        max_events = check_event_ensemble(method, module, DEFAULT_MAX_EVENTS if max_events is None else max_events)
+        settings: tuple = event_settings(method, options, fixed_step, observer_dt)
+    elif method == "rodas4" and not getattr(module, "NO_JACOBIAN", None) and uses_sparse_lu(module):
+        settings = ()  # SuperLU, member by member (sparse_stiff.py)
     else:
         settings = plan_settings(method, options, fixed_step, observer_dt)
     if method == "rodas4" and getattr(module, "NO_JACOBIAN", None):
@@ -455,7 +471,8 @@ def run_ensemble(
         target[:, signal.start:signal.stop] = values.reshape(chosen.count, -1)
     keep_states, keep_observed, _ = kept_columns(signals_kept)
     plan = EnsemblePlan(
-        method, settings, t0, observer_dt, int(t / observer_dt), t0 == 0, keep_states, keep_observed, y0, p
+        method, settings, t0, observer_dt, int(t / observer_dt), t0 == 0, keep_states, keep_observed, y0, p,
+        events, max_events if events else 0,
     )
     blocks = Blocks.empty(plan)
     out = np.empty(int(module.N_OBSERVED))
@@ -489,9 +506,12 @@ def run_ensemble(
         run_dask(module, plan, blocks, client, threads, chunk_size, progress, specialize)
     else:
         run_threads(module, plan, blocks, threads or default_threads(), chunk_size, progress, one_member, specialize)
-    failed = np.flatnonzero(blocks.status != STATUS_SUCCESS)
+    failed = np.flatnonzero((blocks.status != STATUS_SUCCESS) & ~(events & (blocks.status == STATUS_TERMINAL)))
+    last = last_events(blocks.event_i, blocks.event_count) if events else None
     for j in failed:
-        if not reasons[j]:
+        if events and blocks.status[j] == STATUS_CHATTER:
+            reasons[j] = chatter_reason(method, module, float(blocks.t_reached[j]), int(last[j]))
+        elif not reasons[j]:
             reasons[j] = failure_reason(method, int(blocks.status[j]))
     if failed.size:
         shown = "; ".join(f"member {j}: {reasons[j]} (t = {float(blocks.t_reached[j])!r})" for j in failed[:5])
@@ -505,4 +525,10 @@ def run_ensemble(
         "model": str(module.MODEL_NAME), "model_hash": str(module.MODEL_HASH), "integrator": method,
         "t0": t0, "observer_dt": observer_dt, "fixed_step": int(fixed_step),
     }  # fmt: skip
-    return to_dataset(plan, chosen, blocks, signals_kept, reasons, attrs)
+    extra: tuple[dict, dict] = ({}, {})
+    if events:
+        warn_truncated(blocks.event_count, plan.max_events)
+        extra = event_variables(
+            module, blocks.event_t, blocks.event_i, blocks.event_count, blocks.status, blocks.t_reached
+        )  # fmt: skip
+    return to_dataset(plan, chosen, blocks, signals_kept, reasons, attrs, extra)

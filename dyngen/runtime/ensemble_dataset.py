@@ -17,13 +17,16 @@ def require_xarray() -> Any:
 
 def to_dataset(
     plan: EnsemblePlan, members: Members, blocks: Blocks, record: Sequence[Signal], reasons: Sequence[str],
-    attrs: Mapping[str, Any],
+    attrs: Mapping[str, Any], extra: tuple[Mapping[str, Any], Mapping[str, Any]] = ({}, {}),
 ) -> Any:  # fmt: skip
     """The Dataset of an ensemble: dims ``member``, ``time`` (and ``<name>.dim_<i>`` for
     the axes of vector signals); one variable per recorded signal, (member, time,
     *shape), NaN past a failed member's last sample; the swept values as coordinates on
     ``member`` (an initial state's as ``"<name>(t0)"``; a swept parameter is not repeated
-    as a variable); ``status``, ``reason`` and ``t_reached`` per member."""
+    as a variable); ``status`` (1; 2: a terminal event stopped the member; else the
+    failure code), ``reason`` and ``t_reached`` per member; ``extra``: more
+    variables and coordinates (a model's events: ``ensemble_events.event_variables``),
+    in the one Dataset built."""
     xr = require_xarray()
     _blank_after_failures(blocks)
     ok = np.flatnonzero(blocks.status == 1)
@@ -49,6 +52,8 @@ def to_dataset(
         label = coordinate_name(name, members.states)
         coords[label] = (("member", *(f"{label}.dim_{i}" for i in range(values.ndim - 1))), values)
     grid = [coordinate_name(name, members.states) for name in members.grid]
+    data.update(extra[0])
+    coords.update(extra[1])
     return xr.Dataset(data, coords=coords, attrs={**attrs, "grid": grid})
 
 

@@ -174,6 +174,9 @@ _RUN_EVENTS = types.Tuple((_I, _I, _F, _I))(
     INDEX_VECTOR, _F, VECTOR, VECTOR, _F, _I, *_EXPLICIT_OPTIONS, _B, _B, _B, VECTOR, MATRIX, MATRIX, INDEX_VECTOR,
     *_EVENT_ARGUMENTS, VECTOR, MATRIX,
 )
+# ensemble_<method>_events(... as ensemble_<method> ..., kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT)
+_ENSEMBLE_EVENTS = _I(*_ENSEMBLE_EXPLICIT.args, *_EVENT_ARGUMENTS, MATRIX, INDEX_MATRIX, INDEX_VECTOR)
+_ENSEMBLE_RODAS4_EVENTS = _I(*_ENSEMBLE_RODAS4.args, *_EVENT_ARGUMENTS, MATRIX, INDEX_MATRIX, INDEX_VECTOR)
 # The routines of compiled_methods that are called from Python, with the one signature each is compiled for.
 SIGNATURES = {
     "dopri5_advance": _ADVANCE,
@@ -189,6 +192,9 @@ SIGNATURES = {
     "rodas4_advance_events": _RODAS4_EVENTS,
     "run_dopri5_events": _RUN_EVENTS,
     "run_dop853_events": _RUN_EVENTS,
+    "ensemble_dopri5_events": _ENSEMBLE_EVENTS,
+    "ensemble_dop853_events": _ENSEMBLE_EVENTS,
+    "ensemble_rodas4_events": _ENSEMBLE_RODAS4_EVENTS,
 }
 _shared: dict[str, object] = {}
 _shared_lock = threading.Lock()

@@ -387,6 +387,7 @@ class Simulation:
         chunk_size: int | None = None,
         progress: Callable[[int, int], None] | None = None,
         client: Any = None,
+        max_events: int | None = None,
         **options: Any,
     ) -> Any:
         """Run the model once per member, each as ``simulate(t, observer_dt, ...)`` would
@@ -414,12 +415,20 @@ class Simulation:
         signals), a variable per recorded signal, the members' values as coordinates on
         ``member``, and ``status`` (1: success), ``reason`` and ``t_reached``.  Needs
         xarray (``pip install "dyngen[tables]"``).
+
+        A model with events (``System.add_event``) runs on dopri5, dop853 or rodas4 (dense
+        LU), on threads or Dask (scipy's methods are refused for now).  Its Dataset adds
+        ``event_time`` and ``event_id`` (dims member, event: each member's first
+        ``max_events`` events, default 100; NaN / -1 after its last), the coordinate
+        ``event_name`` that ``event_id`` indexes, ``event_count``, ``stopped`` (a
+        terminal event ended the member: ``status`` 2, samples after it NaN) and
+        ``t_stop``.  A member whose events chatter fails, with its reason.
         """
         from .ensemble import run_ensemble
 
         return run_ensemble(
             self, t, observer_dt, grid, members, n_members, record, integrator, fixed_step, threads, chunk_size,
-            progress, options, client,
+            progress, options, client, max_events,
         )  # fmt: skip
 
     def _simulate(
