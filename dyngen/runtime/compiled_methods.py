@@ -2256,12 +2256,13 @@ def ensemble_dopri5(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, 
     if not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
         return INTEGRATION_WRONG_SHAPE
     with_observed = keep_observed.shape[0] > 0
+    with_states = n_samples >= 0  # True, typed bool: a literal True would compile run_dopri5 a second time
     samples = np.empty((n_samples, Y0.shape[1]))
     observed = np.empty((n_samples if with_observed else 0, n_observed))
     for j in range(Y0.shape[0]):
         k, status, t = run_dopri5(
             functions, t0, Y0[j], P[j], observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
-            record_initial, True, with_observed, TIMES[j], samples, observed, STATS[j],
+            record_initial, with_states, with_observed, TIMES[j], samples, observed, STATS[j],
         )
         _keep_samples(j, k, samples, observed, keep_states, keep_observed, Y, OUT)
         COUNT[j] = k
@@ -2278,12 +2279,13 @@ def ensemble_dop853(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, 
     if not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS):
         return INTEGRATION_WRONG_SHAPE
     with_observed = keep_observed.shape[0] > 0
+    with_states = n_samples >= 0  # True, typed bool: a literal True would compile run_dop853 a second time
     samples = np.empty((n_samples, Y0.shape[1]))
     observed = np.empty((n_samples if with_observed else 0, n_observed))
     for j in range(Y0.shape[0]):
         k, status, t = run_dop853(
             functions, t0, Y0[j], P[j], observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
-            record_initial, True, with_observed, TIMES[j], samples, observed, STATS[j],
+            record_initial, with_states, with_observed, TIMES[j], samples, observed, STATS[j],
         )
         _keep_samples(j, k, samples, observed, keep_states, keep_observed, Y, OUT)
         COUNT[j] = k
@@ -2313,6 +2315,7 @@ def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
     ):
         return INTEGRATION_WRONG_SHAPE
     with_observed = keep_observed.shape[0] > 0
+    with_states = n_samples >= 0  # True, typed bool: a literal True would compile run_dopri5_events again
     n = Y0.shape[1]
     times = np.empty(n_samples + 1)
     samples = np.empty((n_samples + 1, n))
@@ -2335,7 +2338,7 @@ def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
         while True:
             k, status, t, logged = run_dopri5_events(
                 functions, t, y, p, observer_dt, remaining, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
-                initial, True, with_observed, times[stored:], samples[stored:], observed[stored:] if with_observed else observed,
+                initial, with_states, with_observed, times[stored:], samples[stored:], observed[stored:] if with_observed else observed,
                 STATS[j], kinds, ew, eg, log_t, log_i, log_v, ctl, work,
             )
             for e in range(logged):
@@ -2380,6 +2383,7 @@ def ensemble_dop853_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
     ):
         return INTEGRATION_WRONG_SHAPE
     with_observed = keep_observed.shape[0] > 0
+    with_states = n_samples >= 0  # True, typed bool: a literal True would compile run_dop853_events again
     n = Y0.shape[1]
     times = np.empty(n_samples + 1)
     samples = np.empty((n_samples + 1, n))
@@ -2402,7 +2406,7 @@ def ensemble_dop853_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
         while True:
             k, status, t, logged = run_dop853_events(
                 functions, t, y, p, observer_dt, remaining, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps,
-                initial, True, with_observed, times[stored:], samples[stored:], observed[stored:] if with_observed else observed,
+                initial, with_states, with_observed, times[stored:], samples[stored:], observed[stored:] if with_observed else observed,
                 STATS[j], kinds, ew, eg, log_t, log_i, log_v, ctl, work,
             )
             for e in range(logged):
