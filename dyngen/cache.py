@@ -14,6 +14,7 @@ import tempfile
 import warnings
 import weakref
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
@@ -62,12 +63,19 @@ REQUIRED = ("MODEL_HASH", "N_STATES", "N_OBSERVED", "STATES", "OBSERVED", "DERIV
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
     """The module cache: ``override``, else ``$DYNGEN_CACHE_DIR``, else the user cache."""
     if override is not None:
-        return Path(override)
+        return _path(os.fspath(override))
     env = os.environ.get("DYNGEN_CACHE_DIR")
     if env:
-        return Path(env)
+        return _path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dyngen"
+    return _path(os.path.join(base, "dyngen"))
+
+
+# Paths made once per text: a Path keeps its parsed parts, string and hash, which
+# every fresh Simulation's cache lookup would otherwise compute again.
+@lru_cache(maxsize=256)
+def _path(text: str) -> Path:
+    return Path(text)
 
 
 # Per cache folder that could not be written in this process: the private one used instead.
@@ -99,11 +107,13 @@ def fall_back(directory: Path, reason: str) -> Path:
     return private
 
 
+@lru_cache(maxsize=1024)
 def cached_module_path(directory: Path, name: str, digest: str) -> Path:
     """Cache files are keyed by the model hash: ``<name>_<hash16>.py``."""
     return directory / f"{name}_{digest[:16]}.py"
 
 
+@lru_cache(maxsize=1024)
 def _structure_entry(directory: Path, name: str, structure: str) -> Path:
     return directory / "structures" / f"{name}_{structure[:32]}"
 

@@ -9,12 +9,14 @@ integrated.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
 import dyngen.runtime.simulation as simulation_module
 from dyngen import Simulation, System, connect_signals
-from dyngen.runtime.fingerprint import StructureWatch, fingerprint
+from dyngen.runtime.fingerprint import StructureWatch
 
 GAIN = 1.0
 PULL = 0.0  # read by a connection
@@ -113,7 +115,7 @@ def test_every_edit_that_changes_the_fingerprint_is_seen(edit: str) -> None:
         watch = StructureWatch(sim.systems)
         assert watch.unchanged()
         EDITS[edit](sim, a, b, extra)
-        assert fingerprint(sim.systems) != watch.key  # the edit matters ...
+        assert StructureWatch(sim.systems).key != watch.key  # the edit matters ...
         assert not watch.unchanged()  # ... and the cheap check sees it
     finally:
         restore_globals()
@@ -127,10 +129,10 @@ def test_values_edited_through_the_api_keep_the_cheap_check() -> None:
     b.outputs.y = 2
     b.states.x = np.array([4.0])
     assert watch.unchanged()
-    assert fingerprint(sim.systems) == watch.key
+    assert StructureWatch(sim.systems).key == watch.key
     a.inputs.c = np.array([4.0, 5.0])  # a list replaced: looked at again (conservative) ...
     assert not watch.unchanged()
-    assert fingerprint(sim.systems) == watch.key  # ... and found the same
+    assert StructureWatch(sim.systems).key == watch.key  # ... and found the same
 
 
 @pytest.mark.slow
@@ -242,3 +244,30 @@ def test_number_lists_that_compare_equal_but_read_differently_are_different_stru
     assert first == second
     assert key(first) == key(list(first)) != key(second)
     assert key([]) is not None and key([]) != key(())
+
+
+class Guarded(Decay):
+    lock = threading.Lock()  # an object only its identity describes
+
+
+def test_an_opaque_object_gives_no_structure_key_also_when_its_class_key_is_remembered() -> None:
+    """The watch names objects as structure_key does; an object named by its id makes the
+    key process-local, also on the second tree whose class key comes from memory."""
+    from dyngen.runtime.fingerprint import structure_key
+
+    for _ in range(2):
+        systems = [Guarded()]
+        watch = StructureWatch(systems)
+        assert watch.persistent is None
+        assert structure_key(systems, ("context",)) is None
+        assert structure_key(systems, ("context",), watch=watch) is None
+    assert structure_key([Decay()], ("context",)) is not None
+
+
+def test_a_system_replaced_by_an_equal_one_changes_the_watch_not_the_structure() -> None:
+    from dyngen.runtime.fingerprint import structure_key
+
+    first, second = StructureWatch([Decay()]), StructureWatch([Decay()])
+    assert first.key != second.key  # the bindings must follow the new objects
+    assert first.persistent == second.persistent is not None
+    assert structure_key([Decay()], ("c",)) == structure_key([Decay()], ("c",), watch=second)

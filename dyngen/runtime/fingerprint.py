@@ -15,11 +15,13 @@ whether it may have changed that costs a few microseconds, plus about 2 µs per
 connection function of the model's own (edits made through dyngen's objects are
 counted by ``containers.Edits``; the rest is keyed again).
 
-``structure_key`` is the same fingerprint with every identity replaced by what it
-stands for (a system by its place in the tree, a function by its code, a class by
-its name), hashed: it names the model across processes, so that a warm start finds
-its generated module without tracing.  A model with something only an identity can
-describe (an opaque object) has no such key and is traced.
+``structure_key`` is the fingerprint with every identity replaced by what it stands
+for (a system by its place in the tree, a function by its code, a class by its
+name), hashed: it names the model across processes, so that a warm start finds its
+generated module without tracing.  A model with something only an identity can
+describe (an opaque object) has no such key and is traced.  The watch's fingerprint
+names objects the same way (and adds the ids of the tree's systems and containers),
+so a fresh Simulation computes one fingerprint for both.
 """
 
 from __future__ import annotations
@@ -316,28 +318,36 @@ _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_
 # identity or not): (the object, its watch, its key).  Kept while the watch's quick test
 # says that every object the key was computed from is still there (only when none is
 # a system or a container, whose keys depend on the tree and on edits Edits counts).
-_KNOWN_KEYS: dict[tuple[int, bool], tuple[Any, "_RootsWatch", Any]] = {}
+# The last item: whether the key names an object by its id (``_PersistentIdentity.opaque``).
+_KNOWN_KEYS: dict[tuple[int, bool], tuple[Any, "_RootsWatch", Any, bool]] = {}
 
 
 def _known_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[Any, "_RootsWatch | None"]:
     """``_class_key(obj, ident)`` or ``_function_key(obj, ident)``, remembered across
-    fingerprints (a fresh Simulation of a model built before computes two), and the
-    ``_RootsWatch`` that watches it (None when it is not remembered)."""
+    fingerprints (every fresh Simulation of a model built before computes one), and
+    the ``_RootsWatch`` that watches it (None when it is not remembered)."""
     compute = _class_key if is_class else _function_key
-    persistent = type(ident) is _PersistentIdentity
+    persistent = isinstance(ident, _PersistentIdentity)
     if (ident is not id and not persistent) or (not is_class and _is_dyngen_function(obj)):
         return compute(obj, ident), None  # connect_signals: a new closure over the tree's containers
     slot = (id(obj), persistent)
     known = _KNOWN_KEYS.get(slot)
     if known is not None and known[0] is obj and known[1].same():
-        return known[2], (None if persistent else known[1])
+        if known[3]:
+            ident.opaque = True  # type: ignore[attr-defined]
+        return known[2], known[1]
+    if persistent:  # whether this key names something by its id
+        opaque_before, ident.opaque = ident.opaque, False  # type: ignore[attr-defined]
     key = compute(obj, ident)
+    opaque = persistent and ident.opaque  # type: ignore[attr-defined]
+    if persistent:
+        ident.opaque = opaque_before or opaque  # type: ignore[attr-defined]
     watch = (_RootsWatch.of_class if is_class else _RootsWatch.of_function)(obj, key, ident)
     if watch.same is not None and not any(isinstance(r, (System, ParameterContainer)) for r in watch.roots):
         if len(_KNOWN_KEYS) >= 4096:
             _KNOWN_KEYS.clear()
-        _KNOWN_KEYS[slot] = (obj, watch, key)
-    return key, (None if persistent else watch)
+        _KNOWN_KEYS[slot] = (obj, watch, key, opaque)
+    return key, watch
 
 
 def _fixed_value(value: Any) -> bool:
@@ -562,7 +572,13 @@ class StructureWatch:
     def __init__(self, systems: list[Any], parameters: frozenset[tuple[int, str]] = frozenset()) -> None:
         self._edits = Edits.structure
         self._volatile: list[tuple[Callable[[], Any], Any]] = []
-        self.key = fingerprint(systems, id, self._volatile, parameters)
+        ident = _PersistentIdentity(systems)
+        tree = fingerprint(systems, ident, self._volatile, parameters)
+        # The fingerprint names objects as structure_key does (one fingerprint serves
+        # both: a fresh Simulation computes it once), plus the tree's own objects: a
+        # system or container replaced by an equal one is a change for the bindings.
+        self.key = (tree, tuple(ident.names))
+        self.persistent = None if ident.opaque else tree  # what structure_key hashes
         # per volatile part: the quick identity test of a function or class watch (or
         # None), then the part computed again when that fails
         self._tests = [
@@ -578,10 +594,6 @@ class StructureWatch:
             if (same is None or not same()) and recompute() != key:
                 return False
         return True
-
-
-class _Opaque(Exception):
-    """The model holds an object that only its identity describes."""
 
 
 @lru_cache(maxsize=4096)
@@ -606,9 +618,11 @@ def _code_digest(code: CodeType) -> str:
 class _PersistentIdentity:
     """Names that mean the same object in another process: a system by its place in
     the tree, a container by its system's place and kind, a function by its code, a
-    class by its module and name."""
+    class by its module and name.  Any other object is named by its id, and ``opaque``
+    is set: such a fingerprint names the model in this process only."""
 
     def __init__(self, systems: list[Any]) -> None:
+        self.opaque = False
         self.names: dict[int, Any] = {}
         for index, system in enumerate(_systems(systems)):
             self.names[id(system)] = ("system", index)
@@ -626,7 +640,8 @@ class _PersistentIdentity:
         code = getattr(getattr(obj, "__func__", obj), "__code__", None)
         if isinstance(code, CodeType):
             return ("function", _code_digest(code))
-        raise _Opaque
+        self.opaque = True
+        return ("o", id(obj))
 
 
 
@@ -801,8 +816,9 @@ def sympy_version() -> str:
 
 
 def structure_key(
-    systems: list[Any], context: tuple, parameters: frozenset[tuple[int, str]] = frozenset()
-) -> str | None:
+    systems: list[Any], context: tuple, parameters: frozenset[tuple[int, str]] = frozenset(),
+    watch: StructureWatch | None = None,
+) -> str | None:  # fmt: skip
     """A hash that names the model's structure across processes, or None when the
     tree holds an object only its identity can describe.
 
@@ -810,11 +826,18 @@ def structure_key(
     model file's folder, the build options).  dyngen's source, the text of the
     user's loaded source files, and the Python, numpy and sympy versions are added
     here.  ``parameters``: as for ``fingerprint`` (their names belong in ``context``).
+    ``watch``: a ``StructureWatch`` of these systems and parameters taken now, whose
+    fingerprint is used instead of computing it again.
     """
-    try:
-        key = fingerprint(systems, _PersistentIdentity(systems), None, parameters)
-    except _Opaque:
+    if watch is None:
+        ident = _PersistentIdentity(systems)
+        key = fingerprint(systems, ident, None, parameters)
+        if ident.opaque:
+            return None
+    elif watch.persistent is None:
         return None
+    else:
+        key = watch.persistent
     whole = (key, context, _dyngen_source_digest(), _user_sources_digest(), sys.version, np.__version__, sympy_version())
     known = _STRUCTURE_HASHES.get(whole)  # a fresh Simulation of a model keyed before: no repr, no sha256
     if known is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -64,7 +65,6 @@ class CompiledModel:
         self.observed = [Entry(nodes[row[0]], *row) for row in layout.observed]
         parameter_keys = {(id(e.system), e.kind, e.key) for e in self.parameters}
         self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
-        self.by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
         # The states simulate() leaves in the containers are views of a buffer that lives
         # as long as this object (updated in place, as dynode's are); array ders and
         # outputs are new arrays at every write-back (dynode's are new at every RHS
@@ -99,6 +99,12 @@ class CompiledModel:
         self._keys_seen_at = -1  # Edits.structure when every written key was last seen present
         self._parameters: np.ndarray | None = None  # the last gathered, while Edits.signals stands
         self._parameters_at = -1
+
+    @cached_property
+    def by_signal(self) -> dict[tuple[int, str, str], Entry]:
+        """Every state and observed signal by (id of its system, kind, key): what
+        Recorders look up (made when one first asks)."""
+        return {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
 
     @staticmethod
     def _view(buffer: np.ndarray, entry: "Entry", shape: tuple) -> np.ndarray:

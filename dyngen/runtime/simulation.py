@@ -172,6 +172,7 @@ class Simulation:
                     (name, source_root, model_file, options.kernels, options.arrays, options.standalone)
                     + ((options.parameters,) if options.parameters else ()),
                     self._parameter_ids,
+                    current,
                 ),
                 retrace=retrace,
             )
