@@ -1,0 +1,166 @@
+"""The linear solves of the sparse rodas4 (``sparse_stiff.py``): ``(c I - J) k = b``, c = 1/(h gamma).
+
+- ``DirectStages`` (``linear_solver="direct"``, the default): a new SuperLU factor of
+  ``c I - J`` at every step (and after every rejected step); every stage is one solve
+  with it.  Exact to rounding.
+- ``KrylovStages`` (``linear_solver="krylov"``): the factor is kept across steps and
+  serves as the preconditioner of GMRES on the *exact* iteration matrix of the step
+  (the Jacobian at the step's start and the step's own c): the method stays RODAS4, only
+  the linear solves are iterative.  A stage is accepted when GMRES's (preconditioned)
+  residual — an estimate of the error of the stage vector — is below ``KRYLOV_TOL`` in
+  the error norm of the step control (``atol + rtol |y|``, root mean square), i.e. a
+  small fraction of what the step's error estimate may be.  A new factor is made when
+  c has moved too far from the factor's, when a stage needed more than ``SLOW_ITERATIONS``
+  iterations (at the next step), and when GMRES does not converge in ``MAX_ITERATIONS``
+  (at once, for the current matrix: then the stage is solved directly, exactly).  A
+  stage that does not converge even with the fresh factor stops the run (status -7),
+  never a silently wrong answer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+from scipy.sparse import csc_matrix
+
+KRYLOV_TOL = 1e-3  # stage error allowed, in units of the step's error tolerance (RMS)
+MAX_ITERATIONS = 8  # GMRES iterations (each one solve with the old factor) before a new factor
+SLOW_ITERATIONS = 4  # more than this in a stage: a new factor at the next step
+MAX_SHIFT = 0.3  # a new factor when c moved by more than this fraction from the factor's
+
+
+class DirectStages:
+    """A new factor of ``c I - J`` per step (``linear_solver="direct"``)."""
+
+    def __init__(self, factor: Callable[[float], object | None]) -> None:
+        self._factor = factor
+        self._lu: object | None = None
+        self.stats = {"factorizations": 0, "solves": 0}
+
+    def new_jacobian(self) -> None:
+        """The Jacobian was evaluated at a new point."""
+
+    def prepare(self, c: float, weights: np.ndarray) -> bool:
+        """Ready the solves with ``c I - J``; False if that matrix is singular."""
+        self._lu = self._factor(c)
+        self.stats["factorizations"] += 1
+        return self._lu is not None
+
+    def solve(self, b: np.ndarray) -> np.ndarray | None:
+        self.stats["solves"] += 1
+        return self._lu.solve(b)  # type: ignore[union-attr]
+
+
+class KrylovStages:
+    """GMRES preconditioned by a kept factor of an older ``c' I - J'`` (``linear_solver="krylov"``).
+
+    ``factor(c)`` factorises ``c I - J`` for the current Jacobian (None if singular);
+    ``matvec(c, x)`` is ``(c I - J) x`` for the current Jacobian.
+    """
+
+    def __init__(
+        self, factor: Callable[[float], object | None], matvec: Callable[[float, np.ndarray], np.ndarray], n: int
+    ) -> None:
+        self._factor, self._matvec, self._n = factor, matvec, n
+        self._lu: object | None = None
+        self._c_lu = 0.0  # the c of the factor
+        self._exact = False  # the factor is of this step's matrix: solve directly
+        self._refactor = True
+        self._c = 0.0
+        self._w = np.ones(n)
+        self.stats = {"factorizations": 0, "solves": 0, "gmres_iterations": 0, "gmres_failures": 0, "slow_stages": 0}
+
+    def new_jacobian(self) -> None:
+        self._exact = False
+
+    def prepare(self, c: float, weights: np.ndarray) -> bool:
+        self._c, self._w = c, weights
+        if self._exact and c == self._c_lu:
+            return True
+        self._exact = False
+        if self._refactor or self._lu is None or abs(c - self._c_lu) > MAX_SHIFT * self._c_lu:
+            return self._new_factor()
+        return True
+
+    def _new_factor(self) -> bool:
+        self._lu = self._factor(self._c)
+        self.stats["factorizations"] += 1
+        self._c_lu, self._exact, self._refactor = self._c, True, False
+        return self._lu is not None
+
+    def solve(self, b: np.ndarray) -> np.ndarray | None:
+        """The stage vector, or None if the matrix is singular or GMRES fails even with a fresh factor."""
+        if self._exact:
+            self.stats["solves"] += 1
+            return self._lu.solve(b)  # type: ignore[union-attr]
+        x, iterations = self._gmres(b)
+        self.stats["gmres_iterations"] += iterations
+        if iterations > SLOW_ITERATIONS:
+            self.stats["slow_stages"] += 1
+            self._refactor = True
+        if x is not None:
+            return x
+        self.stats["gmres_failures"] += 1
+        if not self._new_factor():
+            return None
+        self.stats["solves"] += 1
+        x = self._lu.solve(b)  # type: ignore[union-attr]
+        # the fresh factor is of exactly this matrix: check it solved it (a near-singular factor may not)
+        check, _ = self._gmres(b, x0=x, max_iterations=2)
+        return check
+
+    def _gmres(self, b: np.ndarray, x0: np.ndarray | None = None, max_iterations: int = MAX_ITERATIONS) -> tuple[np.ndarray | None, int]:
+        """Left-preconditioned GMRES in the weighted RMS norm; (x, iterations), x None if unconverged."""
+        lu, w, c, n = self._lu, self._w, self._c, self._n
+        stats = self.stats
+
+        def psolve(v: np.ndarray) -> np.ndarray:
+            stats["solves"] += 1
+            return lu.solve(v)  # type: ignore[union-attr]
+
+        r = b if x0 is None else b - self._matvec(c, x0)
+        z = psolve(r)
+        wz = w * z
+        beta = math.sqrt(float(wz @ wz) / n)
+        if not math.isfinite(beta):
+            return None, 0
+        base = np.zeros(n) if x0 is None else x0
+        if beta <= KRYLOV_TOL * 1e-3:  # the start is already (nearly) the solution
+            return base + z, 0
+        basis, wbasis = [z / beta], [wz / beta]
+        H = np.zeros((max_iterations + 1, max_iterations))
+        for j in range(max_iterations):
+            q = psolve(self._matvec(c, basis[j]))
+            wq = w * q
+            for i in range(j + 1):
+                H[i, j] = float(wbasis[i] @ wq) / n
+                q -= H[i, j] * basis[i]
+                wq -= H[i, j] * wbasis[i]
+            H[j + 1, j] = math.sqrt(float(wq @ wq) / n)
+            rhs = np.zeros(j + 2)
+            rhs[0] = beta
+            y = np.linalg.lstsq(H[: j + 2, : j + 1], rhs, rcond=None)[0]
+            residual = float(np.linalg.norm(H[: j + 2, : j + 1] @ y - rhs))
+            if not math.isfinite(residual):
+                return None, j + 1
+            if residual <= KRYLOV_TOL or H[j + 1, j] <= 1e-14 * beta:
+                x = base.copy()
+                for i in range(j + 1):
+                    x += y[i] * basis[i]
+                return x, j + 1
+            basis.append(q / H[j + 1, j])
+            wbasis.append(wq / H[j + 1, j])
+        return None, max_iterations
+
+
+def csc_matvec(pattern_matrix: csc_matrix) -> Callable[[float, np.ndarray], np.ndarray]:
+    """``(c, x) -> c x + N x`` for a CSC matrix N (= -J, updated in place)."""
+
+    def matvec(c: float, x: np.ndarray) -> np.ndarray:
+        out = pattern_matrix @ x
+        out += c * x
+        return out
+
+    return matvec
