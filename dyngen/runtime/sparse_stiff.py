@@ -121,7 +121,7 @@ class SparseRosenbrockIntegrator:
         self._krylov = linear_solver_option(options) == "krylov"
         if self._krylov:
             self._minus_jac = self._pattern.matrix(np.zeros(self._pattern.size))  # -J, for products
-            self._stages: DirectStages | KrylovStages = KrylovStages(self._factor_at, self._matvec, n)
+            self._stages: DirectStages | KrylovStages = KrylovStages(self._factor_at, self._matvec, n, self._jac_norm)
         else:
             self._stages = DirectStages(self._factor_at)
         self._state_name = state_name
@@ -145,6 +145,13 @@ class SparseRosenbrockIntegrator:
         if self._U is not None:
             out -= self._U @ (self._V.T @ x)
         return out
+
+    def _jac_norm(self) -> float:
+        """The infinity norm of J (a bound with a low-rank part)."""
+        norm = float(abs(self._minus_jac).sum(axis=1).max())
+        if self._U is not None:
+            norm += float(np.abs(self._U).max(axis=0) @ np.abs(self._V).sum(axis=0))
+        return norm
 
     def _factor_at(self, c: float) -> object | None:
         """SuperLU of ``c I - J`` (with Woodbury for a low-rank part), or None if it is singular."""
