@@ -175,6 +175,8 @@ class SparseRosenbrockIntegrator:
         t, h = self.t, self._h
         stages, krylov = self._stages, self._krylov
         weights = np.empty(n)
+        guess = np.empty((6, n))  # the stage vectors of the last accepted step, scaled to this step's h
+        have_guess, h_guess = False, 0.0
         steps = 0
         reject = False
         fresh = False  # f0, fx and the Jacobian belong to (t, y)
@@ -210,6 +212,9 @@ class SparseRosenbrockIntegrator:
                     weights = 1.0 / (atol + rtol * np.abs(y))
                 if not stages.prepare(1.0 / (h * gamma), weights):
                     return -5
+                if have_guess and h != h_guess:
+                    guess *= h / h_guess
+                    h_guess = h
                 for s in range(6):
                     if s == 0:
                         source = f0
@@ -226,7 +231,7 @@ class SparseRosenbrockIntegrator:
                     ks = source + (h * D[s]) * fx
                     for j in range(s):
                         ks += (C[s - 1, j] / h) * k[j]
-                    solved = stages.solve(ks)
+                    solved = stages.solve(ks, guess[s] if have_guess else None)
                     if solved is None:
                         return -7 if krylov else -5
                     k[s] = solved
@@ -240,6 +245,9 @@ class SparseRosenbrockIntegrator:
                 h_new = h / factor if finite else h / 5.0
                 if err <= 1.0 and finite:
                     y[:] = ynew
+                    if krylov:
+                        guess[:] = k
+                        have_guess, h_guess = True, h
                     fresh = False
                     t = t_end if last else t + h
                     if reject:

@@ -48,7 +48,7 @@ class DirectStages:
         self.stats["factorizations"] += 1
         return self._lu is not None
 
-    def solve(self, b: np.ndarray) -> np.ndarray | None:
+    def solve(self, b: np.ndarray, guess: np.ndarray | None = None) -> np.ndarray | None:
         self.stats["solves"] += 1
         return self._lu.solve(b)  # type: ignore[union-attr]
 
@@ -94,11 +94,11 @@ class KrylovStages:
         self._c_lu, self._exact, self._refactor = self._c, True, False
         return self._lu is not None
 
-    def solve(self, b: np.ndarray) -> np.ndarray | None:
+    def solve(self, b: np.ndarray, guess: np.ndarray | None = None) -> np.ndarray | None:
         """The stage vector, or None if the matrix is singular or GMRES fails even with a fresh factor."""
         if self._exact:
             return self._direct(b)
-        x, iterations = self._gmres(b)
+        x, iterations = self._gmres(b, x0=guess)
         self.stats["gmres_iterations"] += iterations
         if iterations > SLOW_ITERATIONS:
             self.stats["slow_stages"] += 1
