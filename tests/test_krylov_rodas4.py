@@ -51,6 +51,13 @@ def test_gmres_with_an_old_factor_solves_the_new_matrix_to_the_tolerance() -> No
     assert error <= KRYLOV_TOL and np.sqrt(np.mean((weights * exact) ** 2)) > 1e3  # far below the solution's size
     assert solver.stats["factorizations"] == 1 and solver.stats["gmres_iterations"] >= 1
 
+    first = solver.stats["solves"] - 1  # the next stage of the step: the first one's directions are recycled
+    b2 = b + rng.normal(size=n) * 0.1
+    x2 = solver.solve(b2)
+    exact2 = spsolve((110.0 * sparse.identity(n) - J2).tocsc(), b2)
+    assert np.sqrt(np.mean((weights * (x2 - exact2)) ** 2)) <= KRYLOV_TOL
+    assert solver.stats["solves"] - 1 - first < first
+
 
 def test_a_stage_that_does_not_converge_gets_a_fresh_factor() -> None:
     rng = np.random.default_rng(2)

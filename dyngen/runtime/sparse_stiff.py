@@ -12,6 +12,11 @@ A model whose derivatives read sums over whole arrays has ``J = S + U Vᵀ``
 (``module.jac_lowrank``, rank ``N_LOWRANK``): only ``I/(h*gamma) - S`` is factorised,
 and the stages are solved with the Woodbury identity (``LowRankSolve``: r extra
 solves per factorisation and an r x r capacitance matrix).
+
+``linear_solver="krylov"`` keeps the factor across steps and solves each stage by GMRES
+on the step's exact iteration matrix, preconditioned by the kept factor
+(``stage_solvers.KrylovStages``); a step that could grow by less than ``FREEZE_GROWTH``
+keeps its size so that the kept factor stays close.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ KRYLOV_TOL = 1e-3  # stage error allowed, in units of the step's error tolerance
 MAX_ITERATIONS = 8  # GMRES iterations (each one solve with the old factor) before a new factor
 SLOW_ITERATIONS = 4  # more than this in a stage: a new factor at the next step
 MAX_SHIFT = 0.3  # a new factor when c moved by more than this fraction from the factor's
+RECYCLE = True  # the directions of a step's earlier stages augment GMRES for its later ones
+MAX_RECYCLED = 40
 DIRECT_BACKWARD_ERROR = 1e-9  # |b - A x| allowed for a solve with a fresh factor, relative to |b| + |A| |x|
 
 
@@ -74,12 +76,14 @@ class KrylovStages:
         self._c = 0.0
         self._w = np.ones(n)
         self.stats = {"factorizations": 0, "solves": 0, "gmres_iterations": 0, "gmres_failures": 0, "slow_stages": 0}
+        self._forget()
 
     def new_jacobian(self) -> None:
         self._exact = False
 
     def prepare(self, c: float, weights: np.ndarray) -> bool:
         self._c, self._w = c, weights
+        self._forget()
         if self._exact and c == self._c_lu:
             return True
         self._exact = False
@@ -88,6 +92,7 @@ class KrylovStages:
         return True
 
     def _new_factor(self) -> bool:
+        self._forget()
         self._norm = self._c + self._jac_norm()
         self._lu = self._factor(self._c)
         self.stats["factorizations"] += 1
@@ -119,33 +124,51 @@ class KrylovStages:
         size = np.abs(b).max() + self._norm * np.abs(x).max()
         return x if residual <= DIRECT_BACKWARD_ERROR * size else None
 
-    def _gmres(self, b: np.ndarray, x0: np.ndarray | None = None, max_iterations: int = MAX_ITERATIONS) -> tuple[np.ndarray | None, int]:
-        """Left-preconditioned GMRES in the weighted RMS norm; (x, iterations), x None if unconverged."""
+    def _forget(self) -> None:
+        """Drop the recycled directions (they belong to one matrix, factor and weights)."""
+        self._U = self._C = self._WC = np.zeros((0, self._n))
+
+    def _gmres(
+        self, b: np.ndarray, x0: np.ndarray | None = None, max_iterations: int = MAX_ITERATIONS
+    ) -> tuple[np.ndarray | None, int]:
+        """Left-preconditioned GMRES in the weighted RMS norm, augmented by the directions
+        of the step's earlier stages (GCRO: pairs u, c = M⁻¹A u with the c orthonormal);
+        (x, iterations), x None if unconverged."""
         lu, w, c, n = self._lu, self._w, self._c, self._n
+        U, C, WC = self._U, self._C, self._WC
         stats = self.stats
 
         def psolve(v: np.ndarray) -> np.ndarray:
             stats["solves"] += 1
             return lu.solve(v)  # type: ignore[union-attr]
 
-        r = b if x0 is None else b - self._matvec(c, x0)
-        z = psolve(r)
+        x = np.zeros(n) if x0 is None else x0.copy()
+        z = psolve(b if x0 is None else b - self._matvec(c, x0))  # the preconditioned residual
+        if C.shape[0]:  # the best x + U a: the residual orthogonal to the c's
+            a = (WC @ (w * z)) / n
+            x += a @ U
+            z -= a @ C
         wz = w * z
         beta = math.sqrt(float(wz @ wz) / n)
         if not math.isfinite(beta):
             return None, 0
-        base = np.zeros(n) if x0 is None else x0
-        if beta <= KRYLOV_TOL * 1e-3:  # the start is already (nearly) the solution
-            return base + z, 0
-        basis, wbasis = [z / beta], [wz / beta]
+        if beta <= KRYLOV_TOL:
+            return x, 0
+        V, WV = np.empty((max_iterations + 1, n)), np.empty((max_iterations + 1, n))
+        V[0], WV[0] = z / beta, wz / beta
         H = np.zeros((max_iterations + 1, max_iterations))
+        B = np.zeros((C.shape[0], max_iterations))
         for j in range(max_iterations):
-            q = psolve(self._matvec(c, basis[j]))
+            q = psolve(self._matvec(c, V[j]))
             wq = w * q
+            if C.shape[0]:
+                B[:, j] = (WC @ wq) / n
+                q -= B[:, j] @ C
+                wq -= B[:, j] @ WC
             for i in range(j + 1):
-                H[i, j] = float(wbasis[i] @ wq) / n
-                q -= H[i, j] * basis[i]
-                wq -= H[i, j] * wbasis[i]
+                H[i, j] = float(WV[i] @ wq) / n
+                q -= H[i, j] * V[i]
+                wq -= H[i, j] * WV[i]
             H[j + 1, j] = math.sqrt(float(wq @ wq) / n)
             rhs = np.zeros(j + 2)
             rhs[0] = beta
@@ -153,12 +176,27 @@ class KrylovStages:
             residual = float(np.linalg.norm(H[: j + 2, : j + 1] @ y - rhs))
             if not math.isfinite(residual):
                 return None, j + 1
-            if residual <= KRYLOV_TOL or H[j + 1, j] <= 1e-14 * beta:
-                x = base.copy()
-                for i in range(j + 1):
-                    x += y[i] * basis[i]
+            breakdown = H[j + 1, j] <= 1e-14 * beta
+            if not breakdown:
+                V[j + 1], WV[j + 1] = q / H[j + 1, j], wq / H[j + 1, j]
+            if residual <= KRYLOV_TOL or breakdown:
+                x += y @ V[: j + 1]
+                if C.shape[0]:
+                    x -= (B[:, : j + 1] @ y) @ U
+                self._recycle(V, WV, H, B, j + 1, breakdown)
                 return x, j + 1
-            basis.append(q / H[j + 1, j])
-            wbasis.append(wq / H[j + 1, j])
         return None, max_iterations
 
+    def _recycle(self, V: np.ndarray, WV: np.ndarray, H: np.ndarray, B: np.ndarray, k: int, breakdown: bool) -> None:
+        """Add the k Arnoldi directions to the recycled pairs: M⁻¹A (V_k - U B) = V_k+1 H = (V_k+1 Q) R."""
+        if not RECYCLE or self._C.shape[0] + k > MAX_RECYCLED:
+            return
+        rows = k if breakdown else k + 1
+        Q, R = np.linalg.qr(H[:rows, :k])
+        if not np.all(np.isfinite(R)) or np.abs(np.diag(R)).min() <= 1e-12 * np.abs(R).max():
+            return
+        Rinv = np.linalg.inv(R)
+        new_u = Rinv.T @ (V[:k] - (B[:, :k].T @ self._U if self._U.shape[0] else 0.0))
+        self._U = np.vstack((self._U, new_u))
+        self._C = np.vstack((self._C, Q.T @ V[:rows]))
+        self._WC = np.vstack((self._WC, Q.T @ WV[:rows]))
