@@ -139,3 +139,11 @@ def test_an_unconverged_solve_stops_the_run_with_a_clear_error(monkeypatch: pyte
     sim, _ = brusselator(100)
     with pytest.raises(SolverError, match=r"rodas4 failed between t = 0.0 and t = 1.0 .*linear solve .*did not converge"):
         sim.simulate(1.0, 1.0, integrator="rodas4", linear_solver="krylov")
+
+
+def test_krylov_with_events_is_refused_not_ignored() -> None:
+    from test_events import Ball, simulated
+
+    sim = simulated(Ball())
+    with pytest.raises(DyngenError, match=r"rodas4 with events runs with the dense LU only: linear_solver='krylov'"):
+        sim.simulate(1.0, 0.5, integrator="rodas4", linear_solver="krylov")

@@ -30,7 +30,7 @@ from ..errors import ArgumentError, DyngenError, EnsembleWarning, SolverError
 from .compiled import EXPLICIT_METHODS, REASONS, STATUS_SUCCESS, _settings_arguments, compiled_routine
 from .specialize import add_time
 from .stiff import _REASONS as RODAS4_REASONS
-from .stiff import rodas4_settings, uses_sparse_lu
+from .stiff import linear_solver_option, rodas4_settings, uses_sparse_lu
 
 COMPILED_METHODS = (*EXPLICIT_METHODS, "rodas4")
 # A member the Python fallback (scipy's methods, rodas4 with a sparse LU) saw fail
@@ -439,7 +439,8 @@ def run_ensemble(
     signals_kept = recorded_signals(record, names.recordable)
     method = _canonical_method(integrator)
     options = model.options_in_module_layout(options) if options else {}
-    if method == "rodas4" and not getattr(module, "NO_JACOBIAN", None) and uses_sparse_lu(module):
+    krylov = method == "rodas4" and linear_solver_option(options) == "krylov"
+    if method == "rodas4" and not getattr(module, "NO_JACOBIAN", None) and (uses_sparse_lu(module) or krylov):
         settings: tuple = ()  # SuperLU, member by member (sparse_stiff.py)
     else:
         settings = plan_settings(method, options, fixed_step, observer_dt)

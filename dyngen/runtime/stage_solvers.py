@@ -14,7 +14,10 @@
   iterations (at the next step), and when GMRES does not converge in ``MAX_ITERATIONS``
   (at once, for the current matrix: then the stage is solved directly, exactly).  A
   stage that does not converge even with the fresh factor stops the run (status -7),
-  never a silently wrong answer.
+  never a silently wrong answer; so does a solve with a fresh factor whose residual shows
+  that the factor does not solve its matrix.  GMRES starts from the caller's guess (the
+  last step's stage vector), and the stages of one step share their Krylov directions
+  (GCRO: each stage's pairs ``u``, ``M⁻¹A u`` are projected out for the later ones).
 """
 
 from __future__ import annotations
