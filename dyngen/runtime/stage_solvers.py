@@ -36,6 +36,24 @@ MAX_RECYCLED = 40
 DIRECT_BACKWARD_ERROR = 1e-9  # |b - A x| allowed for a solve with a fresh factor, relative to |b| + |A| |x|
 
 
+# Products with length-n vectors by einsum, not BLAS: on the shared 2-core machine BLAS's
+# threads made these thin products cost more than the triangular solves (128x128: 13 s of 49).
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.einsum("i,i->", a, b))
+
+
+def _rows_dot(M: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``M @ v`` for a few long rows."""
+    return np.einsum("ki,i->k", M, v)
+
+
+def _combine(coefficients: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """``coefficients @ M``: a combination of a few long rows."""
+    return np.einsum("k,ki->i", coefficients, M)
+
+
 class DirectStages:
     """A new factor of ``c I - J`` per step (``linear_solver="direct"``)."""
 
@@ -148,11 +166,11 @@ class KrylovStages:
         x = np.zeros(n) if x0 is None else x0.copy()
         z = psolve(b if x0 is None else b - self._matvec(c, x0))  # the preconditioned residual
         if C.shape[0]:  # the best x + U a: the residual orthogonal to the c's
-            a = (WC @ (w * z)) / n
-            x += a @ U
-            z -= a @ C
+            a = _rows_dot(WC, w * z) / n
+            x += _combine(a, U)
+            z -= _combine(a, C)
         wz = w * z
-        beta = math.sqrt(float(wz @ wz) / n)
+        beta = math.sqrt(_dot(wz, wz) / n)
         if not math.isfinite(beta):
             return None, 0
         if beta <= KRYLOV_TOL:
@@ -165,14 +183,14 @@ class KrylovStages:
             q = psolve(self._matvec(c, V[j]))
             wq = w * q
             if C.shape[0]:
-                B[:, j] = (WC @ wq) / n
-                q -= B[:, j] @ C
-                wq -= B[:, j] @ WC
+                B[:, j] = _rows_dot(WC, wq) / n
+                q -= _combine(B[:, j], C)
+                wq -= _combine(B[:, j], WC)
             for i in range(j + 1):
-                H[i, j] = float(WV[i] @ wq) / n
+                H[i, j] = _dot(WV[i], wq) / n
                 q -= H[i, j] * V[i]
                 wq -= H[i, j] * WV[i]
-            H[j + 1, j] = math.sqrt(float(wq @ wq) / n)
+            H[j + 1, j] = math.sqrt(_dot(wq, wq) / n)
             rhs = np.zeros(j + 2)
             rhs[0] = beta
             y = np.linalg.lstsq(H[: j + 2, : j + 1], rhs, rcond=None)[0]
@@ -183,9 +201,9 @@ class KrylovStages:
             if not breakdown:
                 V[j + 1], WV[j + 1] = q / H[j + 1, j], wq / H[j + 1, j]
             if residual <= KRYLOV_TOL or breakdown:
-                x += y @ V[: j + 1]
+                x += _combine(y, V[: j + 1])
                 if C.shape[0]:
-                    x -= (B[:, : j + 1] @ y) @ U
+                    x -= _combine(B[:, : j + 1] @ y, U)
                 self._recycle(V, WV, H, B, j + 1, breakdown)
                 return x, j + 1
         return None, max_iterations
@@ -199,7 +217,7 @@ class KrylovStages:
         if not np.all(np.isfinite(R)) or np.abs(np.diag(R)).min() <= 1e-12 * np.abs(R).max():
             return
         Rinv = np.linalg.inv(R)
-        new_u = Rinv.T @ (V[:k] - (B[:, :k].T @ self._U if self._U.shape[0] else 0.0))
-        self._U = np.vstack((self._U, new_u))
-        self._C = np.vstack((self._C, Q.T @ V[:rows]))
-        self._WC = np.vstack((self._WC, Q.T @ WV[:rows]))
+        basis = V[:k] - np.einsum("kj,ki->ji", B[:, :k], self._U) if self._U.shape[0] else V[:k]
+        self._U = np.vstack((self._U, np.einsum("jl,ji->li", Rinv, basis)))
+        self._C = np.vstack((self._C, np.einsum("jl,ji->li", Q, V[:rows])))
+        self._WC = np.vstack((self._WC, np.einsum("jl,ji->li", Q, WV[:rows])))
