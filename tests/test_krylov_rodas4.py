@@ -147,3 +147,16 @@ def test_krylov_with_events_is_refused_not_ignored() -> None:
     sim = simulated(Ball())
     with pytest.raises(DyngenError, match=r"rodas4 with events runs with the dense LU only: linear_solver='krylov'"):
         sim.simulate(1.0, 0.5, integrator="rodas4", linear_solver="krylov")
+
+
+@pytest.mark.slow
+def test_an_ensemble_runs_krylov_member_by_member_on_the_sparse_path() -> None:
+    results = {}
+    for choice in ("direct", "krylov"):  # 20 states: direct is the compiled dense ensemble
+        sim, _ = brusselator(10)
+        results[choice] = sim.ensemble(
+            1.0, 0.5, grid={"Brusselator1D.inputs.c": [2.0, 2.5]}, integrator="rodas4", rtol=1e-8, atol=1e-10,
+            linear_solver=choice,
+        )  # fmt: skip
+    for key in ("Brusselator1D.states.u", "Brusselator1D.states.v"):
+        np.testing.assert_allclose(np.asarray(results["krylov"][key]), np.asarray(results["direct"][key]), rtol=1e-7, atol=1e-8)
