@@ -11,6 +11,8 @@ both axes (dyngen's n-D array form).  Columns, all with the same rtol/atol from 
 - **dyngen rodas4**: ``simulate(t_end, t_end, integrator="rodas4")`` of the built
   model: RODAS4 with the exact sparse Jacobian, one SuperLU factorisation per step
   (``dyngen/runtime/sparse_stiff.py``).
+- **rodas4 krylov**: the same with ``linear_solver="krylov"``: GMRES on each step's exact
+  iteration matrix, preconditioned by a kept SuperLU factor (``dyngen/runtime/stage_solvers.py``).
 - **dyngen BDF**: ``simulate(..., integrator="BDF")``: scipy's BDF given dyngen's exact
   sparse Jacobian, its iteration matrices factorised as rodas4 does (a minimum-degree
   ordering instead of scipy's COLAMD).
@@ -71,10 +73,10 @@ def measure(n: int, t_end: float, rtol: float, atol: float, repeats: int, refere
         brusselator.build(n).simulate(1e-3 * t_end, 1e-3 * t_end, integrator=method, rtol=rtol, atol=atol)
     compiled = time.perf_counter()
 
-    def dyngen_run(method: str):
+    def dyngen_run(method: str, **extra: object):
         def run() -> np.ndarray:
             fresh = brusselator.build(n)  # the same structure: the module is found, not rebuilt
-            fresh.simulate(t_end, t_end, integrator=method, rtol=rtol, atol=atol)
+            fresh.simulate(t_end, t_end, integrator=method, rtol=rtol, atol=atol, **extra)
             system = fresh.systems[0]
             return np.concatenate((system.states.u.ravel(), system.states.v.ravel()))
 
@@ -103,6 +105,10 @@ def measure(n: int, t_end: float, rtol: float, atol: float, repeats: int, refere
 
     counter = SparseRosenbrockIntegrator(module, p, 0.0, y0, {"rtol": rtol, "atol": atol}, sim._model.state_name)
     counter.advance(t_end)  # the warm-up run (numba's first calls), which counts the steps
+    options = {"rtol": rtol, "atol": atol, "linear_solver": "krylov"}
+    counter_krylov = SparseRosenbrockIntegrator(module, p, 0.0, y0, options, sim._model.state_name)
+    counter_krylov.advance(t_end)
+    krylov, y_krylov = median_time(dyngen_run("rodas4", linear_solver="krylov"), repeats)
     ours, y_ours = median_time(dyngen_run("rodas4"), repeats)
     dyngen_bdf, y_bdf = median_time(dyngen_run("BDF"), repeats)
     fd, (y_fd, sol_fd) = median_time(bdf(jac_sparsity=pattern), repeats)
@@ -112,10 +118,12 @@ def measure(n: int, t_end: float, rtol: float, atol: float, repeats: int, refere
         tight = SparseRosenbrockIntegrator(module, p, 0.0, y0, {"rtol": 1e-10, "atol": 1e-12}, sim._model.state_name)
         tight.advance(t_end)
         errors = {key: float(np.abs(y - tight.y).max()) for key, y in
-                  (("rodas4", y_ours), ("dyngen_bdf", y_bdf), ("bdf_fd", y_fd), ("bdf_exact", y_ex))}  # fmt: skip
+                  (("rodas4", y_ours), ("krylov", y_krylov), ("dyngen_bdf", y_bdf), ("bdf_fd", y_fd), ("bdf_exact", y_ex))}  # fmt: skip
     return {
         "n": n, "states": module.N_STATES, "nnz": module.JAC_NNZ, "build": built - start, "compile": compiled - built,
-        "rodas4": ours, "dyngen_bdf": dyngen_bdf, "bdf_fd": fd, "bdf_exact": ex, "steps": int(counter.stats[0]),
+        "rodas4": ours, "krylov": krylov, "krylov_steps": int(counter_krylov.stats[0]),
+        "krylov_stats": counter_krylov.linear_stats, "diff_krylov": float(np.abs(y_krylov - y_ex).max()),
+        "diff_krylov_direct": float(np.abs(y_krylov - y_ours).max()), "dyngen_bdf": dyngen_bdf, "bdf_fd": fd, "bdf_exact": ex, "steps": int(counter.stats[0]),
         "bdf_fd_counts": (len(sol_fd.t) - 1, sol_fd.nlu), "bdf_ex_counts": (len(sol_ex.t) - 1, sol_ex.nlu),
         "diff_rodas4": float(np.abs(y_ours - y_ex).max()), "diff_fd": float(np.abs(y_fd - y_ex).max()),
         "diff_bdf": float(np.abs(y_bdf - y_ex).max()), "errors": errors,
@@ -197,26 +205,31 @@ def main() -> None:
     if args.sweep:
         return sweep(args.n[0], args.t_end)
     print(f"t_end = {args.t_end}, rtol = {args.rtol}, atol = {args.atol}, median of {args.repeats}\n")
-    print("| grid | states | build + warm-up | dyngen rodas4 (steps) | dyngen BDF | scipy BDF, FD jac (steps, LUs) "
-          "| scipy BDF, exact jac (steps, LUs) | rodas4 vs FD | dyngen BDF vs FD | max abs diff rodas4 / dyngen BDF / FD |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| grid | states | build + warm-up | dyngen rodas4 (steps) | rodas4 krylov (steps; LUs, solves) | dyngen BDF "
+          "| scipy BDF, FD jac (steps, LUs) | scipy BDF, exact jac (steps, LUs) | rodas4 vs FD | krylov vs FD "
+          "| dyngen BDF vs FD | max abs diff rodas4 / krylov / dyngen BDF / FD |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for n in args.n:
         r = measure(n, args.t_end, args.rtol, args.atol, args.repeats, args.reference)
         rows.append(r)
         print(
             f"| {n}x{n} | {r['states']} | {r['build']:.2f} s + {r['compile']:.2f} s "
-            f"| {r['rodas4']:.2f} s ({r['steps']}) | {r['dyngen_bdf']:.2f} s | {r['bdf_fd']:.2f} s {r['bdf_fd_counts']} "
-            f"| {r['bdf_exact']:.2f} s {r['bdf_ex_counts']} | {r['bdf_fd'] / r['rodas4']:.2f}x "
-            f"| {r['bdf_fd'] / r['dyngen_bdf']:.2f}x | {r['diff_rodas4']:.1e} / {r['diff_bdf']:.1e} / {r['diff_fd']:.1e} |",
+            f"| {r['rodas4']:.2f} s ({r['steps']}) | {r['krylov']:.2f} s ({r['krylov_steps']}; "
+            f"{r['krylov_stats']['factorizations']}, {r['krylov_stats']['solves']}) | {r['dyngen_bdf']:.2f} s "
+            f"| {r['bdf_fd']:.2f} s {r['bdf_fd_counts']} | {r['bdf_exact']:.2f} s {r['bdf_ex_counts']} "
+            f"| {r['bdf_fd'] / r['rodas4']:.2f}x | {r['bdf_fd'] / r['krylov']:.2f}x | {r['bdf_fd'] / r['dyngen_bdf']:.2f}x "
+            f"| {r['diff_rodas4']:.1e} / {r['diff_krylov']:.1e} / {r['diff_bdf']:.1e} / {r['diff_fd']:.1e} |",
             flush=True,
         )  # fmt: skip
     if args.reference:
         print("\nerror against rodas4 at rtol 1e-10, atol 1e-12 (max abs; the states reach about 2-4):\n")
-        print("| grid | dyngen rodas4 | dyngen BDF | scipy BDF, FD jac | scipy BDF, exact jac |\n|---|---|---|---|---|")
+        print("| grid | dyngen rodas4 | rodas4 krylov | dyngen BDF | scipy BDF, FD jac | scipy BDF, exact jac |\n|---|---|---|---|---|---|")
         for r in rows:
             e = r["errors"]
-            print(f"| {r['n']}x{r['n']} | {e['rodas4']:.1e} | {e['dyngen_bdf']:.1e} | {e['bdf_fd']:.1e} | {e['bdf_exact']:.1e} |")
+            print(f"| {r['n']}x{r['n']} | {e['rodas4']:.1e} | {e['krylov']:.1e} | {e['dyngen_bdf']:.1e} | {e['bdf_fd']:.1e} | {e['bdf_exact']:.1e} |")
+    for r in rows:
+        print(f"{r['n']}x{r['n']} krylov: {r['krylov_stats']}, max |krylov - direct| = {r['diff_krylov_direct']:.1e}")
 
 
 if __name__ == "__main__":

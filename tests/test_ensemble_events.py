@@ -171,6 +171,7 @@ def test_more_events_than_max_events_keeps_the_first_and_counts_all() -> None:
     [
         (dict(integrator="Radau"), r"integrator 'Radau' does not run a model with events .* use integrator='dopri5'"),
         (dict(integrator="BDF"), r"integrator 'BDF' does not run a model with events .*sim\.reset\(\)"),
+        (dict(integrator="rodas4", linear_solver="krylov"), r"dense LU only: linear_solver='krylov' is for the sparse"),
     ],
 )
 def test_what_ensembles_of_event_models_do_not_run_yet_is_refused(arguments: dict, words: str) -> None:

@@ -34,7 +34,7 @@ from .ensemble_events import (
 )
 from .specialize import add_time
 from .stiff import _REASONS as RODAS4_REASONS
-from .stiff import rodas4_settings, uses_sparse_lu
+from .stiff import linear_solver_option, rodas4_settings, uses_sparse_lu
 
 COMPILED_METHODS = (*EXPLICIT_METHODS, "rodas4")
 # A member the Python fallback (scipy's methods, rodas4 with a sparse LU) saw fail
@@ -452,10 +452,16 @@ def run_ensemble(
     method = _canonical_method(integrator)
     options = model.options_in_module_layout(options) if options else {}
     events = has_events(module)
+    krylov = method == "rodas4" and linear_solver_option(options) == "krylov"
     if events:  # ensemble_events.py: the compiled methods only, with simulate()'s settings for events
+        if krylov:
+            raise DyngenError(
+                "ensemble: rodas4 with events runs with the dense LU only: linear_solver='krylov' is for the "
+                "sparse path; drop the option (or use dopri5/dop853) for this model's ensemble"
+            )
         max_events = check_event_ensemble(method, module, DEFAULT_MAX_EVENTS if max_events is None else max_events)
         settings: tuple = event_settings(method, options, fixed_step, observer_dt)
-    elif method == "rodas4" and not getattr(module, "NO_JACOBIAN", None) and uses_sparse_lu(module):
+    elif method == "rodas4" and not getattr(module, "NO_JACOBIAN", None) and (uses_sparse_lu(module) or krylov):
         settings = ()  # SuperLU, member by member (sparse_stiff.py)
     else:
         settings = plan_settings(method, options, fixed_step, observer_dt)

@@ -23,7 +23,7 @@ from .compiled import EXPLICIT_METHODS, compiled_routine, explicit_settings, fai
 from .integrators import SOLVE_IVP_METHODS, check_dense_jacobian, dynode_options, jacobian_callable, non_finite_states
 from .model import CompiledModel
 from .specialize import add_time
-from .stiff import check_rodas4_result, rodas4_settings, uses_sparse_lu
+from .stiff import check_rodas4_result, linear_solver_option, rodas4_settings, uses_sparse_lu
 
 EVENT_METHODS = (*EXPLICIT_METHODS, "rodas4", *SOLVE_IVP_METHODS)
 LOG_CAPACITY = 256  # events one compiled call logs before it returns to have its log read (> EVENT_REPEAT_MAX)
@@ -163,6 +163,11 @@ class CompiledEventIntegrator:
         self.y = np.array(y0, dtype=np.float64)
         self.stopped = False  # a terminal event stopped the run
         if method == "rodas4":
+            if linear_solver_option(options) == "krylov":
+                raise DyngenError(
+                    "rodas4 with events runs with the dense LU only: linear_solver='krylov' is for the "
+                    "sparse path without events; drop it, or use BDF or Radau"
+                )
             if uses_sparse_lu(module):
                 raise DyngenError(
                     "rodas4 with events needs the dense LU (fewer than 150 states, or a dense Jacobian); "

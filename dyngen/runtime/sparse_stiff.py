@@ -12,6 +12,11 @@ A model whose derivatives read sums over whole arrays has ``J = S + U Vᵀ``
 (``module.jac_lowrank``, rank ``N_LOWRANK``): only ``I/(h*gamma) - S`` is factorised,
 and the stages are solved with the Woodbury identity (``LowRankSolve``: r extra
 solves per factorisation and an r x r capacitance matrix).
+
+``linear_solver="krylov"`` keeps the factor across steps and solves each stage by GMRES
+on the step's exact iteration matrix, preconditioned by the kept factor
+(``stage_solvers.KrylovStages``); a step that could grow by less than ``FREEZE_GROWTH``
+keeps its size so that the kept factor stays close.
 """
 
 from __future__ import annotations
@@ -24,9 +29,13 @@ from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import splu
 
 from . import compiled_methods as methods
-from .stiff import check_rodas4_result, rodas4_settings
+from .stage_solvers import DirectStages, KrylovStages
+from .stiff import check_rodas4_result, linear_solver_option, rodas4_settings
 
 _UROUND = 2.3e-16
+# With linear_solver="krylov", a step that could grow by less than this factor keeps its
+# size (as Hairer & Wanner's RADAU5 does), so that c = 1/(h gamma) and the kept factor stay.
+FREEZE_GROWTH = 1.2
 
 
 def factor_iteration_matrix(matrix: csc_matrix) -> object:
@@ -114,6 +123,12 @@ class SparseRosenbrockIntegrator:
         self._U = np.zeros((n, rank)) if rank else None
         self._V = np.zeros((n, rank)) if rank else None
         self.stats = np.zeros(4, dtype=np.int64)  # steps, rejected, rhs calls, jac calls
+        self._krylov = linear_solver_option(options) == "krylov"
+        if self._krylov:
+            self._minus_jac = self._pattern.matrix(np.zeros(self._pattern.size))  # -J, for products
+            self._stages: DirectStages | KrylovStages = KrylovStages(self._factor_at, self._matvec, n, self._jac_norm)
+        else:
+            self._stages = DirectStages(self._factor_at)
         self._state_name = state_name
         self.t = float(t0)
         self.y = np.array(y0, dtype=float)
@@ -123,9 +138,29 @@ class SparseRosenbrockIntegrator:
         status = self._advance(float(t_end))
         check_rodas4_result(status, start, t_end, self.t, self.y, self._state_name)
 
-    def _factor(self, h: float, gamma: float) -> object | None:
-        """SuperLU of ``I/(h*gamma) - J`` (with Woodbury for a low-rank part), or None if it is singular."""
-        data = self._pattern.values(self._jac, 1.0 / (h * gamma))
+    @property
+    def linear_stats(self) -> dict:
+        """Counts of the linear algebra: factorizations, solves (and GMRES iterations and failures with krylov)."""
+        return dict(self._stages.stats)
+
+    def _matvec(self, c: float, x: np.ndarray) -> np.ndarray:
+        """``(c I - J) x`` for the Jacobian at the step's start (with its low-rank part)."""
+        out = self._minus_jac @ x
+        out += c * x
+        if self._U is not None:
+            out -= self._U @ (self._V.T @ x)
+        return out
+
+    def _jac_norm(self) -> float:
+        """The infinity norm of J (a bound with a low-rank part)."""
+        norm = float(abs(self._minus_jac).sum(axis=1).max())
+        if self._U is not None:
+            norm += float(np.abs(self._U).max(axis=0) @ np.abs(self._V).sum(axis=0))
+        return norm
+
+    def _factor_at(self, c: float) -> object | None:
+        """SuperLU of ``c I - J`` (with Woodbury for a low-rank part), or None if it is singular."""
+        data = self._pattern.values(self._jac, c)
         try:
             lu = factor_iteration_matrix(self._pattern.matrix(data))
             return lu if self._U is None else LowRankSolve(lu, self._U, self._V)
@@ -143,6 +178,10 @@ class SparseRosenbrockIntegrator:
         f0, fx, stage, scratch = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
         k = np.empty((6, n))
         t, h = self.t, self._h
+        stages, krylov = self._stages, self._krylov
+        weights = np.empty(n)
+        guess = np.empty((6, n))  # the stage vectors of the last accepted step, scaled to this step's h
+        have_guess, h_guess = False, 0.0
         steps = 0
         reject = False
         fresh = False  # f0, fx and the Jacobian belong to (t, y)
@@ -172,9 +211,15 @@ class SparseRosenbrockIntegrator:
                     stats[2] += 2
                     stats[3] += 1
                     fresh = True
-                lu = self._factor(h, gamma)
-                if lu is None:
+                    stages.new_jacobian()
+                    if krylov:
+                        self._minus_jac.data[:] = self._pattern.values(self._jac, 0.0)
+                    weights = 1.0 / (atol + rtol * np.abs(y))
+                if not stages.prepare(1.0 / (h * gamma), weights):
                     return -5
+                if have_guess and h != h_guess:
+                    guess *= h / h_guess
+                    h_guess = h
                 for s in range(6):
                     if s == 0:
                         source = f0
@@ -191,7 +236,10 @@ class SparseRosenbrockIntegrator:
                     ks = source + (h * D[s]) * fx
                     for j in range(s):
                         ks += (C[s - 1, j] / h) * k[j]
-                    k[s] = lu.solve(ks)
+                    solved = stages.solve(ks, guess[s] if have_guess else None)
+                    if solved is None:
+                        return -7 if krylov else -5
+                    k[s] = solved
                 ynew = stage + k[5]  # the last stage is the embedded difference
                 scale = atol + rtol * np.maximum(np.abs(y), np.abs(ynew))
                 err = math.sqrt(float(np.sum((k[5] / scale) ** 2)) / n)
@@ -202,6 +250,9 @@ class SparseRosenbrockIntegrator:
                 h_new = h / factor if finite else h / 5.0
                 if err <= 1.0 and finite:
                     y[:] = ynew
+                    if krylov:
+                        guess[:] = k
+                        have_guess, h_guess = True, h
                     fresh = False
                     t = t_end if last else t + h
                     if reject:
@@ -209,6 +260,8 @@ class SparseRosenbrockIntegrator:
                     reject = False
                     if max_step > 0.0:
                         h_new = min(h_new, max_step)
+                    if krylov and h <= h_new <= FREEZE_GROWTH * h:
+                        h_new = h  # the same c: the kept factor stays a close preconditioner
                     if last:  # the clipped step was fine: go on with the step planned before it
                         h = max(h_new, h_unclipped) if h_new >= h else h_new
                         return 1

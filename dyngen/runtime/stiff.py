@@ -12,7 +12,8 @@ from .compiled import compiled_routine
 from .specialize import add_time
 from .integrators import SPARSE_MAX_DENSITY, check_dense_jacobian, non_finite_states
 
-RODAS4_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps")
+RODAS4_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps", "linear_solver")
+LINEAR_SOLVERS = ("direct", "krylov")
 # From this many states a sparse Jacobian (at most SPARSE_MAX_DENSITY of the entries)
 # is factorised sparse (sparse_stiff.py): the dense n^3/3 LU of the compiled loop costs
 # more than SuperLU plus the Python stage loop from about here (benchmarks/README.md).
@@ -22,6 +23,7 @@ _REASONS = {
     -3: "the step size became too small",
     -5: "the iteration matrix I/(h*gamma) - J is singular",
     -6: "the state became non-finite",
+    -7: "a stage's linear solve (GMRES with linear_solver='krylov') did not converge even with a new factor",
     -12: "y, p, stats or a work array does not fit the model",
 }
 
@@ -35,6 +37,15 @@ def rodas4_settings(options: dict) -> tuple[float, float, float, int, float]:
         float(options.get("rtol", 1e-6)), float(options.get("atol", 1e-12)), float(options.get("max_step", 0.0)),
         int(options.get("nsteps", 100_000)), float(options.get("first_step") or 1e-6),
     )  # fmt: skip
+
+
+def linear_solver_option(options: dict) -> str:
+    """The ``linear_solver`` option of rodas4: 'direct' (a new LU per step, the default) or
+    'krylov' (GMRES preconditioned by a kept LU; sparse path only)."""
+    choice = options.get("linear_solver") or "direct"
+    if choice not in LINEAR_SOLVERS:
+        raise DyngenError(f"rodas4: linear_solver={choice!r} is not one of {list(LINEAR_SOLVERS)}")
+    return choice
 
 
 def check_rodas4_result(
@@ -64,7 +75,7 @@ def rodas4_integrator(
     """RODAS4 for this model: the sparse LU for a large sparse Jacobian, else the
     compiled dense one (refused above DENSE_MAX_STATES states: the Jacobian is dense)."""
     rodas4_settings(options)  # the options first, whatever the model
-    if uses_sparse_lu(module):
+    if uses_sparse_lu(module) or linear_solver_option(options) == "krylov":
         from .sparse_stiff import SparseRosenbrockIntegrator
 
         return SparseRosenbrockIntegrator(module, p, t0, y0, options, state_name)
