@@ -189,3 +189,30 @@ def test_scipy_gets_no_dense_jacobian_it_cannot_afford() -> None:
     fake = type("M", (), {"N_STATES": DENSE_MAX_STATES + 1, "N_LOWRANK": 1, "JAC_NNZ": 10})()
     with pytest.raises(DyngenError, match="sums over whole arrays.*rank-1.*'rodas4'"):
         jacobian_callable(fake, np.zeros(1))
+
+
+@pytest.mark.parametrize("method", ["LSODA", "vode", "lsoda"])
+def test_a_dense_method_on_a_large_sparse_plus_low_rank_jacobian_is_told_rodas4(method: str) -> None:
+    from dyngen.runtime.integrators import DENSE_MAX_STATES, check_dense_jacobian
+
+    n = DENSE_MAX_STATES + 1
+    with pytest.raises(DyngenError, match=rf"'{method}'.*sparse part \(30003 entries\) plus a rank-2 term.*'rodas4' "
+                       r"without events.*rank-2 term by the Woodbury identity.*'dopri5'/'dop853'"):  # fmt: skip
+        check_dense_jacobian(method, n, 3 * n, lowrank=2)
+    with pytest.raises(DyngenError, match=r"use 'rodas4', or solve_ivp's 'BDF'"):  # no low-rank term: as before
+        check_dense_jacobian(method, n, 3 * n)
+    check_dense_jacobian(method, DENSE_MAX_STATES, 3 * n, lowrank=2)  # affordable: no refusal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["LSODA", "vode"])
+def test_a_large_mean_field_model_names_the_methods_that_use_its_low_rank_term(method: str) -> None:
+    from dyngen.runtime.integrators import DENSE_MAX_STATES
+
+    sim = simulation("build_mean_field", DENSE_MAX_STATES + 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dyngen.DyngenWarning)
+        module = sim.compile().module
+    assert module.N_LOWRANK == 2
+    with pytest.raises(DyngenError, match=rf"'{method}'.*plus a rank-2 term U Vᵀ.*'rodas4' without events"):
+        sim.simulate(0.01, 0.01, integrator=method)
