@@ -10,8 +10,12 @@ Checked against independent references:
   and a 2-D grid with a whole-grid mean and a sum over a sub-grid;
 - scipy's ``solve_ivp`` (DOP853 at rtol 1e-10) on the same equations written by hand,
   for rodas4 on the sparse LU with Woodbury and for solve_ivp(BDF) through dyngen;
-- what is still not derived (np.max, a sum of sums) keeps the "no Jacobian" notice,
-  which names the construct.
+- np.max/np.min (one-hot of the first arg-max) and np.prod (products of the other
+  factors, exact with a zero factor) over whole arrays: against finite differences on a
+  12 x 10 grid and an 80-vector, against dynode running the same file, and rodas4/BDF on
+  that Jacobian against dynode's dopri5;
+- what is still not derived (a sum of sums) keeps the "no Jacobian" notice, which names
+  the construct.
 
 A sum along an axis broadcast back over the grid (``u.mean(axis=1)[:, None]``) is not
 low rank: its entries are dense blocks (one per row) in the sparse part.
@@ -32,7 +36,8 @@ import dyngen
 from dyngen import DyngenError, Recorder
 from dyngen.runtime import stiff
 from dyngen.runtime.sparse_stiff import LowRankSolve
-from dynode_compare import build_simulation
+from dynode_compare import assert_same_runs, build_simulation
+from dynode_compare import run as run_compare
 from finite_differences import central_differences
 
 MODELS = Path(__file__).resolve().parent / "lowrank_model.py"
@@ -176,11 +181,75 @@ def test_sparse_and_dense_rodas4_take_the_same_steps_with_a_low_rank_part() -> N
 
 
 def test_what_is_not_derived_says_which_construct() -> None:
-    module = module_of("build_max_field", 100)
-    assert "np.max over 100 elements (lowrank_model.py:" in module.NO_JACOBIAN
-    assert "not through np.prod, np.max or np.min" in module.NO_JACOBIAN
+    module = module_of("build_max_field", 100)  # np.max: a low-rank term now (below)
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == 1
     nested = module_of("build_max_field", 100, True)
     assert "sum over 100 elements (lowrank_model.py:" in nested.NO_JACOBIAN and "nested reductions" in nested.NO_JACOBIAN
+
+
+EXTREMES = [((80,), "max"), ((12, 10), "max"), ((12, 10), "min"), ((12, 10), "amax"), ((12, 10), "amin"),
+            ((12, 10), "method_max"), ((80,), "prod"), ((12, 10), "prod"), ((12, 10), "all")]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("shape", "op"), EXTREMES, ids=[f"{op}_{len(shape)}d" for shape, op in EXTREMES])
+def test_the_jacobian_through_max_min_and_prod_matches_finite_differences(shape: tuple, op: str) -> None:
+    """V[:, k] is the one-hot of the first arg-max (arg-min) times the summand's
+    derivative there, or the products of the other factors (prod)."""
+    module = module_of("build_extremes", shape, op)
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == (3 if op == "all" else 1)
+    n = module.N_STATES
+    assert module.JAC_NNZ < 6 * n
+    for seed in (1, 2):
+        t, y, p = random_point(module, seed)
+        reference = central_differences(module, t, y, p)
+        J = np.full((n, n), np.nan)
+        module.jac(t, y, p, J)
+        assert relative(J, reference) < 1e-7
+        S, U, V = sparse_plus_lowrank(module, t, y, p)
+        assert relative(S + U @ V.T, reference) < 1e-7
+        if op in ("max", "min"):  # one column of the reference is dense: the arg-max's
+            extreme = int(np.argmax(y) if op == "max" else np.argmin(y))
+            assert np.count_nonzero(V) == 1 and V[extreme, 0] == 1.0
+            assert np.count_nonzero(reference[:, extreme]) == n
+
+
+@pytest.mark.slow
+def test_a_product_with_a_zero_factor_has_the_exact_jacobian() -> None:
+    """prod(1 + 0.05 u) with one factor exactly 0 (u = -20): the derivative through the
+    other factors is 0, through that one the product of the others (no 0/0)."""
+    module = module_of("build_extremes", (12, 10), "prod")
+    t, y, p = random_point(module, 3)
+    for zeros in ([37], [37, 80]):
+        y[zeros] = -20.0
+        reference = central_differences(module, t, y, p)
+        S, U, V = sparse_plus_lowrank(module, t, y, p)
+        assert np.all(np.isfinite(V))
+        assert relative(S + U @ V.T, reference) < 1e-7
+        others = np.prod(np.delete(1.0 + 0.05 * y, 37))
+        assert np.count_nonzero(V) == (1 if len(zeros) == 1 else 0)
+        if len(zeros) == 1:
+            assert V[37, 0] == pytest.approx(0.05 * others, rel=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("shape", "op"), [((12, 10), "all"), ((80,), "max")], ids=["all_2d", "max_1d"])
+def test_max_min_and_prod_models_match_dynode(shape: tuple, op: str) -> None:
+    ours = run_compare(build_simulation(MODELS, "dyngen", "build_extremes", shape, op), "dyngen", 2.0, 0.5)
+    theirs = run_compare(build_simulation(MODELS, "dynode", "build_extremes", shape, op), "dynode", 2.0, 0.5)
+    assert_same_runs(ours, theirs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["rodas4", "BDF"])
+def test_stiff_methods_with_the_max_min_prod_jacobian_reach_dynode(integrator: str) -> None:
+    """rodas4 and BDF on the exact S + U Vᵀ against dynode's dopri5 (both at tight tolerances)."""
+    ours = run_compare(build_simulation(MODELS, "dyngen", "build_extremes", (12, 10), "all"), "dyngen", 2.0, 0.5,
+                       integrator=integrator, rtol=1e-10, atol=1e-12)  # fmt: skip
+    theirs = run_compare(build_simulation(MODELS, "dynode", "build_extremes", (12, 10), "all"), "dynode", 2.0, 0.5,
+                         rtol=1e-11, atol=1e-13)  # fmt: skip
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+    assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05  # the solution moves
 
 
 def test_scipy_gets_no_dense_jacobian_it_cannot_afford() -> None:
