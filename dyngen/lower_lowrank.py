@@ -64,8 +64,8 @@ class LowRank:
             what = f"along axis {', '.join(map(str, reduction.axes))}" if reduction.axes else "computed once"
             raise NoJacobian(
                 f"a derivative reads the array of np.{reduction.op} {what} over {reduction.size} elements ({where}) "
-                "other than at its own cell (or from element code); dyngen derives sums along an axis only where "
-                "each cell reads its own sum"
+                "other than at its own cell (or from element code); dyngen derives reductions along an axis only "
+                "where each cell reads its own (or reads them broadcast back over the grid)"
             )  # fmt: skip
         if reduction.op not in _WEIGHTS:
             raise NoJacobian(f"a derivative depends on np.{reduction.op} over {reduction.size} elements ({where}), "
@@ -84,8 +84,9 @@ class _Reads:
         self.places, self.gradient, self.clean, self.n, self.nested = places, gradient, clean, n_states, nested
         self.state_arrays = {slot.ref for slot in flat.states}
 
-    def of(self, summand: sp.Basic, box: Box) -> list[tuple[int, tuple[int, ...], sp.Basic, str]]:
-        """``(column, column strides, factor, label)`` for each read of ``summand`` over ``box``."""
+    def of(self, summand: sp.Basic, box: Box) -> list[tuple[int, tuple[int, ...] | None, sp.Basic, str]]:
+        """``(column, column strides, factor, label)`` for each read of ``summand`` over ``box``;
+        a read of another reduction over a whole array (column ``n_states + j``) has strides ``None``."""
         found = []
         for read in sorted(summand.free_symbols, key=lambda s: s.name):
             offset = self.places.offsets.get(read)
@@ -100,10 +101,8 @@ class _Reads:
                 column, column_strides = self.places.column(offset, box)
                 found.append((column, column_strides, derivative, f"{offset.ref}[{index_text(offset.index)}]"))
                 continue
-            for j, g in sorted(self.gradient(read).items()):
-                if j >= self.n:
-                    raise self.nested
-                found.append((j, (0,) * len(box), derivative * g, f"y[{j}]"))
+            for j, g in sorted(self.gradient(read).items()):  # a reduction's column: strides None (the chain rule)
+                found.append((j, (0,) * len(box) if j < self.n else None, derivative * g, f"y[{j}]"))
         return found
 
 
@@ -121,14 +120,18 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
       (found at run time by a pass over the cells: ``V[:, k]`` is one-hot for ``max(u)``);
     - a product ``∏ s_c``: ``∏_{c' ≠ c} s_c'`` times the summand's derivative at each cell,
       the products of the others from prefix and suffix products (no division, so a zero
-      factor is exact).
+      factor is exact);
+    - a summand that reads another reduction over a whole array ``m_j`` (a variance):
+      ``V[:, k] += (Σ_c w_c ∂s_c/∂m_j) V[:, j]`` by the chain rule, once ``V[:, j]`` is
+      complete (``w_c`` the weights above).
     """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries("w")
-    for k, reduction in enumerate(lowrank.reductions):
+    chained: list[tuple[int, int, sp.Symbol]] = []  # V[:, k] += c * V[:, j]
+    for k, reduction in enumerate(lowrank.reductions):  # (the list grows as summands meet other reductions)
         where = _where(reduction, flat)
         nested = NoJacobian(
-            f"the summand of the {reduction.op} over {reduction.size} elements ({where}) reads another reduction "
-            "(a sum of sums): dyngen has no Jacobian for nested reductions yet"
+            f"the summand of the {reduction.op} over {reduction.size} elements ({where}) reads the array of a "
+            "reduction along an axis (nested reductions): dyngen has no Jacobian for that yet"
         )  # fmt: skip
         reads = _Reads(flat, places, gradient, clean, lowrank.n_states, nested)
         segments, first = [], 0
@@ -142,6 +145,16 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
         weight = _WEIGHTS[reduction.op](code, places, temporaries, reduction, k, segments, first)
         for box, summand, position, columns in segments:
             for column, column_strides, derivative, label in columns:
+                if column_strides is None:  # d(m_k)/d(m_j) = sum over the cells of w_c ds_c/dm_j
+                    j = column - lowrank.n_states
+                    chain = sp.Symbol(f"jac_chain{k}_{j}", real=True)
+                    if not any(c == chain for _, _, c in chained):
+                        code.blocks.append(Block(f"d(reduction {k})/d(reduction {j}), summed below", (Statement(chain, sp.Float(0.0)),)))
+                        chained.append((k, j, chain))
+                    title = f"d(reduction {k})/d(reduction {j}) ({reduction.op} {reduction.symbol}, {where})"
+                    emit(places, temporaries, title, box, [(lambda loop, c=chain: c, chain + weight(position, derivative, box), "")],
+                         code, chain)  # fmt: skip
+                    continue
 
                 def entry(loop: tuple, at: int = column, st: tuple = column_strides, b: Box = box, kk: int = k) -> sp.Basic:
                     return _V[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, loop, b))), kk]
@@ -150,7 +163,22 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
                 title = f"V[:, {k}] += d({reduction.symbol})/d({label}) ({reduction.op}, {where})"
                 value = weight(position, derivative, box)
                 emit(places, temporaries, title, box, [(entry, accumulator + value, "")], code, accumulator, entry)
+    code.blocks += _chain_blocks(chained, lowrank.n_states)
     return code
+
+
+def _chain_blocks(chained: list[tuple[int, int, sp.Symbol]], n: int) -> list[Block]:
+    """``V[:, k] += c V[:, j]`` for each nested reduction, each column ``j`` once it is complete
+    (every ``V[:, j] += ...`` into it written before)."""
+    blocks, pending = [], list(chained)
+    while pending:
+        ready = next(item for item in pending if not any(k == item[1] for k, _, _ in pending))
+        pending.remove(ready)
+        k, j, chain = ready
+        update = Statement(_V[INDEX, k], _V[INDEX, k] + chain * _V[INDEX, j])
+        blocks.append(Block(f"V[:, {k}] += d(reduction {k})/d(reduction {j}) * V[:, {j}] (the chain rule)", (update,),
+                            loops=(("i", 0, n),)))  # fmt: skip
+    return blocks
 
 
 Segments = list  # [(box, summand, position(loop), reads)] of one reduction, in its order

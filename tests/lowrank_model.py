@@ -10,10 +10,10 @@ their Jacobian is J = S + U Vᵀ (a sparse part and one low-rank term per sum).
   (``u.mean(axis=1)[:, None]``: one sum per row, broadcast: a dense block per row in
   the sparse part), with ``axis=0`` to its column means (``np.sum(u, axis=0)[None, :]``).
 - ``build_max_field(n, nested)``: a diffusion relaxing to ``np.max(u)`` (a low-rank
-  term), or with ``nested`` to the variance (a sum of a sum): no Jacobian, a notice
-  naming the construct.
+  term), or with ``nested`` to the variance (a sum of a sum: two low-rank terms).
 - ``build_extremes(shape, op)``: a diffusion on a 1-D field or a 2-D grid relaxing to
-  ``np.max``/``np.min``/``np.amax``/``np.amin``/``u.max()``/``np.prod`` of a summand.
+  ``np.max``/``np.min``/``np.amax``/``np.amin``/``u.max()``/``np.prod`` of a summand, or
+  (``nested``) of summands that read other reductions (a variance, two deep).
 """
 
 import numpy as np
@@ -102,7 +102,7 @@ def build_max_field(n=100, nested=False):
 
 class Extremes(System):
     """Reductions that are not sums, over a 1-D field (``shape=(n,)``) or a 2-D grid:
-    ``op`` is "max", "min", "amax", "amin", "method_max" (``u.max()``), "prod", or "all"
+    ``op`` is "max", "min", "amax", "amin", "method_max" (``u.max()``), "prod", "nested", or "all"
     (a maximum, a minimum and a product together, of summands that are not linear)."""
 
     def __init__(self, shape, op):
@@ -130,6 +130,10 @@ class Extremes(System):
             coupling = u.max()
         elif self.op == "prod":
             coupling = np.prod(1.0 + 0.05 * u)
+        elif self.op == "nested":  # reductions whose summands read other reductions, two deep
+            m1 = u.mean()
+            m2 = np.mean((u - m1) ** 2)
+            coupling = np.max((u - m1) ** 2) + np.sum((u - m1) ** 2 / (1.0 + m2)) / u.size + np.prod(1.0 + 0.01 * (u - m2))
         else:
             coupling = 0.3 * np.max(u**2) - 0.5 * np.min(u) + 0.2 * np.prod(1.0 + 0.01 * u * u)
         self.ders.u = lap - self.inputs.k * (u - coupling) * (1.0 + 0.1 * u)
@@ -144,7 +148,8 @@ def build_extremes(shape=(12, 10), op="max"):
 class ExtremesAlongAxes(System):
     """``np.max``/``np.min``/``np.prod`` along an axis of a grid ``u``: broadcast back over
     the grid (``u.max(axis=1)[:, None]``: a dense block per row in the sparse part), and
-    read at its own cell by a vector ``v`` of the kept axis (``np.amax(u**2, axis=1)``)."""
+    read at its own cell by a vector ``v`` of the kept axis (``np.amax(u**2, axis=1)``);
+    ``op="shifted"``: each row reads the next row's maximum (no Jacobian yet)."""
 
     def __init__(self, n, m, op):
         super().__init__()
@@ -162,11 +167,10 @@ class ExtremesAlongAxes(System):
             rows, own = u.max(axis=1)[:, None], np.amax(u**2 + v[:, None], axis=1)
         elif self.op == "min":
             rows, own = np.min(u, axis=0)[None, :], np.amin(np.sin(u), axis=1)
-        elif self.op == "prod":
-            rows, own = np.prod(1.0 + 0.05 * u, axis=1)[:, None], np.prod(1.0 + 0.1 * u * v[:, None], axis=1)
-        else:  # all three
-            rows = 0.5 * np.max(u**2, axis=0)[None, :] - 0.3 * np.min(u, axis=1)[:, None] + 0.2 * np.prod(1.0 + 0.05 * u, axis=0)[None, :]
-            own = np.max(u, axis=1) * np.prod(1.0 + 0.1 * u, axis=1)
+        elif self.op == "shifted":  # each row reads the next row's maximum: no Jacobian yet
+            rows, own = np.roll(u.max(axis=1), 1)[:, None], v
+        else:
+            rows, own = 0.5 * np.prod(1.0 + 0.05 * u, axis=1)[:, None], 0.5 * np.prod(1.0 + 0.1 * u * v[:, None], axis=1)
         self.ders.u = lap - 0.8 * (u - rows) * (1.0 + 0.1 * u)
         self.ders.v = own - v
 

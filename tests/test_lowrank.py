@@ -14,11 +14,16 @@ Checked against independent references:
   factors, exact with a zero factor) over whole arrays: against finite differences on a
   12 x 10 grid and an 80-vector, against dynode running the same file, and rodas4/BDF on
   that Jacobian against dynode's dopri5;
-- what is still not derived (a sum of sums) keeps the "no Jacobian" notice, which names
-  the construct.
+- reductions whose summands read other reductions (a variance, two deep): the chain
+  rule through the columns of V, against finite differences;
+- what is still not derived (a reduction along an axis read at another cell) keeps the
+  "no Jacobian" notice, which names the construct.
 
 A sum along an axis broadcast back over the grid (``u.mean(axis=1)[:, None]``) is not
-low rank: its entries are dense blocks (one per row) in the sparse part.
+low rank: its entries are dense blocks (one per row) in the sparse part; so are a
+maximum, minimum or product along an axis (weighted by the one-hot of each row's
+arg-max, or the products of its other factors), checked against finite differences,
+dynode, and rodas4 against a tight dynode run.
 """
 
 from __future__ import annotations
@@ -181,10 +186,32 @@ def test_sparse_and_dense_rodas4_take_the_same_steps_with_a_low_rank_part() -> N
 
 
 def test_what_is_not_derived_says_which_construct() -> None:
-    module = module_of("build_max_field", 100)  # np.max: a low-rank term now (below)
+    module = module_of("build_max_field", 100)  # np.max, and (below) a sum of a sum: low-rank terms now
     assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == 1
-    nested = module_of("build_max_field", 100, True)
-    assert "sum over 100 elements (lowrank_model.py:" in nested.NO_JACOBIAN and "nested reductions" in nested.NO_JACOBIAN
+    shifted = module_of("build_extremes_along_axes", 12, 10, "shifted")  # the next row's maximum
+    assert "np.max along axis 1 over 120 elements (lowrank_model.py:" in shifted.NO_JACOBIAN
+    assert "other than at its own cell" in shifted.NO_JACOBIAN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("builder", "args", "rank"), [
+    ("build_max_field", (100, True), 2), ("build_extremes", ((12, 10), "nested"), 5), ("build_extremes", ((80,), "nested"), 5),
+], ids=["variance_1d", "nested_2d", "nested_1d"])  # fmt: skip
+def test_the_jacobian_through_reductions_of_reductions_matches_finite_differences(builder: str, args: tuple, rank: int) -> None:
+    """A summand that reads another reduction (a variance; a max, sum and prod of
+    (u - mean)**2 with the variance inside, two deep): V[:, k] += (d m_k/d m_j) V[:, j]."""
+    module = module_of(builder, *args)
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == rank
+    n = module.N_STATES
+    for seed in (1, 2):
+        t, y, p = random_point(module, seed)
+        reference = central_differences(module, t, y, p)
+        J = np.full((n, n), np.nan)
+        module.jac(t, y, p, J)
+        assert relative(J, reference) < 1e-7
+        S, U, V = sparse_plus_lowrank(module, t, y, p)
+        assert relative(S + U @ V.T, reference) < 1e-7
+        assert np.count_nonzero(reference) == n * n
 
 
 EXTREMES = [((80,), "max"), ((12, 10), "max"), ((12, 10), "min"), ((12, 10), "amax"), ((12, 10), "amin"),
@@ -250,6 +277,50 @@ def test_stiff_methods_with_the_max_min_prod_jacobian_reach_dynode(integrator: s
                          rtol=1e-11, atol=1e-13)  # fmt: skip
     np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
     assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05  # the solution moves
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["max", "min", "prod"])
+def test_the_jacobian_through_max_min_prod_along_an_axis_matches_finite_differences(op: str) -> None:
+    """Along an axis, broadcast back over the grid (a dense block per row or column in
+    S, weighted by the one-hot of each row's arg-max or the products of its other
+    factors) and read at its own cell by a vector of the kept axis: no low-rank term."""
+    module = module_of("build_extremes_along_axes", 12, 10, op)
+    assert getattr(module, "NO_JACOBIAN", None) is None and getattr(module, "N_LOWRANK", 0) == 0
+    n = module.N_STATES
+    for seed in (1, 2):
+        t, y, p = random_point(module, seed)
+        reference = central_differences(module, t, y, p)
+        J = np.full((n, n), np.nan)
+        module.jac(t, y, p, J)
+        assert relative(J, reference) < 1e-7
+        if op == "max":  # the row maxima: one dense column per row of u (its arg-max)
+            u = y[:120].reshape(12, 10)
+            first = 10 * np.arange(12) + np.argmax(u, axis=1)
+            assert all(np.count_nonzero(reference[10 * r : 10 * r + 10, first[r]]) == 10 for r in range(12))
+
+
+@pytest.mark.slow
+def test_a_product_along_an_axis_with_a_zero_factor_has_the_exact_jacobian() -> None:
+    module = module_of("build_extremes_along_axes", 12, 10, "prod")
+    t, y, p = random_point(module, 4)
+    y[[23, 25, 57]] = -20.0  # factors 1 + 0.05 u exactly 0: one in row 5, two in row 2
+    reference = central_differences(module, t, y, p)
+    J = np.full((module.N_STATES, module.N_STATES), np.nan)
+    module.jac(t, y, p, J)
+    assert np.all(np.isfinite(J)) and relative(J, reference) < 1e-7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["max", "prod"])
+def test_max_and_prod_along_an_axis_match_dynode_with_rodas4(op: str) -> None:
+    """dopri5 against dynode's dopri5 (1e-8), and rodas4 on the exact Jacobian against a tight dynode run."""
+    make = lambda backend: build_simulation(MODELS, backend, "build_extremes_along_axes", 12, 10, op)  # noqa: E731
+    assert_same_runs(run_compare(make("dyngen"), "dyngen", 2.0, 0.5), run_compare(make("dynode"), "dynode", 2.0, 0.5))
+    theirs = run_compare(make("dynode"), "dynode", 2.0, 0.5, rtol=1e-11, atol=1e-13)
+    stiff_run = run_compare(make("dyngen"), "dyngen", 2.0, 0.5, integrator="rodas4", rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(stiff_run.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+    assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05
 
 
 def test_scipy_gets_no_dense_jacobian_it_cannot_afford() -> None:
