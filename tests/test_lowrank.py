@@ -185,6 +185,28 @@ def test_sparse_and_dense_rodas4_take_the_same_steps_with_a_low_rank_part() -> N
     assert ours.stats[0] == dense.stats[0] > 10
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("builder", "args", "rank"), [("build_extremes", ((20, 10), "all"), 3), ("build_max_field", (200, True), 2)],
+                         ids=["max_min_prod", "variance"])  # fmt: skip
+def test_sparse_rodas4_takes_the_dense_steps_through_max_min_prod_and_nested_terms(builder: str, args: tuple, rank: int) -> None:
+    """200 states: the sparse LU with Woodbury on jac_lowrank's U, V against the dense LU
+    on jac (S + U Vᵀ)."""
+    from dyngen.runtime.sparse_stiff import SparseRosenbrockIntegrator
+
+    sim = simulation(builder, *args)
+    module, model = sim.compile().module, sim._model
+    assert stiff.uses_sparse_lu(module) and module.N_LOWRANK == rank
+    p, y0 = model.gather_parameters(), model.gather_states()
+    options = {"rtol": 1e-7, "atol": 1e-9}
+    dense = stiff.CompiledRosenbrockIntegrator(module, p, 0.0, y0, options, model.state_name)
+    ours = SparseRosenbrockIntegrator(module, p, 0.0, y0, options, model.state_name)
+    for t_end in (0.5, 2.0):
+        dense.advance(t_end)
+        ours.advance(t_end)
+        np.testing.assert_allclose(ours.y, dense.y, rtol=1e-9, atol=1e-11)
+    assert ours.stats[0] == dense.stats[0] > 5
+
+
 def test_what_is_not_derived_says_which_construct() -> None:
     module = module_of("build_max_field", 100)  # np.max, and (below) a sum of a sum: low-rank terms now
     assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == 1

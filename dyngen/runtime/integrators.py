@@ -264,7 +264,7 @@ def check_dense_jacobian(method: str, n: int, nnz: int | None = None, lowrank: i
         sparse_part = f"{nnz} entries" if nnz is not None else "sparse"
         raise DyngenError(
             f"integrator {method!r} works with {cost}; this model's Jacobian is a sparse part ({sparse_part}) plus "
-            f"a rank-{lowrank} term U Vᵀ (its derivatives read sums over whole arrays): for {n} states use "
+            f"a rank-{lowrank} term U Vᵀ (its derivatives read reductions over whole arrays): for {n} states use "
             f"'rodas4' without events (a sparse LU of the sparse part, the rank-{lowrank} term by the Woodbury "
             "identity) or 'dopri5'/'dop853' (explicit); solve_ivp's 'BDF'/'Radau' would need it dense too"
         )  # fmt: skip
