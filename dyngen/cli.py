@@ -105,7 +105,7 @@ def build(
     flat = result.flat
     jacobian = "no Jacobian" if result.kernel.no_jacobian else f"{result.kernel.jac_nnz} Jacobian entries"
     if result.kernel.n_lowrank:
-        jacobian += f" + a rank-{result.kernel.n_lowrank} term (sums over whole arrays)"
+        jacobian += f" + a rank-{result.kernel.n_lowrank} term (reductions over whole arrays)"
     click.echo(
         f"{'wrote' if result.written else 'unchanged'} {result.path}: {flat.n_states} states, {len(flat.default_parameters)} parameters, "
         f"{jacobian} ({total:.2f} s)",

@@ -291,6 +291,7 @@ def _element_comment(ref: object, ndim: int) -> str:
     return f"{ref}[{', '.join(LOOP_NAMES[:ndim])}]"
 
 
+_WEIGHTED = ("sum", "max", "min", "prod")  # reductions along axes with a Jacobian (reduction_weights)
 _REDUCTION_START = {"sum": sp.Float(0.0), "prod": sp.Float(1.0), "max": sp.S.NegativeInfinity, "min": sp.S.Infinity}
 _REDUCTION_STEP = {"sum": sp.Add, "prod": sp.Mul, "max": sp.Max, "min": sp.Min}
 
@@ -489,9 +490,10 @@ class _ReductionChain:
     A read of a state along a reduced axis (``theta[j]``) gives one entry per cell of
     the summand (a dense block: all-to-all coupling); a read along kept axes only
     (``theta[i]``) or a scalar's gradient gives one entry per row, accumulated over the
-    reduced axes.  Anything else (``prod``/``max``/``min``, a read of ``T`` at another
-    cell, a summand that reads another reduction) has no Jacobian yet: ``gradient``
-    raises ``NoJacobian`` for it.
+    reduced axes.  For ``max``/``min``/``prod`` each entry is weighted by ``∂T/∂S`` at the
+    summand's cell (``reduction_weights``: one-hot of the arg-max, products of the other
+    factors).  Anything else (a read of ``T`` at another cell, a summand that reads
+    another reduction) has no Jacobian yet: ``gradient`` raises ``NoJacobian`` for it.
     """
 
     def __init__(self, flat: FlatModel, places: Places, temporaries: Temporaries, gradient: Gradient,
@@ -500,6 +502,9 @@ class _ReductionChain:
         self.n_states = n_states
         self.gradient, self.clean, self.code = gradient, clean, code
         self.state_arrays = {slot.ref for slot in flat.states}
+        from .reduction_weights import AxisWeights  # (that module builds on this one)
+
+        self.weights = AxisWeights(places, code)
 
     def entries(self, symbol: sp.Symbol, partial: sp.Basic, box: Box, state: Slot, position: int) -> int:
         offset = self.places.offsets[symbol]
@@ -511,14 +516,14 @@ class _ReductionChain:
             for _, e in summands for s in e.free_symbols
         )  # fmt: skip
         broadcast = (
-            reduction.op == "sum" and readable and (offset.index != identity or reduction.shape != state.shape)
+            reduction.op in _WEIGHTED and readable and (offset.index != identity or reduction.shape != state.shape)
             and len({a for a, _ in offset.index if a >= 0}) == sum(1 for a, _ in offset.index if a >= 0)
             and all((a >= 0 and k == 0 and reduction.shape[d] == state.shape[a]) or (a < 0 and 0 <= k < reduction.shape[d])
                     for d, (a, k) in enumerate(offset.index))
         )  # fmt: skip
         if broadcast:  # a sum along axes read broadcast (``u.mean(axis=1)[:, None]``): dense blocks
             return self._broadcast(offset, reduction, summands, partial, box, state, position)
-        if reduction.op != "sum" or offset.index != identity or reduction.shape != state.shape or not readable:
+        if reduction.op not in _WEIGHTED or offset.index != identity or reduction.shape != state.shape or not readable:
             self.gradient(symbol)  # raises NoJacobian, which says why
         kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
         der_strides = strides(state.shape)
@@ -540,8 +545,9 @@ class _ReductionChain:
             row_strides = [0] * len(sub_box)
             for st, a in zip(der_strides, kept):
                 row_strides[a] = st
+            weigh = lambda value, at=loop: self.weights.weigh(reduction, value, at)  # noqa: E731 - d(op)/d(summand)
             for read in sorted(summand.free_symbols, key=lambda s: s.name):
-                position = self._read(read, summand, factor, sub_box, kept, row, tuple(row_strides), position, state)
+                position = self._read(read, summand, factor, sub_box, kept, row, tuple(row_strides), position, state, weigh)
         return position
 
     def _broadcast(self, offset: Offset, reduction: Reduction, summands: list, partial: sp.Basic, box: Box, state: Slot,
@@ -600,6 +606,7 @@ class _ReductionChain:
                     s: self.places.indexed(q, summand_loop) for s in derivative.free_symbols
                     if (q := self.places.offsets.get(s)) is not None
                 })  # fmt: skip
+                value = self.weights.weigh(reduction, value, summand_loop)
                 block_strides = strides(shape)
 
                 def target(cells: tuple[sp.Basic, ...], at: int = position, st: tuple = block_strides,
@@ -614,7 +621,7 @@ class _ReductionChain:
         return position
 
     def _read(self, read: sp.Symbol, summand: sp.Basic, factor: sp.Basic, sub_box: Box, kept: list[int], row: int,
-              row_strides: tuple[int, ...], position: int, state: Slot) -> int:  # fmt: skip
+              row_strides: tuple[int, ...], position: int, state: Slot, weigh: Callable) -> int:  # fmt: skip
         offset = self.places.offsets.get(read)
         if offset is not None and offset.ref not in self.state_arrays:
             return position  # a parameter array: a constant
@@ -632,7 +639,7 @@ class _ReductionChain:
         if derivative == 0:
             return position
         for column, column_strides, g, label_read in columns:
-            value = factor * derivative * g
+            value = weigh(factor * derivative * g)
             label = f"d(d/dt {_element_comment(state.ref, len(kept))})/d({label_read}) through a sum"
             reduced = [a for a in range(len(sub_box)) if a not in kept]
             if any(column_strides[a] for a in reduced):  # one entry per summand cell

@@ -1,20 +1,22 @@
-"""lower, low-rank part: the Jacobian through sums over whole arrays.
+"""lower, low-rank part: the Jacobian through reductions over whole arrays.
 
 A derivative that reads ``m = sum(g(u))`` (``np.sum``, ``np.mean``, ``@`` of vectors
-over a whole array) depends on every element the sum reads: its Jacobian is dense.
-By the chain rule it is ``J = S + U Vᵀ``: ``S`` the sparse part (stencils, as
-without the sum), and one column of ``U`` and ``V`` per sum ``m_k`` (the rank ``r``
-is the number of such sums the derivatives read):
+over a whole array; also ``np.max``/``np.min``/``np.prod``) depends on every element the
+reduction reads: its Jacobian is dense.  By the chain rule it is ``J = S + U Vᵀ``:
+``S`` the sparse part (stencils, as without the reduction), and one column of ``U`` and
+``V`` per reduction ``m_k`` (the rank ``r`` is the number of reductions the derivatives read):
 
 - ``U[i, k] = ∂f_i/∂m_k``, evaluated element by element like the derivatives;
-- ``V[j, k] = ∂m_k/∂y_j``, the summand's derivative (for ``np.mean(u)``: ``1/n``).
+- ``V[j, k] = ∂m_k/∂y_j``: for a sum, the summand's derivative (for ``np.mean(u)``:
+  ``1/n``); for a maximum or minimum, the summand's derivative at the first cell that
+  attains it (found at run time: one-hot for ``np.max(u)``); for a product, the summand's
+  derivative times the product of the other factors (prefix and suffix products).
 
-``lower`` numbers each sum a derivative reaches with a virtual column ``n + k``
+``lower`` numbers each reduction a derivative reaches with a virtual column ``n + k``
 of the gradient, so the chain rule through scalars and loops gives ``U`` for free;
 this module says which reductions qualify (``LowRank.column``) and writes the loops of
-``V`` (``weight_code``).  Products, maxima, minima, reductions along axes read other
-than at their own cell, and sums of sums are left without a Jacobian, with a note
-naming the construct.
+``V`` (``weight_code``).  Reductions along axes read other than at their own cell, and
+sums of sums, are left without a Jacobian, with a note naming the construct.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from typing import Callable
 
 import sympy as sp
 
-from .arrays import box_size, index_text
+from .arrays import Box, box_size, index_text
 from .flatten import relative_location
-from .ir import REDUCTION_KIND, FlatModel, Reduction
-from .lower_arrays import ArrayCode, Places, Temporaries, emit
+from .ir import REDUCTION_KIND, Block, FlatModel, Reduction, Statement
+from .lower_arrays import INDEX, ArrayCode, Empty, Places, Temporaries, _loop_indices, _span, emit, strides
 
 _V = sp.IndexedBase("V")
 
@@ -44,8 +46,8 @@ def _where(reduction: Reduction, flat: FlatModel) -> str:
 
 
 class LowRank:
-    """The sums over whole arrays that the derivatives read, in the order they are met:
-    sum ``k`` is the virtual column ``n_states + k`` of the gradient."""
+    """The reductions over whole arrays that the derivatives read, in the order they are met:
+    reduction ``k`` is the virtual column ``n_states + k`` of the gradient."""
 
     def __init__(self, flat: FlatModel, n_states: int) -> None:
         self.flat = flat
@@ -56,67 +58,187 @@ class LowRank:
         return len(self.reductions)
 
     def column(self, reduction: Reduction) -> int:
-        """The virtual column of ``reduction``; ``NoJacobian`` if it is not a sum over a whole array."""
+        """The virtual column of ``reduction``; ``NoJacobian`` if it is not a reduction over a whole array."""
         where = _where(reduction, self.flat)
         if reduction.shape:
             what = f"along axis {', '.join(map(str, reduction.axes))}" if reduction.axes else "computed once"
             raise NoJacobian(
                 f"a derivative reads the array of np.{reduction.op} {what} over {reduction.size} elements ({where}) "
-                "other than at its own cell (or from element code); dyngen derives sums along an axis only where "
-                "each cell reads its own sum"
+                "other than at its own cell (or from element code); dyngen derives reductions along an axis only "
+                "where each cell reads its own (or reads them broadcast back over the grid)"
             )  # fmt: skip
-        if reduction.op != "sum":
-            raise NoJacobian(
-                f"a derivative depends on np.{reduction.op} over {reduction.size} elements ({where}); dyngen derives "
-                "the Jacobian through sums and means (a low-rank term) but not through np.prod, np.max or np.min"
-            )  # fmt: skip
+        if reduction.op not in _WEIGHTS:
+            raise NoJacobian(f"a derivative depends on np.{reduction.op} over {reduction.size} elements ({where}), "
+                             "which dyngen cannot derive")  # fmt: skip
         if reduction not in self.reductions:
             self.reductions.append(reduction)
         return self.n_states + self.reductions.index(reduction)
 
 
+class _Reads:
+    """Where a summand's derivatives go: for each read of a state, the column of ``V``
+    (and its strides over the segment's box) and the factor ``∂summand/∂read · ∂read/∂y``."""
+
+    def __init__(self, flat: FlatModel, places: Places, gradient: Callable, clean: Callable[[sp.Basic], sp.Basic],
+                 n_states: int, nested: NoJacobian) -> None:  # fmt: skip
+        self.places, self.gradient, self.clean, self.n, self.nested = places, gradient, clean, n_states, nested
+        self.state_arrays = {slot.ref for slot in flat.states}
+
+    def of(self, summand: sp.Basic, box: Box) -> list[tuple[int, tuple[int, ...] | None, sp.Basic, str]]:
+        """``(column, column strides, factor, label)`` for each read of ``summand`` over ``box``;
+        a read of another reduction over a whole array (column ``n_states + j``) has strides ``None``."""
+        found = []
+        for read in sorted(summand.free_symbols, key=lambda s: s.name):
+            offset = self.places.offsets.get(read)
+            if offset is not None and offset.ref.kind == REDUCTION_KIND:
+                raise self.nested
+            if offset is not None and offset.ref not in self.state_arrays:
+                continue  # a parameter or constant array
+            derivative = self.clean(sp.diff(summand, read))
+            if derivative == 0:
+                continue
+            if offset is not None:
+                column, column_strides = self.places.column(offset, box)
+                found.append((column, column_strides, derivative, f"{offset.ref}[{index_text(offset.index)}]"))
+                continue
+            for j, g in sorted(self.gradient(read).items()):  # a reduction's column: strides None (the chain rule)
+                found.append((j, (0,) * len(box) if j < self.n else None, derivative * g, f"y[{j}]"))
+        return found
+
+
+def _position(box: Box, first: int) -> Callable[[tuple], sp.Basic]:
+    """The cell's number in the reduction's order (C order within a segment, segments one after another)."""
+    box_strides = strides(tuple(hi - lo for lo, hi in box))
+    return lambda loop: first + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(box_strides, loop, box)))
+
+
 def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Callable[[sp.Basic], sp.Basic]) -> ArrayCode:
-    """The loops that add ``∂m_k/∂y`` into column ``k`` of ``V`` (zeroed by the caller)."""
+    """The loops that add ``∂m_k/∂y`` into column ``k`` of ``V`` (zeroed by the caller):
+
+    - a sum: the summand's derivative at every cell;
+    - a maximum (minimum): the summand's derivative at the first cell that attains it
+      (found at run time by a pass over the cells: ``V[:, k]`` is one-hot for ``max(u)``);
+    - a product ``∏ s_c``: ``∏_{c' ≠ c} s_c'`` times the summand's derivative at each cell,
+      the products of the others from prefix and suffix products (no division, so a zero
+      factor is exact);
+    - a summand that reads another reduction over a whole array ``m_j`` (a variance):
+      ``V[:, k] += (Σ_c w_c ∂s_c/∂m_j) V[:, j]`` by the chain rule, once ``V[:, j]`` is
+      complete (``w_c`` the weights above).
+    """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries("w")
-    state_arrays = {slot.ref for slot in flat.states}
-    n = lowrank.n_states
-    for k, reduction in enumerate(lowrank.reductions):
+    chained: list[tuple[int, int, sp.Symbol]] = []  # V[:, k] += c * V[:, j]
+    for k, reduction in enumerate(lowrank.reductions):  # (the list grows as summands meet other reductions)
         where = _where(reduction, flat)
         nested = NoJacobian(
-            f"the summand of the sum over {reduction.size} elements ({where}) reads another reduction "
-            "(a sum of sums): dyngen has no Jacobian for nested reductions yet"
+            f"the summand of the {reduction.op} over {reduction.size} elements ({where}) reads the array of a "
+            "reduction along an axis (nested reductions): dyngen has no Jacobian for that yet"
         )  # fmt: skip
+        reads = _Reads(flat, places, gradient, clean, lowrank.n_states, nested)
+        segments, first = [], 0
         for segment in reduction.segments:
             box = tuple(zip(segment.lo, segment.hi))
             if box_size(box) == 0:
                 continue
             summand = places.inline_copies(segment.expr)
-            for read in sorted(summand.free_symbols, key=lambda s: s.name):
-                offset = places.offsets.get(read)
-                if offset is not None and offset.ref.kind == REDUCTION_KIND:
-                    raise nested
-                if offset is not None and offset.ref not in state_arrays:
-                    continue  # a parameter or constant array
-                derivative = clean(sp.diff(summand, read))
-                if derivative == 0:
+            segments.append((box, summand, _position(box, first), reads.of(summand, box)))
+            first += box_size(box)
+        weight = _WEIGHTS[reduction.op](code, places, temporaries, reduction, k, segments, first)
+        for box, summand, position, columns in segments:
+            for column, column_strides, derivative, label in columns:
+                if column_strides is None:  # d(m_k)/d(m_j) = sum over the cells of w_c ds_c/dm_j
+                    j = column - lowrank.n_states
+                    chain = sp.Symbol(f"jac_chain{k}_{j}", real=True)
+                    if not any(c == chain for _, _, c in chained):
+                        code.blocks.append(Block(f"d(reduction {k})/d(reduction {j}), summed below", (Statement(chain, sp.Float(0.0)),)))
+                        chained.append((k, j, chain))
+                    title = f"d(reduction {k})/d(reduction {j}) ({reduction.op} {reduction.symbol}, {where})"
+                    emit(places, temporaries, title, box, [(lambda loop, c=chain: c, chain + weight(position, derivative, box), "")],
+                         code, chain)  # fmt: skip
                     continue
-                if offset is not None:
-                    column, column_strides = places.column(offset, box)
-                    columns = [(column, column_strides, sp.S.One, f"{offset.ref}[{index_text(offset.index)}]")]
-                else:
-                    columns = []
-                    for j, g in sorted(gradient(read).items()):
-                        if j >= n:
-                            raise nested
-                        columns.append((j, (0,) * len(box), g, f"y[{j}]"))
-                for column, column_strides, g, label in columns:
 
-                    def entry(loop: tuple, at: int = column, st: tuple = column_strides, kk: int = k) -> sp.Basic:
-                        return _V[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, loop, box))), kk]
+                def entry(loop: tuple, at: int = column, st: tuple = column_strides, b: Box = box, kk: int = k) -> sp.Basic:
+                    return _V[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, loop, b))), kk]
 
-                    accumulator = sp.Symbol("jac_acc", real=True)
-                    title = f"V[:, {k}] += d({reduction.symbol})/d({label}) ({where})"
-                    emit(places, temporaries, title, box, [(entry, accumulator + derivative * g, "")], code,
-                          accumulator, entry)  # fmt: skip
+                accumulator = sp.Symbol("jac_acc", real=True)
+                title = f"V[:, {k}] += d({reduction.symbol})/d({label}) ({reduction.op}, {where})"
+                value = weight(position, derivative, box)
+                emit(places, temporaries, title, box, [(entry, accumulator + value, "")], code, accumulator, entry)
+    code.blocks += _chain_blocks(chained, lowrank.n_states)
     return code
 
+
+def _chain_blocks(chained: list[tuple[int, int, sp.Symbol]], n: int) -> list[Block]:
+    """``V[:, k] += c V[:, j]`` for each nested reduction, each column ``j`` once it is complete
+    (every ``V[:, j] += ...`` into it written before)."""
+    blocks, pending = [], list(chained)
+    while pending:
+        ready = next(item for item in pending if not any(k == item[1] for k, _, _ in pending))
+        pending.remove(ready)
+        k, j, chain = ready
+        update = Statement(_V[INDEX, k], _V[INDEX, k] + chain * _V[INDEX, j])
+        blocks.append(Block(f"V[:, {k}] += d(reduction {k})/d(reduction {j}) * V[:, {j}] (the chain rule)", (update,),
+                            loops=(("i", 0, n),)))  # fmt: skip
+    return blocks
+
+
+Segments = list  # [(box, summand, position(loop), reads)] of one reduction, in its order
+Weight = Callable[[Callable, sp.Basic, Box], sp.Basic]  # (position, ∂summand/∂y, box) -> the V entry
+
+
+def _sum_weight(code: ArrayCode, places: Places, temporaries: Temporaries, reduction: Reduction, k: int,
+                segments: Segments, n: int) -> Weight:  # fmt: skip
+    return lambda position, derivative, box: derivative
+
+
+def _extreme_weight(better: Callable[[sp.Basic, sp.Basic], sp.Basic], start: sp.Basic) -> Callable[..., Weight]:
+    """``max``/``min``: a pass finds the first cell attaining the extreme (``jac_arg{k}``); the
+    entries are the summand's derivative there, zero elsewhere."""
+
+    def weight(code: ArrayCode, places: Places, temporaries: Temporaries, reduction: Reduction, k: int,
+               segments: Segments, n: int) -> Weight:  # fmt: skip
+        symbol, op = reduction.symbol, reduction.op
+        best, arg = sp.Symbol(f"jac_best{k}", real=True), sp.Symbol(f"jac_arg{k}", integer=True)
+        code.blocks.append(Block(f"{symbol}: the first cell attaining the {op}imum, for V[:, {k}]",
+                                 (Statement(best, start), Statement(arg, sp.Integer(-1)))))  # fmt: skip
+        for box, summand, position, _ in segments:
+            found = better(summand, best)
+            loop = _loop_indices(box)
+            targets = [(lambda cells: arg, sp.Piecewise((position(loop), found), (arg, True)), ""),
+                       (lambda cells: best, sp.Piecewise((summand, found), (best, True)), "")]  # fmt: skip
+            emit(places, temporaries, f"{symbol}: {_span(box)}", box, targets, code, best)
+        return lambda position, derivative, box: sp.Piecewise(
+            (derivative, sp.Eq(position(_loop_indices(box)), arg)), (sp.S.Zero, True)
+        )
+
+    return weight
+
+
+def _prod_weight(code: ArrayCode, places: Places, temporaries: Temporaries, reduction: Reduction, k: int,
+                 segments: Segments, n: int) -> Weight:  # fmt: skip
+    """``prod``: ``others[c] = ∏_{c' < c} s_c' · ∏_{c' > c} s_c'``, by a forward pass (the
+    prefix products, and the factors) and a backward one over the cells' numbers."""
+    symbol = reduction.symbol
+    others, factors = sp.IndexedBase(f"jac_others{k}"), sp.IndexedBase(f"jac_factors{k}")
+    prefix, suffix = sp.Symbol(f"jac_prefix{k}", real=True), sp.Symbol(f"jac_suffix{k}", real=True)
+    code.blocks.append(Block(f"{symbol}: the products of the other factors, for V[:, {k}]: prefix products",
+                             (Statement(sp.Symbol(others.name), Empty(n)), Statement(sp.Symbol(factors.name), Empty(n)),
+                              Statement(prefix, sp.Float(1.0)))))  # fmt: skip
+    for box, summand, position, _ in segments:
+        loop = _loop_indices(box)
+        targets = [(lambda cells, at=position: others[at(cells)], prefix, ""),
+                   (lambda cells, at=position: factors[at(cells)], summand, ""),
+                   (lambda cells: prefix, prefix * summand, "")]  # fmt: skip
+        emit(places, temporaries, f"{symbol}: {_span(box)}", box, targets, code, prefix)
+    back = n - 1 - INDEX
+    code.blocks.append(Block(f"{symbol}: times the suffix products", (Statement(suffix, sp.Float(1.0)),)))
+    code.blocks.append(Block(f"{symbol}: for each cell, from the last", (
+        Statement(others[back], others[back] * suffix), Statement(suffix, suffix * factors[back])), loops=(("i", 0, n),)))  # fmt: skip
+    return lambda position, derivative, box: derivative * others[position(_loop_indices(box))]
+
+
+_WEIGHTS: dict[str, Callable[..., Weight]] = {
+    "sum": _sum_weight,
+    "max": _extreme_weight(lambda value, best: value > best, sp.S.NegativeInfinity),
+    "min": _extreme_weight(lambda value, best: value < best, sp.S.Infinity),
+    "prod": _prod_weight,
+}

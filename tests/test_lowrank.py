@@ -11,11 +11,20 @@ Checked against independent references:
   sub-grid;
 - scipy's ``solve_ivp`` (DOP853 at rtol 1e-10) on the same equations written by hand,
   for rodas4 on the sparse LU with Woodbury and for solve_ivp(BDF) through dyngen;
-- what is still not derived (np.max, a sum of sums) keeps the "no Jacobian" notice,
-  which names the construct.
+- np.max/np.min (one-hot of the first arg-max) and np.prod (products of the other
+  factors, exact with a zero factor) over whole arrays: against finite differences on a
+  12 x 10 grid and an 80-vector, against dynode running the same file, and rodas4/BDF on
+  that Jacobian against dynode's dopri5;
+- reductions whose summands read other reductions (a variance, two deep): the chain
+  rule through the columns of V, against finite differences;
+- what is still not derived (a reduction along an axis read at another cell) keeps the
+  "no Jacobian" notice, which names the construct.
 
 A sum along an axis broadcast back over the grid (``u.mean(axis=1)[:, None]``) is not
-low rank: its entries are dense blocks (one per row) in the sparse part.
+low rank: its entries are dense blocks (one per row) in the sparse part; so are a
+maximum, minimum or product along an axis (weighted by the one-hot of each row's
+arg-max, or the products of its other factors), checked against finite differences,
+dynode, and rodas4 against a tight dynode run.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ import dyngen
 from dyngen import DyngenError, Recorder
 from dyngen.runtime import stiff
 from dyngen.runtime.sparse_stiff import LowRankSolve
-from dynode_compare import build_simulation
+from dynode_compare import assert_same_runs, build_simulation
+from dynode_compare import run as run_compare
 from finite_differences import central_differences
 
 MODELS = Path(__file__).resolve().parent / "lowrank_model.py"
@@ -177,12 +187,164 @@ def test_sparse_and_dense_rodas4_take_the_same_steps_with_a_low_rank_part() -> N
     assert ours.stats[0] == dense.stats[0] > 10
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("builder", "args", "rank"), [("build_extremes", ((20, 10), "all"), 3), ("build_max_field", (200, True), 2)],
+                         ids=["max_min_prod", "variance"])  # fmt: skip
+def test_sparse_rodas4_takes_the_dense_steps_through_max_min_prod_and_nested_terms(builder: str, args: tuple, rank: int) -> None:
+    """200 states: the sparse LU with Woodbury on jac_lowrank's U, V against the dense LU
+    on jac (S + U Vᵀ)."""
+    from dyngen.runtime.sparse_stiff import SparseRosenbrockIntegrator
+
+    sim = simulation(builder, *args)
+    module, model = sim.compile().module, sim._model
+    assert stiff.uses_sparse_lu(module) and module.N_LOWRANK == rank
+    p, y0 = model.gather_parameters(), model.gather_states()
+    options = {"rtol": 1e-7, "atol": 1e-9}
+    dense = stiff.CompiledRosenbrockIntegrator(module, p, 0.0, y0, options, model.state_name)
+    ours = SparseRosenbrockIntegrator(module, p, 0.0, y0, options, model.state_name)
+    for t_end in (0.5, 2.0):
+        dense.advance(t_end)
+        ours.advance(t_end)
+        np.testing.assert_allclose(ours.y, dense.y, rtol=1e-9, atol=1e-11)
+    assert ours.stats[0] == dense.stats[0] > 5
+
+
 def test_what_is_not_derived_says_which_construct() -> None:
-    module = module_of("build_max_field", 100)
-    assert "np.max over 100 elements (lowrank_model.py:" in module.NO_JACOBIAN
-    assert "not through np.prod, np.max or np.min" in module.NO_JACOBIAN
-    nested = module_of("build_max_field", 100, True)
-    assert "sum over 100 elements (lowrank_model.py:" in nested.NO_JACOBIAN and "nested reductions" in nested.NO_JACOBIAN
+    module = module_of("build_max_field", 100)  # np.max, and (below) a sum of a sum: low-rank terms now
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == 1
+    shifted = module_of("build_extremes_along_axes", 12, 10, "shifted")  # the next row's maximum
+    assert "np.max along axis 1 over 120 elements (lowrank_model.py:" in shifted.NO_JACOBIAN
+    assert "other than at its own cell" in shifted.NO_JACOBIAN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("builder", "args", "rank"), [
+    ("build_max_field", (100, True), 2), ("build_extremes", ((12, 10), "nested"), 5), ("build_extremes", ((80,), "nested"), 5),
+], ids=["variance_1d", "nested_2d", "nested_1d"])  # fmt: skip
+def test_the_jacobian_through_reductions_of_reductions_matches_finite_differences(builder: str, args: tuple, rank: int) -> None:
+    """A summand that reads another reduction (a variance; a max, sum and prod of
+    (u - mean)**2 with the variance inside, two deep): V[:, k] += (d m_k/d m_j) V[:, j]."""
+    module = module_of(builder, *args)
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == rank
+    n = module.N_STATES
+    for seed in (1, 2):
+        t, y, p = random_point(module, seed)
+        reference = central_differences(module, t, y, p)
+        J = np.full((n, n), np.nan)
+        module.jac(t, y, p, J)
+        assert relative(J, reference) < 1e-7
+        S, U, V = sparse_plus_lowrank(module, t, y, p)
+        assert relative(S + U @ V.T, reference) < 1e-7
+        assert np.count_nonzero(reference) == n * n
+
+
+EXTREMES = [((80,), "max"), ((12, 10), "max"), ((12, 10), "min"), ((12, 10), "amax"), ((12, 10), "amin"),
+            ((12, 10), "method_max"), ((80,), "prod"), ((12, 10), "prod"), ((12, 10), "all")]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("shape", "op"), EXTREMES, ids=[f"{op}_{len(shape)}d" for shape, op in EXTREMES])
+def test_the_jacobian_through_max_min_and_prod_matches_finite_differences(shape: tuple, op: str) -> None:
+    """V[:, k] is the one-hot of the first arg-max (arg-min) times the summand's
+    derivative there, or the products of the other factors (prod)."""
+    module = module_of("build_extremes", shape, op)
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == (3 if op == "all" else 1)
+    n = module.N_STATES
+    assert module.JAC_NNZ < 6 * n
+    for seed in (1, 2):
+        t, y, p = random_point(module, seed)
+        reference = central_differences(module, t, y, p)
+        J = np.full((n, n), np.nan)
+        module.jac(t, y, p, J)
+        assert relative(J, reference) < 1e-7
+        S, U, V = sparse_plus_lowrank(module, t, y, p)
+        assert relative(S + U @ V.T, reference) < 1e-7
+        if op in ("max", "min"):  # one column of the reference is dense: the arg-max's
+            extreme = int(np.argmax(y) if op == "max" else np.argmin(y))
+            assert np.count_nonzero(V) == 1 and V[extreme, 0] == 1.0
+            assert np.count_nonzero(reference[:, extreme]) == n
+
+
+@pytest.mark.slow
+def test_a_product_with_a_zero_factor_has_the_exact_jacobian() -> None:
+    """prod(1 + 0.05 u) with one factor exactly 0 (u = -20): the derivative through the
+    other factors is 0, through that one the product of the others (no 0/0)."""
+    module = module_of("build_extremes", (12, 10), "prod")
+    t, y, p = random_point(module, 3)
+    for zeros in ([37], [37, 80]):
+        y[zeros] = -20.0
+        reference = central_differences(module, t, y, p)
+        S, U, V = sparse_plus_lowrank(module, t, y, p)
+        assert np.all(np.isfinite(V))
+        assert relative(S + U @ V.T, reference) < 1e-7
+        others = np.prod(np.delete(1.0 + 0.05 * y, 37))
+        assert np.count_nonzero(V) == (1 if len(zeros) == 1 else 0)
+        if len(zeros) == 1:
+            assert V[37, 0] == pytest.approx(0.05 * others, rel=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("shape", "op"), [((12, 10), "all"), ((80,), "max")], ids=["all_2d", "max_1d"])
+def test_max_min_and_prod_models_match_dynode(shape: tuple, op: str) -> None:
+    ours = run_compare(build_simulation(MODELS, "dyngen", "build_extremes", shape, op), "dyngen", 2.0, 0.5)
+    theirs = run_compare(build_simulation(MODELS, "dynode", "build_extremes", shape, op), "dynode", 2.0, 0.5)
+    assert_same_runs(ours, theirs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["rodas4", "BDF"])
+def test_stiff_methods_with_the_max_min_prod_jacobian_reach_dynode(integrator: str) -> None:
+    """rodas4 and BDF on the exact S + U Vᵀ against dynode's dopri5 (both at tight tolerances)."""
+    ours = run_compare(build_simulation(MODELS, "dyngen", "build_extremes", (12, 10), "all"), "dyngen", 2.0, 0.5,
+                       integrator=integrator, rtol=1e-10, atol=1e-12)  # fmt: skip
+    theirs = run_compare(build_simulation(MODELS, "dynode", "build_extremes", (12, 10), "all"), "dynode", 2.0, 0.5,
+                         rtol=1e-11, atol=1e-13)  # fmt: skip
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+    assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05  # the solution moves
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["max", "min", "prod"])
+def test_the_jacobian_through_max_min_prod_along_an_axis_matches_finite_differences(op: str) -> None:
+    """Along an axis, broadcast back over the grid (a dense block per row or column in
+    S, weighted by the one-hot of each row's arg-max or the products of its other
+    factors) and read at its own cell by a vector of the kept axis: no low-rank term."""
+    module = module_of("build_extremes_along_axes", 12, 10, op)
+    assert getattr(module, "NO_JACOBIAN", None) is None and getattr(module, "N_LOWRANK", 0) == 0
+    n = module.N_STATES
+    for seed in (1, 2):
+        t, y, p = random_point(module, seed)
+        reference = central_differences(module, t, y, p)
+        J = np.full((n, n), np.nan)
+        module.jac(t, y, p, J)
+        assert relative(J, reference) < 1e-7
+        if op == "max":  # the row maxima: one dense column per row of u (its arg-max)
+            u = y[:120].reshape(12, 10)
+            first = 10 * np.arange(12) + np.argmax(u, axis=1)
+            assert all(np.count_nonzero(reference[10 * r : 10 * r + 10, first[r]]) == 10 for r in range(12))
+
+
+@pytest.mark.slow
+def test_a_product_along_an_axis_with_a_zero_factor_has_the_exact_jacobian() -> None:
+    module = module_of("build_extremes_along_axes", 12, 10, "prod")
+    t, y, p = random_point(module, 4)
+    y[[23, 25, 57]] = -20.0  # factors 1 + 0.05 u exactly 0: one in row 5, two in row 2
+    reference = central_differences(module, t, y, p)
+    J = np.full((module.N_STATES, module.N_STATES), np.nan)
+    module.jac(t, y, p, J)
+    assert np.all(np.isfinite(J)) and relative(J, reference) < 1e-7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["max", "prod"])
+def test_max_and_prod_along_an_axis_match_dynode_with_rodas4(op: str) -> None:
+    """dopri5 against dynode's dopri5 (1e-8), and rodas4 on the exact Jacobian against a tight dynode run."""
+    make = lambda backend: build_simulation(MODELS, backend, "build_extremes_along_axes", 12, 10, op)  # noqa: E731
+    assert_same_runs(run_compare(make("dyngen"), "dyngen", 2.0, 0.5), run_compare(make("dynode"), "dynode", 2.0, 0.5))
+    theirs = run_compare(make("dynode"), "dynode", 2.0, 0.5, rtol=1e-11, atol=1e-13)
+    stiff_run = run_compare(make("dyngen"), "dyngen", 2.0, 0.5, integrator="rodas4", rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(stiff_run.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+    assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05
 
 
 def test_scipy_gets_no_dense_jacobian_it_cannot_afford() -> None:
@@ -191,3 +353,30 @@ def test_scipy_gets_no_dense_jacobian_it_cannot_afford() -> None:
     fake = type("M", (), {"N_STATES": DENSE_MAX_STATES + 1, "N_LOWRANK": 1, "JAC_NNZ": 10})()
     with pytest.raises(DyngenError, match="sums over whole arrays.*rank-1.*'rodas4'"):
         jacobian_callable(fake, np.zeros(1))
+
+
+@pytest.mark.parametrize("method", ["LSODA", "vode", "lsoda"])
+def test_a_dense_method_on_a_large_sparse_plus_low_rank_jacobian_is_told_rodas4(method: str) -> None:
+    from dyngen.runtime.integrators import DENSE_MAX_STATES, check_dense_jacobian
+
+    n = DENSE_MAX_STATES + 1
+    with pytest.raises(DyngenError, match=rf"'{method}'.*sparse part \(30003 entries\) plus a rank-2 term.*'rodas4' "
+                       r"without events.*rank-2 term by the Woodbury identity.*'dopri5'/'dop853'"):  # fmt: skip
+        check_dense_jacobian(method, n, 3 * n, lowrank=2)
+    with pytest.raises(DyngenError, match=r"use 'rodas4', or solve_ivp's 'BDF'"):  # no low-rank term: as before
+        check_dense_jacobian(method, n, 3 * n)
+    check_dense_jacobian(method, DENSE_MAX_STATES, 3 * n, lowrank=2)  # affordable: no refusal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["LSODA", "vode"])
+def test_a_large_mean_field_model_names_the_methods_that_use_its_low_rank_term(method: str) -> None:
+    from dyngen.runtime.integrators import DENSE_MAX_STATES
+
+    sim = simulation("build_mean_field", DENSE_MAX_STATES + 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dyngen.DyngenWarning)
+        module = sim.compile().module
+    assert module.N_LOWRANK == 2
+    with pytest.raises(DyngenError, match=rf"'{method}'.*plus a rank-2 term U Vᵀ.*'rodas4' without events"):
+        sim.simulate(0.01, 0.01, integrator=method)

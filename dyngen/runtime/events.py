@@ -20,7 +20,15 @@ import numpy as np
 
 from ..errors import DyngenError, SolverError
 from .compiled import EXPLICIT_METHODS, compiled_routine, explicit_settings, failure, work_rows
-from .integrators import SOLVE_IVP_METHODS, check_dense_jacobian, dynode_options, jacobian_callable, non_finite_states
+from .integrators import (
+    DENSE_MAX_STATES,
+    SOLVE_IVP_METHODS,
+    check_dense_jacobian,
+    dynode_options,
+    jacobian_callable,
+    lowrank_rank,
+    non_finite_states,
+)
 from .model import CompiledModel
 from .specialize import add_time
 from .stiff import check_rodas4_result, linear_solver_option, rodas4_settings, uses_sparse_lu
@@ -169,11 +177,14 @@ class CompiledEventIntegrator:
                     "sparse path without events; drop it, or use BDF or Radau"
                 )
             if uses_sparse_lu(module):
+                instead = "BDF or Radau"
+                if lowrank_rank(module) and n > DENSE_MAX_STATES:  # scipy would need S + U V^T dense
+                    instead = "'dopri5'/'dop853' (explicit), or rodas4 without events (sparse LU and Woodbury)"
                 raise DyngenError(
                     "rodas4 with events needs the dense LU (fewer than 150 states, or a dense Jacobian); "
-                    "use BDF or Radau for this model"
+                    f"use {instead} for this model"
                 )
-            check_dense_jacobian("rodas4", n, int(module.JAC_NNZ))
+            check_dense_jacobian("rodas4", n, int(module.JAC_NNZ), lowrank_rank(module))
             self._rtol, self._atol, self._max_step, self._nsteps, self._h = rodas4_settings(options)
             self._routine = compiled_routine(module, "rodas4_advance_events", jac=True, specialize=specialize, events=True)
             self._arrays = (np.zeros((5, n)), np.zeros((6, n)), np.zeros((n, n)), np.zeros(n, dtype=np.int64))
@@ -299,7 +310,7 @@ class SolveIvpEventIntegrator:
 
         if method in ("BDF", "Radau", "LSODA"):
             if method == "LSODA":
-                check_dense_jacobian(method, n, int(module.JAC_NNZ))
+                check_dense_jacobian(method, n, int(module.JAC_NNZ), lowrank_rank(module))
             options = {"jac": jacobian_callable(module, p, sparse=method != "LSODA"), **options}
         self._make = lambda t, y: solvers[method](f, t, np.array(y, dtype=float), t_bound, **options)
         try:

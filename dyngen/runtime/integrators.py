@@ -244,11 +244,13 @@ def use_sparse_lu(solver: object) -> None:
     solver.lu = lu
 
 
-def check_dense_jacobian(method: str, n: int, nnz: int | None = None) -> None:
+def check_dense_jacobian(method: str, n: int, nnz: int | None = None, lowrank: int = 0) -> None:
     """Refuse a method that factors a dense Jacobian when ``n`` states make it unaffordable.
 
     ``nnz`` (the Jacobian's entries) tells a sparse Jacobian, which other methods can
-    use, from a genuinely dense one, which only explicit methods can afford.
+    use, from a genuinely dense one, which only explicit methods can afford.  ``lowrank``
+    (the module's ``N_LOWRANK``) is the rank of a low-rank part ``U Vᵀ`` next to the
+    sparse ``S`` (sums over whole arrays): only rodas4's sparse LU with Woodbury uses it.
     """
     if n <= DENSE_MAX_STATES:
         return
@@ -258,10 +260,23 @@ def check_dense_jacobian(method: str, n: int, nnz: int | None = None) -> None:
             f"integrator {method!r} would work with {cost}, and this model's Jacobian is dense ({nnz} of its "
             f"{n * n} entries may be non-zero): for {n} states use 'dopri5' or 'dop853' (explicit)"
         )
+    if lowrank:
+        sparse_part = f"{nnz} entries" if nnz is not None else "sparse"
+        raise DyngenError(
+            f"integrator {method!r} works with {cost}; this model's Jacobian is a sparse part ({sparse_part}) plus "
+            f"a rank-{lowrank} term U Vᵀ (its derivatives read reductions over whole arrays): for {n} states use "
+            f"'rodas4' without events (a sparse LU of the sparse part, the rank-{lowrank} term by the Woodbury "
+            "identity) or 'dopri5'/'dop853' (explicit); solve_ivp's 'BDF'/'Radau' would need it dense too"
+        )  # fmt: skip
     raise DyngenError(
         f"integrator {method!r} works with {cost}; for {n} states use 'rodas4', or solve_ivp's 'BDF' or "
         "'Radau', which use the sparse Jacobian, or 'dopri5'/'dop853' (explicit)"
     )
+
+
+def lowrank_rank(module: object) -> int:
+    """The rank of the module's low-rank Jacobian part (``N_LOWRANK``; 0 in modules without one)."""
+    return int(getattr(module, "N_LOWRANK", 0))
 
 
 def jacobian_callable(
@@ -270,7 +285,7 @@ def jacobian_callable(
     """The generated Jacobian as scipy wants it: dense, or CSC for large sparse models
     (when the method takes one: ``sparse``)."""
     n = int(module.N_STATES)
-    if getattr(module, "N_LOWRANK", 0):  # J = S + U V^T is dense: scipy gets it dense, if affordable
+    if lowrank_rank(module):  # J = S + U V^T is dense: scipy gets it dense, if affordable
         if n > DENSE_MAX_STATES:
             raise DyngenError(
                 f"this model's derivatives read sums over whole arrays, so its Jacobian is dense ({n} x {n}: "

@@ -36,6 +36,7 @@ from .integrators import (
     dynode_options,
     forces_first_step,
     jacobian_callable,
+    lowrank_rank,
     run_observed,
 )
 from .model import CompiledModel
@@ -528,7 +529,7 @@ class Simulation:
             return rodas4_integrator(module, p, self._t, y0, options, model.state_name, self.standalone is not False)
         if method in SOLVE_IVP_METHODS:
             if method == "LSODA":  # solve_ivp's LSODA takes only a dense Jacobian
-                check_dense_jacobian(method, model.n_states, module.JAC_NNZ)
+                check_dense_jacobian(method, model.n_states, module.JAC_NNZ, lowrank_rank(module))
             jac = jacobian_callable(module, p, sparse=method != "LSODA")
             if fixed_step:
                 raise DyngenError(f"fixed_step=True needs a scipy.integrate.ode method ({', '.join(SCIPY_ODE_METHODS)}), not {method!r}")
@@ -544,7 +545,7 @@ class Simulation:
                 f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)}"
             )
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
-            check_dense_jacobian(method, model.n_states, module.JAC_NNZ)
+            check_dense_jacobian(method, model.n_states, module.JAC_NNZ, lowrank_rank(module))
         jac = jacobian_callable(module, p, sparse=False)
         forced = None if fixed_step or not forces_first_step(fixed_step, options) else observer_dt  # for the error
         return ScipyOdeIntegrator(

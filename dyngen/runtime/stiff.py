@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import DyngenError, SolverError
 from .compiled import compiled_routine
 from .specialize import add_time
-from .integrators import SPARSE_MAX_DENSITY, check_dense_jacobian, non_finite_states
+from .integrators import SPARSE_MAX_DENSITY, check_dense_jacobian, lowrank_rank, non_finite_states
 
 RODAS4_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps", "linear_solver")
 LINEAR_SOLVERS = ("direct", "krylov")
@@ -79,7 +79,7 @@ def rodas4_integrator(
         from .sparse_stiff import SparseRosenbrockIntegrator
 
         return SparseRosenbrockIntegrator(module, p, t0, y0, options, state_name)
-    check_dense_jacobian("rodas4", int(module.N_STATES), int(module.JAC_NNZ))
+    check_dense_jacobian("rodas4", int(module.N_STATES), int(module.JAC_NNZ), lowrank_rank(module))
     return CompiledRosenbrockIntegrator(module, p, t0, y0, options, state_name, specialize)
 
 
