@@ -131,10 +131,36 @@ def _gradient(flat: FlatModel, defs: _Definitions, lowrank: LowRank):  # noqa: A
     over a whole array is a variable of its own, the virtual column ``lowrank.column``."""
     state_index = _StateIndex(flat)
     memo: dict[sp.Symbol, dict[int, sp.Basic]] = {}
+    extremes: dict[sp.Basic, sp.Dummy] = {}  # a Max/Min of 3+ arguments -> its stand-in
+    hidden: dict[sp.Dummy, sp.Basic] = {}
+
+    def of_expression(expr: sp.Basic) -> dict[int, sp.Basic]:
+        """{state index: d expr / d y[index]}, a long Max/Min as a variable of its own."""
+        expr = _hide_extremes(expr, extremes, hidden)
+        result: dict[int, sp.Basic] = {}
+        for arg in sorted(expr.free_symbols, key=lambda s: s.name):
+            inner = gradient(arg)
+            if not inner:
+                continue
+            partial = _clean_derivative(sp.diff(expr, arg))
+            if partial == 0:
+                continue
+            partial = partial.xreplace(hidden)
+            for j, g in inner.items():
+                result[j] = result.get(j, sp.S.Zero) + partial * g
+        return result
 
     def gradient(symbol: sp.Symbol) -> dict[int, sp.Basic]:
         if symbol in memo:
             return memo[symbol]
+        if symbol in hidden:  # d Max(a_1..a_n) = d a_k, k the first argument that is largest
+            node = hidden[symbol]
+            result = {}
+            for weight, arg in zip(_first_extreme_weights(node), node.args):
+                for j, g in of_expression(arg).items():
+                    result[j] = result.get(j, sp.S.Zero) + weight * g
+            memo[symbol] = result
+            return result
         if symbol in defs.reduction or symbol in defs.alias:
             reduction = defs.reduction[defs.alias.get(symbol, symbol)]
             if symbol in defs.alias:  # a read of an array along axes from element code
@@ -145,23 +171,48 @@ def _gradient(flat: FlatModel, defs: _Definitions, lowrank: LowRank):  # noqa: A
         if position is not None:
             result = {position: sp.S.One}
         elif symbol in defs.expr:
-            expr = defs.expr[symbol]
-            result = {}
-            for arg in sorted(expr.free_symbols, key=lambda s: s.name):
-                inner = gradient(arg)
-                if not inner:
-                    continue
-                partial = _clean_derivative(sp.diff(expr, arg))
-                if partial == 0:
-                    continue
-                for j, g in inner.items():
-                    result[j] = result.get(j, sp.S.Zero) + partial * g
+            result = of_expression(defs.expr[symbol])
         else:
             result = {}
         memo[symbol] = result
         return result
 
     return gradient
+
+
+def _hide_extremes(expr: sp.Basic, extremes: dict[sp.Basic, sp.Dummy], hidden: dict[sp.Dummy, sp.Basic]) -> sp.Basic:
+    """``expr`` with each outermost Max/Min of three or more arguments replaced by a
+    stand-in symbol (the same one wherever the node recurs).
+
+    sympy differentiates ``Max(a_1, .., a_n)`` through ``Heaviside(a_k - Max(others))``:
+    a new Max of n - 1 arguments for every argument and every variable, each comparing
+    its arguments pairwise (a 24-element ``np.max`` in element form: 218 s of lowering).
+    Its gradient is taken once per node instead (``_first_extreme_weights``)."""
+    found: dict[sp.Basic, sp.Dummy] = {}
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (sp.Max, sp.Min)) and len(node.args) > 2:
+            if node not in extremes:
+                extremes[node] = sp.Dummy("extreme")
+                hidden[extremes[node]] = node
+            found[node] = extremes[node]
+        else:
+            stack.extend(node.args)
+    return expr.xreplace(found) if found else expr
+
+
+def _first_extreme_weights(node: sp.Basic) -> list[sp.Basic]:
+    """d node / d a_k for a Max (Min) of arguments a_1..a_n: 1 where a_k is the first
+    largest (smallest) argument in sympy's order of them, else 0 (one-hot weights, as the
+    array form's; where arguments tie, one subgradient of several)."""
+    args = node.args
+    better, at_least = (sp.Gt, sp.Ge) if isinstance(node, sp.Max) else (sp.Lt, sp.Le)
+    weights = []
+    for k, a in enumerate(args):
+        holds = sp.And(*(better(a, b) for b in args[:k]), *(at_least(a, b) for b in args[k + 1:]))
+        weights.append(sp.Piecewise((sp.S.One, holds), (sp.S.Zero, True)))
+    return weights
 
 
 def _jacobian(flat: FlatModel, gradient) -> dict[tuple[int, int], sp.Basic]:  # noqa: ANN001

@@ -380,3 +380,34 @@ def test_a_large_mean_field_model_names_the_methods_that_use_its_low_rank_term(m
     assert module.N_LOWRANK == 2
     with pytest.raises(DyngenError, match=rf"'{method}'.*plus a rank-2 term U Vᵀ.*'rodas4' without events"):
         sim.simulate(0.01, 0.01, integrator=method)
+
+
+class _ElementMax(dyngen.System):
+    """A 12-element vector (element form: below ARRAY_MIN) whose derivatives read
+    np.max and np.min of expressions of every element."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.u = np.linspace(-1.0, 1.2, 12)
+        self.ders.u = np.zeros(12)
+
+    def do_step(self, time):
+        u = self.states.u
+        self.ders.u = np.roll(u, 1) - 2.0 * u + np.roll(u, -1) - (u - np.max(u**2)) * np.min(np.cos(u))
+
+
+@pytest.mark.slow
+def test_an_element_form_max_and_min_get_the_first_extremes_derivative(tmp_path) -> None:
+    """sympy's own derivative of a Max of n arguments builds a Max of n - 1 per argument
+    and variable (minutes of lowering at a few dozen elements); dyngen's is the one-hot of
+    the first largest argument, as in the array form."""
+    sim = dyngen.Simulation(cache_dir=tmp_path)
+    sim.add_system(_ElementMax())
+    module = sim.compile().module
+    assert getattr(module, "NO_JACOBIAN", None) is None and not getattr(module, "N_LOWRANK", 0)
+    n = module.N_STATES
+    for seed in (1, 2):
+        t, y, p = random_point(module, seed)
+        J = np.full((n, n), np.nan)
+        module.jac(t, y, p, J)
+        assert relative(J, central_differences(module, t, y, p)) < 1e-7
