@@ -38,6 +38,7 @@ sys.path.insert(0, str(HERE))
 os.environ.setdefault("DYNGEN_PROGRESS", "0")
 
 from dyngen import Simulation, System  # noqa: E402
+from events import ball_scipy  # noqa: E402  (the same solve_ivp restart loop)
 
 G, T, DT, TOL = 9.81, 8.0, 0.1, 1e-10
 E, H = "Ball.inputs.e", "Ball.states.h"
@@ -78,27 +79,6 @@ def closed_form(e: float, h0: float, t_end: float) -> list[float]:
         v *= e
         t += 2 * v / G
     return times
-
-
-def scipy_ball(e: float, h0: float) -> list[float]:
-    """solve_ivp(RK45) with a Python event, restarted with the reset after each bounce."""
-    from scipy.integrate import solve_ivp
-
-    def f(t, y):
-        return np.array([y[1], -G])
-
-    def ground(t, y):
-        return y[0]
-
-    ground.terminal, ground.direction = True, -1
-    t, y, times = 0.0, np.array([h0, 0.0]), []
-    while True:
-        sol = solve_ivp(f, (t, T), y, method="RK45", rtol=TOL, atol=TOL, events=ground)
-        if sol.status != 1:
-            return times
-        t, y = float(sol.t_events[0][0]), sol.y_events[0][0].copy()
-        y[1] = -e * y[1]
-        times.append(t)
 
 
 def median_per_member(function, repeats: int, count: int) -> float:
@@ -170,7 +150,7 @@ def main() -> None:
 
     def scipy_loop() -> None:
         for j in picked:
-            found = scipy_ball(restitution[j], heights[j])
+            found = ball_scipy(T, TOL, restitution[j], heights[j])
             assert np.allclose(found, closed_form(restitution[j], heights[j], T), rtol=1e-8, atol=0)
 
     fresh_loop()  # warm (and checked)

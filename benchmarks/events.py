@@ -62,7 +62,7 @@ def bounce_times(n: int) -> list[float]:
     return times
 
 
-def ball_scipy(t_end: float, tol: float) -> list[float]:
+def ball_scipy(t_end: float, tol: float, e: float = E, h0: float = H0) -> list[float]:
     """solve_ivp(RK45) with a Python event, restarted with the reset after each bounce."""
 
     def f(t, y):
@@ -72,13 +72,13 @@ def ball_scipy(t_end: float, tol: float) -> list[float]:
         return y[0]
 
     ground.terminal, ground.direction = True, -1
-    t, y, times = 0.0, np.array([H0, 0.0]), []
+    t, y, times = 0.0, np.array([h0, 0.0]), []
     while True:
         sol = solve_ivp(f, (t, t_end), y, method="RK45", rtol=tol, atol=tol, events=ground)
         if sol.status != 1:
             return times
         t, y = float(sol.t_events[0][0]), sol.y_events[0][0].copy()
-        y[1] = -E * y[1]
+        y[1] = -e * y[1]
         times.append(t)
 
 
