@@ -250,9 +250,9 @@ class Guarded(Decay):
     lock = threading.Lock()  # an object only its identity describes
 
 
-def test_an_opaque_object_gives_no_structure_key_also_when_its_class_key_is_remembered() -> None:
+def test_an_opaque_object_gives_no_structure_key_on_every_new_tree() -> None:
     """The watch names objects as structure_key does; an object named by its id makes the
-    key process-local, also on the second tree whose class key comes from memory."""
+    key process-local, for the first tree and for the next one."""
     from dyngen.runtime.fingerprint import structure_key
 
     for _ in range(2):

@@ -318,7 +318,9 @@ _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_
 # identity or not): (the object, its watch, its key).  Kept while the watch's quick test
 # says that every object the key was computed from is still there (only when none is
 # a system or a container, whose keys depend on the tree and on edits Edits counts).
-# The last item: whether the key names an object by its id (``_PersistentIdentity.opaque``).
+# The last item: whether the key names an object by its id (``_PersistentIdentity.opaque``);
+# a guard: a remembered key's roots are all fixed (atoms, library objects), which
+# ``_PersistentIdentity`` names without ids, so this is not expected to be True.
 _KNOWN_KEYS: dict[tuple[int, bool], tuple[Any, "_RootsWatch", Any, bool]] = {}
 
 
