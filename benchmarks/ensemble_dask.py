@@ -71,6 +71,50 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def count_chunk_cpu() -> None:
+    """On a worker: wrap ``run_chunk`` so that the thread CPU seconds of the chunks it runs
+    add up in ``ensemble_dask._chunk_cpu`` (read by ``chunk_cpu``)."""
+    import dyngen.runtime.ensemble_dask as on_worker
+
+    if hasattr(on_worker, "_chunk_cpu"):
+        return
+    run_chunk, on_worker._chunk_cpu = on_worker.run_chunk, [0.0]
+
+    def counted(*args, **kwargs):
+        start = time.thread_time()
+        try:
+            return run_chunk(*args, **kwargs)
+        finally:
+            on_worker._chunk_cpu[0] += time.thread_time() - start
+
+    on_worker.run_chunk = counted
+
+
+def chunk_cpu() -> float:
+    """On a worker: the CPU seconds spent in ``run_chunk`` so far (``count_chunk_cpu``)."""
+    import dyngen.runtime.ensemble_dask as on_worker
+
+    return on_worker._chunk_cpu[0]
+
+
+class ClusterCPU:
+    """CPU seconds of this process (with the scheduler) and of the workers, read before and
+    after each run (``interleaved`` calls it so); ``runs`` keeps each run's (client,
+    workers, the workers' ``run_chunk``) seconds."""
+
+    def __init__(self, client) -> None:
+        self.client, self.start, self.runs = client, None, []
+
+    def __call__(self) -> float:
+        now = (cpu_seconds(), sum(self.client.run(cpu_seconds).values()), sum(self.client.run(chunk_cpu).values()))
+        if self.start is None:
+            self.start = now
+        else:
+            self.runs.append(tuple(b - a for a, b in zip(self.start, now)))
+            self.start = None
+        return now[0] + now[1]
+
+
 def interleaved(runs: dict, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
     """Wall and CPU seconds of ``repeats`` rounds of every run in ``runs`` (label -> (run,
     cpu: the CPU seconds of the processes it uses)), one after the other in each round (a
@@ -82,9 +126,10 @@ def interleaved(runs: dict, repeats: int) -> dict[str, tuple[list[float], list[f
             start = time.perf_counter()
             run()
             wall = time.perf_counter() - start
+            cpu_used = cpu() - cpu_before  # (read in the warm-up round too: ClusterCPU pairs its readings)
             if round_:
                 seconds[label][0].append(wall)
-                seconds[label][1].append(cpu() - cpu_before)
+                seconds[label][1].append(cpu_used)
     return seconds
 
 
@@ -113,12 +158,12 @@ def main() -> None:
         ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
             client.wait_for_workers(2)
             once.append(("Dask: LocalCluster start-up", time.perf_counter() - start))
+            client.run(count_chunk_cpu)
             start = time.perf_counter()
             first = sim.ensemble(T, dt, client=client, **kw)
             once.append(("Dask: first run (module to the workers)", time.perf_counter() - start))
             results = {}
-            def cluster_cpu() -> float:  # this process (with the scheduler) and the workers
-                return cpu_seconds() + sum(client.run(cpu_seconds).values())
+            cluster_cpu = ClusterCPU(client)
 
             runs = {
                 "1 thread": (lambda: sim.ensemble(T, dt, threads=1, **kw), cpu_seconds),
@@ -151,7 +196,11 @@ def main() -> None:
               f"{statistics.median(one) / median:.2f}x | {min(one) / best:.2f}x | {statistics.median(cpu):.2f} |")  # fmt: skip
     for label, value in once:
         print(f"| {label} (once, not in the ratios) | {value:.3f} | | | | | |")
-    print(f"\ncores: {os.cpu_count()}; load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    parts = [statistics.median(run[i] for run in cluster_cpu.runs[1:]) for i in range(3)]  # (after the warm-up)
+    print(f"\nDask's CPU seconds per run (medians): client (with the scheduler) {parts[0]:.2f}, workers "
+          f"{parts[1]:.2f}, of which running the chunks (`run_chunk`) {parts[2]:.2f} and Dask's own work "
+          f"{parts[1] - parts[2]:.2f}; one thread's run: {statistics.median(seconds['1 thread'][1]):.2f}")
+    print(f"cores: {os.cpu_count()}; load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
