@@ -422,7 +422,10 @@ class Simulation:
         LU), on threads or Dask (scipy's methods are refused for now).  Its Dataset adds
         ``event_time`` and ``event_id`` (dims member, event: each member's first
         ``max_events`` events, default 100; NaN / -1 after its last), the coordinate
-        ``event_name`` that ``event_id`` indexes, ``event_count``, ``stopped`` (a
+        ``event_name`` that ``event_id`` indexes, ``event_before``/``event_after`` (dims
+        member, event, event_value: the values the actions write, as ``sim.events``'
+        ``before``/``after``; the coordinate ``event_value`` names them, NaN where an
+        event does not write one), ``event_count``, ``stopped`` (a
         terminal event ended the member: ``status`` 2, samples after it NaN) and
         ``t_stop``.  A member whose events chatter fails, with its reason.
         """
