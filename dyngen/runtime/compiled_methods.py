@@ -721,8 +721,11 @@ def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _event_sample(observe, eight, k, t_s, x, xold, hold, y, ew, ys, p, with_states, with_observed, times, Y, OUT, n):
     """Sample k at t_s, in (xold, x]: y itself at x, else the step's continuous extension
-    (computed in ys, the caller's view of ew[14]: no view of Y made per sample)."""
+    (computed in ys, the caller's view of ew[14]: no view of Y made per sample); the
+    time alone when neither states nor observed signals are kept."""
     times[k] = t_s
+    if not (with_states or with_observed):
+        return
     if t_s == x:
         for i in range(n):
             ys[i] = y[i]
