@@ -240,9 +240,7 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
     steps = 0
     reject = False
     h = min(abs(h), max_step) if max_step > 0.0 else abs(h)
-    g0 = eg[0]  # the conditions at the step's start and end (views made once, see _locate_event)
-    g1 = eg[1]
-    events(t, y, p, g0)
+    events(t, y, p, eg[0])
     retried = False  # the step was shortened to end just past an event
     count = 0
     repeats = 0
@@ -316,7 +314,7 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
         if err <= 1.0 and finite:
             # -- events: a crossing in this step is located on its continuous extension
             t_new = t_end if last else t + h
-            events(t_new, ynew, p, g1)
+            events(t_new, ynew, p, eg[1])
             if _any_crossing(kinds, eg):
                 for i in range(n):  # (_dense_state's form)
                     ew[0, i] = y[i]
@@ -354,7 +352,7 @@ def rodas4_advance_events(functions, t, y, t_end, p, h, rtol, atol, max_step, ns
                         h_new = min(h_new, max_step)
                     if status != 0:
                         return t, h_new, status, count
-                    events(t, y, p, g0)
+                    events(t, y, p, eg[0])
                     if t >= t_end:
                         return t, h_new, 1, count
                     # a fresh first step, as a new integration would take (see the explicit methods)
@@ -719,23 +717,20 @@ def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _event_sample(observe, eight, k, t_s, x, xold, hold, y, ew, ys, p, with_states, with_observed, times, Y, OUT, n):
-    """Sample k at t_s, in (xold, x]: y itself at x, else the step's continuous extension
-    (computed in ys, the caller's view of ew[14]: no view of Y made per sample); the
-    time alone when neither states nor observed signals are kept."""
+def _event_sample(observe, eight, k, t_s, x, xold, hold, y, ew, p, with_states, with_observed, times, Y, OUT, n):
+    """Sample k at t_s, in (xold, x]: y itself at x, else the step's continuous extension;
+    the time alone when neither states nor observed signals are kept."""
     times[k] = t_s
     if not (with_states or with_observed):
         return
+    out = Y[k] if with_states else ew[14]
     if t_s == x:
         for i in range(n):
-            ys[i] = y[i]
+            out[i] = y[i]
     else:
-        _dense_state(eight, (t_s - xold) / hold, ew, ys, n)
-    if with_states:
-        for i in range(n):
-            Y[k, i] = ys[i]
+        _dense_state(eight, (t_s - xold) / hold, ew, out, n)
     if with_observed:
-        observe(t_s, ys, p, OUT[k])
+        observe(t_s, out, p, OUT[k])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1186,9 +1181,6 @@ def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
     k6 = work[6]
     ysti = work[7]  # the input of stage 6, kept for the stiffness test
     n = y.shape[0]
-    g0 = eg[0]  # the conditions at the step's start and end (views made once, see _locate_event)
-    g1 = eg[1]
-    ys = ew[14]
 
     facold = 1.0e-4
     expo1 = 0.2 - beta * 0.75
@@ -1222,7 +1214,7 @@ def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
     else:  # a fresh start at (t, y)
         rhs(x, y, p, k1)
         nfcn = 1
-        events(x, y, p, g0)
+        events(x, y, p, eg[0])
         xold = x
         hold = 0.0
         pending = -1  # an event located at x, its action not applied yet
@@ -1236,7 +1228,7 @@ def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
     while True:
         # -- the output times the last step reached (before a pending event's time, not at it)
         while k_out < n_out and (t_next < x or (t_next == x and pending < 0)):
-            _event_sample(observe, False, k_out, t_next, x, xold, hold, y, ew, ys, p, with_states, with_observed, times, Y, OUT, n)
+            _event_sample(observe, False, k_out, t_next, x, xold, hold, y, ew, p, with_states, with_observed, times, Y, OUT, n)
             k_out += 1
             t_next = t_next + observer_dt
             nstep_restart = nstep
@@ -1252,7 +1244,7 @@ def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
             repeats = repeats + 1 if x - t_event <= EVENT_SAME_TIME * _fmax(1.0, abs(x)) else 0
             t_event = x
             rhs(x, y, p, k1)
-            events(x, y, p, g0)
+            events(x, y, p, eg[0])
             nfcn += 1
             xold = x
             hold = 0.0
@@ -1306,7 +1298,7 @@ def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
         nfcn += 6
         # the conditions at the step's end, here rather than after the error test: at the
         # acceptance (the same call) the event routine took 1.6x as long (benchmarks/README.md)
-        events(xph, y1, p, g1)
+        events(xph, y1, p, eg[1])
         for i in range(n):  # the 5th row of the step's continuous extension (before k4 is overwritten)
             ew[4, i] = h * (_DOPRI5_D1 * k1[i] + _DOPRI5_D3 * k3[i] + _DOPRI5_D4 * k4[i] + _DOPRI5_D5 * k5[i] + _DOPRI5_D6 * k6[i] + _DOPRI5_D7 * k2[i])
 
@@ -1680,9 +1672,6 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
     k10 = work[9]
     y1 = work[10]   # stage input
     n = y.shape[0]
-    g0 = eg[0]  # the conditions at the step's start and end (views made once, see _locate_event)
-    g1 = eg[1]
-    ys = ew[14]
 
     facold = 1.0e-4
     expo1 = 1.0 / 8.0 - beta * 0.2
@@ -1716,7 +1705,7 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
     else:  # a fresh start at (t, y)
         rhs(x, y, p, k1)
         nfcn = 1
-        events(x, y, p, g0)
+        events(x, y, p, eg[0])
         xold = x
         hold = 0.0
         pending = -1  # an event located at x, its action not applied yet
@@ -1730,7 +1719,7 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
     while True:
         # -- the output times the last step reached (before a pending event's time, not at it)
         while k_out < n_out and (t_next < x or (t_next == x and pending < 0)):
-            _event_sample(observe, True, k_out, t_next, x, xold, hold, y, ew, ys, p, with_states, with_observed, times, Y, OUT, n)
+            _event_sample(observe, True, k_out, t_next, x, xold, hold, y, ew, p, with_states, with_observed, times, Y, OUT, n)
             k_out += 1
             t_next = t_next + observer_dt
             nstep_restart = nstep
@@ -1746,7 +1735,7 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
             repeats = repeats + 1 if x - t_event <= EVENT_SAME_TIME * _fmax(1.0, abs(x)) else 0
             t_event = x
             rhs(x, y, p, k1)
-            events(x, y, p, g0)
+            events(x, y, p, eg[0])
             nfcn += 1
             xold = x
             hold = 0.0
@@ -1817,7 +1806,7 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
             k4[i] = _DOP853_B1 * k1[i] + _DOP853_B6 * k6[i] + _DOP853_B7 * k7[i] + _DOP853_B8 * k8[i] + _DOP853_B9 * k9[i] + _DOP853_B10 * k10[i] + _DOP853_B11 * k2[i] + _DOP853_B12 * k3[i]
             k5[i] = y[i] + h * k4[i]
 
-        events(xph, k5, p, g1)  # the conditions at the step's end (see _dopri5_advance_events)
+        events(xph, k5, p, eg[1])  # the conditions at the step's end (see _dopri5_advance_events)
         for i in range(n):  # stages 6 and 7, for the continuous extension (k6 and k7 receive the error)
             ew[8, i] = k6[i]
             ew[9, i] = k7[i]
