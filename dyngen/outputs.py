@@ -87,8 +87,8 @@ def long_frame(dataset: Any) -> Any:
     """A Dataset with dims ``member``, ``time`` (and vector dims) as a flat DataFrame:
     columns ``member``, ``time``, the member coordinates, then one column per element
     (``name`` or ``name[i]``) of every variable over (member, time), and the variables
-    per member.  Variables over other dims (an ensemble with events: ``event_time`` and
-    ``event_id`` over (member, event)) have no place in it: an ``EnsembleWarning`` names
+    per member.  Variables over other dims (an ensemble with events: ``event_time``,
+    ``event_id``, ``event_before`` and ``event_after`` over (member, event, ...)) have no place in it: an ``EnsembleWarning`` names
     them (``.nc`` keeps them)."""
     pd = require("pandas", "tables", "writing an ensemble as a table")
     np = require("numpy", "tables")

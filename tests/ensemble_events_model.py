@@ -2,7 +2,10 @@
 height ``states.h``) whose bounce is an event, optionally with a terminal event at
 ``inputs.t_end``; and a sawtooth whose action puts ``states.x`` back to
 ``inputs.reset`` each time it falls to 0 (a reset near 0 chatters); a thermostat
-whose heater mode is a parameter the actions write."""
+whose heater mode is a parameter the actions write; a vector ``states.w`` decaying
+that an action multiplies by ``inputs.factor`` each time ``w[2]`` falls to 2."""
+
+import numpy as np
 
 from dyngen import Simulation, System
 
@@ -79,6 +82,29 @@ class Thermostat(System):
 
     def switch_on(self, t):
         self.inputs.on = 1.0
+
+
+class Refill(System):
+    """w' = -w (3 elements); when w[2] falls to 2 the action multiplies w by ``factor``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states.w = np.array([1.0, 2.0, 3.0])
+        self.ders.w = np.zeros(3)
+        self.inputs.factor = 2.0
+        self.add_event(lambda s, t: s.states.w[2] - 2.0, self.refill, direction=-1)
+
+    def do_step(self, t):
+        self.ders.w = -self.states.w
+
+    def refill(self, t):
+        self.states.w = self.states.w * self.inputs.factor
+
+
+def build_refill() -> Simulation:
+    sim = Simulation()
+    sim.add_system(Refill())
+    return sim
 
 
 def build_thermostat() -> Simulation:

@@ -1,5 +1,6 @@
 """Simulation.ensemble of models with events: every member is the run a single
-simulate() makes, bit for bit (samples, event times, stop time), the bounce times
+simulate() makes, bit for bit (samples, event times, the values before and after each
+action, stop time), the bounce times
 match the closed form, a terminal event stops its member alone, a chattering member
 fails alone, a Dask cluster gives the threaded run's Dataset, files keep or name the
 event arrays, and what is not supported yet is refused with what to use instead.
@@ -22,7 +23,7 @@ from dyngen import DyngenError, EnsembleWarning, Recorder, SolverError
 
 SIGNALS = ("states.h", "states.v", "outputs.energy")
 TOL = dict(rtol=1e-10, atol=1e-10)
-RECORDED = {"Sawtooth": ("states.x",), "Thermostat": ("states.T", "inputs.on")}
+RECORDED = {"Sawtooth": ("states.x",), "Thermostat": ("states.T", "inputs.on"), "Refill": ("states.w",)}
 
 
 def single_run(
@@ -64,6 +65,31 @@ def assert_member_is_the_single_run(ds, j: int, expected: dict, events: list, si
     names = list(ds["event_name"].values)
     assert [names[i] for i in ds["event_id"].values[j, :n]] == [f"{r.system}.{r.event}" for r in events]
     assert np.isnan(ds["event_time"].values[j, n:]).all() and (ds["event_id"].values[j, n:] == -1).all()
+    assert_values_are_the_records(ds, j, events)
+
+
+def flat_values(ds, values: dict) -> np.ndarray:
+    """A record's ``before`` (or ``after``) as a row over the Dataset's ``event_value``
+    (``"name[i, j]"`` for an element of an array; NaN where the event writes nothing)."""
+    row = np.full(ds.sizes["event_value"], np.nan)
+    columns = list(ds["event_value"].values)
+    for name, value in values.items():
+        if np.ndim(value) == 0:
+            row[columns.index(name)] = value
+        else:
+            for index in np.ndindex(*np.shape(value)):
+                row[columns.index(f"{name}[{', '.join(map(str, index))}]")] = value[index]
+    return row
+
+
+def assert_values_are_the_records(ds, j: int, events: list) -> None:
+    """Member j's event_before/event_after: its first events' EventRecords, bit for bit."""
+    assert ds["event_before"].dims == ("member", "event", "event_value")
+    kept = min(len(events), ds.sizes["event"])
+    for e, record in enumerate(events[:kept]):
+        np.testing.assert_array_equal(ds["event_before"].values[j, e], flat_values(ds, record.before), err_msg=f"{j}, {e}")
+        np.testing.assert_array_equal(ds["event_after"].values[j, e], flat_values(ds, record.after), err_msg=f"{j}, {e}")
+    assert np.isnan(ds["event_before"].values[j, kept:]).all() and np.isnan(ds["event_after"].values[j, kept:]).all()
 
 
 @pytest.mark.slow
@@ -152,17 +178,39 @@ def test_modes_that_actions_write_are_each_members_own() -> None:
         assert_member_is_the_single_run(ds, j, expected, events, signals=RECORDED["Thermostat"], system="Thermostat")
 
 
+@pytest.mark.slow
+def test_an_action_that_writes_an_array_keeps_each_element_before_and_after() -> None:
+    factors = [2.0, 3.0]
+    ds = model.build_refill().ensemble(3.0, 0.5, members={"Refill.inputs.factor": factors}, threads=2, chunk_size=1, **TOL)
+    assert list(ds["event_value"].values) == [f"Refill.states.w[{i}]" for i in range(3)]
+    np.testing.assert_array_equal(ds["event_count"].values, [4, 3])  # every ln 1.5 + k ln(factor)
+    for j, factor in enumerate(factors):
+        _, events, _ = single_run(model.build_refill, {"Refill.inputs.factor": factor}, 3.0, 0.5, **TOL)
+        np.testing.assert_array_equal(ds["event_time"].values[j, : len(events)], [r.time for r in events])
+        assert_values_are_the_records(ds, j, events)
+        np.testing.assert_allclose(ds["event_before"].values[j, 0], [1 / 1.5, 2 / 1.5, 2.0], rtol=1e-9)
+        np.testing.assert_array_equal(ds["event_after"].values[j, :3], factor * ds["event_before"].values[j, :3])
+
+
 def test_more_events_than_max_events_keeps_the_first_and_counts_all() -> None:
     sim = model.build_sawtooth()
+    members = {"Sawtooth.inputs.reset": [0.25, 1.0, 1.0], "Sawtooth.states.x": [1.0, 1.0, 5.0]}
     with pytest.warns(EnsembleWarning, match=r"more than max_events=2 events"):
-        ds = sim.ensemble(3.0, 0.5, members={"Sawtooth.inputs.reset": [0.25, 1.0]}, max_events=2, threads=1)
+        ds = sim.ensemble(3.0, 0.5, members=members, max_events=2, threads=1)
     assert ds.sizes["event"] == 2
-    np.testing.assert_array_equal(ds["event_count"].values, [8, 2])  # at 1, 1.25, ..., 2.75 and at 1, 2
-    np.testing.assert_allclose(ds["event_time"].values, [[1.0, 1.25], [1.0, 2.0]], rtol=1e-12)
+    np.testing.assert_array_equal(ds["event_count"].values, [8, 2, 0])  # at 1, 1.25, ..., 2.75; at 1, 2; none
+    np.testing.assert_allclose(ds["event_time"].values[:2], [[1.0, 1.25], [1.0, 2.0]], rtol=1e-12)
+    assert list(ds["event_value"].values) == ["Sawtooth.states.x"]
+    np.testing.assert_array_equal(ds["event_after"].values[:, :, 0], [[0.25, 0.25], [1.0, 1.0], [np.nan, np.nan]])
+    for j in range(3):  # the first two of 8 events, both of 2, none: the single runs' records
+        values = {name: values[j] for name, values in members.items()}
+        _, events, _ = single_run(model.build_sawtooth, values, 3.0, 0.5)
+        assert len(events) == ds["event_count"].values[j]
+        assert_values_are_the_records(ds, j, events)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # max_events=0: the counts alone, as asked
         counts = sim.ensemble(3.0, 0.5, members={"Sawtooth.inputs.reset": [0.25, 1.0]}, max_events=0, threads=1)
-    assert counts.sizes["event"] == 0
+    assert counts.sizes["event"] == 0 and counts["event_before"].shape == (2, 0, 1)
     np.testing.assert_array_equal(counts["event_count"].values, [8, 2])
 
 
@@ -206,7 +254,9 @@ def test_tables_say_they_leave_out_the_per_event_arrays_and_netcdf_keeps_them(tm
     from dyngen.outputs import write_dataset
 
     ds = model.build_sawtooth().ensemble(2.0, 0.5, members={"Sawtooth.inputs.reset": [0.5, 1.0]})
-    with pytest.warns(EnsembleWarning, match=r"no place for event_time \('member', 'event'\), event_id"):
+    with pytest.warns(
+        EnsembleWarning, match=r"no place for event_time \('member', 'event'\), event_id .*, event_before \('member', 'event', 'event_value'\), event_after"
+    ):  # fmt: skip
         write_dataset(ds, str(tmp_path / f"out{suffix}"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -215,6 +265,10 @@ def test_tables_say_they_leave_out_the_per_event_arrays_and_netcdf_keeps_them(tm
     np.testing.assert_array_equal(back["event_time"].values, ds["event_time"].values)
     np.testing.assert_array_equal(back["event_count"].values, ds["event_count"].values)
     assert list(back["event_name"].values) == ["Sawtooth.zero"]
+    for name in ("event_before", "event_after"):  # (member, event, event_value), NaN past a member's last
+        assert back[name].dims == ("member", "event", "event_value")
+        np.testing.assert_array_equal(back[name].values, ds[name].values)
+    assert list(back["event_value"].values) == ["Sawtooth.states.x"]
 
 
 @pytest.mark.slow

@@ -670,6 +670,7 @@ def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
     which = -1
     best = 2.0
     ytheta = ew[14]
+    g = eg[2]  # (views made once: each one made in the loop costs an atomic reference count pair)
     tol = _fmax(4.0 * _UROUND * _fmax(abs(x), abs(x + h)) / abs(h), 4.0 * _UROUND)
     for k in range(kinds.shape[0]):
         fa = eg[0, k]
@@ -692,8 +693,8 @@ def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
                 if not (a < c < b):
                     c = 0.5 * (a + b)
                 _dense_state(eight, c, ew, ytheta, n)
-                events(x + c * h, ytheta, p, eg[2])
-                fc = eg[2, k]
+                events(x + c * h, ytheta, p, g)
+                fc = g[k]
                 if fc == 0.0:
                     b = c
                     break
@@ -717,8 +718,11 @@ def _locate_event(events, x, h, p, ew, eight, kinds, eg, n):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _event_sample(observe, eight, k, t_s, x, xold, hold, y, ew, p, with_states, with_observed, times, Y, OUT, n):
-    """Sample k at t_s, in (xold, x]: y itself at x, else the step's continuous extension."""
+    """Sample k at t_s, in (xold, x]: y itself at x, else the step's continuous extension;
+    the time alone when neither states nor observed signals are kept."""
     times[k] = t_s
+    if not (with_states or with_observed):
+        return
     out = Y[k] if with_states else ew[14]
     if t_s == x:
         for i in range(n):
@@ -851,19 +855,21 @@ def _dop853_refine(rhs, events, x, h, theta, y, p, work, ew, eg, which, kinds, n
     on the crossed side of the root; its state in work[4].  Returns (theta, rhs
     evaluations), theta < 0 when it finds no better root (then use the extension's)."""
     g = eg[2]
+    ys = ew[14]
+    y5 = work[4]
     tol = _fmax(4.0 * _UROUND * _fmax(abs(x), abs(x + h)) / abs(h), 4.0 * _UROUND)
     nfcn = _dop853_step(rhs, x, y, p, theta * h, work)
-    events(x + theta * h, work[4], p, g)
+    events(x + theta * h, y5, p, g)
     gb = g[which]
     # a second point: the extension's slope of the condition at theta
     ta = theta - _fmax(1e-6, 1e3 * tol)
     if ta <= 0.0:
         return -1.0, nfcn
-    _dense_state(True, ta, ew, ew[14], n)
-    events(x + ta * h, ew[14], p, g)
+    _dense_state(True, ta, ew, ys, n)
+    events(x + ta * h, ys, p, g)
     ga = g[which]
-    _dense_state(True, theta, ew, ew[14], n)
-    events(x + theta * h, ew[14], p, g)
+    _dense_state(True, theta, ew, ys, n)
+    events(x + theta * h, ys, p, g)
     ga = gb - (g[which] - ga)  # the real condition's value at ta, if its slope is the extension's
     tb = theta
     for _ in range(8):
@@ -878,7 +884,7 @@ def _dop853_refine(rhs, events, x, h, theta, y, p, work, ew, eg, which, kinds, n
         ga = gb
         tb = tc
         nfcn += _dop853_step(rhs, x, y, p, tb * h, work)
-        events(x + tb * h, work[4], p, g)
+        events(x + tb * h, y5, p, g)
         gb = g[which]
     # on the crossed side: a few ulp later if need be
     for _ in range(16):
@@ -888,7 +894,7 @@ def _dop853_refine(rhs, events, x, h, theta, y, p, work, ew, eg, which, kinds, n
             break
         tb = _fmin(1.0, tb + tol)
         nfcn += _dop853_step(rhs, x, y, p, tb * h, work)
-        events(x + tb * h, work[4], p, g)
+        events(x + tb * h, y5, p, g)
         gb = g[which]
     return -1.0, nfcn
 
@@ -2294,15 +2300,52 @@ def ensemble_dop853(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, 
     return 1
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _event_values_fit(m, half, EVENT_T, EVENT_I, EVENT_COUNT, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER):
+    """Whether the event arrays have a row per member (m), as many columns, and the
+    value columns lie in y and p (half: their length, a log row's first half)."""
+    room = EVENT_T.shape[1]
+    c = EVENT_COLS.shape[0]
+    if (
+        EVENT_T.shape[0] != m or EVENT_I.shape[0] != m or EVENT_COUNT.shape[0] != m or EVENT_I.shape[1] != room
+        or EVENT_BEFORE.shape[0] != m or EVENT_BEFORE.shape[1] != room or EVENT_BEFORE.shape[2] != c
+        or EVENT_AFTER.shape[0] != m or EVENT_AFTER.shape[1] != room or EVENT_AFTER.shape[2] != c
+    ):
+        return False
+    for i in range(c):
+        if EVENT_COLS[i] < 0 or EVENT_COLS[i] >= half:
+            return False
+    return True
+
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT):
+def _keep_events(j, n_logged, logged, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER):
+    """Member j's events logged[0:logged], after its n_logged earlier ones, into its rows
+    while they have room: the time, which event, and the values EVENT_COLS of y and p
+    (places in a log row's first half) before and after the action."""
+    room = EVENT_T.shape[1]
+    half = log_v.shape[1] // 2
+    for e in range(logged):
+        r = n_logged + e
+        if r >= room:
+            break
+        EVENT_T[j, r] = log_t[e]
+        EVENT_I[j, r] = log_i[e]
+        for c in range(EVENT_COLS.shape[0]):
+            EVENT_BEFORE[j, r, c] = log_v[e, EVENT_COLS[c]]
+            EVENT_AFTER[j, r, c] = log_v[e, half + EVENT_COLS[c]]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER):
     """run_dopri5_events for every member (a row of Y0, see above), each exactly the
     run a single simulate() of a model with events makes (the same calls: a fresh
     stepper per member, called again while its event log fills).  kinds ... log_v: as
     run_dopri5_events takes them (log_t's length is the log's capacity), scratch
     shared by the members.  Member j's first EVENT_T.shape[1] events go to EVENT_T[j]
-    (times) and EVENT_I[j] (which event); EVENT_COUNT[j] counts all of them.  STATUS[j]
+    (times), EVENT_I[j] (which event) and EVENT_BEFORE[j] / EVENT_AFTER[j] (the places
+    EVENT_COLS of y and p, concatenated, before and after each action: log_v's
+    columns); EVENT_COUNT[j] counts all of them.  STATUS[j]
     is EVENT_TERMINAL when a terminal event stopped the member: T_REACHED[j] is its
     time, Y0[j] the state after its action, and COUNT[j] the samples before it (the
     sample run_dopri5_events stores at the event is not kept)."""
@@ -2311,7 +2354,7 @@ def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
     m = Y0.shape[0]
     if (
         not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
-        or EVENT_T.shape[0] != m or EVENT_I.shape[0] != m or EVENT_COUNT.shape[0] != m or EVENT_I.shape[1] != EVENT_T.shape[1]
+        or not _event_values_fit(m, Y0.shape[1] + P.shape[1], EVENT_T, EVENT_I, EVENT_COUNT, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER)
     ):
         return INTEGRATION_WRONG_SHAPE
     with_observed = keep_observed.shape[0] > 0
@@ -2322,7 +2365,6 @@ def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
     observed = np.empty((n_samples + 1 if with_observed else 0, n_observed))
     ctl = np.empty(EVENT_CTL_SIZE)
     work = np.empty((DOPRI5_WORK_ROWS, n))
-    room = EVENT_T.shape[1]
     for j in range(m):
         y = Y0[j]
         p = P[j]
@@ -2341,10 +2383,7 @@ def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
                 initial, with_states, with_observed, times[stored:], samples[stored:], observed[stored:] if with_observed else observed,
                 STATS[j], kinds, ew, eg, log_t, log_i, log_v, ctl, work,
             )
-            for e in range(logged):
-                if n_logged + e < room:
-                    EVENT_T[j, n_logged + e] = log_t[e]
-                    EVENT_I[j, n_logged + e] = log_i[e]
+            _keep_events(j, n_logged, logged, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER)
             n_logged += logged
             stored += k
             remaining -= k - (1 if initial else 0)
@@ -2364,13 +2403,15 @@ def ensemble_dopri5_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ensemble_dop853_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT):
+def ensemble_dop853_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER):
     """run_dop853_events for every member (a row of Y0, see above), each exactly the
     run a single simulate() of a model with events makes (the same calls: a fresh
     stepper per member, called again while its event log fills).  kinds ... log_v: as
     run_dop853_events takes them (log_t's length is the log's capacity), scratch
     shared by the members.  Member j's first EVENT_T.shape[1] events go to EVENT_T[j]
-    (times) and EVENT_I[j] (which event); EVENT_COUNT[j] counts all of them.  STATUS[j]
+    (times), EVENT_I[j] (which event) and EVENT_BEFORE[j] / EVENT_AFTER[j] (the places
+    EVENT_COLS of y and p, concatenated, before and after each action: log_v's
+    columns); EVENT_COUNT[j] counts all of them.  STATUS[j]
     is EVENT_TERMINAL when a terminal event stopped the member: T_REACHED[j] is its
     time, Y0[j] the state after its action, and COUNT[j] the samples before it (the
     sample run_dop853_events stores at the event is not kept)."""
@@ -2379,7 +2420,7 @@ def ensemble_dop853_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
     m = Y0.shape[0]
     if (
         not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
-        or EVENT_T.shape[0] != m or EVENT_I.shape[0] != m or EVENT_COUNT.shape[0] != m or EVENT_I.shape[1] != EVENT_T.shape[1]
+        or not _event_values_fit(m, Y0.shape[1] + P.shape[1], EVENT_T, EVENT_I, EVENT_COUNT, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER)
     ):
         return INTEGRATION_WRONG_SHAPE
     with_observed = keep_observed.shape[0] > 0
@@ -2390,7 +2431,6 @@ def ensemble_dop853_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
     observed = np.empty((n_samples + 1 if with_observed else 0, n_observed))
     ctl = np.empty(EVENT_CTL_SIZE)
     work = np.empty((DOP853_WORK_ROWS, n))
-    room = EVENT_T.shape[1]
     for j in range(m):
         y = Y0[j]
         p = P[j]
@@ -2409,10 +2449,7 @@ def ensemble_dop853_events(functions, t0, Y0, P, observer_dt, n_intervals, rtol,
                 initial, with_states, with_observed, times[stored:], samples[stored:], observed[stored:] if with_observed else observed,
                 STATS[j], kinds, ew, eg, log_t, log_i, log_v, ctl, work,
             )
-            for e in range(logged):
-                if n_logged + e < room:
-                    EVENT_T[j, n_logged + e] = log_t[e]
-                    EVENT_I[j, n_logged + e] = log_i[e]
+            _keep_events(j, n_logged, logged, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER)
             n_logged += logged
             stored += k
             remaining -= k - (1 if initial else 0)
@@ -2480,7 +2517,7 @@ def ensemble_rodas4(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, at
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ensemble_rodas4_events(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, atol, max_step, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT):
+def ensemble_rodas4_events(functions, t0, Y0, P, observer_dt, n_intervals, h0, rtol, atol, max_step, nsteps, record_initial, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS, kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER):
     """simulate()'s loop on rodas4 for a model with events, for every member (a row of
     Y0), as ensemble_rodas4 with rodas4_advance_events: each observer interval one call
     from t to t + observer_dt (again while the event log fills), the step carried on
@@ -2491,7 +2528,7 @@ def ensemble_rodas4_events(functions, t0, Y0, P, observer_dt, n_intervals, h0, r
     m = Y0.shape[0]
     if (
         not _ensemble_fits(Y0, P, n_samples, n_observed, keep_states, keep_observed, TIMES, Y, OUT, COUNT, STATUS, T_REACHED, STATS)
-        or EVENT_T.shape[0] != m or EVENT_I.shape[0] != m or EVENT_COUNT.shape[0] != m or EVENT_I.shape[1] != EVENT_T.shape[1]
+        or not _event_values_fit(m, Y0.shape[1] + P.shape[1], EVENT_T, EVENT_I, EVENT_COUNT, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER)
     ):
         return INTEGRATION_WRONG_SHAPE
     if keep_observed.shape[0] > 0 and functions[3] == 0:
@@ -2505,7 +2542,6 @@ def ensemble_rodas4_events(functions, t0, Y0, P, observer_dt, n_intervals, h0, r
     k_stages = np.empty((6, n))
     lu = np.empty((n, n))
     piv = np.empty(n, dtype=np.int64)
-    room = EVENT_T.shape[1]
     for j in range(m):
         y = Y0[j]
         p = P[j]
@@ -2532,10 +2568,7 @@ def ensemble_rodas4_events(functions, t0, Y0, P, observer_dt, n_intervals, h0, r
                     functions, t, y, t_end, p, h, rtol, atol, max_step, nsteps, work, k_stages, lu, piv, stats,
                     kinds, ew, eg, log_t, log_i, log_v,
                 )
-                for e in range(logged):
-                    if n_logged + e < room:
-                        EVENT_T[j, n_logged + e] = log_t[e]
-                        EVENT_I[j, n_logged + e] = log_i[e]
+                _keep_events(j, n_logged, logged, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER)
                 n_logged += logged
                 if status != EVENT_LOG_FULL:
                     break

@@ -21,7 +21,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..errors import ArgumentError, DyngenError, EnsembleWarning, SolverError
 from .compiled import EXPLICIT_METHODS, REASONS, STATUS_SUCCESS, _settings_arguments, compiled_routine
 from .ensemble_events import (
     DEFAULT_MAX_EVENTS, STATUS_CHATTER, STATUS_TERMINAL, chatter_reason, check_event_ensemble, event_settings,
-    event_variables, has_events, last_events, warn_truncated,
+    event_variables, has_events, last_events, value_columns, warn_truncated,
 )
 from .specialize import add_time
 from .stiff import _REASONS as RODAS4_REASONS
@@ -210,6 +210,9 @@ class EnsemblePlan:
     p: np.ndarray  # (members, N_PARAMETERS)
     events: bool = False  # the model has events: ensemble_<method>_events (ensemble_events.py)
     max_events: int = 0  # events kept per member (Blocks.event_t's columns)
+    # int64: the places in (y, p) whose values before and after each event are kept
+    # (Blocks.event_before's columns: every place an action writes, ensemble_events.value_columns)
+    event_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def count(self) -> int:
@@ -242,6 +245,8 @@ class Blocks(NamedTuple):
     event_t: np.ndarray  # (m, max_events): the times of a member's first events ((m, 0) without events)
     event_i: np.ndarray  # (m, max_events) int64: which event (the module's EVENTS order)
     event_count: np.ndarray  # (m,) int64: every event of the member
+    event_before: np.ndarray  # (m, max_events, event_cols): the values the actions write, before each event
+    event_after: np.ndarray  # (m, max_events, event_cols): ... and after it
 
     @classmethod
     def empty(cls, plan: EnsemblePlan, m: int | None = None) -> "Blocks":
@@ -253,6 +258,7 @@ class Blocks(NamedTuple):
             np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64), np.empty(m), np.empty((m, n_states)),
             np.zeros((m, 4), dtype=np.int64), np.empty((m, plan.max_events)),
             np.empty((m, plan.max_events), dtype=np.int64), np.zeros(m, dtype=np.int64),
+            np.empty((m, plan.max_events, plan.event_cols.size)), np.empty((m, plan.max_events, plan.event_cols.size)),
         )  # fmt: skip
 
     def rows(self, start: int, stop: int) -> "Blocks":
@@ -285,7 +291,10 @@ def run_chunk(
     if plan.events:
         from .ensemble_events import chunk_scratch
 
-        events = (*chunk_scratch(module), blocks.event_t, blocks.event_i, blocks.event_count)
+        events = (
+            *chunk_scratch(module), blocks.event_t, blocks.event_i, blocks.event_count, plan.event_cols,
+            blocks.event_before, blocks.event_after,
+        )  # fmt: skip
     begin = time.perf_counter()
     status = routine(
         plan.t0, blocks.y_end, p, plan.observer_dt, plan.n_intervals, *plan.settings, plan.record_initial,
@@ -478,7 +487,7 @@ def run_ensemble(
     keep_states, keep_observed, _ = kept_columns(signals_kept)
     plan = EnsemblePlan(
         method, settings, t0, observer_dt, int(t / observer_dt), t0 == 0, keep_states, keep_observed, y0, p,
-        events, max_events if events else 0,
+        events, max_events if events else 0, *([value_columns(module).columns] if events else []),
     )
     blocks = Blocks.empty(plan)
     out = np.empty(int(module.N_OBSERVED))
@@ -534,7 +543,5 @@ def run_ensemble(
     extra: tuple[dict, dict] = ({}, {})
     if events:
         warn_truncated(blocks.event_count, plan.max_events)
-        extra = event_variables(
-            module, blocks.event_t, blocks.event_i, blocks.event_count, blocks.status, blocks.t_reached
-        )  # fmt: skip
+        extra = event_variables(module, blocks)
     return to_dataset(plan, chosen, blocks, signals_kept, reasons, attrs, extra)

@@ -13,14 +13,16 @@ integrators.py.j2) calls ``run_<method>_events`` once per member, exactly as a s
 * gives a chunk its scratch (the event work arrays and a log, as a single run has);
 * says why a member failed (chattering: the events' own error);
 * makes the per-member event information of the Dataset: ``event_time`` and
-  ``event_id`` (member, event), the ``event_name`` coordinate, ``event_count``,
-  ``stopped`` and ``t_stop``.
+  ``event_id`` (member, event), ``event_before`` and ``event_after`` (member, event,
+  event_value: the values the actions write, as ``sim.events``' ``before``/``after``),
+  the ``event_name`` and ``event_value`` coordinates, ``event_count``, ``stopped`` and
+  ``t_stop``.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -33,6 +35,9 @@ COMPILED_EVENT_METHODS = (*EXPLICIT_METHODS, "rodas4")
 STATUS_TERMINAL = 2  # templates/integrators.py.j2: EVENT_TERMINAL (a terminal event stopped the member)
 STATUS_CHATTER = -7  # EVENT_CHATTER
 DEFAULT_MAX_EVENTS = 100
+
+if TYPE_CHECKING:
+    from .ensemble import Blocks
 
 
 def has_events(module: Any) -> bool:
@@ -81,6 +86,38 @@ def chunk_scratch(module: Any) -> tuple:
     )  # fmt: skip
 
 
+class ValueColumns(NamedTuple):
+    """What the members' ``event_before``/``event_after`` keep: every place of y and p
+    (concatenated, as a log row's halves) that some event's action writes."""
+
+    names: list[str]  # "path.states.key" / "path.inputs.key", "...[i, j]" for an element of an array
+    columns: np.ndarray  # int64: the places in (y, p)
+    written: np.ndarray  # bool (N_EVENTS, columns): which event writes which column (the others are NaN)
+
+
+def value_columns(module: Any) -> ValueColumns:
+    """The module's ValueColumns, in the order of the events and of their writes
+    (``EventTable.writes``: the keys of ``EventRecord.before``)."""
+    table = event_table(module)
+    names: list[str] = []
+    places: dict[int, int] = {}  # place in (y, p) -> column
+    by_event: list[list[int]] = []
+    for writes in table.writes:
+        columns = []
+        for name, before, _, size, shape in writes:
+            labels = [name] if shape is None else [f"{name}[{', '.join(map(str, i))}]" for i in np.ndindex(*shape)]
+            for place, label in zip(range(before, before + size), labels):
+                if place not in places:
+                    places[place] = len(names)
+                    names.append(label)
+                columns.append(places[place])
+        by_event.append(columns)
+    written = np.zeros((len(table.writes), len(names)), dtype=bool)
+    for k, columns in enumerate(by_event):
+        written[k, columns] = True
+    return ValueColumns(names, np.array(list(places), dtype=np.int64), written)
+
+
 def event_names(module: Any) -> list[str]:
     """Each event as ``"<system path>.<event name>"``, in the module's EVENTS order."""
     return [f"{system}.{name}" for system, name, *_ in module.EVENTS]
@@ -104,26 +141,40 @@ def last_events(event_i: np.ndarray, event_count: np.ndarray) -> np.ndarray:
     return last
 
 
-def event_variables(module: Any, event_t: np.ndarray, event_i: np.ndarray, event_count: np.ndarray,
-                    status: np.ndarray, t_reached: np.ndarray) -> tuple[dict, dict]:  # fmt: skip
+def event_variables(module: Any, blocks: "Blocks") -> tuple[dict, dict]:
     """The Dataset's variables and coordinates of the members' events (``to_dataset``'s
     ``extra``): ``event_time``/``event_id`` (member, event;
     NaN / -1 past a member's last), the ``event_name`` coordinate (``event_id`` indexes
-    it), ``event_count`` (every event, also those past ``max_events``), ``stopped`` (a
-    terminal event ended the member) and ``t_stop`` (when the member's run ended: its
-    terminal event, else the last output time; NaN for a failed member)."""
-    kept = np.minimum(event_count, event_t.shape[1])
+    it), ``event_before``/``event_after`` (member, event, event_value: the value of each
+    place an action writes, before and after the action; NaN where that event does not
+    write it, and past a member's last event), the ``event_value`` coordinate naming
+    those places, ``event_count`` (every event, also those past ``max_events``),
+    ``stopped`` (a terminal event ended the member) and ``t_stop`` (when the member's
+    run ended: its terminal event, else the last output time; NaN for a failed member)."""
+    event_count, status = blocks.event_count, blocks.status
+    kept = np.minimum(event_count, blocks.event_t.shape[1])
     width = int(kept.max()) if kept.size else 0
-    times, ids = event_t[:, :width].copy(), event_i[:, :width].copy()
+    times, ids = blocks.event_t[:, :width].copy(), blocks.event_i[:, :width].copy()
+    before, after = blocks.event_before[:, :width].copy(), blocks.event_after[:, :width].copy()
     past = np.arange(width)[None, :] >= kept[:, None]
     times[past], ids[past] = np.nan, -1
+    values = value_columns(module)
+    unwritten = np.ones((*ids.shape, len(values.names)), dtype=bool)
+    unwritten[~past] = ~values.written[ids[~past]]
+    before[unwritten], after[unwritten] = np.nan, np.nan
     finished = (status == 1) | (status == STATUS_TERMINAL)
+    per_value = ("member", "event", "event_value")
     variables = {
         "event_time": (("member", "event"), times), "event_id": (("member", "event"), ids),
+        "event_before": (per_value, before), "event_after": (per_value, after),
         "event_count": ("member", event_count), "stopped": ("member", status == STATUS_TERMINAL),
-        "t_stop": ("member", np.where(finished, t_reached, np.nan)),
+        "t_stop": ("member", np.where(finished, blocks.t_reached, np.nan)),
     }  # fmt: skip
-    return variables, {"event_name": ("event_name", np.array(event_names(module), dtype=str))}
+    coordinates = {
+        "event_name": ("event_name", np.array(event_names(module), dtype=str)),
+        "event_value": ("event_value", np.array(values.names, dtype=str)),
+    }
+    return variables, coordinates
 
 
 def warn_truncated(event_count: np.ndarray, max_events: int) -> None:

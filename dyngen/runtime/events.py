@@ -84,6 +84,10 @@ class EventTable:
             for e in self.events
         ]  # fmt: skip
         self.labels = [(e[0], e[1], bool(e[3])) for e in self.events]
+        # what a compiled run takes, made once: sizes, empty sample blocks, work rows per method
+        self.n_observed = int(module.N_OBSERVED)
+        self.no_samples, self.no_observed = np.empty((0, self.n)), np.empty((0, self.n_observed))
+        self.work_rows = {method: work_rows(method) for method in EXPLICIT_METHODS}
 
     def record(self, t: float, which: int, values: np.ndarray) -> EventRecord:
         """The EventRecord of a row of the compiled log: y, p before; y, p after."""
@@ -121,11 +125,13 @@ class _Log:
         record = self.table.record
         into.extend(map(record, self.t[:count].tolist(), self.which[:count].tolist(), self.values[:count]))
 
-    def defer(self, count: int, sim: Any) -> None:
+    def defer(self, count: int, sim: Any, last: bool = False) -> None:
         """Keep the log's first ``count`` rows in ``sim._event_chunks``, made EventRecords
-        only when ``sim.events`` is read (50 records cost a whole ball's run)."""
+        only when ``sim.events`` is read (50 records cost a whole ball's run); ``last``:
+        the log is not written again, its rows are kept without a copy."""
         if count:
-            sim._event_chunks.append((self.table, self.t[:count].copy(), self.which[:count].copy(), self.values[:count].copy()))
+            rows = (self.t[:count], self.which[:count], self.values[:count])
+            sim._event_chunks.append((self.table, *(rows if last else (a.copy() for a in rows))))
 
 
 def flush_event_chunks(sim: Any) -> None:
@@ -411,6 +417,8 @@ class SolveIvpEventIntegrator:
 
 def write_parameters(model: CompiledModel, p: np.ndarray, before: np.ndarray) -> None:
     """Leave the parameters the events' actions changed in the systems' inputs."""
+    if p.tobytes() == before.tobytes():  # no action wrote a parameter (0.1 us; the loop below takes 4)
+        return
     for e in model.parameters:
         value = p[e.start:e.stop]
         if np.array_equal(value, before[e.start:e.stop]):
@@ -478,6 +486,25 @@ def simulate_with_events(
     return solver.t
 
 
+_SETTINGS: dict[tuple, tuple] = {}  # _run_settings' memory: simulate() asks on every call
+
+
+def _run_settings(method: str, options: dict) -> tuple:
+    """``explicit_settings(method, options).arguments()``, remembered for the last few
+    sets of options (options of plain numbers; other values are not remembered)."""
+    try:
+        key = (method, *((k, type(v), v) for k, v in options.items()))
+        known = _SETTINGS.get(key)
+    except TypeError:  # an unhashable value: checked (and refused) by explicit_settings
+        return explicit_settings(method, options).arguments()
+    if known is None:
+        known = explicit_settings(method, options).arguments()
+        if len(_SETTINGS) >= 16:
+            _SETTINGS.clear()
+        _SETTINGS[key] = known
+    return known
+
+
 def _continuous_options(observer_dt: float, fixed_step: bool, kwargs: dict) -> dict:
     """dynode's options for one integration over the whole run: its first step is
     observer_dt (as dynode's first interval); with fixed_step, every step is
@@ -495,23 +522,28 @@ def _run_compiled(
     """The whole run in compiled code (``run_<method>_events``), Recorders filled from its
     samples; called again only when more than LOG_CAPACITY events fired since the last call."""
     module = model.module
-    settings = explicit_settings(method, options).arguments()
+    settings = _run_settings(method, options)
     with_observed = any(r.needs_observed for r in recorders)
     with_states = bool(recorders)
     run = compiled_routine(
         module, f"run_{method}_events", observe=with_observed, specialize=sim.standalone is not False, events=True
     )  # fmt: skip
-    n, n_observed = int(module.N_STATES), int(module.N_OBSERVED)
+    table = event_table(module)
+    n, n_observed = table.n, table.n_observed
     remaining = int(duration / observer_dt)
     record_initial = start == 0
     rows = remaining + (1 if record_initial else 0) + 1  # + 1: the sample at a terminal event
     times = np.empty(rows)
-    Y = np.empty((rows, n)) if with_states else np.empty((0, n))
-    OUT = np.empty((rows, n_observed)) if with_observed else np.empty((0, n_observed))
-    log = _Log(event_table(module))
-    ew, eg = np.zeros((EVENT_WORK_ROWS, n)), np.zeros((3, len(log.table.events)))
+    Y = np.empty((rows, n)) if with_states else table.no_samples
+    OUT = np.empty((rows, n_observed)) if with_observed else table.no_observed
+    log = _Log(table)
+    # the scratch, zeroed: ew, eg, ctl in one block (numba takes the views as it takes arrays)
+    scratch = np.zeros(EVENT_WORK_ROWS * n + 3 * len(table.events) + EVENT_CTL_SIZE)
+    ew = scratch[: EVENT_WORK_ROWS * n].reshape(EVENT_WORK_ROWS, n)
+    eg = scratch[EVENT_WORK_ROWS * n : -EVENT_CTL_SIZE].reshape(3, len(table.events))
+    ctl = scratch[-EVENT_CTL_SIZE:]
     stats = np.zeros(4, dtype=np.int64)
-    ctl, work = np.zeros(EVENT_CTL_SIZE), np.empty((work_rows(method), n))
+    work = np.empty((table.work_rows[method], n))
     ctl[_CTL_T_NEXT] = start + observer_dt
     y = np.array(y0, dtype=np.float64)
     t, stored = start, 0
@@ -523,7 +555,7 @@ def _run_compiled(
             *log.arguments(ew, eg), ctl, work,
         )  # fmt: skip
         add_time(module, time.perf_counter() - begin)
-        log.defer(logged, sim)
+        log.defer(logged, sim, last=status != _LOG_FULL)
         stored, remaining = stored + int(k), remaining - (int(k) - (1 if record_initial else 0))
         record_initial = False
         if status != _LOG_FULL:

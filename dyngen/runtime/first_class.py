@@ -174,9 +174,11 @@ _RUN_EVENTS = types.Tuple((_I, _I, _F, _I))(
     INDEX_VECTOR, _F, VECTOR, VECTOR, _F, _I, *_EXPLICIT_OPTIONS, _B, _B, _B, VECTOR, MATRIX, MATRIX, INDEX_VECTOR,
     *_EVENT_ARGUMENTS, VECTOR, MATRIX,
 )
-# ensemble_<method>_events(... as ensemble_<method> ..., kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I, EVENT_COUNT)
-_ENSEMBLE_EVENTS = _I(*_ENSEMBLE_EXPLICIT.args, *_EVENT_ARGUMENTS, MATRIX, INDEX_MATRIX, INDEX_VECTOR)
-_ENSEMBLE_RODAS4_EVENTS = _I(*_ENSEMBLE_RODAS4.args, *_EVENT_ARGUMENTS, MATRIX, INDEX_MATRIX, INDEX_VECTOR)
+# ensemble_<method>_events(... as ensemble_<method> ..., kinds, ew, eg, log_t, log_i, log_v, EVENT_T, EVENT_I,
+#                          EVENT_COUNT, EVENT_COLS, EVENT_BEFORE, EVENT_AFTER)
+_MEMBER_EVENTS = (MATRIX, INDEX_MATRIX, INDEX_VECTOR, INDEX_VECTOR, ARRAY3, ARRAY3)
+_ENSEMBLE_EVENTS = _I(*_ENSEMBLE_EXPLICIT.args, *_EVENT_ARGUMENTS, *_MEMBER_EVENTS)
+_ENSEMBLE_RODAS4_EVENTS = _I(*_ENSEMBLE_RODAS4.args, *_EVENT_ARGUMENTS, *_MEMBER_EVENTS)
 # The routines of compiled_methods that are called from Python, with the one signature each is compiled for.
 SIGNATURES = {
     "dopri5_advance": _ADVANCE,

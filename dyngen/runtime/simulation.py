@@ -25,6 +25,7 @@ from ..progress import Progress, history_file
 from ..system import TrackedList
 from ..tree import check_not_dynode, walk
 from .compiled import EXPLICIT_METHODS, STATUS_SUCCESS, CompiledExplicitIntegrator, run_recorded
+from .events import flush_event_chunks, simulate_with_events  # (imported in a function: 1.2 us a call)
 from .fingerprint import StructureWatch, structure_key
 from .integrators import (
     SCIPY_ODE_METHODS,
@@ -99,8 +100,6 @@ class Simulation:
         with ``time``, ``system`` (path), ``event`` (name) and the values the action
         wrote ``before`` and ``after`` it (see the README's "Events")."""
         if self._event_chunks:
-            from .events import flush_event_chunks
-
             flush_event_chunks(self)
         return self._event_log
 
@@ -422,7 +421,10 @@ class Simulation:
         LU), on threads or Dask (scipy's methods are refused for now).  Its Dataset adds
         ``event_time`` and ``event_id`` (dims member, event: each member's first
         ``max_events`` events, default 100; NaN / -1 after its last), the coordinate
-        ``event_name`` that ``event_id`` indexes, ``event_count``, ``stopped`` (a
+        ``event_name`` that ``event_id`` indexes, ``event_before``/``event_after`` (dims
+        member, event, event_value: the values the actions write, as ``sim.events``'
+        ``before``/``after``; the coordinate ``event_value`` names them, NaN where an
+        event does not write one), ``event_count``, ``stopped`` (a
         terminal event ended the member: ``status`` 2, samples after it NaN) and
         ``t_stop``.  A member whose events chatter fails, with its reason.
         """
@@ -437,8 +439,6 @@ class Simulation:
         self, model: CompiledModel, t: float, observer_dt: float, fixed_step: bool, integrator: str, kwargs: dict
     ) -> float:
         if _has_events(model):
-            from .events import simulate_with_events
-
             return simulate_with_events(self, model, t, observer_dt, fixed_step, _canonical_method(integrator), kwargs)
         y0 = model.gather_states()
         p = model.gather_parameters()
