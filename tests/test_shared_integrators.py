@@ -136,3 +136,25 @@ def test_the_shared_routines_refuse_arrays_that_do_not_fit_before_any_step() -> 
 def test_the_committed_shared_routines_are_the_templates_rendering() -> None:
     """runtime/compiled_methods.py is written from the templates (render.write_compiled_methods)."""
     assert compiled_methods_path().read_text(encoding="utf-8") == compiled_methods_text()
+
+
+
+@pytest.mark.slow  # numba compiles one shared routine in an empty cache (~10 s)
+def test_compiling_a_shared_routine_shows_no_numba_experimental_feature_warning(tmp_path: Path) -> None:
+    """numba warns "First-class function type feature is experimental" when it compiles a
+    routine that takes the model's functions as values (the event routines do): a note
+    on dyngen's own choice that a user cannot act on, so it is not shown."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import warnings\n"
+        "from numba.core.errors import NumbaExperimentalFeatureWarning\n"
+        "warnings.simplefilter('error', NumbaExperimentalFeatureWarning)\n"
+        "from dyngen.runtime.first_class import shared_routine\n"
+        "shared_routine('run_dopri5_events')\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}  # compiled here, not loaded
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]

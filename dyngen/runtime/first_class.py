@@ -17,11 +17,13 @@ the model's function propagates as it would in a direct call.
 from __future__ import annotations
 
 import threading
+import warnings
 from types import ModuleType
 
 import numpy as np
 from numba import njit, types
 from numba.core import cgutils
+from numba.core.errors import NumbaExperimentalFeatureWarning
 from numba.extending import intrinsic
 
 VECTOR = types.Array(types.float64, 1, "C")
@@ -215,7 +217,11 @@ def shared_routine(name: str) -> object:
 
                 numba_cache.guard(compiled_methods)
                 routine = getattr(compiled_methods, name)
-                routine.compile(SIGNATURES[name].args)
+                with warnings.catch_warnings():
+                    # "First-class function type feature is experimental": numba's note on
+                    # dyngen's own choice, nothing a user can act on (once per installation)
+                    warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+                    routine.compile(SIGNATURES[name].args)
                 routine.disable_compile()
                 _shared[name] = routine
     return routine
