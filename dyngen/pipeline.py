@@ -168,6 +168,7 @@ def build(
         notes = list(result.kernel.notes) if result.kernel is not None else []  # (a module loaded from the cache: none)
         remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings) + notes,
                         library_dependencies(called))  # fmt: skip
+        _REUSED.clear()  # the key may name another module now (rebuild())
     return result
 
 
@@ -197,25 +198,44 @@ def reuse_loaded(
     systems: list[Any], *, name: str, source_root: str, options: BuildOptions, structure: str | None
 ) -> BuildResult | None:  # fmt: skip
     """What ``build`` returns when the module the structure key ``structure`` names is
-    loaded in this process already (after the same checks of the cache entry, the
-    library files and the module file); None when ``build`` has more to do (trace, or
-    import the module: it reports those stages).  A fresh Simulation of a model built
-    before needs no ``Progress`` then."""
+    loaded in this process already (after the checks of the cache entry, the library
+    files and the module file, the first time: see ``_REUSED``); None when ``build``
+    has more to do (trace, or import the module: it reports those stages).  A fresh
+    Simulation of a model built before needs no ``Progress`` then."""
     if structure is None or options.output_dir is not None or options.always_render:
         return None
     label = module_name(name)
     for directory in cache_folders(cache_dir(options.cache_dir)):
-        known = _known_module(directory, label, structure)
-        if known is None:
-            continue
-        path, digest, messages = known
-        module = loaded_module(path, digest)
+        slot = (directory, label, structure)
+        known = _REUSED.get(slot)
+        module = None
+        if known is not None and dependencies_unchanged(known[3]):
+            module = loaded_module(known[0], known[1])
         if module is None:
-            return None
+            known = _known_module(directory, label, structure)
+            if known is None:
+                continue
+            module = loaded_module(known[0], known[1])
+            if module is None:
+                return None
+            if len(_REUSED) >= 1024:
+                _REUSED.clear()
+            _REUSED[slot] = known
+        path, digest, messages, _ = known
         for message in messages:  # what the model's first build warned about still holds
             warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
         return _found(systems, name, source_root, options, module, path, {"load": 0.0})
     return None
+
+
+# reuse_loaded's finds: per (cache folder, module name, structure key), the module file,
+# its hash, the warnings of its build and the library files its traced code calls, once
+# checked (_known_module) and loaded in this process.  The entry and module files are
+# not looked at again for them: the module in memory is the one the key names, whatever
+# happens to the files (a damaged file is healed by the next process that loads it, which
+# checks them); the library files are (an edited library is a new build).  Cleared by
+# every build that records a structure key (Simulation.rebuild() may map one anew).
+_REUSED: dict[tuple[Path, str, str], tuple[Path, str, list[str], dict[str, str]]] = {}
 
 
 def _trace_flatten(systems: list[Any], name: str, source_root: str, options: BuildOptions) -> tuple[ModelSpec, FlatModel]:
@@ -259,10 +279,10 @@ def _by_structure(
     return None
 
 
-def _known_module(directory: Path, name: str, structure: str) -> tuple[Path, str, list[str]] | None:
-    """The module file (path, hash, the warnings of its build) the cache entry of this
-    structure key names in ``directory``, while the entry, the library files the
-    traced code calls and the module's text are as they were; else None."""
+def _known_module(directory: Path, name: str, structure: str) -> tuple[Path, str, list[str], dict[str, str]] | None:
+    """The module file (path, hash, the warnings of its build, the library files its
+    traced code calls) the cache entry of this structure key names in ``directory``,
+    while the entry, those library files and the module's text are as they were; else None."""
     known = known_digest(directory, name, structure)
     if known is None:
         return None
@@ -275,7 +295,7 @@ def _known_module(directory: Path, name: str, structure: str) -> tuple[Path, str
             return None
     except OSError:  # unreadable: the full build reports or replaces it
         return None
-    return path, digest, messages
+    return path, digest, messages, depends
 
 
 def _load_known(
@@ -285,7 +305,7 @@ def _load_known(
     known = _known_module(directory, name, structure)
     if known is None:
         return None
-    path, digest, messages = known
+    path, digest, messages, _ = known
     loaded = loaded_module(path, digest)
     if loaded is not None:  # loaded before in this process: not imported again
         for message in messages:  # what the model's first build warned about still holds

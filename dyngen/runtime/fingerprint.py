@@ -652,21 +652,32 @@ class StructureWatch:
         # The fingerprint names objects as structure_key does (one fingerprint serves
         # both: a fresh Simulation computes it once), plus the tree's own objects: a
         # system or container replaced by an equal one is a change for the bindings.
-        self.key = (tree, tuple(ident.names))
+        self._tree, self._names, self._key = tree, ident.names, None  # key: made when first asked for
         self.flat = ident.flat  # the tree's systems in walk order (CompiledModel binds by them)
         self.persistent = None if ident.opaque else tree  # what structure_key hashes
         # per volatile part: the quick identity test of a function or class watch (or
-        # None), then the part computed again when that fails
-        self._tests = [
-            (recompute.same if isinstance(recompute, _RootsWatch) else None, recompute, key)
-            for recompute, key in self._volatile
-        ]
+        # None), then the part computed again when that fails (made at the first test:
+        # a fresh Simulation's first run needs none)
+        self._tests: list[tuple[Callable[[], bool] | None, Callable[[], Any], Any]] | None = None
+
+    @property
+    def key(self) -> tuple:
+        """The fingerprint, and the ids of the tree's systems and containers."""
+        if self._key is None:
+            self._key = (self._tree, tuple(self._names))
+        return self._key
 
     def unchanged(self) -> bool:
         """True when the fingerprint is certainly still ``key``; False when it may differ."""
         if Edits.structure != self._edits:
             return False
-        for same, recompute, key in self._tests:
+        tests = self._tests
+        if tests is None:
+            tests = self._tests = [
+                (recompute.same if isinstance(recompute, _RootsWatch) else None, recompute, key)
+                for recompute, key in self._volatile
+            ]  # fmt: skip
+        for same, recompute, key in tests:
             if (same is None or not same()) and recompute() != key:
                 return False
         return True
@@ -694,6 +705,18 @@ def _code_digest(code: CodeType) -> str:
 _CONTAINER_ATTRIBUTES = (("states", "_states"), ("ders", "_ders"), ("inputs", "_inputs"), ("outputs", "_outputs"))
 
 
+def _names_of(index: int) -> tuple[tuple, tuple[tuple, ...]]:
+    """The names of the system at ``index`` and of its containers (made once per index:
+    every fingerprint of a tree that large uses them)."""
+    while len(_NAMES) <= index:
+        at = len(_NAMES)
+        _NAMES.append((("system", at), tuple(("container", at, kind) for kind, _ in _CONTAINER_ATTRIBUTES)))
+    return _NAMES[index]
+
+
+_NAMES: list[tuple[tuple, tuple[tuple, ...]]] = []
+
+
 class _PersistentIdentity:
     """Names that mean the same object in another process: a system by its place in
     the tree, a container by its system's place and kind, a function by its code, a
@@ -706,11 +729,12 @@ class _PersistentIdentity:
         self.flat = list(_systems(systems))  # the tree's systems in walk order, subsystems first
         names = self.names
         for index, system in enumerate(self.flat):
-            names[id(system)] = ("system", index)
-            for kind, attribute in _CONTAINER_ATTRIBUTES:
+            known = _NAMES[index] if index < len(_NAMES) else _names_of(index)
+            names[id(system)] = known[0]
+            for (kind, attribute), name in zip(_CONTAINER_ATTRIBUTES, known[1]):
                 container = getattr(system, attribute, None)
                 if container is not None:
-                    names[id(container)] = ("container", index, kind)
+                    names[id(container)] = name
 
     def __call__(self, obj: Any) -> Any:
         known = self.names.get(id(obj))

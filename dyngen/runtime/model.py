@@ -229,6 +229,13 @@ class CompiledModel:
     def gather_parameters(self) -> np.ndarray:
         if self._parameters is not None and Edits.signals == self._parameters_at:
             return self._parameters.copy()
+        scalars = self._plan.scalar_parameters
+        if scalars is not None:  # every parameter a float of a container, in order: one read each, in C
+            values = list(map(dict.__getitem__, map(self._containers.__getitem__, scalars[0]), scalars[1]))
+            if set(map(type, values)) <= _FLOAT_ONLY:
+                p = np.array(values, dtype=np.float64)
+                self._parameters, self._parameters_at = p.copy(), Edits.signals
+                return p
         p = np.empty(_layout(self.module).n_parameters)
         only_floats = True
         for e in self.parameters:
@@ -381,12 +388,15 @@ class _Plan(NamedTuple):
     array_containers: tuple[int, ...]  # computed array signals
     array_keys: tuple[str, ...]
     array_views: tuple[tuple[int, int, tuple], ...]
+    # every parameter a scalar of a container, the k-th at place k: (indices into containers, keys); else None
+    scalar_parameters: tuple[tuple[int, ...], tuple[str, ...]] | None
     remembered_systems: tuple[int, ...]  # CompiledModel.remembered: indices into flat,
     remembered_containers: tuple[int, ...]  # into containers,
     remembered_keys: tuple[str, ...]  # and the keys
 
 
 _new = tuple.__new__  # a NamedTuple made without its Python-level __new__
+_FLOAT_ONLY = frozenset((float,))
 
 # Per loaded module, per structure_key: the plan the trees of that structure bind by.
 _PLANS: "weakref.WeakKeyDictionary[ModuleType, dict[str, _Plan]]" = weakref.WeakKeyDictionary()
@@ -455,6 +465,12 @@ def _make_plan(module: ModuleType, layout: _Layout, flat: list[Any], paths: list
     by_actions = [(i, row) for i, row in parameters if f"{row[0]}.{row[1]}.{row[2]}" in written]
     remembered = [*states, *(observed[k] for k in computed), *by_actions]
     remembered_containers = tuple(container(i, row[1]) for i, row in remembered)
+    in_place = all(
+        row[1] != ATTRIBUTE_KIND and row[5] == () and (row[3], row[4]) == (k, k + 1) for k, (_, row) in enumerate(parameters)
+    ) and len(parameters) == layout.n_parameters  # fmt: skip
+    scalar_parameters = (
+        (tuple(container(i, row[1]) for i, row in parameters), tuple(row[2] for _, row in parameters)) if in_place else None
+    )  # fmt: skip
     return _Plan(
         paths=tuple(paths), states=states, parameters=parameters, observed=observed, computed=computed,
         containers=tuple(containers), state_containers=state_containers,
@@ -464,6 +480,7 @@ def _make_plan(module: ModuleType, layout: _Layout, flat: list[Any], paths: list
         float_containers=float_containers, float_keys=tuple(row[2] for _, row in floats), float_index=float_index,
         array_containers=array_containers, array_keys=tuple(row[2] for _, row in arrays),
         array_views=tuple(_view_place(row[3], row[4], row[5]) for _, row in arrays),
+        scalar_parameters=scalar_parameters,
         remembered_systems=tuple(i for i, _ in remembered), remembered_containers=remembered_containers,
         remembered_keys=tuple(row[2] for _, row in remembered),
     )  # fmt: skip

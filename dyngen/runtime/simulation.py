@@ -304,8 +304,12 @@ class Simulation:
         systems, containers, keys = model.remembered()
         slots = list(zip(map(id, containers), keys))  # a container is one system's, of one kind
         values = map(dict.get, containers, keys, repeat(_ABSENT))
-        if not initial:  # the first model of this simulation: every entry
-            initial.update(zip(slots, zip(systems, containers, keys, map(_copy, values))))
+        if not initial:  # the first model of this simulation: every entry (_copy, inline)
+            copies = [
+                value.copy() if type(value) is np.ndarray else value if type(value) is float else _copy(value)
+                for value in values
+            ]  # fmt: skip
+            initial.update(zip(slots, zip(systems, containers, keys, copies)))
         else:
             for slot, system, container, key, value in zip(slots, systems, containers, keys, values):
                 if slot not in initial:
@@ -358,9 +362,7 @@ class Simulation:
                 p = model.peek_parameters()  # read only: by the run and the write-back
                 options = self._stepping_options
                 if options[0] != observer_dt or options[1] is not fixed_step:  # dynode_options, remembered
-                    options = self._stepping_options = (
-                        observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {}))
-                    )  # fmt: skip
+                    options = self._stepping_options = _stepping_options(observer_dt, fixed_step)
                 start = float(self._t)
                 try:  # _run_compiled without recorders, inline
                     run = run_recorded(
@@ -673,6 +675,20 @@ def _resolved_place(model_file: str, cwd: str | None) -> tuple[str, str]:
     """``_source_place`` of a file (relative ones: from ``cwd``), resolved once per process."""
     path = Path(model_file)
     return str(path.resolve().parent), path.name
+
+
+def _stepping_options(observer_dt: Any, fixed_step: Any) -> tuple[Any, Any, Mapping[str, Any]]:
+    """``(observer_dt, fixed_step, dynode_options(observer_dt, fixed_step, {}))``, read
+    only; shared by every Simulation for plain floats and bools (compiled.py then knows
+    the settings by the mapping's identity, also in a fresh Simulation)."""
+    if type(fixed_step) is bool and type(observer_dt) is float:
+        return _shared_stepping_options(observer_dt, fixed_step)
+    return (observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {})))
+
+
+@lru_cache(maxsize=64)
+def _shared_stepping_options(observer_dt: float, fixed_step: bool) -> tuple[float, bool, Mapping[str, Any]]:
+    return (observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {})))
 
 
 @lru_cache(maxsize=64)
