@@ -331,11 +331,11 @@ def fingerprint(
             classes[cls] = class_key
             if volatile is not None:  # class attributes, and the globals its methods read
                 volatile.append((watch or _RootsWatch.of_class(cls, class_key, ident), class_key))
-        append(ident(system))
-        append(len(system._subs))
-        append(class_key)
-        for container in (system._states, system._ders, system._inputs, system._outputs):
-            append(_container_key(container, ident, volatile))
+        parts += (
+            ident(system), len(system._subs), class_key, _container_key(system._states, ident, volatile),
+            _container_key(system._ders, ident, volatile), _container_key(system._inputs, ident, volatile),
+            _container_key(system._outputs, ident, volatile),
+        )  # fmt: skip
         for table in (system._pre_connections, system._post_connections):
             for func, dependees in table.items():
                 append(function_key(func))

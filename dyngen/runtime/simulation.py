@@ -80,7 +80,7 @@ class Simulation:
         self._watch: StructureWatch | None = None  # the structure the module was built for
         self._progress: Progress | None = None  # of the last build, until its first run
         # simulate(t, observer_dt) without options: (observer_dt, fixed_step, dynode_options) of the last one
-        self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))
+        self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = _NO_STEPPING_OPTIONS
         # attributes traced as parameters (make_parameter): (id(system), name) -> system
         self._parameters: dict[tuple[int, str], Any] = {}
         self._parameter_ids: frozenset[tuple[int, str]] = frozenset()
@@ -634,6 +634,7 @@ def check_run_arguments(t: Any, observer_dt: Any) -> None:
 
 
 _ABSENT = object()  # a key a container did not hold (reset() leaves it)
+_NO_STEPPING_OPTIONS: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))  # none yet
 _RAN = "_dyngen_ran"  # set in a generated module's namespace once a Simulation's first run of it ended
 
 
