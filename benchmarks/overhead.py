@@ -18,6 +18,10 @@ Rows (medians of ``--repeats`` runs; every figure in one run, side by side):
   collected between batches (as ``timeit`` does); the last such row leaves the
   collector running as usual (its full collections walk every object of the
   process, numba's included).
+- the same against the same integration work: a repeated ``simulate(30, 0.1)`` goes on
+  from where the last one ended (about 17% more steps than the first 30 time units of
+  the VdP pair), so the fresh run is also compared with ``reset(); simulate(30, 0.1)``
+  repeated, minus ``reset()`` alone.
 - continuation fixed cost: ``simulate(0.1, 0.01)`` repeated on the VdP pair (4
   states) minus the compiled ``run_dopri5`` (``compiled_routine``) of the same ten intervals called directly.
 
@@ -124,9 +128,16 @@ def in_process_rows(repeats: int) -> dict[str, tuple[float, float]]:
 
     sim = example.build()
     sim.simulate(30, 0.1)
+    again = example.build()  # reset() to the initial state before every run: a fresh run's work
+    again.simulate(30, 0.1)
     for _ in range(20):  # warm up every path
         example.build().simulate(30, 0.1)
-    repeated, fresh, construct, fresh_gc = [], [], [], []
+    repeated, fresh, construct, fresh_gc, reset_runs, resets = [], [], [], [], [], []
+
+    def reset_run() -> None:
+        again.reset()
+        again.simulate(30, 0.1)
+
     for _ in range(repeats * 4):  # side by side, batch by batch
         gc.collect()  # the model's own reference cycles (systems and their connection closures):
         gc.disable()  # collected between batches, as timeit does
@@ -134,6 +145,8 @@ def in_process_rows(repeats: int) -> dict[str, tuple[float, float]]:
             repeated += _batch_times(lambda: sim.simulate(30, 0.1), 20, 1)
             fresh += _batch_times(lambda: example.build().simulate(30, 0.1), 20, 1)
             construct += _batch_times(example.build, 20, 1)
+            reset_runs += _batch_times(reset_run, 20, 1)
+            resets += _batch_times(again.reset, 20, 1)
         finally:
             gc.enable()
         fresh_gc += _batch_times(lambda: example.build().simulate(30, 0.1), 20, 1)  # collections included
@@ -159,7 +172,7 @@ def in_process_rows(repeats: int) -> dict[str, tuple[float, float]]:
         calls += _batch_times(lambda: stepper.simulate(0.1, 0.01), 200, 1)
         bare += _batch_times(compiled, 200, 1)
     found = {"repeated": repeated, "fresh": fresh, "construct": construct, "fresh_gc": fresh_gc, "call": calls,
-             "compiled": bare}  # fmt: skip
+             "compiled": bare, "reset_run": reset_runs, "reset": resets}  # fmt: skip
     return {name: (statistics.median(times), min(times)) for name, times in found.items()}
 
 
@@ -192,6 +205,12 @@ def main() -> None:
     row("**fresh Simulation overhead**", overhead, "≤ 100 µs")
     row("fresh Simulation overhead without constructing the systems", minus(overhead, local["construct"]), "≤ 100 µs")
     row("fresh Simulation overhead, garbage collector running as usual", minus(local["fresh_gc"], local["repeated"]))
+    # A repeated simulate(30, 0.1) goes on from where the last one ended (on the limit cycle: about
+    # 17% more steps than the first 30 time units); reset() first, it does a fresh run's work.
+    row("`reset(); simulate(30, 0.1)` repeated", local["reset_run"])
+    row("of which `reset()`", local["reset"])
+    same_work = minus(local["reset_run"], local["reset"])
+    row("fresh Simulation overhead without constructing, against the same integration", minus(minus(local["fresh"], local["construct"]), same_work), "≤ 100 µs")
     row("`simulate(0.1, 0.01)` continuation call", local["call"], digits=2)
     row("compiled `run_dopri5`, same ten intervals", local["compiled"], digits=2)
     row("**continuation fixed cost**", minus(local["call"], local["compiled"]), "≤ 8 µs", digits=2)

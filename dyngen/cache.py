@@ -20,7 +20,7 @@ from types import ModuleType
 
 from . import numba_cache
 from .errors import CacheWarning, DyngenError, external_stacklevel
-from .write import write_text_atomic
+from .write import absolute, write_text_atomic
 
 # The generated modules this process loaded, least recently used first.  A module
 # that no BuildResult holds (``hold``) is "unused"; the UNUSED_KEPT most recent of
@@ -32,12 +32,21 @@ _HOLDERS: dict[int, int] = {}  # id(module) -> how many live holders
 UNUSED_KEPT = 4
 
 
-def hold(module: ModuleType, holder: object) -> None:
-    """Keep ``module`` loaded (with its compiled code) while ``holder`` lives."""
+def hold(module: ModuleType, holder: object | None = None) -> bool:
+    """Keep ``module`` loaded (with its compiled code) while ``holder`` lives, or (no
+    holder) until a ``let_go(module)``; False, and nothing to let go, when it is not
+    one of the cache's (or already released)."""
     if id(module) not in _HOLDERS:
-        return  # not one of the cache's (or already released)
+        return False
     _HOLDERS[id(module)] += 1
-    weakref.finalize(holder, _let_go, id(module))
+    if holder is not None:
+        weakref.finalize(holder, _let_go, id(module))
+    return True
+
+
+def let_go(module: ModuleType) -> None:
+    """Undo one ``hold(module)`` without a holder that returned True."""
+    _let_go(id(module))
 
 
 def _let_go(module_id: int) -> None:
@@ -85,7 +94,7 @@ _PRIVATE: dict[str, Path] = {}
 def cache_folders(directory: Path) -> list[Path]:
     """Where modules of the cache ``directory`` are looked for: the folder itself, then
     the private folder that replaces it in this process when it could not be written."""
-    private = _PRIVATE.get(os.path.abspath(directory))
+    private = _PRIVATE.get(absolute(directory)) if _PRIVATE else None
     return [directory] if private is None else [directory, private]
 
 

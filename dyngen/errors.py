@@ -38,7 +38,15 @@ class SourceLocation:
 
 
 def _is_user_file(filename: str) -> bool:
+    if os.path.isabs(filename):  # (a code object's file, usually): its answer does not depend on the working folder
+        return _is_user_absolute(filename)
     absolute = os.path.abspath(filename) if not filename.startswith("<") else filename
+    return not any(marker in absolute for marker in _LIBRARY_MARKERS)
+
+
+@lru_cache(maxsize=1024)
+def _is_user_absolute(filename: str) -> bool:
+    absolute = os.path.abspath(filename)
     return not any(marker in absolute for marker in _LIBRARY_MARKERS)
 
 

@@ -11,6 +11,7 @@ import builtins
 import hashlib
 import keyword
 import re
+from functools import lru_cache
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 _RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
@@ -96,6 +97,7 @@ def comment_text(text: str) -> str:
 MAX_MODULE_NAME = 100  # a cache file is <name>_<16 hex>.py: well within any file system's 255
 
 
+@lru_cache(maxsize=1024)
 def module_name(text: str) -> str:
     """A generated module's name: ``sanitize(text)``, at most ``MAX_MODULE_NAME``
     characters (a longer one keeps its start and a hash of the whole, so that it still

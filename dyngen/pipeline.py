@@ -7,12 +7,14 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from .cache import (
-    cache_dir, cache_folders, cached_module_path, fall_back, hold, known_digest, load_module, loaded_module, remember_digest,
+    cache_dir, cache_folders, cached_module_path, fall_back, hold, known_digest, let_go, load_module, loaded_module,
+    remember_digest,
 )  # fmt: skip
 from .deep import deep_retry
 from .errors import CacheWarning, DyngenError, DyngenWarning, OutputError, external_stacklevel
@@ -53,7 +55,25 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        hold(self.module, self)  # the module and its compiled code stay loaded while this lives
+        # the module and its compiled code stay loaded while this lives (let go in __del__:
+        # a weakref.finalize per result costs a fresh Simulation of a model built before 2 us more)
+        object.__setattr__(self, "_held", hold(self.module))
+
+    def __del__(self) -> None:
+        if self.__dict__.get("_held"):
+            let_go(self.module)
+
+    @classmethod
+    def reused_module(cls, front: _Front, path: Path, module: ModuleType, timings: dict[str, float]) -> "BuildResult":
+        """``BuildResult(front, None, None, path, module, True, False, timings)``, made
+        without the frozen dataclass's __init__ (a setattr per field: a fresh Simulation
+        of a model built before makes one)."""
+        self = object.__new__(cls)
+        self.__dict__.update(
+            front=front, kernel=None, source=None, path=path, module=module, reused=True, written=False, timings=timings
+        )  # fmt: skip
+        self.__post_init__()
+        return self
 
     @property
     def spec(self) -> ModelSpec:
@@ -73,7 +93,12 @@ class BuildResult:
 
 def default_name(systems: list[Any]) -> str:
     """A module name for a model that has no file: its first system's class."""
-    return sanitize(type(systems[0]).__name__).lower() if systems else "model"
+    return _class_module_name(type(systems[0]).__name__) if systems else "model"
+
+
+@lru_cache(maxsize=256)
+def _class_module_name(class_name: str) -> str:
+    return sanitize(class_name).lower()
 
 
 @contextmanager
@@ -129,22 +154,7 @@ def build(
         progress = Progress(label, options.progress, history=history_file(options.cache_dir, label, model_file))
     cached = None if retrace else _by_structure(name, options, structure, progress)
     if cached is not None:
-        module, path, timings = cached
-
-        def again() -> tuple[ModelSpec, FlatModel]:
-            from .render import module_digest
-
-            with _gc_paused():
-                spec, flat = deep_retry(lambda: _trace_flatten(systems, name, source_root, options), f"tracing {name}")
-            if module_digest(flat.digest, options.kernels, options.standalone) != module.MODEL_HASH:
-                raise DyngenError(
-                    f"{path.name} was loaded by the model's structure key, but the model traced now builds to "
-                    "another module: either the model changed since (take spec and flat from a new compile()) "
-                    "or the structure key missed a change (call Simulation.rebuild(), and please report it)"
-                )
-            return spec, flat
-
-        return BuildResult(_Front(None, again), None, None, path, module, True, False, timings)
+        return _found(systems, name, source_root, options, *cached)
     from .calls import recording_library_calls  # the tracer (and sympy): not needed by a warm start
 
     with _gc_paused(), recording_library_calls() as called:
@@ -158,7 +168,74 @@ def build(
         notes = list(result.kernel.notes) if result.kernel is not None else []  # (a module loaded from the cache: none)
         remember_digest(result.path.parent, module_name(name), structure, result.digest, list(result.flat.warnings) + notes,
                         library_dependencies(called))  # fmt: skip
+        _REUSED.clear()  # the key may name another module now (rebuild())
     return result
+
+
+def _found(
+    systems: list[Any], name: str, source_root: str, options: BuildOptions, module: ModuleType, path: Path,
+    timings: dict[str, float],
+) -> BuildResult:  # fmt: skip
+    """The BuildResult of a module found by the model's structure key (spec and flat traced when asked for)."""
+
+    def again() -> tuple[ModelSpec, FlatModel]:
+        from .render import module_digest
+
+        with _gc_paused():
+            spec, flat = deep_retry(lambda: _trace_flatten(systems, name, source_root, options), f"tracing {name}")
+        if module_digest(flat.digest, options.kernels, options.standalone) != module.MODEL_HASH:
+            raise DyngenError(
+                f"{path.name} was loaded by the model's structure key, but the model traced now builds to "
+                "another module: either the model changed since (take spec and flat from a new compile()) "
+                "or the structure key missed a change (call Simulation.rebuild(), and please report it)"
+            )
+        return spec, flat
+
+    return BuildResult.reused_module(_Front(None, again), path, module, timings)
+
+
+def reuse_loaded(
+    systems: list[Any], *, name: str, source_root: str, options: BuildOptions, structure: str | None
+) -> BuildResult | None:  # fmt: skip
+    """What ``build`` returns when the module the structure key ``structure`` names is
+    loaded in this process already (after the checks of the cache entry, the library
+    files and the module file, the first time: see ``_REUSED``); None when ``build``
+    has more to do (trace, or import the module: it reports those stages).  A fresh
+    Simulation of a model built before needs no ``Progress`` then."""
+    if structure is None or options.output_dir is not None or options.always_render:
+        return None
+    label = module_name(name)
+    for directory in cache_folders(cache_dir(options.cache_dir)):
+        slot = (directory, label, structure)
+        known = _REUSED.get(slot)
+        module = None
+        if known is not None and dependencies_unchanged(known[3]):
+            module = loaded_module(known[0], known[1])
+        if module is None:
+            known = _known_module(directory, label, structure)
+            if known is None:
+                continue
+            module = loaded_module(known[0], known[1])
+            if module is None:
+                return None
+            if len(_REUSED) >= 1024:
+                _REUSED.clear()
+            _REUSED[slot] = known
+        path, digest, messages, _ = known
+        for message in messages:  # what the model's first build warned about still holds
+            warnings.warn(message, DyngenWarning, stacklevel=external_stacklevel())
+        return _found(systems, name, source_root, options, module, path, {"load": 0.0})
+    return None
+
+
+# reuse_loaded's finds: per (cache folder, module name, structure key), the module file,
+# its hash, the warnings of its build and the library files its traced code calls, once
+# checked (_known_module) and loaded in this process.  The entry and module files are
+# not looked at again for them: the module in memory is the one the key names, whatever
+# happens to the files (a damaged file is healed by the next process that loads it, which
+# checks them); the library files are (an edited library is a new build).  Cleared by
+# every build that records a structure key (Simulation.rebuild() may map one anew).
+_REUSED: dict[tuple[Path, str, str], tuple[Path, str, list[str], dict[str, str]]] = {}
 
 
 def _trace_flatten(systems: list[Any], name: str, source_root: str, options: BuildOptions) -> tuple[ModelSpec, FlatModel]:
@@ -202,10 +279,10 @@ def _by_structure(
     return None
 
 
-def _load_known(
-    directory: Path, name: str, structure: str, progress: Progress
-) -> tuple[ModuleType, Path, dict[str, float]] | None:
-    """``_by_structure`` in one cache folder."""
+def _known_module(directory: Path, name: str, structure: str) -> tuple[Path, str, list[str], dict[str, str]] | None:
+    """The module file (path, hash, the warnings of its build, the library files its
+    traced code calls) the cache entry of this structure key names in ``directory``,
+    while the entry, those library files and the module's text are as they were; else None."""
     known = known_digest(directory, name, structure)
     if known is None:
         return None
@@ -218,6 +295,17 @@ def _load_known(
             return None
     except OSError:  # unreadable: the full build reports or replaces it
         return None
+    return path, digest, messages, depends
+
+
+def _load_known(
+    directory: Path, name: str, structure: str, progress: Progress
+) -> tuple[ModuleType, Path, dict[str, float]] | None:
+    """``_by_structure`` in one cache folder."""
+    known = _known_module(directory, name, structure)
+    if known is None:
+        return None
+    path, digest, messages, _ = known
     loaded = loaded_module(path, digest)
     if loaded is not None:  # loaded before in this process: not imported again
         for message in messages:  # what the model's first build warned about still holds

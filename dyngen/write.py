@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
@@ -107,11 +108,23 @@ def _stamp(status: os.stat_result) -> tuple[int, int, int]:
     return (status.st_mtime_ns, status.st_size, status.st_ino)
 
 
+def absolute(path: str | os.PathLike) -> str:
+    """``os.path.abspath(path)``; an absolute path's is made once (a relative one's
+    depends on the working folder)."""
+    text = os.fspath(path)
+    return _absolute(text) if os.path.isabs(text) else os.path.abspath(text)
+
+
+@lru_cache(maxsize=1024)
+def _absolute(text: str) -> str:
+    return os.path.abspath(text)
+
+
 def check_module(path: Path) -> ModuleCheck:
     """Check a generated module's header and trailer, and the SHA-256 of its text
     against the one its trailer holds; a file whose (mtime, size, inode) did not
     change since the last check is not read again."""
-    key = os.path.abspath(path)
+    key = absolute(path)
     try:
         before = _stamp(os.stat(key))
     except (FileNotFoundError, NotADirectoryError):  # also: a file where a folder on the way should be

@@ -131,6 +131,51 @@ def test_a_fresh_simulation_sees_a_class_attribute_or_global_edited_since_the_la
     assert len(counted_builds) == builds == 3
 
 
+def _vanderpol_pair(x0: list[float], t: float) -> np.ndarray:
+    """examples/coupled_vanderpol.py's equations by scipy (tight tolerances): the final
+    (x1, y1, x2, y2) from (x1, y1, x2, y2) = ``x0``."""
+    from scipy.integrate import solve_ivp
+
+    def rhs(time: float, y: np.ndarray) -> list[float]:
+        x1, y1, x2, y2 = y
+        forcing = 1.2 * np.sin(0.8 * time)
+        return [y1, 1.0 * (1 - x1**2) * y1 - x1 + forcing, y2, 0.5 * (1 - x2**2) * y2 - x2 + x1]
+
+    return solve_ivp(rhs, (0.0, t), x0, method="DOP853", rtol=1e-12, atol=1e-12).y[:, -1]
+
+
+def test_fresh_simulations_bound_by_a_known_plan_run_and_reset_their_own_systems(
+    counted_builds: list[str], monkeypatch, request
+) -> None:
+    """From the second Simulation of a tree structure on, the module is bound without
+    walking the tree (runtime/model.py's plan) and found without a build: each must
+    still read, write and reset its own systems."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "examples"))
+    if "coupled_vanderpol" not in sys.modules:  # imported here: removed again after the test
+        request.addfinalizer(lambda: sys.modules.pop("coupled_vanderpol", None))
+    example = importlib.import_module("coupled_vanderpol")
+
+    def final(sim) -> np.ndarray:
+        return np.array([float(s.states[k][0]) for s in sim.systems for k in ("x", "y")])
+
+    first = example.build()
+    first.simulate(3.0, 0.5, rtol=1e-11, atol=1e-12)
+    builds = len(counted_builds)
+    sims = [example.build() for _ in range(3)]
+    sims[2].systems[1].states.x = 0.3  # another initial value: the same structure
+    for sim in sims:
+        sim.simulate(3.0, 0.5, rtol=1e-11, atol=1e-12)
+    assert len(counted_builds) == builds  # found, not built
+    np.testing.assert_allclose(final(first), _vanderpol_pair([2.0, 0.0, 0.0, 1.0], 3.0), rtol=1e-8, atol=1e-9)
+    assert np.array_equal(final(sims[0]), final(first)) and np.array_equal(final(sims[1]), final(first))
+    np.testing.assert_allclose(final(sims[2]), _vanderpol_pair([2.0, 0.0, 0.3, 1.0], 3.0), rtol=1e-8, atol=1e-9)
+    assert float(sims[2].systems[0].outputs.x) == final(sims[2])[0]  # written back to its own systems
+    sims[2].reset()
+    assert list(final(sims[2])) == [2.0, 0.0, 0.3, 1.0] and final(first)[2] != 0.3
+    sims[2].simulate(3.0, 0.5, rtol=1e-11, atol=1e-12)  # stepping on from the reset
+    np.testing.assert_allclose(final(sims[2]), _vanderpol_pair([2.0, 0.0, 0.3, 1.0], 3.0), rtol=1e-8, atol=1e-9)
+
+
 WARM_SCRIPT = textwrap.dedent(
     """\
     import json, sys

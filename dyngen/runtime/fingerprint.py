@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..attributes import is_number
 from ..errors import library_roots
 from ..containers import Edits, ParameterContainer
 from ..system import System
@@ -56,6 +57,48 @@ def _value_key(value: Any, ident: Callable[[Any], Any]) -> Any:
     if array is not None:
         return ("n", array.shape)
     return ("c", _attribute_key(value, ident))  # a non-numeric value baked into the model
+
+
+_NUMBER_TYPES = frozenset((float, int))
+_FLOAT_KIND = frozenset("f")
+_DTYPE_KIND = operator.attrgetter("dtype.kind")
+_SHAPE = operator.attrgetter("shape")
+_NO_ENTRIES = ((), ())
+
+
+def _value_kind(value: Any, ident: Callable[[Any], Any]) -> Any:
+    """``_value_key`` in short: a number's shape (``()`` for a float or an int), or
+    ``("c", key)`` for a non-numeric value."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return ()
+    if kind is np.ndarray and value.dtype.kind == "f":
+        return value.shape
+    array = numeric_value(value)
+    if array is not None:
+        return array.shape
+    return ("c", _attribute_key(value, ident))
+
+
+def _container_key(container: dict, ident: Callable[[Any], Any], volatile: list | None) -> tuple:
+    """A container's keys and the kind of each value (``_value_kind``); a value whose
+    kind can change in place (a list, an object) is added to ``volatile``.  Numbers
+    and float arrays, what containers hold, are classified in C."""
+    values = dict.values(container)
+    if not values:
+        return _NO_ENTRIES
+    types = set(map(type, values))
+    if types <= _NUMBER_TYPES:
+        return (tuple(container), ((),) * len(values))
+    if len(types) == 1 and np.ndarray in types and set(map(_DTYPE_KIND, values)) <= _FLOAT_KIND:
+        return (tuple(container), tuple(map(_SHAPE, values)))
+    kinds = []
+    for value in values:
+        kind = _value_kind(value, ident)
+        kinds.append(kind)
+        if volatile is not None and not _fixed_value(value):
+            volatile.append((partial(_value_kind, value, ident), kind))
+    return (tuple(container), tuple(kinds))
 
 
 _MAX_ITEMS = 4096
@@ -241,7 +284,7 @@ def _systems(systems: list[Any]) -> Iterator[Any]:
 
 def fingerprint(
     systems: list[Any], ident: Callable[[Any], Any] = id, volatile: list | None = None,
-    parameters: frozenset[tuple[int, str]] = frozenset(),
+    parameters: frozenset[tuple[int, str]] = frozenset(), numbers: dict | None = None,
 ) -> tuple:  # fmt: skip
     """Everything about the tree that would change the generated module.
 
@@ -253,6 +296,8 @@ def fingerprint(
     ``parameters``: the ``(id(system), attribute)`` of attributes traced as parameters
     (``Simulation.make_parameter``): keyed by kind and shape, as numeric inputs are,
     not by value.
+    ``numbers``, when given, receives ``attributes.numeric_attributes(systems)`` (the
+    systems' attributes are read here anyway).
     Written for speed: flat lists, and plain floats and float arrays classified
     without the generic checks.
     """
@@ -265,31 +310,32 @@ def fingerprint(
         """A connection's or an event's function, keyed once per fingerprint."""
         key = functions.get(id(func))
         if key is None:
+            if _is_dyngen_function(func):  # its key cannot change (see _is_dyngen_function)
+                key = functions[id(func)] = _dyngen_function_key(func, ident)
+                return key
             key, watch = _known_key(func, ident, False)
             functions[id(func)] = key
-            if volatile is not None and not _is_dyngen_function(func):
+            if volatile is not None:
                 volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
         return key
 
-    for system in _systems(systems):
-        if not isinstance(system, System):  # the build reports it
-            append(("not a system", ident(system)))
-            continue
+    flat = getattr(ident, "flat", None)  # _PersistentIdentity walked the tree already
+    for system in _systems(systems) if flat is None else flat:
         cls = type(system)
-        if cls not in classes:
-            classes[cls], watch = _known_key(cls, ident, True)
+        class_key = classes.get(cls)
+        if class_key is None:
+            if not isinstance(system, System):  # the build reports it
+                append(("not a system", ident(system)))
+                continue
+            class_key, watch = _known_key(cls, ident, True)
+            classes[cls] = class_key
             if volatile is not None:  # class attributes, and the globals its methods read
-                volatile.append((watch or _RootsWatch.of_class(cls, classes[cls], ident), classes[cls]))
-        append(ident(system))
-        append(len(system._subs))
-        append(classes[cls])
-        for container in (system._states, system._ders, system._inputs, system._outputs):
-            for key, value in dict.items(container):
-                append(key)
-                append(_value_key(value, ident))
-                if volatile is not None and not _fixed_value(value):
-                    volatile.append((partial(_value_key, value, ident), parts[-1]))
-            append("|")
+                volatile.append((watch or _RootsWatch.of_class(cls, class_key, ident), class_key))
+        parts += (
+            ident(system), len(system._subs), class_key, _container_key(system._states, ident, volatile),
+            _container_key(system._ders, ident, volatile), _container_key(system._inputs, ident, volatile),
+            _container_key(system._outputs, ident, volatile),
+        )  # fmt: skip
         for table in (system._pre_connections, system._post_connections):
             for func, dependees in table.items():
                 append(function_key(func))
@@ -299,8 +345,14 @@ def fingerprint(
             for func in (event.condition, event.action):
                 append(None if func is None else function_key(func))
             append((event.direction, event.terminal, event.name))
-        for name, value in vars(system).items():
+        attributes = vars(system)
+        if attributes.keys() <= _SYSTEM_INTERNALS:  # the common case: no attributes of the model's
+            append("||")
+            continue
+        for name, value in attributes.items():
             if name not in _SYSTEM_INTERNALS:
+                if numbers is not None and name[:1] != "_" and is_number(value):
+                    numbers[(id(system), name)] = (system, value)
                 append(name)
                 if parameters and (id(system), name) in parameters:  # a parameter: its value is not structure
                     append(("parameter", _value_key(value, ident)))
@@ -330,8 +382,10 @@ def _known_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[A
     the ``_RootsWatch`` that watches it (None when it is not remembered)."""
     compute = _class_key if is_class else _function_key
     persistent = isinstance(ident, _PersistentIdentity)
-    if (ident is not id and not persistent) or (not is_class and _is_dyngen_function(obj)):
-        return compute(obj, ident), None  # connect_signals: a new closure over the tree's containers
+    if not is_class and _is_dyngen_function(obj):  # connect_signals: a new closure over the tree's containers
+        return _dyngen_function_key(obj, ident), None
+    if ident is not id and not persistent:
+        return compute(obj, ident), None
     slot = (id(obj), persistent)
     known = _KNOWN_KEYS.get(slot)
     if known is not None and known[0] is obj and known[1].same():
@@ -350,6 +404,23 @@ def _known_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[A
             _KNOWN_KEYS.clear()
         _KNOWN_KEYS[slot] = (obj, watch, key, opaque)
     return key, watch
+
+
+def _dyngen_function_key(func: Any, ident: Callable[[Any], Any]) -> Any:
+    """The key of a function dyngen made (``connect_signals``): its code, defaults and
+    closure contents (it reads no globals of the model's); ``_function_key`` for
+    anything but a plain function with full cells."""
+    if type(func) is not FunctionType:
+        return _function_key(func, ident)
+    try:
+        contents = tuple(map(_cell_contents, func.__closure__ or ()))
+    except ValueError:  # an empty cell
+        return _function_key(func, ident)
+    defaults = func.__defaults__
+    return (
+        "dyngen", ident(func), None if defaults is None else _attribute_key(defaults, ident),
+        tuple([_attribute_key(value, ident) for value in contents]),
+    )  # fmt: skip
 
 
 def _fixed_value(value: Any) -> bool:
@@ -575,24 +646,38 @@ class StructureWatch:
         self._edits = Edits.structure
         self._volatile: list[tuple[Callable[[], Any], Any]] = []
         ident = _PersistentIdentity(systems)
-        tree = fingerprint(systems, ident, self._volatile, parameters)
+        # the systems' plain numeric attributes now (attributes.numeric_attributes)
+        self.numbers: dict[tuple[int, str], tuple[Any, Any]] = {}
+        tree = fingerprint(systems, ident, self._volatile, parameters, self.numbers)
         # The fingerprint names objects as structure_key does (one fingerprint serves
         # both: a fresh Simulation computes it once), plus the tree's own objects: a
         # system or container replaced by an equal one is a change for the bindings.
-        self.key = (tree, tuple(ident.names))
+        self._tree, self._names, self._key = tree, ident.names, None  # key: made when first asked for
+        self.flat = ident.flat  # the tree's systems in walk order (CompiledModel binds by them)
         self.persistent = None if ident.opaque else tree  # what structure_key hashes
         # per volatile part: the quick identity test of a function or class watch (or
-        # None), then the part computed again when that fails
-        self._tests = [
-            (recompute.same if isinstance(recompute, _RootsWatch) else None, recompute, key)
-            for recompute, key in self._volatile
-        ]
+        # None), then the part computed again when that fails (made at the first test:
+        # a fresh Simulation's first run needs none)
+        self._tests: list[tuple[Callable[[], bool] | None, Callable[[], Any], Any]] | None = None
+
+    @property
+    def key(self) -> tuple:
+        """The fingerprint, and the ids of the tree's systems and containers."""
+        if self._key is None:
+            self._key = (self._tree, tuple(self._names))
+        return self._key
 
     def unchanged(self) -> bool:
         """True when the fingerprint is certainly still ``key``; False when it may differ."""
         if Edits.structure != self._edits:
             return False
-        for same, recompute, key in self._tests:
+        tests = self._tests
+        if tests is None:
+            tests = self._tests = [
+                (recompute.same if isinstance(recompute, _RootsWatch) else None, recompute, key)
+                for recompute, key in self._volatile
+            ]  # fmt: skip
+        for same, recompute, key in tests:
             if (same is None or not same()) and recompute() != key:
                 return False
         return True
@@ -617,6 +702,21 @@ def _code_digest(code: CodeType) -> str:
     return hashlib.sha256(repr(_code_key(code)).encode("utf-8")).hexdigest()
 
 
+_CONTAINER_ATTRIBUTES = (("states", "_states"), ("ders", "_ders"), ("inputs", "_inputs"), ("outputs", "_outputs"))
+
+
+def _names_of(index: int) -> tuple[tuple, tuple[tuple, ...]]:
+    """The names of the system at ``index`` and of its containers (made once per index:
+    every fingerprint of a tree that large uses them)."""
+    while len(_NAMES) <= index:
+        at = len(_NAMES)
+        _NAMES.append((("system", at), tuple(("container", at, kind) for kind, _ in _CONTAINER_ATTRIBUTES)))
+    return _NAMES[index]
+
+
+_NAMES: list[tuple[tuple, tuple[tuple, ...]]] = []
+
+
 class _PersistentIdentity:
     """Names that mean the same object in another process: a system by its place in
     the tree, a container by its system's place and kind, a function by its code, a
@@ -626,12 +726,15 @@ class _PersistentIdentity:
     def __init__(self, systems: list[Any]) -> None:
         self.opaque = False
         self.names: dict[int, Any] = {}
-        for index, system in enumerate(_systems(systems)):
-            self.names[id(system)] = ("system", index)
-            for kind in ("states", "ders", "inputs", "outputs"):
-                container = getattr(system, f"_{kind}", None)
+        self.flat = list(_systems(systems))  # the tree's systems in walk order, subsystems first
+        names = self.names
+        for index, system in enumerate(self.flat):
+            known = _NAMES[index] if index < len(_NAMES) else _names_of(index)
+            names[id(system)] = known[0]
+            for (kind, attribute), name in zip(_CONTAINER_ATTRIBUTES, known[1]):
+                container = getattr(system, attribute, None)
                 if container is not None:
-                    self.names[id(container)] = ("container", index, kind)
+                    names[id(container)] = name
 
     def __call__(self, obj: Any) -> Any:
         known = self.names.get(id(obj))

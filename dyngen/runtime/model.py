@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections import deque
-from dataclasses import dataclass
-from functools import cached_property
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -53,18 +52,18 @@ class Entry(NamedTuple):
 class CompiledModel:
     """Moves values between the systems' containers and the module's flat vectors."""
 
-    def __init__(self, module: ModuleType, systems: list[Any]) -> None:
+    def __init__(
+        self, module: ModuleType, systems: list[Any], structure: str | None = None, flat: list[Any] | None = None
+    ) -> None:  # fmt: skip
+        """Bind ``module`` to the tree ``systems``.  ``structure`` (the tree's
+        ``structure_key``) and ``flat`` (its systems in walk order, subsystems first):
+        a tree of a structure bound to this module before is bound by the plan made
+        then (the walk, its checks and the path lookups are done once per structure)."""
         self.module = module
         self._observe = module.observe
         layout = _layout(module)
         self.n_states = layout.n_states
-        nodes = {n.path: n.system for n in walk(systems)}
-        self.paths = {id(system): path for path, system in nodes.items()}  # system -> its path (Recorder tables)
-        self.states = [Entry(nodes[row[0]], *row) for row in layout.states]
-        self.parameters = [Entry(nodes[row[0]], *row) for row in layout.parameters]
-        self.observed = [Entry(nodes[row[0]], *row) for row in layout.observed]
-        parameter_keys = {(id(e.system), e.kind, e.key) for e in self.parameters}
-        self.computed = [e for e in self.observed if (id(e.system), e.kind, e.key) not in parameter_keys]
+        self._plan, self._flat = plan, flat = _plan(module, layout, systems, structure, flat)
         # The states simulate() leaves in the containers are views of a buffer that lives
         # as long as this object (updated in place, as dynode's are); array ders and
         # outputs are new arrays at every write-back (dynode's are new at every RHS
@@ -75,40 +74,101 @@ class CompiledModel:
         # 200 containers, 24 -> 9 us): the states' when states were set, the others'
         # (ders, array signals) when those were.
         self._dynode_order = layout.dynode_order  # None: y is dynode's vector (nothing packed)
-        self._state_buffer = np.zeros(self.n_states)
-        self._observed_buffer = np.zeros(layout.n_observed)
-        in_order = sorted(self.states, key=lambda e: e.start)  # gathered in the order of y
-        self._state_slots = _Slots(
-            [e.system.states for e in in_order],
-            [e.key for e in in_order],
-            [self._view(self._state_buffer, e, np.shape(e.system.states.raw_get(e.key))) for e in in_order],
-        )
-        arrays = [e for e in self.computed if e.shape != ()]
-        self._array_slots = _Slots([getattr(e.system, e.kind) for e in arrays], [e.key for e in arrays], [])
+        self._state_buffer = buffer = np.zeros(self.n_states)
+        self._observed_buffer = observed_buffer = np.zeros(layout.n_observed)
+        # every container a slot reads or writes, once (plan.containers: (system, kind))
+        self._containers = containers = [getattr(flat[i], kind) for i, kind in plan.containers]
+        container = containers.__getitem__
+        views = [
+            buffer[start:stop] if shape is None else buffer[start:stop].reshape(shape) for start, stop, shape in plan.state_views
+        ]  # fmt: skip
+        self._state_slots = _new(_Slots, (list(map(container, plan.state_containers)), plan.state_keys, views))
+        self._state_views = _new(_Views, (
+            [containers[c] for c, _ in plan.state_groups],
+            [dict(zip(keys, map(views.__getitem__, positions))) for _, (keys, positions) in plan.state_groups],
+        ))  # fmt: skip
+        float_containers = list(map(container, plan.float_containers))
+        array_containers = list(map(container, plan.array_containers))
+        self._float_slots = _new(_Slots, (float_containers, plan.float_keys, ()))
+        self._array_slots = _new(_Slots, (array_containers, plan.array_keys, ()))
         # views of the observed buffer; copied at every write-back
-        self._array_views = [self._view(self._observed_buffer, e, e.shape) for e in arrays]
-        self._state_views = _Views.of(self._state_slots)
-        floats = [e for e in self.computed if e.shape == ()]
-        self._float_slots = _Slots([getattr(e.system, e.kind) for e in floats], [e.key for e in floats], [])
-        self._float_index = np.array([e.start for e in floats], dtype=np.intp)
+        self._array_views = [
+            observed_buffer[start:stop] if shape is None else observed_buffer[start:stop].reshape(shape)
+            for start, stop, shape in plan.array_views
+        ]  # fmt: skip
+        self._float_index = plan.float_index  # read only
         # both, written with one map(): floats first, then arrays
-        self._computed_slots = _Slots(self._float_slots.containers + self._array_slots.containers,
-                                      self._float_slots.keys + self._array_slots.keys, [])  # fmt: skip
+        self._computed_slots = _new(_Slots, (float_containers + array_containers, plan.float_keys + plan.array_keys, ()))
         self._state_views_at = -1  # Edits.states after the last write-back
         self._signal_views_at = (-1, -1)  # Edits.derivatives, Edits.signals after the last write-back
         self._keys_seen_at = -1  # Edits.structure when every written key was last seen present
         self._parameters: np.ndarray | None = None  # the last gathered, while Edits.signals stands
         self._parameters_at = -1
+        self._paths: dict[int, str] | None = None  # the properties' values, once made
+        self._states: list[Entry] | None = None
+        self._parameter_entries: list[Entry] | None = None
+        self._observed: list[Entry] | None = None
+        self._computed: list[Entry] | None = None
+        self._by_signal: dict[tuple[int, str, str], Entry] | None = None
 
-    @cached_property
+    # The entries, made when first asked for (a fresh Simulation's run needs only the
+    # slots).  Kept in attributes set in __init__, not by cached_property: writing to the
+    # instance's __dict__ would make every attribute read of the stepping path slower.
+    @property
+    def paths(self) -> dict[int, str]:
+        """Each system's path, by its id (Recorder tables)."""
+        if self._paths is None:
+            self._paths = dict(zip(map(id, self._flat), self._plan.paths))
+        return self._paths
+
+    def _entries(self, rows: tuple[tuple[int, tuple], ...]) -> list[Entry]:
+        flat = self._flat
+        return [_new(Entry, (flat[i], *row)) for i, row in rows]
+
+    @property
+    def states(self) -> list[Entry]:
+        if self._states is None:
+            self._states = self._entries(self._plan.states)
+        return self._states
+
+    @property
+    def parameters(self) -> list[Entry]:
+        if self._parameter_entries is None:
+            self._parameter_entries = self._entries(self._plan.parameters)
+        return self._parameter_entries
+
+    @property
+    def observed(self) -> list[Entry]:
+        if self._observed is None:
+            self._observed = self._entries(self._plan.observed)
+        return self._observed
+
+    @property
+    def computed(self) -> list[Entry]:
+        """The observed signals a write-back sets (not parameters)."""
+        if self._computed is None:
+            observed = self.observed
+            self._computed = [observed[i] for i in self._plan.computed]
+        return self._computed
+
+    def remembered(self) -> tuple[list[Any], list[Any], tuple[str, ...]]:
+        """What ``Simulation.reset`` restores, as parallel lists (systems, containers,
+        keys): the states, the computed signals, and the inputs an event's action
+        writes (a mode)."""
+        plan = self._plan
+        return (
+            list(map(self._flat.__getitem__, plan.remembered_systems)),
+            list(map(self._containers.__getitem__, plan.remembered_containers)),
+            plan.remembered_keys,
+        )  # fmt: skip
+
+    @property
     def by_signal(self) -> dict[tuple[int, str, str], Entry]:
         """Every state and observed signal by (id of its system, kind, key): what
         Recorders look up (made when one first asks)."""
-        return {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
-
-    @staticmethod
-    def _view(buffer: np.ndarray, entry: "Entry", shape: tuple) -> np.ndarray:
-        return buffer[entry.start:entry.stop].reshape(shape)
+        if self._by_signal is None:
+            self._by_signal = {(id(e.system), e.kind, e.key): e for e in self.states + self.observed}
+        return self._by_signal
 
     def in_dynode_order(self, y: np.ndarray) -> np.ndarray:
         """``y`` (or samples x states) as dynode lays it out, system by system: what
@@ -169,6 +229,13 @@ class CompiledModel:
     def gather_parameters(self) -> np.ndarray:
         if self._parameters is not None and Edits.signals == self._parameters_at:
             return self._parameters.copy()
+        scalars = self._plan.scalar_parameters
+        if scalars is not None:  # every parameter a float of a container, in order: one read each, in C
+            values = list(map(dict.__getitem__, map(self._containers.__getitem__, scalars[0]), scalars[1]))
+            if set(map(type, values)) <= _FLOAT_ONLY:
+                p = np.array(values, dtype=np.float64)
+                self._parameters, self._parameters_at = p.copy(), Edits.signals
+                return p
         p = np.empty(_layout(self.module).n_parameters)
         only_floats = True
         for e in self.parameters:
@@ -300,6 +367,125 @@ def _read_layout(module: ModuleType) -> _Layout:
     )  # fmt: skip
 
 
+class _Plan(NamedTuple):
+    """How a module binds to a tree of one structure, by the index of each signal's
+    system among the tree's systems in walk order (``flat``); made from the walk of
+    the first tree of that structure bound."""
+
+    paths: tuple[str, ...]  # of flat[i]
+    states: tuple[tuple[int, tuple], ...]  # per entry: (index in flat, layout row)
+    parameters: tuple[tuple[int, tuple], ...]
+    observed: tuple[tuple[int, tuple], ...]
+    computed: tuple[int, ...]  # indices into observed: the signals a write-back sets
+    containers: tuple[tuple[int, str], ...]  # (index in flat, kind) of every container used below
+    state_containers: tuple[int, ...]  # per state in the order of y: index into containers
+    state_keys: tuple[str, ...]
+    state_views: tuple[tuple[int, int, tuple | None], ...]  # (start, stop, shape of the value; None: 1-d)
+    state_groups: tuple[tuple[int, tuple[tuple[str, ...], tuple[int, ...]]], ...]  # container: (keys, positions)
+    float_containers: tuple[int, ...]  # computed scalar signals
+    float_keys: tuple[str, ...]
+    float_index: np.ndarray  # their places in the observed vector (read only)
+    array_containers: tuple[int, ...]  # computed array signals
+    array_keys: tuple[str, ...]
+    array_views: tuple[tuple[int, int, tuple], ...]
+    # every parameter a scalar of a container, the k-th at place k: (indices into containers, keys); else None
+    scalar_parameters: tuple[tuple[int, ...], tuple[str, ...]] | None
+    remembered_systems: tuple[int, ...]  # CompiledModel.remembered: indices into flat,
+    remembered_containers: tuple[int, ...]  # into containers,
+    remembered_keys: tuple[str, ...]  # and the keys
+
+
+_new = tuple.__new__  # a NamedTuple made without its Python-level __new__
+_FLOAT_ONLY = frozenset((float,))
+
+# Per loaded module, per structure_key: the plan the trees of that structure bind by.
+_PLANS: "weakref.WeakKeyDictionary[ModuleType, dict[str, _Plan]]" = weakref.WeakKeyDictionary()
+
+
+def _plan(
+    module: ModuleType, layout: _Layout, systems: list[Any], structure: str | None, flat: list[Any] | None
+) -> tuple[_Plan, list[Any]]:  # fmt: skip
+    """The plan that binds ``module`` to ``systems``, and the tree's systems in walk
+    order.  Known by the structure key (which names the tree's systems, classes,
+    names, containers and shapes: what the walk's paths and checks depend on), the
+    plan is used without walking the tree again; else it is made from a walk."""
+    plans = _PLANS.get(module) if structure is not None and flat is not None else None
+    if plans is not None:
+        known = plans.get(structure)
+        if known is not None and len(known.paths) == len(flat) and len(set(map(id, flat))) == len(flat):
+            return known, flat
+    nodes = walk(systems)  # the checks: dynode systems, a system in the tree twice, clashing paths
+    walked = [n.system for n in nodes]
+    made = _make_plan(module, layout, walked, [n.path for n in nodes])
+    if structure is not None and flat is not None and len(flat) == len(walked) and all(map(operator.is_, flat, walked)):
+        if plans is None:
+            plans = _PLANS.get(module)
+            if plans is None:
+                plans = _PLANS[module] = {}
+        if len(plans) >= 64:
+            plans.clear()
+        plans[structure] = made
+    return made, walked
+
+
+def _view_place(start: int, stop: int, shape: tuple) -> tuple[int, int, tuple | None]:
+    """Where a view of a buffer lies and its shape (None: the 1-d slice itself, not reshaped)."""
+    return (start, stop, None if shape == (stop - start,) else tuple(shape))
+
+
+def _make_plan(module: ModuleType, layout: _Layout, flat: list[Any], paths: list[str]) -> _Plan:
+    index = {path: i for i, path in enumerate(paths)}
+
+    def placed(rows: list[tuple]) -> tuple[tuple[int, tuple], ...]:
+        return tuple((index[row[0]], row) for row in rows)
+
+    states, parameters, observed = placed(layout.states), placed(layout.parameters), placed(layout.observed)
+    parameter_keys = {(i, row[1], row[2]) for i, row in parameters}
+    computed = tuple(k for k, (i, row) in enumerate(observed) if (i, row[1], row[2]) not in parameter_keys)
+    containers: dict[tuple[int, str], int] = {}
+
+    def container(i: int, kind: str) -> int:
+        return containers.setdefault((i, kind), len(containers))
+
+    in_order = [states[k] for k in sorted(range(len(states)), key=lambda k: states[k][1][3])]  # the order of y
+    state_containers = tuple(container(i, "states") for i, _ in in_order)
+    groups: dict[int, tuple[list[str], list[int]]] = {}
+    for position, (c, (_, row)) in enumerate(zip(state_containers, in_order)):
+        keys, positions = groups.setdefault(c, ([], []))
+        keys.append(row[2])
+        positions.append(position)
+    floats = [observed[k] for k in computed if observed[k][1][5] == ()]
+    arrays = [observed[k] for k in computed if observed[k][1][5] != ()]
+    float_index = np.array([row[3] for _, row in floats], dtype=np.intp)
+    float_index.flags.writeable = False
+    float_containers = tuple(container(i, row[1]) for i, row in floats)
+    array_containers = tuple(container(i, row[1]) for i, row in arrays)
+    # reset() restores the states, the computed signals, and the inputs an event's action writes (a mode)
+    written = {name for event in module.__dict__.get("EVENTS", ()) for name in event[5]}
+    by_actions = [(i, row) for i, row in parameters if f"{row[0]}.{row[1]}.{row[2]}" in written]
+    remembered = [*states, *(observed[k] for k in computed), *by_actions]
+    remembered_containers = tuple(container(i, row[1]) for i, row in remembered)
+    in_place = all(
+        row[1] != ATTRIBUTE_KIND and row[5] == () and (row[3], row[4]) == (k, k + 1) for k, (_, row) in enumerate(parameters)
+    ) and len(parameters) == layout.n_parameters  # fmt: skip
+    scalar_parameters = (
+        (tuple(container(i, row[1]) for i, row in parameters), tuple(row[2] for _, row in parameters)) if in_place else None
+    )  # fmt: skip
+    return _Plan(
+        paths=tuple(paths), states=states, parameters=parameters, observed=observed, computed=computed,
+        containers=tuple(containers), state_containers=state_containers,
+        state_keys=tuple(row[2] for _, row in in_order),
+        state_views=tuple(_view_place(row[3], row[4], np.shape(flat[i].states.raw_get(row[2]))) for i, row in in_order),
+        state_groups=tuple((c, (tuple(keys), tuple(positions))) for c, (keys, positions) in groups.items()),
+        float_containers=float_containers, float_keys=tuple(row[2] for _, row in floats), float_index=float_index,
+        array_containers=array_containers, array_keys=tuple(row[2] for _, row in arrays),
+        array_views=tuple(_view_place(row[3], row[4], row[5]) for _, row in arrays),
+        scalar_parameters=scalar_parameters,
+        remembered_systems=tuple(i for i, _ in remembered), remembered_containers=remembered_containers,
+        remembered_keys=tuple(row[2] for _, row in remembered),
+    )  # fmt: skip
+
+
 def dynode_order(module: ModuleType) -> np.ndarray:
     """Where each element of dynode's vector is in the module's y: STATES lists the
     states in dynode's order (a grouped model packs them in y, see layout.py)."""
@@ -312,14 +498,13 @@ def state_names_in_dynode_order(module: ModuleType) -> list[str]:
     return [str(module.STATE_NAMES[i]) for i in dynode_order(module)]
 
 
-@dataclass(frozen=True)
-class _Slots:
+class _Slots(NamedTuple):
     """Container entries as parallel lists (container, key, and a value each, when fixed),
     read and written with the per-entry dict calls run in C by map()."""
 
     containers: list[Any]
-    keys: list[Any]
-    values: list[Any]
+    keys: Any  # a list or tuple
+    values: Any
 
     def get_all(self) -> list[Any]:
         return list(map(dict.__getitem__, self.containers, self.keys))
@@ -331,20 +516,12 @@ class _Slots:
         return all(map(dict.__contains__, self.containers, self.keys))
 
 
-@dataclass(frozen=True)
-class _Views:
+class _Views(NamedTuple):
     """Fixed values (views of the buffers) to place in containers, grouped by
     container: one ``dict.update`` each instead of one call per entry."""
 
     containers: list[Any]
     entries: list[dict]
-
-    @classmethod
-    def of(cls, slots: _Slots) -> "_Views":
-        grouped: dict[int, tuple[Any, dict]] = {}
-        for container, key, value in zip(slots.containers, slots.keys, slots.values):
-            grouped.setdefault(id(container), (container, {}))[1][key] = value
-        return cls([c for c, _ in grouped.values()], [e for _, e in grouped.values()])
 
     def place(self) -> None:
         deque(map(dict.update, self.containers, self.entries), maxlen=0)

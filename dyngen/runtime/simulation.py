@@ -7,6 +7,7 @@ import sys
 import warnings
 from copy import deepcopy
 from functools import lru_cache, partial
+from itertools import repeat
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from ..errors import (
 )  # fmt: skip
 from ..ir import BuildOptions
 from ..naming import sanitize
-from ..pipeline import BuildResult, build, default_name
+from ..pipeline import BuildResult, build, default_name, reuse_loaded
 from ..progress import Progress, history_file
 from ..system import TrackedList
 from ..tree import check_not_dynode, walk
@@ -80,7 +81,7 @@ class Simulation:
         self._watch: StructureWatch | None = None  # the structure the module was built for
         self._progress: Progress | None = None  # of the last build, until its first run
         # simulate(t, observer_dt) without options: (observer_dt, fixed_step, dynode_options) of the last one
-        self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))
+        self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = _NO_STEPPING_OPTIONS
         # attributes traced as parameters (make_parameter): (id(system), name) -> system
         self._parameters: dict[tuple[int, str], Any] = {}
         self._parameter_ids: frozenset[tuple[int, str]] = frozenset()
@@ -89,7 +90,7 @@ class Simulation:
         self._reported: set[tuple[int, str]] = set()
         # for reset(): the time and the values before the first simulate() (_remember_initial)
         self._t0: float | None = None
-        self._initial: dict[tuple[int, str, str], tuple[Any, Any, str, Any]] = {}
+        self._initial: dict[tuple[int, str], tuple[Any, Any, str, Any]] = {}  # by (id(container), key)
         self._initial_of: CompiledModel | None = None  # the model whose entries are all in _initial
         self._event_log: list = []  # EventRecords of every run (runtime/events.py)
         self._event_chunks: list = []  # compiled runs' logs not made EventRecords yet (read when asked for)
@@ -149,36 +150,41 @@ class Simulation:
             if self._build is not None and watch is not None and not retrace:
                 self._report_changed_numbers()
             name = self.model_name or default_name(self._systems)
-            model_file = self.model_file or _main_file()
-            label = sanitize(name)
-            progress = Progress(label, history=history_file(self.cache_dir, label, str(model_file)))
-            source_root, model_file = _source_place(model_file)
-            options = BuildOptions(
-                cache_dir=None if self.cache_dir is None else str(self.cache_dir),
-                kernels=self.kernels,
-                arrays=self.arrays,
-                standalone=bool(self.standalone),
-                parameters=self._parameter_names(),
+            given_file = self.model_file or _main_file()
+            source_root, model_file = _source_place(given_file)
+            options = _build_options(
+                None if self.cache_dir is None else str(self.cache_dir), self.kernels, self.arrays,
+                bool(self.standalone), self._parameter_names(),
+            )  # fmt: skip
+            structure = structure_key(
+                self._systems,
+                (name, source_root, model_file, options.kernels, options.arrays, options.standalone)
+                + ((options.parameters,) if options.parameters else ()),
+                self._parameter_ids,
+                current,
             )
-            self._build = build(
+            # a module loaded (and run) in this process before: no stage to report
+            reused = None if retrace else reuse_loaded(
+                self._systems, name=name, source_root=source_root, options=options, structure=structure
+            )  # fmt: skip
+            if reused is not None and reused.module.__dict__.get(_RAN):
+                progress = None
+            else:
+                label = sanitize(name)
+                progress = Progress(label, history=history_file(self.cache_dir, label, str(given_file)))
+            self._build = reused or build(
                 self._systems,
                 name=name,
                 source_root=source_root,
                 model_file=model_file,
                 options=options,
                 progress=progress,
-                structure=structure_key(
-                    self._systems,
-                    (name, source_root, model_file, options.kernels, options.arrays, options.standalone)
-                    + ((options.parameters,) if options.parameters else ()),
-                    self._parameter_ids,
-                    current,
-                ),
+                structure=structure,
                 retrace=retrace,
             )
             self._progress = progress
-            self._model = CompiledModel(self._build.module, self._systems)
-            self._numbers = numeric_attributes(self._systems)
+            self._model = CompiledModel(self._build.module, self._systems, structure, current.flat)
+            self._numbers = current.numbers  # numeric_attributes(self._systems), read by the watch
         self._watch = current
         return self._build
 
@@ -294,15 +300,19 @@ class Simulation:
         if self._t0 is None:
             self._t0 = self._t
         initial = self._initial
-        # parameters are the user's, except the inputs an event's action writes (a mode)
-        written = {name for event in model.module.__dict__.get("EVENTS", ()) for name in event[5]}
-        by_actions = [e for e in model.parameters if f"{e.path}.{e.kind}.{e.key}" in written]
-        for entry in (*model.states, *model.computed, *by_actions):
-            slot = (id(entry.system), entry.kind, entry.key)
-            if slot not in initial:
-                container = getattr(entry.system, entry.kind)
-                value = dict.get(container, entry.key, _ABSENT)
-                initial[slot] = (entry.system, container, entry.key, value if value is _ABSENT else _copy(value))
+        systems, containers, keys = model.remembered()
+        slots = list(zip(map(id, containers), keys))  # a container is one system's, of one kind
+        values = map(dict.get, containers, keys, repeat(_ABSENT))
+        if not initial:  # the first model of this simulation: every entry (_copy, inline)
+            copies = [
+                value.copy() if type(value) is np.ndarray else value if type(value) is float else _copy(value)
+                for value in values
+            ]  # fmt: skip
+            initial.update(zip(slots, zip(systems, containers, keys, copies)))
+        else:
+            for slot, system, container, key, value in zip(slots, systems, containers, keys, values):
+                if slot not in initial:
+                    initial[slot] = (system, container, key, _copy(value))
         self._initial_of = model
 
     @property
@@ -351,9 +361,7 @@ class Simulation:
                 p = model.peek_parameters()  # read only: by the run and the write-back
                 options = self._stepping_options
                 if options[0] != observer_dt or options[1] is not fixed_step:  # dynode_options, remembered
-                    options = self._stepping_options = (
-                        observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {}))
-                    )  # fmt: skip
+                    options = self._stepping_options = _stepping_options(observer_dt, fixed_step)
                 start = float(self._t)
                 try:  # _run_compiled without recorders, inline
                     run = run_recorded(
@@ -371,7 +379,9 @@ class Simulation:
             return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
         self._progress = None
         with progress.stage("numba compile (first run) and integrate"):
-            return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
+            reached = self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
+        model.module.__dict__[_RAN] = True  # compiled: a fresh Simulation of it has no first-run stage
+        return reached
 
     def ensemble(
         self,
@@ -624,12 +634,14 @@ def check_run_arguments(t: Any, observer_dt: Any) -> None:
 
 
 _ABSENT = object()  # a key a container did not hold (reset() leaves it)
+_NO_STEPPING_OPTIONS: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))  # none yet
+_RAN = "_dyngen_ran"  # set in a generated module's namespace once a Simulation's first run of it ended
 
 
 def _copy(value: Any) -> Any:
     """A copy of a container's value (state arrays are views of a model's buffer)."""
     kind = type(value)
-    if kind is float:
+    if kind is float or value is _ABSENT:
         return value
     return value.copy() if kind is np.ndarray else deepcopy(value)
 
@@ -664,6 +676,28 @@ def _resolved_place(model_file: str, cwd: str | None) -> tuple[str, str]:
     """``_source_place`` of a file (relative ones: from ``cwd``), resolved once per process."""
     path = Path(model_file)
     return str(path.resolve().parent), path.name
+
+
+def _stepping_options(observer_dt: Any, fixed_step: Any) -> tuple[Any, Any, Mapping[str, Any]]:
+    """``(observer_dt, fixed_step, dynode_options(observer_dt, fixed_step, {}))``, read
+    only; shared by every Simulation for plain floats and bools (compiled.py then knows
+    the settings by the mapping's identity, also in a fresh Simulation)."""
+    if type(fixed_step) is bool and type(observer_dt) is float:
+        return _shared_stepping_options(observer_dt, fixed_step)
+    return (observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {})))
+
+
+@lru_cache(maxsize=64)
+def _shared_stepping_options(observer_dt: float, fixed_step: bool) -> tuple[float, bool, Mapping[str, Any]]:
+    return (observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {})))
+
+
+@lru_cache(maxsize=64)
+def _build_options(
+    cache_dir: str | None, kernels: bool, arrays: bool, standalone: bool, parameters: tuple[str, ...]
+) -> BuildOptions:  # fmt: skip
+    """A Simulation's BuildOptions (frozen: made once per set of values)."""
+    return BuildOptions(cache_dir=cache_dir, kernels=kernels, arrays=arrays, standalone=standalone, parameters=parameters)
 
 
 def _main_file() -> str | None:
