@@ -38,6 +38,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import _BOUNDARIES, CodegenError, TraceError, is_model_code, user_frame_location
+from .extremes import maximum, minimum
 from .interp import np_interp
 from .ir import (
     CONSTANT_KIND,
@@ -1039,7 +1040,7 @@ def _vstack(arrays: Any, **kwargs: Any) -> LazyArray:
 
 
 _REDUCING_UFUNCS = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
-_SMALL_REDUCE = {"sum": sp.Add, "prod": sp.Mul, "max": sp.Max, "min": sp.Min}
+_SMALL_REDUCE = {"sum": sp.Add, "prod": sp.Mul, "max": maximum, "min": minimum}
 
 
 def _reduce(op: str) -> Callable[..., Any]:

@@ -23,6 +23,7 @@ from sympy.logic.boolalg import ITE, Boolean, BooleanAtom
 
 from .errors import TraceError, user_frame_location
 from .expr_size import check_conditional
+from .extremes import maximum, minimum
 
 # --------------------------------------------------------------------------- values
 
@@ -293,10 +294,10 @@ UFUNCS: dict[np.ufunc, Callable[..., sp.Basic]] = {
     np.trunc: _num(_trunc),
     np.rint: _num(RoundHalfEven),
     np.copysign: _num(_copysign),
-    np.minimum: _num(sp.Min),
-    np.maximum: _num(sp.Max),
-    np.fmin: _num(sp.Min),
-    np.fmax: _num(sp.Max),
+    np.minimum: _num(minimum),
+    np.maximum: _num(maximum),
+    np.fmin: _num(minimum),
+    np.fmax: _num(maximum),
     np.sign: _num(sp.sign),
     np.floor: _num(sp.floor),
     np.ceil: _num(sp.ceiling),
@@ -341,6 +342,10 @@ def _apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
         return wrap_result(np.matmul(*(as_object_array(a) for a in inputs)))
     if method == "__call__" and ufunc in UFUNCS:
         return _elementwise(UFUNCS[ufunc], *inputs)
+    if method == "reduce" and ufunc in _EXTREME_REDUCE:  # u.max(), np.maximum.reduce(u)
+        defaults = {"dtype": None, "keepdims": False, "where": True}
+        options = {k: v for k, v in kwargs.items() if k not in defaults or v is not defaults[k]}
+        return _CUSTOM_FUNCTIONS[_EXTREME_REDUCE[ufunc]](*inputs, **{"axis": 0, **options})
     if method == "reduce" and ufunc in (np.add, np.multiply):
         plain = [as_object_array(a) for a in inputs]
         return wrap_result(getattr(ufunc, method)(*plain, **kwargs))
@@ -422,11 +427,13 @@ _CUSTOM_FUNCTIONS: dict[Callable, Callable] = {
     np.where: where,
     np.clip: _clip,
     np.linalg.norm: _norm,
-    np.max: _extreme(sp.Max),
-    np.min: _extreme(sp.Min),
-    np.amax: _extreme(sp.Max),
-    np.amin: _extreme(sp.Min),
+    np.max: _extreme(maximum),
+    np.min: _extreme(minimum),
+    np.amax: _extreme(maximum),
+    np.amin: _extreme(minimum),
 }
+
+_EXTREME_REDUCE = {np.maximum: np.max, np.fmax: np.max, np.minimum: np.min, np.fmin: np.min}
 
 # These work on object arrays with the elements' own operators (only + - * /),
 # so numpy's implementation is used as it is.
