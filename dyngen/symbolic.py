@@ -22,7 +22,7 @@ from sympy.functions.elementary.piecewise import piecewise_fold
 from sympy.logic.boolalg import ITE, Boolean, BooleanAtom
 
 from .errors import TraceError, user_frame_location
-from .expr_size import check_conditional
+from .expr_size import check_conditional, check_fold
 from .extremes import maximum, minimum
 
 # --------------------------------------------------------------------------- values
@@ -81,6 +81,7 @@ def unfolded(condition: sp.Basic) -> sp.Basic:
     """
     if not isinstance(condition, sp.Basic) or not condition.has(sp.Piecewise):
         return condition
+    check_fold(condition)
     folded = piecewise_fold(condition)
     if not isinstance(folded, sp.Piecewise):
         return folded
@@ -176,6 +177,22 @@ def _spend(n: int, what: str = "", ahead: bool = False) -> None:
         budget.spend(n, what, ahead)
 
 
+DENSE_MIN = 8  # a scalar read by every element of an array counts as dense coupling from this many symbols
+
+
+def _spend_dense(size: int, args: tuple) -> None:
+    """Count the Jacobian entries of ``size`` elements that each read a scalar computed from
+    many elements (a reduction: np.max(u), np.sum(u), u @ w): ``size`` times its symbols, a
+    dense block that the element form derives entry by entry."""
+    for arg in args:
+        if isinstance(arg, Sym) or (isinstance(arg, np.ndarray) and arg.size == 1 and isinstance(arg.flat[0], Sym)):
+            reads = len(to_expr(arg if isinstance(arg, Sym) else arg.flat[0]).free_symbols)
+            if reads >= DENSE_MIN:
+                _spend(size * reads, f"{size:,} elements each read a value computed from {reads:,} others "
+                       f"(a reduction such as np.max, np.sum or a dot product): a dense Jacobian of "
+                       f"{size * reads:,} entries, each derived on its own")  # fmt: skip
+
+
 # ------------------------------------------------------------------ elementwise maths
 
 
@@ -200,6 +217,8 @@ def _elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
             return result
     arrays = np.broadcast_arrays(*(as_object_array(a) for a in args))
     _spend(arrays[0].size, f"an elementwise operation on {arrays[0].size} elements")
+    if ELEMENT_BUDGET.get() is not None:
+        _spend_dense(arrays[0].size, args)
     out = np.empty(arrays[0].shape, dtype=object)
     for index in np.ndindex(out.shape):
         out[index] = Sym(fn(*(a[index].expr for a in arrays)))
@@ -348,6 +367,8 @@ def _apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
         return _CUSTOM_FUNCTIONS[_EXTREME_REDUCE[ufunc]](*inputs, **{"axis": 0, **options})
     if method == "reduce" and ufunc in (np.add, np.multiply):
         plain = [as_object_array(a) for a in inputs]
+        if kwargs.get("axis", 0) is None or plain[0].ndim == 1:  # u.sum(), np.add.reduce(u)
+            _promote_reduction(plain[0])
         return wrap_result(getattr(ufunc, method)(*plain, **kwargs))
     raise TraceError(
         f"np.{ufunc.__name__}{'' if method == '__call__' else '.' + method} is not "
@@ -405,6 +426,9 @@ def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
                 user_frame_location(),
             )
         array = as_object_array(a)
+        if axis is None or array.ndim == 1:
+            _promote_reduction(array)
+        _spend(array.size, f"np.max/np.min over {array.size:,} elements")
         if axis is None:
             return Sym(fn(*(numeric(e.expr) for e in array.flat)))
         moved = np.moveaxis(array, int(axis), -1)
@@ -414,6 +438,23 @@ def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
         return out.view(SymArray) if out.ndim else out[()]
 
     return reduce
+
+
+def _promote_reduction(values: Any) -> None:
+    from .arrays import promote_reduction  # (arrays.py imports this module)
+
+    promote_reduction(values)
+
+
+def _whole_reduction(func: Callable, args: tuple, kwargs: dict) -> Any:
+    """The values that ``func(*args, **kwargs)`` reduces over a whole vector, if it does
+    (np.sum/np.prod/np.mean without an axis or of a vector, a dot product of two vectors)."""
+    if func in (np.sum, np.prod, np.mean) and args:
+        axis = kwargs.get("axis", args[1] if len(args) > 1 else None)
+        return args[0] if axis is None or np.ndim(args[0]) == 1 else None
+    if func in (np.dot, np.vdot, np.inner) and len(args) == 2 and np.ndim(args[0]) == np.ndim(args[1]) == 1:
+        return [args[0], args[1]]
+    return None
 
 
 def _interp(*args: Any, **kwargs: Any) -> Any:
@@ -497,6 +538,11 @@ def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
         return _CUSTOM_FUNCTIONS[func](*args, **kwargs)
     if func in _PRODUCTS and len(args) >= 2 and ELEMENT_BUDGET.get() is not None:
         _spend(2 * _PRODUCTS[func](args), f"np.{func.__name__}", ahead=True)
+    reduced = _whole_reduction(func, args, kwargs)
+    if reduced is not None:
+        values = [as_object_array(v) for v in reduced] if isinstance(reduced, list) else as_object_array(reduced)
+        _promote_reduction(values)
+        _spend(int(np.size(values)), f"np.{func.__name__} over {int(np.size(values)):,} elements")
     if func in _STRUCTURAL_FUNCTIONS:
         result = func(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
         if func in (np.size, np.shape, np.ndim):  # plain ints (a shape is not traced values)
