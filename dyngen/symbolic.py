@@ -551,12 +551,33 @@ def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
             return type(result)(wrap_result(r) for r in result)
         return wrap_result(result)
     name = getattr(func, "__name__", repr(func))
+    if name in _ORDERING:
+        raise TraceError(
+            f"np.{name} of traced values cannot be compiled: it orders them (or picks by rank), and the order "
+            "changes with the values while the generated code is fixed",
+            _ORDERING[name],
+            user_frame_location(),
+        )
     raise TraceError(
         f"np.{name} is not supported on symbolic values",
         "use arithmetic, numpy ufuncs (np.sin, np.exp, ...), np.where, np.sum, np.dot/@, "
         "np.concatenate, slicing and constant indexing",
         user_frame_location(),
     )
+
+
+_EXTREMES_INSTEAD = "np.max/np.min (or np.maximum/np.minimum of two) where the largest or smallest value is what is needed"
+_ORDERING = {  # numpy functions that order traced values: what to write instead
+    "sort": f"{_EXTREMES_INSTEAD}; a model that needs sorted values (an order statistic) is not an ODE dyngen compiles",
+    "argsort": f"{_EXTREMES_INSTEAD}; indices that depend on the state cannot index the state in generated code",
+    "argmax": f"{_EXTREMES_INSTEAD}, or np.where(u == np.max(u), a, b) to select at the maximum",
+    "argmin": f"{_EXTREMES_INSTEAD}, or np.where(u == np.min(u), a, b) to select at the minimum",
+    "median": f"{_EXTREMES_INSTEAD}, or np.mean if a central value will do",
+    "percentile": _EXTREMES_INSTEAD,
+    "quantile": _EXTREMES_INSTEAD,
+    "partition": _EXTREMES_INSTEAD,
+    "unique": "keep the values as they are (np.unique's length depends on the values)",
+}
 
 
 # ----------------------------------------------------------------------- the proxies

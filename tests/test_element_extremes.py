@@ -126,3 +126,20 @@ def test_a_condition_on_a_value_selected_in_a_loop_is_refused_before_folding(tmp
 def _line_of(text: str) -> int:
     lines = MODELS.read_text().splitlines()
     return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def test_sorting_traced_values_is_refused_with_what_to_write_instead(tmp_path: Path) -> None:
+    class Sorted(dyngen.System):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states.u = np.linspace(0.0, 1.0, 5)
+            self.ders.u = np.zeros(5)
+
+        def do_step(self, time):
+            self.ders.u = np.sort(self.states.u) - self.states.u
+
+    sim = dyngen.Simulation(cache_dir=tmp_path)
+    sim.add_system(Sorted())
+    with pytest.raises(TraceError, match=r"(?s)np.sort of traced values.*orders them.*write instead: np.max/np.min") as caught:
+        sim.compile()
+    assert "test_element_extremes.py:" in str(caught.value)
