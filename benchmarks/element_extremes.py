@@ -1,6 +1,6 @@
 """Issue 15: build time of models reading maxima, minima and sums of a few dozen elements.
 
-    python benchmarks/element_extremes.py [--repeats 3]
+    python benchmarks/element_extremes.py [--repeats 3] [--only clip]
 
 The models of ``tests/extremes_model.py`` (checked by ``tests/test_element_extremes.py``
 against numpy, central differences and dynode).  Each build runs in a fresh process with
@@ -49,6 +49,7 @@ def child(builder: str, args: list) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="", help="rows whose label contains this text (e.g. clip)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
@@ -56,6 +57,8 @@ def main() -> None:
         return
     print(f"{'model':<34} {'form':>18} {'build s':>8} {'lower s':>8}")
     for builder, args in MODELS:
+        if options.only not in f"{builder}({', '.join(map(repr, args))})":
+            continue
         builds, lowers, form = [], [], ""
         for _ in range(options.repeats):
             env = dict(os.environ, DYNGEN_CACHE_DIR=tempfile.mkdtemp(), DYNGEN_PROGRESS="0")

@@ -50,28 +50,54 @@ def _build(cls: type, base: type, args: tuple, assumptions: dict[str, Any]) -> s
     return obj
 
 
-class MaxOf(sp.Max):
+class _SymbolsOnce:
+    """Free symbols taken once per node: a node of n arguments sits in every Jacobian
+    entry it reaches (n² entries for a dense block), and sympy walks it again each time."""
+
+    @property
+    def free_symbols(self) -> set[sp.Basic]:
+        found = self.__dict__.get("_dyngen_free_symbols")
+        if found is None:
+            found = self.__dict__["_dyngen_free_symbols"] = set().union(*(a.free_symbols for a in self.args))
+        return set(found)
+
+
+class MaxOf(_SymbolsOnce, sp.Max):
     """``Max`` of two or more arguments, built in linear work (module docstring)."""
 
     def __new__(cls, *args: Any, **assumptions: Any) -> sp.Basic:
         return _build(cls, sp.Max, args, assumptions)
 
     def fdiff(self, argindex: int = 1) -> sp.Basic:
-        if len(self.args) == 2:  # Heaviside(a - b), as sympy's (1/2 where they tie)
-            return super().fdiff(argindex)
+        if len(self.args) == 2:  # Heaviside(a_k - a_other), as sympy's
+            k = argindex - 1
+            return _step(self.args[k] - self.args[1 - k])
         return first_extreme_weight(self, argindex - 1)
 
 
-class MinOf(sp.Min):
+class MinOf(_SymbolsOnce, sp.Min):
     """``Min`` of two or more arguments, built in linear work (module docstring)."""
 
     def __new__(cls, *args: Any, **assumptions: Any) -> sp.Basic:
         return _build(cls, sp.Min, args, assumptions)
 
     def fdiff(self, argindex: int = 1) -> sp.Basic:
-        if len(self.args) == 2:  # Heaviside(a - b), as sympy's (1/2 where they tie)
-            return super().fdiff(argindex)
+        if len(self.args) == 2:  # Heaviside(a_other - a_k), as sympy's
+            k = argindex - 1
+            return _step(self.args[1 - k] - self.args[k])
         return first_extreme_weight(self, argindex - 1)
+
+
+def _step(d: sp.Basic) -> sp.Basic:
+    """Heaviside(d) as lower._clean_derivative writes it (0 below, 1/2 at 0, 1 above), built
+    without evaluating the comparisons: sympy's would ask the assumptions of ``d``, a
+    nested extreme in np.clip chains (a tenth of a second per element and level)."""
+    return sp.Piecewise(
+        (sp.S.Zero, sp.StrictLessThan(d, 0, evaluate=False)),
+        (sp.S.Half, sp.Eq(d, 0, evaluate=False)),
+        (sp.S.One, True),
+        evaluate=False,
+    )
 
 
 def maximum(*args: Any) -> sp.Basic:
@@ -84,7 +110,7 @@ def minimum(*args: Any) -> sp.Basic:
     return MinOf(*args)
 
 
-class ArgMaxOf(sp.Function):
+class ArgMaxOf(_SymbolsOnce, sp.Function):
     """The index of the first largest argument (``np.argmax`` of them): an integer."""
 
     is_integer = True
@@ -94,7 +120,7 @@ class ArgMaxOf(sp.Function):
         return sp.S.Zero
 
 
-class ArgMinOf(sp.Function):
+class ArgMinOf(_SymbolsOnce, sp.Function):
     """The index of the first smallest argument (``np.argmin`` of them): an integer."""
 
     is_integer = True
