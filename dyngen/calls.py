@@ -48,6 +48,7 @@ import sympy as sp
 from .branches import explore_pure
 from .containers import ParameterContainer
 from .errors import SourceLocation, TraceError, is_model_code, user_frame_location
+from .extremes import maximum, minimum
 from .shared import SESSION, TraceSession, numba_python_function, warn_build_time
 from .symbolic import Sym, SymArray, as_object_array, as_sym, is_symbolic, numeric, select, to_expr
 
@@ -339,7 +340,12 @@ def _int(x: Any = 0, *args: Any) -> Any:
 
 def _extreme(original: Callable, sympy_fn: Callable) -> Callable:
     def replacement(*args: Any, **kwargs: Any) -> Any:
-        values = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple, np.ndarray)) else args
+        if len(args) == 1 and not isinstance(args[0], (list, tuple, np.ndarray, Sym)) and not is_symbolic(args[0]):
+            try:  # max(u[i] for i in ...): a generator is read once
+                args = (list(args[0]),)
+            except TypeError:  # not iterable: Python's own error
+                return original(*args, **kwargs)
+        values = args[0] if len(args) == 1 else args
         if kwargs or not args or not _symbolic_args(tuple(values), {}):
             return original(*args, **kwargs)
         return Sym(sympy_fn(*(numeric(to_expr(as_sym(v))) for v in values)))
@@ -416,7 +422,7 @@ def _replacements() -> dict[int, tuple[Any, Callable]]:
     table[math.log] = _math_log
     table.update({
         builtins.float: _float, builtins.int: _int,
-        builtins.min: _extreme(builtins.min, sp.Min), builtins.max: _extreme(builtins.max, sp.Max),
+        builtins.min: _extreme(builtins.min, minimum), builtins.max: _extreme(builtins.max, maximum),
     })  # fmt: skip
     for make in (np.zeros, np.ones, np.empty, np.full, np.zeros_like, np.ones_like, np.empty_like, np.full_like):
         table[make] = _fresh(make)

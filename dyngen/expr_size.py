@@ -14,6 +14,10 @@ import sympy as sp
 from .errors import TraceError, user_frame_location
 
 MAX_WRITTEN_OUT = 200_000  # tree nodes of one conditional's value
+# conditionals (Piecewise, counted written out) that one condition may read: folding the
+# condition over their cases (symbolic.unfolded) multiplies them (2^n arms for n
+# independent ones); a chain of 6 np.where on the value they test took 227 s to be refused
+MAX_FOLDED = 16
 _SIZES: dict[sp.Basic, int] = {}  # memo across calls, bounded: it never holds more than 20,000 nodes
 
 
@@ -47,5 +51,41 @@ def check_conditional(value: sp.Basic) -> sp.Basic:
         "in both branches (or in the branch and the condition) and is updated in a loop doubles in length at "
         "every iteration, e.g. x = where(s > k, x + 1, x)",
         "write the update so that the previous value appears once, e.g. x = x + where(s > k, 1.0, 0.0)",
+        user_frame_location(),
+    )
+
+
+def conditionals_written_out(expr: sp.Basic, cap: int = MAX_FOLDED) -> int:
+    """Piecewise nodes of ``expr`` as a tree (each use counted), saturating at ``cap + 1``;
+    linear in the size of the graph."""
+    counts: dict[sp.Basic, int] = {}
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in counts:
+            continue
+        if not node.args:
+            counts[node] = 0
+        elif expanded:
+            own = 1 if isinstance(node, sp.Piecewise) else 0
+            counts[node] = min(cap + 1, own + sum(counts[a] for a in node.args))
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in counts)
+    return counts[expr]
+
+
+def check_fold(condition: sp.Basic) -> None:
+    """A TraceError at the user's line when ``condition`` reads too many conditional
+    values to be folded over their cases (before the folding, which would take minutes)."""
+    if conditionals_written_out(condition) <= MAX_FOLDED:
+        return
+    raise TraceError(
+        f"this condition reads more than {MAX_FOLDED} conditional values (np.where/dyngen.where, "
+        "if/else on traced values), counted each time they are used: dyngen folds a condition over the cases "
+        "of each one, which multiplies them (a value tested, then selected by where in a loop, doubles them "
+        "at every iteration, e.g. x = where(x > k, x - 1, x + 1))",
+        "test values that are not themselves selected by where (the inputs, not the result), or write the "
+        "update so that the previous value appears once, e.g. x = x + where(s > k, -1.0, 1.0)",
         user_frame_location(),
     )

@@ -19,6 +19,7 @@ from typing import Iterable
 import sympy as sp
 
 from .errors import CodegenError
+from .extremes import first_extreme_weights
 from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, group
 from .layout import pack_states
@@ -156,7 +157,7 @@ def _gradient(flat: FlatModel, defs: _Definitions, lowrank: LowRank):  # noqa: A
         if symbol in hidden:  # d Max(a_1..a_n) = d a_k, k the first argument that is largest
             node = hidden[symbol]
             result = {}
-            for weight, arg in zip(_first_extreme_weights(node), node.args):
+            for weight, arg in zip(first_extreme_weights(node), node.args):
                 for j, g in of_expression(arg).items():
                     result[j] = result.get(j, sp.S.Zero) + weight * g
             memo[symbol] = result
@@ -187,7 +188,7 @@ def _hide_extremes(expr: sp.Basic, extremes: dict[sp.Basic, sp.Dummy], hidden: d
     sympy differentiates ``Max(a_1, .., a_n)`` through ``Heaviside(a_k - Max(others))``:
     a new Max of n - 1 arguments for every argument and every variable, each comparing
     its arguments pairwise (a 24-element ``np.max`` in element form: 218 s of lowering).
-    Its gradient is taken once per node instead (``_first_extreme_weights``)."""
+    Its gradient is taken once per node instead (``extremes.first_extreme_weights``)."""
     found: dict[sp.Basic, sp.Dummy] = {}
     stack = [expr]
     while stack:
@@ -200,19 +201,6 @@ def _hide_extremes(expr: sp.Basic, extremes: dict[sp.Basic, sp.Dummy], hidden: d
         else:
             stack.extend(node.args)
     return expr.xreplace(found) if found else expr
-
-
-def _first_extreme_weights(node: sp.Basic) -> list[sp.Basic]:
-    """d node / d a_k for a Max (Min) of arguments a_1..a_n: 1 where a_k is the first
-    largest (smallest) argument in sympy's order of them, else 0 (one-hot weights, as the
-    array form's; where arguments tie, one subgradient of several)."""
-    args = node.args
-    better, at_least = (sp.Gt, sp.Ge) if isinstance(node, sp.Max) else (sp.Lt, sp.Le)
-    weights = []
-    for k, a in enumerate(args):
-        holds = sp.And(*(better(a, b) for b in args[:k]), *(at_least(a, b) for b in args[k + 1:]))
-        weights.append(sp.Piecewise((sp.S.One, holds), (sp.S.Zero, True)))
-    return weights
 
 
 def _jacobian(flat: FlatModel, gradient) -> dict[tuple[int, int], sp.Basic]:  # noqa: ANN001

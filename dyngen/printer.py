@@ -100,10 +100,22 @@ class NumbaPrinter(PythonCodePrinter):
         return f"np.rint({self._print(expr.args[0])})"
 
     def _nested(self, function: str, args: tuple) -> str:
-        text = self._print(args[0])
-        for arg in args[1:]:
-            text = f"{function}({text}, {self._print(arg)})"
-        return text
+        """``function`` (a binary ufunc) over ``args`` as a balanced tree: nested
+        log2(n) deep, not n (Python's parser allows 200 nested brackets)."""
+        if len(args) == 1:
+            return self._print(args[0])
+        half = len(args) // 2
+        return f"{function}({self._nested(function, args[:half])}, {self._nested(function, args[half:])})"
+
+    def _arg_extreme(self, function: str, args: tuple) -> str:
+        items = ", ".join(float_text(float(a)) if a.is_Number else self._print(a) for a in args)
+        return f"{function}(np.array(({items},)))"
+
+    def _print_ArgMaxOf(self, expr: sp.Basic) -> str:
+        return self._arg_extreme("np.argmax", expr.args)
+
+    def _print_ArgMinOf(self, expr: sp.Basic) -> str:
+        return self._arg_extreme("np.argmin", expr.args)
 
     def _print_Min(self, expr: sp.Basic) -> str:
         return self._nested("np.minimum", expr.args)

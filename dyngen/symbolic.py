@@ -22,7 +22,8 @@ from sympy.functions.elementary.piecewise import piecewise_fold
 from sympy.logic.boolalg import ITE, Boolean, BooleanAtom
 
 from .errors import TraceError, user_frame_location
-from .expr_size import check_conditional
+from .expr_size import check_conditional, check_fold
+from .extremes import maximum, minimum
 
 # --------------------------------------------------------------------------- values
 
@@ -80,6 +81,7 @@ def unfolded(condition: sp.Basic) -> sp.Basic:
     """
     if not isinstance(condition, sp.Basic) or not condition.has(sp.Piecewise):
         return condition
+    check_fold(condition)
     folded = piecewise_fold(condition)
     if not isinstance(folded, sp.Piecewise):
         return folded
@@ -175,6 +177,22 @@ def _spend(n: int, what: str = "", ahead: bool = False) -> None:
         budget.spend(n, what, ahead)
 
 
+DENSE_MIN = 8  # a scalar read by every element of an array counts as dense coupling from this many symbols
+
+
+def _spend_dense(size: int, args: tuple) -> None:
+    """Count the Jacobian entries of ``size`` elements that each read a scalar computed from
+    many elements (a reduction: np.max(u), np.sum(u), u @ w): ``size`` times its symbols, a
+    dense block that the element form derives entry by entry."""
+    for arg in args:
+        if isinstance(arg, Sym) or (isinstance(arg, np.ndarray) and arg.size == 1 and isinstance(arg.flat[0], Sym)):
+            reads = len(to_expr(arg if isinstance(arg, Sym) else arg.flat[0]).free_symbols)
+            if reads >= DENSE_MIN:
+                _spend(size * reads, f"{size:,} elements each read a value computed from {reads:,} others "
+                       f"(a reduction such as np.max, np.sum or a dot product): a dense Jacobian of "
+                       f"{size * reads:,} entries, each derived on its own")  # fmt: skip
+
+
 # ------------------------------------------------------------------ elementwise maths
 
 
@@ -199,6 +217,8 @@ def _elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
             return result
     arrays = np.broadcast_arrays(*(as_object_array(a) for a in args))
     _spend(arrays[0].size, f"an elementwise operation on {arrays[0].size} elements")
+    if ELEMENT_BUDGET.get() is not None:
+        _spend_dense(arrays[0].size, args)
     out = np.empty(arrays[0].shape, dtype=object)
     for index in np.ndindex(out.shape):
         out[index] = Sym(fn(*(a[index].expr for a in arrays)))
@@ -293,10 +313,10 @@ UFUNCS: dict[np.ufunc, Callable[..., sp.Basic]] = {
     np.trunc: _num(_trunc),
     np.rint: _num(RoundHalfEven),
     np.copysign: _num(_copysign),
-    np.minimum: _num(sp.Min),
-    np.maximum: _num(sp.Max),
-    np.fmin: _num(sp.Min),
-    np.fmax: _num(sp.Max),
+    np.minimum: _num(minimum),
+    np.maximum: _num(maximum),
+    np.fmin: _num(minimum),
+    np.fmax: _num(maximum),
     np.sign: _num(sp.sign),
     np.floor: _num(sp.floor),
     np.ceil: _num(sp.ceiling),
@@ -341,8 +361,14 @@ def _apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
         return wrap_result(np.matmul(*(as_object_array(a) for a in inputs)))
     if method == "__call__" and ufunc in UFUNCS:
         return _elementwise(UFUNCS[ufunc], *inputs)
+    if method == "reduce" and ufunc in _EXTREME_REDUCE:  # u.max(), np.maximum.reduce(u)
+        defaults = {"dtype": None, "keepdims": False, "where": True}
+        options = {k: v for k, v in kwargs.items() if k not in defaults or v is not defaults[k]}
+        return _CUSTOM_FUNCTIONS[_EXTREME_REDUCE[ufunc]](*inputs, **{"axis": 0, **options})
     if method == "reduce" and ufunc in (np.add, np.multiply):
         plain = [as_object_array(a) for a in inputs]
+        if kwargs.get("axis", 0) is None or plain[0].ndim == 1:  # u.sum(), np.add.reduce(u)
+            _promote_reduction(plain[0])
         return wrap_result(getattr(ufunc, method)(*plain, **kwargs))
     raise TraceError(
         f"np.{ufunc.__name__}{'' if method == '__call__' else '.' + method} is not "
@@ -400,6 +426,9 @@ def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
                 user_frame_location(),
             )
         array = as_object_array(a)
+        if axis is None or array.ndim == 1:
+            _promote_reduction(array)
+        _spend(array.size, f"np.max/np.min over {array.size:,} elements")
         if axis is None:
             return Sym(fn(*(numeric(e.expr) for e in array.flat)))
         moved = np.moveaxis(array, int(axis), -1)
@@ -409,6 +438,23 @@ def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
         return out.view(SymArray) if out.ndim else out[()]
 
     return reduce
+
+
+def _promote_reduction(values: Any) -> None:
+    from .arrays import promote_reduction  # (arrays.py imports this module)
+
+    promote_reduction(values)
+
+
+def _whole_reduction(func: Callable, args: tuple, kwargs: dict) -> Any:
+    """The values that ``func(*args, **kwargs)`` reduces over a whole vector, if it does
+    (np.sum/np.prod/np.mean without an axis or of a vector, a dot product of two vectors)."""
+    if func in (np.sum, np.prod, np.mean) and args:
+        axis = kwargs.get("axis", args[1] if len(args) > 1 else None)
+        return args[0] if axis is None or np.ndim(args[0]) == 1 else None
+    if func in (np.dot, np.vdot, np.inner) and len(args) == 2 and np.ndim(args[0]) == np.ndim(args[1]) == 1:
+        return [args[0], args[1]]
+    return None
 
 
 def _interp(*args: Any, **kwargs: Any) -> Any:
@@ -422,11 +468,13 @@ _CUSTOM_FUNCTIONS: dict[Callable, Callable] = {
     np.where: where,
     np.clip: _clip,
     np.linalg.norm: _norm,
-    np.max: _extreme(sp.Max),
-    np.min: _extreme(sp.Min),
-    np.amax: _extreme(sp.Max),
-    np.amin: _extreme(sp.Min),
+    np.max: _extreme(maximum),
+    np.min: _extreme(minimum),
+    np.amax: _extreme(maximum),
+    np.amin: _extreme(minimum),
 }
+
+_EXTREME_REDUCE = {np.maximum: np.max, np.fmax: np.max, np.minimum: np.min, np.fmin: np.min}
 
 # These work on object arrays with the elements' own operators (only + - * /),
 # so numpy's implementation is used as it is.
@@ -490,6 +538,11 @@ def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
         return _CUSTOM_FUNCTIONS[func](*args, **kwargs)
     if func in _PRODUCTS and len(args) >= 2 and ELEMENT_BUDGET.get() is not None:
         _spend(2 * _PRODUCTS[func](args), f"np.{func.__name__}", ahead=True)
+    reduced = _whole_reduction(func, args, kwargs)
+    if reduced is not None:
+        values = [as_object_array(v) for v in reduced] if isinstance(reduced, list) else as_object_array(reduced)
+        _promote_reduction(values)
+        _spend(int(np.size(values)), f"np.{func.__name__} over {int(np.size(values)):,} elements")
     if func in _STRUCTURAL_FUNCTIONS:
         result = func(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
         if func in (np.size, np.shape, np.ndim):  # plain ints (a shape is not traced values)
@@ -498,12 +551,33 @@ def _apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
             return type(result)(wrap_result(r) for r in result)
         return wrap_result(result)
     name = getattr(func, "__name__", repr(func))
+    if name in _ORDERING:
+        raise TraceError(
+            f"np.{name} of traced values cannot be compiled: it orders them (or picks by rank), and the order "
+            "changes with the values while the generated code is fixed",
+            _ORDERING[name],
+            user_frame_location(),
+        )
     raise TraceError(
         f"np.{name} is not supported on symbolic values",
         "use arithmetic, numpy ufuncs (np.sin, np.exp, ...), np.where, np.sum, np.dot/@, "
         "np.concatenate, slicing and constant indexing",
         user_frame_location(),
     )
+
+
+_EXTREMES_INSTEAD = "np.max/np.min (or np.maximum/np.minimum of two) where the largest or smallest value is what is needed"
+_ORDERING = {  # numpy functions that order traced values: what to write instead
+    "sort": f"{_EXTREMES_INSTEAD}; a model that needs sorted values (an order statistic) is not an ODE dyngen compiles",
+    "argsort": f"{_EXTREMES_INSTEAD}; indices that depend on the state cannot index the state in generated code",
+    "argmax": f"{_EXTREMES_INSTEAD}, or np.where(u == np.max(u), a, b) to select at the maximum",
+    "argmin": f"{_EXTREMES_INSTEAD}, or np.where(u == np.min(u), a, b) to select at the minimum",
+    "median": f"{_EXTREMES_INSTEAD}, or np.mean if a central value will do",
+    "percentile": _EXTREMES_INSTEAD,
+    "quantile": _EXTREMES_INSTEAD,
+    "partition": _EXTREMES_INSTEAD,
+    "unique": "keep the values as they are (np.unique's length depends on the values)",
+}
 
 
 # ----------------------------------------------------------------------- the proxies

@@ -26,7 +26,7 @@ from .errors import (
     user_traceback_location,
 )
 from .arrays import (
-    ACTIVE_ARRAYS, ARRAY_MIN, PROMOTE_MIN, ArrayContext, ArrayTraceError, Base, Pieces, PromoteSignals, finish, is_lazy,
+    ACTIVE_ARRAYS, ARRAY_MIN, PROMOTABLE, PROMOTE_MIN, ArrayContext, ArrayTraceError, Base, Pieces, PromoteSignals, finish, is_lazy,
     to_elements,
 )  # fmt: skip
 from .ir import (
@@ -433,15 +433,27 @@ def trace(
     if not arrays:
         return _trace(systems, name, source_root, Tracer(walk(systems), False, parameters))
     array_min = ARRAY_MIN
+    reductions_promote = True  # a reduction over a small vector may promote it (arrays.promote_reduction)
+    before_reduction: int | None = None  # array_min before a reduction promoted signals
     while True:  # a small vector signal meeting the array form: traced again with it in array form
         tracer = Tracer(walk(systems), True, parameters, array_min)
+        promotable = PROMOTABLE.set(tracer.arrays.small_signals if reductions_promote else None)
         try:
             return _trace(systems, name, source_root, tracer)
         except PromoteSignals as promote:
+            if promote.reduction:
+                before_reduction = array_min
             array_min = promote.size  # (smaller each time: signals of array_min or more are lazy already)
         except TraceError as error:
+            if before_reduction is not None and reductions_promote:
+                # promoted for a reduction, but the array form cannot express the model: traced
+                # again without that promotion (element by element, as before)
+                array_min, reductions_promote = before_reduction, False
+                continue
             array_error = error
             break
+        finally:
+            PROMOTABLE.reset(promotable)
     if not tracer.array_elements:
         raise array_error
     work = tracer.arrays.work + sum(c.size for c in tracer.arrays.constant_arrays)
