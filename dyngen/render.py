@@ -160,33 +160,26 @@ def float_vector(values: tuple[float, ...], slots: tuple[Slot, ...]) -> str:
 
 
 def jac_pattern(kernel: Kernel) -> tuple[str, str]:
-    """JAC_ROWS and JAC_COLS as source: the element entries, then each array block by np.arange."""
-    rows = int_array([i for i, _ in kernel.jac_sparsity])
-    cols = int_array([j for _, j in kernel.jac_sparsity])
+    """JAC_ROWS and JAC_COLS as source: the element entries (without array blocks) or the
+    element entries (JAC_ELEMENT_ROWS/COLS) followed by the cells of JAC_BLOCKS."""
+    if kernel.jac_blocks:
+        return "_block_pattern(JAC_ELEMENT_ROWS, JAC_BLOCKS, 2)", "_block_pattern(JAC_ELEMENT_COLS, JAC_BLOCKS, 3)"
+    return int_array([i for i, _ in kernel.jac_sparsity]), int_array([j for _, j in kernel.jac_sparsity])
+
+
+def jac_block_table(kernel: Kernel) -> str | None:
+    """JAC_BLOCKS as source: one row per array block of the Jacobian (``jac`` scatters by it:
+    numba cannot cache a function reading a global array above 1 MB, as JAC_ROWS can be)."""
     if not kernel.jac_blocks:
-        return rows, cols
-    row_parts, col_parts = [rows], [cols]
+        return None
+    axes = max(len(b.shape) for b in kernel.jac_blocks)
+    rows, first = [], len(kernel.jac_sparsity)
     for b in kernel.jac_blocks:
-        row_parts.append(_block_indices(b.row, b.shape, b.row_strides))
-        col_parts.append(_block_indices(b.col, b.shape, b.col_strides))
-    return tuple("np.concatenate((\n    " + ",\n    ".join(p) + ",\n))" for p in (row_parts, col_parts))
-
-
-def _block_indices(start: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> str:
-    """``start + sum(cell * steps)`` over the cells of ``shape`` (C order), as numpy source."""
-    n = math.prod(shape)
-    moving = [(a, extent, step) for a, (extent, step) in enumerate(zip(shape, steps)) if extent > 1 and step]
-    if not moving:
-        return f"np.full({n}, {start}, dtype=np.int64)"
-    if moving == [(moving[0][0], n, 1)]:  # one axis, consecutive
-        return f"np.arange({start}, {start + n}, dtype=np.int64)"
-    # every axis longer than 1 moves: the broadcast sum has the block's shape; else pad it with zeros
-    full = all(extent == 1 or step for extent, step in zip(shape, steps))
-    terms = [] if full else [f"np.zeros({tuple(shape)!r}, dtype=np.int64)"]
-    for a, extent, step in moving:
-        axes = ", ".join(":" if k == a else "None" for k in range(len(shape)))
-        terms.append(f"{step} * np.arange({extent}, dtype=np.int64)[{axes}]")
-    return f"({start} + " + " + ".join(terms) + ").ravel()"
+        pad = axes - len(b.shape)  # leading axes of extent 1
+        cells = [(1, 0, 0)] * pad + list(zip(b.shape, b.row_strides, b.col_strides))
+        rows.append([first, b.n, b.row, b.col] + [v for axis in cells for v in axis])
+        first += b.n
+    return "np.array([\n    [" + "],\n    [".join(", ".join(map(str, r)) for r in rows) + "],\n], dtype=np.int64)"
 
 
 def int_array(values: list[int] | tuple[int, ...], per_line: int = 16) -> str:
@@ -310,6 +303,11 @@ def render(kernel: Kernel, model_file: str, digest: str | None = None, standalon
         jac_nnz=kernel.jac_nnz,
         jac_rows=jac_rows,
         jac_cols=jac_cols,
+        jac_element_rows=int_array([i for i, _ in kernel.jac_sparsity]) if kernel.jac_blocks else None,
+        jac_element_cols=int_array([j for _, j in kernel.jac_sparsity]) if kernel.jac_blocks else None,
+        jac_element_nnz=len(kernel.jac_sparsity),
+        jac_blocks=jac_block_table(kernel),
+        jac_block_axes=max((len(b.shape) for b in kernel.jac_blocks), default=0),
         tables=[(name, int_array(values)) for name, values in kernel.tables],
         constants=[(name, float_array(values), comment) for name, values, comment in kernel.constants],
         interp_tables=_interp_tables(printer, flat.source_root),
