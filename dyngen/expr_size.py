@@ -9,6 +9,8 @@ never finish. :func:`check_conditional` stops the trace at the line that does it
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from .errors import TraceError, user_frame_location
@@ -26,19 +28,25 @@ def written_out_size(expr: sp.Basic, cap: int = MAX_WRITTEN_OUT) -> int:
     saturating at ``cap + 1``; linear in the size of the graph."""
     if len(_SIZES) > 20_000:
         _SIZES.clear()
+    return _written_out(expr, lambda node: 1, cap, _SIZES)
+
+
+def _written_out(expr: sp.Basic, weight: Callable[[sp.Basic], int], cap: int, memo: dict[sp.Basic, int]) -> int:
+    """The sum of ``weight`` over the nodes of ``expr`` as a tree (each use counted), saturating
+    at ``cap + 1``: one walk of the graph, each node's count kept in ``memo``."""
     stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
     while stack:
         node, expanded = stack.pop()
-        if node in _SIZES:
+        if node in memo:
             continue
         if not node.args:
-            _SIZES[node] = 1
+            memo[node] = weight(node)
         elif expanded:
-            _SIZES[node] = min(cap + 1, 1 + sum(_SIZES[a] for a in node.args))
+            memo[node] = min(cap + 1, weight(node) + sum(memo[a] for a in node.args))
         else:
             stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in _SIZES)
-    return _SIZES[expr]
+            stack.extend((a, False) for a in node.args if a not in memo)
+    return memo[expr]
 
 
 def check_conditional(value: sp.Basic) -> sp.Basic:
@@ -58,21 +66,7 @@ def check_conditional(value: sp.Basic) -> sp.Basic:
 def conditionals_written_out(expr: sp.Basic, cap: int = MAX_FOLDED) -> int:
     """Piecewise nodes of ``expr`` as a tree (each use counted), saturating at ``cap + 1``;
     linear in the size of the graph."""
-    counts: dict[sp.Basic, int] = {}
-    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if node in counts:
-            continue
-        if not node.args:
-            counts[node] = 0
-        elif expanded:
-            own = 1 if isinstance(node, sp.Piecewise) else 0
-            counts[node] = min(cap + 1, own + sum(counts[a] for a in node.args))
-        else:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in counts)
-    return counts[expr]
+    return _written_out(expr, lambda node: 1 if isinstance(node, sp.Piecewise) else 0, cap, {})
 
 
 def check_fold(condition: sp.Basic) -> None:
