@@ -17,8 +17,12 @@ The Jacobian is the groups' blocks (``lower_groups``) followed by the array loop
 (``lower_arrays``), whose chain rule through element signals is computed unrolled
 (few lines: the scalars the loops read), except through a plain sum of many instance
 signals (the rod's heat), which is a loop over the terms (``_SumChain``).  A
-derivative that depends on a sum over an array has no analytic Jacobian (the notice
-of ``lower.NoJacobian``).
+derivative that depends on a sum over a whole array (the rod's mean, read by the
+instances or by the array loops) gets the low-rank term ``U Vᵀ`` of ``lower_lowrank``
+in ``lowrank_values``: the instances' rows of ``U`` as loops over them
+(``_GroupSums``), the array loops' rows and ``V`` as without instances.  A sum whose
+summand reads instance signals has no analytic Jacobian yet (the notice of
+``lower.NoJacobian``).
 
 ``lower_mixed`` returns a reason instead of a kernel when the two cannot combine
 (element code reading an array of a reduction along axes or an element of an
@@ -341,10 +345,11 @@ def lower_mixed(flat: FlatModel, kernels: bool, clean: Callable[[sp.Basic], sp.B
         g.name: {sums[s] for op in g.operands if op.source == "v" for s in op.starts if s in sums} for g in groups
     }  # fmt: skip
     rhs = _rhs(flat, groups, order, reads_sum, tables, n_scratch)
-    jac_values, sparsity, jac_blocks, missing = _jacobian(flat, groups, tables, clean, sums)
+    jac_values, lowrank_values, sparsity, jac_blocks, rank, missing = _jacobian(flat, groups, tables, clean, sums, n_scratch)
     observe = _observe(flat, groups, order, tables, n_scratch)
-    return Kernel(flat, (rhs, jac_values, observe), tuple(sparsity), tables.items(), jac_blocks=tuple(jac_blocks),
-                  no_jacobian=missing, constants=tables.constant_items())  # fmt: skip
+    functions = (rhs, jac_values, observe) + ((lowrank_values,) if lowrank_values is not None else ())
+    return Kernel(flat, functions, tuple(sparsity), tables.items(), jac_blocks=tuple(jac_blocks),
+                  no_jacobian=missing, n_lowrank=rank, constants=tables.constant_items())  # fmt: skip
 
 
 def _symbol_writers(groups: tuple[Group, ...]) -> dict[sp.Symbol, Group]:
@@ -441,59 +446,157 @@ def _observe(flat: FlatModel, groups, order, tables: _Tables, n_scratch: int) ->
     )  # fmt: skip
 
 
-def _dense_row(flat: FlatModel, reduction) -> str:  # noqa: ANN001
-    """Why a model with loops over instances has no Jacobian: a derivative reads a sum over an array."""
-    return (
-        f"a derivative depends on a sum over {reduction.size} elements "
-        f"({relative_location(reduction.location, flat.source_root)}) in a model with loops over instances; "
-        "dyngen derives such sums (a low-rank term) only in models without instance loops yet"
-    )  # fmt: skip
+class _GroupSums:
+    """The sums over whole arrays that derivative loops read (``d/dt v = ... + 0.2 mean``):
+    each is a column of the Jacobian's low-rank part (``lower_lowrank.LowRank``).
+
+    ``jac_values`` and ``lowrank_values`` compute them into ``v`` first (their values
+    may enter the entries: ``d(m x)/dx = m``); ``u_loops`` writes
+    ``U[row, k] = d(der)/d(sum k)``, one loop per derivative group.  A sum whose summand
+    reads signals of instance loops (the lamp-weighted mean) is left without a Jacobian.
+    """
+
+    def __init__(self, flat: FlatModel, groups: tuple[Group, ...], composer: _Composer, sums: dict[int, int],
+                 lowrank) -> None:  # noqa: ANN001  # fmt: skip
+        from .lower import NoJacobian  # (lower imports this module)
+
+        self.flat, self.groups, self.composer, self.sums, self.lowrank = flat, groups, composer, sums, lowrank
+        reductions = [r for _, r in flat.reductions]
+        writers = _symbol_writers(groups)
+        self.read: list[int] = []  # reductions read by derivative loops, in their order
+        for g in groups:
+            if g.state_starts is None:
+                continue
+            for source, starts, _ in composer.of(g)[1]:
+                if source != "v" or starts[0] not in sums:
+                    continue
+                for q in sorted({sums[s] for s in starts}):
+                    r = reductions[q]
+                    lowrank.column(r)  # (NoJacobian for a reduction it cannot derive)
+                    if any(s in writers for seg in r.segments for s in seg.expr.free_symbols):
+                        where = relative_location(r.location, flat.source_root)
+                        raise NoJacobian(f"a derivative depends on a {r.op} over {r.size} elements ({where}) whose "
+                                         "summand reads signals of loops over instances: dyngen has no Jacobian for "
+                                         "that yet")  # fmt: skip
+                    if q not in self.read:
+                        self.read.append(q)
+
+    def values(self, tables: _Tables, readers: list[Block]) -> list[Block]:
+        """The loops of the sums that ``readers`` read, each stored in ``v`` where they read it."""
+        read = {x.indices[0] for b in readers for st in b.statements for x in st.expr.atoms(sp.Indexed) if x.base == _V}
+        wanted = {q for place, q in self.sums.items() if place in read and q in self.read}
+        order = [("r", q) for q in self.read if q in wanted]
+        return _sequence(self.flat, self.groups, order, [], wanted, wanted, self.composer, tables, _Loads(self.flat, _V))
+
+    def u_loops(self, tables: _Tables, clean: Callable[[sp.Basic], sp.Basic]) -> list[Block]:
+        """``U[row, k] = d(der)/d(sum k)`` for every derivative loop that reads sum ``k``."""
+        reductions = [r for _, r in self.flat.reductions]
+        names = _Names(self.flat)
+        n = self.lowrank.n_states
+        blocks = []
+        for g in self.groups:
+            if g.state_starts is None:
+                continue
+            exprs, places = self.composer.of(g)
+            read = [(place, symbols[0]) for place, (symbols, _) in places.items() if place[0] == "v" and place[1][0] in self.sums]
+            if not read:
+                continue
+            loop = _Loop(g.name, g.n, f"{_title(self.flat, g)}\n  d(der)/d(sum)", names)
+            exprs = loop.add(exprs, places)
+            renamed = loop.add(tuple(symbol for _, symbol in read), {place: places[place] for place, _ in read})
+            for e, expr in enumerate(exprs):
+                for ((_, starts, _), _), symbol in zip(read, renamed):
+                    value = clean(sp.diff(expr, symbol))
+                    if value == 0:
+                        continue
+                    columns = [self.lowrank.column(reductions[self.sums[s]]) - n for s in starts]
+                    row = tables.index([s + e for s in g.state_starts], f"{g.name}_rows")
+                    column = tables.index(columns, f"{g.name}_sums")
+                    label = f"d(d/dt {g.refs[0].system}.{_state_key(self.flat, g.state_starts[0] + e)})/d(sum {columns[0]})"
+                    loop.outputs.append((value, [_U[row, column]], label + (" (i = 0)" if g.n > 1 else "")))
+            if loop.outputs:
+                blocks.append(loop.block(tables, "v"))
+        return blocks
 
 
-def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums):  # noqa: ANN001, ANN202
-    """(jac_values, the groups' sparsity, the array loops' blocks, why there is none)."""
+def _state_key(flat: FlatModel, index: int) -> str:
+    for slot in flat.states:
+        if slot.start <= index < slot.stop:
+            return f"{slot.ref.kind}.{slot.ref.key}" + (f"[{index - slot.start}]" if len(slot.symbols) > 1 else "")
+    return f"y[{index}]"
+
+
+def _unrolled_reads(flat: FlatModel, defs, roots: list[sp.Basic], done: set[sp.Symbol]) -> list[Block]:  # noqa: ANN001
+    """What array loops' Jacobian entries read of element code: its signals unrolled
+    (few), the reductions they read as loops (those in ``done`` are computed already),
+    then the states and parameters the loops read."""
+    places, temporaries = Places(flat), Temporaries("s")
+    loads = _Loads(flat, None)
+    blocks: list[Block] = []
+    for symbol in defs.closure(roots):
+        if symbol in defs.reduction:
+            if symbol not in done:
+                code = reduction_blocks(flat, defs.reduction[symbol], places, temporaries)
+                blocks += loads(_roots(code)) + code
+            continue
+        a, index = defs.origin[symbol]
+        blocks += loads([defs.expr[symbol]])
+        statement = Statement(symbol, defs.expr[symbol], f"{a.ref} ({relative_location(a.location, flat.source_root)})")
+        blocks.append(Block(f"{a.function.system}: {a.function.name}", (statement,)))
+    return blocks + loads(roots)
+
+
+def _computed(blocks: list[Block]) -> set[sp.Symbol]:
+    """The local symbols ``blocks`` assign (sums computed already)."""
+    return {st.target for b in blocks for st in b.statements if isinstance(st.target, sp.Symbol)}
+
+
+_U = sp.IndexedBase("U")
+
+
+def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums, n_scratch: int):  # noqa: ANN001, ANN202
+    """(jac_values, lowrank_values or None, the groups' sparsity, the array loops' blocks, the rank, why there is none)."""
     from .lower import NoJacobian, _Definitions, _gradient  # (lower imports this module)
-    from .lower_lowrank import LowRank
+    from .lower_lowrank import LowRank, weight_code
 
     doc = "Write the Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]`` (entries with the same row and column add up)."
     defs = _Definitions(flat)
-    reductions = [r for _, r in flat.reductions]
+    lowrank = LowRank(flat, len(flat.derivatives))
     try:
         composer = _Composer(groups, lambda h: h.terms is None)
-        for g in groups:  # a derivative loop that reads a sum over an array: a dense row
-            if g.state_starts is not None:
-                for source, starts, _ in composer.of(g)[1]:
-                    if source == "v" and starts[0] in sums:
-                        raise NoJacobian(_dense_row(flat, reductions[sums[starts[0]]]))
+        group_sums = _GroupSums(flat, groups, composer, sums, lowrank)
         kernel_jac, sparsity = _jac_values(flat, groups, tables, clean)
-        lowrank = LowRank(flat, len(flat.derivatives))  # its terms are not combined with instance loops yet
-        through = _SumChain(flat, groups, clean, _gradient(flat, defs, lowrank))
+        gradient = _gradient(flat, defs, lowrank)
+        through = _SumChain(flat, groups, clean, gradient)
         array_jac = array_jacobian(flat, through.gradient, clean, len(sparsity), len(flat.derivatives))
         chain_blocks, jac_blocks = through.entries(array_jac, len(sparsity), sparsity, tables)
+        lowrank_fn = None
         if lowrank:
-            raise NoJacobian(_dense_row(flat, lowrank.reductions[0]))
+            u_code = array_jacobian(flat, gradient, clean, 0, lowrank.n_states, lowrank=True)
+            v_code = weight_code(flat, lowrank, gradient, clean)
     except NoJacobian as missing:
         fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, (), raises=missing.note)
-        return fn, [], [], missing.note
+        return fn, None, [], [], 0, missing.note
     array_jac.blocks, array_jac.jac_blocks = through.shifted(array_jac.blocks), jac_blocks
     sparsity = list(sparsity) + through.pattern
-    blocks = list(kernel_jac.blocks)
-    if array_jac.blocks:  # the element signals the array loops' entries read, unrolled (few)
-        places, temporaries = Places(flat), Temporaries("s")
-        loads = _Loads(flat, None)
-        element: list = []
-        for symbol in defs.closure(array_jac.roots):
-            if symbol in defs.reduction:
-                code = reduction_blocks(flat, defs.reduction[symbol], places, temporaries)
-                blocks += loads(_roots(code)) + code
-                continue
-            a, index = defs.origin[symbol]
-            blocks += loads([defs.expr[symbol]])
-            element.append(Statement(symbol, defs.expr[symbol], f"{a.ref} ({relative_location(a.location, flat.source_root)})"))
-            blocks.append(Block(f"{a.function.system}: {a.function.name}", (element.pop(),)))
-        blocks += loads(array_jac.roots) + array_jac.blocks + chain_blocks
-    fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, tuple(blocks), kernel_jac.scratch)
-    return fn, sparsity, array_jac.jac_blocks, None
+    sum_values = group_sums.values(tables, list(kernel_jac.blocks))
+    blocks = sum_values + list(kernel_jac.blocks)
+    if array_jac.blocks:
+        blocks += _unrolled_reads(flat, defs, array_jac.roots, _computed(sum_values)) + array_jac.blocks + chain_blocks
+    scratch = n_scratch if sum_values else kernel_jac.scratch
+    fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, tuple(blocks), scratch)
+    if lowrank:
+        u_loops = group_sums.u_loops(tables, clean)
+        sum_values = group_sums.values(tables, u_loops)
+        roots = u_code.roots + v_code.roots
+        tail = _unrolled_reads(flat, defs, roots, _computed(sum_values)) + u_code.blocks + v_code.blocks
+        described = "; ".join(f"{r.op} {k}: {relative_location(r.location, flat.source_root)}"
+                              for k, r in enumerate(lowrank.reductions))  # fmt: skip
+        lowrank_doc = (f"Add the low-rank part of the Jacobian, J = S + U V^T (S: jac_values), into ``U`` and ``V`` "
+                       f"(zeroed): U[:, k] = d(dy)/d(reduction k), V[:, k] = d(reduction k)/dy ({described}).")  # fmt: skip
+        lowrank_fn = KernelFunction("lowrank_values", ("t", "y", "p", "U", "V"), lowrank_doc,
+                                    tuple(sum_values + u_loops + tail), n_scratch if sum_values else 0)  # fmt: skip
+    return fn, lowrank_fn, sparsity, array_jac.jac_blocks, len(lowrank), None
 
 
 class _SumChain:

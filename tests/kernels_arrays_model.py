@@ -77,6 +77,25 @@ class Oscillator(System):
         self.outputs.power = 0.01 * np.tanh(x) ** 2
 
 
+class MeanFieldOscillator(Oscillator):
+    """The oscillator with a drive that grows with the rod's mean (its Jacobian entry
+    through the mean depends on the mean and on the oscillator's state)."""
+
+    def do_step(self, time):
+        super().do_step(time)
+        mean = self.inputs.mean
+        self.ders.v = self.ders.v + 0.3 * mean * np.tanh(self.states.x) + 0.1 * mean**2
+
+
+class MeanFieldRod(Rod):
+    """The rod whose cells also relax towards its own mean (a sum over the array read by the array loops)."""
+
+    def do_step(self, time):
+        super().do_step(time)
+        u = self.states.u
+        self.ders.u = self.ders.u + 0.2 * (np.mean(u) - u) * u
+
+
 def read_cell(index, coupled_mean):
     def connect(sys, t):
         sys.inputs.cell = sys.rod.states.u[index]
@@ -86,12 +105,15 @@ def read_cell(index, coupled_mean):
     return connect
 
 
-def build(n_oscillators=20, n_cells=200, coupled_mean=True, spread=False):
-    rod = Rod(n_cells, spread)
+def build(n_oscillators=20, n_cells=200, coupled_mean=True, spread=False, mean_field=False, weighted=False):
+    """``mean_field``: the oscillators and the rod's cells read the rod's mean nonlinearly
+    (MeanFieldOscillator, MeanFieldRod); ``weighted``: the mean the oscillators read is
+    weighted by the first oscillator's power."""
+    rod = MeanFieldRod(n_cells, spread) if mean_field else Rod(n_cells, spread)
     meter = Meter(rod)
     oscillators = []
     for k in range(n_oscillators):
-        osc = Oscillator(1.0 + 0.05 * k, 0.3 + 0.01 * (k % 3))
+        osc = (MeanFieldOscillator if mean_field else Oscillator)(1.0 + 0.05 * k, 0.3 + 0.01 * (k % 3))
         osc.rod, osc.meter = rod, meter
         osc.add_pre_connection(read_cell((k * 37 + 11) % n_cells, coupled_mean))
         oscillators.append(osc)
@@ -100,6 +122,8 @@ def build(n_oscillators=20, n_cells=200, coupled_mean=True, spread=False):
         sys.inputs.heat = sum(o.outputs.power for o in oscillators)
 
     rod.add_pre_connection(total_heat)
+    if weighted:
+        meter.lamp = oscillators[0]
     sim = Simulation()  # in dataflow order: dynode reads no value left from the previous evaluation
     sim.add_system(meter)
     for osc in oscillators:

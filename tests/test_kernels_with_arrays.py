@@ -9,7 +9,9 @@ over the oscillators and loop nests over the rod, in one ``rhs``.  Checked again
 - the unrolled form (``kernels=False``) of the same model: functions at random points
   and trajectories;
 - central finite differences of the generated rhs for the Jacobian (the kernel blocks,
-  the rod's bands and the chain rule from the rod's heat to the oscillators' states);
+  the rod's bands and the chain rule from the rod's heat to the oscillators' states;
+  the low-rank term of the rod's mean, read by the oscillators' loop and the rod's
+  cells), and rodas4/BDF on it against dynode's dopri5;
 - the module's shape: the same functions, with the same number of lines, for 20
   oscillators and 200 cells as for 40 and 400;
 - a model whose loop over instances would have to run both before and after a sum
@@ -134,21 +136,74 @@ def test_jacobian_of_the_loops_matches_finite_differences() -> None:
     assert_series_close(*runs, bound=1e-10)
 
 
-def test_a_derivative_reading_a_sum_over_the_array_has_no_jacobian_and_says_why() -> None:
-    module = module_of(6, 100, True)
+def sparse_plus_lowrank(module: Any, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """S + U Vᵀ assembled from jac_values, the pattern and jac_lowrank (what the sparse solvers see)."""
+    n = module.N_STATES
+    values = np.full(module.JAC_NNZ, np.nan)
+    module.jac_values(t, y, p, values)
+    J = np.zeros((n, n))
+    np.add.at(J, (module.JAC_ROWS, module.JAC_COLS), values)
+    U, V = np.full((n, module.N_LOWRANK), np.nan), np.full((n, module.N_LOWRANK), np.nan)
+    module.jac_lowrank(t, y, p, U, V)
+    return J + U @ V.T
+
+
+@pytest.mark.parametrize(("args", "rank"), [((6, 100, True), 1), ((6, 100, True, False, True), 2)],
+                         ids=["mean", "mean_field"])  # fmt: skip
+def test_a_sum_over_the_array_read_by_the_loops_is_a_low_rank_term(args: tuple, rank: int) -> None:
+    """The oscillators' loop reads the rod's mean (and with ``mean_field`` so do the rod's
+    cells, nonlinearly): J = S + U Vᵀ, U's rows of the oscillators one loop over them,
+    against central differences and the unrolled form's Jacobian."""
+    module = module_of(*args)
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == rank
+    unrolled = module_of(*args, kernels=False)
+    lowrank_lines = "\n".join(functions(module)["lowrank_values"])
+    assert "    for i in range(6):" in lowrank_lines and "U[" in lowrank_lines and "Oscillator[3]" not in lowrank_lines
+    for seed in range(2):
+        t, y, p = random_point(module, seed)
+        reference = central_differences(module, t, y, p)
+        scale = max(1.0, np.max(np.abs(reference)))
+        ours = sparse_plus_lowrank(module, t, y, p)
+        assert np.max(np.abs(ours - reference)) < 1e-7 * scale
+        dense = np.full_like(ours, np.nan)
+        module.jac(t, y, p, dense)
+        theirs = np.full_like(ours, np.nan)
+        unrolled.jac(t, y, p, theirs)
+        np.testing.assert_allclose(dense, ours, rtol=1e-13, atol=1e-14 * scale)
+        np.testing.assert_allclose(dense, theirs, rtol=1e-12, atol=1e-14 * scale)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("size", "integrator"), [((6, 100), "rodas4"), ((20, 200), "rodas4"), ((20, 200), "BDF")],
+                         ids=["dense_rodas4", "sparse_rodas4", "BDF"])  # fmt: skip
+def test_stiff_methods_on_the_low_rank_term_reach_dynode(size: tuple, integrator: str) -> None:
+    """rodas4 (dense below 150 states, SuperLU with Woodbury above) and BDF on S + U Vᵀ
+    against dynode's dopri5 on the same file, both at tight tolerances."""
+    args = (*size, True, False, True)
+    ours = run(simulation(*args), "dyngen", 2.0, 0.5, integrator=integrator, rtol=1e-10, atol=1e-12)
+    theirs = run(build_simulation(MODEL, "dynode", "build", *args), "dynode", 2.0, 0.5, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+    assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05  # the solution moves
+
+
+@pytest.mark.filterwarnings(r"ignore:Oscillator\[0\]\.outputs\.power is read by Meter")  # (dynode's order: not compared here)
+def test_a_mean_whose_summand_reads_the_loops_has_no_jacobian_and_says_why() -> None:
+    module = module_of(6, 100, True, False, False, True)
     assert "sum over 100 elements" in module.NO_JACOBIAN and "kernels_arrays_model.py:" in module.NO_JACOBIAN
+    assert "reads signals of loops over instances" in module.NO_JACOBIAN
     with pytest.raises(dyngen.DyngenError, match="sum over 100 elements.*use 'dopri5'"):
-        simulation(6, 100, True).simulate(0.1, 0.1, integrator="rodas4")
+        simulation(6, 100, True, False, False, True).simulate(0.1, 0.1, integrator="rodas4")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("coupled_mean", [True, False])
 def test_the_module_has_the_same_lines_at_two_sizes(coupled_mean: bool) -> None:
-    small, large = functions(module_of(20, 200, coupled_mean)), functions(module_of(40, 400, coupled_mean))
-    assert sorted(small) == sorted(large)
+    """With the mean field (two low-rank terms) too: their U rows and V are loops."""
+    small, large = functions(module_of(20, 200, coupled_mean, False, True)), functions(module_of(40, 400, coupled_mean, False, True))
+    assert sorted(small) == sorted(large) and "lowrank_values" in small
     for name in small:  # (with coupled_mean=False: the chain rule through the rod's heat is a loop too)
         assert len(small[name]) == len(large[name]), name
-    unrolled = functions(module_of(20, 200, coupled_mean, kernels=False))
+    unrolled = functions(module_of(20, 200, coupled_mean, False, True, kernels=False))
     assert len(unrolled["rhs"]) > 2 * len(small["rhs"])
 
 
