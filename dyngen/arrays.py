@@ -282,8 +282,8 @@ class PromoteSignals(Exception):
     """A small vector signal (under the array form's threshold, traced element by element)
     meets the array form: the model is traced again with signals of at least ``size``
     elements in array form (``trace.trace``).  Never reaches the user.  ``reduction``: it
-    was met by a reduction over a whole vector (``promote_reduction``), which the element
-    form could have traced too."""
+    was met by a reduction over a whole vector (``promote_reduction``) or an outer
+    operation (``promote_outer``), which the element form could have traced too."""
 
     def __init__(self, size: int, reduction: bool = False) -> None:
         super().__init__(size)
@@ -307,6 +307,24 @@ def promote_reduction(values: Any) -> None:
     if len(flat) < REDUCE_PROMOTE_MIN:
         return
     sizes = {small[s] for x in flat for s in x.expr.free_symbols if s in small and small[s] >= REDUCE_PROMOTE_MIN}
+    if sizes:
+        raise PromoteSignals(min(sizes), reduction=True)
+
+
+def promote_outer(operands: list[np.ndarray], size: int) -> None:
+    """Raise ``PromoteSignals`` if an elementwise operation broadcasts small vector signals
+    of at least ``REDUCE_PROMOTE_MIN`` elements into a result at least twice as large as
+    every operand (``th[None, :] - th[:, None]``, ``np.subtract.outer``): element by element
+    it builds n² expressions and a dense Jacobian derived entry by entry (all-to-all
+    coupling of 63 oscillators: 49 s), in array form it is one loop nest (about 1 s)."""
+    small = PROMOTABLE.get()
+    if not small or size < 2 * max(a.size for a in operands):
+        return
+    sizes = {
+        small[s]
+        for a in operands for x in a.flat if isinstance(x, Sym)
+        for s in x.expr.free_symbols if small.get(s, 0) >= REDUCE_PROMOTE_MIN
+    }  # fmt: skip
     if sizes:
         raise PromoteSignals(min(sizes), reduction=True)
 

@@ -215,7 +215,10 @@ def _elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
         result = with_large_constant(fn, args)
         if result is not None:
             return result
-    arrays = np.broadcast_arrays(*(as_object_array(a) for a in args))
+    operands = [as_object_array(a) for a in args]
+    arrays = np.broadcast_arrays(*operands)
+    if len(operands) > 1:
+        _promote_outer(operands, arrays[0].size)
     _spend(arrays[0].size, f"an elementwise operation on {arrays[0].size} elements")
     if ELEMENT_BUDGET.get() is not None:
         _spend_dense(arrays[0].size, args)
@@ -361,6 +364,9 @@ def _apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
         return wrap_result(np.matmul(*(as_object_array(a) for a in inputs)))
     if method == "__call__" and ufunc in UFUNCS:
         return _elementwise(UFUNCS[ufunc], *inputs)
+    if method == "outer" and ufunc in UFUNCS and not kwargs and len(inputs) == 2:  # np.subtract.outer(a, b)
+        a, b = (as_object_array(x) for x in inputs)
+        return _elementwise(UFUNCS[ufunc], a.reshape(a.shape + (1,) * b.ndim), b)
     if method == "reduce" and ufunc in _EXTREME_REDUCE:  # u.max(), np.maximum.reduce(u)
         defaults = {"dtype": None, "keepdims": False, "where": True}
         options = {k: v for k, v in kwargs.items() if k not in defaults or v is not defaults[k]}
@@ -444,6 +450,12 @@ def _promote_reduction(values: Any) -> None:
     from .arrays import promote_reduction  # (arrays.py imports this module)
 
     promote_reduction(values)
+
+
+def _promote_outer(operands: list[np.ndarray], size: int) -> None:
+    from .arrays import promote_outer  # (arrays.py imports this module)
+
+    promote_outer(operands, size)
 
 
 def _whole_reduction(func: Callable, args: tuple, kwargs: dict) -> Any:

@@ -158,3 +158,34 @@ def build_kuramoto(n=80, form="broadcast"):
     sim = Simulation()
     sim.add_system(Kuramoto(n, form))
     return sim
+
+
+class PlainKuramoto(System):
+    """``n`` phase oscillators coupled all-to-all with equal weights, no large array in the
+    model: under the array form's 64 elements the phases are traced element by element
+    until the outer difference promotes them (``form``: ``"broadcast"``,
+    ``theta[None, :] - theta[:, None]``, or ``"outer"``, ``np.subtract.outer``)."""
+
+    def __init__(self, n, form):
+        super().__init__()
+        rng = np.random.default_rng(2)
+        self.states.theta = rng.uniform(0.0, 2.0 * np.pi, n)
+        self.ders.theta = np.zeros(n)
+        self.inputs.omega = rng.normal(0.0, 0.5, n)
+        self.inputs.K = 1.2
+        self.form = form
+
+    def do_step(self, time):
+        theta = self.states.theta
+        if self.form == "broadcast":
+            difference = theta[None, :] - theta[:, None]
+        else:
+            difference = np.subtract.outer(theta, theta).T
+        self.ders.theta = self.inputs.omega + self.inputs.K / len(theta) * np.sum(np.sin(difference), axis=1)
+
+
+def build_plain_kuramoto(n=40, form="broadcast"):
+    sim = Simulation()
+    sim.add_system(PlainKuramoto(n, form))
+    return sim
+
