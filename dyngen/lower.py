@@ -27,6 +27,7 @@ from .ir import REDUCTION_KIND, Assignment, Block, FlatModel, Kernel, KernelFunc
 from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import lower_groups
 from .lower_lowrank import LowRank, NoJacobian, weight_code
+from .progress import advance
 from .shallow import cse
 
 _PIECEWISE_CONSTANT = (sp.floor, sp.ceiling, sp.sign)
@@ -220,12 +221,15 @@ def _hide_extremes(expr: sp.Basic, extremes: dict[sp.Basic, sp.Dummy], hidden: d
 
 def _jacobian(flat: FlatModel, gradient) -> dict[tuple[int, int], sp.Basic]:  # noqa: ANN001
     entries = {}
+    rows = len(flat.derivatives)
+    advance("Jacobian rows", 0, rows)
     for i, der in enumerate(flat.derivatives):
         if der is None:  # computed in array form
             continue
         for j, value in sorted(gradient(der).items()):
             if value != 0:
                 entries[(i, j)] = value
+        advance("Jacobian rows", i + 1, rows)
     return entries
 
 

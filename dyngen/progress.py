@@ -15,7 +15,10 @@ seconds.  From then on:
 
 The estimates come from the latest earlier build of the same model: in this process,
 or (a slow one) in an earlier process, kept as a small JSON file in the module cache
-(``history_file``), so that the build after an edit says how long it will take.
+(``history_file``), so that the build after an edit says how long it will take.  A
+stage that knows its own count of work (``advance``: the Jacobian's rows in ``lower``)
+says how far it is and how long the rest of that work takes at its pace, in the first
+build too; on a terminal too, such a stage prints a line every ``heartbeat`` seconds.
 
 ``DYNGEN_PROGRESS=0`` silences both; ``DYNGEN_PROGRESS=1`` prints the terminal form
 on any stream.
@@ -33,6 +36,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, Iterator, Literal, TextIO
@@ -148,6 +152,38 @@ def _seconds(value: float) -> str:
     return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
 
 
+class _Part:
+    """How far the running stage is through a counted piece of its work (``advance``)."""
+
+    def __init__(self, what: str, total: int, began: float) -> None:
+        self.what, self.total, self.began, self.done, self.at = what, total, began, 0, began
+
+    def text(self) -> str:
+        """``; Jacobian rows 1,200 of 3,969, about 25 s left for them`` (the pace so far)."""
+        left = ""
+        if 0 < self.done < self.total:
+            left = f", about {_seconds((self.at - self.began) / self.done * (self.total - self.done))} left for them"
+        return f"; {self.what} {self.done:,} of {self.total:,}{left}"
+
+
+_RUNNING: ContextVar["Progress | None"] = ContextVar("dyngen_progress", default=None)
+
+
+def advance(what: str, done: int, total: int) -> None:
+    """Within the stage that runs: ``done`` of ``total`` ``what`` are finished (call it
+    with 0 when that work begins; else its pace is counted from the stage's start).
+    Costs a context-variable lookup when no build is being reported."""
+    progress = _RUNNING.get()
+    running = progress._running if progress is not None else None
+    if running is None:
+        return
+    part = progress._part
+    now = progress.clock()
+    if part is None or part.what != what or part.total != total:
+        part = progress._part = _Part(what, total, now if done == 0 else running[1])
+    part.done, part.at = done, now
+
+
 class Progress:
     """Reports the stages of one build of ``label`` once it is slow.
 
@@ -192,6 +228,7 @@ class Progress:
         self._reported = 0  # of ``done``, in the log form
         self._running: tuple[str, float] | None = None  # the stage that runs: name, when it began
         self._alarm: list | None = None
+        self._part: _Part | None = None  # the running stage's counted work, if it says (advance)
         self._lock = threading.Lock()
 
     @property
@@ -238,17 +275,22 @@ class Progress:
             if self._running is not running:  # that stage has ended
                 return
             name, began = running
+            part = self._part
+            spent = self.clock() - began
             if self.form == "terminal":
                 if not self.shown:  # the build became slow during this stage
                     self.shown = True
                     self._print(f"{name} ...")
+                elif part is not None:
+                    self._print(f"{name}: running for {_seconds(spent)}{part.text()}")
+                self._arm(self.heartbeat)  # (a line only once the stage counts its work)
                 return
             self.shown = True
             self._report_done()
-            spent = self.clock() - began
             so_far = self._busy() + spent
             left = self._left(len(self.done), name, spent)
-            self._log(f"{name}: running for {_seconds(spent)} (build {_seconds(so_far)} so far{left})")
+            counted = part.text() if part is not None else ""
+            self._log(f"{name}: running for {_seconds(spent)} (build {_seconds(so_far)} so far{left}{counted})")
             self._arm(self.heartbeat)
 
     def _busy(self) -> float:
@@ -276,15 +318,18 @@ class Progress:
             else:
                 self._arm(self.heartbeat)
         failed = True
+        token = _RUNNING.set(self)
         try:
             yield
             failed = False
         finally:
+            _RUNNING.reset(token)
             with self._lock:
                 if self._alarm is not None:
                     _ALARMS.cancel(self._alarm)
                     self._alarm = None
                 self._running = None
+                self._part = None
                 if not failed:  # a stage that raised has no line: the error says what went wrong
                     self._finished(name, began)
 

@@ -200,6 +200,32 @@ def test_a_long_stage_is_reported_while_it_runs_never_minutes_of_silence(caplog)
     assert len(messages(caplog)) == count
 
 
+@pytest.mark.parametrize("form", ["log", "terminal"])
+def test_a_stage_that_counts_its_work_says_how_far_it_is_and_what_is_left_in_the_first_build(caplog, form: str) -> None:
+    """No earlier build to estimate from: the stage's own count (``advance``, as lower's
+    Jacobian rows) gives the line its position and the time left at its pace."""
+    caplog.set_level(logging.INFO, "dyngen")
+    stream = Terminal() if form == "terminal" else io.StringIO()
+    progress = Progress("big", stream=stream, delay=0.05, heartbeat=0.1)
+    dyngen.progress.advance("Jacobian rows", 1, 8)  # outside a stage: nothing to report to
+    with progress.stage("lower"):
+        dyngen.progress.advance("Jacobian rows", 0, 8)
+        for row in range(1, 9):
+            time.sleep(0.06)
+            dyngen.progress.advance("Jacobian rows", row, 8)
+    lines = stream.getvalue().splitlines() if form == "terminal" else messages(caplog)
+    counted = [line for line in lines if "lower: running for" in line]
+    assert counted, lines
+    found = [re.search(r"Jacobian rows (\d) of 8(, about ([\d.]+) s left for them)?", line) for line in counted]
+    assert all(found), counted
+    rows = [int(m[1]) for m in found]
+    assert rows == sorted(rows) and 1 <= rows[0] < 8
+    for m in found:  # the pace so far: about 0.06 s a row for the rows that are left
+        if m[3] is not None:
+            assert 0.03 * (8 - int(m[1])) <= float(m[3]) <= 0.5 * (8 - int(m[1])), m[0]
+    assert progress._part is None and dyngen.progress._RUNNING.get() is None  # nothing left behind
+
+
 def test_without_logging_configured_the_lines_go_to_stderr_without_carriage_returns(monkeypatch, capsys) -> None:
     unconfigured_logging(monkeypatch)
     clock = Clock()
