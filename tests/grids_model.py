@@ -164,7 +164,8 @@ class PlainKuramoto(System):
     """``n`` phase oscillators coupled all-to-all with equal weights, no large array in the
     model: under the array form's 64 elements the phases are traced element by element
     until the outer difference promotes them (``form``: ``"broadcast"``,
-    ``theta[None, :] - theta[:, None]``, or ``"outer"``, ``np.subtract.outer``)."""
+    ``theta[None, :] - theta[:, None]``, or ``"outer"``, ``np.subtract.outer``); ``"loops"``
+    writes the pairs as a Python double loop over the elements (element form throughout)."""
 
     def __init__(self, n, form):
         super().__init__()
@@ -177,11 +178,21 @@ class PlainKuramoto(System):
 
     def do_step(self, time):
         theta = self.states.theta
+        n = len(theta)
+        if self.form == "loops":
+            ders = np.zeros(n)
+            for i in range(n):
+                pull = 0.0
+                for j in range(n):
+                    pull = pull + np.sin(theta[j] - theta[i])
+                ders[i] = self.inputs.omega[i] + self.inputs.K / n * pull
+            self.ders.theta = ders
+            return
         if self.form == "broadcast":
             difference = theta[None, :] - theta[:, None]
         else:
             difference = np.subtract.outer(theta, theta).T
-        self.ders.theta = self.inputs.omega + self.inputs.K / len(theta) * np.sum(np.sin(difference), axis=1)
+        self.ders.theta = self.inputs.omega + self.inputs.K / n * np.sum(np.sin(difference), axis=1)
 
 
 def build_plain_kuramoto(n=40, form="broadcast"):
