@@ -39,6 +39,19 @@ def add_time(module: ModuleType, seconds: float) -> None:
     module.__dict__[_SECONDS] = module.__dict__.get(_SECONDS, 0.0) + seconds
 
 
+def own_state(module: ModuleType) -> bool | None:
+    """``own_integrators``' decision for ``module``: True or False once made, None
+    while it may still change (a small model that has not run long enough)."""
+    return module.__dict__.get(_OWN)
+
+
+def may_specialize(module: ModuleType) -> bool:
+    """Whether the next ``own_integrators(module)`` may decide anew (the shared
+    integrators have run it longer than ``SPECIALIZE_AFTER``, or never looked)."""
+    namespace = module.__dict__
+    return namespace.get(_SECONDS, 0.0) > SPECIALIZE_AFTER or _LOOKED not in namespace
+
+
 def own_integrators(module: ModuleType) -> bool:
     """Whether ``module`` has (now) its own compiled integrators: a ``--standalone``
     module, one already given them, one whose file of them an earlier process wrote,
