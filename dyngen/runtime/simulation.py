@@ -345,7 +345,7 @@ class Simulation:
             and (type(observer_dt) is float or type(observer_dt) is int) and observer_dt == stepping.observer_dt
             and fixed_step is stepping.fixed_step and integrator is stepping.integrator and not kwargs
             and not self._observers and self.standalone is stepping.standalone and self._model is stepping.model
-            and (watch := self._watch) is not None and watch.unchanged() and stepping.run.current()
+            and (watch := self._watch) is not None and watch.unchanged()
         ):  # fmt: skip
             return self._step(stepping.model, stepping)
         if not self._systems:
@@ -383,12 +383,13 @@ class Simulation:
         start = float(self._t)
         run = stepping.run
         try:
-            k, status, reached = run.run(start, model.peek_states(), p)
+            y = model.states_to_advance()  # advanced in place (the containers' buffer, or gathered anew)
+            k, status, reached = run.run(start, y, p)
             self._t = reached
-            if model.write_back(reached, run.y, p):  # new der/output keys: not a change of the model
+            if model.write_back(reached, y, p):  # new der/output keys: not a change of the model
                 self._watch = StructureWatch(self._systems, self._parameter_ids)
             if status != STATUS_SUCCESS:
-                raise run.error(stepping.integrator, k, status, start, reached, model.state_name)
+                raise run.error(k, status, start, reached, y, model.state_name)
             return reached
         except SolverError as error:
             raise SolverError(f"{error}{model.explain_failure(self._t, p)}") from None
@@ -709,7 +710,7 @@ class _Stepping:
         """Whether a call with these arguments on ``model`` is this one."""
         return (
             model is self.model and t == self.t and observer_dt == self.observer_dt and fixed_step is self.fixed_step
-            and integrator == self.integrator and standalone is self.standalone and self.run.current()
+            and integrator == self.integrator and standalone is self.standalone
         )  # fmt: skip
 
 

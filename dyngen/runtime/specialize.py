@@ -39,17 +39,19 @@ def add_time(module: ModuleType, seconds: float) -> None:
     module.__dict__[_SECONDS] = module.__dict__.get(_SECONDS, 0.0) + seconds
 
 
-def own_state(module: ModuleType) -> bool | None:
-    """``own_integrators``' decision for ``module``: True or False once made, None
-    while it may still change (a small model that has not run long enough)."""
-    return module.__dict__.get(_OWN)
+def own_decision(namespace: dict) -> bool | None:
+    """What ``own_integrators`` decided for the module of ``namespace`` (None: nothing yet)."""
+    return namespace.get(_OWN)
 
 
-def may_specialize(module: ModuleType) -> bool:
-    """Whether the next ``own_integrators(module)`` may decide anew (the shared
-    integrators have run it longer than ``SPECIALIZE_AFTER``, or never looked)."""
-    namespace = module.__dict__
-    return namespace.get(_SECONDS, 0.0) > SPECIALIZE_AFTER or _LOOKED not in namespace
+def decision_stands(namespace: dict, own: bool | None, specialize: bool) -> bool:
+    """Whether ``own_integrators`` (called when ``specialize``) would still decide ``own``
+    for the module of ``namespace``: ``own`` is its decision now (``None``: not made)
+    and nothing may change it yet (the shared integrators have not run the model
+    ``SPECIALIZE_AFTER`` seconds, and its file was looked for)."""
+    if namespace.get(_OWN) is not own:
+        return False
+    return own is not None or not specialize or (namespace.get(_SECONDS, 0.0) <= SPECIALIZE_AFTER and _LOOKED in namespace)
 
 
 def own_integrators(module: ModuleType) -> bool:
