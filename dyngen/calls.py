@@ -194,16 +194,22 @@ def _compile_inner(function: ast.FunctionDef, code: types.CodeType) -> types.Cod
 
 
 _CALL_CELL: Any = None  # types.CellType(traced_call), made below
+# per function: (its code, defaults and keyword defaults when converted, the conversion)
 _converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _GLOBALS_ASSIGNED: dict[types.CodeType, tuple[str, ...]] = {}
 
 
 def convert(function: types.FunctionType) -> types.FunctionType | None:
     """``function`` compiled again with its calls routed through ``traced_call``, or
-    None when its source is not available."""
-    done = _converted.get(function, False)
-    if done is not False:
-        return done
+    None when its source is not available.  Made again when the function's code,
+    defaults or keyword defaults were replaced since (a user's edit between two
+    builds: the conversion carries them)."""
+    done = _converted.get(function)
+    if (
+        done is not None and done[0] is function.__code__ and done[1] is function.__defaults__
+        and done[2] is function.__kwdefaults__
+    ):  # fmt: skip
+        return done[3]
     result = _converted_code(function.__code__)
     new = None
     if result is not None:
@@ -217,7 +223,7 @@ def convert(function: types.FunctionType) -> types.FunctionType | None:
             new.__qualname__ = function.__qualname__
             if assigned:
                 _GLOBALS_ASSIGNED[code] = assigned
-    _converted[function] = new
+    _converted[function] = (function.__code__, function.__defaults__, function.__kwdefaults__, new)
     return new
 
 

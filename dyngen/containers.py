@@ -28,7 +28,7 @@ class ContainerHook(Protocol):
 FOREIGN_HOOK: ContextVar[ContainerHook | None] = ContextVar("dyngen_foreign_hook", default=None)
 
 
-class Edits:
+class _Edits:
     """Counts of edits of model objects in this process, for ``simulate()``'s cheap checks.
 
     ``states``, ``derivatives`` and ``signals`` count the writes of entries of states,
@@ -39,19 +39,28 @@ class Edits:
     count with the one it saw may skip work it would otherwise repeat; any edit it
     cannot see (a class attribute, a module global, a list mutated in place) it must
     check itself.
+
+    One instance, ``Edits``, with ``__slots__``: its counts are read and written on every
+    ``simulate()`` and container write (a class attribute written invalidates the
+    interpreter's attribute caches of the class; a slot is read and written directly).
     """
 
-    states = 0
-    derivatives = 0
-    signals = 0
-    structure = 0
+    __slots__ = ("states", "derivatives", "signals", "structure")
 
-    @classmethod
-    def note_structure(cls) -> None:
-        cls.structure += 1
-        cls.states += 1
-        cls.derivatives += 1
-        cls.signals += 1
+    def __init__(self) -> None:
+        self.states = 0
+        self.derivatives = 0
+        self.signals = 0
+        self.structure = 0
+
+    def note_structure(self) -> None:
+        self.structure += 1
+        self.states += 1
+        self.derivatives += 1
+        self.signals += 1
+
+
+Edits = _Edits()
 
 
 def _same_kind(old: Any, new: Any) -> bool:

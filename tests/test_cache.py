@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dyngen.errors import RebuildWarning
 from dyngen.render import module_digest
 
 _SCRIPT = Path(sys.executable).with_name("dyngen")
@@ -240,8 +241,9 @@ def test_a_structural_change_rebuilds_the_same_simulation(model, cache: Path) ->
     b.add_pre_connection(connect_signals(a.outputs, "x0", b.inputs, "f"))
     after = sim.compile()
     assert after is not before and after.digest != before.digest
-    a.k = 2.5  # a plain attribute constant
-    assert sim.compile().digest != after.digest
+    a.k = 2.5  # a plain attribute constant: rebuilt, and the user is told how to avoid that
+    with pytest.warns(RebuildWarning, match=r"Osc\[0\]\.k changed \(2\.0 -> 2\.5\).*make_parameter\('Osc\[0\]\.k'\)"):
+        assert sim.compile().digest != after.digest
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import DyngenError, SolverError
 from .integrators import non_finite_states
-from .specialize import add_time, own_integrators
+from .specialize import add_time, decision_stands, own_decision, own_integrators
 
 EXPLICIT_METHODS = ("dopri5", "dop853")
 # The keyword arguments scipy's ode takes for these methods ("method" and
@@ -283,3 +283,55 @@ def run_recorded(
     return RecordedRun(
         times[:k], Y[:k] if with_states else None, OUT[:k] if with_observed else None, int(status), float(t), y, stats
     )
+
+
+class PreparedRun:
+    """``run_recorded`` without samples (a run without observers), its arguments made
+    once: what ``simulate()`` repeats when Python steps a model
+    (``for k in range(n): controller(); sim.simulate(dt, dt)``).
+
+    ``run(t0, y, p)`` integrates ``y`` in place and returns (samples, status, time
+    reached).  The routine is the one ``compiled_routine`` gives now: chosen again
+    when that may change (a small model given its own integrators, ``specialize.py``).
+    """
+
+    __slots__ = ("module", "method", "observer_dt", "times", "stats", "_arguments", "_from_zero", "_namespace", "_own", "_specialize", "_routine")
+
+    def __init__(
+        self, module: object, method: str, duration: float, observer_dt: float, options: Mapping, specialize: bool
+    ) -> None:  # fmt: skip
+        self.module, self.method, self._specialize = module, method, specialize
+        self._namespace = module.__dict__
+        self.observer_dt = float(observer_dt)
+        n_intervals = int(duration / observer_dt)
+        n_states = module.N_STATES
+        self.times = np.empty(n_intervals + 1)  # with the initial sample (a run from t = 0)
+        self.stats = np.zeros(4, dtype=np.int64)  # added up over the runs (read by nobody)
+        # the routine's arguments after (t0, y, p), made once: record_initial False, and True
+        # (run_recorded's start == 0: a run from t = 0 stores its start as the first sample)
+        settings = _settings_arguments(method, options)
+        rows, out = _no_rows(n_states), _no_rows(module.N_OBSERVED)
+        self._arguments, self._from_zero = (
+            (self.observer_dt, n_intervals, *settings, initial, False, False, self.times, rows, out, self.stats)
+            for initial in (False, True)
+        )  # fmt: skip
+        self._choose()
+
+    def _choose(self) -> None:
+        self._routine = compiled_routine(self.module, f"run_{self.method}", observe=False, specialize=self._specialize)
+        self._own = own_decision(self._namespace)
+
+    def run(self, t0: float, y: np.ndarray, p: np.ndarray) -> tuple[int, int, float]:
+        if not decision_stands(self._namespace, self._own, self._specialize):
+            self._choose()
+        begin = time.perf_counter()
+        k, status, t = self._routine(t0, y, p, *(self._arguments if t0 != 0 else self._from_zero))
+        add_time(self.module, time.perf_counter() - begin)
+        return k, status, t
+
+    def error(
+        self, k: int, status: int, t0: float, reached: float, y: np.ndarray, state_name: Callable[[int], str]
+    ) -> SolverError:  # fmt: skip
+        """The SolverError of a failed ``run`` of ``y`` (as ``RecordedRun.error`` words it)."""
+        failed = RecordedRun(self.times[:k], None, None, int(status), float(reached), y, self.stats)
+        return failed.error(self.method, t0, self.observer_dt, state_name)

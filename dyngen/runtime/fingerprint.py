@@ -26,14 +26,15 @@ so a fresh Simulation computes one fingerprint for both.
 
 from __future__ import annotations
 
+import dis
 import hashlib
 import operator
 import os
 import sys
 from functools import lru_cache, partial
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
-from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
+from types import BuiltinFunctionType, CodeType, FunctionType, MappingProxyType, ModuleType
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -525,19 +526,23 @@ class _RootsWatch:
 
     def __init__(
         self, obj: Any, key: Any, ident: Callable, roots_of: Callable, compute: Callable, roots: list | None,
-        same: Callable[[], bool] | None = None,
+        identities: _Identities | None = None,
     ) -> None:  # fmt: skip
         self.obj, self.key, self.ident, self.roots_of, self.compute = obj, key, ident, roots_of, compute
         self.roots = roots
-        self.same = same if roots is not None else None
+        # the quick test (StructureWatch merges those of its watches into one)
+        self.identities = identities if roots is not None else None
+        self.same = None if self.identities is None else self.identities.same
 
     @classmethod
     def of_function(cls, func: Any, key: Any, ident: Callable) -> "_RootsWatch":
-        return cls(func, key, ident, _function_roots, _function_key, _fixed_function_roots(func), _same_function(func))
+        roots = _fixed_function_roots(func)
+        return cls(func, key, ident, _function_roots, _function_key, roots, roots and _function_identities(func))
 
     @classmethod
     def of_class(cls, klass: type, key: Any, ident: Callable) -> "_RootsWatch":
-        return cls(klass, key, ident, _class_roots, _class_key, _class_roots(klass, fixed=True), _same_class(klass))
+        roots = _class_roots(klass, fixed=True)
+        return cls(klass, key, ident, _class_roots, _class_key, roots, roots and _class_identities(klass))
 
     def __call__(self) -> Any:
         if self.same is not None and self.same():  # the quick test: nothing it reads was replaced
@@ -552,81 +557,147 @@ class _RootsWatch:
 _cell_contents = operator.attrgetter("cell_contents")  # ValueError for an empty cell
 
 
-def _same_function(func: Any) -> Callable[[], bool] | None:
-    """For a plain Python function (or a bound method, or a numba dispatcher of one): a
-    quick test that every object ``_function_roots(func)`` holds is still the one it
-    holds now (a code, default, closure cell, attribute or global replaced: False);
-    None for other callables."""
+class _Identities:
+    """A quick test that objects still hold what they held: attributes and entries
+    (of dicts and class dicts) by identity, sizes, and names a dict must not hold.
+    One C-level getter per object (``attrgetter``/``itemgetter`` of all its names at
+    once), every value read compared in one pass; the tests of a watch's classes and
+    functions are merged into one (``extend``)."""
+
+    __slots__ = ("getters", "objects", "held", "sized", "sizes", "keys", "absent")
+
+    def __init__(self) -> None:
+        self.getters: list = []  # getters[i](objects[i]): a tuple of values, held[...] by identity
+        self.objects: list = []
+        self.held: list = []
+        self.sized: list = []  # len(sized[i]) == sizes[i]
+        self.sizes: list = []
+        self.keys: list = []  # keys[i] (a dict's live keys view) holds none of absent[i]
+        self.absent: list = []
+
+    def _read(self, getter: Callable, obj: Any, names: tuple) -> None:
+        if len(names) == 1:  # a getter of one name returns the value, not a tuple: read it twice
+            names *= 2
+        getter = getter(*names)
+        self.getters.append(getter)
+        self.objects.append(obj)
+        self.held.extend(getter(obj))
+
+    def attributes(self, obj: Any, *names: str) -> None:
+        self._read(operator.attrgetter, obj, names)
+
+    def entries(self, mapping: Any, names: Any, absent: Any = ()) -> None:
+        """``mapping`` (a dict, or a class's mappingproxy: bound to its dict for good)
+        holds ``names`` (the same values) and none of ``absent``."""
+        names = tuple(names)
+        if names:
+            self._read(operator.itemgetter, mapping, names)
+        if absent:
+            self.keys.append(mapping.keys())
+            self.absent.append(frozenset(absent))
+
+    def size(self, sized: Any) -> None:
+        self.sized.append(sized)
+        self.sizes.append(len(sized))
+
+    def extend(self, other: "_Identities") -> None:
+        for name in self.__slots__:
+            getattr(self, name).extend(getattr(other, name))
+
+    def same(self) -> bool:
+        try:  # a value gone (KeyError), an empty closure cell (ValueError): not the same
+            return (
+                all(map(operator.is_, chain.from_iterable(map(operator.call, self.getters, self.objects)), self.held))
+                and list(map(len, self.sized)) == self.sizes
+                and all(map(_isdisjoint, self.keys, self.absent))
+            )  # fmt: skip
+        except (KeyError, ValueError, AttributeError):
+            return False
+
+
+_isdisjoint = type({}.keys()).isdisjoint
+
+
+@lru_cache(maxsize=4096)
+def _loaded_globals(code: CodeType) -> frozenset[str]:
+    """The names a code object (and the functions, lambdas and class bodies inside it)
+    loads as globals or builtins (LOAD_GLOBAL, LOAD_NAME); the rest of ``co_names``
+    are attribute names."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _loaded_globals(const)
+    return frozenset(names)
+
+
+def _function_identities(func: Any) -> _Identities | None:
+    """For a plain Python function (or a bound method, or a numba dispatcher of one): the
+    identities ``_function_roots(func)`` holds -- its code, defaults, closure contents,
+    attributes, and its globals by name: every name of ``_global_names`` the globals
+    hold now (``_function_key`` keys them), and the names it loads as globals that they
+    do not hold (a global that would now shadow a builtin); None for other callables."""
     if isinstance(func, partial):
         return None
     inner = getattr(func, "__func__", func)
     inner = numba_python_function(inner) or inner
     if not isinstance(inner, FunctionType):
         return None
-    is_ = operator.is_
-    cells = inner.__closure__ or ()  # read-only: the same cells (and globals) for the function's life
-    try:
-        contents = list(map(_cell_contents, cells))
-    except ValueError:  # an empty cell
-        return None
-    code, defaults, kwdefaults = inner.__code__, inner.__defaults__, inner.__kwdefaults__
-    attributes = dict(inner.__dict__)
-    keys, values = list(attributes), list(attributes.values())
-    get = inner.__globals__.get
-    names = _global_names(code)
-    found = list(map(get, names, repeat(_ABSENT)))
-
-    def same() -> bool:
-        if inner.__code__ is not code or inner.__defaults__ is not defaults or inner.__kwdefaults__ is not kwdefaults:
-            return False
+    test = _Identities()
+    test.attributes(inner, "__code__", "__defaults__", "__kwdefaults__", "__dict__")  # (__dict__: made on first read)
+    for cell in inner.__closure__ or ():  # read-only: the same cells (and globals) for the function's life
         try:
-            if cells and not all(map(is_, map(_cell_contents, cells), contents)):
-                return False
-        except ValueError:
-            return False
-        now = inner.__dict__
-        if (now or keys) and (
-            len(now) != len(keys) or not all(map(is_, now, keys)) or not all(map(is_, now.values(), values))
-        ):
-            return False
-        return all(map(is_, map(get, names, repeat(_ABSENT)), found))
+            test.attributes(cell, "cell_contents")
+        except ValueError:  # an empty cell
+            return None
+    attributes = inner.__dict__
+    test.size(attributes)
+    test.entries(attributes, attributes)
+    globals_ = inner.__globals__
+    code = inner.__code__
+    names = _global_names(code)
+    loaded = _loaded_globals(code)
+    test.entries(globals_, [n for n in names if n in globals_], [n for n in names if n in loaded and n not in globals_])
+    return test
 
-    return same
+
+def _same_function(func: Any) -> Callable[[], bool] | None:
+    """For a plain Python function (or a bound method, or a numba dispatcher of one): a
+    quick test that every object ``_function_roots(func)`` holds is still the one it
+    holds now (a code, default, closure cell, attribute or global replaced: False);
+    None for other callables (``_function_identities``)."""
+    test = _function_identities(func)
+    return None if test is None else test.same
+
+
+def _class_identities(cls: type) -> _Identities | None:
+    """The identities ``_class_key(cls)`` is computed from: the class's MRO, the size of
+    the dict of each of the model's classes in it and the attributes it keys (not the
+    dunders), and those of their methods (``_function_identities``); None when a
+    method has none."""
+    test = _Identities()
+    test.attributes(cls, "__mro__")
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] in _FRAMEWORK_MODULES:
+            continue
+        attributes = vars(klass)
+        test.size(attributes)
+        keyed = [name for name in attributes if not (name.startswith("__") or name == "_abc_impl")]
+        test.entries(attributes, keyed)
+        for name in keyed:
+            value = attributes[name]
+            if callable(value) or isinstance(value, (staticmethod, classmethod)):
+                inner = _function_identities(value)
+                if inner is None:
+                    return None
+                test.extend(inner)
+    return test
 
 
 def _same_class(cls: type) -> Callable[[], bool] | None:
     """A quick test that the class's MRO, every attribute of the model's classes in it
     (by identity) and what their methods read are the objects they are now."""
-    is_ = operator.is_
-    mro = cls.__mro__
-    own = [klass for klass in mro if klass.__module__.split(".")[0] not in _FRAMEWORK_MODULES]
-    keys = [list(vars(klass)) for klass in own]
-    values = [list(vars(klass).values()) for klass in own]
-    tests = []
-    for klass in own:
-        for name, value in vars(klass).items():
-            if name.startswith("__") or name == "_abc_impl":
-                continue
-            if callable(value) or isinstance(value, (staticmethod, classmethod)):
-                test = _same_function(value)
-                if test is None:
-                    return None
-                tests.append(test)
-    plan = list(zip(own, keys, values))
-
-    def same() -> bool:
-        if cls.__mro__ is not mro:
-            return False
-        for klass, names, objects in plan:
-            now = vars(klass)
-            if len(now) != len(names) or not all(map(is_, now.values(), objects)) or not all(map(is_, now, names)):
-                return False
-        for test in tests:
-            if not test():
-                return False
-        return True
-
-    return same
+    test = _class_identities(cls)
+    return None if test is None else test.same
 
 
 class StructureWatch:
@@ -656,9 +727,11 @@ class StructureWatch:
         self.flat = ident.flat  # the tree's systems in walk order (CompiledModel binds by them)
         self.persistent = None if ident.opaque else tree  # what structure_key hashes
         # per volatile part: the quick identity test of a function or class watch (or
-        # None), then the part computed again when that fails (made at the first test:
-        # a fresh Simulation's first run needs none)
+        # None), then the part computed again when that fails; and the quick tests merged
+        # into one, with the parts that have none (made at the first test: a fresh
+        # Simulation's first run needs none)
         self._tests: list[tuple[Callable[[], bool] | None, Callable[[], Any], Any]] | None = None
+        self._quick: tuple[_Identities, list[tuple[Callable[[], Any], Any]]] | None = None
 
     @property
     def key(self) -> tuple:
@@ -671,16 +744,32 @@ class StructureWatch:
         """True when the fingerprint is certainly still ``key``; False when it may differ."""
         if Edits.structure != self._edits:
             return False
-        tests = self._tests
-        if tests is None:
-            tests = self._tests = [
-                (recompute.same if isinstance(recompute, _RootsWatch) else None, recompute, key)
-                for recompute, key in self._volatile
-            ]  # fmt: skip
-        for same, recompute, key in tests:
+        quick = self._quick
+        if quick is None:
+            quick = self._quick = self._merged()
+        if quick[0].same():  # every class and function watched: nothing it reads was replaced
+            for recompute, key in quick[1]:  # the values that can change in place: keyed again
+                if recompute() != key:
+                    return False
+            return True
+        for same, recompute, key in self._tests:  # something was: which, and does it change the key
             if (same is None or not same()) and recompute() != key:
                 return False
         return True
+
+    def _merged(self) -> tuple[_Identities, list[tuple[Callable[[], Any], Any]]]:
+        """The quick tests of the volatile parts as one (``_Identities``), and the parts
+        that have none; sets ``_tests``, the parts one by one."""
+        merged, others = _Identities(), []
+        self._tests = []
+        for recompute, key in self._volatile:
+            identities = recompute.identities if isinstance(recompute, _RootsWatch) else None
+            self._tests.append((None if identities is None else identities.same, recompute, key))
+            if identities is None:
+                others.append((recompute, key))
+            else:
+                merged.extend(identities)
+        return merged, others
 
 
 @lru_cache(maxsize=4096)

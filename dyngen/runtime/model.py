@@ -98,9 +98,10 @@ class CompiledModel:
         ]  # fmt: skip
         self._float_index = plan.float_index  # read only
         # both, written with one map(): floats first, then arrays
-        self._computed_slots = _new(_Slots, (float_containers + array_containers, plan.float_keys + plan.array_keys, ()))
+        self._computed_containers = float_containers + array_containers
+        self._computed_keys = plan.float_keys + plan.array_keys
         self._state_views_at = -1  # Edits.states after the last write-back
-        self._signal_views_at = (-1, -1)  # Edits.derivatives, Edits.signals after the last write-back
+        self._derivatives_at = self._signals_at = -1  # Edits.derivatives, Edits.signals after the last write-back
         self._keys_seen_at = -1  # Edits.structure when every written key was last seen present
         self._parameters: np.ndarray | None = None  # the last gathered, while Edits.signals stands
         self._parameters_at = -1
@@ -213,9 +214,11 @@ class CompiledModel:
             )
         return y if y.flags.aligned else y.copy()  # numba takes aligned arrays only
 
-    def peek_states(self) -> np.ndarray:
-        """``gather_states()`` without its copy when the buffer is current: for a caller
-        that only reads it (and does not keep it past the next write-back)."""
+    def states_to_advance(self) -> np.ndarray:
+        """The state vector for a run that advances it in place and then calls
+        ``write_back`` with it: the buffer the containers' states are views of, while
+        they are (the run moves them, as the write-back would), else the states
+        gathered anew."""
         if Edits.states == self._state_views_at:
             return self._state_buffer
         return self.gather_states()
@@ -276,26 +279,27 @@ class CompiledModel:
         Returns True when a container got a key it did not have (e.g. ders that
         ``__init__`` did not create).
         """
-        self._state_buffer[:] = y
-        self._observe(t, self._state_buffer, p, self._observed_buffer)
+        buffer, observed, edits = self._state_buffer, self._observed_buffer, Edits
+        if y is not buffer:  # (states_to_advance: a run advanced the buffer itself)
+            buffer[:] = y
+        self._observe(t, buffer, p, observed)
         added = False
-        if Edits.states != self._state_views_at:  # a state was set (or removed: a structure edit)
+        if edits.states != self._state_views_at:  # a state was set (or removed: a structure edit)
             self._state_views.place()
-        if (Edits.derivatives, Edits.signals) != self._signal_views_at:  # an entry was replaced or removed
-            if Edits.structure != self._keys_seen_at:  # only a structure edit removes a key
+        if edits.derivatives != self._derivatives_at or edits.signals != self._signals_at:  # an entry replaced or removed
+            if edits.structure != self._keys_seen_at:  # only a structure edit removes a key
                 added = not (self._array_slots.all_present() and self._float_slots.all_present())
-        values = self._observed_buffer[self._float_index].tolist()
+        values = observed[self._float_index].tolist()
         if self._array_views:  # copies: an array an observer kept stays as it was (and holds no large buffer)
-            values += map(np.ndarray.copy, self._array_views)
-        self._computed_slots.set_all(values)
-        self._keys_seen_at = Edits.structure
+            values += map(_copy_array, self._array_views)
+        any(map(_setitem, self._computed_containers, self._computed_keys, values))  # None each: runs them all
+        self._keys_seen_at = edits.structure
         # other models of these systems must not trust their views or parameters now
-        signals = Edits.signals
+        signals = edits.signals
         parameters_current = signals == self._parameters_at
-        Edits.states = self._state_views_at = Edits.states + 1
-        Edits.derivatives = derivatives = Edits.derivatives + 1
-        Edits.signals = signals = signals + 1
-        self._signal_views_at = (derivatives, signals)
+        edits.states = self._state_views_at = edits.states + 1
+        edits.derivatives = self._derivatives_at = edits.derivatives + 1
+        edits.signals = self._signals_at = signals = signals + 1
         if parameters_current:  # this write-back changed no parameter
             self._parameters_at = signals
         return added
@@ -396,6 +400,8 @@ class _Plan(NamedTuple):
 
 
 _new = tuple.__new__  # a NamedTuple made without its Python-level __new__
+_setitem = dict.__setitem__  # a container's entry, stored as it is (no conversion, no count)
+_copy_array = np.ndarray.copy
 _FLOAT_ONLY = frozenset((float,))
 
 # Per loaded module, per structure_key: the plan the trees of that structure bind by.

@@ -25,7 +25,7 @@ from ..pipeline import BuildResult, build, default_name, reuse_loaded
 from ..progress import Progress, history_file
 from ..system import TrackedList
 from ..tree import check_not_dynode, walk
-from .compiled import EXPLICIT_METHODS, STATUS_SUCCESS, CompiledExplicitIntegrator, run_recorded
+from .compiled import EXPLICIT_METHODS, STATUS_SUCCESS, CompiledExplicitIntegrator, PreparedRun, run_recorded
 from .events import flush_event_chunks, simulate_with_events  # (imported in a function: 1.2 us a call)
 from .fingerprint import StructureWatch, structure_key
 from .integrators import (
@@ -80,8 +80,7 @@ class Simulation:
         self._model: CompiledModel | None = None
         self._watch: StructureWatch | None = None  # the structure the module was built for
         self._progress: Progress | None = None  # of the last build, until its first run
-        # simulate(t, observer_dt) without options: (observer_dt, fixed_step, dynode_options) of the last one
-        self._stepping_options: tuple[Any, Any, Mapping[str, Any]] = _NO_STEPPING_OPTIONS
+        self._stepping: _Stepping | None = None  # the last simulate() without observers and options
         # attributes traced as parameters (make_parameter): (id(system), name) -> system
         self._parameters: dict[tuple[int, str], Any] = {}
         self._parameter_ids: frozenset[tuple[int, str]] = frozenset()
@@ -340,10 +339,19 @@ class Simulation:
         Implicit methods get the generated Jacobian.
         Returns the time reached.
         """
+        stepping = self._stepping
+        if (  # the same call as the last one, on the same model (a loop stepping it): its run again
+            stepping is not None and (type(t) is float or type(t) is int) and t == stepping.t
+            and (type(observer_dt) is float or type(observer_dt) is int) and observer_dt == stepping.observer_dt
+            and fixed_step is stepping.fixed_step and integrator is stepping.integrator and not kwargs
+            and not self._observers and self.standalone is stepping.standalone and self._model is stepping.model
+            and (watch := self._watch) is not None and watch.unchanged()
+        ):  # fmt: skip
+            return self._step(stepping.model, stepping)
         if not self._systems:
             raise SimulationError("Need at least 1 system in the simulation!")
         if not (
-            type(t) is float and type(observer_dt) is float  # the usual call, checked quickly (NaN fails here)
+            (type(t) is float or type(t) is int) and (type(observer_dt) is float or type(observer_dt) is int)  # the usual call, checked quickly (NaN fails here)
             and 0.0 <= t <= _FLOAT_MAX and 0.0 < observer_dt <= _FLOAT_MAX and t / observer_dt <= _FLOAT_MAX
         ):  # fmt: skip
             check_run_arguments(t, observer_dt)
@@ -358,30 +366,33 @@ class Simulation:
         progress = self._progress
         if progress is None:
             if not kwargs and not self._observers and integrator in EXPLICIT_METHODS and not _has_events(model):  # stepping from Python
-                p = model.peek_parameters()  # read only: by the run and the write-back
-                options = self._stepping_options
-                if options[0] != observer_dt or options[1] is not fixed_step:  # dynode_options, remembered
-                    options = self._stepping_options = _stepping_options(observer_dt, fixed_step)
-                start = float(self._t)
-                try:  # _run_compiled without recorders, inline
-                    run = run_recorded(
-                        model.module, integrator, start, model.peek_states(), p, t, observer_dt, options[2],
-                        start == 0, False, False, self.standalone is not False,
-                    )  # fmt: skip
-                    self._t = reached = run.t_reached
-                    if model.write_back(reached, run.y, p):  # new der/output keys: not a change of the model
-                        self._watch = StructureWatch(self._systems, self._parameter_ids)
-                    if run.status != STATUS_SUCCESS:
-                        raise run.error(integrator, start, observer_dt, model.state_name)
-                    return reached
-                except SolverError as error:
-                    raise SolverError(f"{error}{model.explain_failure(self._t, p)}") from None
+                stepping = self._stepping
+                if stepping is None or not stepping.fits(model, t, observer_dt, fixed_step, integrator, self.standalone):
+                    stepping = self._stepping = _Stepping(model, t, observer_dt, fixed_step, integrator, self.standalone)
+                return self._step(model, stepping)
             return self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
         self._progress = None
         with progress.stage("numba compile (first run) and integrate"):
             reached = self._simulate(model, t, observer_dt, fixed_step, integrator, kwargs)
         model.module.__dict__[_RAN] = True  # compiled: a fresh Simulation of it has no first-run stage
         return reached
+
+    def _step(self, model: CompiledModel, stepping: "_Stepping") -> float:
+        """A run without observers as one compiled call (``stepping``'s, prepared once)."""
+        p = model.peek_parameters()  # read only: by the run and the write-back
+        start = float(self._t)
+        run = stepping.run
+        try:
+            y = model.states_to_advance()  # advanced in place (the containers' buffer, or gathered anew)
+            k, status, reached = run.run(start, y, p)
+            self._t = reached
+            if model.write_back(reached, y, p):  # new der/output keys: not a change of the model
+                self._watch = StructureWatch(self._systems, self._parameter_ids)
+            if status != STATUS_SUCCESS:
+                raise run.error(k, status, start, reached, y, model.state_name)
+            return reached
+        except SolverError as error:
+            raise SolverError(f"{error}{model.explain_failure(self._t, p)}") from None
 
     def ensemble(
         self,
@@ -634,7 +645,6 @@ def check_run_arguments(t: Any, observer_dt: Any) -> None:
 
 
 _ABSENT = object()  # a key a container did not hold (reset() leaves it)
-_NO_STEPPING_OPTIONS: tuple[Any, Any, Mapping[str, Any]] = (None, None, MappingProxyType({}))  # none yet
 _RAN = "_dyngen_ran"  # set in a generated module's namespace once a Simulation's first run of it ended
 
 
@@ -678,18 +688,37 @@ def _resolved_place(model_file: str, cwd: str | None) -> tuple[str, str]:
     return str(path.resolve().parent), path.name
 
 
-def _stepping_options(observer_dt: Any, fixed_step: Any) -> tuple[Any, Any, Mapping[str, Any]]:
-    """``(observer_dt, fixed_step, dynode_options(observer_dt, fixed_step, {}))``, read
-    only; shared by every Simulation for plain floats and bools (compiled.py then knows
-    the settings by the mapping's identity, also in a fresh Simulation)."""
-    if type(fixed_step) is bool and type(observer_dt) is float:
-        return _shared_stepping_options(observer_dt, fixed_step)
-    return (observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {})))
+class _Stepping:
+    """A ``simulate(t, observer_dt, fixed_step, integrator)`` without observers and
+    options, as the last call made it: its arguments and its compiled run, prepared
+    once (``PreparedRun``).  ``simulate()`` repeats it while the call, the model (the
+    bound module) and the tree are the same; every value the run reads (states,
+    parameters) is read at each call."""
+
+    __slots__ = ("model", "t", "observer_dt", "fixed_step", "integrator", "standalone", "run")
+
+    def __init__(
+        self, model: CompiledModel, t: Any, observer_dt: Any, fixed_step: Any, integrator: str, standalone: Any
+    ) -> None:  # fmt: skip
+        self.model, self.fixed_step, self.integrator, self.standalone = model, fixed_step, integrator, standalone
+        self.t, self.observer_dt = float(t), float(observer_dt)  # checked numbers
+        options = _shared_stepping_options(observer_dt, fixed_step) if type(fixed_step) is bool and type(
+            observer_dt) is float else MappingProxyType(dynode_options(observer_dt, fixed_step, {}))  # fmt: skip
+        self.run = PreparedRun(model.module, integrator, t, observer_dt, options, standalone is not False)
+
+    def fits(self, model: CompiledModel, t: Any, observer_dt: Any, fixed_step: Any, integrator: str, standalone: Any) -> bool:
+        """Whether a call with these arguments on ``model`` is this one."""
+        return (
+            model is self.model and t == self.t and observer_dt == self.observer_dt and fixed_step is self.fixed_step
+            and integrator == self.integrator and standalone is self.standalone
+        )  # fmt: skip
 
 
 @lru_cache(maxsize=64)
-def _shared_stepping_options(observer_dt: float, fixed_step: bool) -> tuple[float, bool, Mapping[str, Any]]:
-    return (observer_dt, fixed_step, MappingProxyType(dynode_options(observer_dt, fixed_step, {})))
+def _shared_stepping_options(observer_dt: float, fixed_step: bool) -> Mapping[str, Any]:
+    """``dynode_options(observer_dt, fixed_step, {})``, read only; shared by every
+    Simulation (compiled.py then knows the settings by the mapping's identity)."""
+    return MappingProxyType(dynode_options(observer_dt, fixed_step, {}))
 
 
 @lru_cache(maxsize=64)

@@ -39,6 +39,21 @@ def add_time(module: ModuleType, seconds: float) -> None:
     module.__dict__[_SECONDS] = module.__dict__.get(_SECONDS, 0.0) + seconds
 
 
+def own_decision(namespace: dict) -> bool | None:
+    """What ``own_integrators`` decided for the module of ``namespace`` (None: nothing yet)."""
+    return namespace.get(_OWN)
+
+
+def decision_stands(namespace: dict, own: bool | None, specialize: bool) -> bool:
+    """Whether ``own_integrators`` (called when ``specialize``) would still decide ``own``
+    for the module of ``namespace``: ``own`` is its decision now (``None``: not made)
+    and nothing may change it yet (the shared integrators have not run the model
+    ``SPECIALIZE_AFTER`` seconds, and its file was looked for)."""
+    if namespace.get(_OWN) is not own:
+        return False
+    return own is not None or not specialize or (namespace.get(_SECONDS, 0.0) <= SPECIALIZE_AFTER and _LOOKED in namespace)
+
+
 def own_integrators(module: ModuleType) -> bool:
     """Whether ``module`` has (now) its own compiled integrators: a ``--standalone``
     module, one already given them, one whose file of them an earlier process wrote,
