@@ -11,8 +11,12 @@ factorised, as CVODE decides it:
   meanwhile Newton's corrections with the old factor are scaled by ``2 / (1 + ratio)``
   (``ratio``: the factor's c over this step's; exact for the stiff and the non-stiff
   components' mean);
+- while ``||J|| <= NONSTIFF * c`` for this step's c and the factor's (early steps, tiny h),
+  both iteration matrices are ``c I`` to 20%: the factor is kept whatever c does, and
+  corrections are not scaled;
 - after an accepted step h grows only by ``KEEP_GROWTH`` or more (else it stays, and
-  with it c and the factor); it shrinks only after a failed step;
+  with it c and the factor: growing by 1.5-2x would cost a new LU for few steps saved);
+  it shrinks only after a failed step;
 - Newton stops when its correction, shrunk by the estimated convergence rate, is below
   ``NEWTON_TOL`` of what the error test allows (at most ``NEWTON_MAXITER`` iterations).
 
@@ -43,7 +47,9 @@ NEWTON_MAXITER = 4
 NEWTON_TOL = 0.03  # of the error test's bound, in its norm (CVODE: 0.1)
 REFACTOR_RATIO = 1.5  # a new LU when c = alpha_k / h moved by more than this factor from the factor's
 REFACTOR_STEPS = 50  # ... or after this many steps with the same Jacobian
-KEEP_GROWTH = 1.5  # after an accepted step h grows by at least this factor, or stays
+KEEP_GROWTH = 2.0  # after an accepted step h grows by at least this factor, or stays
+# While ||J|| <= NONSTIFF * c for both c's, c I - J is c I to 20%: the kept factor serves any c (unscaled).
+NONSTIFF = 0.2
 MIN_FACTOR, MAX_FACTOR = 0.2, 10.0
 _EPS = np.finfo(float).eps
 
@@ -136,6 +142,8 @@ class SparseBdfIntegrator:
         self._U = np.zeros((n, rank)) if rank else None
         self._V = np.zeros((n, rank)) if rank else None
         self._dy = np.empty(n)
+        self._rows = np.asarray(module.JAC_ROWS, dtype=np.int64)
+        self._jac_norm = np.inf  # ||J||_inf (a bound with a low-rank part) at the last Jacobian
         self._t_bound = float(t_bound)
         self._state_name = state_name
         self.stats = dict.fromkeys(
@@ -212,6 +220,9 @@ class SparseBdfIntegrator:
             if self._U is not None:
                 module.jac_lowrank(t, y, self._p, self._U, self._V)
             self.stats["jacobians"] += 1
+            self._jac_norm = float(np.bincount(self._rows, weights=np.abs(self._jac), minlength=self._n).max(initial=0.0))
+            if self._U is not None:
+                self._jac_norm += float(np.abs(self._U).max(axis=0) @ np.abs(self._V).sum(axis=0))
             self._jac_steps = 0
             self._jac_current = True
         self._solver = factor_shifted(self._pattern, self._jac, c, self._U, self._V)
@@ -220,6 +231,10 @@ class SparseBdfIntegrator:
         self.stats["factorizations"] += 1
         return self._solver is not None
 
+    def _nonstiff(self, c: float) -> bool:
+        """Whether ``c I - J`` and the factor's ``c_lu I - J`` are both ``c I`` to NONSTIFF."""
+        return self._jac_norm <= NONSTIFF * min(c, self._c_lu)
+
     def _newton(
         self, t_new: float, y_predict: np.ndarray, c: float, psi: np.ndarray, scale: np.ndarray, order: int
     ) -> tuple[bool, int, np.ndarray, np.ndarray]:
@@ -227,7 +242,8 @@ class SparseBdfIntegrator:
         with the kept factor: ``(converged, iterations, y, d)``."""
         solver, c_lu = self._solver, self._c_lu
         ratio = c_lu / c  # the factor's gamma over this step's (gamma = 1/c)
-        scaling = 2.0 / (1.0 + ratio)  # CVODE's correction for an old gamma (1 when the factor is current)
+        # CVODE's correction for an old gamma (1 when the factor is current or both matrices are c I to 10%)
+        scaling = 1.0 if self._nonstiff(c) else 2.0 / (1.0 + ratio)
         bound = NEWTON_TOL / ERROR_CONST[order]
         y = y_predict.copy()
         d = np.zeros(self._n)
@@ -287,7 +303,7 @@ class SparseBdfIntegrator:
             c = ALPHA[order] / h
             if (
                 self._solver is None or self._jac_steps >= REFACTOR_STEPS
-                or not 1.0 / REFACTOR_RATIO <= c / self._c_lu <= REFACTOR_RATIO
+                or not (1.0 / REFACTOR_RATIO <= c / self._c_lu <= REFACTOR_RATIO or self._nonstiff(c))
             ):  # fmt: skip
                 if not self._refactor(t, D[0], c, new_jacobian=not self._jac_current):
                     return "singular"
