@@ -9,8 +9,8 @@ factorised, as CVODE decides it:
   SuperLU factor only when c moved by more than ``REFACTOR_RATIO`` from the factor's,
   after ``REFACTOR_STEPS`` steps, or when Newton's iteration fails with an old one;
   meanwhile Newton's corrections with the old factor are scaled by ``2 / (1 + ratio)``
-  (``ratio``: the factor's c over this step's; exact for the stiff and the non-stiff
-  components' mean);
+  (``ratio``: the factor's c over this step's; the right scaling is 1 for non-stiff
+  components and ``1 / ratio`` for stiff ones, and this is their harmonic mean);
 - while ``||J|| <= NONSTIFF * c`` for this step's c and the factor's (early steps, tiny h),
   both iteration matrices are ``c I`` to 20%: the factor is kept whatever c does, and
   corrections are not scaled;
@@ -51,7 +51,6 @@ KEEP_GROWTH = 2.0  # after an accepted step h grows by at least this factor, or 
 # While ||J|| <= NONSTIFF * c for both c's, c I - J is c I to 20%: the kept factor serves any c (unscaled).
 NONSTIFF = 0.2
 MIN_FACTOR, MAX_FACTOR = 0.2, 10.0
-_EPS = np.finfo(float).eps
 
 # Shampine & Reichelt's NDF coefficients, as scipy's BDF (kappa = 0: the BDF of that order).
 KAPPA = np.array([0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0])
@@ -158,6 +157,8 @@ class SparseBdfIntegrator:
         """Step until a step covers ``t_end``; the state there from the interpolating polynomial."""
         start = self.t
         t_end = float(t_end)
+        if t_end > self._t_bound:
+            raise DyngenError(f"sparse_bdf: t_end = {t_end!r} is past t_bound = {self._t_bound!r}, where it stops")
         while self._t < t_end:
             reason = self._step()
             if reason is not None:
