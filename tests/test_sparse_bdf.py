@@ -199,6 +199,10 @@ def test_options_and_models_it_cannot_take_are_refused() -> None:
         sim.simulate(0.1, 0.1, fixed_step=True, integrator="sparse_bdf")
     with pytest.raises(DyngenError, match=r"rtol must be > 0"):
         sim.simulate(0.1, 0.1, integrator="sparse_bdf", rtol=0.0)
+    model = sim._model
+    solver = SparseBdfIntegrator(sim.module, model.gather_parameters(), 0.0, model.gather_states(), 0.5, {}, str)
+    with pytest.raises(DyngenError, match=r"t_end = 0.6 is past t_bound = 0.5"):
+        solver.advance(0.6)
     n = DENSE_MAX_STATES + 1
     dense = types.SimpleNamespace(N_STATES=n, JAC_NNZ=n * n // 5, NO_JACOBIAN=None)
     with pytest.raises(DyngenError, match=r"'sparse_bdf'.*Jacobian.*dense.*'dopri5'"):
