@@ -1,6 +1,7 @@
-"""Issue 15 (stiff methods at scale): rodas4 on the sparse Jacobian against scipy's BDF.
+"""Issue 15 (stiff methods at scale): rodas4 and sparse_bdf on the sparse Jacobian against scipy's BDF.
 
-    python benchmarks/stiff_sparse.py [--n 64 128] [--t-end 1.0] [--rtol 1e-6] [--atol 1e-8] [--repeats 3] [--reference]
+    python benchmarks/stiff_sparse.py [--n 64 128] [--t-end 1.0] [--rtol 1e-6] [--atol 1e-8] [--repeats 3]
+                                      [--reference [--reference-cache DIR]] [--columns sparse_bdf dyngen_bdf bdf_fd ...]
     python benchmarks/stiff_sparse.py --crossover        # dense vs sparse rodas4, 128-512 states
     python benchmarks/stiff_sparse.py --sweep --n 32 --t-end 5   # rodas4 and BDF over tolerances
 
@@ -13,6 +14,9 @@ both axes (dyngen's n-D array form).  Columns, all with the same rtol/atol from 
   (``dyngen/runtime/sparse_stiff.py``).
 - **rodas4 krylov**: the same with ``linear_solver="krylov"``: GMRES on each step's exact
   iteration matrix, preconditioned by a kept SuperLU factor (``dyngen/runtime/stage_solvers.py``).
+- **dyngen sparse_bdf**: ``simulate(..., integrator="sparse_bdf")``: dyngen's own BDF/NDF
+  that keeps its SuperLU factor across steps (``dyngen/runtime/sparse_bdf.py``); steps,
+  factorisations (LUs) and triangular solves from a separate run of the integrator.
 - **dyngen BDF**: ``simulate(..., integrator="BDF")``: scipy's BDF given dyngen's exact
   sparse Jacobian, its iteration matrices factorised as rodas4 does (a minimum-degree
   ordering instead of scipy's COLAMD).
@@ -23,10 +27,12 @@ both axes (dyngen's n-D array form).  Columns, all with the same rtol/atol from 
 - **scipy BDF, exact jac**: the same with dyngen's exact sparse Jacobian (a CSC
   matrix from ``jac_values``) and scipy's own LU.
 
-Times are medians over ``--repeats`` runs; the build (trace to module) and the numba
-compilation are reported once, separately.  ``max |diff|`` is the largest difference
-of the final states from scipy's BDF with the exact Jacobian; ``err`` (with
-``--reference``) the largest difference from rodas4 at rtol 1e-10, atol 1e-12.
+Times are medians over ``--repeats`` rounds, each round running every column once (so
+that the load of a shared machine falls on all alike); the build (trace to module) and
+the numba compilation are reported once, separately.  ``max |diff|`` is the largest
+difference of the final states from scipy's BDF with the exact Jacobian (with the FD one
+when that column is not run); ``err`` (with ``--reference``) the largest difference from
+rodas4 at rtol 1e-10, atol 1e-12 (``--reference-cache``: kept between runs).
 """
 
 from __future__ import annotations
@@ -55,11 +61,47 @@ def median_time(run, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def measure(n: int, t_end: float, rtol: float, atol: float, repeats: int, reference: bool) -> dict:
+def interleaved(runs: dict, repeats: int) -> tuple[dict, dict]:
+    """Medians of ``repeats`` runs of each, every method once per round (so that the load
+    of a shared machine falls on all columns alike), and each one's last result."""
+    times: dict = {name: [] for name in runs}
+    results: dict = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            results[name] = run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}, results
+
+
+def reference_state(module, p, y0, n: int, t_end: float, state_name, cache: str | None) -> np.ndarray:
+    """rodas4 at rtol 1e-10, atol 1e-12 (kept in ``cache`` as a .npy file when given: 128x128 takes minutes)."""
+    from dyngen.runtime.sparse_stiff import SparseRosenbrockIntegrator
+
+    path = Path(cache) / f"brusselator_{n}_t{t_end:g}.npy" if cache else None
+    if path is not None and path.exists():
+        return np.load(path)
+    tight = SparseRosenbrockIntegrator(module, p, 0.0, y0, {"rtol": 1e-10, "atol": 1e-12}, state_name)
+    tight.advance(t_end)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, tight.y)
+    return tight.y
+
+
+COLUMNS = ("rodas4", "krylov", "dyngen_bdf", "sparse_bdf", "bdf_fd", "bdf_exact")
+
+
+def measure(
+    n: int, t_end: float, rtol: float, atol: float, repeats: int, reference: bool, columns: tuple = COLUMNS,
+    reference_cache: str | None = None,
+) -> dict:  # fmt: skip
     import brusselator
     from scipy.integrate import solve_ivp
 
     from dyngen.runtime.integrators import jacobian_callable
+    from dyngen.runtime.sparse_bdf import SparseBdfIntegrator
+    from dyngen.runtime.sparse_stiff import SparseRosenbrockIntegrator
 
     start = time.perf_counter()
     sim = brusselator.build(n)
@@ -67,9 +109,10 @@ def measure(n: int, t_end: float, rtol: float, atol: float, repeats: int, refere
     built = time.perf_counter()
     p = sim._model.gather_parameters()
     y0 = sim._model.gather_states()
+    state_name = sim._model.state_name
     module.rhs(0.0, y0, p, np.empty(module.N_STATES))
     module.jac_values(0.0, y0, p, np.empty(module.JAC_NNZ))
-    for method in ("rodas4", "BDF"):  # the first simulate() compiles observe (write-back of ders and outputs)
+    for method in ("rodas4", "BDF", "sparse_bdf"):  # the first simulate() compiles observe (write-back of ders and outputs)
         brusselator.build(n).simulate(1e-3 * t_end, 1e-3 * t_end, integrator=method, rtol=rtol, atol=atol)
     compiled = time.perf_counter()
 
@@ -101,33 +144,40 @@ def measure(n: int, t_end: float, rtol: float, atol: float, repeats: int, refere
 
         return run
 
-    from dyngen.runtime.sparse_stiff import SparseRosenbrockIntegrator
-
-    counter = SparseRosenbrockIntegrator(module, p, 0.0, y0, {"rtol": rtol, "atol": atol}, sim._model.state_name)
-    counter.advance(t_end)  # the warm-up run (numba's first calls), which counts the steps
-    options = {"rtol": rtol, "atol": atol, "linear_solver": "krylov"}
-    counter_krylov = SparseRosenbrockIntegrator(module, p, 0.0, y0, options, sim._model.state_name)
-    counter_krylov.advance(t_end)
-    krylov, y_krylov = median_time(dyngen_run("rodas4", linear_solver="krylov"), repeats)
-    ours, y_ours = median_time(dyngen_run("rodas4"), repeats)
-    dyngen_bdf, y_bdf = median_time(dyngen_run("BDF"), repeats)
-    fd, (y_fd, sol_fd) = median_time(bdf(jac_sparsity=pattern), repeats)
-    ex, (y_ex, sol_ex) = median_time(bdf(jac=exact), repeats)
+    counts: dict = {}  # the step counts, from a run of each integrator itself (not load-dependent)
+    if "rodas4" in columns:
+        counter = SparseRosenbrockIntegrator(module, p, 0.0, y0, {"rtol": rtol, "atol": atol}, state_name)
+        counter.advance(t_end)
+        counts["rodas4"] = int(counter.stats[0])
+    if "krylov" in columns:
+        options = {"rtol": rtol, "atol": atol, "linear_solver": "krylov"}
+        counter_krylov = SparseRosenbrockIntegrator(module, p, 0.0, y0, options, state_name)
+        counter_krylov.advance(t_end)
+        counts["krylov"] = (int(counter_krylov.stats[0]), counter_krylov.linear_stats)
+    if "sparse_bdf" in columns:
+        counter_bdf = SparseBdfIntegrator(module, p, 0.0, y0, t_end, {"rtol": rtol, "atol": atol}, state_name)
+        counter_bdf.advance(t_end)
+        counts["sparse_bdf"] = dict(counter_bdf.stats)
+    runs = {
+        "rodas4": dyngen_run("rodas4"), "krylov": dyngen_run("rodas4", linear_solver="krylov"),
+        "dyngen_bdf": dyngen_run("BDF"), "sparse_bdf": dyngen_run("sparse_bdf"),
+        "bdf_fd": bdf(jac_sparsity=pattern), "bdf_exact": bdf(jac=exact),
+    }  # fmt: skip
+    times, results = interleaved({name: runs[name] for name in columns}, repeats)
+    finals = {name: (result[0] if name.startswith("bdf_") else result) for name, result in results.items()}
+    for name in ("bdf_fd", "bdf_exact"):
+        if name in results:
+            counts[name] = (len(results[name][1].t) - 1, results[name][1].nlu)
+    base = finals.get("bdf_exact", finals.get("bdf_fd"))
     errors = {}
     if reference:
-        tight = SparseRosenbrockIntegrator(module, p, 0.0, y0, {"rtol": 1e-10, "atol": 1e-12}, sim._model.state_name)
-        tight.advance(t_end)
-        errors = {key: float(np.abs(y - tight.y).max()) for key, y in
-                  (("rodas4", y_ours), ("krylov", y_krylov), ("dyngen_bdf", y_bdf), ("bdf_fd", y_fd), ("bdf_exact", y_ex))}  # fmt: skip
+        tight = reference_state(module, p, y0, n, t_end, state_name, reference_cache)
+        errors = {name: float(np.abs(y - tight).max()) for name, y in finals.items()}
     return {
         "n": n, "states": module.N_STATES, "nnz": module.JAC_NNZ, "build": built - start, "compile": compiled - built,
-        "rodas4": ours, "krylov": krylov, "krylov_steps": int(counter_krylov.stats[0]),
-        "krylov_stats": counter_krylov.linear_stats, "diff_krylov": float(np.abs(y_krylov - y_ex).max()),
-        "diff_krylov_direct": float(np.abs(y_krylov - y_ours).max()), "dyngen_bdf": dyngen_bdf, "bdf_fd": fd, "bdf_exact": ex, "steps": int(counter.stats[0]),
-        "bdf_fd_counts": (len(sol_fd.t) - 1, sol_fd.nlu), "bdf_ex_counts": (len(sol_ex.t) - 1, sol_ex.nlu),
-        "diff_rodas4": float(np.abs(y_ours - y_ex).max()), "diff_fd": float(np.abs(y_fd - y_ex).max()),
-        "diff_bdf": float(np.abs(y_bdf - y_ex).max()), "errors": errors,
-        "scale": float(np.abs(y_ex).max()),
+        "times": times, "counts": counts, "errors": errors, "scale": float(np.abs(base).max()),
+        "diffs": {name: float(np.abs(y - base).max()) for name, y in finals.items()},
+        "base": "bdf_exact" if "bdf_exact" in finals else "bdf_fd",
     }  # fmt: skip
 
 
@@ -195,6 +245,8 @@ def main() -> None:
     parser.add_argument("--atol", type=float, default=1e-8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference", action="store_true", help="also the error against rodas4 at rtol 1e-10")
+    parser.add_argument("--reference-cache", help="a folder that keeps the tight reference states between runs")
+    parser.add_argument("--columns", nargs="+", choices=COLUMNS, default=list(COLUMNS), help="the methods to time")
     parser.add_argument("--crossover", action="store_true", help="only dense against sparse rodas4 on small grids")
     parser.add_argument("--sweep", action="store_true", help="only rodas4 and BDF over tolerances at the first --n")
     args = parser.parse_args()
@@ -204,33 +256,53 @@ def main() -> None:
         return crossover([8, 10, 12, 16], args.t_end, args.repeats)
     if args.sweep:
         return sweep(args.n[0], args.t_end)
-    print(f"t_end = {args.t_end}, rtol = {args.rtol}, atol = {args.atol}, median of {args.repeats}\n")
-    print("| grid | states | build + warm-up | dyngen rodas4 (steps) | rodas4 krylov (steps; LUs, solves) | dyngen BDF "
-          "| scipy BDF, FD jac (steps, LUs) | scipy BDF, exact jac (steps, LUs) | rodas4 vs FD | krylov vs FD "
-          "| dyngen BDF vs FD | max abs diff rodas4 / krylov / dyngen BDF / FD |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    columns = tuple(args.columns)
+    print(f"t_end = {args.t_end}, rtol = {args.rtol}, atol = {args.atol}, median of {args.repeats} (interleaved)\n")
+    labels = {
+        "rodas4": "dyngen rodas4 (steps)", "krylov": "rodas4 krylov (steps; LUs, solves)", "dyngen_bdf": "dyngen BDF",
+        "sparse_bdf": "dyngen sparse_bdf (steps, LUs, solves)", "bdf_fd": "scipy BDF, FD jac (steps, LUs)",
+        "bdf_exact": "scipy BDF, exact jac (steps, LUs)",
+    }  # fmt: skip
+    shown = [c for c in columns]
+    ratios = [c for c in columns if c not in ("bdf_fd",)] if "bdf_fd" in columns else []
+    short = {c: labels[c].split(" (")[0] for c in COLUMNS}
+    header = ["grid", "states", "build + warm-up", *(labels[c] for c in shown), *(f"{short[c]} vs FD" for c in ratios),
+              "max abs diff from " + ("scipy BDF exact" if "bdf_exact" in columns else "scipy BDF FD") + ": "
+              + " / ".join(short[c] for c in shown)]  # fmt: skip
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     rows = []
     for n in args.n:
-        r = measure(n, args.t_end, args.rtol, args.atol, args.repeats, args.reference)
+        r = measure(n, args.t_end, args.rtol, args.atol, args.repeats, args.reference, columns, args.reference_cache)
         rows.append(r)
-        print(
-            f"| {n}x{n} | {r['states']} | {r['build']:.2f} s + {r['compile']:.2f} s "
-            f"| {r['rodas4']:.2f} s ({r['steps']}) | {r['krylov']:.2f} s ({r['krylov_steps']}; "
-            f"{r['krylov_stats']['factorizations']}, {r['krylov_stats']['solves']}) | {r['dyngen_bdf']:.2f} s "
-            f"| {r['bdf_fd']:.2f} s {r['bdf_fd_counts']} | {r['bdf_exact']:.2f} s {r['bdf_ex_counts']} "
-            f"| {r['bdf_fd'] / r['rodas4']:.2f}x | {r['bdf_fd'] / r['krylov']:.2f}x | {r['bdf_fd'] / r['dyngen_bdf']:.2f}x "
-            f"| {r['diff_rodas4']:.1e} / {r['diff_krylov']:.1e} / {r['diff_bdf']:.1e} / {r['diff_fd']:.1e} |",
-            flush=True,
-        )  # fmt: skip
+        t, counts = r["times"], r["counts"]
+        cells = [f"{n}x{n}", str(r["states"]), f"{r['build']:.2f} s + {r['compile']:.2f} s"]
+        for c in shown:
+            extra = ""
+            if c == "rodas4":
+                extra = f" ({counts['rodas4']})"
+            elif c == "krylov":
+                steps, stats = counts["krylov"]
+                extra = f" ({steps}; {stats['factorizations']}, {stats['solves']})"
+            elif c == "sparse_bdf":
+                stats = counts["sparse_bdf"]
+                extra = f" ({stats['steps']}, {stats['factorizations']}, {stats['solves']})"
+            elif c in ("bdf_fd", "bdf_exact"):
+                extra = f" {counts[c]}"
+            cells.append(f"{t[c]:.2f} s{extra}")
+        cells += [f"{t['bdf_fd'] / t[c]:.2f}x" for c in ratios]
+        cells.append(" / ".join(f"{r['diffs'][c]:.1e}" for c in shown))
+        print("| " + " | ".join(cells) + " |", flush=True)
     if args.reference:
         print("\nerror against rodas4 at rtol 1e-10, atol 1e-12 (max abs; the states reach about 2-4):\n")
-        print("| grid | dyngen rodas4 | rodas4 krylov | dyngen BDF | scipy BDF, FD jac | scipy BDF, exact jac |\n|---|---|---|---|---|---|")
+        print("| grid | " + " | ".join(short[c] for c in shown) + " |\n|" + "---|" * (len(shown) + 1))
         for r in rows:
-            e = r["errors"]
-            print(f"| {r['n']}x{r['n']} | {e['rodas4']:.1e} | {e['krylov']:.1e} | {e['dyngen_bdf']:.1e} | {e['bdf_fd']:.1e} | {e['bdf_exact']:.1e} |")
+            print(f"| {r['n']}x{r['n']} | " + " | ".join(f"{r['errors'][c]:.1e}" for c in shown) + " |")
     for r in rows:
-        print(f"{r['n']}x{r['n']} krylov: {r['krylov_stats']}, max |krylov - direct| = {r['diff_krylov_direct']:.1e}")
-
+        if "krylov" in r["counts"]:
+            print(f"{r['n']}x{r['n']} krylov: {r['counts']['krylov'][1]}")
+        if "sparse_bdf" in r["counts"]:
+            print(f"{r['n']}x{r['n']} sparse_bdf: {r['counts']['sparse_bdf']}")
 
 if __name__ == "__main__":
     main()

@@ -22,12 +22,12 @@ from .plots import check_plot_file, plot_table
 from .run_progress import RunProgress, simulate_with_progress
 from .runtime.integrators import SCIPY_ODE_METHODS, SOLVE_IVP_METHODS
 from .runtime.recorder import Recorder
-from .runtime.simulation import COMPILED_STIFF_METHODS
+from .runtime.simulation import COMPILED_STIFF_METHODS, SPARSE_BDF_METHODS
 from .runtime.tables import Table
 from .tree import walk
 from .write import write_text_atomic
 
-ALL_METHODS = SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS
+ALL_METHODS = SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SPARSE_BDF_METHODS + SOLVE_IVP_METHODS
 
 STAGES = ("spec", "flat", "kernel", "source")
 

@@ -266,11 +266,13 @@ def check_dense_jacobian(method: str, n: int, nnz: int | None = None, lowrank: i
             f"integrator {method!r} works with {cost}; this model's Jacobian is a sparse part ({sparse_part}) plus "
             f"a rank-{lowrank} term U Vᵀ (its derivatives read reductions over whole arrays): for {n} states use "
             f"'rodas4' without events (a sparse LU of the sparse part, the rank-{lowrank} term by the Woodbury "
-            "identity) or 'dopri5'/'dop853' (explicit); solve_ivp's 'BDF'/'Radau' would need it dense too"
+            "identity), 'sparse_bdf' (the same linear algebra, its LU kept across steps) or 'dopri5'/'dop853' "
+            "(explicit); solve_ivp's 'BDF'/'Radau' would need it dense too"
         )  # fmt: skip
     raise DyngenError(
         f"integrator {method!r} works with {cost}; for {n} states use 'rodas4', or solve_ivp's 'BDF' or "
-        "'Radau', which use the sparse Jacobian, or 'dopri5'/'dop853' (explicit)"
+        "'Radau', which use the sparse Jacobian, 'sparse_bdf' (a BDF that keeps its sparse LU across steps: "
+        "the fastest on large stiff grids), or 'dopri5'/'dop853' (explicit)"
     )
 
 
@@ -290,8 +292,8 @@ def jacobian_callable(
             raise DyngenError(
                 f"this model's derivatives read sums over whole arrays, so its Jacobian is dense ({n} x {n}: "
                 f"a sparse part plus a rank-{module.N_LOWRANK} term); scipy's solvers take it only as a matrix, which "
-                f"is unaffordable above {DENSE_MAX_STATES} states: use 'rodas4' (sparse LU with the low-rank "
-                "term, Woodbury) or 'dopri5'/'dop853' (explicit)"
+                f"is unaffordable above {DENSE_MAX_STATES} states: use 'rodas4' or 'sparse_bdf' (sparse LU with the "
+                "low-rank term, Woodbury) or 'dopri5'/'dop853' (explicit)"
             )  # fmt: skip
         sparse = False
     if sparse and n >= SPARSE_MIN_STATES and module.JAC_NNZ <= SPARSE_MAX_DENSITY * n * n:

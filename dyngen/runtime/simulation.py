@@ -45,6 +45,7 @@ from .model import CompiledModel
 from .stiff import rodas4_integrator
 
 COMPILED_STIFF_METHODS = ("rodas4",)
+SPARSE_BDF_METHODS = ("sparse_bdf",)  # runtime/sparse_bdf.py: a BDF/NDF that keeps its sparse LU
 from .recorder import BoundRecorder, Recorder
 
 
@@ -335,6 +336,7 @@ class Simulation:
         dopri5 and dop853 run compiled in the generated module (scipy's algorithms,
         equal to rounding; the whole run is one compiled call when every observer is a
         Recorder); vode and lsoda run in scipy; "rodas4" is a compiled stiff method;
+        "sparse_bdf" a BDF/NDF that keeps its sparse LU across steps (large stiff models);
         BDF, Radau, LSODA, RK45, RK23, DOP853 are scipy's ``solve_ivp`` solvers.
         Implicit methods get the generated Jacobian.
         Returns the time reached.
@@ -532,7 +534,7 @@ class Simulation:
                 self.standalone is not False,
             )  # fmt: skip
         no_jacobian = getattr(module, "NO_JACOBIAN", None)
-        if no_jacobian and method in (*COMPILED_STIFF_METHODS, "vode", "lsoda", "BDF", "Radau", "LSODA"):
+        if no_jacobian and method in (*COMPILED_STIFF_METHODS, *SPARSE_BDF_METHODS, "vode", "lsoda", "BDF", "Radau", "LSODA"):
             raise DyngenError(
                 f"integrator {method!r} needs the model's Jacobian, which this model does not have: "
                 f"{no_jacobian}; use 'dopri5' or 'dop853'"
@@ -548,22 +550,28 @@ class Simulation:
             if fixed_step:
                 raise DyngenError("fixed_step=True needs dopri5 or dop853, not 'rodas4'")
             return rodas4_integrator(module, p, self._t, y0, options, model.state_name, self.standalone is not False)
-        if method in SOLVE_IVP_METHODS:
-            if method == "LSODA":  # solve_ivp's LSODA takes only a dense Jacobian
-                check_dense_jacobian(method, model.n_states, module.JAC_NNZ, lowrank_rank(module))
-            jac = jacobian_callable(module, p, sparse=method != "LSODA")
+        if method in SOLVE_IVP_METHODS or method in SPARSE_BDF_METHODS:
             if fixed_step:
-                raise DyngenError(f"fixed_step=True needs a scipy.integrate.ode method ({', '.join(SCIPY_ODE_METHODS)}), not {method!r}")
+                raise DyngenError(
+                    f"fixed_step=True needs a scipy.integrate.ode method ({', '.join(SCIPY_ODE_METHODS)}), not {method!r}"
+                )
             t_bound = float(self._t)
             for _ in range(int(duration / observer_dt)):  # the output times, added up as the loop adds them
                 t_bound += observer_dt
+            if method == "sparse_bdf":
+                from .sparse_bdf import SparseBdfIntegrator
+
+                return SparseBdfIntegrator(module, p, self._t, y0, t_bound, options, model.state_name)
+            if method == "LSODA":  # solve_ivp's LSODA takes only a dense Jacobian
+                check_dense_jacobian(method, model.n_states, module.JAC_NNZ, lowrank_rank(module))
+            jac = jacobian_callable(module, p, sparse=method != "LSODA")
             return SolveIvpIntegrator(
                 lambda time, y: f(time, y).copy(), jac, self._t, y0, t_bound, method, options, model.state_name
             )
         if method not in SCIPY_ODE_METHODS:
             raise DyngenError(
                 f"unknown integrator {method!r}; choose one of "
-                f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)}"
+                f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SPARSE_BDF_METHODS + SOLVE_IVP_METHODS)}"
             )
         if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states, module.JAC_NNZ, lowrank_rank(module))
@@ -656,7 +664,7 @@ def _copy(value: Any) -> Any:
     return value.copy() if kind is np.ndarray else deepcopy(value)
 
 
-_KNOWN_METHODS = frozenset(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS)
+_KNOWN_METHODS = frozenset(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SPARSE_BDF_METHODS + SOLVE_IVP_METHODS)
 _FLOAT_MAX = sys.float_info.max
 
 
@@ -667,7 +675,7 @@ def _has_events(model: CompiledModel) -> bool:
 
 def _canonical_method(name: str) -> str:
     """Integrator names: exact first ("LSODA" is solve_ivp's, "lsoda" scipy ode's), then any case."""
-    known = SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SOLVE_IVP_METHODS
+    known = SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SPARSE_BDF_METHODS + SOLVE_IVP_METHODS
     if name in known or not isinstance(name, str):
         return name
     return next((k for k in known if k.lower() == name.lower()), name)

@@ -100,6 +100,19 @@ class LowRankSolve:
         return x
 
 
+def factor_shifted(
+    pattern: CscPattern, jac: np.ndarray, c: float, U: np.ndarray | None = None, V: np.ndarray | None = None
+) -> object | None:
+    """A solver of ``c I - J`` for the Jacobian's entries ``jac`` on ``pattern`` (with
+    ``J = S + U Vᵀ``: SuperLU of ``c I - S`` and Woodbury), or None if it is singular.
+    The result has ``solve(b)``."""
+    try:
+        lu = factor_iteration_matrix(pattern.matrix(pattern.values(jac, c)))
+        return lu if U is None else LowRankSolve(lu, U, V)
+    except RuntimeError:  # "Factor is exactly singular", or a singular capacitance matrix
+        return None
+
+
 class SparseRosenbrockIntegrator:
     """RODAS4 on the sparse Jacobian (``module.jac_values``) with a SuperLU factor per step.
 
@@ -160,12 +173,7 @@ class SparseRosenbrockIntegrator:
 
     def _factor_at(self, c: float) -> object | None:
         """SuperLU of ``c I - J`` (with Woodbury for a low-rank part), or None if it is singular."""
-        data = self._pattern.values(self._jac, c)
-        try:
-            lu = factor_iteration_matrix(self._pattern.matrix(data))
-            return lu if self._U is None else LowRankSolve(lu, self._U, self._V)
-        except RuntimeError:  # "Factor is exactly singular"
-            return None
+        return factor_shifted(self._pattern, self._jac, c, self._U, self._V)
 
     def _advance(self, t_end: float) -> int:
         """The loop of the template's ``rodas4_advance``, with sparse linear algebra; the status code."""
