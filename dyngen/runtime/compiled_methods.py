@@ -1575,7 +1575,7 @@ def _dopri5_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
     return x, status, count, k_out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _dopri5_advance_by_size(rhs, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats):
     """_dopri5_advance_small for at most SMALL_STATES states, else _dopri5_advance."""
     if y.shape[0] <= SMALL_STATES:
@@ -2311,7 +2311,7 @@ def _dop853_advance_events(rhs, events, apply_event, observe, t, y, t_end, p, rt
     return x, status, count, k_out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _dop853_advance_by_size(rhs, t, y, t_end, p, rtol, atol, first_step, max_step, safety, ifactor, dfactor, beta, nsteps, work, stats):
     """_dop853_advance_small for at most SMALL_STATES states, else _dop853_advance."""
     if y.shape[0] <= SMALL_STATES:
