@@ -11,7 +11,8 @@ states per pair; t = 20, dt = 0.1, rtol 1e-6, atol 1e-12, as benchmarks/run.py) 
   before the raw entries), through the module's raw entry (``first_class.ModelEntry``:
   data pointers and lengths), and by name (inlined, as the model's own integrators do);
 - *per integration*: one whole run without observers (200 dopri5 intervals): the shared
-  routine as simulate() runs it, its two loop forms (``_dopri5_advance``: loops to the
+  routine as simulate() runs it (``run_recorded``) and its ``run_dopri5`` called alone
+  (without that Python), its two loop forms (``_dopri5_advance``: loops to the
   run-time n; ``_dopri5_advance_small``: to min(n, 8)), and the model's own integrators
   (``--standalone``); with ``--before CHECKOUT`` (a checkout of dyngen before the raw
   entries) also that checkout's shared run and own run, in a child process;
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -160,7 +162,7 @@ def run_times(n: int, rounds: int) -> dict:
     from numba import njit
 
     from dyngen.runtime import compiled, compiled_methods
-    from dyngen.runtime.first_class import model_functions, rhs_function
+    from dyngen.runtime.first_class import model_functions, rhs_function, shared_routine
 
     models = _models(n)
     info, options = models["info"], models["options"]
@@ -174,7 +176,28 @@ def run_times(n: int, rounds: int) -> dict:
         assert result.status == 1
         return result.y
 
-    forms = {"shared (simulate's)": lambda: production("shared"), "own (--standalone)": lambda: production("own")}
+    def driver(form: str):  # noqa: ANN202
+        """run_dopri5 called directly (what run_recorded calls, without its Python)."""
+        module, y0, p = models["forms"][form]
+        routine = module.run_dopri5 if form == "own" else partial(shared_routine("run_dopri5"), model_functions(module).addresses())
+        times, no_rows = np.empty(n_intervals + 1), np.empty((0, len(y0)))
+        no_signals = np.empty((0, module.N_OBSERVED))
+
+        def go() -> np.ndarray:
+            y = y0.copy()
+            k, status, _ = routine(0.0, y, p, info["dt"], n_intervals, *settings, True, False, False, times, no_rows,
+                                   no_signals, np.zeros(4, np.int64))  # fmt: skip
+            assert status == 1
+            return y
+
+        return go
+
+    forms = {
+        "shared (simulate's)": lambda: production("shared"),
+        "own (--standalone)": lambda: production("own"),
+        "shared run_dopri5 alone": driver("shared"),
+        "own run_dopri5 alone": driver("own"),
+    }
     small = getattr(compiled_methods, "_dopri5_advance_small", None)
     if small is not None:
         large = compiled_methods._dopri5_advance
