@@ -8,6 +8,7 @@ coupled_vanderpol (4 states) runs in the shared DOPRI5/DOP853's small-state vari
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,25 @@ def test_an_entry_refuses_arrays_it_cannot_pass_as_a_pointer() -> None:
 
     with pytest.raises(TypingError):
         strided(functions, np.zeros(2 * module.N_STATES), module.DEFAULT_PARAMETERS, np.zeros(module.N_STATES))
+
+
+def test_an_exception_in_the_entry_propagates_to_the_caller() -> None:
+    """A model function that raises (a module without a Jacobian raises in jac) raises
+    through the entry's call as in a direct call."""
+
+    @njit
+    def raw_rhs(t, y, n_y, p, n_p, dy, n_dy):  # noqa: ANN001, ANN202
+        raise ValueError("no derivatives here")
+
+    module = types.SimpleNamespace(N_STATES=2, N_PARAMETERS=1, N_OBSERVED=0, raw_rhs=raw_rhs)
+    functions = model_functions(module).addresses()
+    with pytest.raises(ValueError, match="no derivatives here"):
+        through_rhs(functions, np.zeros(2), np.zeros(1), np.zeros(2))
+
+
+@njit
+def through_rhs(functions, y, p, dy):  # noqa: ANN001, ANN201
+    rhs_function(functions)(0.0, y, p, dy)
 
 
 def recorded(example: Path, standalone: bool, integrator: str) -> dict:
