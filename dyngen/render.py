@@ -340,8 +340,15 @@ def compiled_methods_path() -> Path:
 
 def compiled_methods_text() -> str:
     """The text of ``runtime/compiled_methods.py``: the templates' integrators, rendered
-    to take the model's functions as first-class function values."""
-    return environment().get_template("compiled_methods.py.j2").render(version=__version__, generic=True)
+    to take the model's functions as first-class function values.
+
+    It names the hash of ``runtime/first_class.py``, whose code numba compiles into these
+    routines: numba keys its cache by this file's text alone, and routines loaded from a
+    cache made with another ``first_class`` would call the model's entries wrongly."""
+    first_class = compiled_methods_path().with_name("first_class.py").read_bytes()
+    return environment().get_template("compiled_methods.py.j2").render(
+        version=__version__, generic=True, first_class_digest=hashlib.sha256(first_class).hexdigest()[:16]
+    )
 
 
 def write_compiled_methods() -> Path:

@@ -1,96 +1,158 @@
 """A generated module's compiled functions handed to dyngen's shared integrators.
 
 The integrators (``compiled_methods``, rendered from the same templates as the
-``--standalone`` module's) are compiled once per installation; the model's ``rhs``,
-``observe`` and ``jac`` reach them as numba first-class function values.  numba
-builds such a value from a dispatcher passed as an argument, but at about 20 µs a
-call (it resolves the dispatcher's type on every call); here the addresses of the
-compiled functions go in as an int64 array instead (``ModelFunctions.addresses``,
-read once per process), which numba's dispatcher takes in a fraction of a µs,
-and ``_function_at`` makes the function value from them inside compiled code.
+``--standalone`` module's) are compiled once per installation; they reach the model's
+functions through the module's raw entries (``raw_rhs(t, y, n_y, p, n_p, dy, n_dy)``,
+``raw_observe``, ``raw_jac``, ``raw_events``, ``raw_apply_event``: the plain functions on
+the float64 data at a pointer).  numba builds a function value from a dispatcher
+passed as an argument, but at about 20 µs a call (it resolves the dispatcher's type on
+every call); here the addresses of the compiled entries go in as an int64 array instead
+(``ModelFunctions.addresses``, read once per process), which numba's dispatcher takes
+in a fraction of a µs, and ``rhs_function`` (``observe_function``, ...) makes a
+``ModelEntry`` value from them inside compiled code.
 
-The value is numba's own ``FunctionType`` structure (a C entry, the Python object,
-numba's native entry): calls go through the native entry, so an exception raised by
-the model's function propagates as it would in a direct call.
+A ``ModelEntry`` is called as the plain function is (``rhs(t, y, p, dy)``, arrays of
+float64 in C order), and the call passes each array's data pointer and length to the
+entry's native code: 7 machine words instead of 22 for numba's first-class function
+type (which passes every array as its whole structure); a call of the VdP pair's rhs
+takes 9 ns instead of 18 ns (benchmarks/call_forms.py).  The call uses numba's calling
+convention, so an exception raised by the model's function propagates as it would in a
+direct call.
 """
 
 from __future__ import annotations
 
 import threading
-import warnings
 from types import ModuleType
 
 import numpy as np
 from numba import njit, types
 from numba.core import cgutils
-from numba.core.errors import NumbaExperimentalFeatureWarning
-from numba.extending import intrinsic
+from numba.core.imputils import lower_builtin
+from numba.core.typing.templates import Signature
+from numba.extending import intrinsic, models, register_model
 
 VECTOR = types.Array(types.float64, 1, "C")
 MATRIX = types.Array(types.float64, 2, "C")
 INDEX_VECTOR = types.Array(types.int64, 1, "C")
-# rhs(t, y, p, dy) and observe(t, y, p, out); jac(t, y, p, J)
-RHS_SIGNATURE = types.none(types.float64, VECTOR, VECTOR, VECTOR)
-JAC_SIGNATURE = types.none(types.float64, VECTOR, VECTOR, MATRIX)
-RHS_TYPE = types.FunctionType(RHS_SIGNATURE)
-JAC_TYPE = types.FunctionType(JAC_SIGNATURE)
-# events(t, y, p, g) has rhs's signature; apply_event(index, t, y, p)
-APPLY_SIGNATURE = types.none(types.int64, types.float64, VECTOR, VECTOR)
-APPLY_TYPE = types.FunctionType(APPLY_SIGNATURE)
+_DATA = types.CPointer(types.float64)
+_F, _I, _B = types.float64, types.int64, types.boolean
+# raw_rhs(t, y, n_y, p, n_p, dy, n_dy); raw_observe and raw_events alike; raw_jac(t, y, n_y,
+# p, n_p, J, n_J) with J n_J x n_J; raw_apply_event(index, t, y, n_y, p, n_p)
+RAW_RHS_SIGNATURE = types.none(_F, _DATA, _I, _DATA, _I, _DATA, _I)
+RAW_APPLY_SIGNATURE = types.none(_I, _F, _DATA, _I, _DATA, _I)
 
-# Where each function's two entries are in ModelFunctions.addresses.
-_SLOTS = {"rhs": 0, "observe": 2, "jac": 4, "events": 9, "apply_event": 11}
-_SIGNATURES = {"rhs": RHS_SIGNATURE, "observe": RHS_SIGNATURE, "jac": JAC_SIGNATURE, "events": RHS_SIGNATURE,
-               "apply_event": APPLY_SIGNATURE}  # fmt: skip
-# The length of ModelFunctions.addresses: six entries, N_STATES, N_PARAMETERS, N_OBSERVED,
-# the events' four entries and N_EVENTS.
-ADDRESSES_SIZE = 14
+
+class ModelEntry(types.Callable):
+    """The numba type of a model's raw entry, called with the plain function's arguments.
+
+    ``form`` names the plain function's arguments: "rhs" (t, y, p, out: rhs, observe,
+    events), "jac" (t, y, p, J) or "apply_event" (index, t, y, p).  The value is the
+    address of the entry's native code.
+    """
+
+    _ARGUMENTS = {"rhs": ("t", 1, 1, 1), "jac": ("t", 1, 1, 2), "apply_event": ("index", "t", 1, 1)}
+
+    def __init__(self, form: str) -> None:
+        self.form = form
+        super().__init__(name=f"ModelEntry({form})")
+
+    def get_call_type(self, context, args, kws):  # noqa: ANN001, ANN201
+        expected = self._ARGUMENTS[self.form]
+        if kws or len(args) != len(expected):
+            return None
+        scalars = {"t": _F, "index": _I}
+        for kind, arg in zip(expected, args):
+            if isinstance(kind, str):
+                if not isinstance(arg, (types.Integer, types.Float)):
+                    return None
+            elif not (isinstance(arg, types.Array) and arg.dtype == _F and arg.layout == "C" and arg.ndim == kind):
+                return None
+        fixed = tuple(scalars[kind] if isinstance(kind, str) else arg for kind, arg in zip(expected, args))
+        return Signature(types.none, fixed, recvr=self)
+
+    def get_call_signatures(self):  # noqa: ANN201
+        return [], True
+
+    def get_impl_key(self, sig):  # noqa: ANN001, ANN201
+        return type(self)
+
+
+register_model(ModelEntry)(models.OpaqueModel)
+RHS_ENTRY = ModelEntry("rhs")
+JAC_ENTRY = ModelEntry("jac")
+APPLY_ENTRY = ModelEntry("apply_event")
+
+
+@lower_builtin(ModelEntry, ModelEntry, types.VarArg(types.Any))
+def _call_entry(context, builder, signature, args):  # noqa: ANN001, ANN202
+    """entry(args...): the entry's native code called with each array's data pointer and
+    its length (its first extent), the scalars as they are."""
+    values, kinds = [], []
+    for kind, value in zip(signature.args[1:], args[1:]):
+        if isinstance(kind, types.Array):
+            array = context.make_array(kind)(context, builder, value=value)
+            values += [array.data, builder.extract_value(array.shape, 0)]
+            kinds += [_DATA, _I]
+        else:
+            values.append(value)
+            kinds.append(kind)
+    pointer = context.call_conv.get_function_type(types.none, kinds).as_pointer()
+    status, _ = context.call_conv.call_function(builder, builder.bitcast(args[0], pointer), types.none, kinds, values)
+    with cgutils.if_unlikely(builder, status.is_error):
+        context.call_conv.return_status_propagate(builder, status)
+    return context.get_dummy_value()
 
 
 @intrinsic
-def _function_at(typingctx, c_address, jit_address, function_type):  # noqa: ANN001, ARG001
-    """The first-class function value whose C wrapper and native entry are at the two addresses."""
-    target = function_type.instance_type
+def _entry_at(typingctx, jit_address, entry_type):  # noqa: ANN001, ARG001
+    """The ModelEntry whose native code is at the address."""
+    target = entry_type.instance_type
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ARG001
-        pointer = context.get_value_type(types.voidptr)
-        value = cgutils.create_struct_proxy(target)(context, builder)
-        value.c_addr = builder.inttoptr(args[0], pointer)
-        value.py_addr = pointer(None)
-        value.jit_addr = builder.inttoptr(args[1], pointer)
-        return value._getvalue()
+        return builder.inttoptr(args[0], context.get_value_type(target))
 
-    return target(types.int64, types.int64, function_type), codegen
+    return target(types.int64, entry_type), codegen
 
 
 @njit(cache=True, nogil=True)
 def rhs_function(functions):  # noqa: ANN001, ANN201
-    """The model's rhs, from ``functions`` (ModelFunctions.addresses)."""
-    return _function_at(functions[0], functions[1], RHS_TYPE)
+    """The model's rhs (its raw entry), from ``functions`` (ModelFunctions.addresses)."""
+    return _entry_at(functions[1], RHS_ENTRY)
 
 
 @njit(cache=True, nogil=True)
 def observe_function(functions):  # noqa: ANN001, ANN201
-    """The model's observe, from ``functions`` (ModelFunctions.addresses)."""
-    return _function_at(functions[2], functions[3], RHS_TYPE)
+    """The model's observe (its raw entry), from ``functions`` (ModelFunctions.addresses)."""
+    return _entry_at(functions[3], RHS_ENTRY)
 
 
 @njit(cache=True, nogil=True)
 def jac_function(functions):  # noqa: ANN001, ANN201
-    """The model's dense jac, from ``functions`` (ModelFunctions.addresses)."""
-    return _function_at(functions[4], functions[5], JAC_TYPE)
+    """The model's dense jac (its raw entry), from ``functions`` (ModelFunctions.addresses)."""
+    return _entry_at(functions[5], JAC_ENTRY)
 
 
 @njit(cache=True, nogil=True)
 def events_function(functions):  # noqa: ANN001, ANN201
     """The model's events (its conditions), from ``functions`` (ModelFunctions.addresses)."""
-    return _function_at(functions[9], functions[10], RHS_TYPE)
+    return _entry_at(functions[10], RHS_ENTRY)
 
 
 @njit(cache=True, nogil=True)
 def apply_function(functions):  # noqa: ANN001, ANN201
     """The model's apply_event (its actions), from ``functions`` (ModelFunctions.addresses)."""
-    return _function_at(functions[11], functions[12], APPLY_TYPE)
+    return _entry_at(functions[12], APPLY_ENTRY)
+
+
+# Where each function's two entries (C wrapper, native code) are in ModelFunctions.addresses,
+# the module's raw entry that serves it, and the entry's signature.
+_SLOTS = {"rhs": 0, "observe": 2, "jac": 4, "events": 9, "apply_event": 11}
+_SIGNATURES = {"rhs": RAW_RHS_SIGNATURE, "observe": RAW_RHS_SIGNATURE, "jac": RAW_RHS_SIGNATURE,
+               "events": RAW_RHS_SIGNATURE, "apply_event": RAW_APPLY_SIGNATURE}  # fmt: skip
+# The length of ModelFunctions.addresses: six entries, N_STATES, N_PARAMETERS, N_OBSERVED,
+# the events' four entries and N_EVENTS.
+ADDRESSES_SIZE = 14
 
 
 def _entries(dispatcher, signature) -> tuple[int, int]:  # noqa: ANN001
@@ -106,8 +168,9 @@ def _entries(dispatcher, signature) -> tuple[int, int]:  # noqa: ANN001
 
 
 class ModelFunctions:
-    """The addresses of a generated module's compiled rhs, observe and jac, each
-    compiled (or loaded from numba's cache) the first time an integrator needs it.
+    """The addresses of a generated module's raw entries (``raw_rhs``, ``raw_observe``,
+    ``raw_jac``...), each compiled (or loaded from numba's cache) the first time an
+    integrator needs it.
 
     ``addresses(observe=..., jac=..., events=...)`` is the int64 array the shared
     integrators take: the entries of rhs, observe and jac (0 for those not asked for
@@ -133,7 +196,8 @@ class ModelFunctions:
                 for name in wanted:
                     if name not in self._ready:
                         slot = _SLOTS[name]
-                        self._addresses[slot : slot + 2] = _entries(getattr(self.module, name), _SIGNATURES[name])
+                        entry = getattr(self.module, f"raw_{name}")
+                        self._addresses[slot : slot + 2] = _entries(entry, _SIGNATURES[name])
                         self._ready.add(name)
         return self._addresses
 
@@ -149,7 +213,6 @@ def model_functions(module: ModuleType) -> ModelFunctions:
     return functions
 
 
-_F, _I, _B = types.float64, types.int64, types.boolean
 _EXPLICIT_OPTIONS = (_F, _F, _F, _F, _F, _F, _F, _F, _I)  # rtol atol first_step max_step safety ifactor dfactor beta nsteps
 _ADVANCE = types.Tuple((_F, _I))(INDEX_VECTOR, _F, VECTOR, _F, VECTOR, *_EXPLICIT_OPTIONS, MATRIX, INDEX_VECTOR)
 _RUN = types.Tuple((_I, _I, _F))(
@@ -217,11 +280,7 @@ def shared_routine(name: str) -> object:
 
                 numba_cache.guard(compiled_methods)
                 routine = getattr(compiled_methods, name)
-                with warnings.catch_warnings():
-                    # "First-class function type feature is experimental": numba's note on
-                    # dyngen's own choice, nothing a user can act on (once per installation)
-                    warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
-                    routine.compile(SIGNATURES[name].args)
+                routine.compile(SIGNATURES[name].args)
                 routine.disable_compile()
                 _shared[name] = routine
     return routine

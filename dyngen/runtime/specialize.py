@@ -1,9 +1,10 @@
 """A model's own compiled integrators, for models that run long enough to pay for them.
 
 dyngen's shared integrators (``compiled_methods``) need no compile per model, but call
-the model's functions through a pointer and loop to a length known only at run time:
-on a model of a few states a run takes up to 1.5x as long as with integrators compiled
-for that model (benchmarks/README.md).  Compiling those costs about 3 s per method,
+the model's functions through a pointer (its raw entries) and, above 8 states, loop to
+a length known only at run time: on a model of a few states a run takes up to 1.3x as
+long as with integrators compiled for that model (1.5x before the raw entries and the
+small-state loops; benchmarks/README.md, ``call_forms.py``).  Compiling those costs about 3 s per method,
 so it is done only for small models that have already spent ``SPECIALIZE_AFTER``
 seconds in the shared integrators in this process: the routines (the templates, as a
 ``--standalone`` module has them) are written beside the cached module as
