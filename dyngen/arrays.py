@@ -32,7 +32,7 @@ import itertools
 import numbers
 import sys
 from contextvars import ContextVar
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import sympy as sp
@@ -304,27 +304,25 @@ def promote_reduction(values: Any) -> None:
     if not small:
         return
     flat = [x for x in np.asarray(values, dtype=object).flat if isinstance(x, Sym)]
-    if len(flat) < REDUCE_PROMOTE_MIN:
-        return
-    sizes = {small[s] for x in flat for s in x.expr.free_symbols if s in small and small[s] >= REDUCE_PROMOTE_MIN}
-    if sizes:
-        raise PromoteSignals(min(sizes), reduction=True)
+    if len(flat) >= REDUCE_PROMOTE_MIN:
+        _promote_small_signals(flat, small)
 
 
-def promote_outer(operands: list[np.ndarray], size: int) -> None:
-    """Raise ``PromoteSignals`` if an elementwise operation broadcasts small vector signals
-    of at least ``REDUCE_PROMOTE_MIN`` elements into a result at least twice as large as
-    every operand (``th[None, :] - th[:, None]``, ``np.subtract.outer``): element by element
-    it builds n² expressions and a dense Jacobian derived entry by entry (all-to-all
-    coupling of 63 oscillators: 49 s), in array form it is one loop nest (about 1 s)."""
+def promote_outer(operands: list[np.ndarray]) -> None:
+    """Raise ``PromoteSignals`` if the operands of an elementwise operation that broadcasts
+    them into a result at least twice as large as each (``th[None, :] - th[:, None]``,
+    ``np.subtract.outer``: the caller checks the sizes) read small vector signals of at
+    least ``REDUCE_PROMOTE_MIN`` elements: element by element it builds n² expressions and
+    a dense Jacobian derived entry by entry (all-to-all coupling of 63 oscillators: 49 s),
+    in array form it is one loop nest (about 1 s)."""
     small = PROMOTABLE.get()
-    if not small or size < 2 * max(a.size for a in operands):
-        return
-    sizes = {
-        small[s]
-        for a in operands for x in a.flat if isinstance(x, Sym)
-        for s in x.expr.free_symbols if small.get(s, 0) >= REDUCE_PROMOTE_MIN
-    }  # fmt: skip
+    if small:
+        _promote_small_signals((x for a in operands for x in a.flat if isinstance(x, Sym)), small)
+
+
+def _promote_small_signals(elements: Iterable[Sym], small: dict[sp.Symbol, int]) -> None:
+    """``PromoteSignals`` for the smallest signal of ``REDUCE_PROMOTE_MIN`` elements or more that ``elements`` read."""
+    sizes = {small[s] for x in elements for s in x.expr.free_symbols if small.get(s, 0) >= REDUCE_PROMOTE_MIN}
     if sizes:
         raise PromoteSignals(min(sizes), reduction=True)
 

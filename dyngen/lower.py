@@ -446,10 +446,7 @@ def _lowrank_function(flat: FlatModel, defs: _Definitions, gradient, lowrank: Lo
     u_code = array_jacobian(flat, gradient, _clean_derivative, 0, n, lowrank=True)
     v_code = weight_code(flat, lowrank, gradient, _clean_derivative)
     tail = ArrayCode(u_code.blocks + v_code.blocks, u_code.roots + v_code.roots)
-    sums = "; ".join(f"{r.op} {k}: {relative_location(r.location, flat.source_root)}" for k, r in enumerate(lowrank.reductions))
-    doc = (f"Add the low-rank part of the Jacobian, J = S + U V^T (S: jac_values), into ``U`` and ``V`` (zeroed): "
-           f"U[:, k] = d(dy)/d(reduction k), V[:, k] = d(reduction k)/dy ({sums}).")  # fmt: skip
-    return _function(flat, defs, "lowrank_values", ("t", "y", "p", "U", "V"), doc, targets, "U: element derivatives", tail)
+    return _function(flat, defs, "lowrank_values", ("t", "y", "p", "U", "V"), lowrank.doc(), targets, "U: element derivatives", tail)
 
 
 _G = sp.IndexedBase("g")

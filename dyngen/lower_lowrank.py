@@ -57,6 +57,12 @@ class LowRank:
     def __len__(self) -> int:
         return len(self.reductions)
 
+    def doc(self) -> str:
+        """The docstring of the generated ``lowrank_values``."""
+        sums = "; ".join(f"{r.op} {k}: {_where(r, self.flat)}" for k, r in enumerate(self.reductions))
+        return (f"Add the low-rank part of the Jacobian, J = S + U V^T (S: jac_values), into ``U`` and ``V`` (zeroed): "
+                f"U[:, k] = d(dy)/d(reduction k), V[:, k] = d(reduction k)/dy ({sums}).")  # fmt: skip
+
     def column(self, reduction: Reduction) -> int:
         """The virtual column of ``reduction``; ``NoJacobian`` if it is not a reduction over a whole array."""
         where = _where(reduction, self.flat)

@@ -512,17 +512,18 @@ class _GroupSums:
                     columns = [self.lowrank.column(reductions[self.sums[s]]) - n for s in starts]
                     row = tables.index([s + e for s in g.state_starts], f"{g.name}_rows")
                     column = tables.index(columns, f"{g.name}_sums")
-                    label = f"d(d/dt {g.refs[0].system}.{_state_key(self.flat, g.state_starts[0] + e)})/d(sum {columns[0]})"
+                    label = f"d(d/dt {_state_label(self.flat, g.state_starts[0] + e)})/d(sum {columns[0]})"
                     loop.outputs.append((value, [_U[row, column]], label + (" (i = 0)" if g.n > 1 else "")))
             if loop.outputs:
                 blocks.append(loop.block(tables, "v"))
         return blocks
 
 
-def _state_key(flat: FlatModel, index: int) -> str:
+def _state_label(flat: FlatModel, index: int) -> str:
+    """The state at ``index`` of ``y``, for comments."""
     for slot in flat.states:
         if slot.start <= index < slot.stop:
-            return f"{slot.ref.kind}.{slot.ref.key}" + (f"[{index - slot.start}]" if len(slot.symbols) > 1 else "")
+            return str(slot.ref) + (f"[{index - slot.start}]" if len(slot.symbols) > 1 else "")
     return f"y[{index}]"
 
 
@@ -590,11 +591,7 @@ def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums, n_scratch: 
         sum_values = group_sums.values(tables, u_loops)
         roots = u_code.roots + v_code.roots
         tail = _unrolled_reads(flat, defs, roots, _computed(sum_values)) + u_code.blocks + v_code.blocks
-        described = "; ".join(f"{r.op} {k}: {relative_location(r.location, flat.source_root)}"
-                              for k, r in enumerate(lowrank.reductions))  # fmt: skip
-        lowrank_doc = (f"Add the low-rank part of the Jacobian, J = S + U V^T (S: jac_values), into ``U`` and ``V`` "
-                       f"(zeroed): U[:, k] = d(dy)/d(reduction k), V[:, k] = d(reduction k)/dy ({described}).")  # fmt: skip
-        lowrank_fn = KernelFunction("lowrank_values", ("t", "y", "p", "U", "V"), lowrank_doc,
+        lowrank_fn = KernelFunction("lowrank_values", ("t", "y", "p", "U", "V"), lowrank.doc(),
                                     tuple(sum_values + u_loops + tail), n_scratch if sum_values else 0)  # fmt: skip
     return fn, lowrank_fn, sparsity, array_jac.jac_blocks, len(lowrank), None
 
@@ -670,7 +667,7 @@ class _SumChain:
                         start = len(sparsity) + count  # (numbered before the array loops' entries)
                         index = start + (j * m if len(cells) > 1 else 0) + (_I if m > 1 else 0)
                         factor = _VALUES[at + _SHIFT + (j if len(cells) > 1 else 0)]
-                        label = f"d(d/dt {self._state(cells[0])})/d({ref}) through {g.refs[0]} (i = 0)"
+                        label = f"d(d/dt {_state_label(self.flat, cells[0])})/d({ref}) through {g.refs[0]} (i = 0)"
                         loop.outputs.append((factor * d_loop, [_VALUES[index]], label))
                         body = loop.block(tables, "v")
                         nest = ((j.name, 0, len(cells)),) if len(cells) > 1 else ()
@@ -687,12 +684,6 @@ class _SumChain:
         for b in code.jac_blocks:
             blocks_out.append(replace(b, col=b.row, col_strides=b.row_strides) if b.col < 0 else b)
         return chain, blocks_out
-
-    def _state(self, index: int) -> str:
-        for slot in self.flat.states:
-            if slot.start <= index < slot.stop:
-                return str(slot.ref) + (f"[{index - slot.start}]" if len(slot.symbols) > 1 else "")
-        return f"y[{index}]"
 
     def shifted(self, blocks: list[Block]) -> list[Block]:
         """The array loops' statements with their ``values`` places moved past the chain's

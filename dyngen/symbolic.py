@@ -217,8 +217,8 @@ def _elementwise(fn: Callable[..., sp.Basic], *args: Any) -> Any:
             return result
     operands = [as_object_array(a) for a in args]
     arrays = np.broadcast_arrays(*operands)
-    if len(operands) > 1:
-        _promote_outer(operands, arrays[0].size)
+    if len(operands) > 1 and arrays[0].size >= 2 * max(a.size for a in operands):  # an outer operation
+        _promote_outer(operands)
     _spend(arrays[0].size, f"an elementwise operation on {arrays[0].size} elements")
     if ELEMENT_BUDGET.get() is not None:
         _spend_dense(arrays[0].size, args)
@@ -452,10 +452,10 @@ def _promote_reduction(values: Any) -> None:
     promote_reduction(values)
 
 
-def _promote_outer(operands: list[np.ndarray], size: int) -> None:
+def _promote_outer(operands: list[np.ndarray]) -> None:
     from .arrays import promote_outer  # (arrays.py imports this module)
 
-    promote_outer(operands, size)
+    promote_outer(operands)
 
 
 def _whole_reduction(func: Callable, args: tuple, kwargs: dict) -> Any:
