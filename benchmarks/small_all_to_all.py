@@ -1,6 +1,6 @@
 """Issue 15: build time of all-to-all coupling of a few dozen phases, with no large array.
 
-    python benchmarks/small_all_to_all.py [--repeats 3] [--sizes 16 40 63] [--loop-sizes 20 30]
+    python benchmarks/small_all_to_all.py [--repeats 3] [--sizes 16 40 63] [--loop-sizes 20]
 
 ``tests/grids_model.py``'s ``PlainKuramoto`` (checked by ``tests/test_promoted_arrays.py``
 against dynode and central differences): under the array form's 64 elements the phases
@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 40, 63])
-    parser.add_argument("--loop-sizes", type=int, nargs="*", default=[20, 30])
+    parser.add_argument("--loop-sizes", type=int, nargs="*", default=[20])
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -52,7 +52,7 @@ from .ir import (
     SignalRef,
 )
 from .naming import sanitize
-from .symbolic import UFUNCS, Sym, SymArray, boolean, install_operators, is_symbolic, numeric, to_expr
+from .symbolic import UFUNCS, Sym, SymArray, boolean, count_element_read, install_operators, is_symbolic, numeric, to_expr
 
 ARRAY_MIN = 64  # arrays of at least this many elements are traced in array form
 SMALL_PART = 64  # element-form (object) arrays up to this size may be combined with an array
@@ -746,6 +746,7 @@ class LazyArray:
                     "indexing would depend on values)",
                 )
         if value.ndim == 0:
+            count_element_read(self.shape)
             return Sym(value.element(()))
         return value
 

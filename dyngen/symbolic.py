@@ -177,6 +177,54 @@ def _spend(n: int, what: str = "", ahead: bool = False) -> None:
         budget.spend(n, what, ahead)
 
 
+# Single elements of arrays that one traced function may read one at a time (``u[i]``
+# in a Python loop) while the array form is on: each read becomes its own expression,
+# Jacobian entry and line of compiled code, which numba compiles for seconds per
+# hundred.  Measured (benchmarks/element_reads.py, to the end of a first simulate, load
+# ~1.5): a stencil loop over 300 cells (900 reads) 12 s, 500 (1,500 reads) 28 s; a
+# double loop over 20 phases (800 reads) 3.4 s, 30 (1,800) 7.4 s, 64 (8,192) ~38 s.
+# Past this many the trace stops at the read (in ~1 s) with what to write instead.
+ELEMENT_READS_MAX = 1000
+
+
+class TooManyElementReads(TraceError):
+    """A traced function reads more than ``ELEMENT_READS_MAX`` single array elements one at a time."""
+
+
+class ElementReads:
+    """Counts the single elements of arrays one traced function reads one at a time
+    (``SymArray``/``LazyArray`` indexed down to a scalar) and stops it past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def read(self, shape: tuple[int, ...]) -> None:
+        """Count one read of an element of an array of ``shape``."""
+        self.count += 1
+        if self.count > self.limit:
+            raise TooManyElementReads(
+                f"the function reads more than {self.limit:,} single elements of arrays one at a time (here an "
+                f"element of an array of shape {shape}): built element by element, such a model takes minutes "
+                "to trace and compile",
+                "whole-array operations: slices or np.roll for neighbours (u[:-2] - 2 * u[1:-1] + u[2:]), "
+                "broadcasting and reductions for all-to-all coupling (np.sum(np.sin(theta[None, :] - "
+                "theta[:, None]), axis=1)), a weight matrix with W @ x; dyngen traces those as whole arrays, in "
+                "seconds at any size (Simulation(arrays=False) builds it element by element anyway)",
+                user_frame_location(),
+            )
+
+
+ELEMENT_READS: ContextVar[ElementReads | None] = ContextVar("dyngen_element_reads", default=None)
+
+
+def count_element_read(shape: tuple[int, ...]) -> None:
+    """Count a read of one element of an array of ``shape`` (when a trace counts them)."""
+    reads = ELEMENT_READS.get()
+    if reads is not None:
+        reads.read(shape)
+
+
 DENSE_MIN = 8  # a scalar read by every element of an array counts as dense coupling from this many symbols
 
 
@@ -794,7 +842,10 @@ class SymArray(_Traced, np.ndarray):
 
     def __getitem__(self, index: Any) -> Any:
         result = np.ndarray.__getitem__(self, index)
-        return result if isinstance(result, np.ndarray) else as_sym(result)
+        if isinstance(result, np.ndarray):
+            return result
+        count_element_read(self.shape)
+        return as_sym(result)
 
 
 def symbols_like(names: list[str], shape: tuple[int, ...]) -> Any:

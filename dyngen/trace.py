@@ -47,10 +47,14 @@ from .naming import NameRegistry, signal_identifier
 from .shared import numeric_value
 from .symbolic import (
     ELEMENT_BUDGET,
+    ELEMENT_READS,
+    ELEMENT_READS_MAX,
     ElementBudget,
     ElementFormTooLarge,
+    ElementReads,
     Sym,
     SymArray,
+    TooManyElementReads,
     as_object_array,
     flatten_traced,
     select,
@@ -303,6 +307,8 @@ class Tracer:
     def explore(self, info: FunctionInfo, target: Any, system: Any) -> _Frame:
         """Run ``target(system, t)`` on every path of its decisions; its writes, merged."""
         session = SESSION.get()
+        # with the array form on, the single elements it reads one at a time are counted
+        reads = ELEMENT_READS.set(ElementReads(ELEMENT_READS_MAX) if self.arrays is not None else None)
         try:
             return explore(lambda path: self._run_path(info, target, system, path, session), self._merge)
         except TraceError as error:
@@ -321,6 +327,8 @@ class Tracer:
             )
             error.context = f"{info.name} of system {info.system!r}"
             raise error from exc
+        finally:
+            ELEMENT_READS.reset(reads)
 
     def _run_path(
         self, info: FunctionInfo, target: Any, system: Any, path: list[bool], session: TraceSession | None
@@ -444,6 +452,8 @@ def trace(
             if promote.reduction:
                 before_reduction = array_min
             array_min = promote.size  # (smaller each time: signals of array_min or more are lazy already)
+        except TooManyElementReads:  # the element form would cost more still
+            raise
         except TraceError as error:
             if before_reduction is not None and reductions_promote:
                 # promoted for a reduction, but the array form cannot express the model: traced
