@@ -180,9 +180,10 @@ def _spend(n: int, what: str = "", ahead: bool = False) -> None:
 # Single elements of arrays that one traced function may read one at a time (``u[i]``
 # in a Python loop) while the array form is on: each read becomes its own expression,
 # Jacobian entry and line of compiled code, which numba compiles for seconds per
-# hundred.  Measured (benchmarks/element_reads.py, to the end of a first simulate, load
-# ~1.5): a stencil loop over 300 cells (900 reads) 12 s, 500 (1,500 reads) 28 s; a
-# double loop over 20 phases (800 reads) 3.4 s, 30 (1,800) 7.4 s, 64 (8,192) ~38 s.
+# hundred.  Measured without the limit (benchmarks/element_reads.py --limit 0, to the
+# end of a first simulate, load 2-4): a stencil loop over 100 cells (400 reads) 4.4 s,
+# 300 (1,200) 17 s, 1,000 (4,000) 109 s; a double loop over 20 phases (800 reads) 6 s,
+# 30 (1,800) 11 s, 64 (8,192) 62 s.
 # Past this many the trace stops at the read (in ~1 s) with what to write instead.
 ELEMENT_READS_MAX = 1000
 

@@ -2,7 +2,7 @@
 
 A Python loop that reads an array's elements one at a time (``u[i - 1]``, ``theta[j]``)
 makes one expression, Jacobian entry and line of compiled code per read: a double loop
-over 64 phases built for ~40 s, a stencil loop over 1,000 cells ~43 s (most of it numba
+over 64 phases built for 38-62 s, a stencil loop over 1,000 cells 43-109 s (most of it numba
 compiling the unrolled code).  With the array form on, the trace counts such reads and
 stops past ``symbolic.ELEMENT_READS_MAX`` within about a second, at the user's line,
 saying what to write instead.  Below the limit the loop form builds and matches dynode
