@@ -28,17 +28,9 @@ import sympy as sp
 from .arrays import Box, box_size, index_text
 from .flatten import relative_location
 from .ir import REDUCTION_KIND, Block, FlatModel, Reduction, Statement
-from .lower_arrays import INDEX, ArrayCode, Empty, Places, Temporaries, _loop_indices, _span, emit, strides
+from .lower_arrays import INDEX, ArrayCode, Empty, NoJacobian, Places, Temporaries, _loop_indices, _span, emit, strides
 
 _V = sp.IndexedBase("V")
-
-
-class NoJacobian(Exception):
-    """The derivatives depend on a construct dyngen cannot derive: ``note`` says which."""
-
-    def __init__(self, note: str) -> None:
-        self.note = note
-        super().__init__(note)
 
 
 def _where(reduction: Reduction, flat: FlatModel) -> str:

@@ -62,7 +62,7 @@ class Communities(System):
             previous = np.roll(spread, 1)[:, None]
             du = -k * (u - g) * (1.0 + previous) - 0.3 * within * u - 0.2 * deep * u
             dv = np.sum((u - g) * spread[:, None], axis=1) - v
-        self.ders.u = self.inputs.D * lap + du
+        self.ders.u = self.inputs.D * lap + du * (1.0 + 0.2 * v[:, None])  # each community's level scales its coupling
         self.ders.v = dv
 
 
