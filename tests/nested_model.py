@@ -14,7 +14,8 @@ The coupling is a reduction whose summand reads another reduction:
   (``np.roll(u.mean(axis=1), 1)[:, None]``, a reduction along an axis read at another row),
   and ``v`` follows the next community's maximum (``np.roll(np.max(u, axis=1), -1)``);
 - ``"deep"``: the three at once, with a sum over the grid of a summand that reads the
-  row spreads about the global mean (three levels).
+  row spreads about the global mean (three levels), and the row maxima of a summand
+  that reads the global mean.
 """
 
 import numpy as np
@@ -61,7 +62,7 @@ class Communities(System):
             deep = np.sum(u**2 * spread[:, None]) / u.size
             previous = np.roll(spread, 1)[:, None]
             du = -k * (u - g) * (1.0 + previous) - 0.3 * within * u - 0.2 * deep * u
-            dv = np.sum((u - g) * spread[:, None], axis=1) - v
+            dv = np.max((u - g) ** 2, axis=1) - within * v
         self.ders.u = self.inputs.D * lap + du * (1.0 + 0.2 * v[:, None])  # each community's level scales its coupling
         self.ders.v = dv
 
