@@ -57,6 +57,9 @@ class ArrayCode:
     blocks: list[Block] = field(default_factory=list)
     roots: list[sp.Basic] = field(default_factory=list)  # computed or loaded before the loops
     jac_blocks: list[JacBlock] = field(default_factory=list)
+    # (k, placeholder column, d(reduction k)/d(signal)): V's entries through a placeholder's signal
+    # (``lower_mixed``: a sum of instance signals), for the caller to write
+    through: list[tuple[int, int, sp.Symbol]] = field(default_factory=list)
 
 
 class Places:

@@ -76,19 +76,19 @@ class LowRank:
 
 class _Reads:
     """Where a summand's derivatives go: for each read of a state, the column of ``V``
-    (and its strides over the segment's box) and the factor ``∂summand/∂read · ∂read/∂y``;
-    for each read of the array of a reduction along axes, that read and ``∂summand/∂read``."""
+    (and its strides over the segment's box) and ``∂summand/∂read``; for each read of a
+    scalar or of the array of a reduction along axes, that read and ``∂summand/∂read``."""
 
     def __init__(self, flat: FlatModel, places: Places, gradient: Callable, clean: Callable[[sp.Basic], sp.Basic],
                  n_states: int) -> None:  # fmt: skip
         self.places, self.gradient, self.clean, self.n = places, gradient, clean, n_states
         self.state_arrays = {slot.ref for slot in flat.states}
 
-    def of(self, summand: sp.Basic, box: Box) -> tuple[list[tuple[int, tuple[int, ...] | None, sp.Basic, str]],
+    def of(self, summand: sp.Basic, box: Box) -> tuple[list[tuple[int | sp.Symbol, tuple[int, ...] | None, sp.Basic, str]],
                                                       list[tuple[Offset, sp.Basic]]]:  # fmt: skip
-        """``(column, column strides, factor, label)`` for each read of ``summand`` over ``box``
-        (a read of another reduction over a whole array, column ``n_states + j``, has strides
-        ``None``), and ``(offset, ∂summand/∂read)`` for each read of an array of a reduction along axes."""
+        """``(column, column strides, ∂summand/∂read, label)`` for each read of a state array by ``summand``
+        over ``box`` (for a read of a scalar, the scalar and strides ``None``), and
+        ``(offset, ∂summand/∂read)`` for each read of an array of a reduction along axes."""
         found, along = [], []
         for read in sorted(summand.free_symbols, key=lambda s: s.name):
             offset = self.places.offsets.get(read)
@@ -102,9 +102,8 @@ class _Reads:
             elif offset is not None:
                 column, column_strides = self.places.column(offset, box)
                 found.append((column, column_strides, derivative, f"{offset.ref}[{index_text(offset.index)}]"))
-            else:
-                for j, g in sorted(self.gradient(read).items()):  # a reduction's column: strides None (the chain rule)
-                    found.append((j, (0,) * len(box) if j < self.n else None, derivative * g, f"y[{j}]"))
+            else:  # a scalar: its column None (summed over the cells, then times its gradient)
+                found.append((read, None, derivative, str(read)))
         return found, along
 
 
@@ -153,20 +152,21 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
             first += box_size(box)
         weight = _WEIGHTS[reduction.op](code, places, temporaries, reduction, k, segments, first)
         adjoints: dict[str, sp.IndexedBase] = {}  # reductions along axes the summands read -> d(m_k)/d(element)
+        scalars: dict[sp.Symbol, sp.Symbol] = {}  # scalars the summands read -> d(m_k)/d(scalar)
 
         def scatter(box: Box, found: tuple[list, list], value: Callable[[sp.Basic], sp.Basic], what: str,
-                    k: int = k, adjoints: dict = adjoints) -> None:  # fmt: skip
+                    k: int = k, adjoints: dict = adjoints, scalars: dict = scalars) -> None:  # fmt: skip
             """Add ``value(∂/∂read)`` of each read over ``box`` into ``V[:, k]``, a chain coefficient or an adjoint."""
             columns, along = found
             for column, column_strides, derivative, label in columns:
-                if column_strides is None:  # d(m_k)/d(m_j) = sum over the cells of w_c ds_c/dm_j
-                    j = column - lowrank.n_states
-                    chain = sp.Symbol(f"jac_chain{k}_{j}", real=True)
-                    if not any(c == chain for _, _, c in chained):
-                        code.blocks.append(Block(f"d(reduction {k})/d(reduction {j}), summed below", (Statement(chain, sp.Float(0.0)),)))
-                        chained.append((k, j, chain))
-                    title = f"d(reduction {k})/d(reduction {j}) ({what})"
-                    emit(places, temporaries, title, box, [(lambda loop, c=chain: c, chain + value(derivative), "")], code, chain)
+                if column_strides is None:  # a scalar: d(m_k)/d(scalar) = sum over the cells of w_c ds_c/d(scalar)
+                    if column not in scalars:
+                        scalars[column] = sp.Symbol(f"jac_d{k}_{len(scalars)}", real=True)
+                        code.blocks.append(Block(f"d(reduction {k})/d({label}), summed below", (Statement(scalars[column], sp.Float(0.0)),)))
+                    coefficient = scalars[column]
+                    title = f"d(reduction {k})/d({label}) ({what})"
+                    emit(places, temporaries, title, box, [(lambda loop, c=coefficient: c, coefficient + value(derivative), "")],
+                         code, coefficient)  # fmt: skip
                     continue
 
                 def entry(loop: tuple, at: int = column, st: tuple = column_strides, b: Box = box) -> sp.Basic:
@@ -212,8 +212,30 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
                 found = reads.of(places.inline_copies(segment.expr), box)
                 scatter(box, found, lambda d, row=row, loop=loop, inner=inner: axis_weights.weigh(inner, row * d, loop),
                         f"through {inner.op} {inner.symbol} along axis {', '.join(map(str, inner.axes))}, {_where(inner, flat)}")  # fmt: skip
+        for read, coefficient in scalars.items():  # V[:, k] += d(m_k)/d(scalar) * d(scalar)/dy
+            updates = []
+            for j, g in sorted(gradient(read).items()):
+                if j >= lowrank.n_states:  # another reduction over a whole array: the chain rule through V[:, j - n]
+                    chain = _chain_symbol(code, chained, k, j - lowrank.n_states)
+                    updates.append(Statement(chain, chain + coefficient * g))
+                elif j < 0:  # a placeholder (lower_mixed: a sum of instance signals), left to the caller
+                    code.through.append((k, j, coefficient))
+                else:
+                    updates.append(Statement(_V[j, k], _V[j, k] + coefficient * g, f"d(reduction {k})/d(y[{j}]) through {read}"))
+                code.roots.append(g)
+            if updates:
+                code.blocks.append(Block(f"V[:, {k}] += d(reduction {k})/d({read}) * d({read})/dy", tuple(updates)))
     code.blocks += _chain_blocks(chained, lowrank.n_states)
     return code
+
+
+def _chain_symbol(code: ArrayCode, chained: list[tuple[int, int, sp.Symbol]], k: int, j: int) -> sp.Symbol:
+    """``jac_chain{k}_{j}`` = d(reduction k)/d(reduction j), set to 0 where first used."""
+    chain = sp.Symbol(f"jac_chain{k}_{j}", real=True)
+    if not any(c == chain for _, _, c in chained):
+        code.blocks.append(Block(f"d(reduction {k})/d(reduction {j}), summed below", (Statement(chain, sp.Float(0.0)),)))
+        chained.append((k, j, chain))
+    return chain
 
 
 def _chain_blocks(chained: list[tuple[int, int, sp.Symbol]], n: int) -> list[Block]:
