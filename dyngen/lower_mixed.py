@@ -605,6 +605,7 @@ def _computed(blocks: list[Block]) -> set[sp.Symbol]:
 
 
 _U = sp.IndexedBase("U")
+_LOWRANK_V = sp.IndexedBase("V")
 
 
 def _jacobian(flat: FlatModel, groups, order, tables: _Tables, clean, sums, n_scratch: int):  # noqa: ANN001, ANN202
@@ -626,7 +627,7 @@ def _jacobian(flat: FlatModel, groups, order, tables: _Tables, clean, sums, n_sc
         lowrank_fn = None
         if lowrank:
             u_code = array_jacobian(flat, gradient, clean, 0, lowrank.n_states, lowrank=True)
-            v_code = weight_code(flat, lowrank, gradient, clean)
+            v_code = weight_code(flat, lowrank, through.gradient, clean)
     except NoJacobian as missing:
         fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, (), raises=missing.note)
         return fn, None, [], [], 0, missing.note
@@ -642,7 +643,8 @@ def _jacobian(flat: FlatModel, groups, order, tables: _Tables, clean, sums, n_sc
         u_loops = group_sums.u_loops(tables, clean)
         roots = u_code.roots + v_code.roots
         sum_values, available = group_sums.values(tables, u_loops, _group_reads(defs, roots, groups))
-        tail = _unrolled_reads(flat, defs, roots, _computed(sum_values), available) + u_code.blocks + v_code.blocks
+        v_terms = through.v_loops(v_code.through, tables)
+        tail = _unrolled_reads(flat, defs, roots, _computed(sum_values), available) + u_code.blocks + v_code.blocks + v_terms
         lowrank_fn = KernelFunction("lowrank_values", ("t", "y", "p", "U", "V"), lowrank.doc(),
                                     tuple(sum_values + u_loops + tail), n_scratch if sum_values else 0)  # fmt: skip
     return fn, lowrank_fn, sparsity, array_jac.jac_blocks, len(lowrank), None
@@ -736,6 +738,34 @@ class _SumChain:
         for b in code.jac_blocks:
             blocks_out.append(replace(b, col=b.row, col_strides=b.row_strides) if b.col < 0 else b)
         return chain, blocks_out
+
+    def v_loops(self, through: list[tuple[int, int, sp.Symbol]], tables: _Tables) -> list[Block]:
+        """``V[:, k] += c d(term)/d(state)`` for every term of a sum of instance signals that a
+        summand of reduction ``k`` reads (``c`` = d(reduction k)/d(sum), computed before):
+        a loop over the terms per writing group and state it reads."""
+        by_column = {column: symbol for symbol, column in self.column.items()}
+        names = _Names(self.flat)
+        blocks = []
+        for k, column, coefficient in through:
+            g, writers = self.sums[by_column[column]]
+            for h, instances in writers:
+                (expr,), places = self.composer.of(h)
+                for (source, starts, _), (symbols, ref) in places.items():
+                    if source != "y":
+                        continue
+                    for e, symbol in enumerate(symbols):
+                        d = self.clean(sp.diff(expr, symbol))
+                        if d == 0:
+                            continue
+                        m = len(instances)
+                        loop = _Loop(f"{g.name}_{h.name}", m, f"{_title(self.flat, h)}\n  V[:, {k}] through {_title(self.flat, g)}", names)
+                        sub = {(src, tuple(st[u] for u in instances), sz): (syms, r) for (src, st, sz), (syms, r) in places.items()}
+                        (d_loop,) = loop.add((d,), sub)
+                        row = tables.index([starts[u] + e for u in instances], f"{g.name}_{h.name}_v{k}_rows")
+                        target = _LOWRANK_V[row, k]
+                        loop.outputs.append((target + coefficient * d_loop, [target], f"d(reduction {k})/d({ref}) through {g.refs[0]} (i = 0)"))
+                        blocks.append(loop.block(tables, "v"))
+        return blocks
 
     def shifted(self, blocks: list[Block]) -> list[Block]:
         """The array loops' statements with their ``values`` places moved past the chain's
