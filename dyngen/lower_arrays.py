@@ -195,9 +195,24 @@ class Temporaries:
         self.count = 0
 
     def cse(self, exprs: list[sp.Basic]) -> tuple[list[tuple[sp.Symbol, sp.Basic]], list[sp.Basic]]:
+        """CSE over ``exprs``, blind to the values of their floats: sympy's choice of common
+        subexpressions depends on them (``0.5 / n`` from a mean: a grid of 120 cells and one of
+        12,000 got different temporaries), so each float is a placeholder symbol meanwhile,
+        named in the order the floats are met (the same at every array size)."""
+        floats: dict[sp.Float, sp.Symbol] = {}
+        for expr in exprs:
+            for node in sp.preorder_traversal(expr):
+                if isinstance(node, sp.Float) and node not in floats:
+                    floats[node] = sp.Symbol(f"_float{len(floats)}", real=True)
+        if floats:
+            exprs = [e.xreplace(floats) for e in exprs]
         symbols = sp.numbered_symbols(self.prefix, start=self.count)
         replacements, reduced = cse(exprs, symbols)
         self.count += len(replacements)
+        if floats:
+            back = {symbol: value for value, symbol in floats.items()}
+            replacements = [(s, e.xreplace(back)) for s, e in replacements]
+            reduced = [e.xreplace(back) for e in reduced]
         return replacements, reduced
 
 
@@ -546,11 +561,13 @@ class _ReductionChain:
         where = relative_location(reduction.location, self.flat.source_root)
         identity = tuple((d, 0) for d in range(len(box)))
         summands = [(g, self.places.inline_copies(g.expr)) for g in reduction.segments]
-        inner = next((o.ref.key for _, e in summands for s in e.free_symbols
-                      if (o := self.places.offsets.get(s)) is not None and o.ref.kind == REDUCTION_KIND), None)  # fmt: skip
+        inner = next((r for _, e in summands for s in e.free_symbols
+                      if (o := self.places.offsets.get(s)) is not None and o.ref.kind == REDUCTION_KIND
+                      for _, r in self.flat.reductions if r.symbol.name == o.ref.key), None)  # fmt: skip
         if reduction.op not in _WEIGHTED or inner is not None:
-            why = (f"its summand reads the array of another reduction along an axis ({inner})" if inner is not None
-                   else f"dyngen cannot derive np.{reduction.op}")  # fmt: skip
+            why = (f"its summand reads the array of another reduction along an axis (np.{inner.op} along axis "
+                   f"{', '.join(map(str, inner.axes))}, {relative_location(inner.location, self.flat.source_root)})"
+                   if inner is not None else f"dyngen cannot derive np.{reduction.op}")  # fmt: skip
             raise NoJacobian(f"d/dt {state.ref} reads np.{reduction.op} along axis {', '.join(map(str, reduction.axes))} "
                              f"over {reduction.size} elements ({where}): {why}; no Jacobian yet")  # fmt: skip
         axes = [a for a, _ in offset.index if a >= 0]

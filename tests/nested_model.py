@@ -13,6 +13,8 @@ The coupling is a reduction whose summand reads another reduction:
 - ``"shifted"``: each community relaxes to the previous community's mean
   (``np.roll(u.mean(axis=1), 1)[:, None]``, a reduction along an axis read at another row),
   and ``v`` follows the next community's maximum (``np.roll(np.max(u, axis=1), -1)``);
+- ``"rows_of_rows"``: a row sum whose summand reads the row means (``np.sum(u *
+  u.mean(axis=1)[:, None], axis=1)``): not derived yet (the refusal's text is tested);
 - ``"deep"``: the three at once, with a sum over the grid of a summand that reads the
   row spreads about the global mean (three levels), and the row maxima of a summand
   that reads the global mean.
@@ -54,6 +56,10 @@ class Communities(System):
             previous = np.roll(u.mean(axis=1), 1)[:, None]
             du = -k * (u - previous) * (1.0 + 0.1 * u)
             dv = np.roll(np.max(u, axis=1), -1) - v
+        elif self.case == "rows_of_rows":  # a row sum whose summand reads the row means: no Jacobian yet
+            rows = u.mean(axis=1)[:, None]
+            du = -k * (u - rows)
+            dv = np.sum(u * rows, axis=1) / u.shape[1] - v
         else:
             g = u.mean()
             spread = np.mean((u - g) ** 2, axis=1)
