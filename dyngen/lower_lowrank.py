@@ -13,10 +13,14 @@ reduction reads: its Jacobian is dense.  By the chain rule it is ``J = S + U V�
   derivative times the product of the other factors (prefix and suffix products).
 
 ``lower`` numbers each reduction a derivative reaches with a virtual column ``n + k``
-of the gradient, so the chain rule through scalars and loops gives ``U`` for free;
+of the gradient, so the chain rule through scalars and loops gives ``U`` for free
+(through a sum along an axis too: ``lower_arrays._ReductionChain``);
 this module says which reductions qualify (``LowRank.column``) and writes the loops of
-``V`` (``weight_code``).  Reductions along axes read other than at their own cell, and
-sums of sums, are left without a Jacobian, with a note naming the construct.
+``V`` (``weight_code``).  Nested reductions are the chain rule again: a summand that
+reads another sum over a whole array adds a multiple of that one's ``V`` column; one
+that reads the array of a reduction along axes (a row mean) goes back through it in
+reverse mode.  A derivative in element form that reads the array of a reduction along
+axes is left without a Jacobian, with a note naming the construct.
 """
 
 from __future__ import annotations
@@ -62,9 +66,9 @@ class LowRank:
         if reduction.shape:
             what = f"along axis {', '.join(map(str, reduction.axes))}" if reduction.axes else "computed once"
             raise NoJacobian(
-                f"a derivative reads the array of np.{reduction.op} {what} over {reduction.size} elements ({where}) "
-                "other than at its own cell (or from element code); dyngen derives reductions along an axis only "
-                "where each cell reads its own (or reads them broadcast back over the grid)"
+                f"a derivative traced element by element (a vector of under 64 elements that meets no array) reads "
+                f"the array of np.{reduction.op} {what} over {reduction.size} elements ({where}); dyngen derives it "
+                "where array code reads it (e.g. the vector in an expression with the grid, as in `v[:, None] * u`)"
             )  # fmt: skip
         if reduction.op not in _WEIGHTS:
             raise NoJacobian(f"a derivative depends on np.{reduction.op} over {reduction.size} elements ({where}), "
@@ -122,9 +126,12 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
     - a product ``∏ s_c``: ``∏_{c' ≠ c} s_c'`` times the summand's derivative at each cell,
       the products of the others from prefix and suffix products (no division, so a zero
       factor is exact);
-    - a summand that reads another reduction over a whole array ``m_j`` (a variance):
-      ``V[:, k] += (Σ_c w_c ∂s_c/∂m_j) V[:, j]`` by the chain rule, once ``V[:, j]`` is
-      complete (``w_c`` the weights above);
+    - a summand that reads a scalar ``x`` (an element signal): ``d = Σ_c w_c ∂s_c/∂x``
+      summed once over the cells (``w_c`` the weights above), then ``V[:, k] += d ∂x/∂y``;
+      where ``x`` is another reduction over a whole array ``m_j`` (a variance), by the
+      chain rule ``V[:, k] += d V[:, j]`` once ``V[:, j]`` is complete; where it is a sum
+      of instance signals (``lower_mixed``), its placeholder column goes to
+      ``code.through`` for the caller's loop over the terms;
     - a summand that reads the array of a reduction along axes ``T = op(S, axis=...)``
       (``np.mean((u - u.mean(axis=1)[:, None])**2)``): reverse mode through ``T``: a local
       array ``jac_adj{k}_T`` gathers ``Σ_c w_c ∂s_c/∂T[t]`` per element ``t`` of ``T``, then
