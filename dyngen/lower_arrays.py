@@ -15,7 +15,7 @@ module is imported, never printed element by element.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import sympy as sp
 
@@ -306,7 +306,18 @@ def _array_target(base: sp.IndexedBase, slot_start: int, shape: Sequence[int]) -
 
 
 def _element_comment(ref: object, ndim: int) -> str:
-    return f"{ref}[{', '.join(LOOP_NAMES[:ndim])}]"
+    return f"{ref}[{', '.join(LOOP_NAMES[:ndim])}]" if ndim else str(ref)
+
+
+# Gradient columns from ELEMENT_READ down: an element of the array of a reduction along axes
+# that element code reads (``lower``), written by ``array_jacobian``'s ``element_reads``
+ELEMENT_READ = -(1 << 40)
+
+
+def _no_element_reads(columns: Iterable[int]) -> None:
+    if any(j <= ELEMENT_READ for j in columns):
+        raise NoJacobian("a scalar that array code (or a sum over a whole array) reads depends on an element of the array "
+                         "of a reduction along an axis: dyngen has no Jacobian for that yet")  # fmt: skip
 
 
 _WEIGHTED = ("sum", "max", "min", "prod")  # reductions along axes with a Jacobian (reduction_weights)
@@ -420,14 +431,17 @@ def array_observe(flat: FlatModel) -> ArrayCode:
 
 
 def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basic], sp.Basic], first: int,
-                   n_states: int | None = None, lowrank: bool = False) -> ArrayCode:  # fmt: skip
+                   n_states: int | None = None, lowrank: bool = False,
+                   element_reads: Sequence[tuple[Slot, sp.Symbol, sp.Basic]] = ()) -> ArrayCode:  # fmt: skip
     """The loops that write the Jacobian entries of the array derivatives into ``values``.
 
     Entries are numbered from ``first`` (after the element entries), block by block;
     within a block, in the C order of its box's cells (the order of the loop nest).
     A gradient column ``n_states + k`` is sum ``k`` of the low-rank part
     (``lower_lowrank``): skipped here, and with ``lowrank`` the only entries written,
-    added into ``U[row, k]`` instead.
+    added into ``U[row, k]`` instead.  ``element_reads``: ``(the state's slot, the read,
+    d(der)/d(read))`` for each derivative in element form that reads an element of the
+    array of a reduction along an axis: its entries through that reduction, after the rest.
     """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     state_arrays = {slot.ref for slot in flat.states}
@@ -466,6 +480,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                         columns = [(column, column_strides, sp.S.One)]
                         read = f"{offset.ref}[{index_text(offset.index)}]"
                     else:
+                        _no_element_reads(gradient(symbol))
                         columns = [(j, (0,) * len(box), g) for j, g in sorted(gradient(symbol).items())
                                    if (j >= virtual) == lowrank]  # fmt: skip
                     if not columns:
@@ -497,6 +512,8 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                         position += n
             if targets:
                 _emit(places, temporaries, _title(flat, members, box), box, targets, code)
+    for state, read, partial in element_reads:  # d/dt v[3] = f(T[3]): T's row 3, one entry per summand cell
+        position = chain.entries(read, partial, (), state, position)
     return code
 
 
@@ -544,6 +561,7 @@ class _ReductionChain:
         """The gradient of a scalar a summand reads: its state columns, or with ``lowrank``
         its sums over whole arrays (``column - n_states`` of ``U``)."""
         virtual = self.n_states if self.n_states is not None else float("inf")
+        _no_element_reads(self.gradient(read))
         return [(j, g) for j, g in sorted(self.gradient(read).items()) if (j >= virtual) == self.lowrank]
 
     def _u_entry(self, state: Slot, column: int, rows: Callable[[tuple], sp.Basic]) -> Target:

@@ -19,8 +19,9 @@ this module says which reductions qualify (``LowRank.column``) and writes the lo
 ``V`` (``weight_code``).  Nested reductions are the chain rule again: a summand that
 reads another sum over a whole array adds a multiple of that one's ``V`` column; one
 that reads the array of a reduction along axes (a row mean) goes back through it in
-reverse mode.  A derivative in element form that reads the array of a reduction along
-axes is left without a Jacobian, with a note naming the construct.
+reverse mode.  A derivative in element form that reads an element of the array of a
+reduction along axes gets its entries from ``lower_arrays.array_jacobian``'s loops
+(``element_reads``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import sympy as sp
 from .arrays import Box, box_size, index_text
 from .flatten import relative_location
 from .ir import REDUCTION_KIND, Block, FlatModel, Offset, Reduction, Statement
-from .lower_arrays import (INDEX, ArrayCode, Empty, Full, NoJacobian, Places, Temporaries, _loop_indices, _span, emit,
-                           flat_index, strides)
+from .lower_arrays import (INDEX, ArrayCode, Empty, Full, NoJacobian, Places, Temporaries, _loop_indices, _no_element_reads,
+                           _span, emit, flat_index, strides)
 
 _V = sp.IndexedBase("V")
 
@@ -66,9 +67,9 @@ class LowRank:
         if reduction.shape:
             what = f"along axis {', '.join(map(str, reduction.axes))}" if reduction.axes else "computed once"
             raise NoJacobian(
-                f"a derivative traced element by element (a vector of under 64 elements that meets no array) reads "
-                f"the array of np.{reduction.op} {what} over {reduction.size} elements ({where}); dyngen derives it "
-                "where array code reads it (e.g. the vector in an expression with the grid, as in `v[:, None] * u`)"
+                f"code traced element by element reads the array of np.{reduction.op} {what} over "
+                f"{reduction.size} elements ({where}) where dyngen does not place it; it derives it where array "
+                "code reads it (e.g. the small vector in an expression with the grid, as in `v[:, None] * u`)"
             )  # fmt: skip
         if reduction.op not in _WEIGHTS:
             raise NoJacobian(f"a derivative depends on np.{reduction.op} over {reduction.size} elements ({where}), "
@@ -221,6 +222,7 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
                         f"through {inner.op} {inner.symbol} along axis {', '.join(map(str, inner.axes))}, {_where(inner, flat)}")  # fmt: skip
         for read, coefficient in scalars.items():  # V[:, k] += d(m_k)/d(scalar) * d(scalar)/dy
             updates = []
+            _no_element_reads(gradient(read))
             for j, g in sorted(gradient(read).items()):
                 if j >= lowrank.n_states:  # another reduction over a whole array: the chain rule through V[:, j - n]
                     chain = _chain_symbol(code, chained, k, j - lowrank.n_states)

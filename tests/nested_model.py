@@ -2,7 +2,10 @@
 
 ``build(n, m, case)``: ``n`` communities of ``m`` members each (a 2-D state ``u[n, m]``,
 diffusing along a ring within each community), plus one level ``v[n]`` per community.
-The coupling is a reduction whose summand reads another reduction:
+The coupling is a reduction whose summand reads another reduction.  With
+``scaled=False`` the levels do not scale the grid's coupling: ``v`` (under 64
+elements) then stays in the element form, its derivatives reading single elements of
+the reductions along axes.
 
 - ``"row_of_global"``: each community's spread about the global mean,
   ``np.mean((u - u.mean())**2, axis=1)``, read broadcast by ``u`` (``[:, None]``) and at
@@ -26,8 +29,9 @@ from dyngen import Simulation, System
 
 
 class Communities(System):
-    def __init__(self, n, m, case):
+    def __init__(self, n, m, case, scaled=True):
         super().__init__()
+        self.scaled = scaled
         x = np.linspace(0.0, 1.0, n)[:, None]
         y = np.linspace(0.0, 1.0, m, endpoint=False)[None, :]
         self.states.u = 0.5 + 0.4 * np.sin(3.0 * x + 2.0 * np.pi * y) + 0.2 * np.cos(5.0 * x * y + 1.0)
@@ -69,11 +73,13 @@ class Communities(System):
             previous = np.roll(spread, 1)[:, None]
             du = -k * (u - g) * (1.0 + previous) - 0.3 * within * u - 0.2 * deep * u
             dv = np.max((u - g) ** 2, axis=1) - within * v
-        self.ders.u = self.inputs.D * lap + du * (1.0 + 0.2 * v[:, None])  # each community's level scales its coupling
+        if self.scaled:  # each community's level scales its coupling (v meets the grid: array form)
+            du = du * (1.0 + 0.2 * v[:, None])
+        self.ders.u = self.inputs.D * lap + du
         self.ders.v = dv
 
 
-def build(n=12, m=10, case="row_of_global"):
+def build(n=12, m=10, case="row_of_global", scaled=True):
     sim = Simulation()
-    sim.add_system(Communities(n, m, case))
+    sim.add_system(Communities(n, m, case, scaled))
     return sim

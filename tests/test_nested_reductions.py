@@ -9,7 +9,9 @@ each, coupled through reductions whose summands read other reductions:
 - a sum over the whole grid whose summand reads the row means: V by reverse mode through
   them (``jac_adj`` arrays), three levels deep with a global mean inside;
 - a reduction along an axis read at another row (``np.roll(u.mean(axis=1), 1)[:, None]``):
-  dense blocks in S.
+  dense blocks in S;
+- a vector in the element form (12 levels) whose derivatives read single elements of
+  those reductions: a loop over the row per element.
 
 Checked against central finite differences of the generated rhs (S + U Vᵀ as the sparse
 solvers see it, and the dense ``jac``), dynode running the same file, the element form
@@ -37,8 +39,8 @@ CASES = ["row_of_global", "global_of_rows", "shifted", "deep"]
 RANKS = {"row_of_global": 2, "global_of_rows": 1, "shifted": 0, "deep": 3}
 
 
-def module_of(n: int, m: int, case: str, arrays: bool = True) -> Any:
-    sim = build_simulation(MODEL, "dyngen", "build", n, m, case)
+def module_of(n: int, m: int, case: str, arrays: bool = True, scaled: bool = True) -> Any:
+    sim = build_simulation(MODEL, "dyngen", "build", n, m, case, scaled)
     sim.arrays = arrays
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dyngen.DyngenWarning)
@@ -161,6 +163,30 @@ def test_the_module_has_the_same_lines_at_two_sizes(case: str) -> None:
     small, large = functions(module_of(12, 10, case)), functions(module_of(120, 100, case))
     assert small == large
     assert ("lowrank_values" in small) == (RANKS[case] > 0)
+
+
+@pytest.mark.slow
+def test_a_vector_in_the_element_form_reading_the_reductions_has_the_jacobian() -> None:
+    """``scaled=False``: ``v`` (12 elements) is traced element by element, each derivative
+    reading one element of a row spread about the global mean (``spread[3]``): its
+    entries are a loop over that row of the summand (and U's entry through the global
+    mean), so the lines do not grow with the rows' length."""
+    module = module_of(12, 10, "row_of_global", scaled=False)
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == 2
+    assert "d(Communities.states.v[3])/d(Communities.states.v[3])" in Path(module.__file__).read_text()  # element form
+    for seed in (1, 2):
+        t, y, p = random_point(module, seed)
+        assert relative(structured(module, t, y, p), central_differences(module, t, y, p)) < 1e-7
+    assert functions(module) == functions(module_of(12, 100, "row_of_global", scaled=False))
+
+
+@pytest.mark.slow
+def test_the_element_form_levels_match_dynode_and_rodas4_reaches_it() -> None:
+    make = lambda backend: build_simulation(MODEL, backend, "build", 12, 10, "row_of_global", False)  # noqa: E731
+    assert_same_runs(run(make("dyngen"), "dyngen", 2.0, 0.5), run(make("dynode"), "dynode", 2.0, 0.5))
+    ours = run(make("dyngen"), "dyngen", 2.0, 0.5, integrator="rodas4", rtol=1e-10, atol=1e-12)
+    theirs = run(make("dynode"), "dynode", 2.0, 0.5, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
 
 
 def test_a_row_sum_of_the_row_means_says_it_has_no_jacobian_yet() -> None:
