@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 NESTED = [  # (model file, builder, args)
-    *[("nested_model.py", "build", [n, m, case]) for case in ("row_of_global", "global_of_rows", "shifted", "deep")
+    *[("nested_model.py", "build", [n, m, case]) for case in ("row_of_global", "global_of_rows", "shifted", "rows_of_rows", "deep")
       for n, m in ((12, 10), (200, 150))],
     ("kernels_arrays_model.py", "build", [20, 200, True, False, True, True]),
     ("kernels_arrays_model.py", "build", [200, 2000, True, False, True, True]),

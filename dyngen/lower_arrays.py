@@ -543,7 +543,7 @@ class _ReductionChain:
     axis=1)``) reaches the low-rank part: its gradient column ``n_states + k`` is skipped
     here, and with ``lowrank`` those are the only entries written, accumulated into
     ``U[row, k]`` (``Σ_j f'(T[i]) ∂S(i, j)/∂m_k``).  A summand that reads the array of another
-    reduction along an axis has no Jacobian yet (``NoJacobian``, which says so).
+    reduction along an axis ``R`` at its kept indices goes through it (``_through``).
     """
 
     def __init__(self, flat: FlatModel, places: Places, temporaries: Temporaries, gradient: Gradient,
@@ -556,6 +556,7 @@ class _ReductionChain:
         from .reduction_weights import AxisWeights  # (that module builds on this one)
 
         self.weights = AxisWeights(places, code)
+        self._adjoints: dict[tuple[str, Offset], SignalRef] = {}  # (T, the read of R) -> its jac_through array
 
     def _scalar_columns(self, read: sp.Symbol) -> list[tuple[int, sp.Basic]]:
         """The gradient of a scalar a summand reads: its state columns, or with ``lowrank``
@@ -579,20 +580,18 @@ class _ReductionChain:
         where = relative_location(reduction.location, self.flat.source_root)
         identity = tuple((d, 0) for d in range(len(box)))
         summands = [(g, self.places.inline_copies(g.expr)) for g in reduction.segments]
-        inner = next((r for _, e in summands for s in e.free_symbols
-                      if (o := self.places.offsets.get(s)) is not None and o.ref.kind == REDUCTION_KIND
-                      for _, r in self.flat.reductions if r.symbol.name == o.ref.key), None)  # fmt: skip
-        if reduction.op not in _WEIGHTED or inner is not None:
-            why = (f"its summand reads the array of another reduction along an axis (np.{inner.op} along axis "
-                   f"{', '.join(map(str, inner.axes))}, {relative_location(inner.location, self.flat.source_root)})"
-                   if inner is not None else f"dyngen cannot derive np.{reduction.op}")  # fmt: skip
+        if reduction.op not in _WEIGHTED:
             raise NoJacobian(f"d/dt {state.ref} reads np.{reduction.op} along axis {', '.join(map(str, reduction.axes))} "
-                             f"over {reduction.size} elements ({where}): {why}; no Jacobian yet")  # fmt: skip
+                             f"over {reduction.size} elements ({where}): dyngen cannot derive np.{reduction.op}")  # fmt: skip
         axes = [a for a, _ in offset.index if a >= 0]
         placed = len(set(axes)) == len(axes) and all(a >= 0 or 0 <= k < reduction.shape[d] for d, (a, k) in enumerate(offset.index))
         if not placed:
             raise NoJacobian(f"d/dt {state.ref} reads the array of np.{reduction.op} along axis "
                              f"{', '.join(map(str, reduction.axes))} ({where}) at {index_text(offset.index)}: no Jacobian yet")  # fmt: skip
+        inner = sorted({(s, o) for _, e in summands for s in e.free_symbols
+                        if (o := self.places.offsets.get(s)) is not None and o.ref.kind == REDUCTION_KIND}, key=lambda so: so[0].name)  # fmt: skip
+        for read, inner_offset in inner:  # the summand reads another reduction along axes: through it first
+            position = self._through(reduction, offset, read, inner_offset, summands, partial, box, state, position)
         if offset.index != identity or reduction.shape != state.shape:  # broadcast, or at another cell: dense blocks
             return self._broadcast(offset, reduction, summands, partial, box, state, position)
         kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
@@ -619,6 +618,59 @@ class _ReductionChain:
             for read in sorted(summand.free_symbols, key=lambda s: s.name):
                 position = self._read(read, summand, factor, sub_box, kept, row, tuple(row_strides), position, state, weigh)
         return position
+
+    def _through(self, reduction: Reduction, offset: Offset, read: sp.Symbol, inner: Offset, summands: list,
+                 partial: sp.Basic, box: Box, state: Slot, position: int) -> int:  # fmt: skip
+        """The entries of ``d/dt x = f(T[...])`` through ``R``, the array of another reduction along
+        axes that ``T``'s summand reads at its kept indices (``np.sum(u * u.mean(axis=1)[:, None],
+        axis=1)``): ``a[t] = Σ_c ∂T[t]/∂S(c) ∂S(c)/∂R[r(t)]`` over the cells ``c`` of row ``t``
+        (a local array, ``jac_through_*``), then the entries of ``f'(T) a[t]`` times ``∂R[r(t)]/∂y``
+        as for a read of ``R`` at ``r(t)`` (``entries`` again: ``R``'s own reads, and the
+        reductions it reads in turn)."""
+        kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
+        if any(a >= 0 and a not in kept for a, _ in inner.index):
+            where = relative_location(reduction.location, self.flat.source_root)
+            r = next(r for _, r in self.flat.reductions if r.symbol.name == inner.ref.key)
+            raise NoJacobian(f"d/dt {state.ref} reads np.{reduction.op} along axis {', '.join(map(str, reduction.axes))} "
+                             f"({where}) whose summand reads the array of np.{r.op} along axis {', '.join(map(str, r.axes))} "
+                             f"({relative_location(r.location, self.flat.source_root)}) at a cell that moves along the "
+                             "reduced axis (every element depends on every other: a dense Jacobian): no Jacobian yet")  # fmt: skip
+        key = (reduction.symbol.name, inner)
+        if key not in self._adjoints:
+            name = f"jac_through_{reduction.symbol.name}_{len(self._adjoints)}"
+            ref = SignalRef("", REDUCTION_KIND, name)
+            base = sp.IndexedBase(name)
+            self.places.vector[ref] = (base, Slot(ref, 0, reduction.shape, ()))
+            self._adjoints[key] = ref
+            self.code.blocks.append(Block(f"{name}[t] = d({reduction.symbol}[t])/d({inner.ref.key}) over row t, summed below",
+                                          (Statement(sp.Symbol(name), Full(box_size(tuple((0, e) for e in reduction.shape)), sp.Float(0.0))),)))  # fmt: skip
+            for segment, summand in summands:
+                seg_box = tuple(zip(segment.lo, segment.hi))
+                if box_size(seg_box) == 0:
+                    continue
+                derivative = self.clean(sp.diff(summand, read))
+                if derivative == 0:
+                    continue
+                self.code.roots.append(summand)
+                loop = _loop_indices(seg_box)
+
+                def element(cells: tuple, b: sp.IndexedBase = base) -> sp.Basic:
+                    return b[flat_index(reduction.shape, [cells[a] for a in kept])]
+
+                accumulator = sp.Symbol("jac_acc", real=True)
+                value = self.weights.weigh(reduction, derivative, loop)
+                _emit(self.places, self.temporaries, f"{name}: {_span(seg_box)}", seg_box, [(element, accumulator + value, "")],
+                      self.code, accumulator, element)  # fmt: skip
+        # R read by the derivative cell: T's summand reads R at its kept indices, the derivative reads T at ``offset``
+        composite = []
+        for a, k in inner.index:
+            if a < 0:
+                composite.append((a, k))
+                continue
+            b, k2 = offset.index[kept.index(a)]
+            composite.append((b, k + k2) if b >= 0 else (-1, k + k2))
+        through = self.places.relative(Offset(self._adjoints[key], offset.index))
+        return self.entries(self.places.relative(Offset(inner.ref, tuple(composite))), partial * through, box, state, position)
 
     def _broadcast(self, offset: Offset, reduction: Reduction, summands: list, partial: sp.Basic, box: Box, state: Slot,
                    position: int) -> int:  # fmt: skip

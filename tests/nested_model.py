@@ -16,8 +16,13 @@ the reductions along axes.
 - ``"shifted"``: each community relaxes to the previous community's mean
   (``np.roll(u.mean(axis=1), 1)[:, None]``, a reduction along an axis read at another row),
   and ``v`` follows the next community's maximum (``np.roll(np.max(u, axis=1), -1)``);
-- ``"rows_of_rows"``: a row sum whose summand reads the row means (``np.sum(u *
-  u.mean(axis=1)[:, None], axis=1)``): not derived yet (the refusal's text is tested);
+- ``"rows_of_rows"``: reductions along an axis whose summands read the row means: the
+  previous row's spread about its mean (``np.roll(np.mean((u - rows)**2, axis=1), 1)``)
+  and the row maxima of ``u * rows``;
+- ``"cross"``: row sums weighted by the column means (``np.sum(u * u.mean(axis=0)[None, :],
+  axis=1)``): with 64 columns or more not derived (every level depends on every cell through
+  every column: the refusal's text is tested); with fewer, each column's mean is its own
+  segment, read at a constant, and derived;
 - ``"deep"``: the three at once, with a sum over the grid of a summand that reads the
   row spreads about the global mean (three levels), and the row maxima of a summand
   that reads the global mean.
@@ -60,10 +65,14 @@ class Communities(System):
             previous = np.roll(u.mean(axis=1), 1)[:, None]
             du = -k * (u - previous) * (1.0 + 0.1 * u)
             dv = np.roll(np.max(u, axis=1), -1) - v
-        elif self.case == "rows_of_rows":  # a row sum whose summand reads the row means: no Jacobian yet
+        elif self.case == "rows_of_rows":
             rows = u.mean(axis=1)[:, None]
-            du = -k * (u - rows)
-            dv = np.sum(u * rows, axis=1) / u.shape[1] - v
+            spread = np.mean((u - rows) ** 2, axis=1)
+            du = -k * (u - rows) * (1.0 + np.roll(spread, 1)[:, None])
+            dv = np.max(u * rows, axis=1) - v
+        elif self.case == "cross":  # row sums weighted by the column means: no Jacobian yet
+            du = -k * (u - u.mean())
+            dv = np.sum(u * u.mean(axis=0)[None, :], axis=1) / u.shape[1] - v
         else:
             g = u.mean()
             spread = np.mean((u - g) ** 2, axis=1)

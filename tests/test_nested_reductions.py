@@ -10,6 +10,8 @@ each, coupled through reductions whose summands read other reductions:
   them (``jac_adj`` arrays), three levels deep with a global mean inside;
 - a reduction along an axis read at another row (``np.roll(u.mean(axis=1), 1)[:, None]``):
   dense blocks in S;
+- reductions along an axis whose summands read the row means (a row's spread about its
+  mean, the row maxima of ``u * rows``): through ``jac_through`` arrays, dense blocks;
 - a vector in the element form (12 levels) whose derivatives read single elements of
   those reductions: a loop over the row per element.
 
@@ -35,8 +37,9 @@ from dynode_compare import assert_same_runs, build_simulation, run
 from finite_differences import central_differences
 
 MODEL = Path(__file__).resolve().parent / "nested_model.py"
-CASES = ["row_of_global", "global_of_rows", "shifted", "deep"]
-RANKS = {"row_of_global": 2, "global_of_rows": 1, "shifted": 0, "deep": 3}
+CASES = ["row_of_global", "global_of_rows", "shifted", "rows_of_rows", "deep"]
+RANKS = {"row_of_global": 2, "global_of_rows": 1, "shifted": 0, "rows_of_rows": 0, "deep": 3}
+DENSE = ("row_of_global", "global_of_rows", "deep")  # a low-rank term: (almost) every entry non-zero
 
 
 def module_of(n: int, m: int, case: str, arrays: bool = True, scaled: bool = True) -> Any:
@@ -79,7 +82,7 @@ def test_the_jacobian_of_nested_reductions_matches_finite_differences(case: str,
     module = module_of(*shape, case)
     assert getattr(module, "NO_JACOBIAN", None) is None and getattr(module, "N_LOWRANK", 0) == RANKS[case]
     n = module.N_STATES
-    if case != "shifted":  # S holds the stencil and the row blocks, not the dense coupling
+    if case in DENSE:  # S holds the stencil and the row blocks, not the dense coupling
         assert module.JAC_NNZ < 3 * shape[0] * shape[1] * shape[1]
     for seed in (1, 2):
         t, y, p = random_point(module, seed)
@@ -88,7 +91,7 @@ def test_the_jacobian_of_nested_reductions_matches_finite_differences(case: str,
         J = np.full((n, n), np.nan)
         module.jac(t, y, p, J)
         assert relative(J, reference) < 1e-7
-        if case != "shifted":
+        if case in DENSE:
             assert np.count_nonzero(reference) > 0.8 * n * n  # the global sums couple (almost) everything
 
 
@@ -120,7 +123,7 @@ def test_the_shifted_row_means_match_the_element_form() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("integrator", ["rodas4", "BDF"])
-@pytest.mark.parametrize("case", ["row_of_global", "deep"])
+@pytest.mark.parametrize("case", ["row_of_global", "rows_of_rows", "deep"])
 def test_stiff_methods_on_the_nested_jacobian_reach_dynode(case: str, integrator: str) -> None:
     """rodas4 and BDF on the exact S + U Vᵀ against dynode's dopri5, both at tight tolerances."""
     ours = run(build_simulation(MODEL, "dyngen", "build", 12, 10, case), "dyngen", 2.0, 0.5,
@@ -189,8 +192,10 @@ def test_the_element_form_levels_match_dynode_and_rodas4_reaches_it() -> None:
     np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
 
 
-def test_a_row_sum_of_the_row_means_says_it_has_no_jacobian_yet() -> None:
-    """What is left: a sum along an axis whose summand reads the array of another one."""
-    module = module_of(12, 10, "rows_of_rows")
-    assert "np.sum along axis 1 over 120 elements (nested_model.py:" in module.NO_JACOBIAN
-    assert "reads the array of another reduction along an axis (np.sum along axis 1, nested_model.py:" in module.NO_JACOBIAN
+def test_row_sums_of_the_column_means_say_they_have_no_jacobian_yet() -> None:
+    """What is left: a sum along an axis whose summand reads another one at a cell that
+    moves along the reduced axis (each row weighted by every column's mean)."""
+    module = module_of(12, 80, "cross")  # (with 10 columns each column's mean is read at a constant: derived)
+    assert "np.sum along axis 1 (nested_model.py:" in module.NO_JACOBIAN
+    assert "reads the array of np.sum along axis 0 (nested_model.py:" in module.NO_JACOBIAN
+    assert "moves along the reduced axis" in module.NO_JACOBIAN
