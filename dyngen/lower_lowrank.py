@@ -84,9 +84,8 @@ class _Reads:
     (and its strides over the segment's box) and ``∂summand/∂read``; for each read of a
     scalar or of the array of a reduction along axes, that read and ``∂summand/∂read``."""
 
-    def __init__(self, flat: FlatModel, places: Places, gradient: Callable, clean: Callable[[sp.Basic], sp.Basic],
-                 n_states: int) -> None:  # fmt: skip
-        self.places, self.gradient, self.clean, self.n = places, gradient, clean, n_states
+    def __init__(self, flat: FlatModel, places: Places, clean: Callable[[sp.Basic], sp.Basic]) -> None:
+        self.places, self.clean = places, clean
         self.state_arrays = {slot.ref for slot in flat.states}
 
     def of(self, summand: sp.Basic, box: Box) -> tuple[list[tuple[int | sp.Symbol, tuple[int, ...] | None, sp.Basic, str]],
@@ -147,7 +146,7 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
     axis_weights = AxisWeights(places, code)
     along_axes = {r.symbol.name: (q, r) for q, (_, r) in enumerate(flat.reductions) if r.shape}
     chained: list[tuple[int, int, sp.Symbol]] = []  # V[:, k] += c * V[:, j]
-    reads = _Reads(flat, places, gradient, clean, lowrank.n_states)
+    reads = _Reads(flat, places, clean)
     for k, reduction in enumerate(lowrank.reductions):  # (the list grows as summands meet other reductions)
         where = _where(reduction, flat)
         segments, first = [], 0

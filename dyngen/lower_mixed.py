@@ -21,8 +21,9 @@ derivative that depends on a sum over a whole array (the rod's mean, read by the
 instances or by the array loops) gets the low-rank term ``U Vᵀ`` of ``lower_lowrank``
 in ``lowrank_values``: the instances' rows of ``U`` as loops over them
 (``_GroupSums``), the array loops' rows and ``V`` as without instances.  A sum whose
-summand reads instance signals (weighted by a lamp's power) runs after the loops that
-write them; its ``V`` reaches the instances' states through those signals.
+summand reads instance signals (weighted by a lamp's power, or by the lamps' total)
+runs after the loops that write them; its ``V`` reaches the instances' states through
+those signals.
 
 ``lower_mixed`` returns a reason instead of a kernel when the two cannot combine
 (element code reading an array of a reduction along axes or an element of an
@@ -455,8 +456,9 @@ class _GroupSums:
     ``U[row, k] = d(der)/d(sum k)``, one loop per derivative group.  A sum whose summand
     reads signals of instance loops (the lamp-weighted mean) runs after the loops that
     write them, into ``v`` (``order``: the dataflow order of the groups and sums); its
-    ``V`` (``lower_lowrank.weight_code``) reads those signals unrolled, and through them
-    the instances' states.
+    ``V`` (``lower_lowrank.weight_code``) reads those signals from ``v`` and reaches the
+    instances' states through their gradients (a plain sum of instance signals: a loop
+    over its terms, ``_SumChain.v_loops``).
     """
 
     def __init__(self, flat: FlatModel, groups: tuple[Group, ...], composer: _Composer, sums: dict[int, int],
