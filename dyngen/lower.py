@@ -24,7 +24,7 @@ from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, group
 from .layout import pack_states
 from .ir import REDUCTION_KIND, Assignment, Block, FlatModel, Kernel, KernelFunction, Reduction, Slot, Statement, in_place_order
-from .lower_arrays import ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
+from .lower_arrays import ELEMENT_READ, ArrayCode, Places, Temporaries, array_jacobian, array_observe, array_rhs, reduction_blocks
 from .lower_groups import lower_groups
 from .lower_lowrank import LowRank, NoJacobian, weight_code
 from .progress import advance
@@ -143,9 +143,11 @@ class _StateIndex:
         return found
 
 
-def _gradient(flat: FlatModel, defs: _Definitions, lowrank: LowRank):  # noqa: ANN202 - a closure
+def _gradient(flat: FlatModel, defs: _Definitions, lowrank: LowRank, element_reads: list[sp.Symbol] | None = None):  # noqa: ANN202
     """``gradient(symbol)``: {state index: d symbol / d y[index]} by the chain rule; a sum
-    over a whole array is a variable of its own, the virtual column ``lowrank.column``."""
+    over a whole array is a variable of its own, the virtual column ``lowrank.column``;
+    with ``element_reads``, so is an element of the array of a reduction along an axis
+    that element code reads: column ``ELEMENT_READ - k`` for ``element_reads[k]``."""
     state_index = _StateIndex(flat)
     memo: dict[sp.Symbol, dict[int, sp.Basic]] = {}
     extremes: dict[sp.Basic, sp.Dummy] = {}  # a Max/Min of 3+ arguments -> its stand-in
@@ -180,6 +182,11 @@ def _gradient(flat: FlatModel, defs: _Definitions, lowrank: LowRank):  # noqa: A
             return result
         if symbol in defs.reduction or symbol in defs.alias:
             reduction = defs.reduction[defs.alias.get(symbol, symbol)]
+            if symbol in defs.alias and element_reads is not None and reduction.axes:  # read by element code
+                if symbol not in element_reads:
+                    element_reads.append(symbol)
+                memo[symbol] = {ELEMENT_READ - element_reads.index(symbol): sp.S.One}
+                return memo[symbol]
             if symbol in defs.alias:  # a read of an array along axes from element code
                 reduction = replace(reduction, shape=reduction.shape or (1,))
             memo[symbol] = {lowrank.column(reduction): sp.S.One}
@@ -393,15 +400,18 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
 
     n_states = len(flat.derivatives)
     lowrank = LowRank(flat, n_states)
-    gradient = _gradient(flat, defs, lowrank)
+    read_by_elements: list[sp.Symbol] = []
+    gradient = _gradient(flat, defs, lowrank, read_by_elements)
     jac_doc = "Write the non-zero Jacobian entries d(dy[JAC_ROWS[k]])/dy[JAC_COLS[k]] into ``values[k]``."
     lowrank_fn = None
     try:
         every = _jacobian(flat, gradient)
-        entries = {(i, j): v for (i, j), v in every.items() if j < n_states}
-        array_jac = array_jacobian(flat, gradient, _clean_derivative, len(entries), n_states)
+        entries = {(i, j): v for (i, j), v in every.items() if 0 <= j < n_states}
+        element_reads = [(_element_slot(flat, i), read_by_elements[ELEMENT_READ - j], v)
+                         for (i, j), v in every.items() if j <= ELEMENT_READ]  # fmt: skip
+        array_jac = array_jacobian(flat, gradient, _clean_derivative, len(entries), n_states, element_reads=element_reads)
         if lowrank:
-            lowrank_fn = _lowrank_function(flat, defs, gradient, lowrank, every, state_label)
+            lowrank_fn = _lowrank_function(flat, defs, gradient, lowrank, every, state_label, element_reads)
     except NoJacobian as missing:
         entries, array_jac, no_jacobian, lowrank = {}, ArrayCode(), missing.note, LowRank(flat, n_states)
         jac_values = KernelFunction("jac_values", ("t", "y", "p", "values"), jac_doc, (), raises=no_jacobian)
@@ -434,8 +444,15 @@ def lower(flat: FlatModel, kernels: bool = True) -> Kernel:
 _U = sp.IndexedBase("U")
 
 
+def _element_slot(flat: FlatModel, i: int) -> Slot:
+    """Element ``i`` of ``y`` as a slot of its own (a derivative in element form, for ``array_jacobian``)."""
+    slot = next(s for s in flat.states if s.start <= i < s.stop)
+    key = slot.ref.key + (f"[{i - slot.start}]" if len(slot.symbols) > 1 else "")
+    return Slot(replace(slot.ref, key=key), i, (), ())
+
+
 def _lowrank_function(flat: FlatModel, defs: _Definitions, gradient, lowrank: LowRank,  # noqa: ANN001
-                      every: dict[tuple[int, int], sp.Basic], state_label) -> KernelFunction:  # noqa: ANN001 # fmt: skip
+                      every: dict[tuple[int, int], sp.Basic], state_label, element_reads: list) -> KernelFunction:  # noqa: ANN001 # fmt: skip
     """``lowrank_values(t, y, p, U, V)``: adds the columns of ``U`` and ``V`` (zeroed by the
     caller) of the Jacobian's low-rank part ``U Vᵀ`` (``lower_lowrank``)."""
     n = lowrank.n_states
@@ -443,8 +460,10 @@ def _lowrank_function(flat: FlatModel, defs: _Definitions, gradient, lowrank: Lo
         (_U[i, j - n], value, f"d(d/dt {state_label(i)})/d(sum {j - n})")
         for (i, j), value in every.items() if j >= n
     ]  # fmt: skip
-    u_code = array_jacobian(flat, gradient, _clean_derivative, 0, n, lowrank=True)
+    u_code = array_jacobian(flat, gradient, _clean_derivative, 0, n, lowrank=True, element_reads=element_reads)
     v_code = weight_code(flat, lowrank, gradient, _clean_derivative)
+    if v_code.through:  # (placeholders of lower_mixed only)
+        raise NoJacobian("a sum over a whole array reads a signal dyngen places only in loops over instances")
     tail = ArrayCode(u_code.blocks + v_code.blocks, u_code.roots + v_code.roots)
     return _function(flat, defs, "lowrank_values", ("t", "y", "p", "U", "V"), lowrank.doc(), targets, "U: element derivatives", tail)
 

@@ -15,7 +15,7 @@ module is imported, never printed element by element.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import sympy as sp
 
@@ -57,6 +57,9 @@ class ArrayCode:
     blocks: list[Block] = field(default_factory=list)
     roots: list[sp.Basic] = field(default_factory=list)  # computed or loaded before the loops
     jac_blocks: list[JacBlock] = field(default_factory=list)
+    # (k, placeholder column, d(reduction k)/d(signal)): V's entries through a placeholder's signal
+    # (``lower_mixed``: a sum of instance signals), for the caller to write
+    through: list[tuple[int, int, sp.Symbol]] = field(default_factory=list)
 
 
 class Places:
@@ -192,9 +195,24 @@ class Temporaries:
         self.count = 0
 
     def cse(self, exprs: list[sp.Basic]) -> tuple[list[tuple[sp.Symbol, sp.Basic]], list[sp.Basic]]:
+        """CSE over ``exprs``, blind to the values of their floats: sympy's choice of common
+        subexpressions depends on them (``0.5 / n`` from a mean: a grid of 120 cells and one of
+        12,000 got different temporaries), so each float is a placeholder symbol meanwhile,
+        named in the order the floats are met (the same at every array size)."""
+        floats: dict[sp.Float, sp.Symbol] = {}
+        for expr in exprs:
+            for node in sp.preorder_traversal(expr):
+                if isinstance(node, sp.Float) and node not in floats:
+                    floats[node] = sp.Symbol(f"_float{len(floats)}", real=True)
+        if floats:
+            exprs = [e.xreplace(floats) for e in exprs]
         symbols = sp.numbered_symbols(self.prefix, start=self.count)
         replacements, reduced = cse(exprs, symbols)
         self.count += len(replacements)
+        if floats:
+            back = {symbol: value for value, symbol in floats.items()}
+            replacements = [(s, e.xreplace(back)) for s, e in replacements]
+            reduced = [e.xreplace(back) for e in reduced]
         return replacements, reduced
 
 
@@ -288,7 +306,18 @@ def _array_target(base: sp.IndexedBase, slot_start: int, shape: Sequence[int]) -
 
 
 def _element_comment(ref: object, ndim: int) -> str:
-    return f"{ref}[{', '.join(LOOP_NAMES[:ndim])}]"
+    return f"{ref}[{', '.join(LOOP_NAMES[:ndim])}]" if ndim else str(ref)
+
+
+# Gradient columns from ELEMENT_READ down: an element of the array of a reduction along axes
+# that element code reads (``lower``), written by ``array_jacobian``'s ``element_reads``
+ELEMENT_READ = -(1 << 40)
+
+
+def _no_element_reads(columns: Iterable[int]) -> None:
+    if any(j <= ELEMENT_READ for j in columns):
+        raise NoJacobian("a scalar that array code (or a sum over a whole array) reads depends on an element of the array "
+                         "of a reduction along an axis: dyngen has no Jacobian for that yet")  # fmt: skip
 
 
 _WEIGHTED = ("sum", "max", "min", "prod")  # reductions along axes with a Jacobian (reduction_weights)
@@ -402,20 +431,23 @@ def array_observe(flat: FlatModel) -> ArrayCode:
 
 
 def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basic], sp.Basic], first: int,
-                   n_states: int | None = None, lowrank: bool = False) -> ArrayCode:  # fmt: skip
+                   n_states: int | None = None, lowrank: bool = False,
+                   element_reads: Sequence[tuple[Slot, sp.Symbol, sp.Basic]] = ()) -> ArrayCode:  # fmt: skip
     """The loops that write the Jacobian entries of the array derivatives into ``values``.
 
     Entries are numbered from ``first`` (after the element entries), block by block;
     within a block, in the C order of its box's cells (the order of the loop nest).
     A gradient column ``n_states + k`` is sum ``k`` of the low-rank part
     (``lower_lowrank``): skipped here, and with ``lowrank`` the only entries written,
-    added into ``U[row, k]`` instead.
+    added into ``U[row, k]`` instead.  ``element_reads``: ``(the state's slot, the read,
+    d(der)/d(read))`` for each derivative in element form that reads an element of the
+    array of a reduction along an axis: its entries through that reduction, after the rest.
     """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     state_arrays = {slot.ref for slot in flat.states}
     der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
-    chain = _ReductionChain(flat, places, temporaries, gradient, clean, code, n_states)
+    chain = _ReductionChain(flat, places, temporaries, gradient, clean, code, n_states, lowrank)
     virtual = n_states if n_states is not None else float("inf")
     position = first
     for members, boxes in _fused(ders):
@@ -434,7 +466,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                 row = state.start + sum(s * lo for s, (lo, _) in zip(der_strides, box))
                 for symbol in sorted(expr.free_symbols, key=lambda s: s.name):  # through reductions along axes
                     offset = places.offsets.get(symbol)
-                    if offset is not None and offset.ref.kind == REDUCTION_KIND and not lowrank:
+                    if offset is not None and offset.ref.kind == REDUCTION_KIND:
                         partial = clean(sp.diff(expr, symbol))
                         if partial != 0:
                             position = chain.entries(symbol, partial, box, state, position)
@@ -448,6 +480,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                         columns = [(column, column_strides, sp.S.One)]
                         read = f"{offset.ref}[{index_text(offset.index)}]"
                     else:
+                        _no_element_reads(gradient(symbol))
                         columns = [(j, (0,) * len(box), g) for j, g in sorted(gradient(symbol).items())
                                    if (j >= virtual) == lowrank]  # fmt: skip
                     if not columns:
@@ -479,52 +512,88 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                         position += n
             if targets:
                 _emit(places, temporaries, _title(flat, members, box), box, targets, code)
+    for state, read, partial in element_reads:  # d/dt v[3] = f(T[3]): T's row 3, one entry per summand cell
+        position = chain.entries(read, partial, (), state, position)
     return code
+
+
+class NoJacobian(Exception):
+    """The derivatives depend on a construct dyngen cannot derive: ``note`` says which."""
+
+    def __init__(self, note: str) -> None:
+        self.note = note
+        super().__init__(note)
 
 
 class _ReductionChain:
     """Jacobian entries of a derivative through ``T = sum(S, axis=...)`` that it reads
-    at its own cell (``d/dt x[i] = f(T[i])``): by the chain rule, ``f'(T[i])`` times
-    ``dS(i, j)/dy`` for each read of the summand ``S``.
+    (``d/dt x[i] = f(T[i])``): by the chain rule, ``f'(T[i])`` times ``dS(i, j)/dy`` for
+    each read of the summand ``S``.
 
-    A read of a state along a reduced axis (``theta[j]``) gives one entry per cell of
-    the summand (a dense block: all-to-all coupling); a read along kept axes only
-    (``theta[i]``) or a scalar's gradient gives one entry per row, accumulated over the
-    reduced axes.  For ``max``/``min``/``prod`` each entry is weighted by ``∂T/∂S`` at the
-    summand's cell (``reduction_weights``: one-hot of the arg-max, products of the other
-    factors).  Anything else (a read of ``T`` at another cell, a summand that reads
-    another reduction) has no Jacobian yet: ``gradient`` raises ``NoJacobian`` for it.
+    Read at its own cell: a read of a state along a reduced axis (``theta[j]``) gives one
+    entry per cell of the summand (a dense block: all-to-all coupling); a read along kept
+    axes only (``theta[i]``) or a scalar's gradient gives one entry per row, accumulated
+    over the reduced axes.  Read broadcast (``T[:, None]``) or at another cell
+    (``np.roll(T, 1)[:, None]``): one entry per derivative cell and summand cell (dense
+    blocks), a scalar's gradient accumulated per derivative cell.  For ``max``/``min``/``prod``
+    each entry is weighted by ``∂T/∂S`` at the summand's cell (``reduction_weights``: one-hot
+    of the arg-max, products of the other factors).
+
+    A summand that reads a sum over a whole array ``m_k`` (``np.mean((u - u.mean())**2,
+    axis=1)``) reaches the low-rank part: its gradient column ``n_states + k`` is skipped
+    here, and with ``lowrank`` those are the only entries written, accumulated into
+    ``U[row, k]`` (``Σ_j f'(T[i]) ∂S(i, j)/∂m_k``).  A summand that reads the array of another
+    reduction along an axis ``R`` at its kept indices goes through it (``_through``).
     """
 
     def __init__(self, flat: FlatModel, places: Places, temporaries: Temporaries, gradient: Gradient,
-                 clean: Callable[[sp.Basic], sp.Basic], code: ArrayCode, n_states: int | None = None) -> None:  # fmt: skip
+                 clean: Callable[[sp.Basic], sp.Basic], code: ArrayCode, n_states: int | None = None,
+                 lowrank: bool = False) -> None:  # fmt: skip
         self.flat, self.places, self.temporaries = flat, places, temporaries
-        self.n_states = n_states
+        self.n_states, self.lowrank = n_states, lowrank
         self.gradient, self.clean, self.code = gradient, clean, code
         self.state_arrays = {slot.ref for slot in flat.states}
         from .reduction_weights import AxisWeights  # (that module builds on this one)
 
         self.weights = AxisWeights(places, code)
+        self._adjoints: dict[tuple[str, Offset], SignalRef] = {}  # (T, the read of R) -> its jac_through array
+
+    def _scalar_columns(self, read: sp.Symbol) -> list[tuple[int, sp.Basic]]:
+        """The gradient of a scalar a summand reads: its state columns, or with ``lowrank``
+        its sums over whole arrays (``column - n_states`` of ``U``)."""
+        virtual = self.n_states if self.n_states is not None else float("inf")
+        _no_element_reads(self.gradient(read))
+        return [(j, g) for j, g in sorted(self.gradient(read).items()) if (j >= virtual) == self.lowrank]
+
+    def _u_entry(self, state: Slot, column: int, rows: Callable[[tuple], sp.Basic]) -> Target:
+        """``U[row, k]`` for the derivative cell ``rows(loop)`` (a tuple of its indices) and gradient column ``column``."""
+        k = column - (self.n_states or 0)
+        return lambda loop: _U[state.start + flat_index(state.shape, rows(loop)), k]
+
+    def _accumulate(self, label: str, box: Box, value: sp.Basic, entry: Target) -> None:
+        accumulator = sp.Symbol("jac_acc", real=True)
+        _emit(self.places, self.temporaries, label, box, [(entry, accumulator + value, "")], self.code, accumulator, entry)
 
     def entries(self, symbol: sp.Symbol, partial: sp.Basic, box: Box, state: Slot, position: int) -> int:
         offset = self.places.offsets[symbol]
         reduction = next(r for _, r in self.flat.reductions if r.symbol.name == offset.ref.key)
+        where = relative_location(reduction.location, self.flat.source_root)
         identity = tuple((d, 0) for d in range(len(box)))
         summands = [(g, self.places.inline_copies(g.expr)) for g in reduction.segments]
-        readable = all(
-            (o := self.places.offsets.get(s)) is None or o.ref.kind != REDUCTION_KIND
-            for _, e in summands for s in e.free_symbols
-        )  # fmt: skip
-        broadcast = (
-            reduction.op in _WEIGHTED and readable and (offset.index != identity or reduction.shape != state.shape)
-            and len({a for a, _ in offset.index if a >= 0}) == sum(1 for a, _ in offset.index if a >= 0)
-            and all((a >= 0 and k == 0 and reduction.shape[d] == state.shape[a]) or (a < 0 and 0 <= k < reduction.shape[d])
-                    for d, (a, k) in enumerate(offset.index))
-        )  # fmt: skip
-        if broadcast:  # a sum along axes read broadcast (``u.mean(axis=1)[:, None]``): dense blocks
+        if reduction.op not in _WEIGHTED:
+            raise NoJacobian(f"d/dt {state.ref} reads np.{reduction.op} along axis {', '.join(map(str, reduction.axes))} "
+                             f"over {reduction.size} elements ({where}): dyngen cannot derive np.{reduction.op}")  # fmt: skip
+        axes = [a for a, _ in offset.index if a >= 0]
+        placed = len(set(axes)) == len(axes) and all(a >= 0 or 0 <= k < reduction.shape[d] for d, (a, k) in enumerate(offset.index))
+        if not placed:
+            raise NoJacobian(f"d/dt {state.ref} reads the array of np.{reduction.op} along axis "
+                             f"{', '.join(map(str, reduction.axes))} ({where}) at {index_text(offset.index)}: no Jacobian yet")  # fmt: skip
+        inner = sorted({(s, o) for _, e in summands for s in e.free_symbols
+                        if (o := self.places.offsets.get(s)) is not None and o.ref.kind == REDUCTION_KIND}, key=lambda so: so[0].name)  # fmt: skip
+        for read, inner_offset in inner:  # the summand reads another reduction along axes: through it first
+            position = self._through(reduction, offset, read, inner_offset, summands, partial, box, state, position)
+        if offset.index != identity or reduction.shape != state.shape:  # broadcast, or at another cell: dense blocks
             return self._broadcast(offset, reduction, summands, partial, box, state, position)
-        if reduction.op not in _WEIGHTED or offset.index != identity or reduction.shape != state.shape or not readable:
-            self.gradient(symbol)  # raises NoJacobian, which says why
         kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
         der_strides = strides(state.shape)
         self.code.roots.append(partial)  # what the factor reads (a reduction it reads is computed first)
@@ -550,96 +619,182 @@ class _ReductionChain:
                 position = self._read(read, summand, factor, sub_box, kept, row, tuple(row_strides), position, state, weigh)
         return position
 
+    def _through(self, reduction: Reduction, offset: Offset, read: sp.Symbol, inner: Offset, summands: list,
+                 partial: sp.Basic, box: Box, state: Slot, position: int) -> int:  # fmt: skip
+        """The entries of ``d/dt x = f(T[...])`` through ``R``, the array of another reduction along
+        axes that ``T``'s summand reads at its kept indices (``np.sum(u * u.mean(axis=1)[:, None],
+        axis=1)``): ``a[t] = Σ_c ∂T[t]/∂S(c) ∂S(c)/∂R[r(t)]`` over the cells ``c`` of row ``t``
+        (a local array, ``jac_through_*``), then the entries of ``f'(T) a[t]`` times ``∂R[r(t)]/∂y``
+        as for a read of ``R`` at ``r(t)`` (``entries`` again: ``R``'s own reads, and the
+        reductions it reads in turn)."""
+        kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
+        if any(a >= 0 and a not in kept for a, _ in inner.index):
+            where = relative_location(reduction.location, self.flat.source_root)
+            r = next(r for _, r in self.flat.reductions if r.symbol.name == inner.ref.key)
+            raise NoJacobian(f"d/dt {state.ref} reads np.{reduction.op} along axis {', '.join(map(str, reduction.axes))} "
+                             f"({where}) whose summand reads the array of np.{r.op} along axis {', '.join(map(str, r.axes))} "
+                             f"({relative_location(r.location, self.flat.source_root)}) at a cell that moves along the "
+                             "reduced axis (every element depends on every other: a dense Jacobian): no Jacobian yet")  # fmt: skip
+        key = (reduction.symbol.name, inner)
+        if key not in self._adjoints:
+            name = f"jac_through_{reduction.symbol.name}_{len(self._adjoints)}"
+            ref = SignalRef("", REDUCTION_KIND, name)
+            base = sp.IndexedBase(name)
+            self.places.vector[ref] = (base, Slot(ref, 0, reduction.shape, ()))
+            self._adjoints[key] = ref
+            self.code.blocks.append(Block(f"{name}[t] = d({reduction.symbol}[t])/d({inner.ref.key}) over row t, summed below",
+                                          (Statement(sp.Symbol(name), Full(box_size(tuple((0, e) for e in reduction.shape)), sp.Float(0.0))),)))  # fmt: skip
+            for segment, summand in summands:
+                seg_box = tuple(zip(segment.lo, segment.hi))
+                if box_size(seg_box) == 0:
+                    continue
+                derivative = self.clean(sp.diff(summand, read))
+                if derivative == 0:
+                    continue
+                self.code.roots.append(summand)
+                loop = _loop_indices(seg_box)
+
+                def element(cells: tuple, b: sp.IndexedBase = base) -> sp.Basic:
+                    return b[flat_index(reduction.shape, [cells[a] for a in kept])]
+
+                accumulator = sp.Symbol("jac_acc", real=True)
+                value = self.weights.weigh(reduction, derivative, loop)
+                _emit(self.places, self.temporaries, f"{name}: {_span(seg_box)}", seg_box, [(element, accumulator + value, "")],
+                      self.code, accumulator, element)  # fmt: skip
+        # R read by the derivative cell: T's summand reads R at its kept indices, the derivative reads T at ``offset``
+        composite = []
+        for a, k in inner.index:
+            if a < 0:
+                composite.append((a, k))
+                continue
+            b, k2 = offset.index[kept.index(a)]
+            composite.append((b, k + k2) if b >= 0 else (-1, k + k2))
+        through = self.places.relative(Offset(self._adjoints[key], offset.index))
+        return self.entries(self.places.relative(Offset(inner.ref, tuple(composite))), partial * through, box, state, position)
+
     def _broadcast(self, offset: Offset, reduction: Reduction, summands: list, partial: sp.Basic, box: Box, state: Slot,
                    position: int) -> int:  # fmt: skip
-        """``d/dt x[i, j] = f(T[i])`` with ``T = sum(S, axis=1)``: for each cell of the
-        derivative and each reduced cell of the summand read at the derivative's kept
-        indices, one entry ``f'(T[i]) dS(i, j')/du`` (a dense block per row).  One loop
-        nest over the derivative's box and the reduced axes; summands that read states
-        through relative reads only (anything else: no Jacobian, with the reason)."""
+        """``d/dt x[i, j] = f(T[i + s])`` with ``T = sum(S, axis=1)`` (``s`` a constant
+        shift: ``np.roll``; 0 when broadcast): for each cell of the derivative and each
+        reduced cell of the summand read at the derivative's kept indices, one entry
+        ``f'(T[i + s]) dS(i + s, j')/du`` (a dense block per row); a scalar the summand
+        reads, one entry per derivative cell accumulated over the reduced cells (its
+        state columns here, or with ``lowrank`` its sums over whole arrays into ``U``).
+        One loop nest over the derivative's box and the reduced axes."""
         n_der = len(box)
         kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
-        # summand axis -> derivative axis; the others (reduced, or kept but read at a constant) get loops of their own
-        der_axis = {a: offset.index[d][0] for d, a in enumerate(kept) if offset.index[d][0] >= 0}
+        # summand axis -> (derivative axis, shift); the others (reduced, or kept but read at a constant) get loops of their own
+        der_axis = {a: offset.index[d] for d, a in enumerate(kept) if offset.index[d][0] >= 0}
         fixed = {a: offset.index[d][1] for d, a in enumerate(kept) if offset.index[d][0] < 0}
         reduced = [a for a in range(len(kept) + len(reduction.axes)) if a not in der_axis]
         der_strides = strides(state.shape)
         self.code.roots.append(partial)
         for segment, summand in summands:
             combined = list(box)
-            for a, d in der_axis.items():  # the derivative cells whose kept index is in the segment
-                combined[d] = (max(box[d][0], segment.lo[a]), min(box[d][1], segment.hi[a]))
+            for a, (d, shift) in der_axis.items():  # the derivative cells whose kept index (+ shift) is in the segment
+                combined[d] = (max(box[d][0], segment.lo[a] - shift), min(box[d][1], segment.hi[a] - shift))
             combined += [(max(segment.lo[a], fixed[a]), min(segment.hi[a], fixed[a] + 1)) if a in fixed
                          else (segment.lo[a], segment.hi[a]) for a in reduced]  # fmt: skip
             if any(hi <= lo for lo, hi in combined):
                 continue
             combined_box = tuple(combined)
-            if box_size(combined_box) == 0:
-                continue
             loop = _loop_indices(combined_box)
-            summand_loop = [loop[der_axis[a]] if a in der_axis else loop[n_der + reduced.index(a)]
-                            for a in range(len(segment.lo))]  # fmt: skip
+            axis_of = {a: der_axis[a][0] if a in der_axis else n_der + reduced.index(a) for a in range(len(segment.lo))}
+            shift_of = {a: der_axis[a][1] if a in der_axis else 0 for a in range(len(segment.lo))}
+            summand_loop = [loop[axis_of[a]] + shift_of[a] for a in range(len(segment.lo))]
             factor = partial.xreplace({
                 s: self.places.indexed(o, loop[:n_der]) for s in partial.free_symbols if (o := self.places.offsets.get(s)) is not None
             })  # fmt: skip
             shape = tuple(hi - lo for lo, hi in combined_box)
             row = state.start + sum(st * lo for st, (lo, _) in zip(der_strides, combined_box))
             row_strides = tuple(der_strides) + (0,) * len(reduced)
+            der_box = combined_box[:n_der]
+            read_as = f"through {reduction.op} along axis {', '.join(map(str, reduction.axes))} ({reduction.symbol})"
             for read in sorted(summand.free_symbols, key=lambda s: s.name):
                 o = self.places.offsets.get(read)
-                if o is not None and o.ref not in self.state_arrays:
-                    continue  # a parameter array: a constant
+                if o is not None and (o.ref not in self.state_arrays or self.lowrank):
+                    continue  # a parameter array (a constant); with lowrank, states give no U entry
+                if o is None and not self._scalar_columns(read):
+                    continue  # a constant, or (without lowrank) only sums over whole arrays
                 derivative = self.clean(sp.diff(summand, read))
                 if derivative == 0:
                     continue
-                if o is None or any(a < 0 for a, _ in o.index):
-                    self.gradient(sp.Symbol(reduction.symbol.name))  # raises NoJacobian (a read dyngen does not place)
-                    raise AssertionError("unreachable")
-                slot = self.places.vector[o.ref][1]
-                slot_strides = strides(slot.shape)
-                column = slot.start + sum(st * (k + combined_box[der_axis[a] if a in der_axis else n_der + reduced.index(a)][0])
-                                          for st, (a, k) in zip(slot_strides, o.index))  # fmt: skip
-                column_strides = [0] * len(combined_box)
-                for st, (a, _) in zip(slot_strides, o.index):
-                    column_strides[der_axis[a] if a in der_axis else n_der + reduced.index(a)] += st
                 value = (factor * derivative).xreplace({
                     s: self.places.indexed(q, summand_loop) for s in derivative.free_symbols
                     if (q := self.places.offsets.get(s)) is not None
                 })  # fmt: skip
                 value = self.weights.weigh(reduction, value, summand_loop)
+                if o is None:  # a scalar: accumulated per derivative cell
+                    position = self._scalar(read, value, combined_box, der_box, state, row, der_strides, position, read_as)
+                    continue
+                slot = self.places.vector[o.ref][1]
+                slot_strides = strides(slot.shape)
+                column = slot.start + sum(st * (k + (combined_box[axis_of[a]][0] + shift_of[a] if a >= 0 else 0))
+                                          for st, (a, k) in zip(slot_strides, o.index))  # fmt: skip
+                column_strides = [0] * len(combined_box)
+                for st, (a, _) in zip(slot_strides, o.index):
+                    if a >= 0:
+                        column_strides[axis_of[a]] += st
                 block_strides = strides(shape)
 
                 def target(cells: tuple[sp.Basic, ...], at: int = position, st: tuple = block_strides,
                            b: Box = combined_box) -> sp.Basic:  # fmt: skip
                     return _VALUES[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, cells, b)))]
 
-                label = (f"d(d/dt {_element_comment(state.ref, n_der)})/d({o.ref}[{index_text(o.index)}]) "
-                         f"through a sum along axis {', '.join(map(str, reduction.axes))}, broadcast")  # fmt: skip
+                label = f"d(d/dt {_element_comment(state.ref, n_der)})/d({o.ref}[{index_text(o.index)}]) {read_as}"
                 _emit(self.places, self.temporaries, label, combined_box, [(target, value, "")], self.code)
                 self.code.jac_blocks.append(JacBlock(row, column, shape, row_strides, tuple(column_strides)))
                 position += box_size(combined_box)
         return position
 
+    def _scalar(self, read: sp.Symbol, value: sp.Basic, combined_box: Box, der_box: Box, state: Slot, row: int,
+                der_strides: tuple[int, ...], position: int, read_as: str) -> int:  # fmt: skip
+        """``value · ∂read/∂y_j`` summed over the reduced cells, one entry per derivative cell
+        (column ``j``: the same for every cell), or into ``U`` with ``lowrank``."""
+        n_der = len(der_box)
+        count = box_size(der_box)
+        der_shape = tuple(hi - lo for lo, hi in der_box)
+        for column, g in self._scalar_columns(read):
+            label = f"d(d/dt {_element_comment(state.ref, n_der)})/d(y[{column}]) {read_as}"
+            if self.lowrank:
+                entry = self._u_entry(state, column, lambda loop: loop[:n_der])
+                self._accumulate(label.replace(f"y[{column}]", f"sum {column - (self.n_states or 0)}"), combined_box, value * g, entry)
+                continue
+            self.code.blocks.append(Block(f"{label}: accumulated below", (Statement(_VALUES[INDEX + position], sp.Float(0.0)),),
+                                          loops=(("i", 0, count),)) if count > 1 else
+                                    Block(f"{label}: accumulated below", (Statement(_VALUES[position], sp.Float(0.0)),)))  # fmt: skip
+            st = strides(der_shape)
+
+            def entry(loop: tuple[sp.Basic, ...], at: int = position, st: tuple = st) -> sp.Basic:
+                return _VALUES[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, loop[:n_der], der_box)))]
+
+            self._accumulate(label, combined_box, value * g, entry)
+            self.code.jac_blocks.append(JacBlock(row, column, der_shape, tuple(der_strides), (0,) * n_der))
+            position += count
+        return position
+
     def _read(self, read: sp.Symbol, summand: sp.Basic, factor: sp.Basic, sub_box: Box, kept: list[int], row: int,
               row_strides: tuple[int, ...], position: int, state: Slot, weigh: Callable) -> int:  # fmt: skip
         offset = self.places.offsets.get(read)
-        if offset is not None and offset.ref not in self.state_arrays:
-            return position  # a parameter array: a constant
+        if offset is not None and (offset.ref not in self.state_arrays or self.lowrank):
+            return position  # a parameter array (a constant); with lowrank, states give no U entry
         if offset is not None:
             column, column_strides = self.places.column(offset, sub_box)
             columns = [(column, column_strides, sp.S.One, f"{offset.ref}[{index_text(offset.index)}]")]
         else:
-            columns = [(j, (0,) * len(sub_box), g, f"y[{j}]") for j, g in sorted(self.gradient(read).items())]
-            if self.n_states is not None and any(j >= self.n_states for j, *_ in columns):
-                from .lower_lowrank import NoJacobian  # (that module builds on this one)
-
-                raise NoJacobian(f"the summand of a sum along an axis read by d/dt {state.ref} reads a sum over a whole "
-                                 "array (nested reductions): dyngen has no Jacobian for it yet")  # fmt: skip
+            columns = [(j, (0,) * len(sub_box), g, f"y[{j}]") for j, g in self._scalar_columns(read)]
+        if not columns:
+            return position
         derivative = self.clean(sp.diff(summand, read))
         if derivative == 0:
             return position
         for column, column_strides, g, label_read in columns:
             value = weigh(factor * derivative * g)
+            if self.lowrank:  # U[row, k] += f'(T[i]) dS(i, j)/d(m_k), over the reduced cells
+                label = f"U[:, {column - (self.n_states or 0)}] += d(d/dt {_element_comment(state.ref, len(kept))})/d(sum) through a sum along an axis"
+                entry = self._u_entry(state, column, lambda loop: tuple(loop[a] for a in kept))
+                self._accumulate(label, sub_box, value, entry)
+                continue
             label = f"d(d/dt {_element_comment(state.ref, len(kept))})/d({label_read}) through a sum"
             reduced = [a for a in range(len(sub_box)) if a not in kept]
             if any(column_strides[a] for a in reduced):  # one entry per summand cell
@@ -668,9 +823,7 @@ class _ReductionChain:
             def entry(loop: tuple[sp.Basic, ...], at: int = position, st: tuple = kept_strides) -> sp.Basic:
                 return _VALUES[at + sp.Add(*(s * (loop[a] - lo) for s, a, (lo, _) in zip(st, kept, kept_box)))]
 
-            accumulator = sp.Symbol("jac_acc", real=True)
-            _emit(self.places, self.temporaries, label, sub_box, [(entry, accumulator + value, "")], self.code,
-                  accumulator, entry)  # fmt: skip
+            self._accumulate(label, sub_box, value, entry)
             self.code.jac_blocks.append(JacBlock(
                 row, column, kept_shape, tuple(row_strides[a] for a in kept), tuple(column_strides[a] for a in kept)
             ))  # fmt: skip

@@ -13,10 +13,15 @@ reduction reads: its Jacobian is dense.  By the chain rule it is ``J = S + U V�
   derivative times the product of the other factors (prefix and suffix products).
 
 ``lower`` numbers each reduction a derivative reaches with a virtual column ``n + k``
-of the gradient, so the chain rule through scalars and loops gives ``U`` for free;
+of the gradient, so the chain rule through scalars and loops gives ``U`` for free
+(through a sum along an axis too: ``lower_arrays._ReductionChain``);
 this module says which reductions qualify (``LowRank.column``) and writes the loops of
-``V`` (``weight_code``).  Reductions along axes read other than at their own cell, and
-sums of sums, are left without a Jacobian, with a note naming the construct.
+``V`` (``weight_code``).  Nested reductions are the chain rule again: a summand that
+reads another sum over a whole array adds a multiple of that one's ``V`` column; one
+that reads the array of a reduction along axes (a row mean) goes back through it in
+reverse mode.  A derivative in element form that reads an element of the array of a
+reduction along axes gets its entries from ``lower_arrays.array_jacobian``'s loops
+(``element_reads``).
 """
 
 from __future__ import annotations
@@ -27,18 +32,11 @@ import sympy as sp
 
 from .arrays import Box, box_size, index_text
 from .flatten import relative_location
-from .ir import REDUCTION_KIND, Block, FlatModel, Reduction, Statement
-from .lower_arrays import INDEX, ArrayCode, Empty, Places, Temporaries, _loop_indices, _span, emit, strides
+from .ir import REDUCTION_KIND, Block, FlatModel, Offset, Reduction, Statement
+from .lower_arrays import (INDEX, ArrayCode, Empty, Full, NoJacobian, Places, Temporaries, _loop_indices, _no_element_reads,
+                           _span, emit, flat_index, strides)
 
 _V = sp.IndexedBase("V")
-
-
-class NoJacobian(Exception):
-    """The derivatives depend on a construct dyngen cannot derive: ``note`` says which."""
-
-    def __init__(self, note: str) -> None:
-        self.note = note
-        super().__init__(note)
 
 
 def _where(reduction: Reduction, flat: FlatModel) -> str:
@@ -69,9 +67,9 @@ class LowRank:
         if reduction.shape:
             what = f"along axis {', '.join(map(str, reduction.axes))}" if reduction.axes else "computed once"
             raise NoJacobian(
-                f"a derivative reads the array of np.{reduction.op} {what} over {reduction.size} elements ({where}) "
-                "other than at its own cell (or from element code); dyngen derives reductions along an axis only "
-                "where each cell reads its own (or reads them broadcast back over the grid)"
+                f"code traced element by element reads the array of np.{reduction.op} {what} over "
+                f"{reduction.size} elements ({where}) where dyngen does not place it; it derives it where array "
+                "code reads it (e.g. the small vector in an expression with the grid, as in `v[:, None] * u`)"
             )  # fmt: skip
         if reduction.op not in _WEIGHTS:
             raise NoJacobian(f"a derivative depends on np.{reduction.op} over {reduction.size} elements ({where}), "
@@ -83,33 +81,34 @@ class LowRank:
 
 class _Reads:
     """Where a summand's derivatives go: for each read of a state, the column of ``V``
-    (and its strides over the segment's box) and the factor ``∂summand/∂read · ∂read/∂y``."""
+    (and its strides over the segment's box) and ``∂summand/∂read``; for each read of a
+    scalar or of the array of a reduction along axes, that read and ``∂summand/∂read``."""
 
-    def __init__(self, flat: FlatModel, places: Places, gradient: Callable, clean: Callable[[sp.Basic], sp.Basic],
-                 n_states: int, nested: NoJacobian) -> None:  # fmt: skip
-        self.places, self.gradient, self.clean, self.n, self.nested = places, gradient, clean, n_states, nested
+    def __init__(self, flat: FlatModel, places: Places, clean: Callable[[sp.Basic], sp.Basic]) -> None:
+        self.places, self.clean = places, clean
         self.state_arrays = {slot.ref for slot in flat.states}
 
-    def of(self, summand: sp.Basic, box: Box) -> list[tuple[int, tuple[int, ...] | None, sp.Basic, str]]:
-        """``(column, column strides, factor, label)`` for each read of ``summand`` over ``box``;
-        a read of another reduction over a whole array (column ``n_states + j``) has strides ``None``."""
-        found = []
+    def of(self, summand: sp.Basic, box: Box) -> tuple[list[tuple[int | sp.Symbol, tuple[int, ...] | None, sp.Basic, str]],
+                                                      list[tuple[Offset, sp.Basic]]]:  # fmt: skip
+        """``(column, column strides, ∂summand/∂read, label)`` for each read of a state array by ``summand``
+        over ``box`` (for a read of a scalar, the scalar and strides ``None``), and
+        ``(offset, ∂summand/∂read)`` for each read of an array of a reduction along axes."""
+        found, along = [], []
         for read in sorted(summand.free_symbols, key=lambda s: s.name):
             offset = self.places.offsets.get(read)
-            if offset is not None and offset.ref.kind == REDUCTION_KIND:
-                raise self.nested
-            if offset is not None and offset.ref not in self.state_arrays:
+            if offset is not None and offset.ref not in self.state_arrays and offset.ref.kind != REDUCTION_KIND:
                 continue  # a parameter or constant array
             derivative = self.clean(sp.diff(summand, read))
             if derivative == 0:
                 continue
-            if offset is not None:
+            if offset is not None and offset.ref.kind == REDUCTION_KIND:
+                along.append((offset, derivative))
+            elif offset is not None:
                 column, column_strides = self.places.column(offset, box)
                 found.append((column, column_strides, derivative, f"{offset.ref}[{index_text(offset.index)}]"))
-                continue
-            for j, g in sorted(self.gradient(read).items()):  # a reduction's column: strides None (the chain rule)
-                found.append((j, (0,) * len(box) if j < self.n else None, derivative * g, f"y[{j}]"))
-        return found
+            else:  # a scalar: its column None (summed over the cells, then times its gradient)
+                found.append((read, None, derivative, str(read)))
+        return found, along
 
 
 def _position(box: Box, first: int) -> Callable[[tuple], sp.Basic]:
@@ -127,19 +126,29 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
     - a product ``∏ s_c``: ``∏_{c' ≠ c} s_c'`` times the summand's derivative at each cell,
       the products of the others from prefix and suffix products (no division, so a zero
       factor is exact);
-    - a summand that reads another reduction over a whole array ``m_j`` (a variance):
-      ``V[:, k] += (Σ_c w_c ∂s_c/∂m_j) V[:, j]`` by the chain rule, once ``V[:, j]`` is
-      complete (``w_c`` the weights above).
+    - a summand that reads a scalar ``x`` (an element signal): ``d = Σ_c w_c ∂s_c/∂x``
+      summed once over the cells (``w_c`` the weights above), then ``V[:, k] += d ∂x/∂y``;
+      where ``x`` is another reduction over a whole array ``m_j`` (a variance), by the
+      chain rule ``V[:, k] += d V[:, j]`` once ``V[:, j]`` is complete; where it is a sum
+      of instance signals (``lower_mixed``), its placeholder column goes to
+      ``code.through`` for the caller's loop over the terms;
+    - a summand that reads the array of a reduction along axes ``T = op(S, axis=...)``
+      (``np.mean((u - u.mean(axis=1)[:, None])**2)``): reverse mode through ``T``: a local
+      array ``jac_adj{k}_T`` gathers ``Σ_c w_c ∂s_c/∂T[t]`` per element ``t`` of ``T``, then
+      a loop over the cells ``c'`` of ``S`` adds ``jac_adj[t(c')] ∂T/∂S(c') ∂S(c')/∂y`` into
+      ``V[:, k]`` (``∂T/∂S`` from ``reduction_weights``), and what ``S`` reads of other
+      reductions goes on the same way (a sum over a whole array: into the chain above; the
+      array of another reduction along axes: into its own ``jac_adj``, handled after).
     """
+    from .reduction_weights import AxisWeights  # (that module builds on lower_arrays)
+
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries("w")
+    axis_weights = AxisWeights(places, code)
+    along_axes = {r.symbol.name: (q, r) for q, (_, r) in enumerate(flat.reductions) if r.shape}
     chained: list[tuple[int, int, sp.Symbol]] = []  # V[:, k] += c * V[:, j]
+    reads = _Reads(flat, places, clean)
     for k, reduction in enumerate(lowrank.reductions):  # (the list grows as summands meet other reductions)
         where = _where(reduction, flat)
-        nested = NoJacobian(
-            f"the summand of the {reduction.op} over {reduction.size} elements ({where}) reads the array of a "
-            "reduction along an axis (nested reductions): dyngen has no Jacobian for that yet"
-        )  # fmt: skip
-        reads = _Reads(flat, places, gradient, clean, lowrank.n_states, nested)
         segments, first = [], 0
         for segment in reduction.segments:
             box = tuple(zip(segment.lo, segment.hi))
@@ -149,28 +158,92 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
             segments.append((box, summand, _position(box, first), reads.of(summand, box)))
             first += box_size(box)
         weight = _WEIGHTS[reduction.op](code, places, temporaries, reduction, k, segments, first)
-        for box, summand, position, columns in segments:
+        adjoints: dict[str, sp.IndexedBase] = {}  # reductions along axes the summands read -> d(m_k)/d(element)
+        scalars: dict[sp.Symbol, sp.Symbol] = {}  # scalars the summands read -> d(m_k)/d(scalar)
+
+        def scatter(box: Box, found: tuple[list, list], value: Callable[[sp.Basic], sp.Basic], what: str,
+                    k: int = k, adjoints: dict = adjoints, scalars: dict = scalars) -> None:  # fmt: skip
+            """Add ``value(∂/∂read)`` of each read over ``box`` into ``V[:, k]``, a chain coefficient or an adjoint."""
+            columns, along = found
             for column, column_strides, derivative, label in columns:
-                if column_strides is None:  # d(m_k)/d(m_j) = sum over the cells of w_c ds_c/dm_j
-                    j = column - lowrank.n_states
-                    chain = sp.Symbol(f"jac_chain{k}_{j}", real=True)
-                    if not any(c == chain for _, _, c in chained):
-                        code.blocks.append(Block(f"d(reduction {k})/d(reduction {j}), summed below", (Statement(chain, sp.Float(0.0)),)))
-                        chained.append((k, j, chain))
-                    title = f"d(reduction {k})/d(reduction {j}) ({reduction.op} {reduction.symbol}, {where})"
-                    emit(places, temporaries, title, box, [(lambda loop, c=chain: c, chain + weight(position, derivative, box), "")],
-                         code, chain)  # fmt: skip
+                if column_strides is None:  # a scalar: d(m_k)/d(scalar) = sum over the cells of w_c ds_c/d(scalar)
+                    if column not in scalars:
+                        scalars[column] = sp.Symbol(f"jac_d{k}_{len(scalars)}", real=True)
+                        code.blocks.append(Block(f"d(reduction {k})/d({label}), summed below", (Statement(scalars[column], sp.Float(0.0)),)))
+                    coefficient = scalars[column]
+                    title = f"d(reduction {k})/d({label}) ({what})"
+                    emit(places, temporaries, title, box, [(lambda loop, c=coefficient: c, coefficient + value(derivative), "")],
+                         code, coefficient)  # fmt: skip
                     continue
 
-                def entry(loop: tuple, at: int = column, st: tuple = column_strides, b: Box = box, kk: int = k) -> sp.Basic:
-                    return _V[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, loop, b))), kk]
+                def entry(loop: tuple, at: int = column, st: tuple = column_strides, b: Box = box) -> sp.Basic:
+                    return _V[at + sp.Add(*(s * (x - lo) for s, x, (lo, _) in zip(st, loop, b))), k]
 
                 accumulator = sp.Symbol("jac_acc", real=True)
-                title = f"V[:, {k}] += d({reduction.symbol})/d({label}) ({reduction.op}, {where})"
-                value = weight(position, derivative, box)
-                emit(places, temporaries, title, box, [(entry, accumulator + value, "")], code, accumulator, entry)
+                title = f"V[:, {k}] += d(reduction {k})/d({label}) ({what})"
+                emit(places, temporaries, title, box, [(entry, accumulator + value(derivative), "")], code, accumulator, entry)
+            for offset, derivative in along:
+                name = offset.ref.key
+                if name not in adjoints:
+                    _, inner = along_axes[name]
+                    if inner.op not in _WEIGHTS:
+                        raise NoJacobian(f"the summand of the {reduction.op} over {reduction.size} elements ({where}) reads "
+                                         f"np.{inner.op} along an axis ({_where(inner, flat)}), which dyngen cannot derive")  # fmt: skip
+                    adjoints[name] = sp.IndexedBase(f"jac_adj{k}_{name}")
+                    code.blocks.append(Block(f"d(reduction {k})/d({name}[...]), accumulated below",
+                                             (Statement(sp.Symbol(adjoints[name].name), Full(box_size(tuple((0, e) for e in inner.shape)), sp.Float(0.0))),)))  # fmt: skip
+                shape = along_axes[name][1].shape
+
+                def element(loop: tuple, base: sp.IndexedBase = adjoints[name], index: tuple = offset.index,
+                            shape: tuple = shape) -> sp.Basic:  # fmt: skip
+                    return base[flat_index(shape, [kk + (loop[a] if a >= 0 else 0) for a, kk in index])]
+
+                accumulator = sp.Symbol("jac_acc", real=True)
+                title = f"d(reduction {k})/d({name}[{index_text(offset.index)}]) ({what})"
+                emit(places, temporaries, title, box, [(element, accumulator + value(derivative), "")], code, accumulator, element)
+
+        for box, summand, position, found in segments:
+            scatter(box, found, lambda d, p=position, b=box: weight(p, d, b), f"{reduction.op} {reduction.symbol}, {where}")
+        done: set[str] = set()
+        while set(adjoints) - done:  # the last reduction first: one read by another is earlier in the flat model
+            name = max(set(adjoints) - done, key=lambda x: along_axes[x][0])
+            done.add(name)
+            inner, adjoint = along_axes[name][1], adjoints[name]
+            kept = [a for a in range(len(inner.shape) + len(inner.axes)) if a not in inner.axes]
+            for segment in inner.segments:
+                box = tuple(zip(segment.lo, segment.hi))
+                if box_size(box) == 0:
+                    continue
+                loop = _loop_indices(box)
+                row = adjoint[flat_index(inner.shape, [loop[a] for a in kept])]
+                found = reads.of(places.inline_copies(segment.expr), box)
+                scatter(box, found, lambda d, row=row, loop=loop, inner=inner: axis_weights.weigh(inner, row * d, loop),
+                        f"through {inner.op} {inner.symbol} along axis {', '.join(map(str, inner.axes))}, {_where(inner, flat)}")  # fmt: skip
+        for read, coefficient in scalars.items():  # V[:, k] += d(m_k)/d(scalar) * d(scalar)/dy
+            updates = []
+            _no_element_reads(gradient(read))
+            for j, g in sorted(gradient(read).items()):
+                if j >= lowrank.n_states:  # another reduction over a whole array: the chain rule through V[:, j - n]
+                    chain = _chain_symbol(code, chained, k, j - lowrank.n_states)
+                    updates.append(Statement(chain, chain + coefficient * g))
+                elif j < 0:  # a placeholder (lower_mixed: a sum of instance signals), left to the caller
+                    code.through.append((k, j, coefficient))
+                else:
+                    updates.append(Statement(_V[j, k], _V[j, k] + coefficient * g, f"d(reduction {k})/d(y[{j}]) through {read}"))
+                code.roots.append(g)
+            if updates:
+                code.blocks.append(Block(f"V[:, {k}] += d(reduction {k})/d({read}) * d({read})/dy", tuple(updates)))
     code.blocks += _chain_blocks(chained, lowrank.n_states)
     return code
+
+
+def _chain_symbol(code: ArrayCode, chained: list[tuple[int, int, sp.Symbol]], k: int, j: int) -> sp.Symbol:
+    """``jac_chain{k}_{j}`` = d(reduction k)/d(reduction j), set to 0 where first used."""
+    chain = sp.Symbol(f"jac_chain{k}_{j}", real=True)
+    if not any(c == chain for _, _, c in chained):
+        code.blocks.append(Block(f"d(reduction {k})/d(reduction {j}), summed below", (Statement(chain, sp.Float(0.0)),)))
+        chained.append((k, j, chain))
+    return chain
 
 
 def _chain_blocks(chained: list[tuple[int, int, sp.Symbol]], n: int) -> list[Block]:

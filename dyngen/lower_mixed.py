@@ -21,8 +21,9 @@ derivative that depends on a sum over a whole array (the rod's mean, read by the
 instances or by the array loops) gets the low-rank term ``U Vᵀ`` of ``lower_lowrank``
 in ``lowrank_values``: the instances' rows of ``U`` as loops over them
 (``_GroupSums``), the array loops' rows and ``V`` as without instances.  A sum whose
-summand reads instance signals has no analytic Jacobian yet (the notice of
-``lower.NoJacobian``).
+summand reads instance signals (weighted by a lamp's power, or by the lamps' total)
+runs after the loops that write them; its ``V`` reaches the instances' states through
+those signals.
 
 ``lower_mixed`` returns a reason instead of a kernel when the two cannot combine
 (element code reading an array of a reduction along axes or an element of an
@@ -345,7 +346,7 @@ def lower_mixed(flat: FlatModel, kernels: bool, clean: Callable[[sp.Basic], sp.B
         g.name: {sums[s] for op in g.operands if op.source == "v" for s in op.starts if s in sums} for g in groups
     }  # fmt: skip
     rhs = _rhs(flat, groups, order, reads_sum, tables, n_scratch)
-    jac_values, lowrank_values, sparsity, jac_blocks, rank, missing = _jacobian(flat, groups, tables, clean, sums, n_scratch)
+    jac_values, lowrank_values, sparsity, jac_blocks, rank, missing = _jacobian(flat, groups, order, tables, clean, sums, n_scratch)
     observe = _observe(flat, groups, order, tables, n_scratch)
     functions = (rhs, jac_values, observe) + ((lowrank_values,) if lowrank_values is not None else ())
     return Kernel(flat, functions, tuple(sparsity), tables.items(), jac_blocks=tuple(jac_blocks),
@@ -453,16 +454,18 @@ class _GroupSums:
     ``jac_values`` and ``lowrank_values`` compute them into ``v`` first (their values
     may enter the entries: ``d(m x)/dx = m``); ``u_loops`` writes
     ``U[row, k] = d(der)/d(sum k)``, one loop per derivative group.  A sum whose summand
-    reads signals of instance loops (the lamp-weighted mean) is left without a Jacobian.
+    reads signals of instance loops (the lamp-weighted mean) runs after the loops that
+    write them, into ``v`` (``order``: the dataflow order of the groups and sums); its
+    ``V`` (``lower_lowrank.weight_code``) reads those signals from ``v`` and reaches the
+    instances' states through their gradients (a plain sum of instance signals: a loop
+    over its terms, ``_SumChain.v_loops``).
     """
 
     def __init__(self, flat: FlatModel, groups: tuple[Group, ...], composer: _Composer, sums: dict[int, int],
-                 lowrank) -> None:  # noqa: ANN001  # fmt: skip
-        from .lower import NoJacobian  # (lower imports this module)
-
+                 lowrank, order: list[Unit]) -> None:  # noqa: ANN001  # fmt: skip
         self.flat, self.groups, self.composer, self.sums, self.lowrank = flat, groups, composer, sums, lowrank
+        self.order = order
         reductions = [r for _, r in flat.reductions]
-        writers = _symbol_writers(groups)
         self.read: list[int] = []  # reductions read by derivative loops, in their order
         for g in groups:
             if g.state_starts is None:
@@ -473,20 +476,45 @@ class _GroupSums:
                 for q in sorted({sums[s] for s in starts}):
                     r = reductions[q]
                     lowrank.column(r)  # (NoJacobian for a reduction it cannot derive)
-                    if any(s in writers for seg in r.segments for s in seg.expr.free_symbols):
-                        where = relative_location(r.location, flat.source_root)
-                        raise NoJacobian(f"a derivative depends on a {r.op} over {r.size} elements ({where}) whose "
-                                         "summand reads signals of loops over instances: dyngen has no Jacobian for "
-                                         "that yet")  # fmt: skip
                     if q not in self.read:
                         self.read.append(q)
 
-    def values(self, tables: _Tables, readers: list[Block]) -> list[Block]:
-        """The loops of the sums that ``readers`` read, each stored in ``v`` where they read it."""
+    def values(self, tables: _Tables, readers: list[Block], signals: Iterable[int] = ()) -> tuple[list[Block], set[sp.Symbol]]:
+        """The loops of the sums that ``readers`` read, each stored in ``v`` where they read it,
+        after the loops over instances whose signals they read (and the groups ``signals``);
+        and the signals those loops wrote into ``v``."""
         read = {x.indices[0] for b in readers for st in b.statements for x in st.expr.atoms(sp.Indexed) if x.base == _V}
         wanted = {q for place, q in self.sums.items() if place in read and q in self.read}
-        order = [("r", q) for q in self.read if q in wanted]
-        return _sequence(self.flat, self.groups, order, [], wanted, wanted, self.composer, tables, _Loads(self.flat, _V))
+        needed = self._writers(wanted, set(signals))
+        order = [(kind, k) for kind, k in self.order if (kind == "r" and k in wanted) or (kind == "g" and k in needed)]
+        emitted = [(g, {"v": g.out_starts}) for k, g in enumerate(self.groups) if k in needed]
+        blocks = _sequence(self.flat, self.groups, order, emitted, wanted, wanted, self.composer, tables, _Loads(self.flat, _V))
+        return blocks, {s for g, _ in emitted for a in g.assignments for s in a.symbols}
+
+    def _writers(self, wanted: set[int], needed: set[int]) -> set[int]:
+        """The groups whose signals the sums in ``wanted`` and the groups in ``needed`` read
+        (through ``v``), and what those read (``wanted`` grows by the sums they read); their
+        indices in ``groups``.  A plain sum of signals reads its terms from ``v``."""
+        reductions = [r for _, r in self.flat.reductions]
+        symbol_writer = {s: k for k, g in enumerate(self.groups) for a in g.assignments for s in a.symbols}
+        writer = {start: k for k, g in enumerate(self.groups) for start in g.out_starts}
+        stack = [("r", q) for q in wanted] + [("g", k) for k in needed]
+        while stack:
+            kind, k = stack.pop()
+            if kind == "r":
+                found = {("g", symbol_writer[s]) for seg in reductions[k].segments for s in seg.expr.free_symbols
+                         if s in symbol_writer}  # fmt: skip
+            else:
+                g = self.groups[k]
+                places = [("v", op.starts) for op in g.operands] if plain_sum(g) else self.composer.of(g)[1]
+                found = {("r", self.sums[p[1][0]]) if p[1][0] in self.sums else ("g", writer[p[1][0]])
+                         for p in places if p[0] == "v" and (p[1][0] in self.sums or p[1][0] in writer)}  # fmt: skip
+            for unit in found:
+                seen = wanted if unit[0] == "r" else needed
+                if unit[1] not in seen:
+                    seen.add(unit[1])
+                    stack.append(unit)
+        return needed
 
     def u_loops(self, tables: _Tables, clean: Callable[[sp.Basic], sp.Basic]) -> list[Block]:
         """``U[row, k] = d(der)/d(sum k)`` for every derivative loop that reads sum ``k``."""
@@ -527,14 +555,40 @@ def _state_label(flat: FlatModel, index: int) -> str:
     return f"y[{index}]"
 
 
-def _unrolled_reads(flat: FlatModel, defs, roots: list[sp.Basic], done: set[sp.Symbol]) -> list[Block]:  # noqa: ANN001
+def _group_reads(defs, roots: list[sp.Basic], groups: tuple[Group, ...]) -> set[int]:  # noqa: ANN001
+    """The groups (indices) that write the signals ``roots`` read, directly or through other element signals."""
+    symbol_writer = {s: k for k, g in enumerate(groups) for a in g.assignments for s in a.symbols}
+    return {symbol_writer[s] for s in _closure(defs, roots, set(symbol_writer)) if s in symbol_writer}
+
+
+def _closure(defs, roots: list[sp.Basic], stop: set[sp.Symbol]) -> list[sp.Symbol]:  # noqa: ANN001
+    """``defs.closure(roots)``, not looking into what the symbols in ``stop`` read."""
+    alias = defs.alias
+    needed: set[sp.Symbol] = set()
+    stack = [alias.get(s, s) for r in roots for s in r.free_symbols if s in defs.expr or s in alias]
+    while stack:
+        symbol = stack.pop()
+        if symbol in needed:
+            continue
+        needed.add(symbol)
+        if symbol not in stop:
+            stack.extend(alias.get(s, s) for s in defs.expr[symbol].free_symbols if (s in defs.expr or s in alias) and s not in needed)
+    return sorted(needed, key=defs.rank.__getitem__)
+
+
+def _unrolled_reads(flat: FlatModel, defs, roots: list[sp.Basic], done: set[sp.Symbol],  # noqa: ANN001
+                    available: set[sp.Symbol] = frozenset()) -> list[Block]:  # fmt: skip
     """What array loops' Jacobian entries read of element code: its signals unrolled
-    (few), the reductions they read as loops (those in ``done`` are computed already),
-    then the states and parameters the loops read."""
+    (few; those in ``available`` loaded from ``v``, where loops over instances wrote them),
+    the reductions they read as loops (those in ``done`` are computed already), then the
+    states and parameters the loops read."""
     places, temporaries = Places(flat), Temporaries("s")
     loads = _Loads(flat, None)
+    loads.place.update({s: place for s, place in _Loads(flat, _V).place.items() if s in available})
     blocks: list[Block] = []
-    for symbol in defs.closure(roots):
+    for symbol in _closure(defs, roots, available):
+        if symbol in available:
+            continue  # (loaded where it is read)
         if symbol in defs.reduction:
             if symbol not in done:
                 code = reduction_blocks(flat, defs.reduction[symbol], places, temporaries)
@@ -553,9 +607,10 @@ def _computed(blocks: list[Block]) -> set[sp.Symbol]:
 
 
 _U = sp.IndexedBase("U")
+_LOWRANK_V = sp.IndexedBase("V")
 
 
-def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums, n_scratch: int):  # noqa: ANN001, ANN202
+def _jacobian(flat: FlatModel, groups, order, tables: _Tables, clean, sums, n_scratch: int):  # noqa: ANN001, ANN202
     """(jac_values, lowrank_values or None, the groups' sparsity, the array loops' blocks, the rank, why there is none)."""
     from .lower import NoJacobian, _Definitions, _gradient  # (lower imports this module)
     from .lower_lowrank import LowRank, weight_code
@@ -565,7 +620,7 @@ def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums, n_scratch: 
     lowrank = LowRank(flat, len(flat.derivatives))
     try:
         composer = _Composer(groups, lambda h: h.terms is None)
-        group_sums = _GroupSums(flat, groups, composer, sums, lowrank)
+        group_sums = _GroupSums(flat, groups, composer, sums, lowrank, order)
         kernel_jac, sparsity = _jac_values(flat, groups, tables, clean)
         gradient = _gradient(flat, defs, lowrank)
         through = _SumChain(flat, groups, clean, gradient)
@@ -574,13 +629,13 @@ def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums, n_scratch: 
         lowrank_fn = None
         if lowrank:
             u_code = array_jacobian(flat, gradient, clean, 0, lowrank.n_states, lowrank=True)
-            v_code = weight_code(flat, lowrank, gradient, clean)
+            v_code = weight_code(flat, lowrank, through.gradient, clean)
     except NoJacobian as missing:
         fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, (), raises=missing.note)
         return fn, None, [], [], 0, missing.note
     array_jac.blocks, array_jac.jac_blocks = through.shifted(array_jac.blocks), jac_blocks
     sparsity = list(sparsity) + through.pattern
-    sum_values = group_sums.values(tables, list(kernel_jac.blocks))
+    sum_values, _ = group_sums.values(tables, list(kernel_jac.blocks))
     blocks = sum_values + list(kernel_jac.blocks)
     if array_jac.blocks:
         blocks += _unrolled_reads(flat, defs, array_jac.roots, _computed(sum_values)) + array_jac.blocks + chain_blocks
@@ -588,9 +643,10 @@ def _jacobian(flat: FlatModel, groups, tables: _Tables, clean, sums, n_scratch: 
     fn = KernelFunction("jac_values", ("t", "y", "p", "values"), doc, tuple(blocks), scratch)
     if lowrank:
         u_loops = group_sums.u_loops(tables, clean)
-        sum_values = group_sums.values(tables, u_loops)
         roots = u_code.roots + v_code.roots
-        tail = _unrolled_reads(flat, defs, roots, _computed(sum_values)) + u_code.blocks + v_code.blocks
+        sum_values, available = group_sums.values(tables, u_loops, _group_reads(defs, roots, groups))
+        v_terms = through.v_loops(v_code.through, tables)
+        tail = _unrolled_reads(flat, defs, roots, _computed(sum_values), available) + u_code.blocks + v_code.blocks + v_terms
         lowrank_fn = KernelFunction("lowrank_values", ("t", "y", "p", "U", "V"), lowrank.doc(),
                                     tuple(sum_values + u_loops + tail), n_scratch if sum_values else 0)  # fmt: skip
     return fn, lowrank_fn, sparsity, array_jac.jac_blocks, len(lowrank), None
@@ -684,6 +740,34 @@ class _SumChain:
         for b in code.jac_blocks:
             blocks_out.append(replace(b, col=b.row, col_strides=b.row_strides) if b.col < 0 else b)
         return chain, blocks_out
+
+    def v_loops(self, through: list[tuple[int, int, sp.Symbol]], tables: _Tables) -> list[Block]:
+        """``V[:, k] += c d(term)/d(state)`` for every term of a sum of instance signals that a
+        summand of reduction ``k`` reads (``c`` = d(reduction k)/d(sum), computed before):
+        a loop over the terms per writing group and state it reads."""
+        by_column = {column: symbol for symbol, column in self.column.items()}
+        names = _Names(self.flat)
+        blocks = []
+        for k, column, coefficient in through:
+            g, writers = self.sums[by_column[column]]
+            for h, instances in writers:
+                (expr,), places = self.composer.of(h)
+                for (source, starts, _), (symbols, ref) in places.items():
+                    if source != "y":
+                        continue
+                    for e, symbol in enumerate(symbols):
+                        d = self.clean(sp.diff(expr, symbol))
+                        if d == 0:
+                            continue
+                        m = len(instances)
+                        loop = _Loop(f"{g.name}_{h.name}", m, f"{_title(self.flat, h)}\n  V[:, {k}] through {_title(self.flat, g)}", names)
+                        sub = {(src, tuple(st[u] for u in instances), sz): (syms, r) for (src, st, sz), (syms, r) in places.items()}
+                        (d_loop,) = loop.add((d,), sub)
+                        row = tables.index([starts[u] + e for u in instances], f"{g.name}_{h.name}_v{k}_rows")
+                        target = _LOWRANK_V[row, k]
+                        loop.outputs.append((target + coefficient * d_loop, [target], f"d(reduction {k})/d({ref}) through {g.refs[0]} (i = 0)"))
+                        blocks.append(loop.block(tables, "v"))
+        return blocks
 
     def shifted(self, blocks: list[Block]) -> list[Block]:
         """The array loops' statements with their ``values`` places moved past the chain's

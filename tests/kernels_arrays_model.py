@@ -175,3 +175,79 @@ def build_loop(n_lamps=8, n_cells=100):
         sim.add_system(lamp)
     sim.add_system(rod)
     return sim
+
+
+class Thermostat(System):
+    """An integral controller: its setpoint follows the error of the rod's first cell it integrates."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs.level = 0.0
+        self.states.z = 0.2
+        self.ders.z = 0.0
+        self.outputs.setpoint = 0.0
+
+    def do_step(self, time):
+        self.ders.z = 0.5 * (self.inputs.level - 0.4) - 0.1 * self.states.z
+        self.outputs.setpoint = 0.3 + 0.2 * np.tanh(self.states.z)
+
+
+class Spread(System):
+    """The rod's mean squared deviation from the thermostat's setpoint, the deviation
+    scaled by the lamps' total power (``total``): sums whose summands read signals
+    computed by instances."""
+
+    def __init__(self, rod, thermostat, total):
+        super().__init__()
+        self.rod, self.thermostat = rod, thermostat
+        self.inputs.total = 0.0
+        self.use_total = total
+        self.outputs.spread = 0.0
+
+    def do_step(self, time):
+        u = self.rod.states.u
+        deviation = u - self.thermostat.outputs.setpoint
+        if self.use_total:
+            deviation = deviation * (1.0 + self.inputs.total)
+        self.outputs.spread = np.mean(deviation**2)
+
+
+def build_thermostat(n_oscillators=20, n_cells=200, total=False):
+    """Oscillators driven by the spread of a rod about a thermostat's setpoint (the
+    thermostat reads the rod's first cell); with ``total`` the deviations are scaled by the sum
+    of the oscillators' outputs.  The rod is heated by that sum, as in ``build``."""
+    rod = Rod(n_cells)
+    thermostat = Thermostat()
+    spread = Spread(rod, thermostat, total)
+    oscillators = []
+    for k in range(n_oscillators):
+        osc = MeanFieldOscillator(1.0 + 0.05 * k, 0.3 + 0.01 * (k % 3))
+        osc.rod, osc.spread = rod, spread
+
+        def connect(sys, t, index=(k * 37 + 11) % n_cells):
+            sys.inputs.cell = sys.rod.states.u[index]
+            sys.inputs.mean = sys.spread.outputs.spread
+
+        osc.add_pre_connection(connect)
+        oscillators.append(osc)
+
+    def total_heat(sys, t):
+        sys.inputs.heat = sum(o.outputs.power for o in oscillators)
+
+    def read_level(sys, t):
+        sys.inputs.level = rod.states.u[0]
+
+    def read_total(sys, t):
+        sys.inputs.total = sum(o.outputs.power for o in oscillators)
+
+    rod.add_pre_connection(total_heat)
+    thermostat.add_pre_connection(read_level)
+    if total:
+        spread.add_pre_connection(read_total)
+    sim = Simulation()  # in dataflow order (with ``total``, the spread reads the oscillators' outputs: no such order)
+    sim.add_system(thermostat)
+    sim.add_system(spread)
+    for osc in oscillators:
+        sim.add_system(osc)
+    sim.add_system(rod)
+    return sim

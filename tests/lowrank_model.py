@@ -149,7 +149,7 @@ class ExtremesAlongAxes(System):
     """``np.max``/``np.min``/``np.prod`` along an axis of a grid ``u``: broadcast back over
     the grid (``u.max(axis=1)[:, None]``: a dense block per row in the sparse part), and
     read at its own cell by a vector ``v`` of the kept axis (``np.amax(u**2, axis=1)``);
-    ``op="shifted"``: each row reads the next row's maximum (no Jacobian yet)."""
+    ``op="shifted"``: each row reads the previous row's maximum (shifted dense blocks)."""
 
     def __init__(self, n, m, op):
         super().__init__()
@@ -167,7 +167,7 @@ class ExtremesAlongAxes(System):
             rows, own = u.max(axis=1)[:, None], np.amax(u**2 + v[:, None], axis=1)
         elif self.op == "min":
             rows, own = np.min(u, axis=0)[None, :], np.amin(np.sin(u), axis=1)
-        elif self.op == "shifted":  # each row reads the next row's maximum: no Jacobian yet
+        elif self.op == "shifted":  # each row reads the previous row's maximum
             rows, own = np.roll(u.max(axis=1), 1)[:, None], v
         else:
             rows, own = 0.5 * np.prod(1.0 + 0.05 * u, axis=1)[:, None], 0.5 * np.prod(1.0 + 0.1 * u * v[:, None], axis=1)

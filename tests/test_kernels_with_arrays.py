@@ -15,7 +15,10 @@ over the oscillators and loop nests over the rod, in one ``rhs``.  Checked again
 - the module's shape: the same functions, with the same number of lines, for 20
   oscillators and 200 cells as for 40 and 400;
 - a model whose loop over instances would have to run both before and after a sum
-  over the array: unrolled, with a build notice that says why.
+  over the array: unrolled, with a build notice that says why;
+- sums over the rod whose summands read signals of the loops (a lamp's power, a
+  thermostat's setpoint, the oscillators' total power): the low-rank term's V through
+  them, against finite differences, the unrolled form, dynode, and rodas4/BDF.
 """
 
 from __future__ import annotations
@@ -186,13 +189,78 @@ def test_stiff_methods_on_the_low_rank_term_reach_dynode(size: tuple, integrator
     assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05  # the solution moves
 
 
-@pytest.mark.filterwarnings(r"ignore:Oscillator\[0\]\.outputs\.power is read by Meter")  # (dynode's order: not compared here)
-def test_a_mean_whose_summand_reads_the_loops_has_no_jacobian_and_says_why() -> None:
-    module = module_of(6, 100, True, False, False, True)
-    assert "sum over 100 elements" in module.NO_JACOBIAN and "kernels_arrays_model.py:" in module.NO_JACOBIAN
-    assert "reads signals of loops over instances" in module.NO_JACOBIAN
-    with pytest.raises(dyngen.DyngenError, match="sum over 100 elements.*use 'dopri5'"):
-        simulation(6, 100, True, False, False, True).simulate(0.1, 0.1, integrator="rodas4")
+# summands that read signals of loops over instances: the lamp-weighted mean (plain and mean
+# field), the spread about a thermostat's setpoint, and that spread scaled by the oscillators' total power
+READING_LOOPS = [("build", (6, 100, True, False, False, True), 1), ("build", (6, 100, True, False, True, True), 2),
+                 ("build_thermostat", (6, 100), 1), ("build_thermostat", (6, 100, True), 1)]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(r"ignore:.*outputs\.power is read by")  # (dynode's order: not compared here)
+@pytest.mark.parametrize(("builder", "args", "rank"), READING_LOOPS, ids=["weighted", "weighted_mean_field", "thermostat", "total"])
+def test_a_sum_whose_summand_reads_the_loops_is_a_low_rank_term(builder: str, args: tuple, rank: int) -> None:
+    """V reaches the instances' states through the signals the summand reads (a lamp's
+    power, the thermostat's setpoint, a loop over the terms of the total power): against
+    central differences and the unrolled form's Jacobian."""
+    module = simulation(*args, builder=builder).compile().module
+    assert getattr(module, "NO_JACOBIAN", None) is None and module.N_LOWRANK == rank
+    unrolled = simulation(*args, builder=builder, kernels=False).compile().module
+    for seed in range(2):
+        t, y, p = random_point(module, seed)
+        reference = central_differences(module, t, y, p)
+        scale = max(1.0, np.max(np.abs(reference)))
+        ours = sparse_plus_lowrank(module, t, y, p)
+        assert np.max(np.abs(ours - reference)) < 1e-7 * scale
+        theirs = np.full_like(ours, np.nan)
+        unrolled.jac(t, y, p, theirs)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14 * scale)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["rodas4", "BDF"])
+def test_stiff_methods_with_the_thermostat_reach_dynode(integrator: str) -> None:
+    """dopri5 against dynode's on the same file, and rodas4/BDF on S + U Vᵀ (V through the
+    thermostat's setpoint) against a tight dynode run."""
+    make = lambda backend: build_simulation(MODEL, backend, "build_thermostat", 20, 200)  # noqa: E731
+    if integrator == "rodas4":
+        ours, theirs = run_both(make, 2.0, 0.5, rtol=1e-10, atol=1e-12)
+        assert_series_close(ours, theirs)
+    ours = run(make("dyngen"), "dyngen", 2.0, 0.5, integrator=integrator, rtol=1e-10, atol=1e-12)
+    theirs = run(make("dynode"), "dynode", 2.0, 0.5, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+    assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05  # the solution moves
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(r"ignore:.*outputs\.power is read by")  # (no order of systems suits dynode: not compared)
+def test_the_total_power_model_matches_the_unrolled_form_with_rodas4() -> None:
+    """The spread scaled by the oscillators' total power: loops and unrolled compute the
+    same functions, and rodas4 on the loops' S + U Vᵀ (200 cells: SuperLU and Woodbury)
+    reaches the unrolled form's tight dopri5 run."""
+    kernel = simulation(20, 200, True, builder="build_thermostat").compile().module
+    unrolled = simulation(20, 200, True, builder="build_thermostat", kernels=False).compile().module
+    for seed in range(2):
+        point = random_point(kernel, seed)
+        for ours, theirs in zip(evaluate(kernel, *point), evaluate(unrolled, *point)):
+            assert relative(ours, theirs) < 1e-13
+    ours = run(simulation(20, 200, True, builder="build_thermostat"), "dyngen", 2.0, 0.5, integrator="rodas4",
+               rtol=1e-10, atol=1e-12)  # fmt: skip
+    theirs = run(simulation(20, 200, True, builder="build_thermostat", kernels=False), "dyngen", 2.0, 0.5,
+                 integrator="dop853", rtol=1e-12, atol=1e-14)  # fmt: skip
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+    assert np.abs(theirs.observed_y[-1] - theirs.observed_y[0]).max() > 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(r"ignore:.*outputs\.power is read by")
+@pytest.mark.parametrize(("builder", "args"), [("build", (True, False, True, True)), ("build_thermostat", (True,))],
+                         ids=["weighted_mean_field", "total"])  # fmt: skip
+def test_summands_reading_the_loops_keep_the_lines_at_two_sizes(builder: str, args: tuple) -> None:
+    small = functions(simulation(20, 200, *args, builder=builder).compile().module)
+    large = functions(simulation(40, 400, *args, builder=builder).compile().module)
+    assert sorted(small) == sorted(large) and "lowrank_values" in small
+    for name in small:
+        assert len(small[name]) == len(large[name]), name
 
 
 @pytest.mark.slow

@@ -213,9 +213,10 @@ def test_options_and_models_it_cannot_take_are_refused() -> None:
 
 
 def test_a_model_without_a_jacobian_is_refused_by_simulate() -> None:
-    from test_lowrank import simulation
+    from dynode_compare import build_simulation
 
-    sim = simulation("build_extremes_along_axes", 12, 10, "shifted")  # no Jacobian yet
+    model = Path(__file__).resolve().parent / "nested_model.py"
+    sim = build_simulation(model, "dyngen", "build", 12, 80, "cross")  # row sums of the column means: no Jacobian yet
     with pytest.raises(DyngenError, match=r"'sparse_bdf' needs the model's Jacobian.*'dopri5'"):
         sim.simulate(0.1, 0.1, integrator="sparse_bdf")
 
