@@ -283,6 +283,19 @@ def _systems(systems: list[Any]) -> Iterator[Any]:
         yield system
 
 
+_SUBSYSTEMS = operator.attrgetter("subsystems")
+
+
+def _walk_order(systems: list[Any]) -> list[Any]:
+    """``list(_systems(systems))``; without the recursion when no system has subsystems."""
+    try:
+        if not any(map(_SUBSYSTEMS, systems)):
+            return list(systems)
+    except AttributeError:  # not a System (the build reports it)
+        pass
+    return list(_systems(systems))
+
+
 def fingerprint(
     systems: list[Any], ident: Callable[[Any], Any] = id, volatile: list | None = None,
     parameters: frozenset[tuple[int, str]] = frozenset(), numbers: dict | None = None,
@@ -314,7 +327,7 @@ def fingerprint(
             if _is_dyngen_function(func):  # its key cannot change (see _is_dyngen_function)
                 key = functions[id(func)] = _dyngen_function_key(func, ident)
                 return key
-            key, watch = _known_key(func, ident, False)
+            key, watch = _remembered_key(func, ident, False)
             functions[id(func)] = key
             if volatile is not None:
                 volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
@@ -328,25 +341,27 @@ def fingerprint(
             if not isinstance(system, System):  # the build reports it
                 append(("not a system", ident(system)))
                 continue
-            class_key, watch = _known_key(cls, ident, True)
+            class_key, watch = _remembered_key(cls, ident, True)
             classes[cls] = class_key
             if volatile is not None:  # class attributes, and the globals its methods read
                 volatile.append((watch or _RootsWatch.of_class(cls, class_key, ident), class_key))
+        subs, states, ders, inputs, outputs, pre, post = _SYSTEM_PARTS(system)
         parts += (
-            ident(system), len(system._subs), class_key, _container_key(system._states, ident, volatile),
-            _container_key(system._ders, ident, volatile), _container_key(system._inputs, ident, volatile),
-            _container_key(system._outputs, ident, volatile),
+            ident(system), len(subs), class_key, _container_key(states, ident, volatile),
+            _container_key(ders, ident, volatile), _container_key(inputs, ident, volatile),
+            _container_key(outputs, ident, volatile),
         )  # fmt: skip
-        for table in (system._pre_connections, system._post_connections):
+        for table in (pre, post):
             for func, dependees in table.items():
-                append(function_key(func))
-                append(tuple(map(ident, dependees)))
+                parts += (function_key(func), tuple(map(ident, dependees)) if dependees else ())
             append("|")
-        for event in getattr(system, "_events", {}).values():  # System.add_event: functions as connections
-            for func in (event.condition, event.action):
-                append(None if func is None else function_key(func))
-            append((event.direction, event.terminal, event.name))
         attributes = vars(system)
+        events = attributes.get("_events")
+        if events:  # System.add_event: functions as connections
+            for event in events.values():
+                for func in (event.condition, event.action):
+                    append(None if func is None else function_key(func))
+                append((event.direction, event.terminal, event.name))
         if attributes.keys() <= _SYSTEM_INTERNALS:  # the common case: no attributes of the model's
             append("||")
             continue
@@ -365,9 +380,11 @@ def fingerprint(
     return tuple(parts)
 
 
+# What the fingerprint reads of every system, in one call
+_SYSTEM_PARTS = operator.attrgetter("_subs", "_states", "_ders", "_inputs", "_outputs", "_pre_connections", "_post_connections")
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
 
-# The keys of classes and connection functions computed before, by (id, persistent
+# The keys of classes and connection functions computed before (_remembered_key), by (id, persistent
 # identity or not): (the object, its watch, its key).  Kept while the watch's quick test
 # says that every object the key was computed from is still there (only when none is
 # a system or a container, whose keys depend on the tree and on edits Edits counts).
@@ -377,14 +394,13 @@ _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_
 _KNOWN_KEYS: dict[tuple[int, bool], tuple[Any, "_RootsWatch", Any, bool]] = {}
 
 
-def _known_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[Any, "_RootsWatch | None"]:
-    """``_class_key(obj, ident)`` or ``_function_key(obj, ident)``, remembered across
-    fingerprints (every fresh Simulation of a model built before computes one), and
-    the ``_RootsWatch`` that watches it (None when it is not remembered)."""
+def _remembered_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[Any, "_RootsWatch | None"]:
+    """``_class_key(obj, ident)`` or ``_function_key(obj, ident)`` (of a function dyngen
+    did not make: ``_is_dyngen_function``), remembered across fingerprints (every fresh
+    Simulation of a model built before computes one), and the ``_RootsWatch`` that
+    watches it (None when it is not remembered)."""
     compute = _class_key if is_class else _function_key
     persistent = isinstance(ident, _PersistentIdentity)
-    if not is_class and _is_dyngen_function(obj):  # connect_signals: a new closure over the tree's containers
-        return _dyngen_function_key(obj, ident), None
     if ident is not id and not persistent:
         return compute(obj, ident), None
     slot = (id(obj), persistent)
@@ -420,7 +436,11 @@ def _dyngen_function_key(func: Any, ident: Callable[[Any], Any]) -> Any:
     defaults = func.__defaults__
     return (
         "dyngen", ident(func), None if defaults is None else _attribute_key(defaults, ident),
-        tuple([_attribute_key(value, ident) for value in contents]),
+        tuple([
+            repr(value) if type(value) is str else ("container", ident(value))
+            if isinstance(value, ParameterContainer) else _attribute_key(value, ident)
+            for value in contents
+        ]),  # (connect_signals' keys and containers first, as _attribute_key keys them)
     )  # fmt: skip
 
 
@@ -450,7 +470,9 @@ def _is_dyngen_function(func: Any) -> bool:
     """A function dyngen made (``connect_signals``): it reads no globals of the
     model's and never rebinds its closure, so its key cannot change."""
     module = getattr(func, "__module__", None)
-    return isinstance(module, str) and module.split(".")[0] == "dyngen" and hasattr(func, "__code__")
+    return (
+        isinstance(module, str) and (module == "dyngen" or module.startswith("dyngen.")) and hasattr(func, "__code__")
+    )  # fmt: skip
 
 
 _ABSENT = object()
@@ -792,6 +814,7 @@ def _code_digest(code: CodeType) -> str:
 
 
 _CONTAINER_ATTRIBUTES = (("states", "_states"), ("ders", "_ders"), ("inputs", "_inputs"), ("outputs", "_outputs"))
+_CONTAINERS = operator.attrgetter(*(attribute for _, attribute in _CONTAINER_ATTRIBUTES))
 
 
 def _names_of(index: int) -> tuple[tuple, tuple[tuple, ...]]:
@@ -815,20 +838,26 @@ class _PersistentIdentity:
     def __init__(self, systems: list[Any]) -> None:
         self.opaque = False
         self.names: dict[int, Any] = {}
-        self.flat = list(_systems(systems))  # the tree's systems in walk order, subsystems first
+        self.flat = _walk_order(systems)  # the tree's systems in walk order, subsystems first
         names = self.names
         for index, system in enumerate(self.flat):
             known = _NAMES[index] if index < len(_NAMES) else _names_of(index)
             names[id(system)] = known[0]
-            for (kind, attribute), name in zip(_CONTAINER_ATTRIBUTES, known[1]):
-                container = getattr(system, attribute, None)
-                if container is not None:
-                    names[id(container)] = name
+            try:
+                containers = _CONTAINERS(system)
+            except AttributeError:  # not a System (the build reports it)
+                containers = tuple(getattr(system, attribute, None) for _, attribute in _CONTAINER_ATTRIBUTES)
+            if None in containers:
+                names.update((id(c), name) for c, name in zip(containers, known[1]) if c is not None)
+            else:
+                names.update(zip(map(id, containers), known[1]))
 
     def __call__(self, obj: Any) -> Any:
         known = self.names.get(id(obj))
         if known is not None:
             return known
+        if type(obj) is FunctionType:  # the common case first
+            return ("function", _code_digest(obj.__code__))
         if isinstance(obj, type):
             return ("class", obj.__module__, obj.__qualname__)
         code = getattr(getattr(obj, "__func__", obj), "__code__", None)
