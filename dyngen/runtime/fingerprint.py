@@ -877,7 +877,7 @@ class _PersistentIdentity:
 _USER_FILE_OF: dict[str, tuple[Any, str | None]] = {}
 _FILE_HASHES: dict[str, tuple[tuple[int, int, int], bytes]] = {}
 _USER_FILES: list[Any] = [None, ()]  # [mark, sorted real paths]
-_SOURCES_DIGEST: list[Any] = [None, ""]  # [((path, stamp), ...), digest]
+_SOURCES_DIGEST: list[Any] = [None, None, ""]  # [(path, ...), (stamp, ...), digest]
 
 
 def _user_file(name: str, module: Any, roots: tuple[str, ...]) -> str | None:
@@ -966,16 +966,24 @@ def _user_sources_digest() -> str:
     a file's text is hashed again only when its size, modification time (ns) or inode
     changed, an edit that keeps all three within the file system's clock tick is not seen.
     """
-    stamped = tuple((path, _stamp(path)) for path in _user_files())
-    if stamped == _SOURCES_DIGEST[0]:
-        return _SOURCES_DIGEST[1]
+    files = _user_files()
+    try:  # (the stats in C: a stat per file is most of what this costs when nothing changed)
+        stamps = tuple(map(_STAMP, map(os.stat, files)))
+    except OSError:  # a file gone: None, and nothing remembered
+        stamps = tuple(map(_stamp, files))
+    known = _SOURCES_DIGEST
+    if files == known[0] and stamps == known[1]:
+        return known[2]
     hasher = hashlib.sha256()
-    for path, stamp in stamped:
+    for path, stamp in zip(files, stamps):
         hasher.update(path.encode("utf-8") + b"\0" + _file_hash(path, stamp) + b"\0")
     digest = hasher.hexdigest()
-    if all(stamp is not None for _, stamp in stamped):
-        _SOURCES_DIGEST[:] = [stamped, digest]
+    if None not in stamps:
+        _SOURCES_DIGEST[:] = [files, stamps, digest]
     return digest
+
+
+_STAMP = operator.attrgetter("st_size", "st_mtime_ns", "st_ino")  # _stamp of a stat result
 
 
 def library_dependencies(packages: set[str]) -> dict[str, str]:
@@ -1004,7 +1012,7 @@ def library_dependencies(packages: set[str]) -> dict[str, str]:
 
 def dependencies_unchanged(files: dict[str, str]) -> bool:
     """Whether the files ``library_dependencies`` recorded still hold the same text."""
-    return all(_file_hash(path).hex() == digest for path, digest in files.items())
+    return not files or all(_file_hash(path).hex() == digest for path, digest in files.items())
 
 
 @lru_cache(maxsize=1)
