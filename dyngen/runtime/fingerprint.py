@@ -65,6 +65,7 @@ _FLOAT_KIND = frozenset("f")
 _DTYPE_KIND = operator.attrgetter("dtype.kind")
 _SHAPE = operator.attrgetter("shape")
 _NO_ENTRIES = ((), ())
+_SCALAR_KINDS = tuple(((),) * count for count in range(64))  # the kinds of 0..63 numbers, made once
 
 
 def _value_kind(value: Any, ident: Callable[[Any], Any]) -> Any:
@@ -90,7 +91,8 @@ def _container_key(container: dict, ident: Callable[[Any], Any], volatile: list 
         return _NO_ENTRIES
     types = set(map(type, values))
     if types <= _NUMBER_TYPES:
-        return (tuple(container), ((),) * len(values))
+        count = len(values)
+        return (tuple(container), _SCALAR_KINDS[count] if count < len(_SCALAR_KINDS) else ((),) * count)
     if len(types) == 1 and np.ndarray in types and set(map(_DTYPE_KIND, values)) <= _FLOAT_KIND:
         return (tuple(container), tuple(map(_SHAPE, values)))
     kinds = []
@@ -735,6 +737,8 @@ class StructureWatch:
     as when the fingerprint was taken.
     """
 
+    __slots__ = ("_edits", "_volatile", "numbers", "_tree", "_names", "_key", "flat", "persistent", "_tests", "_quick")
+
     def __init__(self, systems: list[Any], parameters: frozenset[tuple[int, str]] = frozenset()) -> None:
         self._edits = Edits.structure
         self._volatile: list[tuple[Callable[[], Any], Any]] = []
@@ -754,6 +758,11 @@ class StructureWatch:
         # Simulation's first run needs none)
         self._tests: list[tuple[Callable[[], bool] | None, Callable[[], Any], Any]] | None = None
         self._quick: tuple[_Identities, list[tuple[Callable[[], Any], Any]]] | None = None
+
+    def adopt(self, equal: tuple) -> None:
+        """Keep ``equal``, a fingerprint equal to this one's (``persistent``), instead:
+        fresh Simulations of one model then share one, made and compared once."""
+        self._tree = self.persistent = equal
 
     @property
     def key(self) -> tuple:
@@ -834,6 +843,8 @@ class _PersistentIdentity:
     the tree, a container by its system's place and kind, a function by its code, a
     class by its module and name.  Any other object is named by its id, and ``opaque``
     is set: such a fingerprint names the model in this process only."""
+
+    __slots__ = ("opaque", "names", "flat")
 
     def __init__(self, systems: list[Any]) -> None:
         self.opaque = False
@@ -1074,10 +1085,12 @@ def structure_key(
     if known is None:
         if len(_STRUCTURE_HASHES) >= 256:
             _STRUCTURE_HASHES.clear()
-        known = _STRUCTURE_HASHES[whole] = hashlib.sha256(repr(whole).encode("utf-8")).hexdigest()
-    return known
+        known = _STRUCTURE_HASHES[whole] = (hashlib.sha256(repr(whole).encode("utf-8")).hexdigest(), key)
+    elif watch is not None:  # the watch keeps the equal fingerprint known before (its own is let go now)
+        watch.adopt(known[1])
+    return known[0]
 
 
 # structure_key's hashes by the key itself: equal keys have equal text (numbers whose
 # equality is looser than their text, 1 == 1.0 or -0.0 == 0.0, are keyed by repr)
-_STRUCTURE_HASHES: dict[tuple, str] = {}
+_STRUCTURE_HASHES: dict[tuple, tuple[str, tuple]] = {}  # (the hash, the fingerprint in the key)

@@ -154,18 +154,15 @@ class Simulation:
                 self._report_changed_numbers()
             name = self.model_name or default_name(self._systems)
             given_file = self.model_file or _main_file()
-            source_root, model_file = _source_place(given_file)
-            options = _build_options(
-                None if self.cache_dir is None else str(self.cache_dir), self.kernels, self.arrays,
+            settings = (
+                name, None if self.cache_dir is None else str(self.cache_dir), self.kernels, self.arrays,
                 bool(self.standalone), self._parameter_names(),
             )  # fmt: skip
-            structure = structure_key(
-                self._systems,
-                (name, source_root, model_file, options.kernels, options.arrays, options.standalone)
-                + ((options.parameters,) if options.parameters else ()),
-                self._parameter_ids,
-                current,
-            )
+            if isinstance(given_file, str) and os.path.isabs(given_file):  # (the usual case: resolved once)
+                source_root, model_file, options, context = _known_settings(given_file, *settings)
+            else:
+                source_root, model_file, options, context = _settings(_source_place(given_file), *settings)
+            structure = structure_key(self._systems, context, self._parameter_ids, current)
             # a module loaded (and run) in this process before: no stage to report
             reused = None if retrace else reuse_loaded(
                 self._systems, name=name, source_root=source_root, options=options, structure=structure
@@ -747,6 +744,27 @@ def _build_options(
 ) -> BuildOptions:  # fmt: skip
     """A Simulation's BuildOptions (frozen: made once per set of values)."""
     return BuildOptions(cache_dir=cache_dir, kernels=kernels, arrays=arrays, standalone=standalone, parameters=parameters)
+
+
+def _settings(
+    place: tuple[str, str], name: str, cache_dir: str | None, kernels: bool, arrays: bool, standalone: bool,
+    parameters: tuple[str, ...],
+) -> tuple[str, str, BuildOptions, tuple]:  # fmt: skip
+    """The model file's folder and name (``place``), the BuildOptions, and the context
+    of the structure key (everything but the tree that the module depends on)."""
+    options = _build_options(cache_dir, kernels, arrays, standalone, parameters)
+    context = (name, *place, options.kernels, options.arrays, options.standalone) + ((parameters,) if parameters else ())
+    return (*place, options, context)
+
+
+@lru_cache(maxsize=256)
+def _known_settings(
+    model_file: str, name: str, cache_dir: str | None, kernels: bool, arrays: bool, standalone: bool,
+    parameters: tuple[str, ...],
+) -> tuple[str, str, BuildOptions, tuple]:  # fmt: skip
+    """``_settings`` of an absolute model file (its place does not depend on the working
+    folder), made once per set of values."""
+    return _settings(_source_place(model_file), name, cache_dir, kernels, arrays, standalone, parameters)
 
 
 def _main_file() -> str | None:
