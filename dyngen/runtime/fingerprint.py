@@ -61,8 +61,9 @@ def _value_key(value: Any, ident: Callable[[Any], Any]) -> Any:
 
 
 _NUMBER_TYPES = frozenset((float, int))
-_FLOAT_KIND = frozenset("f")
-_DTYPE_KIND = operator.attrgetter("dtype.kind")
+_ARRAY_TYPE = frozenset((np.ndarray,))
+_FLOAT64 = frozenset((np.dtype(np.float64),))
+_DTYPE = operator.attrgetter("dtype")
 _SHAPE = operator.attrgetter("shape")
 _NO_ENTRIES = ((), ())
 _SCALAR_KINDS = tuple(((),) * count for count in range(64))  # the kinds of 0..63 numbers, made once
@@ -93,7 +94,7 @@ def _container_key(container: dict, ident: Callable[[Any], Any], volatile: list 
     if types <= _NUMBER_TYPES:
         count = len(values)
         return (tuple(container), _SCALAR_KINDS[count] if count < len(_SCALAR_KINDS) else ((),) * count)
-    if len(types) == 1 and np.ndarray in types and set(map(_DTYPE_KIND, values)) <= _FLOAT_KIND:
+    if types == _ARRAY_TYPE and set(map(_DTYPE, values)) == _FLOAT64:  # (other float arrays: below)
         return (tuple(container), tuple(map(_SHAPE, values)))
     kinds = []
     for value in values:
@@ -887,7 +888,7 @@ class _PersistentIdentity:
 # digest of the last set of (file, stamp).
 _USER_FILE_OF: dict[str, tuple[Any, str | None]] = {}
 _FILE_HASHES: dict[str, tuple[tuple[int, int, int], bytes]] = {}
-_USER_FILES: list[Any] = [None, ()]  # [mark, sorted real paths]
+_USER_FILES: list[Any] = [None, (), ()]  # [mark, sorted real paths, the same encoded (os.stat takes them faster)]
 _SOURCES_DIGEST: list[Any] = [None, None, ""]  # [(path, ...), (stamp, ...), digest]
 
 
@@ -957,8 +958,9 @@ def _user_files() -> tuple[str, ...]:
             entry = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
         if entry[1] is not None:
             files.add(entry[1])
-    _USER_FILES[:] = [mark, tuple(sorted(files))]
-    return _USER_FILES[1]
+    paths = tuple(sorted(files))
+    _USER_FILES[:] = [mark, paths, tuple(map(os.fsencode, paths))]
+    return paths
 
 
 def user_source_files() -> set[str]:
@@ -979,7 +981,7 @@ def _user_sources_digest() -> str:
     """
     files = _user_files()
     try:  # (the stats in C: a stat per file is most of what this costs when nothing changed)
-        stamps = tuple(map(_STAMP, map(os.stat, files)))
+        stamps = tuple(map(_STAMP, map(os.stat, _USER_FILES[2])))
     except OSError:  # a file gone: None, and nothing remembered
         stamps = tuple(map(_stamp, files))
     known = _SOURCES_DIGEST
