@@ -219,26 +219,36 @@ class CompiledModel:
         """The state vector for a run that advances it in place and then calls
         ``write_back`` with it: the buffer the containers' states are views of, while
         they are (the run moves them, as the write-back would), else the states
-        gathered anew."""
+        gathered anew (before the first write-back, when no container holds a view of the
+        buffer yet: into the buffer, so that the write-back need not copy them there)."""
         if Edits.states == self._state_views_at:
             return self._state_buffer
+        if self._state_views_at == -1:
+            buffer = self._state_buffer
+            try:  # the states' bytes (float64 arrays, see gather_states) joined into the buffer, in C
+                memoryview(buffer).cast("B")[:] = bytearray().join(self._state_slots.get_all())
+                return buffer
+            except (TypeError, ValueError):  # not C-contiguous, or another size: gather_states says what
+                pass
         return self.gather_states()
 
     def peek_parameters(self) -> np.ndarray:
         """``gather_parameters()`` without its copy when it is known: read it only."""
         if self._parameters is not None and Edits.signals == self._parameters_at:
             return self._parameters
-        return self.gather_parameters()
+        return self.gather_parameters(copy=False)
 
-    def gather_parameters(self) -> np.ndarray:
+    def gather_parameters(self, copy: bool = True) -> np.ndarray:
+        """The parameter vector; ``copy=False``: the one kept (while no signal is
+        edited), to be read only."""
         if self._parameters is not None and Edits.signals == self._parameters_at:
-            return self._parameters.copy()
+            return self._parameters.copy() if copy else self._parameters
         scalars = self._plan.scalar_parameters
         if scalars is not None:  # every parameter a float of a container, in order: one read each, in C
             values = list(map(dict.__getitem__, map(self._containers.__getitem__, scalars[0]), scalars[1]))
             if set(map(type, values)) <= _FLOAT_ONLY:
                 p = np.array(values, dtype=np.float64)
-                self._parameters, self._parameters_at = p.copy(), Edits.signals
+                self._parameters, self._parameters_at = p.copy() if copy else p, Edits.signals
                 return p
         p = np.empty(_layout(self.module).n_parameters)
         only_floats = True
@@ -265,7 +275,7 @@ class CompiledModel:
                 )
             p[e.start:e.stop] = value.ravel()
         if only_floats:
-            self._parameters, self._parameters_at = p.copy(), Edits.signals
+            self._parameters, self._parameters_at = p.copy() if copy else p, Edits.signals
         return p
 
     def observe(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
