@@ -354,12 +354,17 @@ def fingerprint(
             _container_key(ders, ident, volatile), _container_key(inputs, ident, volatile),
             _container_key(outputs, ident, volatile),
         )  # fmt: skip
-        for table in (pre, post):
-            for func, dependees in table.items():
-                parts += (function_key(func), tuple(map(ident, dependees)) if dependees else ())
-            append("|")
+        for func, dependees in pre.items():
+            parts += (function_key(func), tuple(map(ident, dependees)) if dependees else ())
+        append("|")
+        for func, dependees in post.items():
+            parts += (function_key(func), tuple(map(ident, dependees)) if dependees else ())
         attributes = vars(system)
         events = attributes.get("_events")
+        if not events and attributes.keys() <= _SYSTEM_INTERNALS:  # the common case: nothing more
+            parts += _END_OF_PLAIN_SYSTEM
+            continue
+        append("|")
         if events:  # System.add_event: functions as connections
             for event in events.values():
                 for func in (event.condition, event.action):
@@ -383,6 +388,7 @@ def fingerprint(
     return tuple(parts)
 
 
+_END_OF_PLAIN_SYSTEM = ("|", "||")  # after the post-connections of a system without events or attributes
 # What the fingerprint reads of every system, in one call
 _SYSTEM_PARTS = operator.attrgetter("_subs", "_states", "_ders", "_inputs", "_outputs", "_pre_connections", "_post_connections")
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
