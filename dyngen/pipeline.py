@@ -28,6 +28,8 @@ from .write import check_module, check_output, module_hash, write_module
 class _Front:
     """The traced and flattened model, or how to get them when a warm start skipped them."""
 
+    __slots__ = ("_stages", "_again")
+
     def __init__(
         self, stages: tuple[ModelSpec, FlatModel] | None, again: Callable[[], tuple[ModelSpec, FlatModel]] | None = None
     ) -> None:
@@ -70,9 +72,9 @@ class BuildResult:
         of a model built before makes one)."""
         self = object.__new__(cls)
         self.__dict__.update(
-            front=front, kernel=None, source=None, path=path, module=module, reused=True, written=False, timings=timings
+            front=front, kernel=None, source=None, path=path, module=module, reused=True, written=False, timings=timings,
+            _held=hold(module),  # (__post_init__)
         )  # fmt: skip
-        self.__post_init__()
         return self
 
     @property

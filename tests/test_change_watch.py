@@ -271,3 +271,50 @@ def test_a_system_replaced_by_an_equal_one_changes_the_watch_not_the_structure()
     assert first.key != second.key  # the bindings must follow the new objects
     assert first.persistent == second.persistent is not None
     assert structure_key([Decay()], ("c",)) == structure_key([Decay()], ("c",), watch=second)
+
+
+def _linked(source_key: str, target_key: str = "u", reversed_: bool = False) -> list[Decay]:
+    """Two Decays, the second's input ``target_key`` driven by the first's output
+    ``source_key`` through connect_signals (or the first's by the second's)."""
+    a, b = Decay(), Decay()
+    a.outputs.z = 0.0
+    source, target = (b, a) if reversed_ else (a, b)
+    target.add_pre_connection(connect_signals(source.outputs, source_key, target.inputs, target_key))
+    return [a, b]
+
+
+def test_connect_signals_is_keyed_by_its_keys_and_containers() -> None:
+    """connect_signals' closures are keyed without the generic checks: its keys by repr,
+    its containers by their place in the tree, as _attribute_key keys them."""
+    from dyngen.runtime.fingerprint import _attribute_key, _PersistentIdentity, _dyngen_function_key
+
+    systems = _linked("y")
+    ident = _PersistentIdentity(systems)
+    link = next(iter(systems[1]._pre_connections))
+    contents = tuple(_attribute_key(cell.cell_contents, ident) for cell in link.__closure__)
+    assert _dyngen_function_key(link, ident)[3] == contents
+    same = StructureWatch(_linked("y")).persistent
+    assert same == StructureWatch(systems).persistent
+    for other in (_linked("z"), _linked("y", "c"), _linked("y", reversed_=True)):  # another key, input, direction
+        assert StructureWatch(other).persistent != same
+
+
+def test_fresh_watches_share_an_equal_fingerprint_and_not_an_edited_one() -> None:
+    """structure_key gives a watch the equal fingerprint it keyed before (fresh
+    Simulations of one model share it); a tree that differs keeps its own."""
+    from dyngen.runtime.fingerprint import structure_key
+
+    restore_globals()
+    try:
+        first, second = [Decay()], [Decay()]
+        one, two = StructureWatch(first), StructureWatch(second)
+        assert one.persistent is not two.persistent
+        key = structure_key(first, ("c",), watch=one)
+        assert structure_key(second, ("c",), watch=two) == key
+        assert two.persistent is one.persistent and two.key != one.key  # shared; the bindings still their own
+        Decay.rate = 2.0  # a class attribute: a new fingerprint, not the shared one
+        third = [Decay()]
+        watch = StructureWatch(third)
+        assert structure_key(third, ("c",), watch=watch) != key and watch.persistent != one.persistent
+    finally:
+        restore_globals()

@@ -207,3 +207,66 @@ def test_a_warm_start_imports_neither_sympy_nor_jinja2(tmp_path: Path) -> None:
     warm = run()
     assert warm["stages"] == ["load"]
     assert warm["after_import"] == [] and warm["loaded"] == []
+
+
+def _edit_in_the_same_second(path: Path, old: str, new: str) -> None:
+    """Write ``path`` with ``old`` replaced by ``new`` (same size), its modification time
+    in the same second as before: only the size, time in ns and inode can tell."""
+    before = path.stat()
+    path.write_text(path.read_text().replace(old, new))
+    assert path.stat().st_size == before.st_size
+    second = before.st_mtime_ns // 10**9 * 10**9
+    for offset in (500_000_000, 250_000_000):
+        os.utime(path, ns=(second + offset, second + offset))
+        if path.stat().st_mtime_ns != before.st_mtime_ns or path.stat().st_ino != before.st_ino:
+            return
+
+
+def test_a_module_imported_after_the_first_build_changes_the_watched_files(
+    model, counted_builds: list[str]
+) -> None:
+    """The user's files are found again when sys.modules changes (and stat'ed by their
+    encoded paths, made with them): a module of the user's imported later, edited
+    and reloaded, is seen, and so is an edit of a file watched before."""
+    module, folder = model
+    assert _final_x(module) == pytest.approx(np.exp(-0.5), rel=1e-8)
+    (folder / "late_helpers.py").write_text("FACTOR = 1.0\n")
+    importlib.invalidate_caches()
+    late = importlib.import_module("late_helpers")
+    try:
+        assert _final_x(module) == pytest.approx(np.exp(-0.5), rel=1e-8)  # a new file of the user's: a new key
+        builds = len(counted_builds)
+        _edit_in_the_same_second(folder / "late_helpers.py", "1.0", "2.0")
+        importlib.reload(late)
+        assert _final_x(module) == pytest.approx(np.exp(-0.5), rel=1e-8)
+        assert len(counted_builds) == builds + 1  # its text is in the key: found by its text, traced again
+        _edit_in_the_same_second(folder / "fresh_helpers.py", "gain = 0.5", "gain = 2.0")
+        importlib.reload(sys.modules["fresh_helpers"])
+        assert _final_x(module) == pytest.approx(np.exp(-2.0), rel=1e-8)  # seen: rebuilt
+        assert len(counted_builds) == builds + 2
+        assert _final_x(module) == pytest.approx(np.exp(-2.0), rel=1e-8)  # unchanged: no build
+        assert len(counted_builds) == builds + 2
+    finally:
+        sys.modules.pop("late_helpers", None)
+
+
+def test_the_settings_of_each_fresh_simulation_make_its_key(model, counted_builds: list[str]) -> None:
+    """A Simulation's name, model file and options are part of its structure key
+    (remembered per absolute model file): each fresh Simulation gets its own."""
+    module, folder = model
+
+    def compiled(**settings):
+        sim, _ = module.simulation()
+        for name, value in settings.items():
+            setattr(sim, name, value)
+        return sim.compile()
+
+    first = compiled()
+    builds = len(counted_builds)
+    assert compiled().module is first.module and len(counted_builds) == builds
+    renamed = compiled(model_name="renamed_decay")
+    assert renamed.module is not first.module and renamed.module.__name__ != first.module.__name__
+    compiled(model_file=str(folder / "fresh_helpers.py"))  # another (absolute) model file: another key
+    assert len(counted_builds) == builds + 2
+    assert compiled(model_name="renamed_decay").module is renamed.module and compiled().module is first.module
+    assert len(counted_builds) == builds + 2

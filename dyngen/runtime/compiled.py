@@ -309,12 +309,9 @@ class PreparedRun:
         self.stats = np.zeros(4, dtype=np.int64)  # added up over the runs (read by nobody)
         # the routine's arguments after (t0, y, p), made once: record_initial False, and True
         # (run_recorded's start == 0: a run from t = 0 stores its start as the first sample)
-        settings = _settings_arguments(method, options)
-        rows, out = _no_rows(n_states), _no_rows(module.N_OBSERVED)
-        self._arguments, self._from_zero = (
-            (self.observer_dt, n_intervals, *settings, initial, False, False, self.times, rows, out, self.stats)
-            for initial in (False, True)
-        )  # fmt: skip
+        head = (self.observer_dt, n_intervals, *_settings_arguments(method, options))
+        tail = (False, False, self.times, _no_rows(n_states), _no_rows(module.N_OBSERVED), self.stats)
+        self._arguments, self._from_zero = (*head, False, *tail), (*head, True, *tail)
         self._choose()
 
     def _choose(self) -> None:

@@ -61,10 +61,12 @@ def _value_key(value: Any, ident: Callable[[Any], Any]) -> Any:
 
 
 _NUMBER_TYPES = frozenset((float, int))
-_FLOAT_KIND = frozenset("f")
-_DTYPE_KIND = operator.attrgetter("dtype.kind")
+_ARRAY_TYPE = frozenset((np.ndarray,))
+_FLOAT64 = frozenset((np.dtype(np.float64),))
+_DTYPE = operator.attrgetter("dtype")
 _SHAPE = operator.attrgetter("shape")
 _NO_ENTRIES = ((), ())
+_SCALAR_KINDS = tuple(((),) * count for count in range(64))  # the kinds of 0..63 numbers, made once
 
 
 def _value_kind(value: Any, ident: Callable[[Any], Any]) -> Any:
@@ -90,8 +92,9 @@ def _container_key(container: dict, ident: Callable[[Any], Any], volatile: list 
         return _NO_ENTRIES
     types = set(map(type, values))
     if types <= _NUMBER_TYPES:
-        return (tuple(container), ((),) * len(values))
-    if len(types) == 1 and np.ndarray in types and set(map(_DTYPE_KIND, values)) <= _FLOAT_KIND:
+        count = len(values)
+        return (tuple(container), _SCALAR_KINDS[count] if count < len(_SCALAR_KINDS) else ((),) * count)
+    if types == _ARRAY_TYPE and set(map(_DTYPE, values)) == _FLOAT64:  # (other float arrays: below)
         return (tuple(container), tuple(map(_SHAPE, values)))
     kinds = []
     for value in values:
@@ -283,6 +286,19 @@ def _systems(systems: list[Any]) -> Iterator[Any]:
         yield system
 
 
+_SUBSYSTEMS = operator.attrgetter("subsystems")
+
+
+def _walk_order(systems: list[Any]) -> list[Any]:
+    """``list(_systems(systems))``; without the recursion when no system has subsystems."""
+    try:
+        if not any(map(_SUBSYSTEMS, systems)):
+            return list(systems)
+    except AttributeError:  # not a System (the build reports it)
+        pass
+    return list(_systems(systems))
+
+
 def fingerprint(
     systems: list[Any], ident: Callable[[Any], Any] = id, volatile: list | None = None,
     parameters: frozenset[tuple[int, str]] = frozenset(), numbers: dict | None = None,
@@ -314,7 +330,7 @@ def fingerprint(
             if _is_dyngen_function(func):  # its key cannot change (see _is_dyngen_function)
                 key = functions[id(func)] = _dyngen_function_key(func, ident)
                 return key
-            key, watch = _known_key(func, ident, False)
+            key, watch = _remembered_key(func, ident, False)
             functions[id(func)] = key
             if volatile is not None:
                 volatile.append((watch or _RootsWatch.of_function(func, key, ident), key))
@@ -328,25 +344,32 @@ def fingerprint(
             if not isinstance(system, System):  # the build reports it
                 append(("not a system", ident(system)))
                 continue
-            class_key, watch = _known_key(cls, ident, True)
+            class_key, watch = _remembered_key(cls, ident, True)
             classes[cls] = class_key
             if volatile is not None:  # class attributes, and the globals its methods read
                 volatile.append((watch or _RootsWatch.of_class(cls, class_key, ident), class_key))
+        subs, states, ders, inputs, outputs, pre, post = _SYSTEM_PARTS(system)
         parts += (
-            ident(system), len(system._subs), class_key, _container_key(system._states, ident, volatile),
-            _container_key(system._ders, ident, volatile), _container_key(system._inputs, ident, volatile),
-            _container_key(system._outputs, ident, volatile),
+            ident(system), len(subs), class_key, _container_key(states, ident, volatile),
+            _container_key(ders, ident, volatile), _container_key(inputs, ident, volatile),
+            _container_key(outputs, ident, volatile),
         )  # fmt: skip
-        for table in (system._pre_connections, system._post_connections):
-            for func, dependees in table.items():
-                append(function_key(func))
-                append(tuple(map(ident, dependees)))
-            append("|")
-        for event in getattr(system, "_events", {}).values():  # System.add_event: functions as connections
-            for func in (event.condition, event.action):
-                append(None if func is None else function_key(func))
-            append((event.direction, event.terminal, event.name))
+        for func, dependees in pre.items():
+            parts += (function_key(func), tuple(map(ident, dependees)) if dependees else ())
+        append("|")
+        for func, dependees in post.items():
+            parts += (function_key(func), tuple(map(ident, dependees)) if dependees else ())
         attributes = vars(system)
+        events = attributes.get("_events")
+        if not events and attributes.keys() <= _SYSTEM_INTERNALS:  # the common case: nothing more
+            parts += _END_OF_PLAIN_SYSTEM
+            continue
+        append("|")
+        if events:  # System.add_event: functions as connections
+            for event in events.values():
+                for func in (event.condition, event.action):
+                    append(None if func is None else function_key(func))
+                append((event.direction, event.terminal, event.name))
         if attributes.keys() <= _SYSTEM_INTERNALS:  # the common case: no attributes of the model's
             append("||")
             continue
@@ -365,9 +388,12 @@ def fingerprint(
     return tuple(parts)
 
 
+_END_OF_PLAIN_SYSTEM = ("|", "||")  # after the post-connections of a system without events or attributes
+# What the fingerprint reads of every system, in one call
+_SYSTEM_PARTS = operator.attrgetter("_subs", "_states", "_ders", "_inputs", "_outputs", "_pre_connections", "_post_connections")
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
 
-# The keys of classes and connection functions computed before, by (id, persistent
+# The keys of classes and connection functions computed before (_remembered_key), by (id, persistent
 # identity or not): (the object, its watch, its key).  Kept while the watch's quick test
 # says that every object the key was computed from is still there (only when none is
 # a system or a container, whose keys depend on the tree and on edits Edits counts).
@@ -377,14 +403,13 @@ _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_
 _KNOWN_KEYS: dict[tuple[int, bool], tuple[Any, "_RootsWatch", Any, bool]] = {}
 
 
-def _known_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[Any, "_RootsWatch | None"]:
-    """``_class_key(obj, ident)`` or ``_function_key(obj, ident)``, remembered across
-    fingerprints (every fresh Simulation of a model built before computes one), and
-    the ``_RootsWatch`` that watches it (None when it is not remembered)."""
+def _remembered_key(obj: Any, ident: Callable[[Any], Any], is_class: bool) -> tuple[Any, "_RootsWatch | None"]:
+    """``_class_key(obj, ident)`` or ``_function_key(obj, ident)`` (of a function dyngen
+    did not make: ``_is_dyngen_function``), remembered across fingerprints (every fresh
+    Simulation of a model built before computes one), and the ``_RootsWatch`` that
+    watches it (None when it is not remembered)."""
     compute = _class_key if is_class else _function_key
     persistent = isinstance(ident, _PersistentIdentity)
-    if not is_class and _is_dyngen_function(obj):  # connect_signals: a new closure over the tree's containers
-        return _dyngen_function_key(obj, ident), None
     if ident is not id and not persistent:
         return compute(obj, ident), None
     slot = (id(obj), persistent)
@@ -420,7 +445,11 @@ def _dyngen_function_key(func: Any, ident: Callable[[Any], Any]) -> Any:
     defaults = func.__defaults__
     return (
         "dyngen", ident(func), None if defaults is None else _attribute_key(defaults, ident),
-        tuple([_attribute_key(value, ident) for value in contents]),
+        tuple([
+            repr(value) if type(value) is str else ("container", ident(value))
+            if isinstance(value, ParameterContainer) else _attribute_key(value, ident)
+            for value in contents
+        ]),  # (connect_signals' keys and containers first, as _attribute_key keys them)
     )  # fmt: skip
 
 
@@ -450,7 +479,9 @@ def _is_dyngen_function(func: Any) -> bool:
     """A function dyngen made (``connect_signals``): it reads no globals of the
     model's and never rebinds its closure, so its key cannot change."""
     module = getattr(func, "__module__", None)
-    return isinstance(module, str) and module.split(".")[0] == "dyngen" and hasattr(func, "__code__")
+    return (
+        isinstance(module, str) and (module == "dyngen" or module.startswith("dyngen.")) and hasattr(func, "__code__")
+    )  # fmt: skip
 
 
 _ABSENT = object()
@@ -713,6 +744,8 @@ class StructureWatch:
     as when the fingerprint was taken.
     """
 
+    __slots__ = ("_edits", "_volatile", "numbers", "_tree", "_names", "_key", "flat", "persistent", "_tests", "_quick")
+
     def __init__(self, systems: list[Any], parameters: frozenset[tuple[int, str]] = frozenset()) -> None:
         self._edits = Edits.structure
         self._volatile: list[tuple[Callable[[], Any], Any]] = []
@@ -732,6 +765,11 @@ class StructureWatch:
         # Simulation's first run needs none)
         self._tests: list[tuple[Callable[[], bool] | None, Callable[[], Any], Any]] | None = None
         self._quick: tuple[_Identities, list[tuple[Callable[[], Any], Any]]] | None = None
+
+    def adopt(self, equal: tuple) -> None:
+        """Keep ``equal``, a fingerprint equal to this one's (``persistent``), instead:
+        fresh Simulations of one model then share one, made and compared once."""
+        self._tree = self.persistent = equal
 
     @property
     def key(self) -> tuple:
@@ -792,6 +830,7 @@ def _code_digest(code: CodeType) -> str:
 
 
 _CONTAINER_ATTRIBUTES = (("states", "_states"), ("ders", "_ders"), ("inputs", "_inputs"), ("outputs", "_outputs"))
+_CONTAINERS = operator.attrgetter(*(attribute for _, attribute in _CONTAINER_ATTRIBUTES))
 
 
 def _names_of(index: int) -> tuple[tuple, tuple[tuple, ...]]:
@@ -812,23 +851,31 @@ class _PersistentIdentity:
     class by its module and name.  Any other object is named by its id, and ``opaque``
     is set: such a fingerprint names the model in this process only."""
 
+    __slots__ = ("opaque", "names", "flat")
+
     def __init__(self, systems: list[Any]) -> None:
         self.opaque = False
         self.names: dict[int, Any] = {}
-        self.flat = list(_systems(systems))  # the tree's systems in walk order, subsystems first
+        self.flat = _walk_order(systems)  # the tree's systems in walk order, subsystems first
         names = self.names
         for index, system in enumerate(self.flat):
             known = _NAMES[index] if index < len(_NAMES) else _names_of(index)
             names[id(system)] = known[0]
-            for (kind, attribute), name in zip(_CONTAINER_ATTRIBUTES, known[1]):
-                container = getattr(system, attribute, None)
-                if container is not None:
-                    names[id(container)] = name
+            try:
+                containers = _CONTAINERS(system)
+            except AttributeError:  # not a System (the build reports it)
+                containers = tuple(getattr(system, attribute, None) for _, attribute in _CONTAINER_ATTRIBUTES)
+            if None in containers:
+                names.update((id(c), name) for c, name in zip(containers, known[1]) if c is not None)
+            else:
+                names.update(zip(map(id, containers), known[1]))
 
     def __call__(self, obj: Any) -> Any:
         known = self.names.get(id(obj))
         if known is not None:
             return known
+        if type(obj) is FunctionType:  # the common case first
+            return ("function", _code_digest(obj.__code__))
         if isinstance(obj, type):
             return ("class", obj.__module__, obj.__qualname__)
         code = getattr(getattr(obj, "__func__", obj), "__code__", None)
@@ -847,8 +894,8 @@ class _PersistentIdentity:
 # digest of the last set of (file, stamp).
 _USER_FILE_OF: dict[str, tuple[Any, str | None]] = {}
 _FILE_HASHES: dict[str, tuple[tuple[int, int, int], bytes]] = {}
-_USER_FILES: list[Any] = [None, ()]  # [mark, sorted real paths]
-_SOURCES_DIGEST: list[Any] = [None, ""]  # [((path, stamp), ...), digest]
+_USER_FILES: list[Any] = [None, (), ()]  # [mark, sorted real paths, the same encoded (os.stat takes them faster)]
+_SOURCES_DIGEST: list[Any] = [None, None, ""]  # [(path, ...), (stamp, ...), digest]
 
 
 def _user_file(name: str, module: Any, roots: tuple[str, ...]) -> str | None:
@@ -917,8 +964,9 @@ def _user_files() -> tuple[str, ...]:
             entry = _USER_FILE_OF[name] = (module, _user_file(name, module, roots))
         if entry[1] is not None:
             files.add(entry[1])
-    _USER_FILES[:] = [mark, tuple(sorted(files))]
-    return _USER_FILES[1]
+    paths = tuple(sorted(files))
+    _USER_FILES[:] = [mark, paths, tuple(map(os.fsencode, paths))]
+    return paths
 
 
 def user_source_files() -> set[str]:
@@ -937,16 +985,24 @@ def _user_sources_digest() -> str:
     a file's text is hashed again only when its size, modification time (ns) or inode
     changed, an edit that keeps all three within the file system's clock tick is not seen.
     """
-    stamped = tuple((path, _stamp(path)) for path in _user_files())
-    if stamped == _SOURCES_DIGEST[0]:
-        return _SOURCES_DIGEST[1]
+    files = _user_files()
+    try:  # (the stats in C: a stat per file is most of what this costs when nothing changed)
+        stamps = tuple(map(_STAMP, map(os.stat, _USER_FILES[2])))
+    except OSError:  # a file gone: None, and nothing remembered
+        stamps = tuple(map(_stamp, files))
+    known = _SOURCES_DIGEST
+    if files == known[0] and stamps == known[1]:
+        return known[2]
     hasher = hashlib.sha256()
-    for path, stamp in stamped:
+    for path, stamp in zip(files, stamps):
         hasher.update(path.encode("utf-8") + b"\0" + _file_hash(path, stamp) + b"\0")
     digest = hasher.hexdigest()
-    if all(stamp is not None for _, stamp in stamped):
-        _SOURCES_DIGEST[:] = [stamped, digest]
+    if None not in stamps:
+        _SOURCES_DIGEST[:] = [files, stamps, digest]
     return digest
+
+
+_STAMP = operator.attrgetter("st_size", "st_mtime_ns", "st_ino")  # _stamp of a stat result
 
 
 def library_dependencies(packages: set[str]) -> dict[str, str]:
@@ -975,7 +1031,7 @@ def library_dependencies(packages: set[str]) -> dict[str, str]:
 
 def dependencies_unchanged(files: dict[str, str]) -> bool:
     """Whether the files ``library_dependencies`` recorded still hold the same text."""
-    return all(_file_hash(path).hex() == digest for path, digest in files.items())
+    return not files or all(_file_hash(path).hex() == digest for path, digest in files.items())
 
 
 @lru_cache(maxsize=1)
@@ -1037,10 +1093,12 @@ def structure_key(
     if known is None:
         if len(_STRUCTURE_HASHES) >= 256:
             _STRUCTURE_HASHES.clear()
-        known = _STRUCTURE_HASHES[whole] = hashlib.sha256(repr(whole).encode("utf-8")).hexdigest()
-    return known
+        known = _STRUCTURE_HASHES[whole] = (hashlib.sha256(repr(whole).encode("utf-8")).hexdigest(), key)
+    elif watch is not None:  # the watch keeps the equal fingerprint known before (its own is let go now)
+        watch.adopt(known[1])
+    return known[0]
 
 
 # structure_key's hashes by the key itself: equal keys have equal text (numbers whose
 # equality is looser than their text, 1 == 1.0 or -0.0 == 0.0, are keyed by repr)
-_STRUCTURE_HASHES: dict[tuple, str] = {}
+_STRUCTURE_HASHES: dict[tuple, tuple[str, tuple]] = {}  # (the hash, the fingerprint in the key)

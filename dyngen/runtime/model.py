@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-import weakref
 from collections import deque
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -52,6 +51,15 @@ class Entry(NamedTuple):
 class CompiledModel:
     """Moves values between the systems' containers and the module's flat vectors."""
 
+    # (slots: a fresh Simulation makes one; made, read and freed faster than a __dict__)
+    __slots__ = (
+        "module", "_observe", "n_states", "_plan", "_flat", "_dynode_order", "_state_buffer", "_observed_buffer",
+        "_containers", "_state_slots", "_state_views", "_computed_containers", "_float_slots", "_array_slots",
+        "_array_views", "_computed_keys", "_float_index", "_state_views_at", "_derivatives_at", "_signals_at",
+        "_keys_seen_at", "_parameters", "_parameters_at", "_paths", "_states", "_parameter_entries", "_observed",
+        "_computed", "_by_signal",
+    )  # fmt: skip
+
     def __init__(
         self, module: ModuleType, systems: list[Any], structure: str | None = None, flat: list[Any] | None = None
     ) -> None:  # fmt: skip
@@ -61,9 +69,9 @@ class CompiledModel:
         then (the walk, its checks and the path lookups are done once per structure)."""
         self.module = module
         self._observe = module.observe
-        layout = _layout(module)
+        layout, plans = _binding(module)
         self.n_states = layout.n_states
-        self._plan, self._flat = plan, flat = _plan(module, layout, systems, structure, flat)
+        self._plan, self._flat = plan, flat = _plan(module, layout, plans, systems, structure, flat)
         # The states simulate() leaves in the containers are views of a buffer that lives
         # as long as this object (updated in place, as dynode's are); array ders and
         # outputs are new arrays at every write-back (dynode's are new at every RHS
@@ -76,30 +84,23 @@ class CompiledModel:
         self._dynode_order = layout.dynode_order  # None: y is dynode's vector (nothing packed)
         self._state_buffer = buffer = np.zeros(self.n_states)
         self._observed_buffer = observed_buffer = np.zeros(layout.n_observed)
-        # every container a slot reads or writes, once (plan.containers: (system, kind))
-        self._containers = containers = [getattr(flat[i], kind) for i, kind in plan.containers]
+        # every container a slot reads or writes, once
+        self._containers = containers = list(map(getattr, map(flat.__getitem__, plan.container_systems), plan.container_attributes))
         container = containers.__getitem__
-        views = [
-            buffer[start:stop] if shape is None else buffer[start:stop].reshape(shape) for start, stop, shape in plan.state_views
-        ]  # fmt: skip
+        views = _views(buffer, plan.state_views)
         self._state_slots = _new(_Slots, (list(map(container, plan.state_containers)), plan.state_keys, views))
         self._state_views = _new(_Views, (
-            [containers[c] for c, _ in plan.state_groups],
-            [dict(zip(keys, map(views.__getitem__, positions))) for _, (keys, positions) in plan.state_groups],
+            list(map(container, plan.state_group_containers)),
+            [dict(zip(keys, map(views.__getitem__, positions))) for keys, positions in plan.state_group_entries],
         ))  # fmt: skip
-        float_containers = list(map(container, plan.float_containers))
-        array_containers = list(map(container, plan.array_containers))
+        # both, written with one map(): floats first, then arrays
+        self._computed_containers = computed = list(map(container, plan.computed_containers))
+        float_containers, array_containers = computed[: plan.n_floats], computed[plan.n_floats :]
         self._float_slots = _new(_Slots, (float_containers, plan.float_keys, ()))
         self._array_slots = _new(_Slots, (array_containers, plan.array_keys, ()))
-        # views of the observed buffer; copied at every write-back
-        self._array_views = [
-            observed_buffer[start:stop] if shape is None else observed_buffer[start:stop].reshape(shape)
-            for start, stop, shape in plan.array_views
-        ]  # fmt: skip
+        self._array_views = _views(observed_buffer, plan.array_views)  # views of the observed buffer; copied at every write-back
+        self._computed_keys = plan.computed_keys
         self._float_index = plan.float_index  # read only
-        # both, written with one map(): floats first, then arrays
-        self._computed_containers = float_containers + array_containers
-        self._computed_keys = plan.float_keys + plan.array_keys
         self._state_views_at = -1  # Edits.states after the last write-back
         self._derivatives_at = self._signals_at = -1  # Edits.derivatives, Edits.signals after the last write-back
         self._keys_seen_at = -1  # Edits.structure when every written key was last seen present
@@ -113,8 +114,8 @@ class CompiledModel:
         self._by_signal: dict[tuple[int, str, str], Entry] | None = None
 
     # The entries, made when first asked for (a fresh Simulation's run needs only the
-    # slots).  Kept in attributes set in __init__, not by cached_property: writing to the
-    # instance's __dict__ would make every attribute read of the stepping path slower.
+    # slots).  Kept in attributes set in __init__, not by cached_property (which needs an
+    # instance __dict__).
     @property
     def paths(self) -> dict[int, str]:
         """Each system's path, by its id (Recorder tables)."""
@@ -218,26 +219,36 @@ class CompiledModel:
         """The state vector for a run that advances it in place and then calls
         ``write_back`` with it: the buffer the containers' states are views of, while
         they are (the run moves them, as the write-back would), else the states
-        gathered anew."""
+        gathered anew (before the first write-back, when no container holds a view of the
+        buffer yet: into the buffer, so that the write-back need not copy them there)."""
         if Edits.states == self._state_views_at:
             return self._state_buffer
+        if self._state_views_at == -1:
+            buffer = self._state_buffer
+            try:  # the states' bytes (float64 arrays, see gather_states) joined into the buffer, in C
+                memoryview(buffer).cast("B")[:] = bytearray().join(self._state_slots.get_all())
+                return buffer
+            except (TypeError, ValueError):  # not C-contiguous, or another size: gather_states says what
+                pass
         return self.gather_states()
 
     def peek_parameters(self) -> np.ndarray:
         """``gather_parameters()`` without its copy when it is known: read it only."""
         if self._parameters is not None and Edits.signals == self._parameters_at:
             return self._parameters
-        return self.gather_parameters()
+        return self.gather_parameters(copy=False)
 
-    def gather_parameters(self) -> np.ndarray:
+    def gather_parameters(self, copy: bool = True) -> np.ndarray:
+        """The parameter vector; ``copy=False``: the one kept (while no signal is
+        edited), to be read only."""
         if self._parameters is not None and Edits.signals == self._parameters_at:
-            return self._parameters.copy()
+            return self._parameters.copy() if copy else self._parameters
         scalars = self._plan.scalar_parameters
         if scalars is not None:  # every parameter a float of a container, in order: one read each, in C
             values = list(map(dict.__getitem__, map(self._containers.__getitem__, scalars[0]), scalars[1]))
             if set(map(type, values)) <= _FLOAT_ONLY:
                 p = np.array(values, dtype=np.float64)
-                self._parameters, self._parameters_at = p.copy(), Edits.signals
+                self._parameters, self._parameters_at = p.copy() if copy else p, Edits.signals
                 return p
         p = np.empty(_layout(self.module).n_parameters)
         only_floats = True
@@ -264,7 +275,7 @@ class CompiledModel:
                 )
             p[e.start:e.stop] = value.ravel()
         if only_floats:
-            self._parameters, self._parameters_at = p.copy(), Edits.signals
+            self._parameters, self._parameters_at = p.copy() if copy else p, Edits.signals
         return p
 
     def observe(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -334,15 +345,21 @@ class _Layout(NamedTuple):
     dynode_order: np.ndarray | None  # None: y is dynode's vector
 
 
-# Per loaded module (a fresh Simulation of a model built before reads its tables once).
-_LAYOUTS: "weakref.WeakKeyDictionary[ModuleType, _Layout]" = weakref.WeakKeyDictionary()
+# What binding learns of a loaded module, kept in its namespace (a fresh Simulation of a
+# model built before reads its tables once; a WeakKeyDictionary's lookup makes a weakref
+# each time): its _Layout, and per structure_key the plan the trees of that structure bind by.
+_BINDING = "_dyngen_binding"
+
+
+def _binding(module: ModuleType) -> tuple[_Layout, dict[str, "_Plan"]]:
+    known = module.__dict__.get(_BINDING)
+    if known is None:
+        known = module.__dict__[_BINDING] = (_read_layout(module), {})
+    return known
 
 
 def _layout(module: ModuleType) -> _Layout:
-    known = _LAYOUTS.get(module)
-    if known is None:
-        known = _LAYOUTS[module] = _read_layout(module)
-    return known
+    return _binding(module)[0]
 
 
 def _read_layout(module: ModuleType) -> _Layout:
@@ -381,17 +398,22 @@ class _Plan(NamedTuple):
     parameters: tuple[tuple[int, tuple], ...]
     observed: tuple[tuple[int, tuple], ...]
     computed: tuple[int, ...]  # indices into observed: the signals a write-back sets
-    containers: tuple[tuple[int, str], ...]  # (index in flat, kind) of every container used below
+    # every container used below, by the index of its system in flat and its attribute
+    # (a System's "_states" for "states"...; what the fingerprint reads)
+    container_systems: tuple[int, ...]
+    container_attributes: tuple[str, ...]
     state_containers: tuple[int, ...]  # per state in the order of y: index into containers
     state_keys: tuple[str, ...]
-    state_views: tuple[tuple[int, int, tuple | None], ...]  # (start, stop, shape of the value; None: 1-d)
-    state_groups: tuple[tuple[int, tuple[tuple[str, ...], tuple[int, ...]]], ...]  # container: (keys, positions)
-    float_containers: tuple[int, ...]  # computed scalar signals
+    state_views: "_ViewPlan"  # the states' views of the state buffer, in the order of y
+    state_group_containers: tuple[int, ...]  # per container of states: its index into containers,
+    state_group_entries: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...]  # and its (keys, positions)
+    computed_containers: tuple[int, ...]  # the computed signals: the scalar ones, then the arrays
+    computed_keys: tuple[str, ...]
+    n_floats: int  # how many of them are scalars
     float_keys: tuple[str, ...]
     float_index: np.ndarray  # their places in the observed vector (read only)
-    array_containers: tuple[int, ...]  # computed array signals
     array_keys: tuple[str, ...]
-    array_views: tuple[tuple[int, int, tuple], ...]
+    array_views: "_ViewPlan"  # the computed arrays' views of the observed buffer
     # every parameter a scalar of a container, the k-th at place k: (indices into containers, keys); else None
     scalar_parameters: tuple[tuple[int, ...], tuple[str, ...]] | None
     remembered_systems: tuple[int, ...]  # CompiledModel.remembered: indices into flat,
@@ -404,19 +426,16 @@ _setitem = dict.__setitem__  # a container's entry, stored as it is (no conversi
 _copy_array = np.ndarray.copy
 _FLOAT_ONLY = frozenset((float,))
 
-# Per loaded module, per structure_key: the plan the trees of that structure bind by.
-_PLANS: "weakref.WeakKeyDictionary[ModuleType, dict[str, _Plan]]" = weakref.WeakKeyDictionary()
-
-
 def _plan(
-    module: ModuleType, layout: _Layout, systems: list[Any], structure: str | None, flat: list[Any] | None
+    module: ModuleType, layout: _Layout, plans: dict[str, _Plan], systems: list[Any], structure: str | None,
+    flat: list[Any] | None,
 ) -> tuple[_Plan, list[Any]]:  # fmt: skip
-    """The plan that binds ``module`` to ``systems``, and the tree's systems in walk
-    order.  Known by the structure key (which names the tree's systems, classes,
-    names, containers and shapes: what the walk's paths and checks depend on), the
-    plan is used without walking the tree again; else it is made from a walk."""
-    plans = _PLANS.get(module) if structure is not None and flat is not None else None
-    if plans is not None:
+    """The plan that binds ``module`` (its ``_binding``: ``layout``, ``plans``) to
+    ``systems``, and the tree's systems in walk order.  Known by the structure key
+    (which names the tree's systems, classes, names, containers and shapes: what the
+    walk's paths and checks depend on), the plan is used without walking the tree
+    again; else it is made from a walk."""
+    if structure is not None and flat is not None:
         known = plans.get(structure)
         if known is not None and len(known.paths) == len(flat) and len(set(map(id, flat))) == len(flat):
             return known, flat
@@ -424,19 +443,37 @@ def _plan(
     walked = [n.system for n in nodes]
     made = _make_plan(module, layout, walked, [n.path for n in nodes])
     if structure is not None and flat is not None and len(flat) == len(walked) and all(map(operator.is_, flat, walked)):
-        if plans is None:
-            plans = _PLANS.get(module)
-            if plans is None:
-                plans = _PLANS[module] = {}
         if len(plans) >= 64:
             plans.clear()
         plans[structure] = made
     return made, walked
 
 
-def _view_place(start: int, stop: int, shape: tuple) -> tuple[int, int, tuple | None]:
-    """Where a view of a buffer lies and its shape (None: the 1-d slice itself, not reshaped)."""
-    return (start, stop, None if shape == (stop - start,) else tuple(shape))
+class _ViewPlan(NamedTuple):
+    """Views of a buffer: the slices, and the shape of each view (None: the 1-d slice
+    itself); ``reshaped``: whether any has a shape."""
+
+    slices: tuple[slice, ...]
+    shapes: tuple[tuple | None, ...]
+    reshaped: bool
+
+
+def _view_plan(places: list[tuple[int, int, tuple]]) -> _ViewPlan:
+    """The ``_ViewPlan`` of views at ``(start, stop, shape of the value)``."""
+    shapes = tuple(None if shape == (stop - start,) else tuple(shape) for start, stop, shape in places)
+    return _ViewPlan(tuple(slice(start, stop) for start, stop, _ in places), shapes, any(s is not None for s in shapes))
+
+
+def _views(buffer: np.ndarray, plan: _ViewPlan) -> list[np.ndarray]:
+    """The views of ``buffer`` that ``plan`` places (the slices taken in C)."""
+    views = list(map(buffer.__getitem__, plan.slices))
+    if plan.reshaped:
+        views = [view if shape is None else view.reshape(shape) for view, shape in zip(views, plan.shapes)]
+    return views
+
+
+# The attribute of a System that holds each kind of container (what the fingerprint reads)
+_CONTAINER_ATTRIBUTES = {"states": "_states", "ders": "_ders", "inputs": "_inputs", "outputs": "_outputs"}
 
 
 def _make_plan(module: ModuleType, layout: _Layout, flat: list[Any], paths: list[str]) -> _Plan:
@@ -477,15 +514,18 @@ def _make_plan(module: ModuleType, layout: _Layout, flat: list[Any], paths: list
     scalar_parameters = (
         (tuple(container(i, row[1]) for i, row in parameters), tuple(row[2] for _, row in parameters)) if in_place else None
     )  # fmt: skip
+    float_keys, array_keys = tuple(row[2] for _, row in floats), tuple(row[2] for _, row in arrays)
     return _Plan(
         paths=tuple(paths), states=states, parameters=parameters, observed=observed, computed=computed,
-        containers=tuple(containers), state_containers=state_containers,
-        state_keys=tuple(row[2] for _, row in in_order),
-        state_views=tuple(_view_place(row[3], row[4], np.shape(flat[i].states.raw_get(row[2]))) for i, row in in_order),
-        state_groups=tuple((c, (tuple(keys), tuple(positions))) for c, (keys, positions) in groups.items()),
-        float_containers=float_containers, float_keys=tuple(row[2] for _, row in floats), float_index=float_index,
-        array_containers=array_containers, array_keys=tuple(row[2] for _, row in arrays),
-        array_views=tuple(_view_place(row[3], row[4], row[5]) for _, row in arrays),
+        container_systems=tuple(i for i, _ in containers),
+        container_attributes=tuple(_CONTAINER_ATTRIBUTES.get(kind, kind) for _, kind in containers),
+        state_containers=state_containers, state_keys=tuple(row[2] for _, row in in_order),
+        state_views=_view_plan([(row[3], row[4], np.shape(flat[i].states.raw_get(row[2]))) for i, row in in_order]),
+        state_group_containers=tuple(groups),
+        state_group_entries=tuple((tuple(keys), tuple(positions)) for keys, positions in groups.values()),
+        computed_containers=float_containers + array_containers, computed_keys=float_keys + array_keys,
+        n_floats=len(float_containers), float_keys=float_keys, float_index=float_index, array_keys=array_keys,
+        array_views=_view_plan([(row[3], row[4], row[5]) for _, row in arrays]),
         scalar_parameters=scalar_parameters,
         remembered_systems=tuple(i for i, _ in remembered), remembered_containers=remembered_containers,
         remembered_keys=tuple(row[2] for _, row in remembered),

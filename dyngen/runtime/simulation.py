@@ -91,6 +91,9 @@ class Simulation:
         # for reset(): the time and the values before the first simulate() (_remember_initial)
         self._t0: float | None = None
         self._initial: dict[tuple[int, str], tuple[Any, Any, str, Any]] = {}  # by (id(container), key)
+        # the first model's entries, as parallel lists (systems, containers, keys, copies):
+        # put in _initial when reset() or another model first needs them (_initial_entries)
+        self._first_initial: tuple[list[Any], list[Any], tuple[str, ...], list[Any]] | None = None
         self._initial_of: CompiledModel | None = None  # the model whose entries are all in _initial
         self._event_log: list = []  # EventRecords of every run (runtime/events.py)
         self._event_chunks: list = []  # compiled runs' logs not made EventRecords yet (read when asked for)
@@ -151,18 +154,15 @@ class Simulation:
                 self._report_changed_numbers()
             name = self.model_name or default_name(self._systems)
             given_file = self.model_file or _main_file()
-            source_root, model_file = _source_place(given_file)
-            options = _build_options(
-                None if self.cache_dir is None else str(self.cache_dir), self.kernels, self.arrays,
+            settings = (
+                name, None if self.cache_dir is None else str(self.cache_dir), self.kernels, self.arrays,
                 bool(self.standalone), self._parameter_names(),
             )  # fmt: skip
-            structure = structure_key(
-                self._systems,
-                (name, source_root, model_file, options.kernels, options.arrays, options.standalone)
-                + ((options.parameters,) if options.parameters else ()),
-                self._parameter_ids,
-                current,
-            )
+            if isinstance(given_file, str) and os.path.isabs(given_file):  # (the usual case: resolved once)
+                source_root, model_file, options, context = _known_settings(given_file, *settings)
+            else:
+                source_root, model_file, options, context = _settings(_source_place(given_file), *settings)
+            structure = structure_key(self._systems, context, self._parameter_ids, current)
             # a module loaded (and run) in this process before: no stage to report
             reused = None if retrace else reuse_loaded(
                 self._systems, name=name, source_root=source_root, options=options, structure=structure
@@ -288,7 +288,7 @@ class Simulation:
         if self._t0 is None:
             return
         present = {id(node.system) for node in walk(self._systems)}
-        for system, container, key, value in self._initial.values():
+        for system, container, key, value in self._initial_entries().values():
             if value is not _ABSENT and id(system) in present:
                 container.raw_set(key, _copy(value))  # the recorded value stays as it is
         self._t = self._t0
@@ -299,21 +299,30 @@ class Simulation:
         restores.  Array states are views of the model's buffer after a run: copied."""
         if self._t0 is None:
             self._t0 = self._t
-        initial = self._initial
         systems, containers, keys = model.remembered()
-        slots = list(zip(map(id, containers), keys))  # a container is one system's, of one kind
         values = map(dict.get, containers, keys, repeat(_ABSENT))
-        if not initial:  # the first model of this simulation: every entry (_copy, inline)
+        if self._first_initial is None and not self._initial:  # the first model: every entry (_copy, inline)
             copies = [
                 value.copy() if type(value) is np.ndarray else value if type(value) is float else _copy(value)
                 for value in values
             ]  # fmt: skip
-            initial.update(zip(slots, zip(systems, containers, keys, copies)))
+            self._first_initial = (systems, containers, keys, copies)
         else:
-            for slot, system, container, key, value in zip(slots, systems, containers, keys, values):
+            initial = self._initial_entries()
+            for system, container, key, value in zip(systems, containers, keys, values):
+                slot = (id(container), key)  # a container is one system's, of one kind
                 if slot not in initial:
                     initial[slot] = (system, container, key, _copy(value))
         self._initial_of = model
+
+    def _initial_entries(self) -> dict[tuple[int, str], tuple[Any, Any, str, Any]]:
+        """What ``reset()`` restores, by (id(container), key): (system, container, key, value)."""
+        first = self._first_initial
+        if first is not None:
+            systems, containers, keys, copies = first
+            self._initial.update(zip(zip(map(id, containers), keys), zip(systems, containers, keys, copies)))
+            self._first_initial = None
+        return self._initial
 
     @property
     def module(self) -> Any:
@@ -735,6 +744,27 @@ def _build_options(
 ) -> BuildOptions:  # fmt: skip
     """A Simulation's BuildOptions (frozen: made once per set of values)."""
     return BuildOptions(cache_dir=cache_dir, kernels=kernels, arrays=arrays, standalone=standalone, parameters=parameters)
+
+
+def _settings(
+    place: tuple[str, str], name: str, cache_dir: str | None, kernels: bool, arrays: bool, standalone: bool,
+    parameters: tuple[str, ...],
+) -> tuple[str, str, BuildOptions, tuple]:  # fmt: skip
+    """The model file's folder and name (``place``), the BuildOptions, and the context
+    of the structure key (everything but the tree that the module depends on)."""
+    options = _build_options(cache_dir, kernels, arrays, standalone, parameters)
+    context = (name, *place, options.kernels, options.arrays, options.standalone) + ((parameters,) if parameters else ())
+    return (*place, options, context)
+
+
+@lru_cache(maxsize=256)
+def _known_settings(
+    model_file: str, name: str, cache_dir: str | None, kernels: bool, arrays: bool, standalone: bool,
+    parameters: tuple[str, ...],
+) -> tuple[str, str, BuildOptions, tuple]:  # fmt: skip
+    """``_settings`` of an absolute model file (its place does not depend on the working
+    folder), made once per set of values."""
+    return _settings(_source_place(model_file), name, cache_dir, kernels, arrays, standalone, parameters)
 
 
 def _main_file() -> str | None:
