@@ -37,7 +37,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import replace
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import sympy as sp
 
@@ -706,32 +706,24 @@ class _SumChain:
         for b, at in pending:
             g, writers = self.sums[by_column[b.col]]
             cells = [sum(r * c for r, c in zip(b.row_strides, cell)) + b.row for cell in _cells(b.shape)]
-            for h, instances in writers:
-                (expr,), places = self.composer.of(h)
-                for (source, starts, size), (symbols, ref) in places.items():
-                    if source != "y":
-                        continue
-                    for e, symbol in enumerate(symbols):
-                        d = self.clean(sp.diff(expr, symbol))
-                        if d == 0:
-                            continue
-                        m = len(instances)
-                        loop = _Loop(f"{g.name}_{h.name}", m, f"{_title(self.flat, h)}\n  through {_title(self.flat, g)}", names)
-                        sub = {(src, tuple(st[u] for u in instances), sz): (syms, r)
-                               for (src, st, sz), (syms, r) in places.items()}  # fmt: skip
-                        (d_loop,) = loop.add((d,), sub)
-                        start = len(sparsity) + count  # (numbered before the array loops' entries)
-                        index = start + (j * m if len(cells) > 1 else 0) + (_I if m > 1 else 0)
-                        factor = _VALUES[at + _SHIFT + (j if len(cells) > 1 else 0)]
-                        label = f"d(d/dt {_state_label(self.flat, cells[0])})/d({ref}) through {g.refs[0]} (i = 0)"
-                        loop.outputs.append((factor * d_loop, [_VALUES[index]], label))
-                        body = loop.block(tables, "v")
-                        nest = ((j.name, 0, len(cells)),) if len(cells) > 1 else ()
-                        nest += (("i", 0, m),) if m > 1 else ()
-                        chain.append(Block(body.title, body.statements, loops=nest))
-                        cols = [st + e for st in (starts[u] for u in instances)]
-                        count += len(cells) * m
-                        self.pattern += [(row, col) for row in cells for col in cols]
+            for h, instances, places, starts, e, ref, d in self._term_derivatives(writers):
+                m = len(instances)
+                loop = _Loop(f"{g.name}_{h.name}", m, f"{_title(self.flat, h)}\n  through {_title(self.flat, g)}", names)
+                sub = {(src, tuple(st[u] for u in instances), sz): (syms, r)
+                       for (src, st, sz), (syms, r) in places.items()}  # fmt: skip
+                (d_loop,) = loop.add((d,), sub)
+                start = len(sparsity) + count  # (numbered before the array loops' entries)
+                index = start + (j * m if len(cells) > 1 else 0) + (_I if m > 1 else 0)
+                factor = _VALUES[at + _SHIFT + (j if len(cells) > 1 else 0)]
+                label = f"d(d/dt {_state_label(self.flat, cells[0])})/d({ref}) through {g.refs[0]} (i = 0)"
+                loop.outputs.append((factor * d_loop, [_VALUES[index]], label))
+                body = loop.block(tables, "v")
+                nest = ((j.name, 0, len(cells)),) if len(cells) > 1 else ()
+                nest += (("i", 0, m),) if m > 1 else ()
+                chain.append(Block(body.title, body.statements, loops=nest))
+                cols = [st + e for st in (starts[u] for u in instances)]
+                count += len(cells) * m
+                self.pattern += [(row, col) for row in cells for col in cols]
             zero = Statement(_VALUES[at + _SHIFT + (j if len(cells) > 1 else 0)], sp.Float(0.0), "used above: a structural zero")
             chain.append(Block(f"d(d/dt cells)/d({g.refs[0]})", (zero,), loops=((j.name, 0, len(cells)),) if len(cells) > 1 else ()))
         self.shift = count
@@ -740,6 +732,20 @@ class _SumChain:
         for b in code.jac_blocks:
             blocks_out.append(replace(b, col=b.row, col_strides=b.row_strides) if b.col < 0 else b)
         return chain, blocks_out
+
+    def _term_derivatives(self, writers: list) -> Iterator[tuple]:
+        """For every group ``h`` (its ``instances``) writing terms of a sum of instance
+        signals, every state element ``e`` of a place it reads (``starts``, named ``ref``)
+        that its term depends on: ``(h, instances, places, starts, e, ref, d(term)/d(state))``."""
+        for h, instances in writers:
+            (expr,), places = self.composer.of(h)
+            for (source, starts, _), (symbols, ref) in places.items():
+                if source != "y":
+                    continue
+                for e, symbol in enumerate(symbols):
+                    d = self.clean(sp.diff(expr, symbol))
+                    if d != 0:
+                        yield h, instances, places, starts, e, ref, d
 
     def v_loops(self, through: list[tuple[int, int, sp.Symbol]], tables: _Tables) -> list[Block]:
         """``V[:, k] += c d(term)/d(state)`` for every term of a sum of instance signals that a
@@ -750,23 +756,15 @@ class _SumChain:
         blocks = []
         for k, column, coefficient in through:
             g, writers = self.sums[by_column[column]]
-            for h, instances in writers:
-                (expr,), places = self.composer.of(h)
-                for (source, starts, _), (symbols, ref) in places.items():
-                    if source != "y":
-                        continue
-                    for e, symbol in enumerate(symbols):
-                        d = self.clean(sp.diff(expr, symbol))
-                        if d == 0:
-                            continue
-                        m = len(instances)
-                        loop = _Loop(f"{g.name}_{h.name}", m, f"{_title(self.flat, h)}\n  V[:, {k}] through {_title(self.flat, g)}", names)
-                        sub = {(src, tuple(st[u] for u in instances), sz): (syms, r) for (src, st, sz), (syms, r) in places.items()}
-                        (d_loop,) = loop.add((d,), sub)
-                        row = tables.index([starts[u] + e for u in instances], f"{g.name}_{h.name}_v{k}_rows")
-                        target = _LOWRANK_V[row, k]
-                        loop.outputs.append((target + coefficient * d_loop, [target], f"d(reduction {k})/d({ref}) through {g.refs[0]} (i = 0)"))
-                        blocks.append(loop.block(tables, "v"))
+            for h, instances, places, starts, e, ref, d in self._term_derivatives(writers):
+                m = len(instances)
+                loop = _Loop(f"{g.name}_{h.name}", m, f"{_title(self.flat, h)}\n  V[:, {k}] through {_title(self.flat, g)}", names)
+                sub = {(src, tuple(st[u] for u in instances), sz): (syms, r) for (src, st, sz), (syms, r) in places.items()}
+                (d_loop,) = loop.add((d,), sub)
+                row = tables.index([starts[u] + e for u in instances], f"{g.name}_{h.name}_v{k}_rows")
+                target = _LOWRANK_V[row, k]
+                loop.outputs.append((target + coefficient * d_loop, [target], f"d(reduction {k})/d({ref}) through {g.refs[0]} (i = 0)"))
+                blocks.append(loop.block(tables, "v"))
         return blocks
 
     def shifted(self, blocks: list[Block]) -> list[Block]:
