@@ -44,7 +44,7 @@ from dyngen.runtime import stiff
 from dyngen.runtime.sparse_stiff import LowRankSolve
 from dynode_compare import assert_same_runs, build_simulation
 from dynode_compare import run as run_compare
-from finite_differences import central_differences
+from finite_differences import central_differences, random_point, relative
 
 MODELS = Path(__file__).resolve().parent / "lowrank_model.py"
 
@@ -57,17 +57,6 @@ def module_of(builder: str, *args: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dyngen.DyngenWarning)
         return simulation(builder, *args).compile().module
-
-
-def random_point(module: Any, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = module.DEFAULT_STATES + rng.normal(0.0, 0.3, module.N_STATES)
-    p = module.DEFAULT_PARAMETERS * rng.uniform(0.8, 1.2, module.N_PARAMETERS)
-    return 0.7, y, p
-
-
-def relative(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
 
 
 def sparse_plus_lowrank(module: Any, t: float, y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from scipy.sparse import coo_matrix
 
 import dyngen
 from dynode_compare import assert_same_runs, build_simulation, run
-from finite_differences import central_differences
+from finite_differences import central_differences, random_point, relative
 
 MODEL = Path(__file__).resolve().parent / "nested_model.py"
 CASES = ["row_of_global", "global_of_rows", "shifted", "rows_of_rows", "deep"]
@@ -48,17 +48,6 @@ def module_of(n: int, m: int, case: str, arrays: bool = True, scaled: bool = Tru
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dyngen.DyngenWarning)
         return sim.compile().module
-
-
-def random_point(module: Any, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = module.DEFAULT_STATES + rng.normal(0.0, 0.3, module.N_STATES)
-    p = module.DEFAULT_PARAMETERS * rng.uniform(0.8, 1.2, module.N_PARAMETERS)
-    return 0.7, y, p
-
-
-def relative(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
 
 
 def structured(module: Any, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
