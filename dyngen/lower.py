@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import replace
-from typing import Iterable
+from typing import Container, Iterable
 
 import sympy as sp
 
@@ -106,8 +106,9 @@ class _Definitions:
                 self.origin[symbol] = (a, i)
                 self.rank[symbol] = len(self.rank)
 
-    def closure(self, roots: Iterable[sp.Basic]) -> list[sp.Symbol]:
-        """Assignment symbols needed to evaluate ``roots``, in dataflow order."""
+    def closure(self, roots: Iterable[sp.Basic], stop: Container[sp.Symbol] = frozenset()) -> list[sp.Symbol]:
+        """Assignment symbols needed to evaluate ``roots``, in dataflow order (not looking
+        into what the symbols in ``stop`` read)."""
         needed: set[sp.Symbol] = set()
         alias = self.alias
         stack = [alias.get(s, s) for r in roots for s in r.free_symbols if s in self.expr or s in alias]
@@ -116,7 +117,8 @@ class _Definitions:
             if symbol in needed:
                 continue
             needed.add(symbol)
-            stack.extend(alias.get(s, s) for s in self.expr[symbol].free_symbols if (s in self.expr or s in alias) and s not in needed)
+            if symbol not in stop:
+                stack.extend(alias.get(s, s) for s in self.expr[symbol].free_symbols if (s in self.expr or s in alias) and s not in needed)
         return sorted(needed, key=self.rank.__getitem__)
 
 

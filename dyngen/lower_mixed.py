@@ -558,22 +558,7 @@ def _state_label(flat: FlatModel, index: int) -> str:
 def _group_reads(defs, roots: list[sp.Basic], groups: tuple[Group, ...]) -> set[int]:  # noqa: ANN001
     """The groups (indices) that write the signals ``roots`` read, directly or through other element signals."""
     symbol_writer = {s: k for k, g in enumerate(groups) for a in g.assignments for s in a.symbols}
-    return {symbol_writer[s] for s in _closure(defs, roots, set(symbol_writer)) if s in symbol_writer}
-
-
-def _closure(defs, roots: list[sp.Basic], stop: set[sp.Symbol]) -> list[sp.Symbol]:  # noqa: ANN001
-    """``defs.closure(roots)``, not looking into what the symbols in ``stop`` read."""
-    alias = defs.alias
-    needed: set[sp.Symbol] = set()
-    stack = [alias.get(s, s) for r in roots for s in r.free_symbols if s in defs.expr or s in alias]
-    while stack:
-        symbol = stack.pop()
-        if symbol in needed:
-            continue
-        needed.add(symbol)
-        if symbol not in stop:
-            stack.extend(alias.get(s, s) for s in defs.expr[symbol].free_symbols if (s in defs.expr or s in alias) and s not in needed)
-    return sorted(needed, key=defs.rank.__getitem__)
+    return {symbol_writer[s] for s in defs.closure(roots, set(symbol_writer)) if s in symbol_writer}
 
 
 def _unrolled_reads(flat: FlatModel, defs, roots: list[sp.Basic], done: set[sp.Symbol],  # noqa: ANN001
@@ -586,7 +571,7 @@ def _unrolled_reads(flat: FlatModel, defs, roots: list[sp.Basic], done: set[sp.S
     loads = _Loads(flat, None)
     loads.place.update({s: place for s, place in _Loads(flat, _V).place.items() if s in available})
     blocks: list[Block] = []
-    for symbol in _closure(defs, roots, available):
+    for symbol in defs.closure(roots, available):
         if symbol in available:
             continue  # (loaded where it is read)
         if symbol in defs.reduction:
