@@ -19,6 +19,7 @@ from .errors import (
     ModelFileError,
     OutputError,
     EnsembleWarning,
+    JacobianWarning,
     RebuildWarning,
     SimulationError,
     SolverError,
@@ -57,6 +58,7 @@ __all__ = [
     "DyngenWarning",
     "CacheWarning",
     "EnsembleWarning",
+    "JacobianWarning",
     "RebuildWarning",
     "__version__",
 ]

@@ -199,6 +199,12 @@ class EnsembleWarning(DyngenWarning):
     """Some members of an ensemble failed (the others' results are kept; see the Dataset's status)."""
 
 
+class JacobianWarning(DyngenWarning):
+    """A model without an analytic Jacobian (the module's ``NO_JACOBIAN`` says why) runs
+    with scipy's finite-difference approximation of it (``BDF``, ``Radau``, ``LSODA``,
+    ``lsoda``; ``vode`` as under dynode)."""
+
+
 class RebuildWarning(DyngenWarning):
     """A change of a plain attribute of a system rebuilt the model (once per attribute
     and Simulation); ``Simulation.make_parameter`` makes such an attribute a parameter."""

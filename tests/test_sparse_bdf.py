@@ -207,7 +207,7 @@ def test_options_and_models_it_cannot_take_are_refused() -> None:
     dense = types.SimpleNamespace(N_STATES=n, JAC_NNZ=n * n // 5, NO_JACOBIAN=None)
     with pytest.raises(DyngenError, match=r"'sparse_bdf'.*Jacobian.*dense.*'dopri5'"):
         SparseBdfIntegrator(dense, np.zeros(0), 0.0, np.zeros(n), 1.0, {}, str)
-    none = types.SimpleNamespace(NO_JACOBIAN="np.max along axis 1 (model.py:3)")
+    none = types.SimpleNamespace(N_STATES=1, NO_JACOBIAN="np.max along axis 1 (model.py:3)")
     with pytest.raises(DyngenError, match=r"'sparse_bdf' needs the model's Jacobian.*np.max along axis 1.*'dopri5'"):
         SparseBdfIntegrator(none, np.zeros(0), 0.0, np.zeros(1), 1.0, {}, str)
 

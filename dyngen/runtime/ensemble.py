@@ -475,8 +475,9 @@ def run_ensemble(
     else:
         settings = plan_settings(method, options, fixed_step, observer_dt)
     if method == "rodas4" and getattr(module, "NO_JACOBIAN", None):
-        raise DyngenError(f"integrator 'rodas4' needs the model's Jacobian, which this model does not have: "
-                          f"{module.NO_JACOBIAN}; use 'dopri5' or 'dop853'")  # fmt: skip
+        from .integrators import check_without_jacobian
+
+        check_without_jacobian(method, model.n_states, module.NO_JACOBIAN)  # (refuses)
     t0 = float(simulation._t)
     y0 = np.tile(model.gather_states(), (chosen.count, 1))
     p = np.tile(model.gather_parameters(), (chosen.count, 1))

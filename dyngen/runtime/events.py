@@ -24,6 +24,7 @@ from .integrators import (
     DENSE_MAX_STATES,
     SOLVE_IVP_METHODS,
     check_dense_jacobian,
+    check_without_jacobian,
     dynode_options,
     jacobian_callable,
     lowrank_rank,
@@ -314,7 +315,7 @@ class SolveIvpEventIntegrator:
             rhs(t, y, p, dy)
             return dy.copy()
 
-        if method in ("BDF", "Radau", "LSODA"):
+        if method in ("BDF", "Radau", "LSODA") and not getattr(module, "NO_JACOBIAN", None):  # (else finite differences)
             if method == "LSODA":
                 check_dense_jacobian(method, n, int(module.JAC_NNZ), lowrank_rank(module))
             options = {"jac": jacobian_callable(module, p, sparse=method != "LSODA"), **options}
@@ -456,6 +457,9 @@ def simulate_with_events(
     t_stop = start
     for _ in range(int(t / observer_dt)):  # the last output time, added up as the compiled loop adds them
         t_stop += observer_dt
+    no_jacobian = getattr(module, "NO_JACOBIAN", None)
+    if no_jacobian and method in ("rodas4", "BDF", "Radau", "LSODA"):
+        check_without_jacobian(method, model.n_states, no_jacobian)  # refused, or scipy's finite differences
     if method in EXPLICIT_METHODS:
         solver = CompiledEventIntegrator(
             module, p, start, y0, method, _continuous_options(observer_dt, fixed_step, kwargs), model.state_name,

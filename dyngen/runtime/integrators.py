@@ -11,7 +11,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..errors import DyngenError, SolverError
+from ..errors import DyngenError, JacobianWarning, SolverError, external_stacklevel
 
 RhsFunction = Callable[[float, np.ndarray], np.ndarray]
 JacFunction = Callable[[float, np.ndarray], np.ndarray]
@@ -279,6 +279,41 @@ def check_dense_jacobian(method: str, n: int, nnz: int | None = None, lowrank: i
 def lowrank_rank(module: object) -> int:
     """The rank of the module's low-rank Jacobian part (``N_LOWRANK``; 0 in modules without one)."""
     return int(getattr(module, "N_LOWRANK", 0))
+
+
+# scipy's methods that approximate a Jacobian they are not given (vode: with with_jacobian=True)
+FINITE_DIFFERENCE_METHODS = ("BDF", "Radau", "LSODA", "lsoda", "vode")
+
+
+def check_without_jacobian(method: str, n: int, reason: str) -> None:
+    """For a model without an analytic Jacobian (``reason``: its ``NO_JACOBIAN``): refuse a
+    method that needs one (the compiled ``rodas4``, ``sparse_bdf``), or a finite-difference
+    matrix of more than ``DENSE_MAX_STATES`` states; otherwise say (``JacobianWarning``) that
+    scipy approximates it, as it does for every dynode model, and run."""
+    if method not in FINITE_DIFFERENCE_METHODS:
+        other = "'BDF', 'Radau' or 'LSODA' (scipy's finite-difference Jacobian) or " if n <= DENSE_MAX_STATES else ""
+        raise DyngenError(
+            f"integrator {method!r} needs the model's Jacobian, which this model does not have: {reason}; "
+            f"use {other}'dopri5' or 'dop853'"
+        )
+    if n > DENSE_MAX_STATES:
+        raise DyngenError(
+            f"integrator {method!r} would approximate this model's Jacobian by finite differences as a dense "
+            f"{n} x {n} matrix ({n * n * 8 / 1e9:.1f} GB, {n} rhs calls each time); the model has no analytic "
+            f"Jacobian: {reason}; for {n} states use 'dopri5' or 'dop853' (explicit)"
+        )
+    how = (
+        "'vode' runs without this model's Jacobian, as under dynode (which gives it none): functional iteration "
+        "with method='adams' (the default), finite differences of rhs with with_jacobian=True (method='bdf', for "
+        "a stiff model)"
+        if method == "vode"
+        else f"{method!r} approximates this model's Jacobian by finite differences of rhs ({n} rhs calls per "
+        f"Jacobian, a dense {n} x {n} matrix), as scipy does for every dynode model"
+    )
+    warnings.warn(
+        f"{how}; dyngen derives no analytic Jacobian for it: {reason}", JacobianWarning,
+        stacklevel=external_stacklevel(),
+    )
 
 
 def jacobian_callable(

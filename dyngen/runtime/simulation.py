@@ -29,12 +29,14 @@ from .compiled import EXPLICIT_METHODS, STATUS_SUCCESS, CompiledExplicitIntegrat
 from .events import flush_event_chunks, simulate_with_events  # (imported in a function: 1.2 us a call)
 from .fingerprint import StructureWatch, structure_key
 from .integrators import (
+    FINITE_DIFFERENCE_METHODS,
     SCIPY_ODE_METHODS,
     SOLVE_IVP_METHODS,
     Integrator,
     ScipyOdeIntegrator,
     SolveIvpIntegrator,
     check_dense_jacobian,
+    check_without_jacobian,
     dynode_options,
     forces_first_step,
     jacobian_callable,
@@ -543,11 +545,8 @@ class Simulation:
                 self.standalone is not False,
             )  # fmt: skip
         no_jacobian = getattr(module, "NO_JACOBIAN", None)
-        if no_jacobian and method in (*COMPILED_STIFF_METHODS, *SPARSE_BDF_METHODS, "vode", "lsoda", "BDF", "Radau", "LSODA"):
-            raise DyngenError(
-                f"integrator {method!r} needs the model's Jacobian, which this model does not have: "
-                f"{no_jacobian}; use 'dopri5' or 'dop853'"
-            )
+        if no_jacobian and method in (*COMPILED_STIFF_METHODS, *SPARSE_BDF_METHODS, *FINITE_DIFFERENCE_METHODS):
+            check_without_jacobian(method, model.n_states, no_jacobian)  # refused, or scipy's finite differences
         rhs = module.rhs
         dy = np.zeros(model.n_states)
 
@@ -571,9 +570,9 @@ class Simulation:
                 from .sparse_bdf import SparseBdfIntegrator
 
                 return SparseBdfIntegrator(module, p, self._t, y0, t_bound, options, model.state_name)
-            if method == "LSODA":  # solve_ivp's LSODA takes only a dense Jacobian
+            if method == "LSODA" and not no_jacobian:  # solve_ivp's LSODA takes only a dense Jacobian
                 check_dense_jacobian(method, model.n_states, module.JAC_NNZ, lowrank_rank(module))
-            jac = jacobian_callable(module, p, sparse=method != "LSODA")
+            jac = None if no_jacobian else jacobian_callable(module, p, sparse=method != "LSODA")
             return SolveIvpIntegrator(
                 lambda time, y: f(time, y).copy(), jac, self._t, y0, t_bound, method, options, model.state_name
             )
@@ -582,9 +581,9 @@ class Simulation:
                 f"unknown integrator {method!r}; choose one of "
                 f"{', '.join(SCIPY_ODE_METHODS + COMPILED_STIFF_METHODS + SPARSE_BDF_METHODS + SOLVE_IVP_METHODS)}"
             )
-        if method in ("vode", "lsoda"):  # scipy.integrate.ode takes only a dense Jacobian
+        if method in ("vode", "lsoda") and not no_jacobian:  # scipy.integrate.ode takes only a dense Jacobian
             check_dense_jacobian(method, model.n_states, module.JAC_NNZ, lowrank_rank(module))
-        jac = jacobian_callable(module, p, sparse=False)
+        jac = None if no_jacobian else jacobian_callable(module, p, sparse=False)
         forced = None if fixed_step or not forces_first_step(fixed_step, options) else observer_dt  # for the error
         return ScipyOdeIntegrator(
             f, jac, self._t, y0, method, dynode_options(observer_dt, fixed_step, options), model.state_name, forced

@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DyngenError, SolverError
-from .integrators import DENSE_MAX_STATES, SPARSE_MAX_DENSITY, non_finite_states
+from .integrators import DENSE_MAX_STATES, SPARSE_MAX_DENSITY, check_without_jacobian, non_finite_states
 from .sparse_stiff import CscPattern, factor_shifted
 
 SPARSE_BDF_OPTIONS = ("rtol", "atol", "first_step", "max_step", "nsteps")
@@ -131,10 +131,7 @@ class SparseBdfIntegrator:
     ) -> None:  # fmt: skip
         self._rtol, self._atol, self._max_step, self._nsteps, self._first_step = sparse_bdf_settings(options)
         if getattr(module, "NO_JACOBIAN", None):
-            raise DyngenError(
-                "integrator 'sparse_bdf' needs the model's Jacobian, which this model does not have: "
-                f"{module.NO_JACOBIAN}; use 'dopri5' or 'dop853'"
-            )
+            check_without_jacobian("sparse_bdf", int(module.N_STATES), module.NO_JACOBIAN)  # (refuses)
         check_sparse_jacobian(module)
         n = int(module.N_STATES)
         self._module, self._p, self._n = module, p, n
