@@ -114,3 +114,21 @@ def test_the_warning_says_what_finite_differences_cost() -> None:
     with pytest.warns(JacobianWarning, match=r"^'Radau' approximates this model's Jacobian by finite differences of rhs "
                       r"\(3 rhs calls per Jacobian, a dense 3 x 3 matrix\), .*: why$"):  # fmt: skip
         check_without_jacobian("Radau", 3, "why")
+
+
+@pytest.mark.slow
+def test_an_ensemble_runs_it_with_finite_differences_member_by_member() -> None:
+    """Each member equals a single BDF run with its value (the same finite differences);
+    rodas4 is refused before any member runs."""
+    k = [0.8, 1.6]
+    with pytest.warns(JacobianWarning, match=REASON):
+        ds = cross("dyngen").ensemble(0.5, 0.25, members={"Communities.inputs.k": k}, integrator="BDF", rtol=1e-8)
+    assert (ds["status"].values == 1).all()
+    for j, value in enumerate(k):
+        sim = cross("dyngen")
+        sim.systems[0].inputs.k = value
+        with pytest.warns(JacobianWarning):
+            single = run(sim, "dyngen", 0.5, 0.25, integrator="BDF", rtol=1e-8)
+        np.testing.assert_array_equal(ds["Communities.states.v"].values[j], single.series["0:Communities"]["states.v"])
+    with pytest.raises(DyngenError, match=r"'rodas4' needs the model's Jacobian.*'BDF', 'Radau' or 'LSODA'"):
+        cross("dyngen").ensemble(0.5, 0.25, members={"Communities.inputs.k": k}, integrator="rodas4")
