@@ -90,9 +90,10 @@ def _error(problem: str, hint: str) -> ArrayTraceError:
 
 
 def box_size(box: Box) -> int:
+    """The cells of ``box``; 0 when it is empty (an intersection may leave ``hi < lo`` on an axis)."""
     size = 1
     for lo, hi in box:
-        size *= hi - lo
+        size *= max(hi - lo, 0)
     return size
 
 
@@ -468,7 +469,10 @@ def elementwise(fn: Callable[..., sp.Basic], *args: Any, ctx: ArrayContext | Non
         ) from None
     size = int(np.prod(shape))
     ctx.work += size
-    if size < ctx.array_min:  # small: element form, as any object array
+    if size < ctx.array_min and any(isinstance(o, np.ndarray) for o in operands):
+        # small, with element-form operands: element form, as any object array (a small
+        # value of lazy arrays alone stays lazy: ``2 * np.max(u, axis=0)`` broadcast back
+        # over the grid is one loop nest, not one line per element)
         from .symbolic import _elementwise
 
         return _elementwise(fn, *[to_elements(o) if isinstance(o, LazyArray) else o for o in operands])

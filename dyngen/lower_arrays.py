@@ -68,6 +68,8 @@ class Places:
     def __init__(self, flat: FlatModel) -> None:
         self.offsets = dict(flat.offsets)  # with the reads that inline_copies makes
         self._relative = {(o.ref, o.index): s for s, o in flat.offsets.items()}
+        self._reductions = {r.symbol.name: r.symbol for _, r in flat.reductions}
+        self._made_reads: dict[sp.Symbol, sp.Symbol] = {}  # a read made here -> its reduction's symbol
         self.copies = {
             reduction_ref(r): r.segments[0].expr for _, r in flat.reductions if r.shape and not r.axes
         }  # fmt: skip
@@ -91,7 +93,17 @@ class Places:
             symbol = sp.Symbol(f"{offset.ref}[{index_text(offset.index)}]", real=True)
             self._relative[(offset.ref, offset.index)] = symbol
             self.offsets[symbol] = offset
+            if offset.ref.kind == REDUCTION_KIND:
+                self._made_reads[symbol] = self._reductions[offset.ref.key]
         return symbol
+
+    def as_roots(self, code: "ArrayCode") -> "ArrayCode":
+        """``code`` with the reads of a reduction's array made here (not by the trace: the
+        lowering that computes what the roots need does not know them) standing for that
+        reduction (``tanh(np.max(u, axis=0))`` inlined into a Jacobian factor reads the max)."""
+        if self._made_reads:
+            code.roots = [r.xreplace(self._made_reads) for r in code.roots]
+        return code
 
     def inline_copies(self, expr: sp.Basic) -> sp.Basic:
         """``expr`` with each read of an array computed once (``arrays.materialize``)
@@ -270,7 +282,9 @@ def _emit(
         statements += [
             Statement(target(loop), e, _cell_comment(comment, loop)) for (target, _, comment), e in zip(targets, reduced)
         ]
-        code.roots += exprs
+        # (the relative reads too: ``places.at`` made a read of a reduction's array an element of
+        # a local array, which names no reduction; the read still needs it computed first)
+        code.roots += exprs + [expr for _, expr, _ in targets]
         code.blocks.append(Block(title, tuple(statements)))
         return
     exprs = [expr for _, expr, _ in targets]
@@ -396,7 +410,7 @@ def array_rhs(flat: FlatModel) -> ArrayCode:
         if slot.array and slot.ref in der_rows:
             state = der_rows[slot.ref]
             code.blocks.append(_copy_block(f"{slot.ref} (a constant der array)", _DY, state.start, slot, f"d/dt {state.ref}"))
-    return code
+    return places.as_roots(code)
 
 
 def _emit_assignments(
@@ -427,7 +441,7 @@ def array_observe(flat: FlatModel) -> ArrayCode:
     for slot in flat.parameters:
         if slot.array and slot.ref in out and slot.ref not in written:
             code.blocks.append(_copy_block(f"{slot.ref} (a parameter array)", _OUT, out[slot.ref].start, slot, str(slot.ref)))
-    return code
+    return places.as_roots(code)
 
 
 def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basic], sp.Basic], first: int,
@@ -514,7 +528,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                 _emit(places, temporaries, _title(flat, members, box), box, targets, code)
     for state, read, partial in element_reads:  # d/dt v[3] = f(T[3]): T's row 3, one entry per summand cell
         position = chain.entries(read, partial, (), state, position)
-    return code
+    return places.as_roots(code)
 
 
 class NoJacobian(Exception):

@@ -234,7 +234,7 @@ def weight_code(flat: FlatModel, lowrank: LowRank, gradient: Callable, clean: Ca
             if updates:
                 code.blocks.append(Block(f"V[:, {k}] += d(reduction {k})/d({read}) * d({read})/dy", tuple(updates)))
     code.blocks += _chain_blocks(chained, lowrank.n_states)
-    return code
+    return places.as_roots(code)
 
 
 def _chain_symbol(code: ArrayCode, chained: list[tuple[int, int, sp.Symbol]], k: int, j: int) -> sp.Symbol:

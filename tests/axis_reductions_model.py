@@ -1,0 +1,56 @@
+"""A 2-D state whose derivative mixes reductions along an axis, small slices and joins,
+for tests/test_axis_reductions.py (issue 15).
+
+Loaded under dyngen and, with the import swapped, under dynode (see dynode_compare).
+Each case is one line a user would write; the reduced arrays (a row's mean, a column's
+maximum, a 1-column slice) are smaller than the array form's threshold (64 elements) on a
+12x10 grid, which is what these cases are about: broadcast back over the grid, they
+must stay loop nests (the same lines at every grid size), computed before they are read.
+"""
+
+import numpy as np
+
+from dyngen import Simulation, System
+
+CASES = {  # case -> d/dt u of (u, w); w is a small vector state (its own case only)
+    # a row's mean and a column's maximum, with coefficients (2 * max: a small array of its own)
+    "row_mean_and_column_max": lambda u, w: -u + np.mean(u, axis=1)[:, None] - 2 * np.max(u, axis=0),
+    # np.stack then a sum over the stacked axis, plus a 1-column slice broadcast over the columns
+    "stack_sum_and_column": lambda u, w: -3 * u + np.stack((u, np.roll(u, 1, axis=0))).sum(axis=0) + 0.3 * u[:, :1],
+    # a periodic shift by np.concatenate, plus the same 1-column slice
+    "concatenate_and_column": lambda u, w: np.concatenate((u[-1:], u[:-1]), axis=0) - 2 * u + 0.3 * u[:, :1],
+    # row sums and column sums, each scaled
+    "row_and_column_sums": lambda u, w: -u + 0.02 * np.sum(u, axis=1)[:, None] - 0.01 * np.sum(u, axis=0),
+    # products of small reduced arrays before they meet the grid
+    "min_times_max": lambda u, w: -u + 0.5 * (np.min(u, axis=1)[:, None] * np.tanh(np.max(u, axis=0))),
+    # with a vector state of fewer than 8 elements (element form) broadcast over the columns
+    "stack_sum_and_small_vector": lambda u, w: (
+        -3 * u + np.stack((u, np.roll(u, 1, axis=0))).sum(axis=0) + 0.3 * w[:, None] + 0.3 * u[:, :1]
+    ),
+}
+SMALL_VECTOR_CASES = {"stack_sum_and_small_vector"}  # built with 7 rows: w stays in the element form
+
+
+class Grid(System):
+    def __init__(self, n, m, case):
+        super().__init__()
+        x = np.linspace(0.0, 1.0, n)[:, None]
+        y = np.linspace(0.0, 1.0, m)[None, :]
+        self.states.u = 0.5 + 0.4 * np.sin(3.0 * x + 2.0 * np.pi * y) + 0.2 * np.cos(5.0 * x * y)
+        self.ders.u = np.zeros((n, m))
+        if case in SMALL_VECTOR_CASES:
+            self.states.w = np.linspace(-0.5, 0.5, n)
+            self.ders.w = np.zeros(n)
+        self.case = case
+
+    def do_step(self, time):
+        w = self.states.w if self.case in SMALL_VECTOR_CASES else None
+        self.ders.u = CASES[self.case](self.states.u, w)
+        if w is not None:
+            self.ders.w = -w + 0.1 * np.mean(self.states.u, axis=1)
+
+
+def build(n=12, m=10, case="row_mean_and_column_max"):
+    sim = Simulation()
+    sim.add_system(Grid(n, m, case))
+    return sim
