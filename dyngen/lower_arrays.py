@@ -93,7 +93,7 @@ class Places:
             symbol = sp.Symbol(f"{offset.ref}[{index_text(offset.index)}]", real=True)
             self._relative[(offset.ref, offset.index)] = symbol
             self.offsets[symbol] = offset
-            if offset.ref.kind == REDUCTION_KIND:
+            if offset.ref.key in self._reductions and offset.ref.kind == REDUCTION_KIND:  # (not a jac_through_* array)
                 self._made_reads[symbol] = self._reductions[offset.ref.key]
         return symbol
 

@@ -31,6 +31,7 @@ from .arrays import (
 )  # fmt: skip
 from .ir import (
     ATTRIBUTE_KIND,
+    REDUCTION_KIND,
     ArrayWrite,
     ElementSymbols,
     FunctionInfo,
@@ -372,7 +373,7 @@ class Tracer:
         frame = self.frame
         writes = []
         for ref, value in frame.local.items():
-            if is_lazy(value) and value.size < self.array_min:
+            if is_lazy(value) and value.size < self.array_min and not self._small_array_output(ref, value):
                 value = to_elements(value)
             if is_lazy(value):
                 writes.append(self._array_write(ref, value))
@@ -405,6 +406,19 @@ class Tracer:
             writes.append(Write(ref, shape, exprs, frame.write_locations.get(ref)))
         self.frame = None
         return TracedFunction(frame.info, tuple(frame.reads), tuple(writes))
+
+    def _small_array_output(self, ref: SignalRef, value: Any) -> bool:
+        """Whether a small lazy ``value`` written to ``ref`` stays in array form: an output
+        computed from the array of a reduction along axes (``u.mean(axis=0)``) that nothing
+        read before, as one loop of ``observe`` (element by element, it would be an
+        assignment the loops over instances cannot read, and none would be made)."""
+        if ref.kind != "outputs" or ref in self.read_ever:
+            return False
+        offsets = self.arrays.offsets
+        return any(
+            (o := offsets.get(s)) is not None and o.ref.kind == REDUCTION_KIND
+            for _, expr in value.pieces() for s in expr.free_symbols
+        )  # fmt: skip
 
     def _array_write(self, ref: SignalRef, value: Any) -> ArrayWrite:
         frame = self.frame

@@ -54,3 +54,50 @@ def build(n=12, m=10, case="row_mean_and_column_max"):
     sim = Simulation()
     sim.add_system(Grid(n, m, case))
     return sim
+
+
+class Profiled(Grid):
+    """A grid with small outputs reduced along an axis (a column's mean, a row's maximum)."""
+
+    def __init__(self, n, m):
+        super().__init__(n, m, "row_mean_and_column_max")
+        self.outputs.colmean = np.zeros(m)
+        self.outputs.rowmax = np.zeros(n)
+
+    def do_step(self, time):
+        u = self.states.u
+        self.ders.u = 0.2 * (np.roll(u, 1, axis=1) - u) - 0.3 * u
+        self.outputs.colmean = u.mean(axis=0)
+        self.outputs.rowmax = 2.0 * np.max(u, axis=1)
+
+
+class Oscillator(System):
+    def __init__(self, k):
+        super().__init__()
+        self.inputs.k = k
+        self.inputs.drive = 0.0
+        self.states.x = 1.0
+        self.states.v = 0.0
+        self.ders.x = 0.0
+        self.ders.v = 0.0
+
+    def do_step(self, time):
+        self.ders.x = self.states.v
+        self.ders.v = -self.inputs.k * self.states.x - 0.1 * self.states.v + self.inputs.drive
+
+
+def build_with_oscillators(n=12, m=10, oscillators=40, readers=False):
+    """The profiled grid beside many small oscillators; with ``readers``, each one is
+    driven by an element of the grid's column means."""
+    grid = Profiled(n, m)
+    sim = Simulation()
+    sim.add_system(grid)
+    for q in range(oscillators):
+        osc = Oscillator(1.0 + 0.01 * q)
+        if readers:
+            def drive(system, time, column=q % m):
+                system.inputs.drive = grid.outputs.colmean[column]
+
+            osc.add_pre_connection(drive)
+        sim.add_system(osc)
+    return sim

@@ -70,3 +70,25 @@ def test_jacobian_matches_finite_differences_and_the_module_does_not_grow(case: 
         module.jac(t, y, p, J)
         assert relative(J, central_differences(module, t, y, p)) < 1e-7
     assert functions(module) == functions(module_of(*large, case))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readers", [False, True], ids=["unread", "read_by_the_oscillators"])
+def test_small_outputs_reduced_along_an_axis_beside_many_small_components(readers: bool) -> None:
+    """A column mean and a row maximum as outputs (10 and 12 elements) no longer stop the
+    loops over the 40 oscillators beside the grid: they are computed in ``observe`` as loops."""
+    ours = run(build_simulation(MODEL, "dyngen", "build_with_oscillators", 12, 10, 40, readers), "dyngen", 2.0, 0.5)
+    theirs = run(build_simulation(MODEL, "dynode", "build_with_oscillators", 12, 10, 40, readers), "dynode", 2.0, 0.5)
+    assert_same_runs(ours, theirs)
+    if not readers:
+        sim = build_simulation(MODEL, "dyngen", "build_with_oscillators", 12, 10, 40, readers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", dyngen.DyngenWarning)  # "no loops over instances ..." is one
+            module = sim.compile().module
+        text = Path(module.__file__).read_text()
+        assert "for i in range(40):" in functions_text(text, "rhs")  # the oscillators' loop
+        assert "for i in range(10):" in functions_text(text, "observe")  # the column means' loop
+
+
+def functions_text(text: str, name: str) -> str:
+    return text.split(f"\ndef {name}(")[1].split("\n\n\n")[0]
