@@ -52,7 +52,7 @@ from .ir import (
     SignalRef,
 )
 from .naming import sanitize
-from .symbolic import UFUNCS, Sym, SymArray, boolean, count_element_read, install_operators, is_symbolic, numeric, to_expr
+from .symbolic import UFUNCS, Sym, SymArray, _norm, as_object_array, boolean, count_element_read, install_operators, is_symbolic, numeric, to_expr
 
 ARRAY_MIN = 64  # arrays of at least this many elements are traced in array form
 SMALL_PART = 64  # element-form (object) arrays up to this size may be combined with an array
@@ -528,9 +528,21 @@ def _unsupported_function(name: str) -> ArrayTraceError:
         f"{name} of a traced large array (at least {ARRAY_MIN} elements, traced in array form) "
         "is not supported yet",
         "build the value with slicing, np.concatenate/np.stack, np.roll, np.pad, np.diff, np.where, "
-        "broadcasting (a[:, None]), elementwise arithmetic/ufuncs, and reductions over the whole "
-        "array (np.sum, np.mean, np.prod, np.max, np.min, np.dot of vectors)",
+        "np.clip, broadcasting (a[:, None]), .T/np.transpose, elementwise arithmetic/ufuncs, "
+        "reductions (np.sum, np.mean, np.prod, np.max, np.min, whole or with axis=), "
+        "@/np.dot/np.einsum, and write what is left explicitly (e.g. np.sqrt(np.sum(v**2, axis=1)) "
+        "for np.linalg.norm(v, axis=1))",
     )
+
+
+def _numpy_name(func: Any) -> str:
+    """``np.linalg.norm``, ``np.fft.fft``, ``np.cumsum``: a numpy function as the user wrote it."""
+    name = getattr(func, "__name__", str(func))
+    module = getattr(func, "__module__", "") or ""
+    for sub in ("linalg", "fft", "random", "lib.stride_tricks"):
+        if module.startswith(f"numpy.{sub}") or module.startswith(f"numpy._core.{sub}"):
+            return f"np.{sub}.{name}"
+    return f"np.{name}"
 
 
 def _axis(axis: Any, ndim: int, what: str) -> int:
@@ -709,12 +721,14 @@ class LazyArray:
     def __array_function__(self, func: Callable, types: tuple, args: tuple, kwargs: dict) -> Any:
         handler = _FUNCTIONS.get(func)
         if handler is None:
-            raise _unsupported_function(f"np.{getattr(func, '__name__', func)}")
+            raise _unsupported_function(_numpy_name(func))
         return handler(*args, **kwargs)
 
     # -- indexing -------------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
         items = list(key) if isinstance(key, tuple) else [key]
+        for item in items:
+            _check_index(item)
         real = sum(1 for item in items if item is not None and item is not Ellipsis)
         if real > self.ndim:
             raise TraceError(
@@ -722,8 +736,8 @@ class LazyArray:
                 f"index with at most {self.ndim} indices",
                 user_frame_location(),
             )
-        if Ellipsis in items:
-            at = items.index(Ellipsis)
+        if any(item is Ellipsis for item in items):
+            at = next(k for k, item in enumerate(items) if item is Ellipsis)
             items[at : at + 1] = [slice(None)] * (self.ndim - real)
         else:
             items += [slice(None)] * (self.ndim - real)
@@ -804,6 +818,24 @@ class Slice(LazyArray):
             if box_size(new) > 0:
                 out.append((new, self.ctx.shift(expr, self.starts)))
         return out
+
+
+def _check_index(item: Any) -> None:
+    """A clear error for an index array (numpy's fancy and boolean indexing)."""
+    if not isinstance(item, (list, np.ndarray, LazyArray, SymArray)):
+        return
+    values = item if isinstance(item, (LazyArray, SymArray)) else np.asarray(item)
+    if isinstance(values, (LazyArray, SymArray)) or values.dtype == np.bool_:
+        raise _error(
+            "indexing a traced large array with a boolean mask or a traced array (it picks elements by their values)",
+            "write np.where(mask, u, 0.0) to zero what the mask leaves out, or use constant slices",
+        )
+    raise _error(
+        f"indexing a traced large array with an integer array ({np.array2string(values.reshape(-1)[:6], separator=', ')}"
+        f"{', ...' if values.size > 6 else ''}: numpy's fancy indexing)",
+        "use constant slices (u[2:5]), or write the reordering with np.concatenate of slices "
+        "(u[[3, 0, 1, 2]] is np.concatenate((u[3:4], u[0:3])))",
+    )
 
 
 def _slice_axis(value: LazyArray, axis: int, key: slice) -> LazyArray:
@@ -1097,18 +1129,28 @@ def _reduce(op: str) -> Callable[..., Any]:
     def reduce(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kwargs: Any) -> Any:
         if not isinstance(a, LazyArray):
             return getattr(np, "amax" if op == "max" else "amin" if op == "min" else op)(a, axis=axis)
-        if dtype is not None or out is not None or kwargs or keepdims:
-            raise _error(f"np.{op} of a traced array with dtype, out, keepdims, initial or where", f"np.{op}(u) or np.{op}(u, axis=k)")
+        if dtype is not None or out is not None or kwargs:
+            raise _error(f"np.{op} of a traced array with dtype, out, initial or where", f"np.{op}(u) or np.{op}(u, axis=k)")
         axes = tuple(range(a.ndim)) if axis is None else axis if isinstance(axis, tuple) else (axis,)
         axes = tuple(sorted({_axis(x, a.ndim, f"np.{op}") for x in axes}))
         if a.size < a.ctx.array_min:  # small: the reduction of its elements
-            return _small_reduction(op, a, axes)
-        a.ctx.work += a.size
-        if len(axes) < a.ndim:
-            return a.ctx.partial_reduction(a, op, axes)
-        return Sym(a.ctx.reduction(a, op))
+            value = _small_reduction(op, a, axes)
+        else:
+            a.ctx.work += a.size
+            value = a.ctx.partial_reduction(a, op, axes) if len(axes) < a.ndim else Sym(a.ctx.reduction(a, op))
+        return _keep_dims(value, axes, a.ndim) if keepdims else value
 
     return reduce
+
+
+def _keep_dims(value: Any, axes: tuple[int, ...], ndim: int) -> Any:
+    """A reduction's ``value`` with its reduced ``axes`` back as length-1 axes (``keepdims=True``)."""
+    if isinstance(value, LazyArray):
+        for axis in axes:  # (ascending: each lands where it was)
+            value = NewAxis(value, axis)
+        return value
+    array = value.view(np.ndarray) if isinstance(value, np.ndarray) else as_object_array([value]).reshape(())
+    return np.expand_dims(array, axes).view(SymArray)
 
 
 def _small_reduction(op: str, a: "LazyArray", axes: tuple[int, ...]) -> Any:
@@ -1364,6 +1406,7 @@ _FUNCTIONS: dict[Callable, Callable] = {
     np.vdot: _dot,
     np.matmul: _dot,
     np.einsum: _einsum,
+    np.linalg.norm: _norm,
     np.outer: lambda a, b, out=None: elementwise(UFUNCS[np.multiply], _expand_to(_ravel_any(a), 2, 0), _expand_to(_ravel_any(b), 2, 1)),
     np.size: lambda a, axis=None: a.size if axis is None else a.shape[axis],
     np.shape: lambda a: a.shape,

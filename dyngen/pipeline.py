@@ -62,7 +62,7 @@ class BuildResult:
         object.__setattr__(self, "_held", hold(self.module))
 
     def __del__(self) -> None:
-        if self.__dict__.get("_held"):
+        if self.__dict__.get("_held") and callable(let_go):  # (None at interpreter exit)
             let_go(self.module)
 
     @classmethod

@@ -462,21 +462,24 @@ def _clip(a: Any, a_min: Any, a_max: Any, **_: Any) -> Any:
 
 
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
-    array = as_object_array(x)
-    if ord is not None or axis is not None or array.ndim != 1:
+    """``np.linalg.norm``: the 2-norm of vectors (along ``axis``) and the Frobenius norm,
+    as ``sqrt(sum(x**2))`` (element form and array form alike)."""
+    array = as_object_array(x) if isinstance(x, (list, tuple, np.ndarray, Sym)) else x  # (else a lazy array)
+    vector = (axis is None and array.ndim == 1) or isinstance(axis, (int, np.integer))
+    if not (ord is None or (ord == 2 and vector) or (ord == "fro" and not vector)):
         raise TraceError(
-            "np.linalg.norm is traced only for the 2-norm of a vector",
-            "write np.sqrt(np.sum(v**2)) or the norm you need explicitly",
+            f"np.linalg.norm with ord={ord!r} cannot be traced (only the 2-norm of vectors and the Frobenius norm)",
+            "write the norm you need explicitly, e.g. np.max(np.abs(v), axis=1) for ord=np.inf",
             user_frame_location(),
         )
-    return Sym(sp.sqrt(sp.Add(*(e.expr**2 for e in array))))
+    return np.sqrt(np.sum(array * array, axis=axis, keepdims=keepdims))
 
 
 def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
-    def reduce(a: Any, axis: Any = None, **kwargs: Any) -> Any:
+    def reduce(a: Any, axis: Any = None, keepdims: bool = False, **kwargs: Any) -> Any:
         if kwargs or not (axis is None or isinstance(axis, (int, np.integer))):
             raise TraceError(
-                "np.max/np.min with out, keepdims, initial, where or several axes cannot be traced",
+                "np.max/np.min with out, initial, where or several axes cannot be traced",
                 "np.max(a) or np.max(a, axis=k); np.maximum/np.minimum elementwise",
                 user_frame_location(),
             )
@@ -485,11 +488,14 @@ def _extreme(fn: Callable[..., sp.Basic]) -> Callable[..., Any]:
             _promote_reduction(array)
         _spend(array.size, f"np.max/np.min over {array.size:,} elements")
         if axis is None:
-            return Sym(fn(*(numeric(e.expr) for e in array.flat)))
+            value = Sym(fn(*(numeric(e.expr) for e in array.flat)))
+            return as_object_array([value]).reshape((1,) * array.ndim).view(SymArray) if keepdims else value
         moved = np.moveaxis(array, int(axis), -1)
         out = np.empty(moved.shape[:-1], dtype=object)
         for index in np.ndindex(*out.shape):
             out[index] = Sym(fn(*(numeric(e.expr) for e in moved[index])))
+        if keepdims:
+            out = np.expand_dims(out, int(axis) % array.ndim)
         return out.view(SymArray) if out.ndim else out[()]
 
     return reduce

@@ -484,7 +484,7 @@ def trace(
     if tracer.array_elements > ELEMENT_FALLBACK_MAX or work > ELEMENT_WORK_MAX:
         if not isinstance(array_error, ArrayTraceError):  # the model's own mistake, whatever the form
             raise array_error
-        size = (f"large arrays ({tracer.array_elements} elements here)" if tracer.array_elements > ELEMENT_FALLBACK_MAX
+        size = (f"large arrays ({_largest_arrays(tracer)})" if tracer.array_elements > ELEMENT_FALLBACK_MAX
                 else f"operations on {work:,} array elements so far")  # fmt: skip
         raise _too_large(array_error, f"{size} are traced in array form") from None
     budget = ElementBudget(ELEMENT_WORK_MAX)
@@ -503,6 +503,15 @@ def trace(
         f"because the array form cannot express this: {array_error}"
     )
     return replace(spec, notices=spec.notices + (notice,))
+
+
+def _largest_arrays(tracer: Tracer) -> str:
+    """``"G.states.u: 200x200, 40,000 elements; 80,000 in all with its der"``-like text."""
+    arrays = sorted((s for s in tracer.signals.values() if s.array), key=lambda s: -s.size)
+    largest = arrays[0]
+    shape = "x".join(map(str, largest.shape))
+    rest = f"; {tracer.array_elements:,} elements in {len(arrays)} array signals" if len(arrays) > 1 else ""
+    return f"{largest.ref} is {shape}, {largest.size:,} elements{rest}"
 
 
 def _too_large(error: TraceError, why: str) -> TraceError:

@@ -23,6 +23,11 @@ CASES = {  # case -> d/dt u of (u, w); w is a small vector state (its own case o
     "row_and_column_sums": lambda u, w: -u + 0.02 * np.sum(u, axis=1)[:, None] - 0.01 * np.sum(u, axis=0),
     # products of small reduced arrays before they meet the grid
     "min_times_max": lambda u, w: -u + 0.5 * (np.min(u, axis=1)[:, None] * np.tanh(np.max(u, axis=0))),
+    # keepdims=True instead of [:, None], and row norms (np.linalg.norm with axis=)
+    "keepdims_and_norm": lambda u, w: (
+        -u + 0.1 * np.sum(u, axis=1, keepdims=True) - 0.5 * np.max(u, axis=0, keepdims=True)
+        + 0.05 * np.linalg.norm(u, axis=1, keepdims=True)
+    ),
     # with a vector state of fewer than 8 elements (element form) broadcast over the columns
     "stack_sum_and_small_vector": lambda u, w: (
         -3 * u + np.stack((u, np.roll(u, 1, axis=0))).sum(axis=0) + 0.3 * w[:, None] + 0.3 * u[:, :1]

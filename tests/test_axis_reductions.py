@@ -92,3 +92,33 @@ def test_small_outputs_reduced_along_an_axis_beside_many_small_components(reader
 
 def functions_text(text: str, name: str) -> str:
     return text.split(f"\ndef {name}(")[1].split("\n\n\n")[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("-u[np.arange(200)[::-1], :]", ["integer array", "np.concatenate((u[3:4], u[0:3]))", "G.states.u is 200x200"]),
+        ("-u * (u > 0.5)[u > 0.5].sum()", ["boolean mask", "np.where(mask, u, 0.0)"]),
+        ("-np.cumsum(u, axis=1)", ["np.cumsum of a traced large array", "np.linalg.norm(v, axis=1)"]),
+    ],
+    ids=["fancy", "mask", "unsupported"],
+)
+def test_index_arrays_and_unsupported_functions_fail_fast_with_what_to_write(tmp_path: Path, line: str, says: list) -> None:
+    source = (
+        "import numpy as np\nfrom dyngen import Simulation, System\n\n\nclass G(System):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.states.u = np.ones((200, 200))\n        self.ders.u = np.zeros((200, 200))\n\n"
+        f"    def do_step(self, t):\n        u = self.states.u\n        self.ders.u = {line}\n"
+    )
+    (tmp_path / "fails.py").write_text(source)
+    namespace: dict = {}
+    exec(compile(source, str(tmp_path / "fails.py"), "exec"), namespace)
+    sim = dyngen.Simulation(cache_dir=tmp_path / "cache")
+    sim.add_system(namespace["G"]())
+    with pytest.raises(dyngen.errors.TraceError) as raised:
+        sim.compile()
+    text = str(raised.value)
+    assert "fails.py:13" in text
+    for part in says:
+        assert part in text
+    assert "truth value" not in text

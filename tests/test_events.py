@@ -342,7 +342,7 @@ class Driven(System):
         (lambda: Driven(False), r"writes Driven\.inputs\.u: that input is driven by a connection"),
         (lambda: Driven(True), r"the event condition .*writes_in_condition writes Driven\.outputs\.y"),
         (VectorCondition, r"returns a value of shape \(2,\); a condition is one number"),
-        (Untraceable, r"cannot trace Untraceable.ground(.|\n)*np.linalg.norm is traced only"),
+        (Untraceable, r"cannot trace Untraceable.ground(.|\n)*np.linalg.norm with ord=1 cannot be traced"),
     ],
 )
 def test_bad_events_are_trace_errors_that_name_the_line(system: type, message: str) -> None:
