@@ -506,7 +506,7 @@ def trace(
 
 
 def _largest_arrays(tracer: Tracer) -> str:
-    """``"G.states.u: 200x200, 40,000 elements; 80,000 in all with its der"``-like text."""
+    """``"G.states.u is 200x200, 40,000 elements; 80,000 elements in 2 array signals"``."""
     arrays = sorted((s for s in tracer.signals.values() if s.array), key=lambda s: -s.size)
     largest = arrays[0]
     shape = "x".join(map(str, largest.shape))
