@@ -530,19 +530,16 @@ def _unsupported_function(name: str) -> ArrayTraceError:
         "build the value with slicing, np.concatenate/np.stack, np.roll, np.pad, np.diff, np.where, "
         "np.clip, broadcasting (a[:, None]), .T/np.transpose, elementwise arithmetic/ufuncs, "
         "reductions (np.sum, np.mean, np.prod, np.max, np.min, whole or with axis=), "
-        "@/np.dot/np.einsum, and write what is left explicitly (e.g. np.sqrt(np.sum(v**2, axis=1)) "
-        "for np.linalg.norm(v, axis=1))",
+        "@/np.dot/np.einsum and np.linalg.norm, and write what is left with those (e.g. np.cumsum(u, "
+        "axis=1) as u @ np.triu(np.ones((m, m))), a product with a constant matrix)",
     )
 
 
 def _numpy_name(func: Any) -> str:
     """``np.linalg.norm``, ``np.fft.fft``, ``np.cumsum``: a numpy function as the user wrote it."""
     name = getattr(func, "__name__", str(func))
-    module = getattr(func, "__module__", "") or ""
-    for sub in ("linalg", "fft", "random", "lib.stride_tricks"):
-        if module.startswith(f"numpy.{sub}") or module.startswith(f"numpy._core.{sub}"):
-            return f"np.{sub}.{name}"
-    return f"np.{name}"
+    module = (getattr(func, "__module__", "") or "").split(".")
+    return f"np.{module[1]}.{name}" if module[0] == "numpy" and module[1:2] in (["linalg"], ["fft"]) else f"np.{name}"
 
 
 def _axis(axis: Any, ndim: int, what: str) -> int:
@@ -824,12 +821,12 @@ def _check_index(item: Any) -> None:
     """A clear error for an index array (numpy's fancy and boolean indexing)."""
     if not isinstance(item, (list, np.ndarray, LazyArray, SymArray)):
         return
-    values = item if isinstance(item, (LazyArray, SymArray)) else np.asarray(item)
-    if isinstance(values, (LazyArray, SymArray)) or values.dtype == np.bool_:
+    if isinstance(item, (LazyArray, SymArray)) or np.asarray(item).dtype == np.bool_:
         raise _error(
             "indexing a traced large array with a boolean mask or a traced array (it picks elements by their values)",
             "write np.where(mask, u, 0.0) to zero what the mask leaves out, or use constant slices",
         )
+    values = np.asarray(item)
     raise _error(
         f"indexing a traced large array with an integer array ({np.array2string(values.reshape(-1)[:6], separator=', ')}"
         f"{', ...' if values.size > 6 else ''}: numpy's fancy indexing)",
@@ -1138,12 +1135,12 @@ def _reduce(op: str) -> Callable[..., Any]:
         else:
             a.ctx.work += a.size
             value = a.ctx.partial_reduction(a, op, axes) if len(axes) < a.ndim else Sym(a.ctx.reduction(a, op))
-        return _keep_dims(value, axes, a.ndim) if keepdims else value
+        return _keep_dims(value, axes) if keepdims else value
 
     return reduce
 
 
-def _keep_dims(value: Any, axes: tuple[int, ...], ndim: int) -> Any:
+def _keep_dims(value: Any, axes: tuple[int, ...]) -> Any:
     """A reduction's ``value`` with its reduced ``axes`` back as length-1 axes (``keepdims=True``)."""
     if isinstance(value, LazyArray):
         for axis in axes:  # (ascending: each lands where it was)

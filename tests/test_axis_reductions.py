@@ -99,7 +99,7 @@ def functions_text(text: str, name: str) -> str:
     [
         ("-u[np.arange(200)[::-1], :]", ["integer array", "np.concatenate((u[3:4], u[0:3]))", "G.states.u is 200x200"]),
         ("-u * (u > 0.5)[u > 0.5].sum()", ["boolean mask", "np.where(mask, u, 0.0)"]),
-        ("-np.cumsum(u, axis=1)", ["np.cumsum of a traced large array", "np.linalg.norm(v, axis=1)"]),
+        ("-np.cumsum(u, axis=1)", ["np.cumsum of a traced large array", "u @ np.triu(np.ones((m, m)))"]),
     ],
     ids=["fancy", "mask", "unsupported"],
 )
