@@ -50,6 +50,11 @@ def flat_index(shape: Sequence[int], index: Sequence[sp.Basic]) -> sp.Basic:
     return sp.Add(*(s * i for s, i in zip(strides(shape), index)))
 
 
+def summand_shape(reduction: Reduction) -> tuple[int, ...]:
+    """The summand's whole shape (its segments tile it)."""
+    return tuple(max(s.hi[a] for s in reduction.segments) for a in range(len(reduction.segments[0].hi)))
+
+
 @dataclass
 class ArrayCode:
     """The array loops of one generated function, and the scalars they read."""
@@ -334,6 +339,7 @@ def _no_element_reads(columns: Iterable[int]) -> None:
                          "of a reduction along an axis: dyngen has no Jacobian for that yet")  # fmt: skip
 
 
+MAX_BLOCK_ENTRIES = 20_000_000  # a Jacobian block through nested reductions: 480 MB of values and pattern
 _WEIGHTED = ("sum", "max", "min", "prod")  # reductions along axes with a Jacobian (reduction_weights)
 _REDUCTION_START = {"sum": sp.Float(0.0), "prod": sp.Float(1.0), "max": sp.S.NegativeInfinity, "min": sp.S.Infinity}
 _REDUCTION_STEP = {"sum": sp.Add, "prod": sp.Mul, "max": sp.Max, "min": sp.Min}
@@ -640,41 +646,12 @@ class _ReductionChain:
         axis=1)``): ``a[t] = Σ_c ∂T[t]/∂S(c) ∂S(c)/∂R[r(t)]`` over the cells ``c`` of row ``t``
         (a local array, ``jac_through_*``), then the entries of ``f'(T) a[t]`` times ``∂R[r(t)]/∂y``
         as for a read of ``R`` at ``r(t)`` (``entries`` again: ``R``'s own reads, and the
-        reductions it reads in turn)."""
+        reductions it reads in turn).  A read of ``R`` that moves along ``T``'s reduced axes
+        (``(u @ W) @ W``) goes through ``_through_cells``."""
         kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
         if any(a >= 0 and a not in kept for a, _ in inner.index):
-            where = relative_location(reduction.location, self.flat.source_root)
-            r = next(r for _, r in self.flat.reductions if r.symbol.name == inner.ref.key)
-            raise NoJacobian(f"d/dt {state.ref} reads np.{reduction.op} along axis {', '.join(map(str, reduction.axes))} "
-                             f"({where}) whose summand reads the array of np.{r.op} along axis {', '.join(map(str, r.axes))} "
-                             f"({relative_location(r.location, self.flat.source_root)}) at a cell that moves along the "
-                             "reduced axis (every element depends on every other: a dense Jacobian): no Jacobian yet")  # fmt: skip
-        key = (reduction.symbol.name, inner)
-        if key not in self._adjoints:
-            name = f"jac_through_{reduction.symbol.name}_{len(self._adjoints)}"
-            ref = SignalRef("", REDUCTION_KIND, name)
-            base = sp.IndexedBase(name)
-            self.places.vector[ref] = (base, Slot(ref, 0, reduction.shape, ()))
-            self._adjoints[key] = ref
-            self.code.blocks.append(Block(f"{name}[t] = d({reduction.symbol}[t])/d({inner.ref.key}) over row t, summed below",
-                                          (Statement(sp.Symbol(name), Full(box_size(tuple((0, e) for e in reduction.shape)), sp.Float(0.0))),)))  # fmt: skip
-            for segment, summand in summands:
-                seg_box = tuple(zip(segment.lo, segment.hi))
-                if box_size(seg_box) == 0:
-                    continue
-                derivative = self.clean(sp.diff(summand, read))
-                if derivative == 0:
-                    continue
-                self.code.roots.append(summand)
-                loop = _loop_indices(seg_box)
-
-                def element(cells: tuple, b: sp.IndexedBase = base) -> sp.Basic:
-                    return b[flat_index(reduction.shape, [cells[a] for a in kept])]
-
-                accumulator = sp.Symbol("jac_acc", real=True)
-                value = self.weights.weigh(reduction, derivative, loop)
-                _emit(self.places, self.temporaries, f"{name}: {_span(seg_box)}", seg_box, [(element, accumulator + value, "")],
-                      self.code, accumulator, element)  # fmt: skip
+            return self._through_cells(reduction, offset, read, inner, summands, partial, box, state, position)
+        through = self._adjoint(reduction, read, inner, summands, per_cell=False)
         # R read by the derivative cell: T's summand reads R at its kept indices, the derivative reads T at ``offset``
         composite = []
         for a, k in inner.index:
@@ -683,8 +660,185 @@ class _ReductionChain:
                 continue
             b, k2 = offset.index[kept.index(a)]
             composite.append((b, k + k2) if b >= 0 else (-1, k + k2))
-        through = self.places.relative(Offset(self._adjoints[key], offset.index))
-        return self.entries(self.places.relative(Offset(inner.ref, tuple(composite))), partial * through, box, state, position)
+        adjoint = self.places.relative(Offset(through, offset.index))
+        return self.entries(self.places.relative(Offset(inner.ref, tuple(composite))), partial * adjoint, box, state, position)
+
+    def _adjoint(self, reduction: Reduction, read: sp.Symbol, inner: Offset, summands: list, per_cell: bool) -> SignalRef:
+        """The local array ``jac_through_*`` of ``∂T/∂S(c) ∂S(c)/∂R`` for ``T``'s summand's read
+        ``read`` of ``R``: summed over each row of ``T`` (``T``'s shape), or ``per_cell``
+        (the summand's whole shape: one value per cell)."""
+        key = (reduction.symbol.name, inner)
+        if key in self._adjoints:
+            return self._adjoints[key]
+        kept = [a for a in range(len(reduction.shape) + len(reduction.axes)) if a not in reduction.axes]
+        shape = summand_shape(reduction) if per_cell else reduction.shape
+        name = f"jac_through_{reduction.symbol.name}_{len(self._adjoints)}"
+        ref = SignalRef("", REDUCTION_KIND, name)
+        base = sp.IndexedBase(name)
+        self.places.vector[ref] = (base, Slot(ref, 0, shape, ()))
+        self._adjoints[key] = ref
+        what = "at cell c of its summand" if per_cell else "over row t, summed below"
+        cell = "c" if per_cell else "t"
+        self.code.blocks.append(Block(f"{name}[{cell}] = d({reduction.symbol})/d({inner.ref.key}) {what}",
+                                      (Statement(sp.Symbol(name), Full(box_size(tuple((0, e) for e in shape)), sp.Float(0.0))),)))  # fmt: skip
+        for segment, summand in summands:
+            seg_box = tuple(zip(segment.lo, segment.hi))
+            if box_size(seg_box) == 0:
+                continue
+            derivative = self.clean(sp.diff(summand, read))
+            if derivative == 0:
+                continue
+            loop = _loop_indices(seg_box)
+
+            def element(cells: tuple, b: sp.IndexedBase = base) -> sp.Basic:
+                return b[flat_index(shape, cells if per_cell else [cells[a] for a in kept])]
+
+            accumulator = sp.Symbol("jac_acc", real=True)
+            value = self.weights.weigh(reduction, derivative, loop)
+            _emit(self.places, self.temporaries, f"{name}: {_span(seg_box)}", seg_box, [(element, accumulator + value, "")],
+                  self.code, accumulator, element)  # fmt: skip
+        return ref
+
+    def _through_cells(self, reduction: Reduction, offset: Offset, read: sp.Symbol, inner: Offset, summands: list,
+                       partial: sp.Basic, box: Box, state: Slot, position: int) -> int:  # fmt: skip
+        """The entries of ``d/dt x = f(T[...])`` through ``R = op(S', axis=...)``, read by ``T``'s
+        summand at cells that move along ``T``'s reduced axes (``(u @ W) @ W``,
+        ``np.max(u @ W, axis=0)``, ``(u @ W).sum(axis=1)``): ``a[c] = ∂T/∂S(c) ∂S(c)/∂R[r(c)]``
+        per cell ``c`` of ``T``'s summand (``_adjoint``), then for each read of ``S'``
+        one loop nest over the derivative's cells, ``T``'s reduced axes and ``R``'s:
+        ``f'(T) a[c] ∂R[r(c)]/∂S'(r(c), k) ∂S'/∂y``, one entry per (row, column) the
+        loop reaches, accumulated over the axes that move neither."""
+        inner_reduction = next(r for _, r in self.flat.reductions if r.symbol.name == inner.ref.key)
+        adjoint = self.places.vector[self._adjoint(reduction, read, inner, summands, per_cell=True)][0]
+        full = summand_shape(reduction)
+        t_kept = [a for a in range(len(full)) if a not in reduction.axes]
+        r_kept = [a for a in range(len(summand_shape(inner_reduction))) if a not in inner_reduction.axes]
+        n_der = len(box)
+        # T's summand axis -> (derivative axis, shift) or a constant; its other axes get loops of their own
+        der_axis = {a: offset.index[p] for p, a in enumerate(t_kept) if offset.index[p][0] >= 0}
+        fixed = {a: offset.index[p][1] for p, a in enumerate(t_kept) if offset.index[p][0] < 0}
+        t_free = [a for a in range(len(full)) if a not in der_axis]
+        n_axes = n_der + len(t_free) + len(inner_reduction.axes)
+        where = relative_location(inner_reduction.location, self.flat.source_root)
+        chain = (f"np.{reduction.op} along axis {', '.join(map(str, reduction.axes))} "
+                 f"({relative_location(reduction.location, self.flat.source_root)}) of np.{inner_reduction.op} along axis "
+                 f"{', '.join(map(str, inner_reduction.axes))} ({where})")  # fmt: skip
+        if n_axes > len(LOOP_INDICES):
+            raise NoJacobian(f"d/dt {state.ref} reads {chain}: {n_axes} nested axes, more than the {len(LOOP_INDICES)} "
+                             "a loop nest has: no Jacobian yet")  # fmt: skip
+        self.code.roots.append(partial)
+        inner_summands = [(g, self.places.inline_copies(g.expr)) for g in inner_reduction.segments]
+        label = (f"d(d/dt {_element_comment(state.ref, n_der)})/d({{}}) through {reduction.symbol} = np.{reduction.op} "
+                 f"of {inner_reduction.symbol} = np.{inner_reduction.op} ({where})")  # fmt: skip
+        for t_segment, summand in summands:
+            if self.clean(sp.diff(summand, read)) == 0:
+                continue
+            for r_segment, inner_summand in inner_summands:
+                ranges = list(box) + [(max(t_segment.lo[a], fixed[a]), min(t_segment.hi[a], fixed[a] + 1)) if a in fixed
+                                      else (t_segment.lo[a], t_segment.hi[a]) for a in t_free]  # fmt: skip
+                ranges += [(r_segment.lo[a], r_segment.hi[a]) for a in inner_reduction.axes]
+                # T's summand cell as (composite axis or None, shift): bound to a derivative axis, or a loop of its own
+                t_at = {a: (d, shift) for a, (d, shift) in der_axis.items()}
+                t_at.update({a: (n_der + k, 0) for k, a in enumerate(t_free)})
+                for a, (d, shift) in t_at.items():  # the cell must lie in T's segment
+                    lo, hi = ranges[d]
+                    ranges[d] = (max(lo, t_segment.lo[a] - shift), min(hi, t_segment.hi[a] - shift))
+                r_at: dict[int, tuple[int | None, int]] = {}  # R's summand axis -> (composite axis or None, shift)
+                for p, (a, k) in enumerate(inner.index):
+                    r_at[r_kept[p]] = (t_at[a][0], t_at[a][1] + k) if a >= 0 else (None, k)
+                for k, a in enumerate(inner_reduction.axes):
+                    r_at[a] = (n_der + len(t_free) + k, 0)
+                empty = False
+                for a, (d, shift) in r_at.items():  # R's cell must lie in R's segment
+                    if d is None:
+                        empty = empty or not r_segment.lo[a] <= shift < r_segment.hi[a]
+                    else:
+                        lo, hi = ranges[d]
+                        ranges[d] = (max(lo, r_segment.lo[a] - shift), min(hi, r_segment.hi[a] - shift))
+                composite = tuple(ranges)
+                if empty or box_size(composite) == 0:
+                    continue
+                loop = _loop_indices(composite)
+                t_loop = [loop[t_at[a][0]] + t_at[a][1] for a in range(len(full))]
+                r_loop = [(loop[d] if d is not None else 0) + shift for d, shift in (r_at[a] for a in range(len(r_at)))]
+                factor = partial.xreplace({
+                    s: self.places.indexed(o, loop[:n_der]) for s in partial.free_symbols if (o := self.places.offsets.get(s)) is not None
+                }) * adjoint[flat_index(full, t_loop)]  # fmt: skip
+                for q in sorted(inner_summand.free_symbols, key=lambda s: s.name):
+                    position = self._cell_read(q, inner_summand, inner_reduction, factor, composite, loop, r_loop,
+                                               label, chain, state, position)  # fmt: skip
+        return position
+
+    def _cell_read(self, q: sp.Symbol, inner_summand: sp.Basic, inner_reduction: Reduction, factor: sp.Basic, composite: Box,
+                   loop: tuple[sp.Basic, ...], r_loop: list[sp.Basic], label: str, chain: str, state: Slot,
+                   position: int) -> int:  # fmt: skip
+        """The entries of one read ``q`` of ``R``'s summand for ``_through_cells`` (``label``
+        with ``{}`` for what is read; ``chain`` names ``T`` of ``R`` for errors)."""
+        n_der = len(state.shape)
+        o = self.places.offsets.get(q)
+        if o is not None and o.ref.kind == REDUCTION_KIND:
+            if self.clean(sp.diff(inner_summand, q)) == 0:
+                return position
+            raise NoJacobian(f"d/dt {state.ref} reads {chain}, whose summand reads a third reduction: no Jacobian yet for three "
+                             "nested reductions (with constant matrices, multiply them first: u @ (W @ W) is one reduction)")  # fmt: skip
+        if o is not None and (o.ref not in self.state_arrays or self.lowrank):
+            return position  # a parameter array (a constant); with lowrank, states give no U entry
+        if o is None and not self._scalar_columns(q):
+            return position  # a constant, or (without lowrank) only sums over whole arrays
+        derivative = self.clean(sp.diff(inner_summand, q))
+        if derivative == 0:
+            return position
+        self.code.roots.append(derivative)  # (a reduction it reads is computed first)
+        value = self.weights.weigh(inner_reduction, factor * derivative.xreplace({
+            s: self.places.indexed(p, r_loop) for s in derivative.free_symbols if (p := self.places.offsets.get(s)) is not None
+        }), r_loop)  # fmt: skip
+        row = state.start + flat_index(state.shape, loop[:n_der])
+        if o is None:
+            columns = [(sp.Integer(j), g, f"y[{j}]") for j, g in self._scalar_columns(q)]
+        else:
+            at = ", ".join(str(k + (r_loop[a] if a >= 0 else 0)) for a, k in o.index)
+            columns = [(self.places.indexed(o, r_loop).indices[0], sp.S.One, f"{o.ref}[{at}]")]
+        for column, g, read_text in columns:
+            if self.lowrank:  # U[row, k] += ..., over every axis but the derivative's
+                entry = self._u_entry(state, int(column), lambda cells: cells[:n_der])
+                self._accumulate(label.format(f"sum {int(column) - (self.n_states or 0)}"), composite, value * g, entry)
+                continue
+            position = self._block(label.format(read_text), composite, loop, row, column, value * g, position)
+        return position
+
+    def _block(self, label: str, box: Box, loop: tuple[sp.Basic, ...], row: sp.Basic, column: sp.Basic, value: sp.Basic,
+               position: int) -> int:  # fmt: skip
+        """Entries ``value`` at (``row``, ``column``), affine in the loop indices of ``box``: one
+        per cell of the axes that move the row or the column, summed over the others."""
+        lows = {x: lo for x, (lo, _) in zip(loop, box)}
+        moving = [a for a, x in enumerate(loop) if x.is_Symbol and (row.coeff(x) != 0 or column.coeff(x) != 0)]
+        shape = tuple(box[a][1] - box[a][0] for a in moving)
+        block_strides = strides(shape)
+
+        def target(cells: tuple[sp.Basic, ...], at: int = position) -> sp.Basic:
+            return _VALUES[at + sp.Add(*(s * (cells[a] - box[a][0]) for s, a in zip(block_strides, moving)))]
+
+        count = box_size(tuple(box[a] for a in moving))
+        if count > MAX_BLOCK_ENTRIES:
+            raise NoJacobian(f"{label}: {count:,} entries (every element depends on nearly every other: "
+                             f"a dense Jacobian), more than the {MAX_BLOCK_ENTRIES:,} dyngen writes")  # fmt: skip
+        if count == box_size(box):  # every cell its own entry
+            _emit(self.places, self.temporaries, label, box, [(target, value, "")], self.code)
+        else:
+            self._zero(label, position, count)
+            self._accumulate(label, box, value, target)
+        self.code.jac_blocks.append(JacBlock(int(row.xreplace(lows)), int(column.xreplace(lows)), shape,
+                                             tuple(int(row.coeff(loop[a])) for a in moving),
+                                             tuple(int(column.coeff(loop[a])) for a in moving)))  # fmt: skip
+        return position + count
+
+    def _zero(self, label: str, position: int, count: int) -> None:
+        """``values[position:position + count] = 0``: entries accumulated below."""
+        if count > 1:
+            self.code.blocks.append(Block(f"{label}: accumulated below", (Statement(_VALUES[INDEX + position], sp.Float(0.0)),),
+                                          loops=(("i", 0, count),)))  # fmt: skip
+        else:
+            self.code.blocks.append(Block(f"{label}: accumulated below", (Statement(_VALUES[position], sp.Float(0.0)),)))
 
     def _broadcast(self, offset: Offset, reduction: Reduction, summands: list, partial: sp.Basic, box: Box, state: Slot,
                    position: int) -> int:  # fmt: skip
@@ -733,6 +887,7 @@ class _ReductionChain:
                 derivative = self.clean(sp.diff(summand, read))
                 if derivative == 0:
                     continue
+                self.code.roots.append(derivative)  # (a reduction it reads is computed first)
                 value = (factor * derivative).xreplace({
                     s: self.places.indexed(q, summand_loop) for s in derivative.free_symbols
                     if (q := self.places.offsets.get(s)) is not None
@@ -774,9 +929,7 @@ class _ReductionChain:
                 entry = self._u_entry(state, column, lambda loop: loop[:n_der])
                 self._accumulate(label.replace(f"y[{column}]", f"sum {column - (self.n_states or 0)}"), combined_box, value * g, entry)
                 continue
-            self.code.blocks.append(Block(f"{label}: accumulated below", (Statement(_VALUES[INDEX + position], sp.Float(0.0)),),
-                                          loops=(("i", 0, count),)) if count > 1 else
-                                    Block(f"{label}: accumulated below", (Statement(_VALUES[position], sp.Float(0.0)),)))  # fmt: skip
+            self._zero(label, position, count)
             st = strides(der_shape)
 
             def entry(loop: tuple[sp.Basic, ...], at: int = position, st: tuple = st) -> sp.Basic:
@@ -827,12 +980,7 @@ class _ReductionChain:
             kept_shape = tuple(hi - lo for lo, hi in kept_box)
             count = box_size(kept_box)
             kept_strides = strides(kept_shape)
-            if count > 1:
-                zero = Block(f"{label}: accumulated below", (Statement(_VALUES[INDEX + position], sp.Float(0.0)),),
-                             loops=(("i", 0, count),))  # fmt: skip
-            else:
-                zero = Block(f"{label}: accumulated below", (Statement(_VALUES[position], sp.Float(0.0)),))
-            self.code.blocks.append(zero)
+            self._zero(label, position, count)
 
             def entry(loop: tuple[sp.Basic, ...], at: int = position, st: tuple = kept_strides) -> sp.Basic:
                 return _VALUES[at + sp.Add(*(s * (loop[a] - lo) for s, a, (lo, _) in zip(st, kept, kept_box)))]

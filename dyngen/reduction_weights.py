@@ -21,7 +21,7 @@ from typing import Sequence
 import sympy as sp
 
 from .ir import Block, Reduction, Statement
-from .lower_arrays import LOOP_INDICES, ArrayCode, Full, Places, flat_index
+from .lower_arrays import LOOP_INDICES, ArrayCode, Full, Places, flat_index, summand_shape
 
 
 class AxisWeights:
@@ -38,7 +38,7 @@ class AxisWeights:
         name = reduction.symbol.name
         if name not in self._made:
             self._made[name] = self._passes(reduction)
-        shape, kept = _shape(reduction), _kept(reduction)
+        shape, kept = summand_shape(reduction), _kept(reduction)
         cell, row = flat_index(shape, summand_loop), flat_index(reduction.shape, [summand_loop[a] for a in kept])
         made = self._made[name]
         if reduction.op == "prod":
@@ -46,7 +46,7 @@ class AxisWeights:
         return sp.Piecewise((value, sp.Eq(made[row], cell)), (sp.S.Zero, True))  # type: ignore[index]
 
     def _passes(self, reduction: Reduction) -> sp.IndexedBase:
-        shape, kept = _shape(reduction), _kept(reduction)
+        shape, kept = summand_shape(reduction), _kept(reduction)
         symbol, size = reduction.symbol.name, 1
         for extent in shape:
             size *= extent
@@ -95,7 +95,7 @@ class AxisWeights:
     def _summands(self, reduction: Reduction) -> list[tuple[tuple, sp.Basic]]:
         """Each segment's box (lo, hi) and its summand read at the loop indices."""
         out = []
-        loops = LOOP_INDICES[: len(_shape(reduction))]
+        loops = LOOP_INDICES[: len(summand_shape(reduction))]
         for segment in reduction.segments:
             if any(hi <= lo for lo, hi in zip(segment.lo, segment.hi)):
                 continue
@@ -108,11 +108,6 @@ class AxisWeights:
         lo, hi = box
         names = [str(x) for x in LOOP_INDICES[: len(lo)]]
         self.code.blocks.append(Block(title, statements, loops=tuple(zip(names, lo, hi))))
-
-
-def _shape(reduction: Reduction) -> tuple[int, ...]:
-    """The summand's whole shape (its segments tile it)."""
-    return tuple(max(s.hi[a] for s in reduction.segments) for a in range(len(reduction.segments[0].hi)))
 
 
 def _kept(reduction: Reduction) -> list[int]:

@@ -28,12 +28,26 @@ CASES = {  # case -> d/dt u of (u, w); w is a small vector state (its own case o
         -u + 0.1 * np.sum(u, axis=1, keepdims=True) - 0.5 * np.max(u, axis=0, keepdims=True)
         + 0.05 * np.linalg.norm(u, axis=1, keepdims=True)
     ),
+    # reductions of matrix products (a reduction reading another along the axis it reduces)
+    "sum_of_a_product": lambda u, w: -u + 0.1 * (u @ coupling(u.shape[1])).sum(axis=1)[:, None],
+    "product_of_a_product": lambda u, w: -u + 0.1 * (np.sin(u) @ coupling(u.shape[1])) @ coupling(u.shape[1]),
+    "max_of_a_product": lambda u, w: -u + 0.1 * np.max(u @ coupling(u.shape[1]), axis=0),
+    "gram_product_shifted": lambda u, w: -u + 0.1 * np.roll((u @ u.T) @ u, 1, axis=0) / u.size,
     # with a vector state of fewer than 8 elements (element form) broadcast over the columns
     "stack_sum_and_small_vector": lambda u, w: (
         -3 * u + np.stack((u, np.roll(u, 1, axis=0))).sum(axis=0) + 0.3 * w[:, None] + 0.3 * u[:, :1]
     ),
 }
-SMALL_VECTOR_CASES = {"stack_sum_and_small_vector"}  # built with 7 rows: w stays in the element form
+NO_JACOBIAN_CASES = {  # what dyngen does not derive (yet): the module says why
+    "product_of_three": lambda u, w: -u + 0.1 * ((u @ coupling(u.shape[1])) @ coupling(u.shape[1])) @ coupling(u.shape[1]),
+}
+SMALL_VECTOR_CASES = {"stack_sum_and_small_vector"}
+
+
+def coupling(m):
+    """A constant m x m matrix (the same numbers under dyngen and dynode)."""
+    k = np.arange(m)
+    return np.cos(np.add.outer(k, 2 * k)) / m  # built with 7 rows: w stays in the element form
 
 
 class Grid(System):
@@ -50,7 +64,7 @@ class Grid(System):
 
     def do_step(self, time):
         w = self.states.w if self.case in SMALL_VECTOR_CASES else None
-        self.ders.u = CASES[self.case](self.states.u, w)
+        self.ders.u = {**CASES, **NO_JACOBIAN_CASES}[self.case](self.states.u, w)
         if w is not None:
             self.ders.w = -w + 0.1 * np.mean(self.states.u, axis=1)
 

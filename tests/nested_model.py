@@ -20,9 +20,11 @@ the reductions along axes.
   previous row's spread about its mean (``np.roll(np.mean((u - rows)**2, axis=1), 1)``)
   and the row maxima of ``u * rows``;
 - ``"cross"``: row sums weighted by the column means (``np.sum(u * u.mean(axis=0)[None, :],
-  axis=1)``): with 64 columns or more not derived (every level depends on every cell through
-  every column: the refusal's text is tested); with fewer, each column's mean is its own
-  segment, read at a constant, and derived;
+  axis=1)``): with 64 columns or more, derived through the column means at every cell of
+  the row sums (every level depends on every cell); with fewer, each column's mean is its
+  own segment, read at a constant;
+- ``"three_levels"``: the same with the column means of ``u`` weighted by the row means:
+  three reductions nested (with 64 columns or more: no Jacobian yet, the module says why);
 - ``"deep"``: the three at once, with a sum over the grid of a summand that reads the
   row spreads about the global mean (three levels), and the row maxima of a summand
   that reads the global mean.
@@ -70,9 +72,13 @@ class Communities(System):
             spread = np.mean((u - rows) ** 2, axis=1)
             du = -k * (u - rows) * (1.0 + np.roll(spread, 1)[:, None])
             dv = np.max(u * rows, axis=1) - v
-        elif self.case == "cross":  # row sums weighted by the column means: no Jacobian yet
+        elif self.case == "cross":  # row sums weighted by the column means
             du = -k * (u - u.mean())
             dv = np.sum(u * u.mean(axis=0)[None, :], axis=1) / u.shape[1] - v
+        elif self.case == "three_levels":  # row sums of u times column means weighted by the row means
+            du = -k * (u - u.mean())
+            columns = np.mean(u * u.mean(axis=1)[:, None], axis=0)
+            dv = 2.5 * np.sum(u * columns[None, :], axis=1) / u.shape[1] - v
         else:
             g = u.mean()
             spread = np.mean((u - g) ** 2, axis=1)

@@ -11,6 +11,10 @@ negative extent (the module failed to import: "negative dimensions are not allow
 - central finite differences of the generated rhs for the Jacobian;
 - the module's shape: the same lines for a 12x10 and a 36x30 grid (7x10 and 7x40 with a
   vector state of 7 elements, which stays in the element form).
+
+Reductions of matrix products (``(u @ W).sum(axis=1)``, ``(np.sin(u) @ W) @ W``,
+``np.max(u @ W, axis=0)``, ``(u @ u.T) @ u``) read one reduction along the axis another
+reduces; they used to have no Jacobian ("a dense Jacobian: no Jacobian yet").
 """
 
 from __future__ import annotations
@@ -70,6 +74,34 @@ def test_jacobian_matches_finite_differences_and_the_module_does_not_grow(case: 
         module.jac(t, y, p, J)
         assert relative(J, central_differences(module, t, y, p)) < 1e-7
     assert functions(module) == functions(module_of(*large, case))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["rodas4", "sparse_bdf", "BDF"])
+@pytest.mark.parametrize("case", ["sum_of_a_product", "gram_product_shifted"])
+def test_stiff_methods_on_the_jacobian_through_products_reach_dynode(case: str, integrator: str) -> None:
+    """The implicit methods on those Jacobians (entries of one (row, column) from several
+    blocks add up, sparse or dense) against dynode's dopri5, both at tight tolerances."""
+    ours = run(build_simulation(MODEL, "dyngen", "build", 12, 10, case), "dyngen", 2.0, 0.5,
+               integrator=integrator, rtol=1e-10, atol=1e-12)  # fmt: skip
+    theirs = run(build_simulation(MODEL, "dynode", "build", 12, 10, case), "dynode", 2.0, 0.5, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("case", "shape", "says"),
+    [
+        ("product_of_three", (12, 10), ["three nested reductions", "u @ (W @ W) is one reduction", "axis_reductions_model.py:"]),
+        ("max_of_a_product", (70, 70), ["= np.max of ", "axis_reductions_model.py:", "): 24,010,000 entries", "a dense Jacobian"]),
+    ],
+)
+def test_what_has_no_jacobian_says_why(case: str, shape: tuple[int, int], says: list[str]) -> None:
+    """Three nested reductions, and a Jacobian through two that would be dense beyond
+    20 million entries (each of the 4,900 derivatives reads every cell): the module
+    builds, without a Jacobian, and says why."""
+    module = module_of(*shape, case)
+    for part in says:
+        assert part in module.NO_JACOBIAN
 
 
 @pytest.mark.slow

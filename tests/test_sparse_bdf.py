@@ -216,7 +216,7 @@ def test_a_model_without_a_jacobian_is_refused_by_simulate() -> None:
     from dynode_compare import build_simulation
 
     model = Path(__file__).resolve().parent / "nested_model.py"
-    sim = build_simulation(model, "dyngen", "build", 12, 80, "cross")  # row sums of the column means: no Jacobian yet
+    sim = build_simulation(model, "dyngen", "build", 12, 80, "three_levels")  # no Jacobian yet
     with pytest.raises(DyngenError, match=r"'sparse_bdf' needs the model's Jacobian.*'dopri5'"):
         sim.simulate(0.1, 0.1, integrator="sparse_bdf")
 
