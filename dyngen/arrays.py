@@ -1185,8 +1185,9 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
         return a * b  # numpy: a scalar times an array
     ctx = _context((a, b))
     a, b = _operand(ctx, a), _operand(ctx, b)
-    if a.ndim > 2 or b.ndim > 2:
-        raise _error("a matrix product of arrays of more than 2 dimensions", "use np.einsum with explicit subscripts")
+    if b.ndim > 2 or (a.ndim > 2 and b.ndim == 1):
+        raise _error("a matrix product with a vector, or with a right operand of more than 2 dimensions (np.dot and @ "
+                     "differ there)", "use np.einsum with explicit subscripts ('ijk,lk->ijl')")  # fmt: skip
     inner_a, inner_b = a.shape[-1], b.shape[0]
     if inner_a != inner_b:
         raise TraceError(
@@ -1200,7 +1201,7 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
         return _reduce("sum")(a * b[None, :], axis=1)
     if a.ndim == 1:
         return _reduce("sum")(a[:, None] * b, axis=0)
-    return _reduce("sum")(a[:, :, None] * b[None, :, :], axis=1)
+    return _reduce("sum")(a[..., None] * b, axis=-2)  # (a stack of matrices times one: @ and np.dot agree)
 
 
 def _einsum(subscripts: Any, *operands: Any, **kwargs: Any) -> Any:
@@ -1297,10 +1298,13 @@ def _pad(a: LazyArray, pad_width: Any, mode: str = "constant", **kwargs: Any) ->
     return a
 
 
-def _diff(a: LazyArray, n: int = 1, axis: int = -1, **kwargs: Any) -> LazyArray:
-    if kwargs:
-        raise _error("np.diff of a traced array with prepend/append", "write u[1:] - u[:-1]")
+def _diff(a: LazyArray, n: int = 1, axis: int = -1, prepend: Any = np._NoValue, append: Any = np._NoValue) -> LazyArray:
     axis = _axis(axis, a.ndim, "np.diff")
+    if prepend is not np._NoValue or append is not np._NoValue:  # joined to ``a`` along the axis first
+        edge = a.shape[:axis] + (1,) + a.shape[axis + 1 :]  # (a scalar is one slice of that shape)
+        parts = [np.broadcast_to(np.asarray(x, dtype=object if isinstance(x, Sym) else float), edge) if np.ndim(x) == 0 else x
+                 for x in (prepend, a, append) if x is not np._NoValue]  # fmt: skip
+        a = _concatenate(parts, axis=axis)
     head = (slice(None),) * axis
     for _ in range(n):
         a = a[head + (slice(1, None),)] - a[head + (slice(None, -1),)]

@@ -14,7 +14,9 @@ Loaded under dyngen and, with the import swapped, under dynode (see dynode_compa
   an axis; ``np.where``/``np.clip``; whole-array reductions (``np.sum``, ``np.mean``,
   ``np.max``, ``np.min``, ``np.prod``) into a scalar state and outputs; a 2-D output.
 - ``build_cube(n)``: a 3-D state diffusing along its last axis (``np.roll(axis=2)``,
-  ``np.diff`` with ``axis=``) and relaxing towards the mean of its first plane.
+  ``np.diff`` with ``axis=``, and with ``prepend=`` a plane or a number), mixed along it
+  by a constant matrix (a stack of matrices ``@`` one) and relaxing towards the mean of
+  its first plane.
 """
 
 import numpy as np
@@ -109,7 +111,10 @@ class Cube(System):
     def do_step(self, time):
         q = self.states.q
         along = np.roll(q, 1, axis=2) - 2 * q + np.roll(q, -1, axis=-1)
-        self.ders.q = 0.3 * along + 0.1 * (np.mean(q[0]) - q)
+        mix = np.cos(np.add.outer(np.arange(q.shape[2]), 2 * np.arange(q.shape[2]))) / q.shape[2]  # a constant matrix
+        periodic = np.diff(q, axis=0, prepend=q[-1:])  # q[a] - q[a - 1], around axis 0
+        self.ders.q = 0.3 * along + 0.1 * (np.mean(q[0]) - q) + 0.05 * np.tanh(q) @ mix + 0.1 * periodic
+        self.ders.q -= 0.02 * np.diff(q, axis=1, prepend=0.0)
         self.outputs.gradient = np.diff(q, axis=2)
 
 

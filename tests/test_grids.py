@@ -183,6 +183,18 @@ def test_the_module_is_the_same_loops_for_a_small_and_a_large_grid(tmp_path: Pat
     assert seconds[200] < 10 * seconds[20] + 5  # not one expression per element
 
 
+def test_the_cube_is_the_same_loops_at_two_sizes() -> None:
+    """A stack of matrices @ a matrix and np.diff(..., prepend=) stay in the array form
+    (they used to fall back to the element form, one line per cell)."""
+    texts = {}
+    for n in (16, 40):  # (from 16: q[0] has 64 elements, the array form's threshold)
+        sim = build_simulation(MODELS, "dyngen", "build_cube", n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", dyngen.DyngenWarning)  # no fallback to the element form
+            texts[n] = functions(Path(sim.compile().module.__file__).read_text())
+    assert {k: len(v) for k, v in texts[16].items()} == {k: len(v) for k, v in texts[40].items()}
+
+
 # ----------------------------------------------------------------------------- what the array form refuses
 
 
