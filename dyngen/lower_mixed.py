@@ -6,7 +6,9 @@ emitted as loops over instances (``lower_groups``), the array system as loop nes
 (``lower_arrays``), in one function.  What joins them:
 
 - an element of an array in array form read by element code (``u[11]``) is a
-  single-value operand of the reading group, at its place in ``y`` or ``p``;
+  single-value operand of the reading group, at its place in ``y`` or ``p``; an
+  element of a reduction along axes (``u.mean(axis=0)[3]``) becomes a sum of its own
+  (``element_sums``);
 - a sum over an array (``np.sum(u)``) read by element code is computed by its loop
   and stored in the scratch vector ``v`` after the signals (``v[N_OBSERVED + k]``),
   where the groups that read it find it; groups and sums run in dataflow order;
@@ -41,6 +43,7 @@ from typing import Callable, Iterable, Iterator
 
 import sympy as sp
 
+from .element_sums import element_reads_as_sums
 from .flatten import relative_location
 from .groups import KERNEL_MIN_INSTANCES, Group, group
 from .ir import Assignment, Block, FlatModel, Kernel, KernelFunction, SignalRef, Statement
@@ -323,11 +326,14 @@ def lower_mixed(flat: FlatModel, kernels: bool, clean: Callable[[sp.Basic], sp.B
     docstring.  Returns the (packed) flat model when it has no group large enough (or
     ``kernels`` is off): lower it as usual; a reason string when the two cannot combine."""
     interface = _Interface(flat)
+    sites = Counter((a.function.location, a.ref.kind, a.ref.key) for a in flat.assignments)
+    loops_possible = kernels and max(sites.values()) >= KERNEL_MIN_INSTANCES
+    if interface.reason is not None and loops_possible and (as_sums := element_reads_as_sums(flat)) is not None:
+        flat, interface = as_sums, _Interface(as_sums)  # elements of reductions along axes: sums of their own
     arrays = {slot.ref for slot in (*flat.states, *flat.parameters) if slot.array}
     flat_reads = replace(flat, assignments=tuple(replace(a, reads=interface.reads(a, arrays)) for a in flat.assignments))
     if interface.reason is not None:  # a reason only where loops over instances were possible
-        sites = Counter((a.function.location, a.ref.kind, a.ref.key) for a in flat.assignments)
-        return interface.reason if kernels and max(sites.values()) >= KERNEL_MIN_INSTANCES else flat
+        return interface.reason if loops_possible else flat
     groups = group(flat_reads, interface.extra)
     if groups is None:
         return "grouping the instances' assignments makes a cycle between the loops" if kernels else flat

@@ -107,15 +107,15 @@ class Oscillator(System):
 
 def build_with_oscillators(n=12, m=10, oscillators=40, readers=False):
     """The profiled grid beside many small oscillators; with ``readers``, each one is
-    driven by an element of the grid's column means."""
+    driven by an element of the grid's column means and one of its row maxima."""
     grid = Profiled(n, m)
     sim = Simulation()
     sim.add_system(grid)
     for q in range(oscillators):
         osc = Oscillator(1.0 + 0.01 * q)
         if readers:
-            def drive(system, time, column=q % m):
-                system.inputs.drive = grid.outputs.colmean[column]
+            def drive(system, time, column=q % m, row=q % n):
+                system.inputs.drive = grid.outputs.colmean[column] - 0.1 * grid.outputs.rowmax[row]
 
             osc.add_pre_connection(drive)
         sim.add_system(osc)

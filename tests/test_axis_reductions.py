@@ -108,18 +108,37 @@ def test_what_has_no_jacobian_says_why(case: str, shape: tuple[int, int], says: 
 @pytest.mark.parametrize("readers", [False, True], ids=["unread", "read_by_the_oscillators"])
 def test_small_outputs_reduced_along_an_axis_beside_many_small_components(readers: bool) -> None:
     """A column mean and a row maximum as outputs (10 and 12 elements) no longer stop the
-    loops over the 40 oscillators beside the grid: they are computed in ``observe`` as loops."""
+    loops over the 40 oscillators beside the grid: they are computed in ``observe`` as loops;
+    read by the oscillators (a column's mean, a row's maximum), each element is a reduction of its own."""
     ours = run(build_simulation(MODEL, "dyngen", "build_with_oscillators", 12, 10, 40, readers), "dyngen", 2.0, 0.5)
     theirs = run(build_simulation(MODEL, "dynode", "build_with_oscillators", 12, 10, 40, readers), "dynode", 2.0, 0.5)
     assert_same_runs(ours, theirs)
-    if not readers:
-        sim = build_simulation(MODEL, "dyngen", "build_with_oscillators", 12, 10, 40, readers)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", dyngen.DyngenWarning)  # "no loops over instances ..." is one
-            module = sim.compile().module
-        text = Path(module.__file__).read_text()
-        assert "for i in range(40):" in functions_text(text, "rhs")  # the oscillators' loop
-        assert "for i in range(10):" in functions_text(text, "observe")  # the column means' loop
+    sim = build_simulation(MODEL, "dyngen", "build_with_oscillators", 12, 10, 40, readers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dyngen.DyngenWarning)  # "no loops over instances ..." is one
+        module = sim.compile().module
+    text = Path(module.__file__).read_text()
+    assert "for i in range(40):" in functions_text(text, "rhs")  # the oscillators' loop
+    assert "for i in range(10):" in functions_text(text, "observe")  # the column means' loop
+    if readers:  # each column's sum and row's maximum the oscillators read: low-rank terms of the Jacobian
+        assert module.N_LOWRANK == 10 + 12
+        for seed in (1, 2):
+            t, y, p = random_point(module, seed)
+            J = np.zeros((module.N_STATES, module.N_STATES))
+            module.jac(t, y, p, J)
+            assert relative(J, central_differences(module, t, y, p)) < 1e-7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["rodas4", "sparse_bdf", "BDF"])
+def test_stiff_methods_with_oscillators_reading_reduced_elements_reach_dynode(integrator: str) -> None:
+    """The sums of single elements as low-rank terms (S + U Vᵀ: Woodbury in rodas4 and
+    sparse_bdf, dense in BDF) against dynode's dopri5, both at tight tolerances."""
+    ours = run(build_simulation(MODEL, "dyngen", "build_with_oscillators", 12, 10, 40, True), "dyngen", 2.0, 0.5,
+               integrator=integrator, rtol=1e-10, atol=1e-12)  # fmt: skip
+    theirs = run(build_simulation(MODEL, "dynode", "build_with_oscillators", 12, 10, 40, True), "dynode", 2.0, 0.5,
+                 rtol=1e-11, atol=1e-13)  # fmt: skip
+    np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
 
 
 def functions_text(text: str, name: str) -> str:
