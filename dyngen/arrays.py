@@ -671,10 +671,17 @@ class LazyArray:
         )
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        if self.ndim == 1:
+            raise _error(
+                "item assignment to a traced large array (lap[1:-1] = ...)",
+                "build the array whole: lap = np.concatenate(([u[1] - u[0]], u[2:] - 2 * u[1:-1] + u[:-2], [u[-2] - u[-1]])), "
+                "or with np.roll/np.pad",
+            )
         raise _error(
-            "item assignment to a traced large array (lap[1:-1] = ...)",
-            "build the array whole: lap = np.concatenate(([u[1] - u[0]], u[2:] - 2 * u[1:-1] + u[:-2], [u[-2] - u[-1]])), "
-            "or np.roll/np.pad for grids",
+            f"item assignment to a traced large array of {self.ndim} dimensions (lap[1:-1, 1:-1] = ...)",
+            "build the array whole, e.g. with walls: w = np.pad(u, 1, mode='edge'); lap = w[2:, 1:-1] + w[:-2, 1:-1] + "
+            "w[1:-1, 2:] + w[1:-1, :-2] - 4 * u (mode='wrap' for periodic, np.roll(u, 1, axis=0) alike); "
+            "a boundary row of its own: np.concatenate((top[None, :], u[1:]), axis=0)",
         )
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
