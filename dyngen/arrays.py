@@ -1192,9 +1192,9 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
         return a * b  # numpy: a scalar times an array
     ctx = _context((a, b))
     a, b = _operand(ctx, a), _operand(ctx, b)
-    if b.ndim > 2 or (a.ndim > 2 and b.ndim == 1):
-        raise _error("a matrix product with a vector, or with a right operand of more than 2 dimensions (np.dot and @ "
-                     "differ there)", "use np.einsum with explicit subscripts ('ijk,lk->ijl')")  # fmt: skip
+    if b.ndim > 2:
+        raise _error("a matrix product with a right operand of more than 2 dimensions (np.dot and @ differ there)",
+                     "use np.einsum with explicit subscripts ('ijk,lkm->ijlm' for np.dot)")  # fmt: skip
     inner_a, inner_b = a.shape[-1], b.shape[0]
     if inner_a != inner_b:
         raise TraceError(
@@ -1204,8 +1204,8 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
         )
     if a.ndim == 1 and b.ndim == 1:
         return _reduce("sum")(a * b)
-    if a.ndim == 2 and b.ndim == 1:
-        return _reduce("sum")(a * b[None, :], axis=1)
+    if b.ndim == 1:  # a matrix, or a stack of them, times a vector
+        return _reduce("sum")(a * b, axis=-1)
     if a.ndim == 1:
         return _reduce("sum")(a[:, None] * b, axis=0)
     return _reduce("sum")(a[..., None] * b, axis=-2)  # (a stack of matrices times one: @ and np.dot agree)
