@@ -1194,7 +1194,8 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
     a, b = _operand(ctx, a), _operand(ctx, b)
     if b.ndim > 2:
         raise _error("a matrix product with a right operand of more than 2 dimensions (np.dot and @ differ there)",
-                     "use np.einsum with explicit subscripts ('ijk,lkm->ijlm' for np.dot)")  # fmt: skip
+                     "use np.einsum with explicit subscripts: for a 2-D a, np.dot(a, b) is np.einsum('ij,kjm->ikm', a, b) "
+                     "and a @ b is np.einsum('ij,kjm->kim', a, b)")  # fmt: skip
     inner_a, inner_b = a.shape[-1], b.shape[0]
     if inner_a != inner_b:
         raise TraceError(

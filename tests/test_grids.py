@@ -217,6 +217,25 @@ def test_reshape_that_moves_elements_is_a_clear_error(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 20
 
 
+def test_a_product_with_a_stack_of_matrices_on_the_right_names_the_einsum_to_write(tmp_path: Path) -> None:
+    stack = np.ones((2, 60, 60))  # a constant (closure value)
+
+    class Stacked(dyngen.System):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states.u = np.ones((60, 60))
+            self.ders.u = np.zeros((60, 60))
+
+        def do_step(self, time: float) -> None:
+            self.ders.u = -(self.states.u @ stack).sum(axis=0)
+
+    sim = dyngen.Simulation()
+    sim.add_system(Stacked())
+    with pytest.raises(TraceError, match=r"(?s)right operand of more than 2 dimensions.*np.einsum\('ij,kjm->kim', a, b\)"):
+        build(sim.systems, name="stacked", source_root=str(Path(__file__).parent), model_file=Path(__file__).name,
+              options=BuildOptions(output_dir=str(tmp_path / "out")))  # fmt: skip
+
+
 def test_item_assignment_on_a_large_grid_fails_fast_with_what_to_write(tmp_path: Path) -> None:
     class Filled(dyngen.System):
         def __init__(self) -> None:
