@@ -1308,9 +1308,11 @@ def _pad(a: LazyArray, pad_width: Any, mode: str = "constant", **kwargs: Any) ->
 
 def _diff(a: LazyArray, n: int = 1, axis: int = -1, prepend: Any = np._NoValue, append: Any = np._NoValue) -> LazyArray:
     axis = _axis(axis, a.ndim, "np.diff")
+    if n == 0:
+        return a  # (numpy: prepend and append are then ignored)
     if prepend is not np._NoValue or append is not np._NoValue:  # joined to ``a`` along the axis first
         edge = a.shape[:axis] + (1,) + a.shape[axis + 1 :]  # (a scalar is one slice of that shape)
-        parts = [np.broadcast_to(np.asarray(x, dtype=object if isinstance(x, Sym) else float), edge) if np.ndim(x) == 0 else x
+        parts = [Fill(a.ctx, edge, numeric(to_expr(x))) if np.ndim(x) == 0 else x
                  for x in (prepend, a, append) if x is not np._NoValue]  # fmt: skip
         a = _concatenate(parts, axis=axis)
     head = (slice(None),) * axis

@@ -183,6 +183,19 @@ class Full(sp.Function):
         return f"np.full({int(n)}, {printer._print(value)})"  # type: ignore[attr-defined]
 
 
+class ExtremeStep(sp.Function):
+    """``ExtremeStep(acc, x, 1)``: one step ``acc = max(acc, x)`` of an accumulation loop
+    (``-1``: min), printed as a conditional that keeps numpy's NaN propagation (a NaN
+    ``x`` or ``acc`` wins).  ``np.maximum`` there made LLVM compile for minutes, or
+    forever, on loop nests such as 16 x 16 or 24 x 20 cells (its unrolling decides).
+    ``x`` is a plain symbol (the cell's value, computed on the line before)."""
+
+    def _dyngen_numba(self, printer: object) -> str:
+        acc, x, sign = (printer._print(a) for a in self.args)  # type: ignore[attr-defined]
+        keep = ">=" if self.args[2] > 0 else "<="
+        return f"{acc} if {acc} {keep} {x} or {acc} != {acc} else {x}"
+
+
 @dataclass(frozen=True)
 class _Box:
     """One fused box: the same cells of every array of a fused set."""
@@ -339,10 +352,10 @@ def _no_element_reads(columns: Iterable[int]) -> None:
                          "of a reduction along an axis: dyngen has no Jacobian for that yet")  # fmt: skip
 
 
-MAX_BLOCK_ENTRIES = 20_000_000  # a Jacobian block through nested reductions: 480 MB of values and pattern
+MAX_BLOCK_ENTRIES = 20_000_000  # Jacobian entries of the array loops (one block, or all): 480 MB of values and pattern
 _WEIGHTED = ("sum", "max", "min", "prod")  # reductions along axes with a Jacobian (reduction_weights)
 _REDUCTION_START = {"sum": sp.Float(0.0), "prod": sp.Float(1.0), "max": sp.S.NegativeInfinity, "min": sp.S.Infinity}
-_REDUCTION_STEP = {"sum": sp.Add, "prod": sp.Mul, "max": sp.Max, "min": sp.Min}
+_REDUCTION_STEP = {"sum": sp.Add, "prod": sp.Mul}
 
 
 def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temporaries: Temporaries) -> list[Block]:
@@ -352,15 +365,24 @@ def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temp
     code = ArrayCode()
     where = relative_location(reduction.location, flat.source_root)
     symbol = reduction.symbol
-    step = _REDUCTION_STEP[reduction.op]
     start = _REDUCTION_START[reduction.op]
+
+    def steps(accumulator: sp.Symbol, target: Target, summand: sp.Basic) -> list[tuple[Target, sp.Basic, str]]:
+        """The loop body's statements: ``acc = acc + summand`` (``*``), or for max/min the
+        cell's value on a line of its own, then ``ExtremeStep``."""
+        if reduction.op in _REDUCTION_STEP:
+            return [(target, _REDUCTION_STEP[reduction.op](accumulator, summand), "")]
+        cell = sp.Symbol(f"{symbol.name}_cell", real=True)
+        sign = sp.Integer(1 if reduction.op == "max" else -1)
+        return [(lambda loop: cell, summand, ""), (target, ExtremeStep(accumulator, cell, sign), "")]
+
     if not reduction.shape:
         title = f"{symbol} = {reduction.op} over {reduction.size} elements ({where})"
         code.blocks.append(Block(title, (Statement(symbol, start),)))
         for segment in reduction.segments:
             box = tuple(zip(segment.lo, segment.hi))
-            _emit(places, temporaries, f"{symbol}: {_span(box)}", box,
-                  [(lambda loop: symbol, step(symbol, segment.expr), "")], code, symbol)  # fmt: skip
+            _emit(places, temporaries, f"{symbol}: {_span(box)}", box, steps(symbol, lambda loop: symbol, segment.expr),
+                  code, symbol)  # fmt: skip
         return code.blocks
     size = 1
     for extent in reduction.shape:
@@ -385,8 +407,8 @@ def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temp
 
     for segment in reduction.segments:
         box = tuple(zip(segment.lo, segment.hi))
-        _emit(places, temporaries, f"{symbol}: {_span(box)}", box,
-              [(element, step(accumulator, segment.expr), "")], code, accumulator, element)  # fmt: skip
+        _emit(places, temporaries, f"{symbol}: {_span(box)}", box, steps(accumulator, element, segment.expr),
+              code, accumulator, element)  # fmt: skip
     return code.blocks
 
 
@@ -534,6 +556,10 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
                 _emit(places, temporaries, _title(flat, members, box), box, targets, code)
     for state, read, partial in element_reads:  # d/dt v[3] = f(T[3]): T's row 3, one entry per summand cell
         position = chain.entries(read, partial, (), state, position)
+    if position - first > MAX_BLOCK_ENTRIES:  # (the blocks' patterns are built when the module is imported)
+        raise NoJacobian(f"the Jacobian's loop nests would write {position - first:,} entries, more than the "
+                         f"{MAX_BLOCK_ENTRIES:,} dyngen writes: dense blocks through reductions along axes, e.g. one per "
+                         "element of a reduction that a scalar adds up (np.max(u @ W, axis=0).sum()) or reads")  # fmt: skip
     return places.as_roots(code)
 
 
@@ -780,7 +806,8 @@ class _ReductionChain:
             if self.clean(sp.diff(inner_summand, q)) == 0:
                 return position
             raise NoJacobian(f"d/dt {state.ref} reads {chain}, whose summand reads a third reduction: no Jacobian yet for three "
-                             "nested reductions (with constant matrices, multiply them first: u @ (W @ W) is one reduction)")  # fmt: skip
+                             "reductions nested that way (where two of them are products of constant matrices, multiply "
+                             "those first: u @ (W @ W) is one reduction)")  # fmt: skip
         if o is not None and (o.ref not in self.state_arrays or self.lowrank):
             return position  # a parameter array (a constant); with lowrank, states give no U entry
         if o is None and not self._scalar_columns(q):

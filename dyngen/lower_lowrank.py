@@ -33,8 +33,8 @@ import sympy as sp
 from .arrays import Box, box_size, index_text
 from .flatten import relative_location
 from .ir import REDUCTION_KIND, Block, FlatModel, Offset, Reduction, Statement
-from .lower_arrays import (INDEX, ArrayCode, Empty, Full, NoJacobian, Places, Temporaries, _loop_indices, _no_element_reads,
-                           _span, emit, flat_index, strides)
+from .lower_arrays import (INDEX, ArrayCode, Empty, ExtremeStep, Full, NoJacobian, Places, Temporaries, _loop_indices,
+                           _no_element_reads, _span, emit, flat_index, strides)
 
 _V = sp.IndexedBase("V")
 
@@ -269,22 +269,26 @@ def _sum_weight(code: ArrayCode, places: Places, temporaries: Temporaries, reduc
     return lambda position, derivative, box: derivative
 
 
-def _extreme_weight(better: Callable[[sp.Basic, sp.Basic], sp.Basic], start: sp.Basic) -> Callable[..., Weight]:
-    """``max``/``min``: a pass finds the first cell attaining the extreme (``jac_arg{k}``); the
+def _extreme_weight(sign: int, start: sp.Basic) -> Callable[..., Weight]:
+    """``max`` (``sign`` 1) / ``min`` (-1): a pass finds the extreme, a second one the first
+    cell attaining it (``jac_arg{k}``; one pass of selects carried from cell to cell made
+    LLVM compile for minutes, or forever, on loop nests such as 16 x 16 cells); the
     entries are the summand's derivative there, zero elsewhere."""
 
     def weight(code: ArrayCode, places: Places, temporaries: Temporaries, reduction: Reduction, k: int,
                segments: Segments, n: int) -> Weight:  # fmt: skip
         symbol, op = reduction.symbol, reduction.op
         best, arg = sp.Symbol(f"jac_best{k}", real=True), sp.Symbol(f"jac_arg{k}", integer=True)
-        code.blocks.append(Block(f"{symbol}: the first cell attaining the {op}imum, for V[:, {k}]",
+        cell = sp.Symbol(f"jac_cell{k}", real=True)
+        code.blocks.append(Block(f"{symbol}: the {op}imum, then the first cell attaining it, for V[:, {k}]",
                                  (Statement(best, start), Statement(arg, sp.Integer(-1)))))  # fmt: skip
-        for box, summand, position, _ in segments:
-            found = better(summand, best)
-            loop = _loop_indices(box)
-            targets = [(lambda cells: arg, sp.Piecewise((position(loop), found), (arg, True)), ""),
-                       (lambda cells: best, sp.Piecewise((summand, found), (best, True)), "")]  # fmt: skip
+        for box, summand, _, _ in segments:
+            targets = [(lambda cells: cell, summand, ""), (lambda cells: best, ExtremeStep(best, cell, sp.Integer(sign)), "")]
             emit(places, temporaries, f"{symbol}: {_span(box)}", box, targets, code, best)
+        for box, summand, position, _ in segments:
+            first = sp.And(sp.Lt(arg, 0), sp.Eq(summand, best))
+            targets = [(lambda cells: arg, sp.Piecewise((position(_loop_indices(box)), first), (arg, True)), "")]
+            emit(places, temporaries, f"{symbol}: the first cell, {_span(box)}", box, targets, code, arg)
         return lambda position, derivative, box: sp.Piecewise(
             (derivative, sp.Eq(position(_loop_indices(box)), arg)), (sp.S.Zero, True)
         )
@@ -317,7 +321,7 @@ def _prod_weight(code: ArrayCode, places: Places, temporaries: Temporaries, redu
 
 _WEIGHTS: dict[str, Callable[..., Weight]] = {
     "sum": _sum_weight,
-    "max": _extreme_weight(lambda value, best: value > best, sp.S.NegativeInfinity),
-    "min": _extreme_weight(lambda value, best: value < best, sp.S.Infinity),
+    "max": _extreme_weight(1, sp.S.NegativeInfinity),
+    "min": _extreme_weight(-1, sp.S.Infinity),
     "prod": _prod_weight,
 }

@@ -33,12 +33,15 @@ CASES = {  # case -> d/dt u of (u, w); w is a small vector state (its own case o
     "product_of_a_product": lambda u, w: -u + 0.1 * (np.sin(u) @ coupling(u.shape[1])) @ coupling(u.shape[1]),
     "max_of_a_product": lambda u, w: -u + 0.1 * np.max(u @ coupling(u.shape[1]), axis=0),
     "gram_product_shifted": lambda u, w: -u + 0.1 * np.roll((u @ u.T) @ u, 1, axis=0) / u.size,
+    # the grid's maximum and the minimum of a product: accumulations over the whole array
+    "extremes_of_the_grid": lambda u, w: -u + 0.1 * np.max(u) - 0.1 * np.min(u @ coupling(u.shape[1])),
     # with a vector state of fewer than 8 elements (element form) broadcast over the columns
     "stack_sum_and_small_vector": lambda u, w: (
         -3 * u + np.stack((u, np.roll(u, 1, axis=0))).sum(axis=0) + 0.3 * w[:, None] + 0.3 * u[:, :1]
     ),
 }
 NO_JACOBIAN_CASES = {  # what dyngen does not derive (yet): the module says why
+    "max_then_sum": lambda u, w: -u + 0.01 * np.max(u @ coupling(u.shape[1]), axis=0).sum(),
     "product_of_three": lambda u, w: -u + 0.1 * ((u @ coupling(u.shape[1])) @ coupling(u.shape[1])) @ coupling(u.shape[1]),
 }
 SMALL_VECTOR_CASES = {"stack_sum_and_small_vector"}

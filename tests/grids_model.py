@@ -14,7 +14,8 @@ Loaded under dyngen and, with the import swapped, under dynode (see dynode_compa
   an axis; ``np.where``/``np.clip``; whole-array reductions (``np.sum``, ``np.mean``,
   ``np.max``, ``np.min``, ``np.prod``) into a scalar state and outputs; a 2-D output.
 - ``build_cube(n)``: a 3-D state diffusing along its last axis (``np.roll(axis=2)``,
-  ``np.diff`` with ``axis=``, and with ``prepend=`` a plane or a number), mixed along it
+  ``np.diff`` with ``axis=``, with ``prepend=``/``append=`` a plane, a number or a traced
+  element, and ``n=0``), mixed along it
   by a constant matrix (a stack of matrices ``@`` a matrix, and ``@`` a vector) and
   relaxing towards the mean of its first plane.
 """
@@ -115,6 +116,7 @@ class Cube(System):
         periodic = np.diff(q, axis=0, prepend=q[-1:])  # q[a] - q[a - 1], around axis 0
         self.ders.q = 0.3 * along + 0.1 * (np.mean(q[0]) - q) + 0.05 * np.tanh(q) @ mix + 0.1 * periodic
         self.ders.q -= 0.02 * np.diff(q, axis=1, prepend=0.0) + 0.02 * (q @ mix[0])[..., None]
+        self.ders.q -= 0.01 * np.diff(q, axis=1, append=q[0, 0, 0]) + 0.01 * np.diff(q, n=0, axis=0, prepend=0.0)
         self.outputs.gradient = np.diff(q, axis=2)
 
 

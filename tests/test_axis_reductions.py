@@ -20,6 +20,8 @@ reduces; they used to have no Jacobian ("a dense Jacobian: no Jacobian yet").
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -91,14 +93,17 @@ def test_stiff_methods_on_the_jacobian_through_products_reach_dynode(case: str, 
 @pytest.mark.parametrize(
     ("case", "shape", "says"),
     [
-        ("product_of_three", (12, 10), ["three nested reductions", "u @ (W @ W) is one reduction", "axis_reductions_model.py:"]),
+        ("product_of_three", (12, 10), ["three reductions nested that way", "u @ (W @ W) is one reduction", "axis_reductions_model.py:"]),
         ("max_of_a_product", (70, 70), ["= np.max of ", "axis_reductions_model.py:", "): 24,010,000 entries", "a dense Jacobian"]),
+        # a dense 1,920 x 1,920 block per element of the 40-element maximum, and the diagonal
+        ("max_then_sum", (48, 40), [f"would write {40 * 1920**2 + 1920:,} entries", "np.max(u @ W, axis=0).sum()"]),
     ],
 )
 def test_what_has_no_jacobian_says_why(case: str, shape: tuple[int, int], says: list[str]) -> None:
-    """Three nested reductions, and a Jacobian through two that would be dense beyond
-    20 million entries (each of the 4,900 derivatives reads every cell): the module
-    builds, without a Jacobian, and says why."""
+    """Three nested reductions, a Jacobian through two that would be dense beyond 20
+    million entries (each of the 4,900 derivatives reads every cell), and a scalar
+    adding up a reduction's 40 elements (a dense block each: the module's pattern alone
+    took 4.8 GB): the module builds, without a Jacobian, and says why."""
     module = module_of(*shape, case)
     for part in says:
         assert part in module.NO_JACOBIAN
@@ -139,6 +144,27 @@ def test_stiff_methods_with_oscillators_reading_reduced_elements_reach_dynode(in
     theirs = run(build_simulation(MODEL, "dynode", "build_with_oscillators", 12, 10, 40, True), "dynode", 2.0, 0.5,
                  rtol=1e-11, atol=1e-13)  # fmt: skip
     np.testing.assert_allclose(ours.observed_y, theirs.observed_y, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.slow
+def test_accumulating_the_extremes_of_a_large_grid_compiles_in_seconds(tmp_path: Path) -> None:
+    """np.max/np.min over a whole 24x20 grid: numba compiled the loop's np.maximum (and the
+    Jacobian's arg-max pass) for minutes or forever (at 16x16 and 24x20, not at 48x40:
+    LLVM's unrolling decides); a child process, so that a hang fails the test instead of
+    stalling the suite."""
+    child = (
+        "import sys, numpy as np, warnings\n"
+        f"sys.path.insert(0, {str(MODEL.parent)!r})\n"
+        "from dynode_compare import build_simulation\n"
+        f"sim = build_simulation({str(MODEL)!r}, 'dyngen', 'build', 24, 20, 'extremes_of_the_grid')\n"
+        f"sim.cache_dir = {str(tmp_path)!r}\n"
+        "m = sim.compile().module\n"
+        "y, p = m.DEFAULT_STATES, m.DEFAULT_PARAMETERS\n"
+        "m.rhs(0.0, y, p, np.empty(m.N_STATES))\n"
+        "m.jac(0.0, y, p, np.empty((m.N_STATES, m.N_STATES)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def functions_text(text: str, name: str) -> str:
