@@ -18,3 +18,15 @@ def run_json_child(script: str, arguments: list[str], cache: str) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"child {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median_rhs_call(module: object, y: object, p: object, dy: object, calls: int = 2000) -> float:
+    """The median time of ``calls`` calls of the module's ``rhs`` at ``(0.3, y)``."""
+    import time
+
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        module.rhs(0.3, y, p, dy)  # type: ignore[attr-defined]
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def child(oscillators: int, cells: int, kernels: bool, mean_field: bool) -> None:
     """In a child: build and compile the model; print the figures as JSON."""
+    from child_process import median_rhs_call
     from dynode_compare import build_simulation
 
     args = (True, False, True) if mean_field else (False,)  # (with an analytic Jacobian)
@@ -61,11 +62,7 @@ def child(oscillators: int, cells: int, kernels: bool, mean_field: bool) -> None
     rng = np.random.default_rng(1)
     y_random = y + rng.normal(0.0, 0.1, y.size)
     module.rhs(0.3, y_random, p, dy)
-    calls = []
-    for _ in range(2000):
-        t0 = time.perf_counter()
-        module.rhs(0.3, y, p, dy)
-        calls.append(time.perf_counter() - t0)
+    rhs_call = median_rhs_call(module, y, p, dy)
     text = Path(module.__file__).read_text()
     rhs = re.search(r"^def rhs\(.*?(?=^\S)", text, re.S | re.M)[0]
     jac = re.search(r"^def jac_values\(.*?(?=^\S)", text, re.S | re.M)[0]
@@ -79,7 +76,7 @@ def child(oscillators: int, cells: int, kernels: bool, mean_field: bool) -> None
     print(json.dumps({
         "build": built - start, "stages": dict(result.timings), "rhs_compile": compiled - built,
         "rhs_lines": len(rhs.rstrip().splitlines()), "jac_lines": len(jac.rstrip().splitlines()), "module_lines": text.count("\n"),
-        "rhs_call": float(np.median(calls)), "dy": dy.tolist(), "rodas4": rodas4,
+        "rhs_call": rhs_call, "dy": dy.tolist(), "rodas4": rodas4,
         "lowrank_lines": len(lowrank[0].rstrip().splitlines()) if lowrank else 0,
     }))  # fmt: skip
 

@@ -39,6 +39,7 @@ MODEL = HERE.parent / "tests" / "axis_reductions_model.py"
 def child(oscillators: int, kernels: bool) -> None:
     """In a child: build and compile the model; print the figures as JSON."""
     sys.path.insert(0, str(HERE.parent / "tests"))
+    from child_process import median_rhs_call
     from dynode_compare import build_simulation
 
     sim = build_simulation(MODEL, "dyngen", "build_with_oscillators", 12, 10, oscillators, True)
@@ -53,15 +54,11 @@ def child(oscillators: int, kernels: bool) -> None:
     compiled = time.perf_counter()
     at_start = dict(zip(module.STATE_NAMES, dy.tolist()))  # (the two forms lay the states out differently)
     y = y + np.random.default_rng(1).normal(0.0, 0.1, y.size)
-    calls = []
-    for _ in range(2000):
-        t0 = time.perf_counter()
-        module.rhs(0.3, y, p, dy)
-        calls.append(time.perf_counter() - t0)
+    rhs_call = median_rhs_call(module, y, p, dy)
     text = Path(module.__file__).read_text()
     rhs = re.search(r"^def rhs\(.*?(?=^\S)", text, re.S | re.M)[0]
     print(json.dumps({"build": built - start, "compile": compiled - built, "rhs_lines": len(rhs.rstrip().splitlines()),
-                      "module_lines": text.count("\n"), "rhs_call": float(np.median(calls)), "dy": at_start}))  # fmt: skip
+                      "module_lines": text.count("\n"), "rhs_call": rhs_call, "dy": at_start}))  # fmt: skip
 
 
 def main() -> None:
