@@ -191,7 +191,7 @@ class ExtremeStep(sp.Function):
     ``x`` is a plain symbol (the cell's value, computed on the line before)."""
 
     def _dyngen_numba(self, printer: object) -> str:
-        acc, x, sign = (printer._print(a) for a in self.args)  # type: ignore[attr-defined]
+        acc, x = (printer._print(a) for a in self.args[:2])  # type: ignore[attr-defined]
         keep = ">=" if self.args[2] > 0 else "<="
         return f"{acc} if {acc} {keep} {x} or {acc} != {acc} else {x}"
 
