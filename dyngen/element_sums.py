@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import sympy as sp
 
+from .arrays import box_size
 from .ir import REDUCTION_KIND, FlatModel, Reduction, Segment
 
 
@@ -56,15 +57,9 @@ def _element(reduction: Reduction, cell: tuple[int, ...]) -> Reduction:
         lo, hi = list(segment.lo), list(segment.hi)
         for a, k in zip(kept, cell):
             lo[a], hi[a] = max(lo[a], k), min(hi[a], k + 1)
-        if all(l < h for l, h in zip(lo, hi)):
+        if box_size(tuple(zip(lo, hi))):
             segments.append(Segment(tuple(lo), tuple(hi), segment.expr))
-    size = sum(_cells(s) for s in segments)
+    size = sum(box_size(tuple(zip(s.lo, s.hi))) for s in segments)
     name = f"{reduction.symbol.name}_at_{'_'.join(map(str, cell))}"
     return Reduction(sp.Symbol(name, real=True), size, tuple(segments), reduction.location, reduction.op)
 
-
-def _cells(segment: Segment) -> int:
-    count = 1
-    for lo, hi in zip(segment.lo, segment.hi):
-        count *= hi - lo
-    return count

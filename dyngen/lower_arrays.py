@@ -196,6 +196,13 @@ class ExtremeStep(sp.Function):
         return f"{acc} if {acc} {keep} {x} or {acc} != {acc} else {x}"
 
 
+def extreme_steps(accumulator: sp.Symbol, target: Target, summand: sp.Basic, cell: sp.Symbol, op: str) -> list[tuple[Target, sp.Basic, str]]:
+    """A max/min accumulation's loop body: the cell's value on a line of its own (``cell``),
+    then ``ExtremeStep`` into ``target``."""
+    sign = sp.Integer(1 if op == "max" else -1)
+    return [(lambda loop: cell, summand, ""), (target, ExtremeStep(accumulator, cell, sign), "")]
+
+
 @dataclass(frozen=True)
 class _Box:
     """One fused box: the same cells of every array of a fused set."""
@@ -372,9 +379,7 @@ def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temp
         cell's value on a line of its own, then ``ExtremeStep``."""
         if reduction.op in _REDUCTION_STEP:
             return [(target, _REDUCTION_STEP[reduction.op](accumulator, summand), "")]
-        cell = sp.Symbol(f"{symbol.name}_cell", real=True)
-        sign = sp.Integer(1 if reduction.op == "max" else -1)
-        return [(lambda loop: cell, summand, ""), (target, ExtremeStep(accumulator, cell, sign), "")]
+        return extreme_steps(accumulator, target, summand, sp.Symbol(f"{symbol.name}_cell", real=True), reduction.op)
 
     if not reduction.shape:
         title = f"{symbol} = {reduction.op} over {reduction.size} elements ({where})"

@@ -33,8 +33,8 @@ import sympy as sp
 from .arrays import Box, box_size, index_text
 from .flatten import relative_location
 from .ir import REDUCTION_KIND, Block, FlatModel, Offset, Reduction, Statement
-from .lower_arrays import (INDEX, ArrayCode, Empty, ExtremeStep, Full, NoJacobian, Places, Temporaries, _loop_indices,
-                           _no_element_reads, _span, emit, flat_index, strides)
+from .lower_arrays import (INDEX, ArrayCode, Empty, Full, NoJacobian, Places, Temporaries, _loop_indices, _no_element_reads,
+                           _span, emit, extreme_steps, flat_index, strides)
 
 _V = sp.IndexedBase("V")
 
@@ -269,8 +269,8 @@ def _sum_weight(code: ArrayCode, places: Places, temporaries: Temporaries, reduc
     return lambda position, derivative, box: derivative
 
 
-def _extreme_weight(sign: int, start: sp.Basic) -> Callable[..., Weight]:
-    """``max`` (``sign`` 1) / ``min`` (-1): a pass finds the extreme, a second one the first
+def _extreme_weight(start: sp.Basic) -> Callable[..., Weight]:
+    """``max``/``min`` (from ``start``): a pass finds the extreme, a second one the first
     cell attaining it (``jac_arg{k}``; one pass of selects carried from cell to cell made
     LLVM compile for minutes, or forever, on loop nests such as 16 x 16 cells); the
     entries are the summand's derivative there, zero elsewhere."""
@@ -283,8 +283,8 @@ def _extreme_weight(sign: int, start: sp.Basic) -> Callable[..., Weight]:
         code.blocks.append(Block(f"{symbol}: the {op}imum, then the first cell attaining it, for V[:, {k}]",
                                  (Statement(best, start), Statement(arg, sp.Integer(-1)))))  # fmt: skip
         for box, summand, _, _ in segments:
-            targets = [(lambda cells: cell, summand, ""), (lambda cells: best, ExtremeStep(best, cell, sp.Integer(sign)), "")]
-            emit(places, temporaries, f"{symbol}: {_span(box)}", box, targets, code, best)
+            emit(places, temporaries, f"{symbol}: {_span(box)}", box, extreme_steps(best, lambda cells: best, summand, cell, op),
+                 code, best)  # fmt: skip
         for box, summand, position, _ in segments:
             first = sp.And(sp.Lt(arg, 0), sp.Eq(summand, best))
             targets = [(lambda cells: arg, sp.Piecewise((position(_loop_indices(box)), first), (arg, True)), "")]
@@ -321,7 +321,7 @@ def _prod_weight(code: ArrayCode, places: Places, temporaries: Temporaries, redu
 
 _WEIGHTS: dict[str, Callable[..., Weight]] = {
     "sum": _sum_weight,
-    "max": _extreme_weight(1, sp.S.NegativeInfinity),
-    "min": _extreme_weight(-1, sp.S.Infinity),
+    "max": _extreme_weight(sp.S.NegativeInfinity),
+    "min": _extreme_weight(sp.S.Infinity),
     "prod": _prod_weight,
 }
