@@ -3,7 +3,9 @@
     python benchmarks/grids.py [--repeats 7] [--cold-repeats 3] [--quick] [--cases NAME ...]
 
 Models: ``tests/grids_model.py`` — Gray–Scott on a periodic n x n grid (2-D states,
-``np.roll`` along both axes) and Kuramoto with N oscillators coupled through an N x N
+``np.roll`` along both axes; the ``flat_`` cases: ``tests/reshape_model.py``, both species
+in one flat state read with ``y[:nm].reshape(n, m)`` and written with
+``np.concatenate([du.ravel(), dv.ravel()])``) and Kuramoto with N oscillators coupled through an N x N
 weight matrix (an input, i.e. a parameter array), written with broadcasting
 (``np.sum(W * np.sin(theta[None, :] - theta[:, None]), axis=1)``) and with ``W @ v``.
 
@@ -32,29 +34,37 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-MODELS = ROOT / "tests" / "grids_model.py"
 sys.path.insert(0, str(ROOT / "tests"))
 
 STAGES = ("trace", "flatten", "lower", "render", "write", "load")
 CASES = {  # name -> (builder, args, simulated time of the first run)
     "gray_scott_100": ("build_gray_scott", (100, 100), 0.5),
     "gray_scott_1000": ("build_gray_scott", (1000, 1000), 0.5),
+    "flat_gray_scott_100": ("build_flat_gray_scott", (100, 100, "slices"), 0.5),
+    "flat_gray_scott_1000": ("build_flat_gray_scott", (1000, 1000, "slices"), 0.5),
     "kuramoto_300_broadcast": ("build_kuramoto", (300, "broadcast"), 0.1),
     "kuramoto_300_matrix": ("build_kuramoto", (300, "matrix"), 0.1),
     "kuramoto_3000_broadcast": ("build_kuramoto", (3000, "broadcast"), 0.1),
     "kuramoto_3000_matrix": ("build_kuramoto", (3000, "matrix"), 0.1),
 }
-QUICK = ("gray_scott_100", "kuramoto_300_broadcast", "kuramoto_300_matrix")
+QUICK = ("gray_scott_100", "flat_gray_scott_100", "kuramoto_300_broadcast", "kuramoto_300_matrix")
 DATA_MARKER = "# The model's values when this file was written"  # module lines: the code before the data
+
+
+def model_of(builder: str):  # noqa: ANN201 - a module
+    """The test model module that has ``builder``."""
+    import grids_model
+    import reshape_model
+
+    return reshape_model if builder.startswith("build_flat_") else grids_model
 
 
 def child(case: str) -> None:
     """In a child: build, compile and first-run one case; print the timings as JSON."""
-    import grids_model
-
     builder, args, span = CASES[case]
-    sim = getattr(grids_model, builder)(*args)
-    sim.model_file = str(MODELS)
+    models = model_of(builder)
+    sim = getattr(models, builder)(*args)
+    sim.model_file = models.__file__
     start = time.perf_counter()
     result = sim.compile()
     built = time.perf_counter()
@@ -135,11 +145,9 @@ def median_time(fn, repeats: int) -> float:
 
 
 def runtime_row(case: str, repeats: int, hand: dict) -> list[str]:
-    import grids_model
-
     builder, args, _ = CASES[case]
     with tempfile.TemporaryDirectory(prefix="dyngen-grids-") as cache:
-        sim = getattr(grids_model, builder)(*args)
+        sim = getattr(model_of(builder), builder)(*args)
         sim.cache_dir = cache
         module = sim.compile().module
     system = sim.systems[0]
@@ -151,9 +159,10 @@ def runtime_row(case: str, repeats: int, hand: dict) -> list[str]:
     rng = np.random.default_rng(1)
     y = y + rng.normal(0.0, 0.05, y.size)
     states = module.STATES[module.SYSTEMS[0]]
-    if builder == "build_gray_scott":
-        n, m = args
-        extra = (n, m, states["u"][0], states["v"][0], *(layout[f"inputs.{k}"][0] for k in ("Du", "Dv", "F", "k")))
+    if builder in ("build_gray_scott", "build_flat_gray_scott"):
+        n, m = args[:2]
+        iu, iv = (states["u"][0], states["v"][0]) if "u" in states else (states["y"][0], states["y"][0] + n * m)
+        extra = (n, m, iu, iv, *(layout[f"inputs.{k}"][0] for k in ("Du", "Dv", "F", "k")))
         reference = hand["gray_scott"]
     else:
         extra = (args[0], layout["inputs.omega"][0], layout["inputs.K"][0], layout["inputs.W"][0])
@@ -163,7 +172,7 @@ def runtime_row(case: str, repeats: int, hand: dict) -> list[str]:
     reference(y, p, dy_hand, *extra)
     agreement = float(np.max(np.abs(dy_generated - dy_hand)) / np.max(np.abs(dy_hand)))
     assert agreement < 1e-10, (case, agreement)
-    count = max(1, int(2e6 // y.size)) if builder == "build_gray_scott" else max(1, int(2e6 // args[0] ** 2))
+    count = max(1, int(2e6 // y.size)) if "gray_scott" in builder else max(1, int(2e6 // args[0] ** 2))
     generated = median_time(lambda: [module.rhs(0.0, y, p, dy_generated) for _ in range(count)], repeats) / count
     by_hand = median_time(lambda: [reference(y, p, dy_hand, *extra) for _ in range(count)], repeats) / count
     return [case, f"{y.size:,}", f"{by_hand * 1e6:.1f} µs", f"{generated * 1e6:.1f} µs", f"**{generated / by_hand:.2f}x**",

@@ -50,6 +50,8 @@ from .ir import (
     Segment,
     Signal,
     SignalRef,
+    View,
+    view_ref,
 )
 from .naming import sanitize
 from .symbolic import UFUNCS, Sym, SymArray, _norm, as_object_array, boolean, count_element_read, install_operators, is_symbolic, numeric, to_expr
@@ -127,6 +129,8 @@ class ArrayContext:
         self._signals: dict[SignalRef, Signal] = {}
         self._constants: dict[str, tuple["LazyArray", np.ndarray]] = {}  # data key -> (node, values)
         self._constant_values: dict[SignalRef, np.ndarray] = {}
+        self.views: dict[SignalRef, View] = {}  # view ref -> what it views (``reshape`` of a signal)
+        self._view_roots: dict[SignalRef, Signal] = {}  # the signals views view
 
     def constant(self, values: np.ndarray, origin: str = "") -> "LazyArray":
         """A constant numeric array as module data (one array per distinct content), or
@@ -154,6 +158,24 @@ class ArrayContext:
         node = Base(self, signal)
         self._constants[digest] = (node, data)
         return node
+
+    def view(self, signal: Signal, offset: int, size: int, shape: tuple[int, ...]) -> "LazyArray":
+        """Elements ``offset .. offset + size - 1`` of ``signal`` (C order) as an array of
+        ``shape``: the signal itself when that is its shape, else a ``View`` of it."""
+        if signal.ref in self.views:  # a view of a view: of the signal it views
+            outer = self.views[signal.ref]
+            root, offset = self._view_roots[outer.base], outer.offset + offset
+        else:
+            root = self._view_roots.setdefault(signal.ref, signal)
+        if offset == 0 and size == root.size and tuple(shape) == root.shape:
+            return Base(self, root)
+        view = View(root.ref, offset, tuple(shape))
+        ref = view_ref(view, root.size)
+        self.views[ref] = view
+        if root.ref.kind == CONSTANT_KIND:  # module data read with another shape: the same data
+            self._constant_values[ref] = self._constant_values[root.ref][offset : offset + size]
+        # (relative reads are named after the view: views of one signal must not share them)
+        return Base(self, Signal(ref, tuple(shape), root.symbols.view(offset, size, f"{root.symbols.name}:{ref.key}")))
 
     def reduction(self, value: "LazyArray", op: str = "sum") -> sp.Symbol:
         """A scalar symbol for ``op`` over every element of ``value``, the reduced values kept as boxes."""
@@ -977,6 +999,77 @@ class Small(LazyArray):
         ]  # fmt: skip
 
 
+class Reshaped(LazyArray):
+    """``src.reshape(shape)`` that moves elements between axes and is no view of a signal
+    (``lap.ravel()`` of a stencil).  A write takes it whole (``written_parts``: the der of a
+    flat state written from its grid); anything else reading it is an error."""
+
+    def __init__(self, src: LazyArray, shape: tuple[int, ...]) -> None:
+        super().__init__(src.ctx, shape)
+        self.src = src
+        self.error = _error(
+            f"reshape of a traced array of shape {src.shape} into {shape}, computed with operations "
+            "that are not elementwise (slices, np.roll, np.concatenate, reductions)",
+            "in array form, reshape a signal (self.states.y.reshape(n, m)) or elementwise maths of "
+            "signals; a value of another shape can be written whole to a der or output "
+            "(self.ders.y = lap.ravel(), or np.concatenate of such parts), or give the state its "
+            "final shape in __init__",
+        )
+
+    def _lower(self) -> list[Piece]:
+        if self.size > SMALL_PART:
+            raise self.error
+        values = to_elements(self.src).view(np.ndarray).reshape(self.shape)
+        return Small(self.ctx, values).pieces()
+
+
+def written_parts(value: LazyArray) -> list[tuple[int, LazyArray]] | None:
+    """A value written whole as ``(offset, part)``: each part in its own shape, its elements
+    at ``offset ..`` of the written signal in C order; None when no part moves elements
+    between axes (the value is written as it is)."""
+    parts, moved = _parts(value)
+    return parts if moved else None
+
+
+def _parts(node: LazyArray, offset: int = 0) -> tuple[list[tuple[int, LazyArray]], bool]:
+    """``written_parts`` of ``node`` from ``offset``, and whether a part moved elements."""
+    if isinstance(node, Reshaped):
+        return _parts(node.src, offset)[0], True
+    if isinstance(node, NewAxis) and node.axis == 0:
+        return _parts(node.src, offset)
+    if isinstance(node, Concat) and node.axis == 0:
+        parts, moved = [], False
+        for part in node.parts:
+            more, part_moved = _parts(part, offset)
+            parts, moved, offset = parts + more, moved or part_moved, offset + part.size
+        return parts, moved
+    if isinstance(node, Map):  # elementwise maths of such values (-lap.ravel()): per part
+        split = [_parts(a) if isinstance(a, LazyArray) else None for a in node.args]
+        layout = next((tuple((o, p.shape) for o, p in s[0]) for s in split if s is not None and s[1]), None)
+        if layout is not None:
+            columns = [[a] * len(layout) if s is None else _split(a, s[0], layout) for a, s in zip(node.args, split)]
+            if all(c is not None for c in columns):
+                return [(offset + o, Map(node.ctx, node.fn, tuple(c[k] for c in columns), shape))
+                        for k, (o, shape) in enumerate(layout)], True  # fmt: skip
+    return [(offset, node)], False
+
+
+def _split(node: LazyArray, parts: list[tuple[int, LazyArray]], layout: tuple) -> list[LazyArray] | None:
+    """``node`` cut into the parts of ``layout`` (``(offset, shape)`` each), or None."""
+    if tuple((o, p.shape) for o, p in parts) == layout:
+        return [p for _, p in parts]
+    flat = _reshape(node, (node.size,)) if node.ndim != 1 else node
+    out = []
+    for o, shape in layout:
+        size = int(np.prod(shape))
+        piece = flat if size == node.size else Slice(flat, (o,), (size,))
+        piece = _reshape(piece, shape) if piece.shape != shape else piece
+        if isinstance(piece, Reshaped):
+            return None
+        out.append(piece)
+    return out
+
+
 def combine(fn: Callable[..., Any], args: list, shape: tuple[int, ...]) -> list[Piece]:
     """``fn`` per cell of the merged cuts; an arg is a piece list or a constant."""
     cuts = []
@@ -1322,7 +1415,10 @@ def _diff(a: LazyArray, n: int = 1, axis: int = -1, prepend: Any = np._NoValue, 
 
 
 def _reshape(a: LazyArray, shape: Any) -> LazyArray:
-    """Reshapes that only add or drop length-1 axes, and ``ravel`` of a 1-D array."""
+    """``a.reshape(shape)`` (C order).  Adding or dropping length-1 axes is a view of the
+    same boxes; moving elements between axes is a ``View`` of a signal's elements (a state
+    read as a grid), pushed through elementwise operations, or a ``Reshaped`` value that
+    only a write takes whole (``self.ders.y = lap.ravel()``)."""
     if not isinstance(shape, (tuple, list)):
         shape = (shape,)
     shape = tuple(int(n) for n in shape)
@@ -1333,11 +1429,7 @@ def _reshape(a: LazyArray, shape: Any) -> LazyArray:
         raise TraceError(f"cannot reshape an array of size {a.size} into shape {shape} (a ValueError in numpy)",
                          "keep the number of elements", user_frame_location())  # fmt: skip
     if tuple(n for n in shape if n != 1) != tuple(n for n in a.shape if n != 1):
-        raise _error(
-            f"reshape of a traced array of shape {a.shape} into {shape}",
-            "in array form, reshape may only add or remove axes of length 1 (a[:, None], a[0]); "
-            "give the state its final shape in __init__ instead",
-        )
+        return _move_elements(a, shape)
     value = a
     for axis in reversed(range(value.ndim)):  # drop every length-1 axis ...
         if value.shape[axis] == 1:
@@ -1346,6 +1438,83 @@ def _reshape(a: LazyArray, shape: Any) -> LazyArray:
         if n == 1:
             value = NewAxis(value, axis)
     return value
+
+
+def _move_elements(a: LazyArray, shape: tuple[int, ...]) -> LazyArray:
+    if isinstance(a, Reshaped):
+        return a.src if a.src.shape == shape else _reshape(a.src, shape)
+    if isinstance(a, Fill):
+        return Fill(a.ctx, shape, a.value)
+    if isinstance(a, Small):
+        return Small(a.ctx, a.values.reshape(shape))
+    region = _contiguous_region(a)
+    if region is not None:
+        return a.ctx.view(*region, shape)
+    if isinstance(a, Map):
+        args = [_reshape(x, shape) if isinstance(x, LazyArray) else x for x in a.args]
+        if not any(isinstance(x, Reshaped) for x in args):
+            return Map(a.ctx, a.fn, tuple(args), shape)
+    aligned = _aligned_reshape(a, shape)
+    return aligned if aligned is not None else Reshaped(a, shape)
+
+
+def _aligned_reshape(a: LazyArray, shape: tuple[int, ...]) -> LazyArray | None:
+    """``a.reshape(shape)`` when ``a`` is one expression over its whole box reading signals
+    of its shape cell by cell (an elementwise value another function computed: a
+    connection's output): the same expression of views of those signals."""
+    try:
+        pieces = a.pieces()
+    except ArrayTraceError:
+        return None
+    if len(pieces) != 1 or pieces[0][0] != _full(a.shape):
+        return None
+    expr = pieces[0][1]
+    ctx, cell = a.ctx, tuple((axis, 0) for axis in range(a.ndim))
+    subs = {}
+    for symbol in expr.free_symbols:
+        offset = ctx.offsets.get(symbol)
+        if offset is None:
+            continue
+        signal = ctx.signal(offset.ref)
+        if offset.index != cell or signal.shape != a.shape or signal.ref.kind == REDUCTION_KIND:
+            return None
+        subs[symbol] = ctx.view(signal, 0, signal.size, shape).pieces()[0][1]
+    return Pieces(ctx, shape, (Segment(tuple(0 for _ in shape), shape, expr.xreplace(subs)),))
+
+
+def _contiguous_region(a: LazyArray) -> tuple[Signal, int, int] | None:
+    """``(signal, offset, size)`` when ``a`` is elements ``offset .. offset + size - 1`` of a
+    signal in C order (the signal itself, a slice along its first axes, one row of it)."""
+    starts: list[int] = []
+    extents: list[int] = []
+    axes: list[int] = []  # the signal's axis of each of a's axes
+
+    def walk(node: LazyArray) -> Signal | None:
+        if isinstance(node, Base):
+            starts[:], extents[:], axes[:] = [0] * node.ndim, list(node.shape), list(range(node.ndim))
+            return node.signal
+        if isinstance(node, (Slice, Take)):
+            signal = walk(node.src)
+            if signal is None:
+                return None
+            if isinstance(node, Slice):
+                for axis, (start, n) in enumerate(zip(node.starts, node.shape)):
+                    starts[axes[axis]] += start
+                    extents[axes[axis]] = n
+            else:
+                starts[axes[node.axis]] += node.k
+                extents[axes[node.axis]] = 1
+                del axes[node.axis]
+            return signal
+        return None
+
+    signal = walk(a)
+    if signal is None or signal.ref.kind == REDUCTION_KIND:
+        return None
+    signal_strides = [int(np.prod(signal.shape[b + 1 :])) for b in range(len(signal.shape))]
+    first = sum(s * k for s, k in zip(signal_strides, starts))
+    last = sum(s * (k + n - 1) for s, k, n in zip(signal_strides, starts, extents))
+    return (signal, first, a.size) if last - first + 1 == a.size else None
 
 
 def _expand_to(a: Any, ndim: int, first: int) -> Any:

@@ -56,7 +56,10 @@ def _writers(spec: ModelSpec) -> dict[SignalRef, tuple[TracedFunction, Write]]:
     found: dict[SignalRef, list[tuple[TracedFunction, Write]]] = {}
     for fn in spec.functions:
         for write in fn.writes:
-            found.setdefault(write.ref, []).append((fn, write))
+            view = spec.views.get(write.ref)  # a part written to a view (``ders.y = lap.ravel()``): of its signal
+            ref = write.ref if view is None else view.base
+            if not any(f is fn for f, _ in found.get(ref, ())):
+                found.setdefault(ref, []).append((fn, write))
     for ref, writers in found.items():
         if len(writers) > 1:
             where = "\n".join(
@@ -68,7 +71,9 @@ def _writers(spec: ModelSpec) -> dict[SignalRef, tuple[TracedFunction, Write]]:
                 "  dynode would keep whichever runs last, which depends on evaluation order; "
                 "write each signal in exactly one place (combine the values in one function)"
             )
-    return {ref: writers[0] for ref, writers in found.items()}
+    by_ref = {ref: writers[0] for ref, writers in found.items()}
+    by_ref.update((w.ref, (fn, w)) for fn in spec.functions for w in fn.writes if w.ref in spec.views)
+    return by_ref
 
 
 def _layout(signals: list[Signal], start: int = 0) -> tuple[Slot, ...]:
@@ -322,7 +327,8 @@ def flatten(spec: ModelSpec) -> FlatModel:
     # Vectors in array form read only states, parameters and element signals (trace
     # checks it), so they come after every element assignment.
     array_assignments = tuple(
-        ArrayAssignment(w.ref, signals[w.ref].shape, w.segments, fn.info, w.location)
+        ArrayAssignment(w.ref, spec.views[w.ref].shape if w.ref in spec.views else signals[w.ref].shape, w.segments,
+                        fn.info, w.location)
         for fn in spec.functions for w in fn.writes if isinstance(w, ArrayWrite)
     )  # fmt: skip
     warnings += _stale_reads(spec, writers)
@@ -398,6 +404,7 @@ def flatten(spec: ModelSpec) -> FlatModel:
         offsets=dict(spec.offsets),
         events=spec.events,
         constant_arrays=spec.constant_arrays,
+        views=dict(spec.views),
     )
 
 

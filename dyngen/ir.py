@@ -27,6 +27,7 @@ ATTRIBUTE_KIND = "attributes"
 
 
 _ELEMENT = re.compile(r"[A-Za-z_]\w*\[\d+\]")  # an element of an array signal (lower_mixed): u[11]
+_VIEW = re.compile(r"[A-Za-z_]\w*(\[\d+:\d+\])?\.reshape\([\d, ]*\)")  # a view (``View``): u[0:400].reshape(20, 20)
 
 
 @dataclass(frozen=True, order=True)
@@ -40,7 +41,8 @@ class SignalRef:
     def __str__(self) -> str:
         if self.kind == ATTRIBUTE_KIND:
             return f"{self.system}.{self.key}"
-        key = f".{self.key}" if self.key.isidentifier() or _ELEMENT.fullmatch(self.key) else f"[{self.key!r}]"
+        plain = self.key.isidentifier() or _ELEMENT.fullmatch(self.key) or _VIEW.fullmatch(self.key)
+        key = f".{self.key}" if plain else f"[{self.key!r}]"
         return f"{self.system}.{self.kind}{key}"
 
 
@@ -75,6 +77,32 @@ class ElementSymbols(Sequence):
 
     def __repr__(self) -> str:
         return f"{self.name}[0:{self._size}]"
+
+    def view(self, offset: int, size: int, name: str = "") -> "ElementSymbols":
+        """Elements ``offset .. offset + size - 1`` as an ``ElementSymbols`` of their own
+        (the same symbols: a ``View`` reads the elements of its signal).  ``name`` (the
+        view's, never an identifier) names the relative reads of the view."""
+        return _ElementView(self, offset, size, name or f"{self.name}[{offset}:{offset + size}]")
+
+
+class _ElementView(ElementSymbols):
+    def __init__(self, source: ElementSymbols, offset: int, size: int, name: str) -> None:
+        super().__init__(name, size)
+        self._source, self._offset = source, offset
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204
+        if isinstance(index, slice):
+            return tuple(self[k] for k in range(*index.indices(len(self))))
+        k = index + len(self) if index < 0 else index
+        if not 0 <= k < len(self):
+            raise IndexError(index)
+        return self._source[self._offset + k]
+
+    def view(self, offset: int, size: int, name: str = "") -> ElementSymbols:
+        return _ElementView(self._source, self._offset + offset, size, name or f"{self.name}[{offset}:{offset + size}]")
+
+    def __repr__(self) -> str:
+        return f"{self.name}[{self._offset}:{self._offset + len(self)}]"
 
 
 @dataclass(frozen=True)
@@ -213,6 +241,30 @@ class Reduction:
 
 
 @dataclass(frozen=True)
+class View:
+    """A large array read or written with another shape (``reshape``, ``ravel``):
+    ``base.ravel()[offset:offset + size].reshape(shape)``, elements in C order.
+
+    A view has a ref of its own (``view_ref``), which relative reads and array writes
+    name; the lowering places it inside its base's slot."""
+
+    base: SignalRef
+    offset: int
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def view_ref(view: View, base_size: int) -> SignalRef:
+    """The ref of a view: ``u.reshape(20, 20)``, ``y[400:800].reshape(20, 20)``."""
+    base = view.base
+    part = "" if view.offset == 0 and view.size == base_size else f"[{view.offset}:{view.offset + view.size}]"
+    return SignalRef(base.system, base.kind, f"{base.key}{part}.reshape({', '.join(map(str, view.shape))})")
+
+
+@dataclass(frozen=True)
 class Offset:
     """What a relative symbol reads: ``ref[index]`` where, for each axis of ``ref``,
     ``(axis, k)`` is ``i_axis + k`` (``i_axis`` the loop index of that axis of the
@@ -278,6 +330,7 @@ class ModelSpec:
     reductions: tuple[Reduction, ...] = ()  # sums over large vectors, in creation order
     events: tuple[EventSpec, ...] = ()  # every system's events, in state order and order added
     constant_arrays: tuple[ConstantArray, ...] = ()  # constant arrays read in array form (module data)
+    views: dict[SignalRef, View] = field(default_factory=dict, hash=False)  # view ref -> what it views
 
     def __str__(self) -> str:
         lines = [f"ModelSpec {self.name}: {len(self.systems)} systems, {len(self.functions)} functions"]
@@ -388,6 +441,7 @@ class FlatModel:
     offsets: dict[sp.Symbol, Offset] = field(default_factory=dict, hash=False)
     events: tuple[EventSpec, ...] = ()  # resets of inputs only of parameters (flatten checks it)
     constant_arrays: tuple[ConstantArray, ...] = ()  # module data the array loops read
+    views: dict[SignalRef, View] = field(default_factory=dict, hash=False)  # view ref -> what it views (``View``)
 
     @property
     def n_states(self) -> int:

@@ -21,7 +21,10 @@ import sympy as sp
 
 from .arrays import LOOP_NAMES, Box, box_size, combine, index_text, merge
 from .flatten import relative_location
-from .ir import CONSTANT_KIND, REDUCTION_KIND, ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement
+from .ir import (
+    CONSTANT_KIND, REDUCTION_KIND, ArrayAssignment, Block, FlatModel, JacBlock, Offset, Reduction, SignalRef, Slot, Statement, View,
+    view_ref,
+)  # fmt: skip
 from .shallow import cse
 
 INDEX = sp.Symbol("i", integer=True)
@@ -90,6 +93,12 @@ class Places:
         self.constants = {c.ref: c.values for c in flat.constant_arrays}
         for c in flat.constant_arrays:  # module data, flattened: CONST_W[n*i + j]
             self.vector[c.ref] = (sp.IndexedBase(c.name), Slot(c.ref, 0, c.shape, ()))
+        for ref, view in flat.views.items():  # a signal read with another shape: inside its slot
+            if view.base in self.vector:
+                base, slot = self.vector[view.base]
+                self.vector[ref] = (base, view_slot(view, slot, ref))
+            if view.base in self.constants:
+                self.constants[ref] = self.constants[view.base][view.offset : view.offset + view.size]
 
     def relative(self, offset: Offset) -> sp.Symbol:
         """The relative symbol of a read (made here when the trace did not make it)."""
@@ -417,9 +426,26 @@ def reduction_blocks(flat: FlatModel, reduction: Reduction, places: Places, temp
     return code.blocks
 
 
+def view_slot(view: View, slot: Slot, ref: SignalRef | None = None) -> Slot:
+    """Where the view ``view`` of the signal in ``slot`` lives (named ``ref``, else as a view of ``slot.ref``)."""
+    if ref is None:
+        ref = view_ref(View(slot.ref, view.offset, view.shape), slot.stop - slot.start)
+    symbols = slot.symbols.view(view.offset, view.size) if slot.array else ()
+    return Slot(ref, slot.start + view.offset, view.shape, symbols)
+
+
+def state_array_refs(flat: FlatModel) -> set[SignalRef]:
+    """The refs whose reads are reads of states: each state, and each view of one."""
+    refs = {slot.ref for slot in flat.states}
+    return refs | {ref for ref, view in flat.views.items() if view.base in refs}
+
+
 def _der_rows(flat: FlatModel) -> dict[SignalRef, Slot]:
-    """Each der computed in array form -> the slot in ``y`` of the state it belongs to."""
-    return {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
+    """Each der computed in array form (or a view of one: ``ders.y = lap.ravel()``) -> the
+    slot in ``y`` of the state it belongs to (or of that view of the state)."""
+    rows = {der: slot for slot in flat.states if (der := flat.array_ders.get(slot.ref)) is not None}
+    rows.update((ref, view_slot(view, rows[view.base])) for ref, view in flat.views.items() if view.base in rows)
+    return rows
 
 
 def _copy_block(title: str, target: sp.IndexedBase, target_start: int, source: Slot, comment: str) -> Block:
@@ -463,6 +489,7 @@ def array_observe(flat: FlatModel) -> ArrayCode:
     """The loops that write the arrays in array form (and large parameters) into ``out``."""
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
     out = {slot.ref: slot for slot in flat.observed if slot.array}
+    out.update((ref, view_slot(view, out[view.base], ref)) for ref, view in flat.views.items() if view.base in out)
     computed = [a for a in flat.array_assignments if a.ref in out]
 
     def target(ref: SignalRef) -> tuple[Target, str]:
@@ -470,7 +497,7 @@ def array_observe(flat: FlatModel) -> ArrayCode:
         return _array_target(_OUT, slot.start, slot.shape), _element_comment(ref, len(slot.shape))
 
     _emit_assignments(flat, computed, target, code, places, temporaries)
-    written = {a.ref for a in flat.array_assignments}
+    written = {a.ref for a in flat.array_assignments} | {flat.views[a.ref].base for a in flat.array_assignments if a.ref in flat.views}
     for slot in flat.parameters:
         if slot.array and slot.ref in out and slot.ref not in written:
             code.blocks.append(_copy_block(f"{slot.ref} (a parameter array)", _OUT, out[slot.ref].start, slot, str(slot.ref)))
@@ -491,7 +518,7 @@ def array_jacobian(flat: FlatModel, gradient: Gradient, clean: Callable[[sp.Basi
     array of a reduction along an axis: its entries through that reduction, after the rest.
     """
     code, places, temporaries = ArrayCode(), Places(flat), Temporaries()
-    state_arrays = {slot.ref for slot in flat.states}
+    state_arrays = state_array_refs(flat)
     der_rows = _der_rows(flat)
     ders = [a for a in flat.array_assignments if a.ref in der_rows]
     chain = _ReductionChain(flat, places, temporaries, gradient, clean, code, n_states, lowrank)
@@ -603,7 +630,7 @@ class _ReductionChain:
         self.flat, self.places, self.temporaries = flat, places, temporaries
         self.n_states, self.lowrank = n_states, lowrank
         self.gradient, self.clean, self.code = gradient, clean, code
-        self.state_arrays = {slot.ref for slot in flat.states}
+        self.state_arrays = state_array_refs(flat)
         from .reduction_weights import AxisWeights  # (that module builds on this one)
 
         self.weights = AxisWeights(places, code)

@@ -34,7 +34,7 @@ from .arrays import Box, box_size, index_text
 from .flatten import relative_location
 from .ir import REDUCTION_KIND, Block, FlatModel, Offset, Reduction, Statement
 from .lower_arrays import (INDEX, ArrayCode, Empty, Full, NoJacobian, Places, Temporaries, _loop_indices, _no_element_reads,
-                           _span, emit, extreme_steps, flat_index, strides)
+                           _span, emit, extreme_steps, flat_index, state_array_refs, strides)
 
 _V = sp.IndexedBase("V")
 
@@ -86,7 +86,7 @@ class _Reads:
 
     def __init__(self, flat: FlatModel, places: Places, clean: Callable[[sp.Basic], sp.Basic]) -> None:
         self.places, self.clean = places, clean
-        self.state_arrays = {slot.ref for slot in flat.states}
+        self.state_arrays = state_array_refs(flat)
 
     def of(self, summand: sp.Basic, box: Box) -> tuple[list[tuple[int | sp.Symbol, tuple[int, ...] | None, sp.Basic, str]],
                                                       list[tuple[Offset, sp.Basic]]]:  # fmt: skip

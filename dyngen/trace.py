@@ -27,7 +27,7 @@ from .errors import (
 )
 from .arrays import (
     ACTIVE_ARRAYS, ARRAY_MIN, PROMOTABLE, PROMOTE_MIN, ArrayContext, ArrayTraceError, Base, Pieces, PromoteSignals, finish, is_lazy,
-    to_elements,
+    to_elements, written_parts,
 )  # fmt: skip
 from .ir import (
     ATTRIBUTE_KIND,
@@ -376,7 +376,7 @@ class Tracer:
             if is_lazy(value) and value.size < self.array_min and not self._small_array_output(ref, value):
                 value = to_elements(value)
             if is_lazy(value):
-                writes.append(self._array_write(ref, value))
+                writes += self._array_writes(ref, value)
                 continue
             shape, exprs = flatten_traced(value)
             if ref.kind == "ders":
@@ -420,7 +420,7 @@ class Tracer:
             for _, expr in value.pieces() for s in expr.free_symbols
         )  # fmt: skip
 
-    def _array_write(self, ref: SignalRef, value: Any) -> ArrayWrite:
+    def _array_writes(self, ref: SignalRef, value: Any) -> list[ArrayWrite]:
         frame = self.frame
         shape = value.shape
         existing = self.signals.get(ref)
@@ -436,9 +436,16 @@ class Tracer:
         if ref.kind == "ders" and ref.key not in self.der_keys[ref.system]:
             self.der_keys[ref.system].append(ref.key)
         self.written.setdefault(ref, frame.info.order)
+        location = frame.write_locations.get(ref)
+        parts = written_parts(value)
+        if parts is not None:  # parts of other shapes (``lap.ravel()``): each written to a view
+            self.array_values[ref] = value  # (a reader reshapes it back to read it)
+            signal = self.signals[ref]
+            views = [self.arrays.view(signal, offset, part.size, part.shape).signal.ref for offset, part in parts]
+            return [ArrayWrite(view, part.shape, finish(part), location) for view, (_, part) in zip(views, parts)]
         segments = finish(value)
         self.array_values[ref] = Pieces(self.arrays, shape, segments)
-        return ArrayWrite(ref, shape, segments, frame.write_locations.get(ref))
+        return [ArrayWrite(ref, shape, segments, location)]
 
 
 def trace(
@@ -578,13 +585,15 @@ def _trace(systems: list[Any], name: str, source_root: str, tracer: Tracer) -> M
         reductions=tuple(tracer.arrays.reductions) if tracer.arrays is not None else (),
         constant_arrays=_read_constants(functions, tracer),
         events=events,
+        views=dict(tracer.arrays.views) if tracer.arrays is not None else {},
     )
 
 
 def _check_array_reads(functions: tuple[TracedFunction, ...], tracer: Tracer) -> None:
     """An array in array form that a function read as itself (before any function had
     computed it: dynode would pass the previous evaluation's value) is not written later."""
-    written = {w.ref: fn for fn in functions for w in fn.writes}
+    views = tracer.arrays.views if tracer.arrays is not None else {}
+    written = {(views[w.ref].base if w.ref in views else w.ref): fn for fn in functions for w in fn.writes}
     for fn in functions:
         for ref in fn.reads:
             if ref in tracer.base_reads and ref in written:
@@ -604,5 +613,7 @@ def _read_constants(functions: tuple[TracedFunction, ...], tracer: Tracer) -> tu
     exprs = [g.expr for fn in functions for w in fn.writes if isinstance(w, ArrayWrite) for g in w.segments]
     exprs += [g.expr for r in tracer.arrays.reductions for g in r.segments]
     offsets = tracer.arrays.offsets
+    views = tracer.arrays.views
     read = {o.ref for e in exprs for s in e.free_symbols if (o := offsets.get(s)) is not None}
+    read |= {views[ref].base for ref in read if ref in views}  # (a constant read with another shape)
     return tuple(c for c in tracer.arrays.constant_arrays if c.ref in read)

@@ -198,25 +198,6 @@ def test_the_cube_is_the_same_loops_at_two_sizes() -> None:
 # ----------------------------------------------------------------------------- what the array form refuses
 
 
-def test_reshape_that_moves_elements_is_a_clear_error(tmp_path: Path) -> None:
-    class Folded(dyngen.System):
-        def __init__(self) -> None:
-            super().__init__()
-            self.states.u = np.ones((60, 60))
-            self.ders.u = np.zeros((60, 60))
-
-        def do_step(self, time: float) -> None:
-            self.ders.u = -self.states.u.reshape(120, 30).reshape(60, 60)
-
-    sim = dyngen.Simulation()
-    sim.add_system(Folded())
-    start = time.perf_counter()
-    with pytest.raises(TraceError, match=r"(?s)reshape of a traced array of shape \(60, 60\) into \(120, 30\).*give the state its final shape"):
-        build(sim.systems, name="folded", source_root=str(Path(__file__).parent), model_file=Path(__file__).name,
-              options=BuildOptions(output_dir=str(tmp_path / "out")))  # fmt: skip
-    assert time.perf_counter() - start < 20
-
-
 def test_a_product_with_a_stack_of_matrices_on_the_right_names_the_einsum_to_write(tmp_path: Path) -> None:
     stack = np.ones((2, 60, 60))  # a constant (closure value)
 
