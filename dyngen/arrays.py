@@ -82,6 +82,11 @@ class ArrayTraceError(TraceError):
     """The array form cannot express an operation (the element form may)."""
 
 
+class _MissingMethod(ArrayTraceError, AttributeError):
+    """A numpy method traced arrays do not have (``a.repeat``): a clear error, and still
+    an AttributeError for ``hasattr`` and ``getattr(..., default)``."""
+
+
 # The array context of the model being traced, when it has arrays in array form
 # (``trace._trace`` sets it): numeric constants combined with traced scalars use it.
 ACTIVE_ARRAYS: ContextVar["ArrayContext | None"] = ContextVar("dyngen_active_arrays", default=None)
@@ -627,16 +632,25 @@ class LazyArray:
         return self
 
     def ravel(self, order: str = "C") -> "LazyArray":
-        return _reshape(self, (-1,))
+        return _reshape(self, (-1,), order)
 
-    flatten = ravel
+    def flatten(self, order: str = "C") -> "LazyArray":
+        return _reshape(self, (-1,), order)
 
-    def reshape(self, *shape: Any, **kwargs: Any) -> "LazyArray":
-        if kwargs:
-            raise _error("reshape of a traced array with order=...", "reshape in C order")
+    def reshape(self, *shape: Any, order: str = "C") -> "LazyArray":
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return _reshape(self, shape)
+        return _reshape(self, shape, order)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in ("dtype", "base", "flags", "strides", "real", "imag"):
+            raise AttributeError(name)
+        raise _MissingMethod(
+            f"a traced array in array form has no {name!r} (ndarray.{name} is not traced)",
+            "write it with what the array form takes (slices, np.concatenate/np.stack, broadcasting, "
+            "elementwise maths, reductions: see the README), or a constant numpy array for constant data",
+            user_frame_location(),
+        )
 
     def squeeze(self, axis: Any = None) -> "LazyArray":
         return _reshape(self, tuple(n for a, n in enumerate(self.shape) if n != 1 or axis is not None and a != axis % self.ndim))
@@ -1008,12 +1022,15 @@ class Reshaped(LazyArray):
         super().__init__(src.ctx, shape)
         self.src = src
         self.error = _error(
-            f"reshape of a traced array of shape {src.shape} into {shape}, computed with operations "
-            "that are not elementwise (slices, np.roll, np.concatenate, reductions)",
-            "in array form, reshape a signal (self.states.y.reshape(n, m)) or elementwise maths of "
-            "signals; a value of another shape can be written whole to a der or output "
-            "(self.ders.y = lap.ravel(), or np.concatenate of such parts), or give the state its "
-            "final shape in __init__",
+            f"reshape of a traced array of shape {src.shape} into {shape} that moves elements between axes: "
+            "in array form, only a contiguous run of a signal's elements (a state, input or constant, "
+            "whole or sliced along its first axes), or elementwise maths of such runs, is read with "
+            "another shape; this value is computed otherwise (np.roll, a transpose, broadcasting, "
+            "np.concatenate, a reduction, ...)",
+            "reshape the signal itself and compute from that (u = self.states.y[:n*m].reshape(n, m)); "
+            "a computed value of another shape can only be written whole to a der or output "
+            "(self.ders.y = lap.ravel(), or np.concatenate of such parts, with elementwise maths "
+            "inside each part); or give the state its final shape in __init__",
         )
 
     def _lower(self) -> list[Piece]:
@@ -1414,19 +1431,29 @@ def _diff(a: LazyArray, n: int = 1, axis: int = -1, prepend: Any = np._NoValue, 
     return a
 
 
-def _reshape(a: LazyArray, shape: Any) -> LazyArray:
-    """``a.reshape(shape)`` (C order).  Adding or dropping length-1 axes is a view of the
-    same boxes; moving elements between axes is a ``View`` of a signal's elements (a state
-    read as a grid), pushed through elementwise operations, or a ``Reshaped`` value that
-    only a write takes whole (``self.ders.y = lap.ravel()``)."""
+def _reshape(a: LazyArray, shape: Any, order: str = "C") -> LazyArray:
+    """``a.reshape(shape, order=order)``.  Adding or dropping length-1 axes is a view of
+    the same boxes; moving elements between axes is a ``View`` of a signal's elements (a
+    state read as a grid), pushed through elementwise operations, or a ``Reshaped`` value
+    that only a write takes whole (``self.ders.y = lap.ravel()``).  Fortran order is C
+    order of the axes reversed."""
     if not isinstance(shape, (tuple, list)):
         shape = (shape,)
     shape = tuple(int(n) for n in shape)
+    if order == "F":
+        return _reshape(a.transpose(), shape[::-1]).transpose()
+    if order != "C":
+        raise _error(f"reshape or ravel of a traced array with order={order!r} (numpy's order then depends on how "
+                     "the array lies in memory)", "write order='C' (the default) or order='F'")  # fmt: skip
+    if shape.count(-1) > 1:
+        raise TraceError("can only specify one unknown dimension (a ValueError in numpy)",
+                         "give every length but one", user_frame_location())  # fmt: skip
     if shape.count(-1) == 1:
         known = int(np.prod([n for n in shape if n != -1])) or 1
         shape = tuple(a.size // known if n == -1 else n for n in shape)
     if int(np.prod(shape)) != a.size:
-        raise TraceError(f"cannot reshape an array of size {a.size} into shape {shape} (a ValueError in numpy)",
+        numpy_shape = "(" + ",".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+        raise TraceError(f"cannot reshape array of size {a.size} into shape {numpy_shape} (a ValueError in numpy)",
                          "keep the number of elements", user_frame_location())  # fmt: skip
     if tuple(n for n in shape if n != 1) != tuple(n for n in a.shape if n != 1):
         return _move_elements(a, shape)
@@ -1450,6 +1477,9 @@ def _move_elements(a: LazyArray, shape: tuple[int, ...]) -> LazyArray:
     region = _contiguous_region(a)
     if region is not None:
         return a.ctx.view(*region, shape)
+    if isinstance(a, Slice) and isinstance(a.src, Map):  # slicing commutes with elementwise maths
+        src = a.src
+        a = Map(a.ctx, src.fn, tuple(Slice(x, a.starts, a.shape) if isinstance(x, LazyArray) else x for x in src.args), a.shape)
     if isinstance(a, Map):
         args = [_reshape(x, shape) if isinstance(x, LazyArray) else x for x in a.args]
         if not any(isinstance(x, Reshaped) for x in args):
@@ -1459,9 +1489,9 @@ def _move_elements(a: LazyArray, shape: tuple[int, ...]) -> LazyArray:
 
 
 def _aligned_reshape(a: LazyArray, shape: tuple[int, ...]) -> LazyArray | None:
-    """``a.reshape(shape)`` when ``a`` is one expression over its whole box reading signals
-    of its shape cell by cell (an elementwise value another function computed: a
-    connection's output): the same expression of views of those signals."""
+    """``a.reshape(shape)`` when ``a`` is one expression over its whole box whose every
+    read is a contiguous run of a signal, cell by cell (an elementwise value another
+    function computed: a connection's output): the same expression of views."""
     try:
         pieces = a.pieces()
     except ArrayTraceError:
@@ -1469,17 +1499,33 @@ def _aligned_reshape(a: LazyArray, shape: tuple[int, ...]) -> LazyArray | None:
     if len(pieces) != 1 or pieces[0][0] != _full(a.shape):
         return None
     expr = pieces[0][1]
-    ctx, cell = a.ctx, tuple((axis, 0) for axis in range(a.ndim))
+    ctx = a.ctx
     subs = {}
     for symbol in expr.free_symbols:
         offset = ctx.offsets.get(symbol)
         if offset is None:
             continue
         signal = ctx.signal(offset.ref)
-        if offset.index != cell or signal.shape != a.shape or signal.ref.kind == REDUCTION_KIND:
+        loops = [axis for axis, _ in offset.index if axis >= 0]
+        if loops != list(range(a.ndim)) or signal.ref.kind == REDUCTION_KIND:
+            return None  # (a read that broadcasts or permutes the loop axes)
+        starts = [k for _, k in offset.index]
+        extents = [a.shape[axis] if axis >= 0 else 1 for axis, _ in offset.index]
+        first, size = _run(signal.shape, starts, extents)
+        if size != a.size:
             return None
-        subs[symbol] = ctx.view(signal, 0, signal.size, shape).pieces()[0][1]
+        subs[symbol] = ctx.view(signal, first, size, shape).pieces()[0][1]
     return Pieces(ctx, shape, (Segment(tuple(0 for _ in shape), shape, expr.xreplace(subs)),))
+
+
+def _run(shape: Sequence[int], starts: Sequence[int], extents: Sequence[int]) -> tuple[int, int]:
+    """``(first, size)`` of the box ``starts`` + ``extents`` of an array of ``shape`` in C
+    order when its elements are one contiguous run, else ``(first, -1)``."""
+    box_strides = [int(np.prod(shape[b + 1 :])) for b in range(len(shape))]
+    first = sum(s * k for s, k in zip(box_strides, starts))
+    last = sum(s * (k + n - 1) for s, k, n in zip(box_strides, starts, extents))
+    size = int(np.prod(extents))
+    return first, size if last - first + 1 == size else -1
 
 
 def _contiguous_region(a: LazyArray) -> tuple[Signal, int, int] | None:
@@ -1511,10 +1557,8 @@ def _contiguous_region(a: LazyArray) -> tuple[Signal, int, int] | None:
     signal = walk(a)
     if signal is None or signal.ref.kind == REDUCTION_KIND:
         return None
-    signal_strides = [int(np.prod(signal.shape[b + 1 :])) for b in range(len(signal.shape))]
-    first = sum(s * k for s, k in zip(signal_strides, starts))
-    last = sum(s * (k + n - 1) for s, k, n in zip(signal_strides, starts, extents))
-    return (signal, first, a.size) if last - first + 1 == a.size else None
+    first, size = _run(signal.shape, starts, extents)
+    return (signal, first, size) if size == a.size else None
 
 
 def _expand_to(a: Any, ndim: int, first: int) -> Any:
@@ -1566,8 +1610,8 @@ _FUNCTIONS: dict[Callable, Callable] = {
     np.copy: lambda a, **kwargs: a,
     np.transpose: lambda a, axes=None: a.transpose(axes) if axes is not None else a.transpose(),
     np.swapaxes: lambda a, x, y: a.swapaxes(x, y),
-    np.reshape: lambda a, shape, **kwargs: a.reshape(shape, **kwargs),
-    np.ravel: lambda a, order="C": a.ravel(),
+    np.reshape: lambda a, shape=None, order="C", **kwargs: _reshape(a, kwargs.get("newshape", shape), order),
+    np.ravel: lambda a, order="C": _reshape(a, (-1,), order),
     np.squeeze: lambda a, axis=None: a.squeeze(axis),
     np.expand_dims: lambda a, axis: NewAxis(a, _axis(axis, a.ndim + 1, "np.expand_dims")),
     np.broadcast_to: lambda a, shape, **kwargs: broadcast_to(a, tuple(shape)),

@@ -92,6 +92,9 @@ class _Frame:
     local: dict[SignalRef, Any] = field(default_factory=dict)
     reads: list[SignalRef] = field(default_factory=list)
     write_locations: dict[SignalRef, SourceLocation | None] = field(default_factory=dict)
+    # the element arrays reads returned, with a copy: assigning into one (``ders.y[:2] = ...``)
+    # changes no container here (dynode's would change in place): an error at the end
+    placeholders: list[tuple[SignalRef, np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 class _ForeignContainer:
@@ -231,6 +234,8 @@ class Tracer:
         value = self.placeholder(self.signals[ref])
         if self.signals[ref].array:
             self.base_reads.add(ref)
+        elif isinstance(value, np.ndarray) and value.size > 1:
+            frame.placeholders.append((ref, value, value.copy()))
         return self._present(value, kind, as_attribute)
 
     def read_attribute(self, ref: SignalRef, value: Any) -> Any:
@@ -371,6 +376,15 @@ class Tracer:
 
     def _finish(self) -> TracedFunction:
         frame = self.frame
+        for ref, value, before in frame.placeholders:
+            if ref not in frame.local and any(a is not b for a, b in zip(value.flat, before.flat)):
+                raise TraceError(
+                    f"{frame.info.name} assigns into {ref} in place ({ref.kind}.{ref.key}[...] = ...): dyngen "
+                    "takes a container's value when it is assigned whole, so these elements would be lost",
+                    f"build the whole value and assign it: d = np.zeros(...); d[...] = ...; "
+                    f"self.{ref.kind}.{ref.key} = d",
+                    frame.info.location,
+                )
         writes = []
         for ref, value in frame.local.items():
             if is_lazy(value) and value.size < self.array_min and not self._small_array_output(ref, value):

@@ -7,7 +7,10 @@ under dynode (see dynode_compare).
   ``scipy.integrate.solve_ivp``: ``form="slices"`` reads ``y[:nm].reshape(n, m)`` and
   ``y[nm:].reshape(n, m)`` and writes ``np.concatenate([du.ravel(), dv.ravel()])``;
   ``form="stack"`` reads ``y.reshape(2, n, m)`` and writes ``np.stack([du, dv]).ravel()``;
-  ``form="scaled"`` reads as ``"slices"`` and writes ``speed * np.concatenate([...])``.
+  ``form="scaled"`` reads as ``"slices"`` and writes ``speed * np.concatenate([...])``;
+  ``form="damped"`` writes ``np.concatenate([...]) - 0.01 * self.states.y`` (a term of the
+  flat state itself) with ``dv`` a plain slice of a flat computation (``ravel(order="F")``
+  of a Fortran-order view: the same elements).
 - ``build_flat_field(n, m)``: a 2-D state read flat (``u.ravel()``) for a 1-D stencil
   along the flattened index, its der written back with ``.reshape(n, m)``; a flat
   output (``u.ravel()`` times a constant grid, module data) that a second system reads
@@ -55,6 +58,9 @@ class FlatGrayScott(System):
             self.ders.y = np.concatenate([du.ravel(), dv.ravel()])
         elif self.form == "scaled":
             self.ders.y = self.speed * np.concatenate([du.ravel(), dv.ravel()])
+        elif self.form == "damped":
+            dv_flat = dv.T.ravel(order="F")  # Fortran order of the transpose: C order of dv
+            self.ders.y = np.concatenate([du.ravel(), dv_flat]) - 0.01 * self.states.y
         else:
             self.ders.y = np.stack([du, dv]).ravel()
 

@@ -36,9 +36,10 @@ CASES = [
     ("build_flat_gray_scott", (12, 10, "slices")),
     ("build_flat_gray_scott", (12, 10, "stack")),
     ("build_flat_gray_scott", (12, 10, "scaled")),
+    ("build_flat_gray_scott", (12, 10, "damped")),
     ("build_flat_field", (12, 10)),
 ]
-IDS = ["gray_scott_slices", "gray_scott_stack", "gray_scott_scaled", "field_and_follower"]
+IDS = ["gray_scott_slices", "gray_scott_stack", "gray_scott_scaled", "gray_scott_damped", "field_and_follower"]
 
 
 def module_of(builder: str, *args: Any, models: Path = MODELS) -> Any:
@@ -113,7 +114,7 @@ def test_a_reshape_the_array_form_cannot_read_is_a_clear_error(tmp_path: Path) -
     sim.add_system(Folded())
     start = time.perf_counter()
     with pytest.raises(TraceError, match=r"(?s)test_reshape.py:\d+.*reshape of a traced array of shape \(60, 60\) "
-                                         r"into \(120, 30\), computed with operations that are not elementwise.*"
+                                         r"into \(120, 30\) that moves elements between axes.*only a contiguous run.*"
                                          r"self.ders.y = lap.ravel\(\)"):  # fmt: skip
         build(sim.systems, name="folded", source_root=str(HERE), model_file=Path(__file__).name,
               options=BuildOptions(output_dir=str(tmp_path / "out")))  # fmt: skip
@@ -143,3 +144,108 @@ def test_a_small_reshape_that_moves_elements_is_traced_element_by_element() -> N
     dy = np.full(64, np.nan)
     module.rhs(0.0, y, module.DEFAULT_PARAMETERS, dy)
     np.testing.assert_array_equal(dy, -np.roll(y.reshape(8, 8), 1, axis=0).reshape(4, 16).T.ravel())
+
+
+def rhs_of(*systems: dyngen.System) -> tuple[Any, np.ndarray]:
+    """The module of ``systems`` and its rhs at the default states (no element-form fallback)."""
+    sim = dyngen.Simulation()
+    for system in systems:
+        sim.add_system(system)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dyngen.DyngenWarning)
+        module = sim.compile().module
+    dy = np.full(module.N_STATES, np.nan)
+    module.rhs(0.0, module.DEFAULT_STATES, module.DEFAULT_PARAMETERS, dy)
+    return module, dy
+
+
+def test_fortran_order_reshapes_and_ravels_as_numpy_does() -> None:
+    """Fortran order is C order of the axes reversed: these come back to views of the state."""
+    start = np.sin(np.arange(120.0)).reshape(12, 10)
+
+    class Fortran(dyngen.System):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states.u = start.copy()
+            self.ders.u = np.zeros((12, 10))
+
+        def do_step(self, time: float) -> None:
+            u = self.states.u
+            back = np.reshape(u.T.ravel(), (12, 10), order="F")  # u again
+            self.ders.u = 2.0 * np.ravel(u, "F").reshape(10, 12).T - back + u.flatten(order="F").reshape((12, 10), order="F")
+
+    _, dy = rhs_of(Fortran())
+    u = start
+    expected = 2.0 * np.ravel(u, "F").reshape(10, 12).T - np.reshape(u.T.ravel(), (12, 10), order="F")
+    expected = expected + u.flatten(order="F").reshape((12, 10), order="F")
+    np.testing.assert_array_equal(dy, expected.ravel())
+
+
+def test_a_flat_output_is_read_as_a_grid_through_a_connection() -> None:
+    """The output is a slice of a flat state (a contiguous run): its reader reshapes, rolls and transposes it."""
+    values = np.cos(np.arange(240.0))
+
+    class Source(dyngen.System):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states.y = values.copy()
+            self.ders.y = np.zeros(240)
+            self.outputs.f = np.zeros(120)
+
+        def do_step(self, time: float) -> None:
+            self.ders.y = -self.states.y
+            self.outputs.f = np.sin(self.states.y[120:])
+
+    class Reader(dyngen.System):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states.w = np.zeros((12, 10))
+            self.ders.w = np.zeros((12, 10))
+            self.inputs.f = np.zeros(120)
+
+        def do_step(self, time: float) -> None:
+            f = self.inputs.f
+            self.ders.w = np.roll(f.reshape(12, 10), 1, axis=0) + f.reshape(10, 12).T.reshape(12, 10) - self.states.w
+
+    source, reader = Source(), Reader()
+    reader.add_pre_connection(dyngen.connect_signals(source.outputs, "f", reader.inputs, "f"))
+    _, dy = rhs_of(source, reader)
+    f = np.sin(values[120:])
+    np.testing.assert_allclose(dy[240:], (np.roll(f.reshape(12, 10), 1, axis=0) + f.reshape(10, 12).T.reshape(12, 10)).ravel(),
+                               rtol=1e-15, atol=0)  # fmt: skip
+
+
+def test_assigning_into_a_der_in_place_is_an_error_not_a_lost_write() -> None:
+    class InPlace(dyngen.System):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states.y = np.array([1.0, 2.0, 3.0])
+            self.ders.y = np.zeros(3)
+
+        def do_step(self, time: float) -> None:
+            self.ders.y[:2] = -self.states.y[:2]  # dynode changes its array in place
+
+    sim = dyngen.Simulation()
+    sim.add_system(InPlace())
+    with pytest.raises(TraceError, match=r"(?s)assigns into InPlace.ders.y in place.*self.ders.y = d"):
+        sim.compile()
+
+
+def test_reshape_errors_say_what_numpy_says() -> None:
+    for body, text in [(lambda y: y.reshape(12, 11), r"cannot reshape array of size 240 into shape \(12,11\)"),
+                       (lambda y: y.reshape(-1, -1, 10), "can only specify one unknown dimension"),
+                       (lambda y: y.ravel(order="K"), r"(?s)order='K'.*write order='C'")]:  # fmt: skip
+
+        class Wrong(dyngen.System):
+            def __init__(self) -> None:
+                super().__init__()
+                self.states.y = np.zeros(2400)  # too large for the element form: the array form's own error
+                self.ders.y = np.zeros(2400)
+
+            def do_step(self, time: float, body: Any = body) -> None:
+                self.ders.y = np.resize(0.0, 0) + body(self.states.y[:240]).sum() - self.states.y
+
+        sim = dyngen.Simulation()
+        sim.add_system(Wrong())
+        with pytest.raises(TraceError, match=text):
+            sim.compile()
