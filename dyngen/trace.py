@@ -308,7 +308,11 @@ class Tracer:
             order=order,
         )
         self.frame = self.explore(info, entry_point(call.func), call.node.system)
-        return self._finish()
+        try:
+            return self._finish()
+        except TraceError as error:  # (a value is lowered there: name the function, as explore does)
+            error.context = error.context or f"{info.name} of system {info.system!r}"
+            raise
 
     def explore(self, info: FunctionInfo, target: Any, system: Any) -> _Frame:
         """Run ``target(system, t)`` on every path of its decisions; its writes, merged."""
@@ -379,7 +383,7 @@ class Tracer:
         for ref, value, before in frame.placeholders:
             if ref not in frame.local and any(a is not b for a, b in zip(value.flat, before.flat)):
                 raise TraceError(
-                    f"{frame.info.name} assigns into {ref} in place ({ref.kind}.{ref.key}[...] = ...): dyngen "
+                    f"assigns into {ref} in place ({ref.kind}.{ref.key}[...] = ...): dyngen "
                     "takes a container's value when it is assigned whole, so these elements would be lost",
                     f"build the whole value and assign it: d = np.zeros(...); d[...] = ...; "
                     f"self.{ref.kind}.{ref.key} = d",
